@@ -1,0 +1,66 @@
+import Foundation
+
+/// Reads a CSV file with a header row: the column named `target` becomes the target, every other column a feature.
+/// Fields are numbers; double-quoted fields are accepted. Errors name the line and the column.
+public enum CSV {
+    public static func read(_ path: String, target: String) throws -> Dataset {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw InputError("\(path): cannot read the file; check the path (relative paths start at the job file)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw InputError("\(path): not UTF-8 text")
+        }
+        return try parse(text, target: target, name: path)
+    }
+
+    static func parse(_ text: String, target: String, name: String) throws -> Dataset {
+        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated()
+            .map { (number: $0.offset + 1, fields: fields(of: $0.element)) }
+        lines.removeAll { $0.fields.count == 1 && $0.fields[0].isEmpty }
+        guard let header = lines.first else { throw InputError("\(name): the file is empty; it needs a header row") }
+        guard let targetColumn = header.fields.firstIndex(of: target) else {
+            throw InputError("\(name): no column named '\(target)' in the header "
+                + "(\(header.fields.joined(separator: ", "))); set data.target to one of them")
+        }
+        let width = header.fields.count
+        guard width >= 2 else { throw InputError("\(name): needs at least one feature column besides '\(target)'") }
+        var features: [Float] = [], targets: [Float] = []
+        for line in lines.dropFirst() {
+            guard line.fields.count == width else {
+                throw InputError("\(name): line \(line.number) has \(line.fields.count) fields; the header has \(width)")
+            }
+            for (column, field) in line.fields.enumerated() {
+                guard let value = Float(field.trimmingCharacters(in: .whitespaces)), value.isFinite else {
+                    throw InputError("\(name): line \(line.number), column '\(header.fields[column])': "
+                        + "'\(field)' is not a finite number")
+                }
+                if column == targetColumn { targets.append(value) } else { features.append(value) }
+            }
+        }
+        guard !targets.isEmpty else { throw InputError("\(name): the header has no data rows under it") }
+        return try Dataset(name: name, features: features, featureWidth: width - 1, targets: targets, targetWidth: 1)
+    }
+
+    /// Splits a line at commas outside double quotes; `""` inside quotes is a quote.
+    private static func fields(of line: Substring) -> [String] {
+        var result: [String] = [], current = "", quoted = false
+        var characters = line.makeIterator()
+        while let c = characters.next() {
+            if c == "\"" {
+                if quoted, let next = characters.next() {
+                    if next == "\"" { current.append("\"") } else {
+                        quoted = false
+                        if next == "," { result.append(current); current = "" } else { current.append(next) }
+                    }
+                } else { quoted.toggle() }
+            } else if c == ",", !quoted {
+                result.append(current)
+                current = ""
+            } else {
+                current.append(c)
+            }
+        }
+        result.append(current)
+        return result.map { $0.trimmingCharacters(in: .whitespaces) }
+    }
+}

@@ -1,0 +1,53 @@
+/// Samples in memory: features `[count, featureWidth]` and targets `[count, targetWidth]`, row-major Floats.
+///
+/// Class-index targets are one column of whole numbers; regression and probability targets have one column per
+/// output.
+public struct Dataset: Sendable, Equatable {
+    public let name: String
+    public let features: [Float]
+    public let targets: [Float]
+    public let featureWidth: Int
+    public let targetWidth: Int
+
+    public init(name: String, features: [Float], featureWidth: Int, targets: [Float], targetWidth: Int) throws {
+        guard featureWidth > 0, features.count % featureWidth == 0 else {
+            throw InputError("\(name): \(features.count) feature values do not split into rows of \(featureWidth)")
+        }
+        guard targetWidth > 0, targets.count % targetWidth == 0,
+              targets.count / targetWidth == features.count / featureWidth else {
+            throw InputError("\(name): \(features.count / featureWidth) feature rows but "
+                + "\(targets.count / max(targetWidth, 1)) target rows; both files must hold the same samples")
+        }
+        guard !features.isEmpty else { throw InputError("\(name): the data set has no samples") }
+        self.name = name
+        self.features = features
+        self.targets = targets
+        self.featureWidth = featureWidth
+        self.targetWidth = targetWidth
+    }
+
+    public var count: Int { features.count / featureWidth }
+
+    /// The samples at `indices`, in that order.
+    public func subset(_ indices: some Collection<Int>, name: String) -> Dataset {
+        var f: [Float] = [], t: [Float] = []
+        f.reserveCapacity(indices.count * featureWidth)
+        t.reserveCapacity(indices.count * targetWidth)
+        for i in indices {
+            f.append(contentsOf: features[i * featureWidth ..< (i + 1) * featureWidth])
+            t.append(contentsOf: targets[i * targetWidth ..< (i + 1) * targetWidth])
+        }
+        // Sizes match by construction.
+        return try! Dataset(name: name, features: f, featureWidth: featureWidth, targets: t, targetWidth: targetWidth)
+    }
+
+    /// Splits off a seeded random `fraction` of the samples as a held-out set: (training, validation).
+    public func split(validationFraction fraction: Double, seed: UInt64) -> (Dataset, Dataset) {
+        let held = Int((Double(count) * fraction).rounded())
+        var order = Array(0..<count)
+        var random = Xoshiro(seed: seed, stream: RandomStream.validationSplit)
+        order.withUnsafeMutableBufferPointer { random.shuffle($0) }
+        let validation = order[..<held].sorted(), training = order[held...].sorted()
+        return (subset(training, name: name), subset(validation, name: "\(name) (validation)"))
+    }
+}

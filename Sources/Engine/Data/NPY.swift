@@ -1,0 +1,106 @@
+import Foundation
+
+/// Reads NumPy `.npy` arrays (format 1.0–3.0): little-endian float32, float64, int32 or int64, C order, one or two
+/// dimensions. Every field is checked against the file's real size before use.
+public enum NPY {
+    /// The array as Floats with its shape `[rows, columns]` (a 1-D array is one column).
+    public static func read(_ path: String) throws -> (values: [Float], rows: Int, columns: Int) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw InputError("\(path): cannot read the file; check the path (relative paths start at the job file)")
+        }
+        return try parse(data, name: path)
+    }
+
+    static func parse(_ data: Data, name: String) throws -> (values: [Float], rows: Int, columns: Int) {
+        let bytes = [UInt8](data)
+        guard bytes.count >= 10, bytes[0] == 0x93, Array(bytes[1...5]) == Array("NUMPY".utf8) else {
+            throw InputError("\(name): not a .npy file (no \\x93NUMPY magic); save arrays with numpy.save")
+        }
+        let major = bytes[6]
+        let headerLength: Int, headerStart: Int
+        switch major {
+        case 1: headerLength = Int(bytes[8]) | Int(bytes[9]) << 8; headerStart = 10
+        case 2, 3:
+            guard bytes.count >= 12 else { throw InputError("\(name): .npy header is truncated") }
+            headerLength = (0..<4).reduce(0) { $0 | Int(bytes[8 + $1]) << (8 * $1) }
+            headerStart = 12
+        default: throw InputError("\(name): .npy format version \(major) is not supported (1, 2 or 3)")
+        }
+        guard headerStart + headerLength <= bytes.count,
+              let header = String(bytes: bytes[headerStart ..< headerStart + headerLength], encoding: .utf8) else {
+            throw InputError("\(name): .npy header of \(headerLength) bytes runs past the end of the file")
+        }
+        let descr = try field("descr", in: header, name: name)
+        let fortran = try field("fortran_order", in: header, name: name)
+        let shapeText = try field("shape", in: header, name: name)
+        if fortran == "True" {
+            throw InputError("\(name): array is in Fortran order; save it with numpy.ascontiguousarray first")
+        }
+        let itemSize: Int
+        switch descr {
+        case "'<f4'": itemSize = 4
+        case "'<f8'": itemSize = 8
+        case "'<i4'": itemSize = 4
+        case "'<i8'": itemSize = 8
+        default:
+            throw InputError("\(name): dtype \(descr) is not supported; use little-endian float32, float64, "
+                + "int32 or int64 (arr.astype('<f4'))")
+        }
+        let dims = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "()"))
+            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let shape = try dims.map { text -> Int in
+            guard let n = Int(text), n >= 0, n < 1 << 40 else {
+                throw InputError("\(name): shape \(shapeText) has an invalid dimension '\(text)'")
+            }
+            return n
+        }
+        guard shape.count == 1 || shape.count == 2 else {
+            throw InputError("\(name): shape \(shapeText) has \(shape.count) dimensions; expected 1 or 2 "
+                + "(samples, features)")
+        }
+        let rows = shape[0], columns = shape.count == 2 ? shape[1] : 1
+        let (count, overflow) = rows.multipliedReportingOverflow(by: columns)
+        let payload = bytes.count - headerStart - headerLength
+        guard !overflow, count.multipliedReportingOverflow(by: itemSize).partialValue == payload else {
+            throw InputError("\(name): shape \(shapeText) of \(descr) needs \(count &* itemSize) data bytes but "
+                + "the file holds \(payload); the file is truncated or its header is wrong")
+        }
+        let start = headerStart + headerLength
+        var values = [Float](repeating: 0, count: count)
+        bytes.withUnsafeBytes { raw in
+            let base = raw.baseAddress! + start
+            for i in 0..<count {
+                let p = base + i * itemSize
+                switch descr {
+                case "'<f4'": values[i] = Float(bitPattern: UInt32(littleEndian: p.loadUnaligned(as: UInt32.self)))
+                case "'<f8'": values[i] = Float(Double(bitPattern: UInt64(littleEndian: p.loadUnaligned(as: UInt64.self))))
+                case "'<i4'": values[i] = Float(Int32(littleEndian: p.loadUnaligned(as: Int32.self)))
+                default: values[i] = Float(Int64(littleEndian: p.loadUnaligned(as: Int64.self)))
+                }
+            }
+        }
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            throw InputError("\(name): value \(values[bad]) at row \(bad / columns), column \(bad % columns) "
+                + "is not finite; clean the data first")
+        }
+        return (values, rows, columns)
+    }
+
+    /// The text of one key's value in the header's Python dict literal.
+    private static func field(_ key: String, in header: String, name: String) throws -> String {
+        guard let keyRange = header.range(of: "'\(key)':") else {
+            throw InputError("\(name): .npy header has no '\(key)' entry: \(header.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        let rest = header[keyRange.upperBound...].drop(while: { $0 == " " })
+        let end: String.Index
+        if rest.first == "(" {
+            guard let close = rest.firstIndex(of: ")") else {
+                throw InputError("\(name): .npy header's '\(key)' tuple is not closed")
+            }
+            end = rest.index(after: close)
+        } else {
+            end = rest.firstIndex(where: { $0 == "," || $0 == "}" }) ?? rest.endIndex
+        }
+        return String(rest[..<end]).trimmingCharacters(in: .whitespaces)
+    }
+}

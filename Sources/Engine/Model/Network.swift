@@ -1,0 +1,124 @@
+/// Statistics of one slice of a batch: everything the coordinator needs, as sums, so slices combine by adding.
+public struct SliceStatistics: Sendable, Equatable {
+    public var samples: Int
+    public var lossSum: Double
+    public var correct: Int
+
+    public init(samples: Int = 0, lossSum: Double = 0, correct: Int = 0) {
+        self.samples = samples
+        self.lossSum = lossSum
+        self.correct = correct
+    }
+}
+
+/// A model with its loss and a workspace for up to `capacity` samples at a time.
+///
+/// Forward keeps each layer's pre-activation `z` and activation `a`; backward walks the layers from the loss to
+/// the input by the chain rule. All memory is allocated here, once: a training step allocates nothing.
+public final class Network {
+    public let spec: ModelSpec
+    public let layout: ParameterLayout
+    public let loss: Loss
+    /// Samples the workspace holds at once.
+    public let capacity: Int
+
+    /// Input rows the caller fills before `forward` (capacity × inputs).
+    public let input: Buffer<Float>
+    /// Target rows the caller fills before `gradientSum` (capacity × target width).
+    public let targets: Buffer<Float>
+    public let targetWidth: Int
+
+    private let preActivations: [Buffer<Float>]
+    private let activations: [Buffer<Float>]
+    // Two ping-pong buffers for the gradient flowing backward (capacity × widest layer).
+    private let upstream: Buffer<Float>
+    private let downstream: Buffer<Float>
+
+    public init(spec: ModelSpec, loss: Loss, targetWidth: Int, capacity: Int) {
+        precondition(capacity > 0 && !spec.layers.isEmpty, "a network needs layers and a positive capacity")
+        self.spec = spec
+        self.layout = spec.layout
+        self.loss = loss
+        self.capacity = capacity
+        self.targetWidth = targetWidth
+        input = Buffer(count: capacity * spec.inputs)
+        targets = Buffer(count: capacity * targetWidth)
+        preActivations = spec.layers.map { Buffer(count: capacity * $0.units) }
+        activations = spec.layers.map { Buffer(count: capacity * $0.units) }
+        let widest = max(spec.inputs, spec.layers.map(\.units).max()!)
+        upstream = Buffer(count: capacity * widest)
+        downstream = Buffer(count: capacity * widest)
+    }
+
+    /// The output layer's activations after `forward` (rows × outputs).
+    public var output: UnsafePointer<Float> { UnsafePointer(activations[activations.count - 1].pointer) }
+
+    /// Runs the first `rows` input rows through every layer, keeping what backward needs.
+    public func forward(rows: Int, parameters: UnsafePointer<Float>) {
+        precondition(rows > 0 && rows <= capacity, "forward of \(rows) rows exceeds capacity \(capacity)")
+        var x = UnsafePointer(input.pointer)
+        for (l, dense) in layout.layers.enumerated() {
+            let z = preActivations[l].pointer, a = activations[l].pointer
+            // z = x · Wᵀ, W stored [out, in] as nn.Linear.
+            gemm(.none, .transposed, m: rows, n: dense.outputs, k: dense.inputs,
+                 x, lda: dense.inputs, parameters + dense.weightOffset, ldb: dense.inputs,
+                 beta: 0, z, ldc: dense.outputs)
+            spec.layers[l].activation.forward(z: z, bias: parameters + dense.biasOffset, a: a,
+                                              rows: rows, cols: dense.outputs)
+            x = UnsafePointer(a)
+        }
+    }
+
+    /// Loss sum and correct count of the first `rows` samples after `forward`, without gradients.
+    public func evaluate(rows: Int) -> SliceStatistics {
+        let (lossSum, correct) = loss.evaluate(output: lossInput, targets: targets.pointer, rows: rows,
+                                               cols: spec.outputs, targetWidth: targetWidth, gradient: nil)
+        return SliceStatistics(samples: rows, lossSum: lossSum, correct: correct)
+    }
+
+    /// Forward and backward over the first `rows` samples: writes the gradient of the SUM of their losses into
+    /// `gradient` (overwriting it; same layout as the parameters) and returns the slice's statistics.
+    public func gradientSum(rows: Int, parameters: UnsafePointer<Float>,
+                            gradient: UnsafeMutablePointer<Float>) -> SliceStatistics {
+        forward(rows: rows, parameters: parameters)
+        let last = layout.layers.count - 1
+        var dz = upstream.pointer, spare = downstream.pointer
+        let (lossSum, correct) = loss.evaluate(output: lossInput, targets: targets.pointer, rows: rows,
+                                               cols: spec.outputs, targetWidth: targetWidth, gradient: dz)
+        if !loss.readsLogits {
+            spec.layers[last].activation.backward(da: dz, z: preActivations[last].pointer,
+                                                  a: activations[last].pointer, dz: dz,
+                                                  rows: rows, cols: spec.outputs)
+        }
+        for l in stride(from: last, through: 0, by: -1) {
+            let dense = layout.layers[l]
+            let x = l == 0 ? UnsafePointer(input.pointer) : UnsafePointer(activations[l - 1].pointer)
+            // dW = dzᵀ · x  [out, in]
+            gemm(.transposed, .none, m: dense.outputs, n: dense.inputs, k: rows,
+                 dz, lda: dense.outputs, x, ldb: dense.inputs,
+                 beta: 0, gradient + dense.weightOffset, ldc: dense.inputs)
+            // db = column sums of dz
+            let db = gradient + dense.biasOffset
+            db.update(repeating: 0, count: dense.outputs)
+            for r in 0..<rows {
+                let row = dz + r * dense.outputs
+                for c in 0..<dense.outputs { db[c] += row[c] }
+            }
+            guard l > 0 else { break }
+            // dx = dz · W  [rows, in], then through the previous layer's activation.
+            gemm(.none, .none, m: rows, n: dense.inputs, k: dense.outputs,
+                 dz, lda: dense.outputs, parameters + dense.weightOffset, ldb: dense.inputs,
+                 beta: 0, spare, ldc: dense.inputs)
+            spec.layers[l - 1].activation.backward(da: spare, z: preActivations[l - 1].pointer,
+                                                   a: activations[l - 1].pointer, dz: spare,
+                                                   rows: rows, cols: dense.inputs)
+            swap(&dz, &spare)
+        }
+        return SliceStatistics(samples: rows, lossSum: lossSum, correct: correct)
+    }
+
+    private var lossInput: UnsafePointer<Float> {
+        let last = layout.layers.count - 1
+        return UnsafePointer(loss.readsLogits ? preActivations[last].pointer : activations[last].pointer)
+    }
+}

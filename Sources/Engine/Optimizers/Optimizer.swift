@@ -1,0 +1,45 @@
+/// Updates the flat parameter buffer from the flat mean-gradient buffer, as `torch.optim` does.
+///
+/// State (moments, momentum buffers) is flat and laid out like the parameters, so it saves and ships as buffers.
+public protocol Optimizer: AnyObject {
+    /// Steps taken so far.
+    var steps: Int { get }
+    /// The optimizer's state buffers, each laid out like the parameters.
+    var state: [Buffer<Float>] { get }
+    /// One update with this step's learning rate.
+    func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, learningRate: Float)
+}
+
+/// An optimizer and its hyper-parameters, with `torch.optim`'s names and defaults.
+public enum OptimizerConfig: Sendable, Equatable {
+    case sgd(SGD.Options)
+    case rmsprop(RMSProp.Options)
+    case adam(Adam.Options)
+
+    /// The base learning rate.
+    public var learningRate: Float {
+        get {
+            switch self {
+            case .sgd(let o): o.lr
+            case .rmsprop(let o): o.lr
+            case .adam(let o): o.lr
+            }
+        }
+        set {
+            switch self {
+            case .sgd(var o): o.lr = newValue; self = .sgd(o)
+            case .rmsprop(var o): o.lr = newValue; self = .rmsprop(o)
+            case .adam(var o): o.lr = newValue; self = .adam(o)
+            }
+        }
+    }
+
+    /// A fresh optimizer for `count` parameters.
+    public func make(parameterCount count: Int) -> Optimizer {
+        switch self {
+        case .sgd(let o): SGD(o, parameterCount: count)
+        case .rmsprop(let o): RMSProp(o, parameterCount: count)
+        case .adam(let o): Adam(o, parameterCount: count)
+        }
+    }
+}

@@ -1,0 +1,54 @@
+/// A fixed-size, zero-initialised, 64-byte-aligned buffer of trivial values that owns its memory.
+///
+/// Parameters, gradients, optimizer moments and every training workspace live in these: one allocation when a
+/// model or trainer is built, none in a training step. Access goes through raw pointers, so hot loops see no
+/// copy-on-write or exclusivity checks.
+public final class Buffer<Element: BitwiseCopyable> {
+    /// Number of elements.
+    public let count: Int
+    /// The first element. Valid for `count` elements for the buffer's lifetime.
+    public let pointer: UnsafeMutablePointer<Element>
+
+    /// Allocates `count` elements, every byte zero.
+    public init(count: Int) {
+        precondition(count >= 0, "Buffer count must be non-negative, got \(count)")
+        self.count = count
+        let bytes = max(count, 1) * MemoryLayout<Element>.stride
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        pointer = raw.bindMemory(to: Element.self, capacity: max(count, 1))
+    }
+
+    /// Allocates a buffer holding a copy of `values`.
+    public convenience init(_ values: [Element]) {
+        self.init(count: values.count)
+        values.withUnsafeBufferPointer { source in
+            if let base = source.baseAddress { pointer.update(from: base, count: values.count) }
+        }
+    }
+
+    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+
+    /// The elements as a buffer pointer (no copy).
+    public var elements: UnsafeMutableBufferPointer<Element> { .init(start: pointer, count: count) }
+
+    /// A copy of the elements as an array (for tests, reports and files; never in a training step).
+    public var array: [Element] { Array(elements) }
+
+    /// Sets every element to zero bits.
+    public func zero() {
+        UnsafeMutableRawPointer(pointer).initializeMemory(as: UInt8.self, repeating: 0,
+                                                           count: count * MemoryLayout<Element>.stride)
+    }
+
+    /// Copies all elements of `other`, which must have the same count.
+    public func copy(from other: Buffer<Element>) {
+        precondition(other.count == count, "Buffer copy between counts \(other.count) and \(count)")
+        pointer.update(from: other.pointer, count: count)
+    }
+
+    public subscript(index: Int) -> Element {
+        get { pointer[index] }
+        set { pointer[index] = newValue }
+    }
+}

@@ -1,0 +1,40 @@
+import CBLAS
+
+/// Whether a GEMM operand is read as stored or transposed (a BLAS flag, never a copy).
+public enum Transpose: Sendable {
+    case none, transposed
+
+    var cblas: CBLAS_TRANSPOSE { self == .none ? CblasNoTrans : CblasTrans }
+}
+
+/// The engine's one matrix-product entry point, row-major:
+/// `C[m×n] = alpha · op(A)[m×k] · op(B)[k×n] + beta · C`.
+///
+/// Every layer's forward and backward product goes through here, so the BLAS behind it is one decision.
+/// Leading dimensions are those of the matrices as stored.
+@inline(__always)
+public func gemm(
+    _ transA: Transpose, _ transB: Transpose,
+    m: Int, n: Int, k: Int,
+    alpha: Float = 1,
+    _ a: UnsafePointer<Float>, lda: Int,
+    _ b: UnsafePointer<Float>, ldb: Int,
+    beta: Float,
+    _ c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    cblas_sgemm(CblasRowMajor, transA.cblas, transB.cblas,
+                Int32(m), Int32(n), Int32(k), alpha,
+                a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// Controls OpenBLAS's thread pool for this process.
+public enum BLAS {
+    /// Sets how many threads OpenBLAS uses for the products of this process.
+    public static func setThreads(_ count: Int) { openblas_set_num_threads(Int32(max(1, count))) }
+
+    /// The CPU kernel OpenBLAS selected (for example "Haswell" or "SkylakeX").
+    public static var kernel: String {
+        guard let name = openblas_get_corename() else { return "unknown" }
+        return String(cString: name)
+    }
+}

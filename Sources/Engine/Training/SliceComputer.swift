@@ -1,0 +1,97 @@
+/// Computes the gradient sum of any slice of a batch: what the in-process trainer does for a whole batch and what a
+/// worker does for its share.
+///
+/// A batch is cut into micro-shards of `microShardSize` samples from its start (the last may be shorter). In exact
+/// mode each micro-shard is one forward/backward with the same shapes wherever it runs, and its gradient enters
+/// the `GradientSum` in fixed point, so any split of the micro-shards gives the same bits. In fast mode a slice is
+/// one forward/backward over all its samples.
+public final class SliceComputer {
+    public let network: Network
+    public let microShardSize: Int
+    public let reduction: Reduction
+    private let scratch: Buffer<Float>
+
+    /// `largestSlice` bounds the samples a fast-mode slice may hold (the batch size).
+    public init(spec: ModelSpec, loss: Loss, targetWidth: Int, microShardSize: Int, reduction: Reduction,
+                largestSlice: Int) {
+        self.microShardSize = microShardSize
+        self.reduction = reduction
+        let capacity = reduction == .exact ? microShardSize : max(largestSlice, 1)
+        network = Network(spec: spec, loss: loss, targetWidth: targetWidth, capacity: capacity)
+        scratch = Buffer(count: network.layout.parameterCount)
+    }
+
+    /// Micro-shards in a batch of `batchSize` samples.
+    public func microShardCount(batchSize: Int) -> Int { (batchSize + microShardSize - 1) / microShardSize }
+
+    /// Adds the gradient sum of micro-shards `microShards` of `batch` (sample indices into `data`) to `sum`.
+    public func accumulate(batch: UnsafeBufferPointer<Int>, microShards: Range<Int>, data: Dataset,
+                           parameters: UnsafePointer<Float>, into sum: GradientSum) {
+        let start = microShards.lowerBound * microShardSize
+        let end = min(microShards.upperBound * microShardSize, batch.count)
+        precondition(start >= 0 && start < end, "micro-shards \(microShards) lie outside a batch of \(batch.count)")
+        var position = start
+        while position < end {
+            let rows = min(network.capacity, end - position)
+            gather(UnsafeBufferPointer(rebasing: batch[position ..< position + rows]), from: data)
+            let statistics = network.gradientSum(rows: rows, parameters: parameters, gradient: scratch.pointer)
+            sum.add(gradient: scratch.pointer, statistics: statistics)
+            position += rows
+        }
+    }
+
+    /// Loss sum and correct count of every sample of `data`, forward only, in chunks.
+    public func evaluate(data: Dataset, parameters: UnsafePointer<Float>) -> SliceStatistics {
+        var total = SliceStatistics()
+        forEachChunk(of: data, parameters: parameters) { rows, _ in
+            let chunk = network.evaluate(rows: rows)
+            total.samples += chunk.samples
+            total.lossSum += chunk.lossSum
+            total.correct += chunk.correct
+        }
+        return total
+    }
+
+    /// The model's outputs for every sample of `data` (`count × outputs`).
+    public func predict(data: Dataset, parameters: UnsafePointer<Float>) -> [Float] {
+        let width = network.spec.outputs
+        var outputs: [Float] = []
+        outputs.reserveCapacity(data.count * width)
+        forEachChunk(of: data, parameters: parameters) { rows, _ in
+            outputs.append(contentsOf: UnsafeBufferPointer(start: network.output, count: rows * width))
+        }
+        return outputs
+    }
+
+    private func forEachChunk(of data: Dataset, parameters: UnsafePointer<Float>, _ body: (Int, Int) -> Void) {
+        var start = 0
+        while start < data.count {
+            let rows = min(network.capacity, data.count - start)
+            for r in 0..<rows { scratchIndex[r] = start + r }
+            gather(UnsafeBufferPointer(start: scratchIndex.pointer, count: rows), from: data)
+            network.forward(rows: rows, parameters: parameters)
+            body(rows, start)
+            start += rows
+        }
+    }
+
+    private lazy var scratchIndex = Buffer<Int>(count: network.capacity)
+
+    /// Copies the samples at `indices` into the network's input and target rows.
+    private func gather(_ indices: UnsafeBufferPointer<Int>, from data: Dataset) {
+        let inputWidth = data.featureWidth, targetWidth = data.targetWidth
+        let input = network.input.pointer, targets = network.targets.pointer
+        data.features.withUnsafeBufferPointer { features in
+            for (row, sample) in indices.enumerated() {
+                (input + row * inputWidth).update(from: features.baseAddress! + sample * inputWidth,
+                                                  count: inputWidth)
+            }
+        }
+        data.targets.withUnsafeBufferPointer { values in
+            for (row, sample) in indices.enumerated() {
+                (targets + row * targetWidth).update(from: values.baseAddress! + sample * targetWidth,
+                                                     count: targetWidth)
+            }
+        }
+    }
+}

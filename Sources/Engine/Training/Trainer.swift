@@ -1,0 +1,119 @@
+/// The in-process trainer: forward → loss → backward → update over epochs and batches.
+///
+/// Each step sums the batch's micro-shard gradients (`SliceComputer`, `GradientSum`), divides once by the batch's
+/// sample count, and hands the mean to the optimizer. Buffers are built here; the steady-state step allocates
+/// nothing.
+public final class Trainer {
+    public let spec: ModelSpec
+    public let loss: Loss
+    public let options: TrainingOptions
+    public let training: Dataset
+    public let validation: Dataset?
+    public let parameters: Buffer<Float>
+    /// The last step's mean gradient.
+    public let gradient: Buffer<Float>
+    public let optimizer: Optimizer
+    public let plan: BatchPlan
+    public private(set) var step = 0
+    public private(set) var epoch = 0
+
+    private let computer: SliceComputer
+    private let sum: GradientSum
+    private let order: Buffer<Int>
+
+    /// A trainer starting from `initialParameters`, or from the seeded initialisation when nil.
+    public init(spec: ModelSpec, loss: Loss, options: TrainingOptions, training: Dataset, validation: Dataset? = nil,
+                initialParameters: [Float]? = nil) {
+        self.spec = spec
+        self.loss = loss
+        self.options = options
+        self.training = training
+        self.validation = validation
+        let count = spec.layout.parameterCount
+        parameters = Buffer(count: count)
+        if let initialParameters {
+            precondition(initialParameters.count == count, "initial parameters do not fit the model")
+            _ = parameters.elements.update(fromContentsOf: initialParameters)
+        } else {
+            spec.initialise(parameters, seed: options.seed)
+        }
+        gradient = Buffer(count: count)
+        optimizer = options.optimizer.make(parameterCount: count)
+        plan = BatchPlan(sampleCount: training.count, batchSize: options.batchSize, shuffle: options.shuffle,
+                         dropLast: options.dropLast, seed: options.seed)
+        computer = SliceComputer(spec: spec, loss: loss, targetWidth: training.targetWidth,
+                                 microShardSize: options.microShardSize, reduction: options.reduction,
+                                 largestSlice: options.batchSize)
+        sum = GradientSum(count: count, reduction: options.reduction)
+        order = Buffer(count: training.count)
+    }
+
+    /// Trains for the configured length, reporting after each epoch (and after a final partial one).
+    public func run(onEpoch report: (EpochReport) -> Void) throws {
+        let clock = ContinuousClock()
+        let batches = plan.batchesPerEpoch
+        guard batches > 0 else {
+            throw TrainingError(message: "batch_size \(options.batchSize) with drop_last leaves no batch of "
+                + "\(training.count) samples; lower batch_size or unset drop_last")
+        }
+        let totalSteps: Int
+        switch options.length {
+        case .epochs(let n): totalSteps = n * batches
+        case .steps(let n): totalSteps = n
+        }
+        while step < totalSteps {
+            let started = clock.now
+            plan.writeOrder(epoch: epoch, into: order.elements)
+            var lossSum = 0.0, correct = 0, samples = 0
+            var rate = options.optimizer.learningRate
+            for batch in 0..<batches where step < totalSteps {
+                rate = learningRate()
+                let statistics = try takeStep(batch: batch, learningRate: rate)
+                lossSum += statistics.lossSum
+                correct += statistics.correct
+                samples += statistics.samples
+            }
+            let seconds = (clock.now - started) / .seconds(1)
+            var line = EpochReport(epoch: epoch, step: step, loss: lossSum / Double(samples),
+                                   accuracy: loss.isClassification ? Double(correct) / Double(samples) : nil,
+                                   learningRate: rate, samplesPerSecond: Double(samples) / max(seconds, 1e-9))
+            if let validation {
+                let held = evaluate(validation)
+                line.validationLoss = held.loss
+                line.validationAccuracy = held.accuracy
+            }
+            report(line)
+            epoch += 1
+        }
+    }
+
+    /// One optimizer step on batch `batch` of the current epoch's order.
+    private func takeStep(batch: Int, learningRate: Float) throws -> SliceStatistics {
+        let range = plan.range(ofBatch: batch)
+        sum.reset()
+        let indices = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(order.elements)[range])
+        computer.accumulate(batch: indices, microShards: 0 ..< computer.microShardCount(batchSize: range.count),
+                            data: training, parameters: parameters.pointer, into: sum)
+        guard sum.writeMean(into: gradient.pointer) else {
+            throw TrainingError(message: "training diverged at step \(step) (epoch \(epoch)): a gradient is NaN, "
+                + "infinite or beyond ±1.1e12; lower the learning rate (now \(learningRate)) or check the data")
+        }
+        optimizer.step(parameters: parameters.pointer, gradients: gradient.pointer, learningRate: learningRate)
+        step += 1
+        return SliceStatistics(samples: sum.samples, lossSum: sum.lossSum, correct: sum.correct)
+    }
+
+    private func learningRate() -> Float {
+        let t = options.schedule.unit == .epoch ? epoch : step
+        return options.schedule.rate(base: options.optimizer.learningRate, at: t)
+    }
+
+    /// Mean loss and accuracy of the current parameters on `data`.
+    public func evaluate(_ data: Dataset) -> (loss: Double, accuracy: Double?) {
+        let s = computer.evaluate(data: data, parameters: parameters.pointer)
+        return (s.lossSum / Double(s.samples), loss.isClassification ? Double(s.correct) / Double(s.samples) : nil)
+    }
+
+    /// The model's outputs for `data` with the current parameters.
+    public func predict(_ data: Dataset) -> [Float] { computer.predict(data: data, parameters: parameters.pointer) }
+}

@@ -1,0 +1,152 @@
+import Foundation
+
+/// Model weights in the safetensors format, named and shaped as a PyTorch `nn.Sequential` of the same layers
+/// (see `ParameterLayout`), so `model.load_state_dict(safetensors.torch.load_file(path))` loads them strictly.
+///
+/// Layout: an 8-byte little-endian header length, a JSON header `{name: {dtype, shape, data_offsets}}`, then the
+/// raw little-endian tensor bytes.
+public enum Safetensors {
+    /// Largest header accepted: far above any real model's, small enough to refuse a hostile length field.
+    static let maximumHeaderBytes = 100 << 20
+
+    /// Writes the parameters as F32 tensors, in layout order.
+    public static func write(_ parameters: [Float], layout: ParameterLayout, to path: String,
+                             metadata: [String: String] = [:]) throws {
+        do {
+            try encode(parameters, layout: layout, metadata: metadata).write(to: URL(fileURLWithPath: path))
+        } catch {
+            throw InputError("\(path): cannot write the weights file (\(error.localizedDescription)); "
+                + "check that the folder exists and is writable")
+        }
+    }
+
+    static func encode(_ parameters: [Float], layout: ParameterLayout, metadata: [String: String]) -> Data {
+        precondition(parameters.count == layout.parameterCount, "parameters do not fit the layout")
+        var entries: [String] = []
+        if !metadata.isEmpty {
+            let pairs = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
+            entries.append("\"__metadata__\":{\(pairs.joined(separator: ","))}")
+        }
+        for tensor in layout.tensors {
+            let begin = tensor.offset * 4, end = begin + tensor.count * 4
+            entries.append("\(jsonString(tensor.name)):{\"dtype\":\"F32\",\"shape\":\(tensor.shape),"
+                + "\"data_offsets\":[\(begin),\(end)]}")
+        }
+        var header = Array("{\(entries.joined(separator: ","))}".utf8)
+        while header.count % 8 != 0 { header.append(0x20) }  // pad so the tensor data starts 8-byte aligned
+        var data = Data()
+        withUnsafeBytes(of: UInt64(header.count).littleEndian) { data.append(contentsOf: $0) }
+        data.append(contentsOf: header)
+        for value in parameters { withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+        return data
+    }
+
+    /// Reads a weights file into the flat parameter layout; every tensor the layout names must be present with its
+    /// shape, and nothing else.
+    public static func read(_ path: String, layout: ParameterLayout) throws -> [Float] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw InputError("\(path): cannot read the weights file; check the path")
+        }
+        return try decode(data, layout: layout, name: path)
+    }
+
+    static func decode(_ data: Data, layout: ParameterLayout, name: String) throws -> [Float] {
+        let bytes = [UInt8](data)
+        guard bytes.count >= 8 else {
+            throw InputError("\(name): \(bytes.count) bytes is too short for a safetensors file (8-byte header length)")
+        }
+        let headerLength = bytes[0..<8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * $1.offset) }
+        guard headerLength <= UInt64(min(bytes.count - 8, maximumHeaderBytes)) else {
+            throw InputError("\(name): header length \(headerLength) runs past the file's \(bytes.count) bytes; "
+                + "not a safetensors file or truncated")
+        }
+        let dataStart = 8 + Int(headerLength)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes[8 ..< dataStart])),
+              let header = object as? [String: Any] else {
+            throw InputError("\(name): the safetensors header is not a JSON object")
+        }
+        let payload = bytes.count - dataStart
+        let expected = Dictionary(uniqueKeysWithValues: layout.tensors.map { ($0.name, $0) })
+        for key in header.keys where key != "__metadata__" && expected[key] == nil {
+            throw InputError("\(name): unexpected tensor '\(key)'; the model's tensors are "
+                + layout.tensors.map(\.name).joined(separator: ", "))
+        }
+        var parameters = [Float](repeating: 0, count: layout.parameterCount)
+        for tensor in layout.tensors {
+            guard let entry = header[tensor.name] as? [String: Any] else {
+                throw InputError("\(name): missing tensor '\(tensor.name)' with shape \(tensor.shape)")
+            }
+            guard let dtype = entry["dtype"] as? String, let width = elementWidth(dtype) else {
+                throw InputError("\(name): tensor '\(tensor.name)' has dtype \(entry["dtype"] ?? "none"); "
+                    + "expected F32, F64, F16 or BF16")
+            }
+            guard let shape = (entry["shape"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
+                  shape.count == (entry["shape"] as? [Any])?.count else {
+                throw InputError("\(name): tensor '\(tensor.name)' has no valid shape")
+            }
+            guard shape == tensor.shape else {
+                throw InputError("\(name): tensor '\(tensor.name)' has shape \(shape) but the model needs "
+                    + "\(tensor.shape); the file is for a different model")
+            }
+            guard let offsets = (entry["data_offsets"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
+                  offsets.count == 2, offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= payload,
+                  offsets[1] - offsets[0] == tensor.count * width else {
+                throw InputError("\(name): tensor '\(tensor.name)' has data_offsets \(entry["data_offsets"] ?? "none") "
+                    + "that do not hold \(tensor.count) \(dtype) values inside the file's \(payload) data bytes")
+            }
+            let start = dataStart + offsets[0]
+            bytes.withUnsafeBytes { raw in
+                for i in 0..<tensor.count {
+                    parameters[tensor.offset + i] = element(dtype, raw.baseAddress! + start + i * width)
+                }
+            }
+            if let bad = parameters[tensor.offset ..< tensor.offset + tensor.count].firstIndex(where: { !$0.isFinite }) {
+                throw InputError("\(name): tensor '\(tensor.name)' holds a non-finite value at flat index "
+                    + "\(bad - tensor.offset)")
+            }
+        }
+        return parameters
+    }
+
+    private static func elementWidth(_ dtype: String) -> Int? {
+        switch dtype {
+        case "F32": 4
+        case "F64": 8
+        case "F16", "BF16": 2
+        default: nil
+        }
+    }
+
+    private static func element(_ dtype: String, _ p: UnsafeRawPointer) -> Float {
+        switch dtype {
+        case "F32": Float(bitPattern: UInt32(littleEndian: p.loadUnaligned(as: UInt32.self)))
+        case "F64": Float(Double(bitPattern: UInt64(littleEndian: p.loadUnaligned(as: UInt64.self))))
+        case "BF16": Float(bitPattern: UInt32(UInt16(littleEndian: p.loadUnaligned(as: UInt16.self))) << 16)
+        default: halfToFloat(UInt16(littleEndian: p.loadUnaligned(as: UInt16.self)))
+        }
+    }
+
+    /// IEEE binary16 to Float, by bits (Float16 is not available on every platform).
+    private static func halfToFloat(_ h: UInt16) -> Float {
+        let sign: Float = h & 0x8000 != 0 ? -1 : 1
+        let exponent = Int((h >> 10) & 0x1F), fraction = Float(h & 0x3FF)
+        switch exponent {
+        case 0: return sign * fraction * 0x1p-24
+        case 31: return fraction == 0 ? sign * .infinity : .nan
+        default: return sign * (1 + fraction / 1024) * Float(sign: .plus, exponent: exponent - 15, significand: 1)
+        }
+    }
+
+    private static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
