@@ -1,0 +1,61 @@
+import Foundation
+import Yams
+
+/// Where a job's samples come from.
+public enum DataSource: Sendable, Equatable {
+    case xor
+    case spirals(samples: Int, classes: Int, noise: Double)
+    case blobs(samples: Int, classes: Int, features: Int, noise: Double)
+    case regression(samples: Int, features: Int, noise: Double)
+    /// NumPy arrays: features `[N, D]`, targets `[N]` or `[N, T]`; paths resolved against the job file's folder.
+    case npy(features: String, targets: String)
+    /// A CSV file with a header; `target` names the target column.
+    case csv(path: String, target: String)
+}
+
+/// A training job as a job file (YAML or JSON) describes it.
+public struct Job: Sendable, Equatable {
+    /// The model; `inputs` of 0 means "as many as the data has features".
+    public var model: ModelSpec
+    public var loss: Loss
+    public var options: TrainingOptions
+    public var data: DataSource
+    /// Seed of the synthetic data sets (defaults to the job's seed).
+    public var dataSeed: UInt64?
+    /// Fraction of the samples held out and evaluated after each epoch (0 for none).
+    public var validationSplit = 0.0
+    /// Print a line every this many epochs (default: five lines over the run).
+    public var logEvery: Int?
+
+    public init(model: ModelSpec, loss: Loss, options: TrainingOptions, data: DataSource) {
+        self.model = model
+        self.loss = loss
+        self.options = options
+        self.data = data
+    }
+
+    /// Reads a job file; relative data paths are taken from the file's folder.
+    public static func load(_ path: String) throws -> Job {
+        guard let contents = FileManager.default.contents(atPath: path),
+              let text = String(data: contents, encoding: .utf8) else {
+            throw InputError("\(path): cannot read the job file; check the path")
+        }
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        return try parse(text, file: path, folder: folder)
+    }
+
+    /// Parses job text (YAML, or JSON, which is YAML too).
+    public static func parse(_ text: String, file: String, folder: String) throws -> Job {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else { throw InputError("\(file): the job file is empty") }
+            root = node
+        } catch let error as InputError {
+            throw error
+        } catch {
+            throw InputError("\(file): not valid YAML or JSON: \(String(describing: error).split(separator: "\n").joined(separator: " "))")
+        }
+        var top = try JobReader(root, file: file, path: "")
+        return try JobParser(file: file, folder: folder).job(&top)
+    }
+}

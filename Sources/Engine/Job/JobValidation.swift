@@ -1,0 +1,94 @@
+extension Job {
+    /// Loads (or generates) the job's samples.
+    public func loadData() throws -> Dataset {
+        let seed = dataSeed ?? options.seed
+        switch data {
+        case .xor:
+            return Synthetic.xor()
+        case .spirals(let samples, let classes, let noise):
+            return Synthetic.spirals(samples: samples, classes: classes, noise: noise, seed: seed)
+        case .blobs(let samples, let classes, let features, let noise):
+            return Synthetic.blobs(samples: samples, classes: classes, features: features, noise: noise, seed: seed)
+        case .regression(let samples, let features, let noise):
+            return Synthetic.regression(samples: samples, features: features, noise: noise, seed: seed)
+        case .npy(let featuresPath, let targetsPath):
+            let x = try NPY.read(featuresPath), y = try NPY.read(targetsPath)
+            guard x.rows == y.rows else {
+                throw InputError("\(targetsPath): \(y.rows) target rows but \(featuresPath) has \(x.rows) samples; "
+                    + "both files must hold the same samples in the same order")
+            }
+            return try Dataset(name: featuresPath, features: x.values, featureWidth: x.columns,
+                               targets: y.values, targetWidth: y.columns)
+        case .csv(let path, let target):
+            return try CSV.read(path, target: target)
+        }
+    }
+
+    /// The job made concrete for `data`: the model's input width filled in, and every mismatch between model,
+    /// loss and data refused with a message naming the key.
+    public func checked(against data: Dataset) throws -> Job {
+        var job = self
+        if job.model.inputs == 0 { job.model.inputs = data.featureWidth }
+        guard job.model.inputs == data.featureWidth else {
+            throw InputError("model.inputs is \(job.model.inputs) but \(data.name) has \(data.featureWidth) "
+                + "features per sample; set model.inputs to \(data.featureWidth) or leave it out")
+        }
+        let layers = job.model.layers, outputs = job.model.outputs
+        if let hidden = layers.dropLast().firstIndex(where: { $0.activation == .softmax }) {
+            throw InputError("model.layers[\(hidden)].activation: softmax is only for the output layer")
+        }
+        let last = layers[layers.count - 1].activation
+        let lastKey = "model.layers[\(layers.count - 1)].activation"
+        switch loss {
+        case .crossEntropy:
+            guard last == .softmax || last == .identity else {
+                throw InputError("\(lastKey) is \(last) but cross_entropy reads logits: use softmax (applied for "
+                    + "predictions, fused into the loss) or identity")
+            }
+            guard outputs >= 2 else {
+                throw InputError("cross_entropy needs at least 2 output units (one per class), the model has "
+                    + "\(outputs); for two classes with one unit use bce_logits")
+            }
+            if data.targetWidth == 1 {
+                if let bad = data.targets.firstIndex(where: { $0 < 0 || $0 >= Float(outputs) || $0 != $0.rounded() }) {
+                    throw InputError("\(data.name): target \(data.targets[bad]) of sample \(bad) is not a class index "
+                        + "in 0..<\(outputs) (the output units)")
+                }
+            } else if data.targetWidth == outputs {
+                if let bad = data.targets.firstIndex(where: { $0 < 0 }) {
+                    throw InputError("\(data.name): class probability \(data.targets[bad]) of sample "
+                        + "\(bad / outputs) is negative")
+                }
+            } else {
+                throw InputError("\(data.name): targets have \(data.targetWidth) columns; cross_entropy needs 1 "
+                    + "(class indices) or \(outputs) (class probabilities)")
+            }
+        case .bce, .bceLogits:
+            let wanted: Activation = loss == .bce ? .sigmoid : .identity
+            guard last == wanted else {
+                throw InputError(loss == .bce
+                    ? "\(lastKey) is \(last) but bce reads probabilities: use sigmoid, or identity with bce_logits"
+                    : "\(lastKey) is \(last) but bce_logits reads logits: use identity (the loss applies the sigmoid)")
+            }
+            try requireTargetWidth(data, outputs)
+            if let bad = data.targets.firstIndex(where: { $0 < 0 || $0 > 1 }) {
+                throw InputError("\(data.name): target \(data.targets[bad]) of sample \(bad / outputs) is outside "
+                    + "[0, 1]; \(loss.rawValue) needs probabilities")
+            }
+        case .mse, .mae:
+            try requireTargetWidth(data, outputs)
+        }
+        let holdout = Int((Double(data.count) * validationSplit).rounded())
+        guard data.count - holdout >= 1 else {
+            throw InputError("validation_split \(validationSplit) leaves no training sample out of \(data.count)")
+        }
+        return job
+    }
+
+    private func requireTargetWidth(_ data: Dataset, _ outputs: Int) throws {
+        guard data.targetWidth == outputs else {
+            throw InputError("\(data.name): targets have \(data.targetWidth) columns but the model has \(outputs) "
+                + "output units; \(loss.rawValue) compares them one to one")
+        }
+    }
+}

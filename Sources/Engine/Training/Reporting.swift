@@ -1,0 +1,48 @@
+import Foundation
+
+/// Console and metrics-file text for a run, shared by every way of running a job.
+public enum Reporting {
+    /// `Epoch 0: loss = 0.2643`, with accuracy and validation figures where they apply.
+    public static func epochLine(_ r: EpochReport) -> String {
+        var line = "Epoch \(r.epoch): loss = \(fixed(r.loss, 4))"
+        if let a = r.accuracy { line += ", accuracy = \(fixed(a, 4))" }
+        if let v = r.validationLoss { line += ", val_loss = \(fixed(v, 4))" }
+        if let v = r.validationAccuracy { line += ", val_accuracy = \(fixed(v, 4))" }
+        return line
+    }
+
+    /// One JSON object for the metrics file.
+    public static func metricsLine(_ r: EpochReport) -> String {
+        var fields = ["\"epoch\":\(r.epoch)", "\"step\":\(r.step)", "\"loss\":\(json(r.loss))"]
+        if let a = r.accuracy { fields.append("\"accuracy\":\(json(a))") }
+        if let v = r.validationLoss { fields.append("\"val_loss\":\(json(v))") }
+        if let v = r.validationAccuracy { fields.append("\"val_accuracy\":\(json(v))") }
+        fields.append("\"learning_rate\":\(json(Double(r.learningRate)))")
+        fields.append("\"samples_per_second\":\(json(r.samplesPerSecond))")
+        return "{\(fields.joined(separator: ","))}"
+    }
+
+    /// Values rounded to `digits` decimals and printed as NumPy prints a float array: `[0.5 0.5 0.5 0.5]`,
+    /// `[0.5  0.5  0.98 0.02]`, `[0. 1. 1. 0.]`: each value with the decimals it needs, points aligned.
+    public static func numpyArray(_ values: [Float], digits: Int = 2) -> String {
+        let scale = Foundation.pow(10, Double(digits))
+        let texts = values.map { value -> (whole: String, fraction: String) in
+            let rounded = (Double(value) * scale).rounded() / scale
+            var text = String(format: "%.\(digits)f", rounded)
+            if text.hasPrefix("-"), Double(text) == 0 { text.removeFirst() }
+            while text.hasSuffix("0"), text.contains(".") { text.removeLast() }
+            let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+            return (String(parts[0]) + ".", parts.count > 1 ? String(parts[1]) : "")
+        }
+        let wholeWidth = texts.map(\.whole.count).max() ?? 0, fractionWidth = texts.map(\.fraction.count).max() ?? 0
+        let cells = texts.map { t in
+            String(repeating: " ", count: wholeWidth - t.whole.count) + t.whole + t.fraction
+                + String(repeating: " ", count: fractionWidth - t.fraction.count)
+        }
+        return "[\(cells.joined(separator: " "))]"
+    }
+
+    static func fixed(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
+
+    static func json(_ value: Double) -> String { value.isFinite ? "\(value)" : "null" }
+}

@@ -1,2 +1,0 @@
-import Engine
-print(BLAS.kernel)
