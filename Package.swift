@@ -30,7 +30,7 @@ let package = Package(
         .testTarget(
             name: "EngineTests",
             dependencies: ["Engine"],
-            resources: [.copy("Fixtures")]
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "EndToEndTests",
