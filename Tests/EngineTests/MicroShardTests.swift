@@ -1,0 +1,114 @@
+import Testing
+@testable import Engine
+
+/// The exactness scheme: the same batch split any way over micro-shard ranges gives the same gradient bits.
+struct MicroShardTests {
+    let spec = ModelSpec(inputs: 6, layers: [LayerSpec(units: 16, activation: .relu),
+                                             LayerSpec(units: 8, activation: .tanh),
+                                             LayerSpec(units: 4, activation: .softmax)])
+    let data = Synthetic.blobs(samples: 203, classes: 4, features: 6, noise: 1.5, seed: 5)
+    let microShard = 8
+
+    /// Sum of the batch's micro-shards `groups` (each computed by its own SliceComputer, as separate workers
+    /// would), added in the given order; returns the mean gradient's bit patterns and the loss sum.
+    func meanGradient(batch: [Int], groups: [Range<Int>], parameters: Buffer<Float>) -> ([UInt32], Double) {
+        let total = GradientSum(count: parameters.count, reduction: .exact)
+        for group in groups {
+            let worker = SliceComputer(spec: spec, loss: .crossEntropy, targetWidth: 1, microShardSize: microShard,
+                                       reduction: .exact, largestSlice: batch.count)
+            let part = GradientSum(count: parameters.count, reduction: .exact)
+            batch.withUnsafeBufferPointer {
+                worker.accumulate(batch: $0, microShards: group, data: data, parameters: parameters.pointer, into: part)
+            }
+            total.add(part)
+        }
+        let mean = Buffer<Float>(count: parameters.count)
+        #expect(total.writeMean(into: mean.pointer))
+        #expect(total.samples == batch.count)
+        return (mean.array.map(\.bitPattern), total.lossSum)
+    }
+
+    @Test("1, 2, 3 and uneven splits give the same bits, in any order")
+    func groupingIndependence() {
+        let parameters = Buffer<Float>(count: spec.layout.parameterCount)
+        spec.initialise(parameters, seed: 11)
+        // 203 samples in a shuffled order: 26 micro-shards, the last holding 3 samples.
+        var order = Array(0..<data.count)
+        var random = Xoshiro(seed: 1)
+        order.withUnsafeMutableBufferPointer { random.shuffle($0) }
+        let shards = (data.count + microShard - 1) / microShard
+        let reference = meanGradient(batch: order, groups: [0..<shards], parameters: parameters)
+        let splits: [[Range<Int>]] = [
+            [0..<13, 13..<shards],
+            [0..<9, 9..<18, 18..<shards],
+            [20..<shards, 0..<1, 1..<20],
+            (0..<shards).map { $0 ..< $0 + 1 }.reversed(),
+        ]
+        for split in splits {
+            let result = meanGradient(batch: order, groups: split, parameters: parameters)
+            #expect(result.0 == reference.0, "split \(split) changed the gradient bits")
+            #expect(result.1.bitPattern == reference.1.bitPattern, "split \(split) changed the loss sum bits")
+        }
+    }
+
+    @Test("plain Float sums of the same split do change bits (what the exact scheme prevents)")
+    func floatSumsDependOnGrouping() {
+        let parameters = Buffer<Float>(count: spec.layout.parameterCount)
+        spec.initialise(parameters, seed: 11)
+        let batch = Array(0..<data.count), shards = (data.count + microShard - 1) / microShard
+        func floatMean(_ groups: [Range<Int>]) -> [UInt32] {
+            let total = GradientSum(count: parameters.count, reduction: .fast)
+            for group in groups {
+                let worker = SliceComputer(spec: spec, loss: .crossEntropy, targetWidth: 1, microShardSize: microShard,
+                                           reduction: .fast, largestSlice: batch.count)
+                let part = GradientSum(count: parameters.count, reduction: .fast)
+                batch.withUnsafeBufferPointer {
+                    worker.accumulate(batch: $0, microShards: group, data: data, parameters: parameters.pointer,
+                                      into: part)
+                }
+                total.add(part)
+            }
+            let mean = Buffer<Float>(count: parameters.count)
+            total.writeMean(into: mean.pointer)
+            return mean.array.map(\.bitPattern)
+        }
+        #expect(floatMean([0..<shards]) != floatMean([0..<9, 9..<18, 18..<shards]))
+    }
+
+    @Test("exact and fast reductions agree to float rounding")
+    func exactMatchesFastPath() {
+        let parameters = Buffer<Float>(count: spec.layout.parameterCount)
+        spec.initialise(parameters, seed: 3)
+        let batch = Array(0..<100)
+        func mean(_ reduction: Reduction) -> [Float] {
+            let computer = SliceComputer(spec: spec, loss: .crossEntropy, targetWidth: 1, microShardSize: microShard,
+                                         reduction: reduction, largestSlice: batch.count)
+            let sum = GradientSum(count: parameters.count, reduction: reduction)
+            batch.withUnsafeBufferPointer {
+                computer.accumulate(batch: $0, microShards: 0 ..< computer.microShardCount(batchSize: 100),
+                                    data: data, parameters: parameters.pointer, into: sum)
+            }
+            let out = Buffer<Float>(count: parameters.count)
+            sum.writeMean(into: out.pointer)
+            return out.array
+        }
+        let exact = mean(.exact), fast = mean(.fast)
+        #expect(firstMismatch(exact, fast, relative: 1e-4, absolute: 1e-6) == nil)
+    }
+
+    @Test("fixed-point conversion is exact for representable values and flags divergence")
+    func fixedPoint() {
+        #expect(GradientSum.fixedPoint(1.5).0 == Int128(3) << 63)
+        #expect(GradientSum.fixedPoint(-0.25).0 == -(Int128(1) << 62))
+        #expect(GradientSum.fixedPoint(0x1p-64).0 == 1)
+        #expect(GradientSum.fixedPoint(0x1p-65).0 == 0)
+        #expect(GradientSum.fixedPoint(.nan).1 == false)
+        #expect(GradientSum.fixedPoint(-.infinity).1 == false)
+        #expect(GradientSum.fixedPoint(0x1p40).1 == false)
+        let sum = GradientSum(count: 1, reduction: .exact)
+        var huge: Float = 2e12
+        sum.add(gradient: &huge, statistics: SliceStatistics(samples: 1))
+        var out: Float = 0
+        #expect(sum.writeMean(into: &out) == false)
+    }
+}
