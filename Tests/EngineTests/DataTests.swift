@@ -1,0 +1,117 @@
+import Foundation
+import Testing
+@testable import Engine
+
+struct DataTests {
+    @Test("reads numpy-written float32, float64, int32 and int64 arrays")
+    func readsNPY() throws {
+        let expected: [Float] = [1.5, -2, 3, 4.25, 0, 1]
+        for name in ["features-f4.npy", "features-f8.npy"] {
+            let array = try NPY.read(Fixtures.path(name))
+            #expect(array.values == expected && array.rows == 3 && array.columns == 2, "\(name)")
+        }
+        for name in ["targets-i8.npy", "targets-i4.npy"] {
+            let array = try NPY.read(Fixtures.path(name))
+            #expect(array.values == [2, 0, 1] && array.rows == 3 && array.columns == 1, "\(name)")
+        }
+    }
+
+    @Test("refuses bad .npy files naming the file and the problem", arguments: [
+        ("bad-fortran.npy", "Fortran order"),
+        ("bad-bigendian.npy", "dtype '>f4' is not supported"),
+        ("bad-3d.npy", "3 dimensions"),
+        ("bad-dtype.npy", "dtype '<u2' is not supported"),
+        ("bad-truncated.npy", "needs 24 data bytes but the file holds 21"),
+        ("goldens.json", "not a .npy file"),
+        ("no-such-file.npy", "cannot read the file"),
+    ])
+    func refusesBadNPY(file: String, message: String) {
+        #expect {
+            _ = try NPY.read(Fixtures.path(file))
+        } throws: { error in
+            let text = (error as? InputError)?.message ?? ""
+            return text.hasPrefix(Fixtures.path(file)) && text.contains(message)
+        }
+    }
+
+    @Test("CSV: the named column is the target, the rest are features; quotes and CRLF are accepted")
+    func readsCSV() throws {
+        let data = try CSV.parse("a,label,\"b\"\r\n1,0,2.5\r\n\"3\",1,-4\r\n\r\n", target: "label", name: "t.csv")
+        #expect(data.features == [1, 2.5, 3, -4] && data.targets == [0, 1] && data.featureWidth == 2)
+    }
+
+    @Test("CSV errors name the line and column", arguments: [
+        ("a,b\n1,2\n", "no column named 'label'"),
+        ("a,label\n1,2\n3\n", "line 3 has 1 fields; the header has 2"),
+        ("a,label\n1,2\nx,1\n", "line 3, column 'a': 'x' is not a finite number"),
+        ("a,label\n", "no data rows"),
+    ])
+    func refusesBadCSV(text: String, message: String) {
+        #expect {
+            _ = try CSV.parse(text, target: "label", name: "t.csv")
+        } throws: { error in ((error as? InputError)?.message ?? "").contains(message) }
+    }
+
+    @Test("epochs, batches and iterations as the seed's table defines them")
+    func batchPlan() {
+        let plan = BatchPlan(sampleCount: 1000, batchSize: 100, shuffle: true, dropLast: false, seed: 1)
+        #expect(plan.batchesPerEpoch == 10)
+        #expect(BatchPlan(sampleCount: 1001, batchSize: 100, shuffle: true, dropLast: false, seed: 1).batchesPerEpoch == 11)
+        #expect(BatchPlan(sampleCount: 1001, batchSize: 100, shuffle: true, dropLast: true, seed: 1).batchesPerEpoch == 10)
+        #expect(BatchPlan(sampleCount: 1001, batchSize: 100, shuffle: true, dropLast: false, seed: 1).range(ofBatch: 10) == 1000..<1001)
+        var first = [Int](repeating: 0, count: 1000), again = first, second = first
+        first.withUnsafeMutableBufferPointer { plan.writeOrder(epoch: 0, into: $0) }
+        again.withUnsafeMutableBufferPointer { plan.writeOrder(epoch: 0, into: $0) }
+        second.withUnsafeMutableBufferPointer { plan.writeOrder(epoch: 1, into: $0) }
+        #expect(first.sorted() == Array(0..<1000))
+        #expect(first == again && first != second && first != Array(0..<1000))
+        let unshuffled = BatchPlan(sampleCount: 10, batchSize: 3, shuffle: false, dropLast: false, seed: 1)
+        var order = [Int](repeating: 0, count: 10)
+        order.withUnsafeMutableBufferPointer { unshuffled.writeOrder(epoch: 3, into: $0) }
+        #expect(order == Array(0..<10))
+    }
+
+    @Test("synthetic sets have the requested shapes and classes, and depend on the seed only")
+    func synthetic() {
+        let spirals = Synthetic.spirals(samples: 300, classes: 3, noise: 0.05, seed: 9)
+        #expect(spirals.count == 300 && spirals.featureWidth == 2 && Set(spirals.targets) == [0, 1, 2])
+        #expect(spirals == Synthetic.spirals(samples: 300, classes: 3, noise: 0.05, seed: 9))
+        #expect(spirals != Synthetic.spirals(samples: 300, classes: 3, noise: 0.05, seed: 10))
+        let blobs = Synthetic.blobs(samples: 100, classes: 4, features: 5, noise: 1, seed: 1)
+        #expect(blobs.featureWidth == 5 && Set(blobs.targets).count == 4)
+        let regression = Synthetic.regression(samples: 50, features: 3, noise: 0.1, seed: 1)
+        #expect(regression.featureWidth == 3 && regression.targetWidth == 1)
+        let (train, held) = regression.split(validationFraction: 0.2, seed: 1)
+        #expect(train.count == 40 && held.count == 10)
+    }
+}
+
+struct RandomTests {
+    @Test("xoshiro256** seeded through SplitMix64 matches an independent Python implementation")
+    func matchesReference() {
+        let golden = Fixtures.goldens["xoshiro"] as! [String: Any]
+        var random = Xoshiro(seed: UInt64(golden.int("seed")), stream: UInt64(golden.int("stream")))
+        let expected = (golden["outputs"] as! [String]).map { UInt64($0)! }
+        #expect((0..<expected.count).map { _ in random.next() } == expected)
+    }
+
+    @Test("portable log, sin and cos agree with the platform's to a few ulps")
+    func portableMath() {
+        var random = Xoshiro(seed: 3)
+        for _ in 0..<10_000 {
+            let x = random.nextUnitDouble() * 1000 + 1e-300
+            #expect(abs(PortableMath.log(x) - Foundation.log(x)) <= 4 * abs(Foundation.log(x)).ulp + 1e-300)
+            let a = (random.nextUnitDouble() - 0.5) * 100
+            #expect(abs(PortableMath.sin(a) - Foundation.sin(a)) <= 1e-14)
+            #expect(abs(PortableMath.cos(a) - Foundation.cos(a)) <= 1e-14)
+        }
+    }
+
+    @Test("bounded integers are unbiased and in range")
+    func bounded() {
+        var random = Xoshiro(seed: 8)
+        var counts = [Int](repeating: 0, count: 6)
+        for _ in 0..<60_000 { counts[random.nextIndex(below: 6)] += 1 }
+        #expect(counts.allSatisfy { abs($0 - 10_000) < 400 })
+    }
+}
