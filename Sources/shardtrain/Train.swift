@@ -26,13 +26,15 @@ struct Train: ParsableCommand {
     @Flag(help: "Print the set-up and the BLAS kernel.") var verbose = false
 
     func run() throws {
+        // One line on standard error, no usage dump: the message already says what to change.
         do {
             try train()
         } catch let error as InputError {
-            throw ValidationError(error.message)
-        } catch let error as TrainingError {
             FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
             throw ExitCode(2)
+        } catch let error as TrainingError {
+            FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+            throw ExitCode(3)
         }
     }
 

@@ -14,7 +14,7 @@ public enum Synthetic {
         for i in 0..<samples {
             let arm = i % classes
             let t = Double(i / classes) / Double(max(1, (samples + classes - 1) / classes))  // 0 ..< 1 along the arm
-            let angle = 2 * Double.pi * Double(arm) / Double(classes) + 4 * t * Double.pi / 2
+            let angle = 2 * Double.pi * Double(arm) / Double(classes) + 3 * Double.pi * t  // 1.5 turns
             let (s, c) = PortableMath.sincos(angle)
             let radius = 0.1 + 0.9 * t
             features.append(Float(radius * s + noise * random.nextGaussian()))

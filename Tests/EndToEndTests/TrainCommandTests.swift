@@ -1,0 +1,91 @@
+import Foundation
+import Testing
+
+/// `shardtrain train` as a process: what it prints, writes and refuses.
+@Suite(.serialized)
+struct TrainCommandTests {
+    @Test("with the seed's initial weights it prints exactly what the seed's numpy program prints")
+    func seedOutput() throws {
+        let result = try Command.run(["train", "--config", "examples/xor.yaml",
+                                      "--init", "examples/seed-init.safetensors"])
+        #expect(result.status == 0, "\(result.stderr)")
+        // The seed program's output, verbatim.
+        #expect(result.stdout == """
+            Epoch 0: loss = 0.2643
+            Epoch 200: loss = 0.2502
+            Epoch 400: loss = 0.2500
+            Epoch 600: loss = 0.2500
+            Epoch 800: loss = 0.2500
+
+            Predictions: [0.5 0.5 0.5 0.5]
+            Expected:    [0. 1. 1. 0.]
+
+            """)
+    }
+
+    @Test("the XOR example learns; metrics has one JSON object per epoch; saved weights load back")
+    func xorExample() throws {
+        let metrics = Command.temporaryPath("xor.jsonl"), weights = Command.temporaryPath("xor.safetensors")
+        let result = try Command.run(["train", "--config", "examples/xor.yaml", "--metrics", metrics, "--save", weights])
+        #expect(result.status == 0, "\(result.stderr)")
+        let predictions = try #require(result.lines.first { $0.hasPrefix("Predictions: ") })
+        let values = predictions.dropFirst("Predictions: [".count).dropLast().split(separator: " ").compactMap { Double($0) }
+        #expect(values.map { $0.rounded() } == [0, 1, 1, 0], "\(predictions)")
+
+        let lines = try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 1000)
+        let last = try JSONSerialization.jsonObject(with: Data(lines[999].utf8)) as! [String: Any]
+        #expect(last["epoch"] as? Int == 999 && last["step"] as? Int == 1000)
+        #expect((last["loss"] as? Double ?? 1) < 0.02)
+        #expect((last["samples_per_second"] as? Double ?? 0) > 0)
+
+        // Continue from the saved weights: the first epoch's loss is the trained one, not the initial one.
+        let resumed = try Command.run(["train", "--config", "examples/xor.yaml", "--init", weights, "--epochs", "1"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let first = try #require(resumed.lines.first)
+        let loss = try #require(Double(first.replacingOccurrences(of: "Epoch 0: loss = ", with: "")))
+        #expect(loss < 0.02, "\(first)")
+    }
+
+    @Test("the same job and seed save the same bytes; fast reduction and flags run")
+    func determinism() throws {
+        let a = Command.temporaryPath("a.st"), b = Command.temporaryPath("b.st"), c = Command.temporaryPath("c.st")
+        let job = ["train", "--config", "examples/xor.yaml", "--epochs", "50", "--optimizer", "adam", "--lr", "0.05"]
+        #expect(try Command.run(job + ["--save", a]).status == 0)
+        #expect(try Command.run(job + ["--save", b]).status == 0)
+        #expect(FileManager.default.contents(atPath: a) == FileManager.default.contents(atPath: b))
+        let fast = try Command.run(job + ["--reduction", "fast", "--no-shuffle", "--batch-size", "3", "--save", c])
+        #expect(fast.status == 0, "\(fast.stderr)")
+    }
+
+    @Test("bad input: one line on stderr naming what is wrong, exit status 2", arguments: [
+        (["--config", "examples/nope.yaml"], "examples/nope.yaml: cannot read the job file"),
+        (["--config", "examples/xor.yaml", "--epochs", "0"], "--epochs 0: must be at least 1"),
+        (["--config", "examples/xor.yaml", "--optimizer", "lion"], "--optimizer lion: unknown optimizer"),
+        (["--config", "examples/xor.yaml", "--reduction", "sloppy"], "--reduction sloppy: use exact or fast"),
+        (["--config", "examples/xor.yaml", "--init", "examples/xor.yaml"], "examples/xor.yaml: header length"),
+        (["--config", "examples/xor.yaml", "--epochs", "2", "--steps", "2"], "give --epochs or --steps, not both"),
+    ])
+    func badInput(arguments: [String], message: String) throws {
+        let result = try Command.run(["train"] + arguments)
+        #expect(result.status == 2)
+        #expect(result.stderr.hasPrefix("error: ") && result.stderr.contains(message), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+    }
+
+    @Test("a diverging run stops with a message naming the step, status 3")
+    func divergence() throws {
+        let job = Command.temporaryPath("diverge.yaml")
+        try """
+            model: {layers: [{units: 1}]}
+            loss: mse
+            optimizer: {name: sgd, lr: 10}
+            data: {builtin: regression, samples: 64}
+            batch_size: 64
+            epochs: 500
+            """.write(toFile: job, atomically: true, encoding: .utf8)
+        let result = try Command.run(["train", "--config", job])
+        #expect(result.status == 3)
+        #expect(result.stderr.contains("training diverged at step"), "\(result.stderr)")
+    }
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs the Debian packages shardtrain builds against, when they are missing: pkg-config, OpenBLAS, ZeroMQ.
+set -euo pipefail
+if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openblas libzmq 2>/dev/null; then
+  exit 0
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "setup: installing pkg-config libopenblas-dev libzmq3-dev" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq pkg-config libopenblas-dev libzmq3-dev >/dev/null
