@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Sets up and runs the whole test suite (unit and end-to-end).
+# Sets up and runs the whole test suite (unit and end-to-end); extra arguments go to `swift test`.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
 cd "$root"
 swift build --build-tests
-swift test --skip-build "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+swift test --skip-build --disable-xctest "$@" 2>&1 | tee "$log" || status=$?
+# One plain closing line with the counts, whatever the runner printed before it.
+passed=$(grep -E '^✔ Test .* passed after' "$log" | grep -vc '^✔ Test run ' || true)
+failed=$(grep -E '^✘ Test .* failed after' "$log" | grep -vc '^✘ Test run ' || true)
+echo "${passed} passed, ${failed} failed"
+exit "$status"
