@@ -27,9 +27,11 @@ let package = Package(
             name: "shardtrain",
             dependencies: ["Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // Test-only: counts heap allocations so a test can prove the training step makes none.
+        .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
         .testTarget(
             name: "EngineTests",
-            dependencies: ["Engine"],
+            dependencies: ["Engine", "AllocationCounter"],
             exclude: ["Fixtures"]
         ),
         .testTarget(

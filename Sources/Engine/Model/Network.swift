@@ -27,7 +27,12 @@ public final class Network {
     /// Target rows the caller fills before `gradientSum` (capacity × target width).
     public let targets: Buffer<Float>
     public let targetWidth: Int
+    /// Width of the output layer.
+    public let outputWidth: Int
 
+    // Per-layer views and activations, copied out of `spec` so the step's loops index plain arrays.
+    private let dense: [ParameterLayout.Dense]
+    private let activationOf: [Activation]
     private let preActivations: [Buffer<Float>]
     private let activations: [Buffer<Float>]
     // Two ping-pong buffers for the gradient flowing backward (capacity × widest layer).
@@ -41,6 +46,9 @@ public final class Network {
         self.loss = loss
         self.capacity = capacity
         self.targetWidth = targetWidth
+        dense = layout.layers
+        outputWidth = spec.outputs
+        activationOf = spec.layers.map(\.activation)
         input = Buffer(count: capacity * spec.inputs)
         targets = Buffer(count: capacity * targetWidth)
         preActivations = spec.layers.map { Buffer(count: capacity * $0.units) }
@@ -57,13 +65,14 @@ public final class Network {
     public func forward(rows: Int, parameters: UnsafePointer<Float>) {
         precondition(rows > 0 && rows <= capacity, "forward of \(rows) rows exceeds capacity \(capacity)")
         var x = UnsafePointer(input.pointer)
-        for (l, dense) in layout.layers.enumerated() {
+        for l in 0..<dense.count {
+            let dense = self.dense[l]
             let z = preActivations[l].pointer, a = activations[l].pointer
             // z = x · Wᵀ, W stored [out, in] as nn.Linear.
             gemm(.none, .transposed, m: rows, n: dense.outputs, k: dense.inputs,
                  x, lda: dense.inputs, parameters + dense.weightOffset, ldb: dense.inputs,
                  beta: 0, z, ldc: dense.outputs)
-            spec.layers[l].activation.forward(z: z, bias: parameters + dense.biasOffset, a: a,
+            activationOf[l].forward(z: z, bias: parameters + dense.biasOffset, a: a,
                                               rows: rows, cols: dense.outputs)
             x = UnsafePointer(a)
         }
@@ -72,7 +81,7 @@ public final class Network {
     /// Loss sum and correct count of the first `rows` samples after `forward`, without gradients.
     public func evaluate(rows: Int) -> SliceStatistics {
         let (lossSum, correct) = loss.evaluate(output: lossInput, targets: targets.pointer, rows: rows,
-                                               cols: spec.outputs, targetWidth: targetWidth, gradient: nil)
+                                               cols: outputWidth, targetWidth: targetWidth, gradient: nil)
         return SliceStatistics(samples: rows, lossSum: lossSum, correct: correct)
     }
 
@@ -81,17 +90,17 @@ public final class Network {
     public func gradientSum(rows: Int, parameters: UnsafePointer<Float>,
                             gradient: UnsafeMutablePointer<Float>) -> SliceStatistics {
         forward(rows: rows, parameters: parameters)
-        let last = layout.layers.count - 1
+        let last = dense.count - 1
         var dz = upstream.pointer, spare = downstream.pointer
         let (lossSum, correct) = loss.evaluate(output: lossInput, targets: targets.pointer, rows: rows,
-                                               cols: spec.outputs, targetWidth: targetWidth, gradient: dz)
+                                               cols: outputWidth, targetWidth: targetWidth, gradient: dz)
         if !loss.readsLogits {
-            spec.layers[last].activation.backward(da: dz, z: preActivations[last].pointer,
+            activationOf[last].backward(da: dz, z: preActivations[last].pointer,
                                                   a: activations[last].pointer, dz: dz,
-                                                  rows: rows, cols: spec.outputs)
+                                                  rows: rows, cols: outputWidth)
         }
         for l in stride(from: last, through: 0, by: -1) {
-            let dense = layout.layers[l]
+            let dense = self.dense[l]
             let x = l == 0 ? UnsafePointer(input.pointer) : UnsafePointer(activations[l - 1].pointer)
             // dW = dzᵀ · x  [out, in]
             gemm(.transposed, .none, m: dense.outputs, n: dense.inputs, k: rows,
@@ -109,7 +118,7 @@ public final class Network {
             gemm(.none, .none, m: rows, n: dense.inputs, k: dense.outputs,
                  dz, lda: dense.outputs, parameters + dense.weightOffset, ldb: dense.inputs,
                  beta: 0, spare, ldc: dense.inputs)
-            spec.layers[l - 1].activation.backward(da: spare, z: preActivations[l - 1].pointer,
+            activationOf[l - 1].backward(da: spare, z: preActivations[l - 1].pointer,
                                                    a: activations[l - 1].pointer, dz: spare,
                                                    rows: rows, cols: dense.inputs)
             swap(&dz, &spare)
@@ -118,7 +127,7 @@ public final class Network {
     }
 
     private var lossInput: UnsafePointer<Float> {
-        let last = layout.layers.count - 1
+        let last = dense.count - 1
         return UnsafePointer(loss.readsLogits ? preActivations[last].pointer : activations[last].pointer)
     }
 }

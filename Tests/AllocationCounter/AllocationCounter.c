@@ -1,0 +1,29 @@
+// Counts heap allocations by defining the allocator entry points in the test executable, which the dynamic linker
+// prefers over libc's; each forwards to glibc's own __libc_* implementation. Counting is per thread and off unless
+// a test turns it on, so the rest of the process is unaffected.
+#include "AllocationCounter.h"
+#include <errno.h>
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+
+static __thread int counting;
+static __thread size_t count;
+
+size_t allocation_count(void) { return count; }
+void allocation_counting(int on) { counting = on; }
+
+void *malloc(size_t size) { if (counting) count++; return __libc_malloc(size); }
+void *calloc(size_t n, size_t size) { if (counting) count++; return __libc_calloc(n, size); }
+void *realloc(void *p, size_t size) { if (counting) count++; return __libc_realloc(p, size); }
+void *aligned_alloc(size_t alignment, size_t size) { if (counting) count++; return __libc_memalign(alignment, size); }
+void *memalign(size_t alignment, size_t size) { if (counting) count++; return __libc_memalign(alignment, size); }
+int posix_memalign(void **out, size_t alignment, size_t size) {
+    if (counting) count++;
+    void *p = __libc_memalign(alignment, size);
+    if (!p) return ENOMEM;
+    *out = p;
+    return 0;
+}
