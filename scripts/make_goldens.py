@@ -212,6 +212,21 @@ def xoshiro_reference(seed, stream, count):
     return out
 
 
+def initialisation_reference():
+    """shardtrain's default initialisation of 2→3 relu→1 sigmoid with seed 7, recomputed in numpy float32 from the
+    Python generator: He-uniform bound sqrt(6/fan_in) for ReLU, Xavier-uniform sqrt(6/(fan_in+fan_out)) otherwise."""
+    draws = iter(int(v) for v in xoshiro_reference(7, 1, 64))
+    f32 = np.float32
+    flat = []
+    for fan_in, fan_out, he in [(2, 3, True), (3, 1, False)]:
+        bound = np.sqrt(f32(6) / f32(fan_in)) if he else np.sqrt(f32(6) / f32(fan_in + fan_out))
+        for _ in range(fan_in * fan_out):
+            u = f32(next(draws) >> 40) * f32(2.0 ** -24)
+            flat.append(float((f32(2) * u - f32(1)) * bound))
+        flat += [0.0] * fan_out
+    return {"seed": 7, "parameters": flat}
+
+
 def npy_fixtures():
     """Small .npy files written by numpy itself, good and bad."""
     np.save(FIXTURES / "features-f4.npy", np.array([[1.5, -2], [3, 4.25], [0, 1]], dtype="<f4"))
@@ -231,6 +246,7 @@ def main():
     npy_fixtures()
     goldens = {
         "xoshiro": {"seed": 42, "stream": 3, "outputs": xoshiro_reference(42, 3, 6)},
+        "initialisation": initialisation_reference(),
         "torch_version": torch.__version__,
         "forward_backward": forward_backward_cases(),
         "optimizers": optimizer_cases(),

@@ -115,3 +115,31 @@ struct RandomTests {
         #expect(counts.allSatisfy { abs($0 - 10_000) < 400 })
     }
 }
+
+struct InitialisationTests {
+    @Test("default initialisation matches a numpy float32 recomputation from the Python generator, bit for bit")
+    func matchesReference() {
+        let golden = Fixtures.goldens["initialisation"] as! [String: Any]
+        let spec = ModelSpec(inputs: 2, layers: [LayerSpec(units: 3, activation: .relu),
+                                                 LayerSpec(units: 1, activation: .sigmoid)])
+        let parameters = Buffer<Float>(count: spec.layout.parameterCount)
+        spec.initialise(parameters, seed: UInt64(golden.int("seed")))
+        #expect(parameters.array.map(\.bitPattern) == golden.floats("parameters").map(\.bitPattern))
+    }
+
+    @Test("He and Xavier bounds and spreads on a wide layer")
+    func spreads() {
+        let spec = ModelSpec(inputs: 400, layers: [LayerSpec(units: 300, activation: .relu),
+                                                   LayerSpec(units: 100, activation: .tanh)])
+        let parameters = Buffer<Float>(count: spec.layout.parameterCount)
+        spec.initialise(parameters, seed: 1)
+        for (dense, expectedVariance) in zip(spec.layout.layers, [2.0 / 400, 2.0 / 400]) {
+            let w = parameters.array[dense.weightOffset ..< dense.biasOffset].map(Double.init)
+            let mean = w.reduce(0, +) / Double(w.count)
+            let variance = w.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(w.count)
+            #expect(abs(mean) < 0.01 * expectedVariance.squareRoot() * 10)
+            #expect(abs(variance / expectedVariance - 1) < 0.02, "variance \(variance) vs \(expectedVariance)")
+            #expect(parameters.array[dense.biasOffset ..< dense.biasOffset + dense.outputs].allSatisfy { $0 == 0 })
+        }
+    }
+}
