@@ -11,12 +11,13 @@ struct MicroShardTests {
 
     /// Sum of the batch's micro-shards `groups` (each computed by its own SliceComputer, as separate workers
     /// would), added in the given order; returns the mean gradient's bit patterns and the loss sum.
-    func meanGradient(batch: [Int], groups: [Range<Int>], parameters: Buffer<Float>) -> ([UInt32], Double) {
-        let total = GradientSum(count: parameters.count, reduction: .exact)
+    func meanGradient(batch: [Int], groups: [Range<Int>], parameters: Buffer<Float>,
+                      reduction: Reduction = .exact) -> ([UInt32], Double) {
+        let total = GradientSum(count: parameters.count, reduction: reduction)
         for group in groups {
             let worker = SliceComputer(spec: spec, loss: .crossEntropy, targetWidth: 1, microShardSize: microShard,
-                                       reduction: .exact, largestSlice: batch.count)
-            let part = GradientSum(count: parameters.count, reduction: .exact)
+                                       reduction: reduction, largestSlice: batch.count)
+            let part = GradientSum(count: parameters.count, reduction: reduction)
             batch.withUnsafeBufferPointer {
                 worker.accumulate(batch: $0, microShards: group, data: data, parameters: parameters.pointer, into: part)
             }
@@ -57,20 +58,7 @@ struct MicroShardTests {
         spec.initialise(parameters, seed: 11)
         let batch = Array(0..<data.count), shards = (data.count + microShard - 1) / microShard
         func floatMean(_ groups: [Range<Int>]) -> [UInt32] {
-            let total = GradientSum(count: parameters.count, reduction: .fast)
-            for group in groups {
-                let worker = SliceComputer(spec: spec, loss: .crossEntropy, targetWidth: 1, microShardSize: microShard,
-                                           reduction: .fast, largestSlice: batch.count)
-                let part = GradientSum(count: parameters.count, reduction: .fast)
-                batch.withUnsafeBufferPointer {
-                    worker.accumulate(batch: $0, microShards: group, data: data, parameters: parameters.pointer,
-                                      into: part)
-                }
-                total.add(part)
-            }
-            let mean = Buffer<Float>(count: parameters.count)
-            total.writeMean(into: mean.pointer)
-            return mean.array.map(\.bitPattern)
+            meanGradient(batch: batch, groups: groups, parameters: parameters, reduction: .fast).0
         }
         #expect(floatMean([0..<shards]) != floatMean([0..<9, 9..<18, 18..<shards]))
     }
