@@ -29,6 +29,11 @@ let package = Package(
         ),
         // Test-only: counts heap allocations so a test can prove the training step makes none.
         .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
+        // Measurements behind scripts/bench.sh.
+        .executableTarget(
+            name: "shardtrain-bench",
+            dependencies: ["Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .testTarget(
             name: "EngineTests",
             dependencies: ["Engine", "AllocationCounter"],

@@ -78,6 +78,12 @@ extension Job {
         case .mse, .mae:
             try requireTargetWidth(data, outputs)
         }
+        let microShards = (options.batchSize + options.microShardSize - 1) / options.microShardSize
+        if options.reduction == .exact && microShards > GradientSum.maximumMicroShards {
+            throw InputError("batch_size \(options.batchSize) with micro_shard \(options.microShardSize) makes "
+                + "\(microShards) micro-shards per batch; exact reduction sums at most "
+                + "\(GradientSum.maximumMicroShards): raise micro_shard")
+        }
         let holdout = Int((Double(data.count) * validationSplit).rounded())
         guard data.count - holdout >= 1 else {
             throw InputError("validation_split \(validationSplit) leaves no training sample out of \(data.count)")

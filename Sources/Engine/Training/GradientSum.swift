@@ -8,29 +8,39 @@ public enum Reduction: String, Sendable, CaseIterable {
 
 /// The running sum of gradients and statistics over the slices of one batch, combined by adding.
 ///
-/// In `.exact` mode each Float is converted to a 128-bit fixed-point integer with 64 fractional bits; integers add
-/// associatively, so any grouping of micro-shards over any number of processes gives the same bits.
+/// In `.exact` mode each Float is split exactly into two 64-bit integer limbs, `high` in units of 2⁻²⁰ and `low` in
+/// units of 2⁻⁷¹, so a value is `high·2⁻²⁰ + low·2⁻⁷¹`. Integer addition is associative (wrapping included), so any
+/// grouping of micro-shards over any number of processes gives the same limb sums, and after `normalise()` the same
+/// canonical limbs and the same Float mean.
+///
 /// Why fixed point rather than a canonical reduction tree: a tree only works when every process owns whole
 /// subtrees, which fights speed-proportional shard ranges; integer sums let a worker send one buffer for any range.
-/// Cost: one conversion pass per micro-shard and 16 bytes per parameter on the wire instead of 4.
-/// Range: magnitudes below 2⁻⁶⁴ (≈5e−20) are truncated toward zero, far below a Float's resolution at any
-/// magnitude that moves a weight; a micro-shard value of magnitude 2⁴⁰ (≈1.1e12) or more, or a NaN or ∞, marks the
-/// sum `overflowed` (the run has diverged) instead of wrapping silently. The 2²³ headroom above that bound lets
-/// eight million micro-shards add without overflow.
+/// Why two limbs filled by magic-number rounding rather than one Int128: the split is a handful of double-precision
+/// adds that vectorise on any x86-64 (≈0.5 ns per parameter on SSE2, against ≈1.6 ns for 128-bit shifts), and the
+/// limbs need no carries while adding.
+/// Cost: one such pass per micro-shard, and 16 bytes per parameter on the wire instead of 4.
+/// Range: magnitudes below 2⁻⁷² (≈2e−22) round to the nearest multiple of 2⁻⁷¹, far below a Float's resolution at any
+/// magnitude that moves a weight; a micro-shard value of magnitude 2³¹ (≈2.1e9) or more, or a NaN or ∞, marks the sum
+/// `overflowed` (the run has diverged). Each micro-shard adds at most 2⁵¹ to a limb, so up to
+/// `maximumMicroShards` micro-shards add without the true sum leaving 64 bits.
 public final class GradientSum {
-    /// 2⁶⁴ as a Double: the fixed-point scale.
-    static let scale = 0x1p64
     /// Largest magnitude one added value may have in exact mode.
-    static let limit = 0x1p40
+    static let limit = 0x1p31
+    /// Micro-shards one exact sum may hold (job validation keeps batch_size / micro_shard within it).
+    public static let maximumMicroShards = 4096
+    // x + 1.5·2^(52+k) rounds x to a multiple of 2^k, and the sum's bit pattern minus the constant's is x / 2^k.
+    private static let highMagic = 0x1.8p32, lowMagic = 0x1.8p-19
+    private static let highMagicBits = Int64(bitPattern: highMagic.bitPattern)
+    private static let lowMagicBits = Int64(bitPattern: lowMagic.bitPattern)
 
     public let reduction: Reduction
     public let count: Int
-    /// Exact mode: fixed-point gradient sums in the parameter layout (empty in fast mode).
-    public let fixed: Buffer<Int128>
+    /// Exact mode: the limbs, all `high` limbs then all `low` limbs, in the parameter layout (empty in fast mode).
+    public let limbs: Buffer<Int64>
     /// Fast mode: Float gradient sums in the parameter layout (empty in exact mode).
     public let floats: Buffer<Float>
-    /// Exact mode: fixed-point sum of per-sample losses.
-    public private(set) var fixedLossSum: Int128 = 0
+    /// Exact mode: the loss sum's limbs.
+    public private(set) var lossLimbs: (high: Int64, low: Int64) = (0, 0)
     /// Fast mode: sum of per-sample losses.
     public private(set) var floatLossSum = 0.0
     public private(set) var samples = 0
@@ -41,17 +51,24 @@ public final class GradientSum {
     public init(count: Int, reduction: Reduction) {
         self.count = count
         self.reduction = reduction
-        fixed = Buffer(count: reduction == .exact ? count : 0)
+        limbs = Buffer(count: reduction == .exact ? 2 * count : 0)
         floats = Buffer(count: reduction == .fast ? count : 0)
     }
 
+    private var high: UnsafeMutablePointer<Int64> { limbs.pointer }
+    private var low: UnsafeMutablePointer<Int64> { limbs.pointer + count }
+
     /// The sum of per-sample losses.
-    public var lossSum: Double { reduction == .exact ? Double(fixedLossSum) / Self.scale : floatLossSum }
+    public var lossSum: Double {
+        guard reduction == .exact else { return floatLossSum }
+        let (high, low) = Self.canonical(lossLimbs.high, lossLimbs.low)
+        return Self.value(high, low)
+    }
 
     public func reset() {
-        fixed.zero()
+        limbs.zero()
         floats.zero()
-        fixedLossSum = 0
+        lossLimbs = (0, 0)
         floatLossSum = 0
         samples = 0
         correct = 0
@@ -63,15 +80,18 @@ public final class GradientSum {
         var bad = false
         switch reduction {
         case .exact:
-            let target = fixed.pointer
+            let high = self.high, low = self.low
+            var outside: Int64 = 0
             for i in 0..<count {
-                let (value, ok) = Self.fixedPoint(Double(gradient[i]))
-                target[i] &+= value
-                bad = bad || !ok
+                let (h, l, isOutside) = Self.limbs(Double(gradient[i]))
+                outside |= isOutside
+                high[i] &+= h
+                low[i] &+= l
             }
-            let (loss, ok) = Self.fixedPoint(statistics.lossSum)
-            fixedLossSum &+= loss
-            bad = bad || !ok
+            let (h, l, lossOutside) = Self.limbs(statistics.lossSum)
+            lossLimbs.high &+= h
+            lossLimbs.low &+= l
+            bad = outside | lossOutside != 0
         case .fast:
             let target = floats.pointer
             for i in 0..<count { target[i] += gradient[i] }
@@ -88,9 +108,10 @@ public final class GradientSum {
         precondition(other.count == count && other.reduction == reduction, "adding unlike gradient sums")
         switch reduction {
         case .exact:
-            let target = fixed.pointer, source = other.fixed.pointer
-            for i in 0..<count { target[i] &+= source[i] }
-            fixedLossSum &+= other.fixedLossSum
+            let target = limbs.pointer, source = other.limbs.pointer
+            for i in 0..<2 * count { target[i] &+= source[i] }
+            lossLimbs.high &+= other.lossLimbs.high
+            lossLimbs.low &+= other.lossLimbs.low
         case .fast:
             let target = floats.pointer, source = other.floats.pointer
             for i in 0..<count { target[i] += source[i] }
@@ -101,15 +122,24 @@ public final class GradientSum {
         overflowed = overflowed || other.overflowed
     }
 
-    /// Writes `sum / samples`, the mean gradient, as Floats; returns false if any element is not finite.
+    /// Brings every limb pair to its canonical form (`low` in [0, 2⁵¹)) without changing the value it holds.
+    public func normalise() {
+        guard reduction == .exact else { return }
+        let high = self.high, low = self.low
+        for i in 0..<count { (high[i], low[i]) = Self.canonical(high[i], low[i]) }
+        lossLimbs = Self.canonical(lossLimbs.high, lossLimbs.low)
+    }
+
+    /// Writes `sum / samples`, the mean gradient, as Floats; returns false if the run has diverged.
     @discardableResult
     public func writeMean(into mean: UnsafeMutablePointer<Float>) -> Bool {
         precondition(samples > 0, "mean of an empty gradient sum")
         var finite = true
         switch reduction {
         case .exact:
-            let divisor = Self.scale * Double(samples), source = fixed.pointer
-            for i in 0..<count { mean[i] = Float(Double(source[i]) / divisor) }
+            normalise()
+            let high = self.high, low = self.low, divisor = Double(samples)
+            for i in 0..<count { mean[i] = Float(Self.value(high[i], low[i]) / divisor) }
         case .fast:
             let divisor = Float(samples), source = floats.pointer
             for i in 0..<count {
@@ -120,15 +150,24 @@ public final class GradientSum {
         return finite && !overflowed
     }
 
-    /// `value · 2⁶⁴` truncated toward zero, and whether `value` was finite and within `limit`.
+    /// The exact limbs of `value` (rounded at 2⁻⁷¹) and 1 if `value` is not finite or beyond `limit`.
     @inline(__always)
-    static func fixedPoint(_ value: Double) -> (Int128, Bool) {
-        let magnitude = abs(value)
-        guard magnitude < limit else { return (0, false) }  // NaN fails this comparison too
-        let whole = magnitude.rounded(.towardZero)
-        let fraction = (magnitude - whole) * scale  // exact: a power-of-two scale of an exact difference
-        let bits = UInt128(UInt64(whole)) << 64 | UInt128(UInt64(fraction))
-        let fixed = Int128(bitPattern: bits)
-        return (value < 0 ? 0 &- fixed : fixed, true)
+    static func limbs(_ value: Double) -> (high: Int64, low: Int64, outside: Int64) {
+        let shifted = value + highMagic
+        let rest = value - (shifted - highMagic)  // exact: |rest| ≤ 2⁻²¹
+        return (Int64(bitPattern: shifted.bitPattern) &- highMagicBits,
+                Int64(bitPattern: (rest + lowMagic).bitPattern) &- lowMagicBits,
+                abs(value) < limit ? 0 : 1)
     }
+
+    /// The unique limbs of the same value with `low` in [0, 2⁵¹).
+    @inline(__always)
+    static func canonical(_ high: Int64, _ low: Int64) -> (Int64, Int64) {
+        let carry = low >> 51
+        return (high &+ carry, low &- (carry << 51))
+    }
+
+    /// A canonical pair's value, as a Double.
+    @inline(__always)
+    static func value(_ high: Int64, _ low: Int64) -> Double { Double(high) * 0x1p-20 + Double(low) * 0x1p-71 }
 }

@@ -1,0 +1,147 @@
+import ArgumentParser
+import Engine
+import Foundation
+
+/// Measurements for scripts/bench.sh; each prints one JSON object. Not a test: timings depend on the machine.
+@main
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shardtrain-bench",
+        abstract: "Engine measurements for scripts/bench.sh (JSON on stdout).",
+        subcommands: [TrainThroughput.self, GEMMLimit.self, XORTiming.self]
+    )
+}
+
+/// The benchmark's work unit: mnist-mlp, 784→512 ReLU→256 ReLU→10, cross-entropy.
+enum MNISTMLP {
+    static let spec = ModelSpec(inputs: 784, layers: [LayerSpec(units: 512, activation: .relu),
+                                                      LayerSpec(units: 256, activation: .relu),
+                                                      LayerSpec(units: 10, activation: .softmax)])
+
+    /// FLOPs of one sample's forward and backward pass (no input gradient for the first layer).
+    static var flopsPerSample: Double {
+        let layers = spec.layout.layers
+        let forward = layers.reduce(0) { $0 + 2.0 * Double($1.inputs * $1.outputs) }
+        let weightGradients = forward
+        let inputGradients = layers.dropFirst().reduce(0) { $0 + 2.0 * Double($1.inputs * $1.outputs) }
+        return forward + weightGradients + inputGradients
+    }
+
+    /// Seeded synthetic samples: N(0, 1) features, uniform class labels.
+    static func data(samples: Int) -> Dataset {
+        var random = Xoshiro(seed: 1234)
+        let features = (0..<samples * 784).map { _ in Float(random.nextUnitFloat() * 2 - 1) }
+        let labels = (0..<samples).map { _ in Float(random.nextIndex(below: 10)) }
+        return try! Dataset(name: "mnist-mlp synthetic", features: features, featureWidth: 784, targets: labels,
+                            targetWidth: 1)
+    }
+}
+
+func emit(_ fields: [String: Any]) {
+    let data = try! JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+struct TrainThroughput: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "train", abstract: "mnist-mlp samples per second.")
+    @Option var batch = 256
+    @Option var optimizer = "sgd"
+    @Option var reduction = "exact"
+    @Option var threads = 1
+    @Option var microShard = 64
+    @Option(help: "Measured epochs of 8 steps each, after one warm-up epoch.") var epochs = 6
+
+    func run() throws {
+        BLAS.setThreads(threads)
+        var options = TrainingOptions()
+        options.batchSize = batch
+        options.microShardSize = microShard
+        options.reduction = Reduction(rawValue: reduction)!
+        options.length = .epochs(epochs + 1)
+        if optimizer == "sgd" {
+            var sgd = SGD.Options()
+            sgd.momentum = 0.9
+            options.optimizer = .sgd(sgd)
+        } else {
+            options.optimizer = .adam(Adam.Options())
+        }
+        let trainer = Trainer(spec: MNISTMLP.spec, loss: .crossEntropy, options: options,
+                              training: MNISTMLP.data(samples: batch * 8))
+        var rates: [Double] = []
+        try trainer.run { rates.append($0.samplesPerSecond) }
+        let measured = rates.dropFirst().sorted()
+        let median = measured[measured.count / 2]
+        emit(["samples_per_second": median, "batch": batch, "optimizer": optimizer, "reduction": reduction,
+              "threads": threads, "micro_shard": microShard, "kernel": BLAS.kernel])
+    }
+}
+
+struct GEMMLimit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sgemm", abstract: "sgemm GFLOP/s on mnist-mlp's own GEMM shapes at a batch size.")
+    @Option var batch = 256
+    @Option var threads = 1
+    @Option var seconds = 1.0
+
+    func run() {
+        BLAS.setThreads(threads)
+        let layers = MNISTMLP.spec.layout.layers
+        let widest = 784 * 512
+        let a = Buffer<Float>(count: batch * 784), w = Buffer<Float>(count: widest), c = Buffer<Float>(count: widest)
+        for i in 0..<a.count { a[i] = Float(i % 7) * 0.1 }
+        for i in 0..<w.count { w[i] = Float(i % 5) * 0.1 }
+        // The products of one training step, as Network issues them.
+        func step() {
+            for d in layers {
+                gemm(.none, .transposed, m: batch, n: d.outputs, k: d.inputs, a.pointer, lda: d.inputs,
+                     w.pointer, ldb: d.inputs, beta: 0, c.pointer, ldc: d.outputs)
+                gemm(.transposed, .none, m: d.outputs, n: d.inputs, k: batch, a.pointer, lda: d.outputs,
+                     a.pointer, ldb: d.inputs, beta: 0, w.pointer, ldc: d.inputs)
+            }
+            for d in layers.dropFirst() {
+                gemm(.none, .none, m: batch, n: d.inputs, k: d.outputs, a.pointer, lda: d.outputs,
+                     w.pointer, ldb: d.inputs, beta: 0, c.pointer, ldc: d.inputs)
+            }
+        }
+        step()
+        let clock = ContinuousClock()
+        var steps = 0
+        let start = clock.now
+        while (clock.now - start) < .seconds(seconds) {
+            step()
+            steps += 1
+        }
+        let elapsed = (clock.now - start) / .seconds(1)
+        let flops = MNISTMLP.flopsPerSample * Double(batch) * Double(steps)
+        let gflops = flops / elapsed / 1e9
+        emit(["gflops": gflops, "limit_samples_per_second": gflops * 1e9 / MNISTMLP.flopsPerSample,
+              "flops_per_sample": MNISTMLP.flopsPerSample, "batch": batch, "threads": threads, "kernel": BLAS.kernel])
+    }
+}
+
+struct XORTiming: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "xor", abstract: "The seed's XOR run, µs per epoch.")
+    @Option var repeats = 20
+
+    func run() throws {
+        BLAS.setThreads(1)
+        var sgd = SGD.Options()
+        sgd.lr = 0.5
+        var options = TrainingOptions()
+        options.batchSize = 4
+        options.length = .epochs(1000)
+        options.optimizer = .sgd(sgd)
+        options.seed = 7
+        let spec = ModelSpec(inputs: 2, layers: [LayerSpec(units: 3, activation: .relu),
+                                                 LayerSpec(units: 1, activation: .sigmoid)])
+        var best = Double.infinity
+        let clock = ContinuousClock()
+        for _ in 0..<repeats {
+            let trainer = Trainer(spec: spec, loss: .mse, options: options, training: Synthetic.xor())
+            let start = clock.now
+            try trainer.run { _ in }
+            best = min(best, (clock.now - start) / .microseconds(1) / 1000)
+        }
+        emit(["us_per_epoch": best, "epochs": 1000])
+    }
+}
