@@ -52,8 +52,9 @@ struct TrainThroughput: ParsableCommand {
     @Option(help: "Measured epochs of 8 steps each, after one warm-up epoch.") var epochs = 6
 
     func run() throws {
-        BLAS.setThreads(threads)
+        BLAS.setThreads(1)
         var options = TrainingOptions()
+        options.threads = threads
         options.batchSize = batch
         options.microShardSize = microShard
         options.reduction = Reduction(rawValue: reduction)!

@@ -22,7 +22,8 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("init"), help: "Start from these weights (safetensors, named as nn.Sequential).") var initWeights: String?
     @Option(help: "Save the trained weights here (safetensors).") var save: String?
     @Option(help: "Append one JSON object per epoch to this file.") var metrics: String?
-    @Option(help: "BLAS threads (default: all cores).") var threads: Int?
+    @Option(help: "Threads computing micro-shards, each with single-threaded BLAS (default: all cores).")
+    var threads: Int?
     @Flag(help: "Print the set-up and the BLAS kernel.") var verbose = false
 
     func run() throws {
@@ -49,6 +50,7 @@ struct Train: ParsableCommand {
         overrides.noShuffle = noShuffle
         overrides.microShardSize = microShard
         overrides.logEvery = logEvery
+        overrides.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
         if let reduction {
             guard let mode = Reduction(rawValue: reduction) else {
                 throw InputError("--reduction \(reduction): use exact or fast")
@@ -60,7 +62,7 @@ struct Train: ParsableCommand {
         if epochs != nil && steps != nil { throw InputError("give --epochs or --steps, not both") }
 
         let run = try PreparedRun(jobFile: config, overrides: overrides, initialWeights: initWeights)
-        BLAS.setThreads(threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        BLAS.setThreads(1)
         if verbose { print(run.summary + ", BLAS kernel \(BLAS.kernel)") }
         let metricsFile = try metrics.map(MetricsFile.init)
         try run.trainer.run { report in

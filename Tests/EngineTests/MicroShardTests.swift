@@ -117,3 +117,25 @@ struct MicroShardTests {
         #expect(sum.writeMean(into: &out) == false)
     }
 }
+
+struct ThreadCountTests {
+    @Test("exact training gives the same weights with 1, 2 and 3 threads")
+    func sameBitsAnyThreadCount() throws {
+        let data = Synthetic.spirals(samples: 203, classes: 3, noise: 0.05, seed: 2)
+        let spec = ModelSpec(inputs: 2, layers: [LayerSpec(units: 32, activation: .relu),
+                                                 LayerSpec(units: 3, activation: .softmax)])
+        func weights(threads: Int) throws -> [UInt32] {
+            var options = TrainingOptions()
+            options.batchSize = 50
+            options.microShardSize = 8
+            options.length = .epochs(3)
+            options.threads = threads
+            let trainer = Trainer(spec: spec, loss: .crossEntropy, options: options, training: data)
+            try trainer.run { _ in }
+            return trainer.parameters.array.map(\.bitPattern)
+        }
+        let one = try weights(threads: 1)
+        #expect(try weights(threads: 2) == one)
+        #expect(try weights(threads: 3) == one)
+    }
+}

@@ -10,6 +10,7 @@ public struct JobOverrides: Sendable {
     public var microShardSize: Int?
     public var reduction: Reduction?
     public var logEvery: Int?
+    public var threads: Int?
 
     public init() {}
 
@@ -37,6 +38,7 @@ public struct JobOverrides: Sendable {
         if let microShardSize { job.options.microShardSize = microShardSize }
         if let reduction { job.options.reduction = reduction }
         if let logEvery { job.logEvery = logEvery }
+        if let threads { job.options.threads = threads }
         return job
     }
 

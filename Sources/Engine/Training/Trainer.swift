@@ -17,7 +17,8 @@ public final class Trainer {
     public private(set) var step = 0
     public private(set) var epoch = 0
 
-    private let computer: SliceComputer
+    private let slices: ParallelSlices
+    private var computer: SliceComputer { slices.computers[0] }
     private let sum: GradientSum
     private let order: Buffer<Int>
 
@@ -41,9 +42,9 @@ public final class Trainer {
         optimizer = options.optimizer.make(parameterCount: count)
         plan = BatchPlan(sampleCount: training.count, batchSize: options.batchSize, shuffle: options.shuffle,
                          dropLast: options.dropLast, seed: options.seed)
-        computer = SliceComputer(spec: spec, loss: loss, targetWidth: training.targetWidth,
-                                 microShardSize: options.microShardSize, reduction: options.reduction,
-                                 largestSlice: options.batchSize)
+        slices = ParallelSlices(spec: spec, loss: loss, targetWidth: training.targetWidth,
+                                microShardSize: options.microShardSize, reduction: options.reduction,
+                                largestSlice: options.batchSize, threads: options.threads)
         sum = GradientSum(count: count, reduction: options.reduction)
         order = Buffer(count: training.count)
     }
@@ -92,8 +93,8 @@ public final class Trainer {
         let range = plan.range(ofBatch: batch)
         sum.reset()
         let indices = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(order.elements)[range])
-        computer.accumulate(batch: indices, microShards: 0 ..< computer.microShardCount(batchSize: range.count),
-                            data: training, parameters: parameters.pointer, into: sum)
+        slices.accumulate(batch: indices, microShards: 0 ..< computer.microShardCount(batchSize: range.count),
+                          data: training, parameters: parameters.pointer, into: sum)
         guard sum.writeMean(into: gradient.pointer) else {
             throw TrainingError(message: "training diverged at step \(step) (epoch \(epoch)): a gradient is NaN, "
                 + "infinite or beyond ±1.1e12; lower the learning rate (now \(learningRate)) or check the data")

@@ -16,6 +16,8 @@ public struct TrainingOptions: Sendable, Equatable {
     /// Samples per micro-shard: the unit of work whose gradient is computed identically wherever it runs.
     public var microShardSize = 64
     public var reduction: Reduction = .exact
+    /// Threads computing micro-shards in this process (each with single-threaded BLAS when more than one).
+    public var threads = 1
 
     public init() {}
 }

@@ -1,0 +1,61 @@
+import Dispatch
+
+/// Computes a range of a batch's micro-shards on several threads of this process, each with its own workspace
+/// and single-threaded BLAS, and adds their sums.
+///
+/// Threads take contiguous runs of micro-shards. In exact mode the result has the same bits for any thread count
+/// (the sums are integer); in fast mode each thread's run is one GEMM and the Float sums depend on the count.
+public final class ParallelSlices {
+    public let threads: Int
+    /// One per thread; the first also serves evaluation and prediction.
+    public let computers: [SliceComputer]
+    private let partials: [GradientSum]
+
+    public init(spec: ModelSpec, loss: Loss, targetWidth: Int, microShardSize: Int, reduction: Reduction,
+                largestSlice: Int, threads: Int) {
+        self.threads = max(1, threads)
+        computers = (0..<self.threads).map { _ in
+            SliceComputer(spec: spec, loss: loss, targetWidth: targetWidth, microShardSize: microShardSize,
+                          reduction: reduction, largestSlice: largestSlice)
+        }
+        partials = (1..<self.threads).map { _ in
+            GradientSum(count: spec.layout.parameterCount, reduction: reduction)
+        }
+    }
+
+    /// Adds the gradient sum of micro-shards `microShards` of `batch` to `sum`.
+    public func accumulate(batch: UnsafeBufferPointer<Int>, microShards: Range<Int>, data: Dataset,
+                           parameters: UnsafePointer<Float>, into sum: GradientSum) {
+        guard threads > 1, microShards.count > 1 else {
+            computers[0].accumulate(batch: batch, microShards: microShards, data: data, parameters: parameters,
+                                    into: sum)
+            return
+        }
+        let work = UncheckedSendable((self, batch, data, parameters, sum))
+        DispatchQueue.concurrentPerform(iterations: threads) { thread in
+            let (me, batch, data, parameters, sum) = work.value
+            let share = me.share(of: microShards, thread: thread)
+            guard !share.isEmpty else { return }
+            let target = thread == 0 ? sum : me.partials[thread - 1]
+            if thread > 0 { target.reset() }
+            me.computers[thread].accumulate(batch: batch, microShards: share, data: data, parameters: parameters,
+                                            into: target)
+        }
+        for thread in 1..<threads where !share(of: microShards, thread: thread).isEmpty {
+            sum.add(partials[thread - 1])
+        }
+    }
+
+    /// Thread `thread`'s contiguous run of `range`, as even as whole micro-shards allow.
+    func share(of range: Range<Int>, thread: Int) -> Range<Int> {
+        let base = range.count / threads, extra = range.count % threads
+        let start = range.lowerBound + thread * base + min(thread, extra)
+        return start ..< start + base + (thread < extra ? 1 : 0)
+    }
+}
+
+/// Hands non-Sendable references to worker threads whose use of them the caller keeps disjoint.
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
