@@ -44,7 +44,7 @@ public enum Activation: Sendable, Equatable, CustomStringConvertible {
             for c in 0..<cols { zr[c] += bias[c] }
             switch self {
             case .relu:
-                for c in 0..<cols { ar[c] = max(zr[c], 0) }
+                for c in 0..<cols { ar[c] = zr[c] > 0 ? zr[c] : 0 }
             case .leakyReLU(let slope):
                 for c in 0..<cols { ar[c] = zr[c] > 0 ? zr[c] : zr[c] * slope }
             case .sigmoid:
@@ -61,37 +61,38 @@ public enum Activation: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// Chain rule through the activation: `dz = da · f'(z)`, from the forward pass's saved `z` and `a`.
-    /// `dz` may alias `da`.
-    func backward(da: UnsafePointer<Float>, z: UnsafePointer<Float>, a: UnsafePointer<Float>,
-                  dz: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+    /// Chain rule through the activation, in place: `g ← g · f'(z)`, from the forward pass's saved `z` and `a`.
+    func backward(gradient g: UnsafeMutablePointer<Float>, z: UnsafePointer<Float>, a: UnsafePointer<Float>,
+                  rows: Int, cols: Int) {
         let count = rows * cols
         switch self {
         case .relu:
-            for i in 0..<count { dz[i] = z[i] > 0 ? da[i] : 0 }
+            // A bit mask rather than a branch, so the loop vectorises: keeps g where z > 0, else +0.
+            let bits = UnsafeMutableRawPointer(g).assumingMemoryBound(to: UInt32.self)
+            for i in 0..<count { bits[i] &= z[i] > 0 ? UInt32.max : 0 }
         case .leakyReLU(let slope):
-            for i in 0..<count { dz[i] = z[i] > 0 ? da[i] : da[i] * slope }
+            for i in 0..<count { g[i] *= z[i] > 0 ? 1 : slope }
         case .sigmoid:
-            for i in 0..<count { dz[i] = da[i] * (1 - a[i]) * a[i] }
+            for i in 0..<count { g[i] = g[i] * (1 - a[i]) * a[i] }
         case .tanh:
-            for i in 0..<count { dz[i] = da[i] * (1 - a[i] * a[i]) }
+            for i in 0..<count { g[i] = g[i] * (1 - a[i] * a[i]) }
         case .gelu:
             // d/dz [z·Φ(z)] = Φ(z) + z·φ(z)
             let invSqrt2 = Float(0.5).squareRoot(), invSqrt2Pi = 1 / (2 * Float.pi).squareRoot()
             for i in 0..<count {
                 let cdf = 0.5 * (1 + Foundation.erf(z[i] * invSqrt2))
                 let pdf = invSqrt2Pi * Foundation.exp(-0.5 * z[i] * z[i])
-                dz[i] = da[i] * (cdf + z[i] * pdf)
+                g[i] = g[i] * (cdf + z[i] * pdf)
             }
         case .identity:
-            if UnsafePointer(dz) != da { dz.update(from: da, count: count) }
+            break
         case .softmax:
-            // Jacobian-vector product per row: dz_i = a_i · (da_i − Σ_j da_j · a_j).
+            // Jacobian-vector product per row: g_i ← a_i · (g_i − Σ_j g_j · a_j).
             for r in 0..<rows {
                 let o = r * cols
                 var dot: Float = 0
-                for c in 0..<cols { dot += da[o + c] * a[o + c] }
-                for c in 0..<cols { dz[o + c] = a[o + c] * (da[o + c] - dot) }
+                for c in 0..<cols { dot += g[o + c] * a[o + c] }
+                for c in 0..<cols { g[o + c] = a[o + c] * (g[o + c] - dot) }
             }
         }
     }

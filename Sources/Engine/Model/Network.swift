@@ -95,9 +95,8 @@ public final class Network {
         let (lossSum, correct) = loss.evaluate(output: lossInput, targets: targets.pointer, rows: rows,
                                                cols: outputWidth, targetWidth: targetWidth, gradient: dz)
         if !loss.readsLogits {
-            activationOf[last].backward(da: dz, z: preActivations[last].pointer,
-                                                  a: activations[last].pointer, dz: dz,
-                                                  rows: rows, cols: outputWidth)
+            activationOf[last].backward(gradient: dz, z: preActivations[last].pointer,
+                                        a: activations[last].pointer, rows: rows, cols: outputWidth)
         }
         for l in stride(from: last, through: 0, by: -1) {
             let dense = self.dense[l]
@@ -118,9 +117,8 @@ public final class Network {
             gemm(.none, .none, m: rows, n: dense.inputs, k: dense.outputs,
                  dz, lda: dense.outputs, parameters + dense.weightOffset, ldb: dense.inputs,
                  beta: 0, spare, ldc: dense.inputs)
-            activationOf[l - 1].backward(da: spare, z: preActivations[l - 1].pointer,
-                                                   a: activations[l - 1].pointer, dz: spare,
-                                                   rows: rows, cols: dense.inputs)
+            activationOf[l - 1].backward(gradient: spare, z: preActivations[l - 1].pointer,
+                                         a: activations[l - 1].pointer, rows: rows, cols: dense.inputs)
             swap(&dz, &spare)
         }
         return SliceStatistics(samples: rows, lossSum: lossSum, correct: correct)

@@ -43,30 +43,39 @@ public final class Adam: Optimizer {
     }
 
     public func step(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
-                     learningRate lr: Float) {
+                     scale: Float, learningRate lr: Float) {
         steps += 1
         let o = options
         let m = firstMoment.pointer, v = secondMoment.pointer, vMax = secondMomentMax.pointer
         // Bias corrections in double precision, as PyTorch computes them from its Python-float step.
         let t = Double(steps)
         let stepSize = Float(Double(lr) / (1 - Foundation.pow(Double(o.beta1), t)))
-        let correction2Root = Float((1 - Foundation.pow(Double(o.beta2), t)).squareRoot())
-        let decay = 1 - lr * o.weightDecay
-        for i in 0..<parameterCount {
-            var g = gradients[i]
-            if o.decoupledWeightDecay { p[i] *= decay } else { g += o.weightDecay * p[i] }
+        // A multiply by the reciprocal rather than PyTorch's divide: one division less per parameter.
+        let inverseCorrection2Root = Float(1 / (1 - Foundation.pow(Double(o.beta2), t)).squareRoot())
+        // Adam folds an L2 term into the gradient; AdamW decays the weights instead. Both as plain arithmetic with
+        // neutral values (0, 1) when unused, so the loop has no branches and vectorises.
+        let l2 = o.decoupledWeightDecay ? 0 : o.weightDecay
+        let decay = o.decoupledWeightDecay ? 1 - lr * o.weightDecay : 1
+        let (beta1, beta2, eps, amsgrad) = (o.beta1, o.beta2, o.eps, o.amsgrad)
+        // Eight lanes at a time over the buffers' zero padding (explicit vectors: a scalar square root does not
+        // vectorise). Each lane does the scalar arithmetic, so the bits are the same.
+        forEachBlock(parameterCount) { i in
+            let w = Vector8.load(p, i)
+            let g = Vector8.load(gradients, i) * scale + l2 * w
             // First moment: running mean of the gradient.
-            m[i] += (1 - o.beta1) * (g - m[i])
+            let first = Vector8.load(m, i)
+            let mi = first + (1 - beta1) * (g - first)
             // Second moment: running mean of its square.
-            v[i] = o.beta2 * v[i] + (1 - o.beta2) * g * g
-            var second = v[i]
-            if o.amsgrad {
+            var vi = beta2 * Vector8.load(v, i) + (1 - beta2) * g * g
+            mi.store(m, i)
+            vi.store(v, i)
+            if amsgrad {
                 // AMSGrad keeps the largest second moment seen, so steps never grow back.
-                vMax[i] = max(vMax[i], v[i])
-                second = vMax[i]
+                vi = Vector8.load(vMax, i).replacing(with: vi, where: vi .> Vector8.load(vMax, i))
+                vi.store(vMax, i)
             }
-            let denominator = second.squareRoot() / correction2Root + o.eps
-            p[i] -= stepSize * m[i] / denominator
+            // Bias-corrected step: m̂ / (√v̂ + ε).
+            (w * decay - stepSize * mi / (vi.squareRoot() * inverseCorrection2Root + eps)).store(p, i)
         }
     }
 }

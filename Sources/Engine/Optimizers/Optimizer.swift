@@ -6,8 +6,10 @@ public protocol Optimizer: AnyObject {
     var steps: Int { get }
     /// The optimizer's state buffers, each laid out like the parameters.
     var state: [Buffer<Float>] { get }
-    /// One update with this step's learning rate.
-    func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, learningRate: Float)
+    /// One update with this step's learning rate, from the gradient `gradients[i] · scale` (scale 1 for a mean,
+    /// 1 / samples for a sum).
+    func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, scale: Float,
+              learningRate: Float)
 }
 
 /// An optimizer and its hyper-parameters, with `torch.optim`'s names and defaults.

@@ -31,27 +31,34 @@ public final class RMSProp: Optimizer {
     }
 
     public func step(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
-                     learningRate lr: Float) {
+                     scale: Float, learningRate lr: Float) {
         let o = options
         let square = squareAverage.pointer, mean = gradientAverage.pointer, buffer = momentumBuffer.pointer
-        for i in 0..<parameterCount {
-            let g = gradients[i] + o.weightDecay * p[i]
+        let (alpha, eps, wd, mu, centered) = (o.alpha, o.eps, o.weightDecay, o.momentum, o.centered)
+        // Eight lanes at a time over the buffers' zero padding, as Adam (a scalar square root does not vectorise).
+        forEachBlock(parameterCount) { i in
+            let w = Vector8.load(p, i)
+            let g = Vector8.load(gradients, i) * scale + wd * w
             // Running mean of g².
-            square[i] = o.alpha * square[i] + (1 - o.alpha) * g * g
-            var denominator: Float
-            if o.centered {
+            let s2 = alpha * Vector8.load(square, i) + (1 - alpha) * g * g
+            s2.store(square, i)
+            var denominator: Vector8
+            if centered {
                 // Running mean of g, so that the denominator estimates the standard deviation.
-                mean[i] += (1 - o.alpha) * (g - mean[i])
-                denominator = (square[i] - mean[i] * mean[i]).squareRoot() + o.eps
+                let previous = Vector8.load(mean, i)
+                let average = previous + (1 - alpha) * (g - previous)
+                average.store(mean, i)
+                denominator = (s2 - average * average).squareRoot() + eps
             } else {
-                denominator = square[i].squareRoot() + o.eps
+                denominator = s2.squareRoot() + eps
             }
-            if o.momentum > 0 {
+            if mu > 0 {
                 // Momentum on the normalised step.
-                buffer[i] = o.momentum * buffer[i] + g / denominator
-                p[i] -= lr * buffer[i]
+                let velocity = mu * Vector8.load(buffer, i) + g / denominator
+                velocity.store(buffer, i)
+                (w - lr * velocity).store(p, i)
             } else {
-                p[i] -= lr * g / denominator
+                (w - lr * g / denominator).store(p, i)
             }
         }
         steps += 1

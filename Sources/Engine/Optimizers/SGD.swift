@@ -23,18 +23,25 @@ public final class SGD: Optimizer {
     public var state: [Buffer<Float>] { options.momentum == 0 ? [] : [velocity] }
 
     public func step(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
-                     learningRate lr: Float) {
-        let o = options, v = velocity.pointer, first = steps == 0
-        for i in 0..<parameterCount {
-            // L2 penalty folded into the gradient.
-            var g = gradients[i] + o.weightDecay * p[i]
-            if o.momentum != 0 {
-                // Velocity: the first step takes the gradient as is, later ones a damped running sum.
-                v[i] = first ? g : o.momentum * v[i] + (1 - o.dampening) * g
-                // Nesterov looks ahead along the velocity.
-                g = o.nesterov ? g + o.momentum * v[i] : v[i]
+                     scale: Float, learningRate lr: Float) {
+        let o = options, v = velocity.pointer, wd = o.weightDecay, mu = o.momentum
+        if mu == 0 {
+            for i in 0..<parameterCount { p[i] -= lr * (gradients[i] * scale + wd * p[i]) }
+        } else if steps == 0 {
+            // The first step's velocity is the gradient itself.
+            for i in 0..<parameterCount {
+                let g = gradients[i] * scale + wd * p[i]
+                v[i] = g
+                p[i] -= lr * (o.nesterov ? g + mu * g : g)
             }
-            p[i] -= lr * g
+        } else {
+            // Velocity: a damped running sum of gradients; Nesterov looks ahead along it.
+            let keep = 1 - o.dampening, ahead: Float = o.nesterov ? 1 : 0
+            for i in 0..<parameterCount {
+                let g = gradients[i] * scale + wd * p[i]
+                v[i] = mu * v[i] + keep * g
+                p[i] -= lr * (ahead * (g + mu * v[i]) + (1 - ahead) * v[i])
+            }
         }
         steps += 1
     }

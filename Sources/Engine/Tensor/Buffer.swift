@@ -9,15 +9,20 @@ public final class Buffer<Element: BitwiseCopyable> {
     /// The first element. Valid for `count` elements for the buffer's lifetime.
     public let pointer: UnsafeMutablePointer<Element>
 
-    /// Allocates `count` elements, every byte zero.
+    /// Allocates `count` elements, every byte zero, plus zero padding up to `Buffer.padded(count)` elements so that
+    /// vector loops may run over whole 16-element blocks.
     public init(count: Int) {
         precondition(count >= 0, "Buffer count must be non-negative, got \(count)")
         self.count = count
-        let bytes = max(count, 1) * MemoryLayout<Element>.stride
+        let capacity = Self.padded(count)
+        let bytes = capacity * MemoryLayout<Element>.stride
         let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
-        pointer = raw.bindMemory(to: Element.self, capacity: max(count, 1))
+        pointer = raw.bindMemory(to: Element.self, capacity: capacity)
     }
+
+    /// `count` rounded up to a whole number of 16-element blocks (at least one).
+    public static func padded(_ count: Int) -> Int { max(16, (count + 15) & ~15) }
 
     /// Allocates a buffer holding a copy of `values`.
     public convenience init(_ values: [Element]) {

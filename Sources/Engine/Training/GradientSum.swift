@@ -47,6 +47,8 @@ public final class GradientSum {
     public private(set) var correct = 0
     /// True once an added value was non-finite (or, in exact mode, beyond `limit`).
     public private(set) var overflowed = false
+    /// Nothing added since `reset`: the next addition overwrites instead of adding, so reset needs no memset.
+    public private(set) var isEmpty = true
 
     public init(count: Int, reduction: Reduction) {
         self.count = count
@@ -66,8 +68,7 @@ public final class GradientSum {
     }
 
     public func reset() {
-        limbs.zero()
-        floats.zero()
+        isEmpty = true
         lossLimbs = (0, 0)
         floatLossSum = 0
         samples = 0
@@ -82,11 +83,20 @@ public final class GradientSum {
         case .exact:
             let high = self.high, low = self.low
             var outside: Int64 = 0
-            for i in 0..<count {
-                let (h, l, isOutside) = Self.limbs(Double(gradient[i]))
-                outside |= isOutside
-                high[i] &+= h
-                low[i] &+= l
+            if isEmpty {
+                for i in 0..<count {
+                    let (h, l, isOutside) = Self.limbs(Double(gradient[i]))
+                    outside |= isOutside
+                    high[i] = h
+                    low[i] = l
+                }
+            } else {
+                for i in 0..<count {
+                    let (h, l, isOutside) = Self.limbs(Double(gradient[i]))
+                    outside |= isOutside
+                    high[i] &+= h
+                    low[i] &+= l
+                }
             }
             let (h, l, lossOutside) = Self.limbs(statistics.lossSum)
             lossLimbs.high &+= h
@@ -94,32 +104,50 @@ public final class GradientSum {
             bad = outside | lossOutside != 0
         case .fast:
             let target = floats.pointer
-            for i in 0..<count { target[i] += gradient[i] }
+            if isEmpty {
+                if UnsafePointer(target) != gradient { target.update(from: gradient, count: count) }
+            } else {
+                for i in 0..<count { target[i] += gradient[i] }
+            }
             floatLossSum += statistics.lossSum
             bad = !statistics.lossSum.isFinite
         }
         samples += statistics.samples
         correct += statistics.correct
         overflowed = overflowed || bad
+        isEmpty = false
     }
+
+    /// Fast mode, empty sum: the buffer a slice may write its gradient into directly, then `add` it in place.
+    public var writableFloats: UnsafeMutablePointer<Float>? { reduction == .fast && isEmpty ? floats.pointer : nil }
 
     /// Adds another sum of the same mode and size (another worker's slice of the batch).
     public func add(_ other: GradientSum) {
         precondition(other.count == count && other.reduction == reduction, "adding unlike gradient sums")
+        guard !other.isEmpty else { return }
         switch reduction {
         case .exact:
             let target = limbs.pointer, source = other.limbs.pointer
-            for i in 0..<2 * count { target[i] &+= source[i] }
+            if isEmpty {
+                target.update(from: source, count: 2 * count)
+            } else {
+                for i in 0..<2 * count { target[i] &+= source[i] }
+            }
             lossLimbs.high &+= other.lossLimbs.high
             lossLimbs.low &+= other.lossLimbs.low
         case .fast:
             let target = floats.pointer, source = other.floats.pointer
-            for i in 0..<count { target[i] += source[i] }
+            if isEmpty {
+                target.update(from: source, count: count)
+            } else {
+                for i in 0..<count { target[i] += source[i] }
+            }
             floatLossSum += other.floatLossSum
         }
         samples += other.samples
         correct += other.correct
         overflowed = overflowed || other.overflowed
+        isEmpty = false
     }
 
     /// Brings every limb pair to its canonical form (`low` in [0, 2⁵¹)) without changing the value it holds.
@@ -142,12 +170,18 @@ public final class GradientSum {
             for i in 0..<count { mean[i] = Float(Self.value(high[i], low[i]) / divisor) }
         case .fast:
             let divisor = Float(samples), source = floats.pointer
-            for i in 0..<count {
-                mean[i] = source[i] / divisor
-                finite = finite && mean[i].isFinite
-            }
+            for i in 0..<count { mean[i] = source[i] / divisor }
+            finite = floatsAreFinite
         }
         return finite && !overflowed
+    }
+
+    /// Fast mode: whether every Float sum is finite (an integer pass over the exponent bits, which vectorises).
+    public var floatsAreFinite: Bool {
+        let bits = UnsafeRawPointer(floats.pointer).assumingMemoryBound(to: UInt32.self)
+        var special: UInt32 = 0
+        for i in 0..<count { special |= (bits[i] & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0 }
+        return special == 0 && !overflowed
     }
 
     /// The exact limbs of `value` (rounded at 2⁻⁷¹) and 1 if `value` is not finite or beyond `limit`.

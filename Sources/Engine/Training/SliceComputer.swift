@@ -34,8 +34,10 @@ public final class SliceComputer {
         while position < end {
             let rows = min(network.capacity, end - position)
             gather(UnsafeBufferPointer(rebasing: batch[position ..< position + rows]), from: data)
-            let statistics = network.gradientSum(rows: rows, parameters: parameters, gradient: scratch.pointer)
-            sum.add(gradient: scratch.pointer, statistics: statistics)
+            // A fast sum's first slice goes straight into it, saving a copy.
+            let target = sum.writableFloats ?? scratch.pointer
+            let statistics = network.gradientSum(rows: rows, parameters: parameters, gradient: target)
+            sum.add(gradient: target, statistics: statistics)
             position += rows
         }
     }

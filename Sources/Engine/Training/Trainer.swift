@@ -10,8 +10,8 @@ public final class Trainer {
     public let training: Dataset
     public let validation: Dataset?
     public let parameters: Buffer<Float>
-    /// The last step's mean gradient.
-    public let gradient: Buffer<Float>
+    /// The last exact step's mean gradient.
+    private let gradient: Buffer<Float>
     public let optimizer: Optimizer
     public let plan: BatchPlan
     public private(set) var step = 0
@@ -95,11 +95,19 @@ public final class Trainer {
         let indices = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(order.elements)[range])
         slices.accumulate(batch: indices, microShards: 0 ..< computer.microShardCount(batchSize: range.count),
                           data: training, parameters: parameters.pointer, into: sum)
-        guard sum.writeMean(into: gradient.pointer) else {
+        // Exact sums become a mean in one division; a fast sum goes to the optimizer scaled, saving a pass.
+        let finite = sum.reduction == .exact ? sum.writeMean(into: gradient.pointer) : sum.floatsAreFinite
+        guard finite else {
             throw TrainingError(message: "training diverged at step \(step) (epoch \(epoch)): a gradient is NaN, "
-                + "infinite or beyond ±1.1e12; lower the learning rate (now \(learningRate)) or check the data")
+                + "infinite or beyond ±2.1e9; lower the learning rate (now \(learningRate)) or check the data")
         }
-        optimizer.step(parameters: parameters.pointer, gradients: gradient.pointer, learningRate: learningRate)
+        if sum.reduction == .exact {
+            optimizer.step(parameters: parameters.pointer, gradients: gradient.pointer, scale: 1,
+                           learningRate: learningRate)
+        } else {
+            optimizer.step(parameters: parameters.pointer, gradients: sum.floats.pointer,
+                           scale: 1 / Float(sum.samples), learningRate: learningRate)
+        }
         step += 1
         return SliceStatistics(samples: sum.samples, lossSum: sum.lossSum, correct: sum.correct)
     }
