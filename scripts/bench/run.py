@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Runs the engine benchmark (called by scripts/bench.sh): shardtrain exact and fast against PyTorch CPU on
+mnist-mlp, the sgemm limit on the same GEMM shapes, and the seed's XOR against its numpy program.
+
+Every measurement is a separate process (its peak RSS comes from wait4). Runs are interleaved and repeated; the
+median is reported. Prints a table and writes JSON.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCH = os.path.join(ROOT, ".build", "release", "shardtrain-bench")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def measure(command, env):
+    """Runs one measurement process; returns its JSON output and peak RSS in MiB."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out = process.stdout.read()
+    err = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {err.decode().strip()}")
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    result["peak_rss_mib"] = usage.ru_maxrss / 1024
+    return result
+
+
+def median_of(runs, key="samples_per_second"):
+    return {"value": statistics.median(r[key] for r in runs),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in runs), "runs": [r[key] for r in runs]}
+
+
+def environments():
+    as_set = dict(os.environ)
+    unset = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    label = ", ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ)
+    return [("as set" + (f" ({label})" if label else " (neither variable set here)"), as_set),
+            ("OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset", unset)]
+
+
+def torch_available():
+    try:
+        subprocess.run([sys.executable, "-c", "import torch"], check=True, capture_output=True)
+        return True
+    except subprocess.CalledProcessError:
+        return False
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--smoke", action="store_true", help="a few steps of one configuration, no peers")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", default=os.path.join(HERE, "results.json"))
+    a = p.parse_args()
+
+    batches, optimizers, thread_counts, repeats, epochs = [64, 256, 512], ["sgd", "adam"], [1, 2], a.repeats, "4"
+    if a.smoke:
+        batches, optimizers, thread_counts, repeats, epochs = [64], ["sgd"], [1], 1, "1"
+    has_torch = not a.smoke and torch_available()
+    report = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
+              "cores": os.cpu_count(), "model": "mnist-mlp 784→512 ReLU→256 ReLU→10, cross-entropy",
+              "torch": has_torch, "environments": []}
+    torch_results = {}
+    for env_label, env in (environments()[:1] if a.smoke else environments()):
+        section = {"environment": env_label, "rows": []}
+        for threads in thread_counts:
+            for batch in batches:
+                limit = measure([BENCH, "sgemm", "--batch", str(batch), "--threads", str(threads),
+                                 "--seconds", "0.3" if a.smoke else "1"], env)
+                section["kernel"] = limit["kernel"]
+                for optimizer in optimizers:
+                    runs = {"exact": [], "fast": [], "torch": []}
+                    for _ in range(repeats):
+                        for reduction in ("exact", "fast"):
+                            runs[reduction].append(measure(
+                                [BENCH, "train", "--batch", str(batch), "--optimizer", optimizer, "--threads",
+                                 str(threads), "--reduction", reduction, "--epochs", epochs], env))
+                        key = (threads, batch, optimizer)
+                        if has_torch and len(torch_results.get(key, [])) < repeats:
+                            torch_results.setdefault(key, []).append(measure(
+                                [sys.executable, os.path.join(HERE, "torch_mlp.py"), "--batch", str(batch),
+                                 "--optimizer", optimizer, "--threads", str(threads), "--epochs", epochs], env))
+                    row = {"threads": threads, "batch": batch, "optimizer": optimizer,
+                           "exact": median_of(runs["exact"]), "fast": median_of(runs["fast"]),
+                           "torch": median_of(torch_results[(threads, batch, optimizer)]) if has_torch else None,
+                           "limit": limit["limit_samples_per_second"], "sgemm_gflops": limit["gflops"]}
+                    section["rows"].append(row)
+                    print_row(row, first=len(section["rows"]) == 1, env_label=env_label, kernel=limit["kernel"])
+        xor = median_of([measure([BENCH, "xor", "--repeats", "3" if a.smoke else "20"], env)
+                         for _ in range(repeats)], key="us_per_epoch")
+        numpy = median_of([measure([sys.executable, os.path.join(HERE, "seed_xor.py")], env)
+                           for _ in range(repeats)], key="us_per_epoch") if not a.smoke else None
+        section["xor"] = {"shardtrain_us_per_epoch": xor, "numpy_us_per_epoch": numpy}
+        print(f"  XOR (seed network, 1000 epochs): shardtrain {xor['value']:.2f} µs/epoch"
+              + (f", the seed's numpy program {numpy['value']:.2f} µs/epoch → {numpy['value'] / xor['value']:.1f}× "
+                 f"faster (peak RSS {xor['peak_rss_mib']:.0f} vs {numpy['peak_rss_mib']:.0f} MiB)" if numpy else ""))
+        report["environments"].append(section)
+    if not a.smoke:
+        with open(a.json, "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"\nwrote {os.path.relpath(a.json, ROOT)}")
+
+
+def print_row(row, first, env_label, kernel):
+    if first:
+        print(f"\nBLAS {env_label}: OpenBLAS kernel {kernel}")
+        print(f"{'thr':>3} {'batch':>5} {'opt':>4} | {'exact':>7} {'fast':>7} {'torch':>7} | {'ex/tor':>6} "
+              f"{'fa/tor':>6} | {'limit':>7} {'ex/lim':>6} {'fa/lim':>6} | {'ex/fa':>5} | RSS MiB ex/fa/torch")
+    torch = row["torch"]["value"] if row["torch"] else None
+    cell = lambda v: f"{v:7.0f}" if v else "    n/a"
+    ratio = lambda x, y: f"{x / y:6.2f}" if x and y else "   n/a"
+    rss = f"{row['exact']['peak_rss_mib']:.0f}/{row['fast']['peak_rss_mib']:.0f}/" + (
+        f"{row['torch']['peak_rss_mib']:.0f}" if torch else "n/a")
+    print(f"{row['threads']:>3} {row['batch']:>5} {row['optimizer']:>4} | {cell(row['exact']['value'])} "
+          f"{cell(row['fast']['value'])} {cell(torch)} | {ratio(row['exact']['value'], torch)} "
+          f"{ratio(row['fast']['value'], torch)} | {cell(row['limit'])} {ratio(row['exact']['value'], row['limit'])} "
+          f"{ratio(row['fast']['value'], row['limit'])} | {row['exact']['value'] / row['fast']['value']:5.2f} | {rss}",
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
