@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "shardtrain", targets: ["shardtrain"]),
         .library(name: "Engine", targets: ["Engine"]),
+        .library(name: "Wire", targets: ["Wire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -19,6 +20,13 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        // libzmq through pkg-config; Debian: libzmq3-dev.
+        .systemLibrary(
+            name: "CZeroMQ",
+            pkgConfig: "libzmq",
+            providers: [.apt(["libzmq3-dev"])]
+        ),
+        .target(name: "Wire", dependencies: ["CZeroMQ"]),
         .target(
             name: "Engine",
             dependencies: ["CBLAS", .product(name: "Yams", package: "Yams")]
@@ -39,6 +47,7 @@ let package = Package(
             dependencies: ["Engine", "AllocationCounter"],
             exclude: ["Fixtures"]
         ),
+        .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["shardtrain"]

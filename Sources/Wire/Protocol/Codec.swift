@@ -1,0 +1,252 @@
+/// What a receiver accepts: sizes come from the job, so no length field can make it allocate or read more.
+public struct Limits: Sendable, Equatable {
+    /// Floats in the weights and gradients (nil before a job is known: such messages are then refused).
+    public var parameterCount: Int?
+    /// The job's id (nil before one is known).
+    public var job: UInt64?
+    /// Micro-shard ranges one assignment may carry.
+    public var maximumRanges = 4096
+    /// Bytes of a hello, error or shutdown text.
+    public var maximumTextBytes = 4096
+    /// Bytes of a job description.
+    public var maximumJobBytes = 1 << 20
+
+    public init(parameterCount: Int? = nil, job: UInt64? = nil) {
+        self.parameterCount = parameterCount
+        self.job = job
+    }
+
+    /// The largest legal frame, for ZMQ_MAXMSGSIZE: the exact gradient, or the job description, plus a margin.
+    public var maximumFrameBytes: Int {
+        max(16 * (parameterCount ?? 0), maximumJobBytes, maximumTextBytes) + 4096
+    }
+}
+
+/// A decoded message: its header and its checked payload.
+public struct Envelope {
+    public let header: Header
+    public let payload: Payload
+}
+
+/// Checked payloads. Large ones keep their frame and are read in place.
+public enum Payload {
+    case hello(fields: [String: String])
+    case job(description: [UInt8], parameterCount: Int, maximumMicroShards: Int, exact: Bool)
+    case weights(FloatFrame)
+    case assignment(epoch: UInt64, batch: UInt64, attempt: UInt64, ranges: [Range<Int>])
+    case gradient(GradientFrame)
+    case heartbeat
+    case error(String)
+    case shutdown(String)
+}
+
+/// A frame of little-endian Float32 values, read in place.
+public struct FloatFrame {
+    public let message: Message
+    public let count: Int
+
+    /// Copies the values into `destination` (`count` elements).
+    public func copy(into destination: UnsafeMutablePointer<Float>) {
+        message.withUnsafeBytes { UnsafeMutableRawPointer(destination).copyMemory(from: $0.baseAddress!, byteCount: count * 4) }
+    }
+}
+
+/// A worker's gradient sum: statistics from the header, values read in place from the frame.
+public struct GradientFrame {
+    public let samples: Int
+    public let correct: Int
+    /// Exact: the loss sum's (high, low) limbs; fast: the loss sum's Float64 bits in `high`.
+    public let lossHigh: Int64
+    public let lossLow: Int64
+    public let exact: Bool
+    public let overflowed: Bool
+    /// Exact: `2 × parameterCount` Int64 limbs; fast: `parameterCount` Float32.
+    public let message: Message
+
+    public func withValues<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try message.withUnsafeBytes(body)
+    }
+}
+
+/// Builds and checks protocol messages. Decoding never traps, never reads past a frame and never allocates by a
+/// length it was told: every size is compared with the frame's real size and with `Limits` first.
+public enum Codec {
+    /// Frames in any legal message, the ROUTER's identity frame included.
+    public static let maximumFrames = 3
+
+    // MARK: Encoding
+
+    public static func hello(fields: [String: String], cores: Int, pid: Int32, resuming worker: UInt32 = 0)
+        throws -> [Message] {
+        let text = fields.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")
+        return try frames(Header(type: .hello, frames: 1, fields: [UInt64(cores), UInt64(UInt32(bitPattern: pid)),
+                                                                   UInt64(worker)]), Array(text.utf8))
+    }
+
+    public static func job(_ description: [UInt8], job: UInt64, worker: UInt32, parameterCount: Int,
+                           maximumMicroShards: Int, exact: Bool) throws -> [Message] {
+        try frames(Header(type: .job, job: job, worker: worker, frames: 1,
+                          fields: [UInt64(parameterCount), UInt64(maximumMicroShards), exact ? 0 : 1]), description)
+    }
+
+    /// The weights header; send it followed by a frame over the shared weights (`Message(sharing:)`).
+    public static func weightsHeader(job: UInt64, step: UInt64, parameterCount: Int) throws -> Message {
+        try Message(copying: Header(type: .weights, job: job, step: step, frames: 1,
+                                    fields: [UInt64(parameterCount)]).encoded())
+    }
+
+    public static func assignment(job: UInt64, step: UInt64, worker: UInt32, epoch: UInt64, batch: UInt64,
+                                  attempt: UInt64 = 0, ranges: [Range<Int>]) throws -> [Message] {
+        var bytes: [UInt8] = []
+        for range in ranges {
+            withUnsafeBytes(of: UInt32(range.lowerBound).littleEndian) { bytes += $0 }
+            withUnsafeBytes(of: UInt32(range.upperBound).littleEndian) { bytes += $0 }
+        }
+        return try frames(Header(type: .assignment, job: job, step: step, worker: worker, frames: 1,
+                                 fields: [epoch, batch, attempt]), bytes)
+    }
+
+    /// The gradient header; send it followed by the values frame.
+    public static func gradientHeader(job: UInt64, step: UInt64, worker: UInt32, samples: Int, correct: Int,
+                                      lossHigh: Int64, lossLow: Int64, exact: Bool, overflowed: Bool) throws -> Message {
+        try Message(copying: Header(type: .gradient, job: job, step: step, worker: worker, frames: 1,
+                                    fields: [UInt64(samples), UInt64(correct), UInt64(bitPattern: lossHigh),
+                                             UInt64(bitPattern: lossLow), exact ? 0 : 1, overflowed ? 1 : 0]).encoded())
+    }
+
+    public static func heartbeat(job: UInt64, step: UInt64, worker: UInt32) throws -> [Message] {
+        [try Message(copying: Header(type: .heartbeat, job: job, step: step, worker: worker).encoded())]
+    }
+
+    public static func error(_ text: String, job: UInt64, step: UInt64, worker: UInt32) throws -> [Message] {
+        try frames(Header(type: .error, job: job, step: step, worker: worker, frames: 1), Array(text.utf8.prefix(4000)))
+    }
+
+    public static func shutdown(_ reason: String, job: UInt64) throws -> [Message] {
+        try frames(Header(type: .shutdown, job: job, frames: 1), Array(reason.utf8.prefix(4000)))
+    }
+
+    private static func frames(_ header: Header, _ payload: [UInt8]) throws -> [Message] {
+        [try Message(copying: header.encoded()), try Message(copying: payload)]
+    }
+
+    // MARK: Decoding
+
+    /// Checks and decodes `frames` (header first, no identity frame).
+    public static func decode(_ frames: [Message], limits: Limits) throws(WireError) -> Envelope {
+        guard let first = frames.first else { throw .noFrames }
+        guard frames.count <= maximumFrames else { throw .tooManyFrames(frames.count) }
+        let header = try read(first) { bytes throws(WireError) in try Header.decode(bytes) }
+        let payloadFrames = frames.count - 1, expected = header.type.payloadFrames
+        guard Int(header.frames) == payloadFrames, payloadFrames == expected else {
+            throw .frameCount(type: header.type, declared: header.frames, actual: payloadFrames, expected: expected)
+        }
+        if header.type != .hello, let job = limits.job, header.job != job { throw .wrongJob(got: header.job, expected: job) }
+        let payload = frames.count > 1 ? frames[1] : nil
+        return Envelope(header: header, payload: try decodePayload(header, payload, limits))
+    }
+
+    private static func decodePayload(_ header: Header, _ frame: Message?, _ limits: Limits) throws(WireError) -> Payload {
+        let f = header.fields
+        switch header.type {
+        case .heartbeat:
+            return .heartbeat
+        case .hello:
+            let text = try self.text(frame!, header.type, limit: limits.maximumTextBytes)
+            var fields: [String: String] = [:]
+            for line in text.split(separator: "\n") {
+                guard let equals = line.firstIndex(of: "=") else { throw .badText(.hello, "line without '=': \(line.prefix(40))") }
+                fields[String(line[..<equals])] = String(line[line.index(after: equals)...])
+            }
+            guard f[0] >= 1, f[0] <= 4096 else { throw .badField(.hello, "cores \(f[0]) is not 1…4096") }
+            fields["cores"] = String(f[0])
+            fields["pid"] = String(f[1])
+            fields["resuming"] = String(f[2])
+            return .hello(fields: fields)
+        case .job:
+            let bytes = frame!.count
+            guard bytes <= limits.maximumJobBytes else {
+                throw .payloadSize(type: .job, bytes: bytes, expected: "at most \(limits.maximumJobBytes)")
+            }
+            guard f[0] >= 1, f[0] <= 1 << 31, f[1] >= 1, f[1] <= 1 << 20, f[2] <= 1 else {
+                throw .badField(.job, "parameter count \(f[0]), micro-shards \(f[1]), reduction \(f[2]) out of range")
+            }
+            return .job(description: frame!.bytes, parameterCount: Int(f[0]), maximumMicroShards: Int(f[1]),
+                        exact: f[2] == 0)
+        case .weights:
+            let count = try parameterCount(limits, .weights)
+            guard f[0] == UInt64(count), frame!.count == 4 * count else {
+                throw .payloadSize(type: .weights, bytes: frame!.count, expected: "\(4 * count) (\(count) Float32)")
+            }
+            return .weights(FloatFrame(message: frame!, count: count))
+        case .assignment:
+            let bytes = frame!.count
+            guard bytes % 8 == 0, bytes > 0, bytes / 8 <= limits.maximumRanges else {
+                throw .payloadSize(type: .assignment, bytes: bytes,
+                                   expected: "a multiple of 8, 1…\(limits.maximumRanges) ranges")
+            }
+            var ranges: [Range<Int>] = []
+            try read(frame!) { raw throws(WireError) in
+                var previousEnd = 0
+                for i in 0..<(bytes / 8) {
+                    let start = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt32.self)))
+                    let end = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i + 4, as: UInt32.self)))
+                    guard start < end, start >= previousEnd, end <= limits.maximumRanges * 1024 else {
+                        throw .badRanges("range \(i) is \(start)..<\(end) after \(previousEnd); ranges must be "
+                            + "non-empty, ascending and disjoint")
+                    }
+                    ranges.append(start ..< end)
+                    previousEnd = end
+                }
+            }
+            return .assignment(epoch: f[0], batch: f[1], attempt: f[2], ranges: ranges)
+        case .gradient:
+            let count = try parameterCount(limits, .gradient)
+            guard f[4] <= 1, f[5] <= 1 else { throw .badField(.gradient, "reduction \(f[4]) / overflowed \(f[5]) not 0 or 1") }
+            guard f[0] >= 1, f[0] <= 1 << 40, f[1] <= f[0] else {
+                throw .badField(.gradient, "samples \(f[0]) and correct \(f[1]) are inconsistent")
+            }
+            let exact = f[4] == 0, width = exact ? 16 : 4
+            guard frame!.count == width * count else {
+                throw .payloadSize(type: .gradient, bytes: frame!.count,
+                                   expected: "\(width * count) (\(count) parameters, \(exact ? "exact" : "fast"))")
+            }
+            if !exact {
+                let lossBits = f[2]
+                guard Double(bitPattern: lossBits).isFinite else {
+                    throw .badField(.gradient, "loss sum \(Double(bitPattern: lossBits)) is not finite")
+                }
+                try read(frame!) { raw throws(WireError) in
+                    for i in 0..<count {
+                        let value = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+                        guard value.isFinite else { throw .nonFinite(index: i, value: value) }
+                    }
+                }
+            }
+            return .gradient(GradientFrame(samples: Int(f[0]), correct: Int(f[1]), lossHigh: Int64(bitPattern: f[2]),
+                                           lossLow: Int64(bitPattern: f[3]), exact: exact, overflowed: f[5] == 1,
+                                           message: frame!))
+        case .error:
+            return .error(try text(frame!, .error, limit: limits.maximumTextBytes))
+        case .shutdown:
+            return .shutdown(try text(frame!, .shutdown, limit: limits.maximumTextBytes))
+        }
+    }
+
+    /// Reads a frame in place with a closure that throws only `WireError`.
+    private static func read<R>(_ frame: Message, _ body: (UnsafeRawBufferPointer) throws(WireError) -> R)
+        throws(WireError) -> R {
+        try frame.withUnsafeBytes { bytes in Result { () throws(WireError) in try body(bytes) } }.get()
+    }
+
+    private static func parameterCount(_ limits: Limits, _ type: MessageType) throws(WireError) -> Int {
+        guard let count = limits.parameterCount else { throw .unexpected(type, "no job has been agreed yet") }
+        return count
+    }
+
+    private static func text(_ frame: Message, _ type: MessageType, limit: Int) throws(WireError) -> String {
+        guard frame.count <= limit else { throw .payloadSize(type: type, bytes: frame.count, expected: "at most \(limit)") }
+        guard let text = String(validating: frame.bytes, as: UTF8.self) else { throw .badText(type, "not UTF-8") }
+        return text
+    }
+}

@@ -1,0 +1,93 @@
+/// The first frame of every message: 80 bytes, little-endian.
+///
+/// | offset | field | |
+/// | --- | --- | --- |
+/// | 0 | magic `u32` | 0x4E525453, "STRN" |
+/// | 4 | version `u16` | `Header.protocolVersion` |
+/// | 6 | type `u16` | `MessageType` |
+/// | 8 | job `u64` | the job's id (0 in hello) |
+/// | 16 | step `u64` | optimizer step the message belongs to |
+/// | 24 | worker `u32` | the worker's id given at join (0 before) |
+/// | 28 | frames `u32` | payload frames after this one |
+/// | 32 | fields `6 × u64` | type-specific values, see `MessageType` |
+public struct Header: Sendable, Equatable {
+    public static let magic: UInt32 = 0x4E52_5453
+    public static let protocolVersion: UInt16 = 1
+    public static let byteCount = 80
+
+    public var type: MessageType
+    public var job: UInt64
+    public var step: UInt64
+    public var worker: UInt32
+    public var frames: UInt32
+    public var fields: [UInt64]
+
+    public init(type: MessageType, job: UInt64 = 0, step: UInt64 = 0, worker: UInt32 = 0, frames: UInt32 = 0,
+                fields: [UInt64] = []) {
+        self.type = type
+        self.job = job
+        self.step = step
+        self.worker = worker
+        self.frames = frames
+        self.fields = fields + Array(repeating: 0, count: max(0, 6 - fields.count))
+    }
+
+    func encoded(version: UInt16 = Header.protocolVersion) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Self.byteCount)
+        func put<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+        put(Self.magic)
+        put(version)
+        put(type.rawValue)
+        put(job)
+        put(step)
+        put(worker)
+        put(frames)
+        for field in fields.prefix(6) { put(field) }
+        return bytes
+    }
+
+    /// Reads a header frame; every field is checked before use.
+    static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> Header {
+        guard bytes.count == byteCount else { throw .headerSize(bytes.count) }
+        func get<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T {
+            T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
+        }
+        let magic = get(0, UInt32.self)
+        guard magic == Self.magic else { throw .magic(magic) }
+        let version = get(4, UInt16.self)
+        guard version == protocolVersion else { throw .version(theirs: version, ours: protocolVersion) }
+        let rawType = get(6, UInt16.self)
+        guard let type = MessageType(rawValue: rawType) else { throw .unknownType(rawType) }
+        return Header(type: type, job: get(8, UInt64.self), step: get(16, UInt64.self), worker: get(24, UInt32.self),
+                      frames: get(28, UInt32.self), fields: (0..<6).map { get(32 + 8 * $0, UInt64.self) })
+    }
+}
+
+/// What a message is. New types take new numbers; a receiver refuses numbers it does not know, by name.
+public enum MessageType: UInt16, Sendable, CaseIterable {
+    /// Worker → coordinator on join. Fields: cores, pid, resuming worker id (0 for a new worker). Frame: text
+    /// `key=value` lines: build, host, name.
+    case hello = 1
+    /// Coordinator → worker. Fields: parameter count, micro-shards per batch at most, reduction (0 exact, 1 fast).
+    /// Frame: the job description (opaque bytes to this layer).
+    case job = 2
+    /// Coordinator → worker: the weights for `step`. Field: parameter count. Frame: `count` little-endian Float32.
+    case weights = 3
+    /// Coordinator → worker: micro-shards to compute for `step`. Fields: epoch, batch, attempt. Frame: ranges as
+    /// `(start u32, end u32)` pairs, ascending and disjoint; several ranges let a later reassignment add work.
+    case assignment = 4
+    /// Worker → coordinator: the gradient sum for `step`. Fields: samples, correct, loss (two i64 limbs, or a
+    /// Float64 and 0 for fast), reduction (0 exact, 1 fast), overflowed (0/1). Frame: exact: parameter count
+    /// `i64` high limbs then as many low limbs; fast: parameter count Float32.
+    case gradient = 5
+    /// Either way, no payload: liveness between steps.
+    case heartbeat = 6
+    /// Either way: something went wrong. Frame: one line of text.
+    case error = 7
+    /// Coordinator → worker: stop. Frame: the reason.
+    case shutdown = 8
+
+    /// Payload frames the type carries.
+    var payloadFrames: Int { self == .heartbeat ? 0 : 1 }
+}

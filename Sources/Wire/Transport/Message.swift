@@ -1,0 +1,92 @@
+import CZeroMQ
+import Synchronization
+
+/// One message frame: an owned, heap-allocated `zmq_msg_t`, closed exactly once.
+///
+/// After a successful send libzmq owns the content and the frame is empty. Received content is read in place.
+public final class Message {
+    let raw: UnsafeMutablePointer<zmq_msg_t>
+
+    /// An empty frame, ready to receive into.
+    public init() {
+        raw = .allocate(capacity: 1)
+        zmq_msg_init(raw)
+    }
+
+    /// A frame holding a copy of `bytes`.
+    public init(copying bytes: UnsafeRawBufferPointer) throws {
+        raw = .allocate(capacity: 1)
+        guard zmq_msg_init_size(raw, bytes.count) == 0 else {
+            let error = ZMQError.last("zmq_msg_init_size")
+            raw.deallocate()
+            throw error
+        }
+        if bytes.count > 0 { zmq_msg_data(raw).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+    }
+
+    public convenience init(copying bytes: [UInt8]) throws {
+        try self.init(copying: UnsafeRawBufferPointer(start: bytes, count: bytes.count))
+    }
+
+    /// A zero-copy frame over `payload`'s bytes: libzmq reads them in place and releases the payload (from any of
+    /// its threads) when the last frame referring to it is gone.
+    public init(sharing payload: SharedPayload) throws {
+        raw = .allocate(capacity: 1)
+        let hint = Unmanaged.passRetained(payload).toOpaque()
+        payload.inFlight.add(1, ordering: .relaxed)
+        let free: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { _, hint in
+            let payload = Unmanaged<SharedPayload>.fromOpaque(hint!).takeRetainedValue()
+            payload.inFlight.subtract(1, ordering: .releasing)
+        }
+        guard zmq_msg_init_data(raw, payload.bytes, payload.byteCount, free, hint) == 0 else {
+            let error = ZMQError.last("zmq_msg_init_data")
+            payload.inFlight.subtract(1, ordering: .relaxed)
+            Unmanaged<SharedPayload>.fromOpaque(hint).release()
+            raw.deallocate()
+            throw error
+        }
+    }
+
+    /// Another frame over the same content (reference-counted by libzmq, no copy).
+    public func share() throws -> Message {
+        let other = Message()
+        try check(zmq_msg_copy(other.raw, raw), "zmq_msg_copy")
+        return other
+    }
+
+    deinit {
+        zmq_msg_close(raw)
+        raw.deallocate()
+    }
+
+    /// Bytes in the frame.
+    public var count: Int { zmq_msg_size(raw) }
+
+    /// Reads the frame's bytes in place.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: zmq_msg_data(raw), count: zmq_msg_size(raw)))
+    }
+
+    /// A copy of the bytes (tests and small frames).
+    public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+}
+
+/// Bytes that several outgoing frames share without copies, e.g. one step's weights sent to every worker.
+///
+/// The owner must not change the bytes while `inFlight` is above zero: libzmq may still be reading them.
+public final class SharedPayload: @unchecked Sendable {
+    public let bytes: UnsafeMutableRawPointer
+    public let byteCount: Int
+    /// Frames libzmq still holds over these bytes.
+    let inFlight = Atomic<Int>(0)
+
+    public init(byteCount: Int) {
+        self.byteCount = byteCount
+        bytes = .allocate(byteCount: max(byteCount, 1), alignment: 64)
+    }
+
+    deinit { bytes.deallocate() }
+
+    /// Whether libzmq has released every frame over these bytes, so they may be rewritten.
+    public var isIdle: Bool { inFlight.load(ordering: .acquiring) == 0 }
+}

@@ -1,0 +1,123 @@
+import CZeroMQ
+import Foundation
+
+/// The socket kinds the protocol uses: the coordinator binds a ROUTER, workers connect DEALERs.
+public enum SocketKind: Sendable {
+    case router, dealer
+
+    var zmqType: Int32 { self == .router ? ZMQ_ROUTER : ZMQ_DEALER }
+}
+
+/// A libzmq socket, closed exactly once.
+///
+/// A ZeroMQ socket must only be used by one thread. This type is deliberately not `Sendable`, so Swift 6's
+/// strict concurrency refuses to hand it to another task or thread; debug builds also check every call is made on
+/// the thread that created it.
+public final class Socket {
+    let handle: UnsafeMutableRawPointer
+    // Keeps the context alive until this socket is closed (zmq_ctx_term would block otherwise).
+    private let context: Context
+    #if DEBUG
+    private let owner = pthread_self()
+    #endif
+
+    public init(_ context: Context, _ kind: SocketKind) throws {
+        guard let handle = zmq_socket(context.handle, kind.zmqType) else { throw ZMQError.last("zmq_socket") }
+        self.handle = handle
+        self.context = context
+        try set(ZMQ_LINGER, 0)
+    }
+
+    deinit { zmq_close(handle) }
+
+    @inline(__always)
+    private func checkThread() {
+        #if DEBUG
+        precondition(pthread_equal(owner, pthread_self()) != 0, "a ZeroMQ socket was used off the thread that made it")
+        #endif
+    }
+
+    public func bind(_ endpoint: String) throws {
+        checkThread()
+        try check(zmq_bind(handle, endpoint), "zmq_bind(\(endpoint))")
+    }
+
+    public func connect(_ endpoint: String) throws {
+        checkThread()
+        try check(zmq_connect(handle, endpoint), "zmq_connect(\(endpoint))")
+    }
+
+    /// The endpoint actually bound (resolves `tcp://127.0.0.1:*` to its port).
+    public var lastEndpoint: String {
+        var buffer = [CChar](repeating: 0, count: 512)
+        var size = buffer.count
+        guard zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buffer, &size) == 0 else { return "" }
+        return String(cString: buffer)
+    }
+
+    public func set(_ option: Int32, _ value: Int32) throws {
+        checkThread()
+        var v = value
+        try check(zmq_setsockopt(handle, option, &v, MemoryLayout<Int32>.size), "zmq_setsockopt(\(option))")
+    }
+
+    public func set(_ option: Int32, int64 value: Int64) throws {
+        checkThread()
+        var v = value
+        try check(zmq_setsockopt(handle, option, &v, MemoryLayout<Int64>.size), "zmq_setsockopt(\(option))")
+    }
+
+    public func set(_ option: Int32, bytes: [UInt8]) throws {
+        checkThread()
+        try check(zmq_setsockopt(handle, option, bytes, bytes.count), "zmq_setsockopt(\(option))")
+    }
+
+    /// Sends the frames as one multipart message. With `wait: false` a full queue throws `wouldBlock`.
+    public func send(_ frames: [Message], wait: Bool = true) throws {
+        checkThread()
+        for (index, frame) in frames.enumerated() {
+            var flags: Int32 = wait ? 0 : ZMQ_DONTWAIT
+            if index < frames.count - 1 { flags |= ZMQ_SNDMORE }
+            while zmq_msg_send(frame.raw, handle, flags) == -1 {
+                let error = ZMQError.last("zmq_msg_send")
+                if error.code != EINTR { throw error }
+            }
+        }
+    }
+
+    /// Receives one multipart message, or nil if none is waiting (`wait: false`). A message with more than
+    /// `maximumFrames` frames is read to its end and dropped: the result is then `.tooManyFrames`.
+    public func receive(maximumFrames: Int, wait: Bool = false) throws -> Received? {
+        checkThread()
+        var frames: [Message] = []
+        var dropped = 0
+        while true {
+            let frame = Message()
+            while zmq_msg_recv(frame.raw, handle, wait || !frames.isEmpty || dropped > 0 ? 0 : ZMQ_DONTWAIT) == -1 {
+                let error = ZMQError.last("zmq_msg_recv")
+                if error.wouldBlock && frames.isEmpty && dropped == 0 { return nil }
+                if error.code != EINTR { throw error }
+            }
+            if frames.count < maximumFrames { frames.append(frame) } else { dropped += 1 }
+            if zmq_msg_more(frame.raw) == 0 { break }
+        }
+        return dropped == 0 ? .frames(frames) : .tooManyFrames(first: frames, total: frames.count + dropped)
+    }
+
+    public enum Received {
+        case frames([Message])
+        /// The message had more frames than allowed; the first ones are kept so the sender can be named.
+        case tooManyFrames(first: [Message], total: Int)
+    }
+
+    /// Waits up to `timeout` for any of `sockets` to have a message; returns which do. Never blocks longer.
+    public static func poll(_ sockets: [Socket], timeout: Duration) throws -> [Bool] {
+        var items = sockets.map { zmq_pollitem_t(socket: $0.handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0) }
+        let milliseconds = Int(timeout / .milliseconds(1))
+        while zmq_poll(&items, Int32(items.count), milliseconds) == -1 {
+            let error = ZMQError.last("zmq_poll")
+            if error.code != EINTR { throw error }
+        }
+        return items.map { $0.revents & Int16(ZMQ_POLLIN) != 0 }
+    }
+}

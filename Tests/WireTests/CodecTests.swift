@@ -1,0 +1,113 @@
+import Testing
+@testable import Wire
+
+/// Every message type survives encode → decode, and each malformed case is refused with its own error.
+struct CodecTests {
+    static let limits = Limits(parameterCount: 5, job: 77)
+
+    func floats(_ values: [Float]) throws -> Message {
+        try values.withUnsafeBytes { try Message(copying: $0) }
+    }
+
+    @Test("round trip of every message type")
+    func roundTrip() throws {
+        let hello = try Codec.decode(Codec.hello(fields: ["build": "1.0", "host": "h", "name": "w1"], cores: 2,
+                                                 pid: 4242), limits: Limits())
+        guard case .hello(let fields) = hello.payload else { Issue.record("not hello"); return }
+        #expect(fields == ["build": "1.0", "host": "h", "name": "w1", "cores": "2", "pid": "4242", "resuming": "0"])
+
+        let job = try Codec.decode(Codec.job(Array("model: x".utf8), job: 77, worker: 3, parameterCount: 5,
+                                             maximumMicroShards: 16, exact: true), limits: Limits())
+        guard case .job(let text, 5, 16, true) = job.payload else { Issue.record("not job"); return }
+        #expect(text == Array("model: x".utf8) && job.header.worker == 3 && job.header.job == 77)
+
+        let weights = try Codec.decode([Codec.weightsHeader(job: 77, step: 9, parameterCount: 5),
+                                        floats([1, 2, 3, 4, 5])], limits: Self.limits)
+        guard case .weights(let frame) = weights.payload else { Issue.record("not weights"); return }
+        var out = [Float](repeating: 0, count: 5)
+        frame.copy(into: &out)
+        #expect(out == [1, 2, 3, 4, 5] && weights.header.step == 9)
+
+        let assignment = try Codec.decode(Codec.assignment(job: 77, step: 9, worker: 2, epoch: 1, batch: 4, attempt: 1,
+                                                           ranges: [0..<3, 5..<9]), limits: Self.limits)
+        guard case .assignment(1, 4, 1, let ranges) = assignment.payload else { Issue.record("not assignment"); return }
+        #expect(ranges == [0..<3, 5..<9])
+
+        let limbs: [Int64] = (0..<10).map { Int64($0) - 4 }
+        let exact = try Codec.decode([Codec.gradientHeader(job: 77, step: 9, worker: 2, samples: 64, correct: 10,
+                                                           lossHigh: -5, lossLow: 7, exact: true, overflowed: false),
+                                      limbs.withUnsafeBytes { try Message(copying: $0) }], limits: Self.limits)
+        guard case .gradient(let g) = exact.payload else { Issue.record("not gradient"); return }
+        #expect(g.samples == 64 && g.correct == 10 && g.lossHigh == -5 && g.lossLow == 7 && g.exact && !g.overflowed)
+        #expect(g.withValues { Array($0.bindMemory(to: Int64.self)) } == limbs)
+
+        let fast = try Codec.decode([Codec.gradientHeader(job: 77, step: 9, worker: 2, samples: 3, correct: 0,
+                                                          lossHigh: Int64(bitPattern: 1.5.bitPattern), lossLow: 0,
+                                                          exact: false, overflowed: false),
+                                     floats([1, 2, 3, 4, 5])], limits: Self.limits)
+        guard case .gradient(let f) = fast.payload else { Issue.record("not gradient"); return }
+        #expect(!f.exact && Double(bitPattern: UInt64(bitPattern: f.lossHigh)) == 1.5)
+
+        #expect(try { if case .heartbeat = try Codec.decode(Codec.heartbeat(job: 77, step: 1, worker: 1), limits: Self.limits).payload { true } else { false } }())
+        guard case .error("boom") = try Codec.decode(Codec.error("boom", job: 77, step: 1, worker: 1), limits: Self.limits).payload,
+              case .shutdown("done") = try Codec.decode(Codec.shutdown("done", job: 77), limits: Self.limits).payload
+        else { Issue.record("error/shutdown"); return }
+    }
+
+    static func header(_ type: UInt16 = 3, version: UInt16 = 1, magic: UInt32 = Header.magic, job: UInt64 = 77,
+                       frames: UInt32 = 1, field0: UInt64 = 5, size: Int = 80) -> [UInt8] {
+        var bytes: [UInt8] = []
+        func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+        put(magic); put(version); put(type); put(job); put(UInt64(1)); put(UInt32(0)); put(frames); put(field0)
+        for _ in 0..<5 { put(UInt64(0)) }
+        return Array(bytes.prefix(size)) + Array(repeating: 0, count: max(0, size - bytes.count))
+    }
+
+    @Test("malformed messages are refused, each with its reason", arguments: [
+        ([header(size: 79), [UInt8](repeating: 0, count: 20)], "header frame of 79 bytes"),
+        ([header(magic: 0xDEADBEEF), [UInt8](repeating: 0, count: 20)], "bad magic 0xdeadbeef"),
+        ([header(version: 9), [UInt8](repeating: 0, count: 20)], "protocol version 9 but this build speaks 1"),
+        ([header(99), [UInt8](repeating: 0, count: 20)], "unknown message type 99"),
+        ([header(frames: 2), [UInt8](repeating: 0, count: 20)], "declares 2 payload frames, carries 1"),
+        ([header()], "declares 1 payload frames, carries 0"),
+        ([header(job: 5), [UInt8](repeating: 0, count: 20)], "message for job 5, this is job 77"),
+        ([header(), [UInt8](repeating: 0, count: 19)], "weights payload of 19 bytes; expected 20"),
+        ([header(field0: 6), [UInt8](repeating: 0, count: 24)], "weights payload of 24 bytes"),
+        ([header(4), [1, 0, 0, 0]], "assignment payload of 4 bytes"),
+        ([header(4), [3, 0, 0, 0, 1, 0, 0, 0]], "range 0 is 3..<1"),
+        ([header(5, field0: 0), [UInt8](repeating: 0, count: 80)], "samples 0 and correct 0"),
+        ([header(7), [0xFF, 0xFE]], "error text: not UTF-8"),
+        ([header(1), Array("no equals".utf8)], "line without '='"),
+        ([[UInt8]](repeating: header(), count: 4), "message of 4 frames"),
+    ])
+    func refuses(frames: [[UInt8]], reason: String) throws {
+        let messages = try frames.map { try Message(copying: $0) }
+        #expect {
+            _ = try Codec.decode(messages, limits: Self.limits)
+        } throws: { error in
+            let text = (error as? WireError)?.description ?? ""
+            return text.contains(reason) && !text.contains("\n")
+        }
+    }
+
+    @Test("a NaN in a fast gradient is reported with its index")
+    func nonFinite() throws {
+        let values: [Float] = [1, 2, .nan, 4, 5]
+        #expect {
+            _ = try Codec.decode([Codec.gradientHeader(job: 77, step: 1, worker: 1, samples: 1, correct: 0, lossHigh: 0,
+                                                       lossLow: 0, exact: false, overflowed: false),
+                                  values.withUnsafeBytes { try Message(copying: $0) }], limits: Self.limits)
+        } throws: { error in
+            guard case .nonFinite(2, let value) = error as? WireError else { return false }
+            return value.isNaN && (error as! WireError).description.contains("index 2 is not finite")
+        }
+    }
+
+    @Test("weights and gradients before a job are refused")
+    func beforeJob() throws {
+        #expect(throws: WireError.self) {
+            _ = try Codec.decode([Codec.weightsHeader(job: 77, step: 1, parameterCount: 5),
+                                  Message(copying: [UInt8](repeating: 0, count: 20))], limits: Limits())
+        }
+    }
+}
