@@ -40,7 +40,7 @@ let package = Package(
         // Measurements behind scripts/bench.sh.
         .executableTarget(
             name: "shardtrain-bench",
-            dependencies: ["Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Engine", "Wire", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(
             name: "EngineTests",

@@ -8,7 +8,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shardtrain-bench",
         abstract: "Engine measurements for scripts/bench.sh (JSON on stdout).",
-        subcommands: [TrainThroughput.self, GEMMLimit.self, XORTiming.self]
+        subcommands: [TrainThroughput.self, GEMMLimit.self, XORTiming.self, WireRoundTrip.self, WireWorker.self]
     )
 }
 

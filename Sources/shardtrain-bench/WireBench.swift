@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import Wire
+
+/// Wire round trips for scripts/bench-wire.sh: a coordinator process sends weights (one shared payload) to W worker
+/// processes and waits for their gradients, both as protocol messages checked by the decoder.
+struct WireRoundTrip: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "wire", abstract: "Wire weights-out, gradients-back, ms.")
+    @Option var endpoint = "tcp://127.0.0.1:5599"
+    @Option var workers = 1
+    @Option var bytes = 2_143_272
+    @Option var iterations = 200
+
+    func run() throws {
+        let count = bytes / 4
+        let limits = Limits(parameterCount: count, job: 1)
+        let context = try Context()
+        let router = try Socket(context, .router)
+        try SocketTuning.coordinator(router, maximumMessageBytes: limits.maximumFrameBytes)
+        try router.bind(endpoint)
+        let children = try (0..<workers).map { _ -> Process in
+            let child = Process()
+            child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+            child.arguments = ["wire-worker", "--endpoint", endpoint, "--bytes", String(bytes)]
+            try child.run()
+            return child
+        }
+        defer { children.forEach { $0.terminate() } }
+        var identities: [[UInt8]] = []
+        while identities.count < workers {
+            guard case .frames(let frames)? = try router.receive(maximumFrames: 4, wait: true) else { continue }
+            identities.append(frames[0].bytes)
+        }
+        let payload = SharedPayload(byteCount: bytes)
+        memset(payload.bytes, 0, bytes)
+        var times: [Double] = []
+        let clock = ContinuousClock()
+        for step in 0..<iterations {
+            while !payload.isIdle { usleep(10) }
+            let start = clock.now
+            let shared = try Message(sharing: payload)
+            for identity in identities {
+                try router.send([Message(copying: identity), Codec.weightsHeader(job: 1, step: UInt64(step), parameterCount: count),
+                                 shared.share()])
+            }
+            var answered = 0
+            while answered < workers {
+                guard case .frames(let frames)? = try router.receive(maximumFrames: 4, wait: true) else { continue }
+                guard case .gradient = try Codec.decode(Array(frames.dropFirst()), limits: limits).payload else { continue }
+                answered += 1
+            }
+            times.append((clock.now - start) / .microseconds(1) / 1000)
+        }
+        for identity in identities { try router.send([Message(copying: identity)] + Codec.shutdown("done", job: 1)) }
+        children.forEach { $0.waitUntilExit() }
+        let sorted = times.dropFirst(10).sorted()
+        emit(["median_ms": sorted[sorted.count / 2], "p90_ms": sorted[sorted.count * 9 / 10], "workers": workers,
+              "bytes": bytes, "endpoint": endpoint, "implementation": "wire"])
+    }
+}
+
+struct WireWorker: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "wire-worker", abstract: "The worker side of `wire`.")
+    @Option var endpoint = "tcp://127.0.0.1:5599"
+    @Option var bytes = 2_143_272
+
+    func run() throws {
+        let count = bytes / 4
+        let limits = Limits(parameterCount: count, job: 1)
+        let context = try Context()
+        let dealer = try Socket(context, .dealer)
+        try SocketTuning.worker(dealer, maximumMessageBytes: limits.maximumFrameBytes)
+        try dealer.connect(endpoint)
+        try dealer.send(Codec.hello(fields: ["host": "bench"], cores: 1, pid: getpid()))
+        let weights = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        let gradient = SharedPayload(byteCount: bytes)
+        memset(gradient.bytes, 0, bytes)
+        while true {
+            guard case .frames(let frames)? = try dealer.receive(maximumFrames: 3, wait: true) else { continue }
+            let envelope = try Codec.decode(frames, limits: limits)
+            guard case .weights(let frame) = envelope.payload else { return }
+            frame.copy(into: weights)
+            while !gradient.isIdle { usleep(10) }
+            try dealer.send([Codec.gradientHeader(job: 1, step: envelope.header.step, worker: 1, samples: 1, correct: 0,
+                                                  lossHigh: 0, lossLow: 0, exact: false, overflowed: false),
+                             Message(sharing: gradient)])
+        }
+    }
+}
