@@ -11,18 +11,32 @@ cc -O2 -o "$raw" "$root/scripts/bench/zmq_raw.c" $(pkg-config --cflags --libs li
 iterations=200
 [ "${1:-}" = "--smoke" ] && iterations=20
 bench="$root/.build/release/shardtrain-bench"
-printf '%-28s %8s %10s %10s %8s\n' "pattern" "workers" "wire ms" "raw ms" "ratio"
+# The processes link OpenBLAS but do no algebra here: keep its idle thread pool from competing for the two cores.
+export OPENBLAS_NUM_THREADS=1
+repeats=3
+[ "${1:-}" = "--smoke" ] && repeats=1
+results="$(mktemp)"
 for transport in tcp ipc; do
   for workers in 1 2; do
     if [ "$transport" = tcp ]; then e1="tcp://127.0.0.1:5601"; e2="tcp://127.0.0.1:5602"
     else e1="ipc:///tmp/shardtrain-bench-wire-$$"; e2="ipc:///tmp/shardtrain-bench-raw-$$"; fi
-    w=$("$bench" wire --endpoint "$e1" --workers "$workers" --iterations "$iterations")
-    r=$("$raw" "$e2" "$workers" 2143272 "$iterations")
-    python3 - "$transport" "$workers" "$w" "$r" <<'PY'
-import json, sys
-transport, workers, wire, raw = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
-label = f"{transport} {'round trip' if workers == '1' else 'coordinator pattern'}"
-print(f"{label:<28} {workers:>8} {wire['median_ms']:>10.3f} {raw['median_ms']:>10.3f} {wire['median_ms'] / raw['median_ms']:>8.2f}")
-PY
+    for _ in $(seq "$repeats"); do  # interleaved, so both see the same machine load
+      "$bench" wire --endpoint "$e1" --workers "$workers" --iterations "$iterations" | sed "s/^/$transport $workers /" >> "$results"
+      "$raw" "$e2" "$workers" 2143272 "$iterations" | sed "s/^/$transport $workers /" >> "$results"
+    done
   done
 done
+python3 - "$results" <<'PY'
+import collections, json, statistics, sys
+rows = collections.defaultdict(lambda: collections.defaultdict(list))
+for line in open(sys.argv[1]):
+    transport, workers, text = line.split(" ", 2)
+    result = json.loads(text)
+    rows[(transport, workers)][result["implementation"]].append(result["median_ms"])
+print("Wire vs raw libzmq, 2,143,272 bytes each way, median ms over iterations, median of interleaved repeats")
+print(f"{'pattern':<28} {'workers':>7} {'wire ms':>9} {'raw ms':>9} {'ratio':>6}")
+for (transport, workers), by in rows.items():
+    wire, raw = statistics.median(by["wire"]), statistics.median(by["raw libzmq (C)"])
+    label = f"{transport} {'round trip' if workers == '1' else 'coordinator pattern'}"
+    print(f"{label:<28} {workers:>7} {wire:>9.3f} {raw:>9.3f} {wire / raw:>6.2f}")
+PY

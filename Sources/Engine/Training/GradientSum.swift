@@ -179,9 +179,10 @@ public final class GradientSum {
     /// Fast mode: whether every Float sum is finite (an integer pass over the exponent bits, which vectorises).
     public var floatsAreFinite: Bool {
         let bits = UnsafeRawPointer(floats.pointer).assumingMemoryBound(to: UInt32.self)
+        // An all-ones exponent plus one carries into bit 31; any other exponent does not (no branch: vectorises).
         var special: UInt32 = 0
-        for i in 0..<count { special |= (bits[i] & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0 }
-        return special == 0 && !overflowed
+        for i in 0..<count { special |= (bits[i] & 0x7F80_0000) &+ 0x0080_0000 }
+        return special & 0x8000_0000 == 0 && !overflowed
     }
 
     /// The exact limbs of `value` (rounded at 2⁻⁷¹) and 1 if `value` is not finite or beyond `limit`.

@@ -15,17 +15,23 @@ public final class Message {
 
     /// A frame holding a copy of `bytes`.
     public init(copying bytes: UnsafeRawBufferPointer) throws {
-        raw = .allocate(capacity: 1)
+        raw = try Self.filled(with: bytes)
+    }
+
+    /// A frame holding a copy of `bytes`.
+    public init(copying bytes: [UInt8]) throws {
+        raw = try bytes.withUnsafeBytes { try Self.filled(with: $0) }
+    }
+
+    private static func filled(with bytes: UnsafeRawBufferPointer) throws -> UnsafeMutablePointer<zmq_msg_t> {
+        let raw = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
         guard zmq_msg_init_size(raw, bytes.count) == 0 else {
             let error = ZMQError.last("zmq_msg_init_size")
             raw.deallocate()
             throw error
         }
         if bytes.count > 0 { zmq_msg_data(raw).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
-    }
-
-    public convenience init(copying bytes: [UInt8]) throws {
-        try self.init(copying: UnsafeRawBufferPointer(start: bytes, count: bytes.count))
+        return raw
     }
 
     /// A zero-copy frame over `payload`'s bytes: libzmq reads them in place and releases the payload (from any of

@@ -52,7 +52,7 @@ public final class Socket {
         var buffer = [CChar](repeating: 0, count: 512)
         var size = buffer.count
         guard zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buffer, &size) == 0 else { return "" }
-        return String(cString: buffer)
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     public func set(_ option: Int32, _ value: Int32) throws {
