@@ -150,6 +150,49 @@ public final class GradientSum {
         isEmpty = false
     }
 
+    /// The loss sum as two words for the wire: exact, its limbs; fast, the Float64's bits and 0.
+    public var lossWords: (Int64, Int64) {
+        reduction == .exact ? lossLimbs : (Int64(bitPattern: floatLossSum.bitPattern), 0)
+    }
+
+    /// The values as bytes for the wire: exact, all high limbs then all low limbs; fast, the Floats.
+    public var valueBytes: UnsafeRawBufferPointer {
+        reduction == .exact ? UnsafeRawBufferPointer(start: limbs.pointer, count: 16 * count)
+            : UnsafeRawBufferPointer(start: floats.pointer, count: 4 * count)
+    }
+
+    /// Adds a sum another process computed, read in place from its bytes (`valueBytes`' layout and `lossWords`).
+    public func add(bytes: UnsafeRawBufferPointer, samples: Int, correct: Int, lossWords: (Int64, Int64),
+                    overflowed: Bool) {
+        precondition(bytes.count == (reduction == .exact ? 16 : 4) * count, "gradient bytes do not fit the model")
+        switch reduction {
+        case .exact:
+            let target = limbs.pointer
+            if Int(bitPattern: bytes.baseAddress) % 8 == 0 {
+                let source = bytes.baseAddress!.assumingMemoryBound(to: Int64.self)
+                if isEmpty { target.update(from: source, count: 2 * count) } else { for i in 0..<2 * count { target[i] &+= source[i] } }
+            } else {
+                for i in 0..<2 * count {
+                    let value = bytes.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)
+                    target[i] = isEmpty ? value : target[i] &+ value
+                }
+            }
+            lossLimbs.high &+= lossWords.0
+            lossLimbs.low &+= lossWords.1
+        case .fast:
+            let target = floats.pointer
+            for i in 0..<count {
+                let value = bytes.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
+                target[i] = isEmpty ? value : target[i] + value
+            }
+            floatLossSum += Double(bitPattern: UInt64(bitPattern: lossWords.0))
+        }
+        self.samples += samples
+        self.correct += correct
+        self.overflowed = self.overflowed || overflowed
+        isEmpty = false
+    }
+
     /// Brings every limb pair to its canonical form (`low` in [0, 2⁵¹)) without changing the value it holds.
     public func normalise() {
         guard reduction == .exact else { return }

@@ -1,8 +1,16 @@
-/// The in-process trainer: forward → loss → backward → update over epochs and batches.
+/// Where a step's gradient sum comes from: this process's threads, or worker processes.
+public protocol GradientSource: AnyObject {
+    /// Adds the gradient sum of all `microShards` micro-shards of `batch` (sample indices, in epoch order; batch
+    /// number `batchIndex` of `epoch`) at `parameters` into `sum`, which is empty.
+    func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
+                    parameters: Buffer<Float>, into sum: GradientSum) throws
+}
+
+/// The trainer: forward → loss → backward → update over epochs and batches.
 ///
-/// Each step sums the batch's micro-shard gradients (`SliceComputer`, `GradientSum`), divides once by the batch's
-/// sample count, and hands the mean to the optimizer. Buffers are built here; the steady-state step allocates
-/// nothing.
+/// Each step sums the batch's micro-shard gradients (from a `GradientSource`: by default this process's threads),
+/// divides once by the batch's sample count, and hands the mean to the optimizer. Buffers are built here; the
+/// steady-state step allocates nothing.
 public final class Trainer {
     public let spec: ModelSpec
     public let loss: Loss
@@ -17,14 +25,15 @@ public final class Trainer {
     public private(set) var step = 0
     public private(set) var epoch = 0
 
-    private let slices: ParallelSlices
-    private var computer: SliceComputer { slices.computers[0] }
+    private let source: GradientSource
+    /// Evaluates the validation set and predictions in this process.
+    private let computer: SliceComputer
     private let sum: GradientSum
     private let order: Buffer<Int>
 
     /// A trainer starting from `initialParameters`, or from the seeded initialisation when nil.
     public init(spec: ModelSpec, loss: Loss, options: TrainingOptions, training: Dataset, validation: Dataset? = nil,
-                initialParameters: [Float]? = nil) {
+                initialParameters: [Float]? = nil, source: GradientSource? = nil) {
         self.spec = spec
         self.loss = loss
         self.options = options
@@ -42,9 +51,19 @@ public final class Trainer {
         optimizer = options.optimizer.make(parameterCount: count)
         plan = BatchPlan(sampleCount: training.count, batchSize: options.batchSize, shuffle: options.shuffle,
                          dropLast: options.dropLast, seed: options.seed)
-        slices = ParallelSlices(spec: spec, loss: loss, targetWidth: training.targetWidth,
-                                microShardSize: options.microShardSize, reduction: options.reduction,
-                                largestSlice: options.batchSize, threads: options.threads)
+        if let source {
+            self.source = source
+            computer = SliceComputer(spec: spec, loss: loss, targetWidth: training.targetWidth,
+                                     microShardSize: options.microShardSize, reduction: options.reduction,
+                                     largestSlice: options.batchSize)
+        } else {
+            let local = LocalGradientSource(
+                ParallelSlices(spec: spec, loss: loss, targetWidth: training.targetWidth,
+                               microShardSize: options.microShardSize, reduction: options.reduction,
+                               largestSlice: options.batchSize, threads: options.threads), data: training)
+            self.source = local
+            computer = local.slices.computers[0]
+        }
         sum = GradientSum(count: count, reduction: options.reduction)
         order = Buffer(count: training.count)
     }
@@ -93,8 +112,9 @@ public final class Trainer {
         let range = plan.range(ofBatch: batch)
         sum.reset()
         let indices = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(order.elements)[range])
-        slices.accumulate(batch: indices, microShards: 0 ..< computer.microShardCount(batchSize: range.count),
-                          data: training, parameters: parameters.pointer, into: sum)
+        try source.accumulate(step: step, epoch: epoch, batchIndex: batch, batch: indices,
+                              microShards: computer.microShardCount(batchSize: range.count), parameters: parameters,
+                              into: sum)
         // Exact sums become a mean in one division; a fast sum goes to the optimizer scaled, saving a pass.
         let finite = sum.reduction == .exact ? sum.writeMean(into: gradient.pointer) : sum.floatsAreFinite
         guard finite else {
@@ -125,4 +145,21 @@ public final class Trainer {
 
     /// The model's outputs for `data` with the current parameters.
     public func predict(_ data: Dataset) -> [Float] { computer.predict(data: data, parameters: parameters.pointer) }
+}
+
+/// Micro-shards computed on this process's threads.
+final class LocalGradientSource: GradientSource {
+    let slices: ParallelSlices
+    let data: Dataset
+
+    init(_ slices: ParallelSlices, data: Dataset) {
+        self.slices = slices
+        self.data = data
+    }
+
+    func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
+                    parameters: Buffer<Float>, into sum: GradientSum) throws {
+        slices.accumulate(batch: batch, microShards: 0 ..< microShards, data: data, parameters: parameters.pointer,
+                          into: sum)
+    }
 }
