@@ -31,9 +31,10 @@ let package = Package(
             name: "Engine",
             dependencies: ["CBLAS", .product(name: "Yams", package: "Yams")]
         ),
+        .target(name: "Cluster", dependencies: ["Engine", "Wire"]),
         .executableTarget(
             name: "shardtrain",
-            dependencies: ["Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Engine", "Cluster", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Test-only: counts heap allocations so a test can prove the training step makes none.
         .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),

@@ -5,6 +5,6 @@ struct Shardtrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shardtrain",
         abstract: "Data-parallel neural-network training.",
-        subcommands: [Train.self]
+        subcommands: [Train.self, CoordinatorCommand.self, WorkerCommand.self]
     )
 }

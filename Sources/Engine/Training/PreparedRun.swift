@@ -6,12 +6,16 @@ public struct PreparedRun {
     /// Print an epoch line when `epoch % logEvery == 0`.
     public let logEvery: Int
 
-    public init(jobFile: String, overrides: JobOverrides, initialWeights: String?) throws {
+    /// `makeSource` may supply the step's gradients from elsewhere (worker processes), given the checked job and
+    /// its training samples; nil keeps them in this process.
+    public init(jobFile: String, overrides: JobOverrides, initialWeights: String?,
+                makeSource: (Job, Dataset) throws -> GradientSource? = { _, _ in nil }) throws {
         let parsed = try overrides.apply(to: Job.load(jobFile))
-        try self.init(job: parsed, initialWeights: initialWeights)
+        try self.init(job: parsed, initialWeights: initialWeights, makeSource: makeSource)
     }
 
-    public init(job parsed: Job, initialWeights: String?) throws {
+    public init(job parsed: Job, initialWeights: String?,
+                makeSource: (Job, Dataset) throws -> GradientSource? = { _, _ in nil }) throws {
         let data = try parsed.loadData()
         let job = try parsed.checked(against: data)
         let (training, validation) = job.validationSplit > 0
@@ -20,7 +24,7 @@ public struct PreparedRun {
         let initial = try initialWeights.map { try Safetensors.read($0, layout: job.model.layout) }
         self.job = job
         trainer = Trainer(spec: job.model, loss: job.loss, options: job.options, training: training,
-                          validation: validation, initialParameters: initial)
+                          validation: validation, initialParameters: initial, source: try makeSource(job, training))
         let epochs: Int
         switch job.options.length {
         case .epochs(let n): epochs = n

@@ -10,6 +10,8 @@ public struct Limits: Sendable, Equatable {
     public var maximumTextBytes = 4096
     /// Bytes of a job description.
     public var maximumJobBytes = 1 << 20
+    /// Bytes of a data message (0: none expected).
+    public var maximumDataBytes = 0
 
     public init(parameterCount: Int? = nil, job: UInt64? = nil) {
         self.parameterCount = parameterCount
@@ -18,7 +20,7 @@ public struct Limits: Sendable, Equatable {
 
     /// The largest legal frame, for ZMQ_MAXMSGSIZE: the exact gradient, or the job description, plus a margin.
     public var maximumFrameBytes: Int {
-        max(16 * (parameterCount ?? 0), maximumJobBytes, maximumTextBytes) + 4096
+        max(16 * (parameterCount ?? 0), maximumJobBytes, maximumTextBytes, maximumDataBytes) + 4096
     }
 }
 
@@ -38,6 +40,8 @@ public enum Payload {
     case heartbeat
     case error(String)
     case shutdown(String)
+    case ready(hasData: Bool)
+    case data(samples: Int, featureWidth: Int, targetWidth: Int, FloatFrame)
 }
 
 /// A frame of little-endian Float32 values, read in place.
@@ -112,6 +116,16 @@ public enum Codec {
         try Message(copying: Header(type: .gradient, job: job, step: step, worker: worker, frames: 1,
                                     fields: [UInt64(samples), UInt64(correct), UInt64(bitPattern: lossHigh),
                                              UInt64(bitPattern: lossLow), exact ? 0 : 1, overflowed ? 1 : 0]).encoded())
+    }
+
+    public static func ready(job: UInt64, worker: UInt32, hasData: Bool) throws -> [Message] {
+        [try Message(copying: Header(type: .ready, job: job, worker: worker, fields: [hasData ? 1 : 0]).encoded())]
+    }
+
+    /// The data header; send it followed by a frame of features then targets (Float32).
+    public static func dataHeader(job: UInt64, samples: Int, featureWidth: Int, targetWidth: Int) throws -> Message {
+        try Message(copying: Header(type: .data, job: job, frames: 1,
+                                    fields: [UInt64(samples), UInt64(featureWidth), UInt64(targetWidth)]).encoded())
     }
 
     public static func heartbeat(job: UInt64, step: UInt64, worker: UInt32) throws -> [Message] {
@@ -238,6 +252,21 @@ public enum Codec {
             return .gradient(GradientFrame(samples: Int(f[0]), correct: Int(f[1]), lossHigh: Int64(bitPattern: f[2]),
                                            lossLow: Int64(bitPattern: f[3]), exact: exact, overflowed: f[5] == 1,
                                            message: frame!))
+        case .ready:
+            guard f[0] <= 1 else { throw .badField(.ready, "has-data flag \(f[0]) is not 0 or 1") }
+            return .ready(hasData: f[0] == 1)
+        case .data:
+            guard f[0] >= 1, f[1] >= 1, f[2] >= 1, f[0] < 1 << 40, f[1] < 1 << 24, f[2] < 1 << 24 else {
+                throw .badField(.data, "samples \(f[0]), widths \(f[1]) and \(f[2]) out of range")
+            }
+            let (perSample, overflow1) = Int(f[1] + f[2]).multipliedReportingOverflow(by: 4)
+            let (expected, overflow2) = Int(f[0]).multipliedReportingOverflow(by: perSample)
+            guard !overflow1, !overflow2, expected <= limits.maximumDataBytes, frame!.count == expected else {
+                throw .payloadSize(type: .data, bytes: frame!.count,
+                                   expected: "\(expected) for the announced shape, at most \(limits.maximumDataBytes)")
+            }
+            return .data(samples: Int(f[0]), featureWidth: Int(f[1]), targetWidth: Int(f[2]),
+                         FloatFrame(message: frame!, count: expected / 4))
         case .error:
             return .error(try text(frame!, .error, limit: limits.maximumTextBytes))
         case .shutdown:

@@ -87,7 +87,13 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     case error = 7
     /// Coordinator → worker: stop. Frame: the reason.
     case shutdown = 8
+    /// Worker → coordinator after a job: field 0 is 1 if its own copy of the data matched the job's fingerprint,
+    /// 0 if it needs the data sent. No payload.
+    case ready = 9
+    /// Coordinator → worker: the training samples, once. Fields: samples, feature width, target width. Frame:
+    /// `samples × feature width` Float32 features, then `samples × target width` Float32 targets.
+    case data = 10
 
     /// Payload frames the type carries.
-    var payloadFrames: Int { self == .heartbeat ? 0 : 1 }
+    var payloadFrames: Int { self == .heartbeat || self == .ready ? 0 : 1 }
 }

@@ -1,0 +1,28 @@
+import ArgumentParser
+import Cluster
+import Engine
+import Foundation
+
+/// `shardtrain worker --connect tcp://HOST:5555`: joins a coordinator and computes until it says stop.
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker", abstract: "Join a coordinator and compute the micro-shards it assigns.")
+
+    @Option(help: "The coordinator's endpoint, e.g. tcp://10.0.0.1:5555.") var connect: String
+    @Option(help: "Threads computing micro-shards (each with single-threaded BLAS).") var threads = 1
+    @Option(help: "A name for this worker in the coordinator's logs (default: host-pid).") var name: String?
+    @Option(help: "Seconds without word from the coordinator before giving up.") var idleTimeout = 120.0
+
+    func run() throws {
+        try reportingFailures {
+            guard threads >= 1 else { throw InputError("--threads \(threads): must be at least 1") }
+            BLAS.setThreads(1)
+            var settings = WorkerNode.Settings(endpoint: connect,
+                                               name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())")
+            settings.threads = threads
+            settings.idleTimeout = .milliseconds(Int(idleTimeout * 1000))
+            settings.parentPID = ProcessInfo.processInfo.environment["SHARDTRAIN_PARENT_PID"].flatMap(Int32.init)
+            try WorkerNode(settings: settings, log: logToStandardError).run()
+        }
+    }
+}
