@@ -41,3 +41,48 @@ enum Command {
         return folder.appendingPathComponent(name).path
     }
 }
+
+extension Command {
+    /// Starts the binary in the background, standard error to `stderr` (a file path), standard output discarded.
+    static func start(_ arguments: [String], stderr: String) throws -> Process {
+        FileManager.default.createFile(atPath: stderr, contents: nil)
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        process.currentDirectoryURL = repository
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle(forWritingAtPath: stderr)
+        try process.run()
+        return process
+    }
+
+    /// The first line of the file that contains `text`, waiting up to `timeout` seconds for it.
+    static func waitForLine(in path: String, containing text: String, timeout: Double) throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let content = try? String(contentsOfFile: path, encoding: .utf8),
+               let line = content.split(separator: "\n").first(where: { $0.contains(text) }) {
+                return String(line)
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let content = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        throw CommandError(message: "no line containing '\(text)' within \(timeout) s; log: \(content.suffix(500))")
+    }
+
+    /// The exit status, or nil if the process is still running after `timeout` seconds (it is then killed).
+    static func wait(_ process: Process, timeout: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        guard !process.isRunning else {
+            kill(process.processIdentifier, SIGKILL)
+            return nil
+        }
+        return process.terminationStatus
+    }
+
+    struct CommandError: Error, CustomStringConvertible {
+        let message: String
+        var description: String { message }
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+import Testing
+
+/// Real worker processes: the saved weights and the printed lines are the same bits for any worker count, and a
+/// lost worker stops the run with a message naming it — never a hang.
+@Suite(.serialized)
+struct DistributedTests {
+    static let jobs: [(name: String, yaml: String)] = [
+        ("classification", """
+            model: {layers: [{units: 16, activation: relu}, {units: 3, activation: softmax}]}
+            loss: cross_entropy
+            batch_size: 50
+            micro_shard: 8
+            epochs: 3
+            seed: 5
+            validation_split: 0.1
+            data: {builtin: spirals, samples: 256, classes: 3}
+            """),
+        ("regression", """
+            model: {layers: [{units: 12, activation: tanh}, {units: 1}]}
+            loss: mse
+            batch_size: 40
+            micro_shard: 6
+            epochs: 3
+            seed: 9
+            data: {builtin: regression, samples: 150, features: 4}
+            """),
+    ]
+    static let optimizers = [["--optimizer", "sgd", "--lr", "0.05"], ["--optimizer", "rmsprop"], ["--optimizer", "adam"]]
+
+    @Test("bit-identical weights and lines in-process and with 1, 2, 3, 5 and 8 workers",
+          arguments: jobs.indices, optimizers.indices)
+    func sameBitsAnyWorkerCount(job: Int, optimizer: Int) throws {
+        let file = Command.temporaryPath("\(Self.jobs[job].name).yaml")
+        var yaml = Self.jobs[job].yaml
+        if optimizer == 0 { yaml += "\noptimizer: {name: sgd, lr: 0.05, momentum: 0.9}" }
+        try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+        var reference: (weights: Data, lines: String)?
+        for workers in [0, 1, 2, 3, 5, 8] {
+            let weights = Command.temporaryPath("w\(workers).safetensors")
+            let flags = optimizer == 0 ? [] : Self.optimizers[optimizer]
+            let result = try Command.run(["train", "--config", file, "--workers", "\(workers)", "--threads", "1",
+                                          "--save", weights, "--log-every", "1"] + flags)
+            #expect(result.status == 0, "\(workers) workers: \(result.stderr)")
+            let saved = try #require(FileManager.default.contents(atPath: weights))
+            if let reference {
+                #expect(saved == reference.weights, "\(workers) workers changed the weights")
+                #expect(result.stdout == reference.lines, "\(workers) workers changed the printed lines")
+            } else {
+                reference = (saved, result.stdout)
+                #expect(result.stdout.contains("Epoch 2: loss = "))
+            }
+        }
+    }
+
+    @Test("a worker killed mid-run stops the run naming it, and the other workers are cleaned up")
+    func killedWorker() throws {
+        let log = Command.temporaryPath("killed.log")
+        let process = try Command.start(["train", "--config", "examples/spirals.yaml", "--epochs", "100000",
+                                         "--workers", "3", "--worker-timeout", "10"], stderr: log)
+        let ready = try Command.waitForLine(in: log, containing: "ready (3/3)", timeout: 60)
+        let pid = try #require(Int32(ready.split(separator: "pid ")[1].prefix { $0.isNumber }))
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(pid, SIGKILL)
+        let status = Command.wait(process, timeout: 20)
+        #expect(status == 4, "exit status \(String(describing: status))")
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(text.contains("error: local worker") && text.contains("(pid \(pid)) exited") && text.contains("during step"),
+                "\(text.suffix(400))")
+        // Every worker process it started is gone.
+        for line in text.split(separator: "\n") where line.contains("ready (") {
+            if let other = Int32(line.split(separator: "pid ")[1].prefix { $0.isNumber }) {
+                #expect(kill(other, 0) != 0, "worker pid \(other) still running")
+            }
+        }
+    }
+
+    @Test("a worker that stops answering stops the run within the timeout, naming worker, step and micro-shards")
+    func stalledWorker() throws {
+        let port = 20000 + Int(getpid() % 10000)
+        let log = Command.temporaryPath("stalled.log")
+        let coordinator = try Command.start(["coordinator", "--config", "examples/spirals.yaml", "--epochs", "100000",
+                                             "--bind", "tcp://127.0.0.1:\(port)", "--workers", "2",
+                                             "--worker-timeout", "3", "--threads", "1"], stderr: log)
+        let workers = try (1...2).map { index in
+            try Command.start(["worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "stall-\(index)",
+                               "--idle-timeout", "30"], stderr: Command.temporaryPath("stall-worker-\(index).log"))
+        }
+        defer { workers.forEach { kill($0.processIdentifier, SIGKILL) } }
+        _ = try Command.waitForLine(in: log, containing: "ready (2/2)", timeout: 60)
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(workers[0].processIdentifier, SIGSTOP)
+        let started = Date()
+        let status = Command.wait(coordinator, timeout: 30)
+        #expect(status == 4)
+        #expect(Date().timeIntervalSince(started) < 15)
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(text.contains("error: no result for step") && text.contains("\"stall-1\"")
+                && text.contains("(micro-shards "), "\(text.suffix(400))")
+        kill(workers[0].processIdentifier, SIGCONT)
+    }
+
+    @Test("a worker started before its coordinator waits, then joins and trains")
+    func workerFirst() throws {
+        let port = 30000 + Int(getpid() % 10000)
+        let workerLog = Command.temporaryPath("early-worker.log")
+        let worker = try Command.start(["worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "early"],
+                                       stderr: workerLog)
+        defer { kill(worker.processIdentifier, SIGKILL) }
+        _ = try Command.waitForLine(in: workerLog, containing: "waiting for the coordinator", timeout: 20)
+        let result = try Command.run(["coordinator", "--config", "examples/xor.yaml", "--bind", "tcp://127.0.0.1:\(port)",
+                                      "--workers", "1", "--epochs", "20"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("\"early\"") && result.stdout.contains("Predictions: "))
+        #expect(Command.wait(worker, timeout: 10) == 0)
+    }
+}
