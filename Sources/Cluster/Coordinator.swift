@@ -29,8 +29,8 @@ public final class Coordinator: GradientSource {
     public let settings: Settings
     public private(set) var workers: [WorkerInfo] = []
     public private(set) var lastTimings = StepTimings()
-    /// Checked while waiting: returns a message if a worker process this coordinator started has exited.
-    public var processCheck: (() -> String?)?
+    /// Checked while waiting: the pid and ending of a worker process this coordinator started that has exited.
+    public var processCheck: (() -> (pid: Int32, ending: String)?)?
 
     private let job: Job
     private let training: Dataset
@@ -86,7 +86,7 @@ public final class Coordinator: GradientSource {
                     + "\(settings.joinTimeout)\(joined.isEmpty ? "" : ": \(joined)"); start more with "
                     + "`shardtrain worker --connect \(endpoint)` or raise --join-timeout")
             }
-            if let failure = processCheck?() { throw ClusterError(failure) }
+            if let failure = processCheck?() { throw ClusterError("\(failure.ending) before the run started") }
             guard let (identity, envelope) = try receive(timeout: min(deadline - now, .milliseconds(200))) else { continue }
             switch envelope.payload {
             case .hello(let fields):
@@ -147,7 +147,13 @@ public final class Coordinator: GradientSource {
         var waiting = Set(ranges.indices.filter { !ranges[$0].isEmpty })
         let deadline = sent + settings.workerTimeout
         while !waiting.isEmpty {
-            if let failure = processCheck?() { throw ClusterError("\(failure) during step \(step)") }
+            if let failure = processCheck?() {
+                let index = workers.firstIndex { $0.pid == String(failure.pid) }
+                let shards = index.map { ranges[$0].isEmpty ? ", which had no micro-shards this step"
+                    : ", which held micro-shards \(ranges[$0]) of batch \(batchIndex)" } ?? ""
+                let name = index.map { workers[$0].label + ": " } ?? ""
+                throw ClusterError("\(name)\(failure.ending) during step \(step)\(shards); the run stops")
+            }
             guard clock.now < deadline else {
                 let late = waiting.sorted().map { "\(workers[$0].label) (micro-shards \(ranges[$0]))" }
                 throw ClusterError("no result for step \(step) (epoch \(epoch), batch \(batchIndex)) within "

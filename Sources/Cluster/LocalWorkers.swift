@@ -26,10 +26,11 @@ public final class LocalWorkers {
 
     deinit { terminate() }
 
-    /// A message if a worker has exited, else nil.
-    public func check() -> String? {
+    /// The first worker that has exited: its pid and how it ended, else nil.
+    public func check() -> (pid: Int32, ending: String)? {
         for (name, process) in processes where !process.isRunning {
-            return "local worker \(name) (pid \(process.processIdentifier)) exited with status \(process.terminationStatus)"
+            return (process.processIdentifier, "local worker \(name) (pid \(process.processIdentifier)) exited with status "
+                + "\(process.terminationStatus)")
         }
         return nil
     }

@@ -65,8 +65,8 @@ struct DistributedTests {
         let status = Command.wait(process, timeout: 20)
         #expect(status == 4, "exit status \(String(describing: status))")
         let text = try String(contentsOfFile: log, encoding: .utf8)
-        #expect(text.contains("error: local worker") && text.contains("(pid \(pid)) exited") && text.contains("during step"),
-                "\(text.suffix(400))")
+        #expect(text.contains("error: w") && text.contains("(pid \(pid)) exited with status 9 during step")
+                && text.contains("micro-shards"), "\(text.suffix(400))")
         // Every worker process it started is gone.
         for line in text.split(separator: "\n") where line.contains("ready (") {
             if let other = Int32(line.split(separator: "pid ")[1].prefix { $0.isNumber }) {
