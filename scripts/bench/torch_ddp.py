@@ -40,7 +40,8 @@ def main():
         times.append(time.perf_counter() - start)
     if rank == 0:
         print(json.dumps({"samples_per_second": a.batch / statistics.median(times[5:]), "world": world,
-                          "batch": a.batch, "optimizer": a.optimizer}))
+                          "batch": a.batch, "optimizer": a.optimizer}), flush=True)
+    dist.barrier()
     dist.destroy_process_group()
 
 
