@@ -122,7 +122,13 @@ public final class WorkerNode {
         let plan = BatchPlan(sampleCount: data.count, batchSize: options.batchSize, shuffle: options.shuffle,
                              dropLast: options.dropLast, seed: options.seed)
         let parameters = Buffer<Float>(count: job.model.layout.parameterCount)
-        let sum = GradientSum(count: parameters.count, reduction: options.reduction)
+        // Two sums in turn, each sent zero-copy: one may still be in libzmq's hands while the next is computed.
+        let sums = (0..<2).map { _ in GradientSum(count: parameters.count, reduction: options.reduction) }
+        let outgoing = sums.map { sum in
+            SharedPayload(borrowing: UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!),
+                          byteCount: sum.valueBytes.count, owner: sum)
+        }
+        var turn = 0
         let order = Buffer<Int>(count: data.count)
         var orderEpoch = -1
         var weightsStep: UInt64?
@@ -155,6 +161,9 @@ public final class WorkerNode {
                 }
                 let range = plan.range(ofBatch: Int(batchIndex))
                 let batch = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(order.elements)[range])
+                let sum = sums[turn], payload = outgoing[turn]
+                turn = 1 - turn
+                while !payload.isIdle { usleep(20) }
                 sum.reset()
                 for shards in ranges {
                     slices.accumulate(batch: batch, microShards: shards, data: data, parameters: parameters.pointer,
@@ -164,7 +173,7 @@ public final class WorkerNode {
                                                       correct: sum.correct, lossHigh: sum.lossWords.0,
                                                       lossLow: sum.lossWords.1, exact: options.reduction == .exact,
                                                       overflowed: sum.overflowed),
-                                 Message(copying: sum.valueBytes)])
+                                 Message(sharing: payload)])
             case .shutdown:
                 return
             case .error(let text):

@@ -86,12 +86,23 @@ public final class SharedPayload: @unchecked Sendable {
     /// Frames libzmq still holds over these bytes.
     let inFlight = Atomic<Int>(0)
 
+    // The object that owns borrowed bytes, kept alive while frames refer to them (nil: the bytes are our own).
+    private let owner: AnyObject?
+
     public init(byteCount: Int) {
         self.byteCount = byteCount
         bytes = .allocate(byteCount: max(byteCount, 1), alignment: 64)
+        owner = nil
     }
 
-    deinit { bytes.deallocate() }
+    /// Shares bytes that `owner` keeps (for example a gradient sum's buffer), without copying them.
+    public init(borrowing bytes: UnsafeMutableRawPointer, byteCount: Int, owner: AnyObject) {
+        self.bytes = bytes
+        self.byteCount = byteCount
+        self.owner = owner
+    }
+
+    deinit { if owner == nil { bytes.deallocate() } }
 
     /// Whether libzmq has released every frame over these bytes, so they may be rewritten.
     public var isIdle: Bool { inFlight.load(ordering: .acquiring) == 0 }
