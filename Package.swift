@@ -49,6 +49,7 @@ let package = Package(
             exclude: ["Fixtures"]
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Engine"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["shardtrain"]

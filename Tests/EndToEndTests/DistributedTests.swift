@@ -79,7 +79,9 @@ struct DistributedTests {
     func stalledWorker() throws {
         let port = 20000 + Int(getpid() % 10000)
         let log = Command.temporaryPath("stalled.log")
+        // Micro-shards of 8: every batch has work for both workers, so the stalled one is always waited for.
         let coordinator = try Command.start(["coordinator", "--config", "examples/spirals.yaml", "--epochs", "100000",
+                                             "--micro-shard", "8",
                                              "--bind", "tcp://127.0.0.1:\(port)", "--workers", "2",
                                              "--worker-timeout", "3", "--threads", "1"], stderr: log)
         let workers = try (1...2).map { index in

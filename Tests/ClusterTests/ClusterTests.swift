@@ -1,0 +1,62 @@
+import Engine
+import Testing
+@testable import Cluster
+
+struct ShardingTests {
+    @Test("ranges cover every micro-shard once, in order, in proportion to speed")
+    func proportional() {
+        let ranges = Sharding.split(10, speeds: [1, 3])
+        #expect(ranges == [0..<3, 3..<10])
+        #expect(Sharding.split(8, speeds: [1, 1, 1]) == [0..<3, 3..<6, 6..<8])
+        #expect(Sharding.split(2, speeds: [1, 5, 2]).map(\.count) == [0, 1, 1])
+        #expect(Sharding.split(100, speeds: [1, 1000]).first?.count == 1, "a slow worker keeps one, so it is re-measured")
+        for shards in [1, 7, 64] {
+            for speeds in [[1.0], [2, 1], [1, 2, 3, 4, 5], [0, .nan, 3]] {
+                let ranges = Sharding.split(shards, speeds: speeds)
+                #expect(ranges.count == speeds.count)
+                #expect(ranges.reduce(0) { $0 + $1.count } == shards)
+                #expect(zip(ranges, ranges.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
+            }
+        }
+    }
+}
+
+struct JobAnnouncementTests {
+    @Test("a job survives its canonical text exactly; the announcement carries the data's fingerprint")
+    func roundTrip() throws {
+        var job = try Job.parse("""
+            model: {layers: [{units: 7, activation: leaky_relu, negative_slope: 0.3}, {units: 3, activation: softmax}]}
+            loss: cross_entropy
+            optimizer: {name: adamw, lr: 0.0003, betas: [0.85, 0.995], weight_decay: 0.1, amsgrad: true}
+            schedule: {name: cosine, t_max: 17, eta_min: 0.0001, warmup: 3, warmup_start_factor: 0.2, unit: step}
+            batch_size: 33
+            steps: 41
+            seed: 12
+            shuffle: false
+            drop_last: true
+            micro_shard: 5
+            reduction: fast
+            validation_split: 0.15
+            data: {builtin: blobs, samples: 90, classes: 3, features: 4, noise: 0.7, seed: 3}
+            """, file: "j.yaml", folder: "")
+        job.model.inputs = 4
+        let announcement = JobAnnouncement(job: job, samples: 90, fingerprint: String(repeating: "ab", count: 32))
+        let back = try JobAnnouncement(bytes: announcement.bytes)
+        #expect(back == announcement)
+    }
+
+    @Test("SHA-256 of known vectors")
+    func sha256() {
+        var empty = SHA256()
+        #expect(empty.hexDigest() == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        var abc = SHA256()
+        abc.update(Array("abc".utf8))
+        #expect(abc.hexDigest() == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        var long = SHA256()
+        for _ in 0..<1000 { long.update(Array("a".utf8)) }
+        long.update(Array(repeating: UInt8(ascii: "b"), count: 1000))
+        var once = SHA256()
+        once.update(Array(repeating: UInt8(ascii: "a"), count: 1000) + Array(repeating: UInt8(ascii: "b"), count: 1000))
+        #expect(long.hexDigest() == once.hexDigest(), "streaming in pieces hashes the same")
+    }
+}
