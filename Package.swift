@@ -48,7 +48,7 @@ let package = Package(
             dependencies: ["Engine", "AllocationCounter"],
             exclude: ["Fixtures"]
         ),
-        .testTarget(name: "WireTests", dependencies: ["Wire"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "Engine"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Engine"]),
         .testTarget(
             name: "EndToEndTests",

@@ -34,15 +34,3 @@ public struct JobAnnouncement: Sendable, Equatable {
         job = try Job.parse(String(text[text.index(after: newline)...]), file: "job from coordinator", folder: "")
     }
 }
-
-extension Job {
-    /// The samples a run trains on, as every process computes them: loaded or generated, checked, and with the
-    /// held-out split removed.
-    public func trainingSamples() throws -> (job: Job, training: Dataset, validation: Dataset?) {
-        let data = try loadData()
-        let job = try checked(against: data)
-        guard job.validationSplit > 0 else { return (job, data, nil) }
-        let (training, validation) = data.split(validationFraction: job.validationSplit, seed: job.options.seed)
-        return (job, training, validation)
-    }
-}

@@ -13,10 +13,7 @@ struct WireRoundTrip: ParsableCommand {
 
     func run() throws {
         let count = bytes / 4
-        let limits = Limits(parameterCount: count, job: 1)
-        let context = try Context()
-        let router = try Socket(context, .router)
-        try SocketTuning.coordinator(router, maximumMessageBytes: limits.maximumFrameBytes)
+        let (limits, router) = try benchSocket(.router, bytes: bytes)
         try router.bind(endpoint)
         let children = try (0..<workers).map { _ -> Process in
             let child = Process()
@@ -66,10 +63,7 @@ struct WireWorker: ParsableCommand {
 
     func run() throws {
         let count = bytes / 4
-        let limits = Limits(parameterCount: count, job: 1)
-        let context = try Context()
-        let dealer = try Socket(context, .dealer)
-        try SocketTuning.worker(dealer, maximumMessageBytes: limits.maximumFrameBytes)
+        let (limits, dealer) = try benchSocket(.dealer, bytes: bytes)
         try dealer.connect(endpoint)
         try dealer.send(Codec.hello(fields: ["host": "bench"], cores: 1, pid: getpid()))
         let weights = UnsafeMutablePointer<Float>.allocate(capacity: count)
@@ -86,4 +80,16 @@ struct WireWorker: ParsableCommand {
                              Message(sharing: gradient)])
         }
     }
+}
+
+/// The limits of a job whose weights are `bytes` long, and a socket tuned as the coordinator's or a worker's.
+private func benchSocket(_ kind: SocketKind, bytes: Int) throws -> (Limits, Socket) {
+    let limits = Limits(parameterCount: bytes / 4, job: 1)
+    let socket = try Socket(Context(), kind)
+    if kind == .router {
+        try SocketTuning.coordinator(socket, maximumMessageBytes: limits.maximumFrameBytes)
+    } else {
+        try SocketTuning.worker(socket, maximumMessageBytes: limits.maximumFrameBytes)
+    }
+    return (limits, socket)
 }

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Engine
 import Testing
 @testable import Wire
 
@@ -46,11 +47,11 @@ struct FloodTests {
             do {
                 let dealer = try Socket(context, .dealer)
                 try dealer.connect(address)
-                var random = FuzzTests.Random(state: 99)
+                var random = Xoshiro(seed: 99)
                 let header = try Codec.weightsHeader(job: 11, step: 0, parameterCount: 1 << 30).bytes
                 for i in 0..<3000 {
                     let frames = i % 3 == 0 ? [header, random.bytes(64)]
-                        : (0...random.below(4)).map { _ in random.bytes(random.below(200)) }
+                        : (0...random.index(4)).map { _ in random.bytes(random.index(200)) }
                     try dealer.send(frames.map { try Message(copying: $0) })
                 }
             } catch { print("flooder: \(error)") }

@@ -1,23 +1,10 @@
+import Engine
 import Testing
 @testable import Wire
 
 /// Seeded fuzzing of the decoder: random, truncated, bit-flipped, re-framed and oversized messages must each give
 /// a value or a `WireError` — never a trap, never an out-of-bounds read (run under AddressSanitizer once).
 struct FuzzTests {
-    /// A small deterministic generator (SplitMix64) so failures reproduce.
-    struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
-        mutating func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8(truncatingIfNeeded: next()) } }
-    }
-
     static let limits = Limits(parameterCount: 64, job: 1)
 
     /// Valid messages of every type, as raw frames.
@@ -44,28 +31,28 @@ struct FuzzTests {
         for template in templates {  // the templates themselves are valid
             _ = try Codec.decode(template.map { try Message(copying: $0) }, limits: Self.limits)
         }
-        var random = Random(state: 20261129)
+        var random = Xoshiro(seed: 20261129)
         var accepted = 0, refused = 0
         for _ in 0..<100_000 {
-            var frames = templates[random.below(templates.count)]
-            switch random.below(7) {
+            var frames = templates[random.index(templates.count)]
+            switch random.index(7) {
             case 0:  // random bytes in every frame
-                frames = frames.map { random.bytes(random.below($0.count + 8)) }
+                frames = frames.map { random.bytes(random.index($0.count + 8)) }
             case 1:  // truncate one frame
-                let i = random.below(frames.count)
-                frames[i] = Array(frames[i].prefix(random.below(frames[i].count)))
+                let i = random.index(frames.count)
+                frames[i] = Array(frames[i].prefix(random.index(frames[i].count)))
             case 2, 3:  // flip bits
-                for _ in 0...random.below(8) {
-                    let i = random.below(frames.count)
+                for _ in 0...random.index(8) {
+                    let i = random.index(frames.count)
                     guard !frames[i].isEmpty else { continue }
-                    frames[i][random.below(frames[i].count)] ^= UInt8(1) << UInt8(random.below(8))
+                    frames[i][random.index(frames[i].count)] ^= UInt8(1) << UInt8(random.index(8))
                 }
             case 4:  // add or drop frames
-                if random.below(2) == 0 || frames.count == 1 { frames.append(random.bytes(random.below(64))) } else { frames.removeLast() }
+                if random.index(2) == 0 || frames.count == 1 { frames.append(random.bytes(random.index(64))) } else { frames.removeLast() }
             case 5:  // oversize a payload
-                if frames.count > 1 { frames[1] += random.bytes(1 + random.below(5000)) }
+                if frames.count > 1 { frames[1] += random.bytes(1 + random.index(5000)) }
             default:  // random header fields (lengths and counts claiming anything)
-                for offset in stride(from: 8, to: 80, by: 8) where random.below(3) == 0 {
+                for offset in stride(from: 8, to: 80, by: 8) where random.index(3) == 0 {
                     let value = random.next()
                     withUnsafeBytes(of: value) { frames[0].replaceSubrange(offset ..< min(offset + 8, frames[0].count), with: $0.prefix(max(0, min(8, frames[0].count - offset)))) }
                 }

@@ -24,6 +24,16 @@ extension Job {
         }
     }
 
+    /// The samples a run trains on, as every process computes them: loaded or generated, checked against the model,
+    /// and with the held-out split removed.
+    public func trainingSamples() throws -> (job: Job, training: Dataset, validation: Dataset?) {
+        let data = try loadData()
+        let job = try checked(against: data)
+        guard job.validationSplit > 0 else { return (job, data, nil) }
+        let (training, validation) = data.split(validationFraction: job.validationSplit, seed: job.options.seed)
+        return (job, training, validation)
+    }
+
     /// The job made concrete for `data`: the model's input width filled in, and every mismatch between model,
     /// loss and data refused with a message naming the key.
     public func checked(against data: Dataset) throws -> Job {

@@ -16,11 +16,7 @@ public struct PreparedRun {
 
     public init(job parsed: Job, initialWeights: String?,
                 makeSource: (Job, Dataset) throws -> GradientSource? = { _, _ in nil }) throws {
-        let data = try parsed.loadData()
-        let job = try parsed.checked(against: data)
-        let (training, validation) = job.validationSplit > 0
-            ? data.split(validationFraction: job.validationSplit, seed: job.options.seed)
-            : (data, nil)
+        let (job, training, validation) = try parsed.trainingSamples()
         let initial = try initialWeights.map { try Safetensors.read($0, layout: job.model.layout) }
         self.job = job
         trainer = Trainer(spec: job.model, loss: job.loss, options: job.options, training: training,
