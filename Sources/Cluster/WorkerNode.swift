@@ -39,13 +39,24 @@ public final class WorkerNode {
         try dealer.connect(settings.endpoint)
         var limits = Limits()
         let (jobID, workerID, announcement) = try join(dealer, limits: &limits)
-        let (job, training, _) = try announcement.job.trainingSamples()
-        var data = training
-        if data.fingerprint != announcement.fingerprint || data.count != announcement.samples {
-            log("\(settings.name): my copy of the data differs from the coordinator's; receiving it")
-            try dealer.send(Codec.ready(job: jobID, worker: workerID, hasData: false))
-            data = try receiveData(dealer, limits: limits, like: training, expected: announcement)
+        // Its own copy of the samples if it can make one that matches the fingerprint; else the coordinator's.
+        var job = announcement.job
+        var data: Dataset?
+        do {
+            let local = try announcement.job.trainingSamples()
+            if local.training.fingerprint == announcement.fingerprint {
+                (job, data) = (local.job, local.training)
+            } else {
+                log("\(settings.name): my copy of the data differs from the coordinator's; receiving it")
+            }
+        } catch {
+            log("\(settings.name): no local copy of the data (\(error)); receiving it")
         }
+        if data == nil {
+            try dealer.send(Codec.ready(job: jobID, worker: workerID, hasData: false))
+            data = try receiveData(dealer, limits: limits, expected: announcement)
+        }
+        guard let data else { return }
         try dealer.send(Codec.ready(job: jobID, worker: workerID, hasData: true))
         try work(dealer, job: job, data: data, limits: limits, jobID: jobID, workerID: workerID)
     }
@@ -94,8 +105,7 @@ public final class WorkerNode {
         throw ClusterError("no coordinator answered at \(settings.endpoint) within \(settings.idleTimeout)")
     }
 
-    private func receiveData(_ dealer: Socket, limits: Limits, like local: Dataset, expected: JobAnnouncement)
-        throws -> Dataset {
+    private func receiveData(_ dealer: Socket, limits: Limits, expected: JobAnnouncement) throws -> Dataset {
         guard try waitForMessage(dealer),
               case .frames(let frames)? = try dealer.receive(maximumFrames: Codec.maximumFrames),
               case .data(let samples, let featureWidth, let targetWidth, let frame) = try decode(frames, limits).payload else {
@@ -103,7 +113,7 @@ public final class WorkerNode {
         }
         var values = [Float](repeating: 0, count: frame.count)
         values.withUnsafeMutableBufferPointer { frame.copy(into: $0.baseAddress!) }
-        let data = try Dataset(name: local.name, features: Array(values[..<(samples * featureWidth)]),
+        let data = try Dataset(name: "coordinator's samples", features: Array(values[..<(samples * featureWidth)]),
                                featureWidth: featureWidth, targets: Array(values[(samples * featureWidth)...]),
                                targetWidth: targetWidth)
         guard data.fingerprint == expected.fingerprint else {

@@ -117,3 +117,61 @@ struct DistributedTests {
         #expect(Command.wait(worker, timeout: 10) == 0)
     }
 }
+
+extension DistributedTests {
+    /// A float32 .npy file, written as NumPy writes one (format 1.0, C order).
+    static func writeNPY(_ path: String, _ values: [Float], rows: Int, columns: Int) throws {
+        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(rows), \(columns)), }"
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        let length = header.utf8.count
+        var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8)
+        bytes += [1, 0, UInt8(length & 0xFF), UInt8(length >> 8)]
+        bytes += Array(header.utf8)
+        values.withUnsafeBytes { bytes += $0 }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    @Test("a worker without the data files receives the samples once and trains to the same bits")
+    func dataSentWhenMissing() throws {
+        let folder = Command.temporaryPath("npy-\(UInt32.random(in: 0 ... .max))")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let x = (0..<360).map { Float(($0 * 7919) % 97) / 97 - 0.5 }
+        let y = (0..<120).map { (i: Int) -> Float in
+            let a: Float = x[3 * i] * 2, b: Float = x[3 * i + 1], c: Float = x[3 * i + 2] * 0.5
+            return a - b + c
+        }
+        try Self.writeNPY("\(folder)/x.npy", x, rows: 120, columns: 3)
+        try Self.writeNPY("\(folder)/y.npy", y, rows: 120, columns: 1)
+        let job = "\(folder)/job.yaml"
+        try """
+            model: {layers: [{units: 8, activation: tanh}, {units: 1}]}
+            loss: mse
+            optimizer: {name: adam, lr: 0.01}
+            batch_size: 32
+            micro_shard: 8
+            epochs: 4
+            data: {features: x.npy, targets: y.npy}
+            """.write(toFile: job, atomically: true, encoding: .utf8)
+        let local = try Command.run(["train", "--config", job, "--save", "\(folder)/a.st"])
+        #expect(local.status == 0, "\(local.stderr)")
+
+        let port = 40000 + Int(getpid() % 10000)
+        let log = "\(folder)/coordinator.log"
+        let coordinator = try Command.start(["coordinator", "--config", job, "--bind", "tcp://127.0.0.1:\(port)",
+                                             "--workers", "1", "--save", "\(folder)/b.st"], stderr: log)
+        _ = try Command.waitForLine(in: log, containing: "waiting for 1 workers", timeout: 30)
+        // The coordinator has its samples; the worker will find no files.
+        try FileManager.default.moveItem(atPath: "\(folder)/x.npy", toPath: "\(folder)/x.moved")
+        let workerLog = "\(folder)/worker.log"
+        let worker = try Command.start(["worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "no-files"],
+                                       stderr: workerLog)
+        defer { kill(worker.processIdentifier, SIGKILL) }
+        #expect(Command.wait(coordinator, timeout: 60) == 0)
+        let coordinatorText = try String(contentsOfFile: log, encoding: .utf8)
+        let workerText = try String(contentsOfFile: workerLog, encoding: .utf8)
+        #expect(coordinatorText.contains("has no matching copy of the data; sending 120 samples"), "\(coordinatorText)")
+        #expect(workerText.contains("no local copy of the data"), "\(workerText)")
+        #expect(FileManager.default.contents(atPath: "\(folder)/a.st") == FileManager.default.contents(atPath: "\(folder)/b.st"))
+    }
+}
