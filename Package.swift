@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Engine"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["shardtrain"]
+            dependencies: ["shardtrain", "Wire"]
         ),
     ],
     swiftLanguageModes: [.v6]
