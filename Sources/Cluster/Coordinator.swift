@@ -58,7 +58,8 @@ public final class Coordinator: GradientSource {
         limits.maximumJobBytes = max(limits.maximumJobBytes, announcement.bytes.count + 1024)
         self.limits = limits
         payloads = [SharedPayload(byteCount: 4 * count), SharedPayload(byteCount: 4 * count)]
-        context = try Context()
+        // Two I/O threads: two workers' megabyte results are read from their connections side by side.
+        context = try Context(ioThreads: 2)
         router = try Socket(context, .router)
         try SocketTuning.coordinator(router, maximumMessageBytes: limits.maximumFrameBytes)
         do {
