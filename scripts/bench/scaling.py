@@ -91,9 +91,9 @@ def main():
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--json", default=os.path.join(HERE, "scaling-results.json"))
     a = p.parse_args()
-    batches, optimizers, reductions, steps = [256, 512, 1024], ["sgd", "adam"], ["exact", "fast"], 40
+    batches, optimizers, reductions, steps, repeats = [256, 512, 1024], ["sgd", "adam"], ["exact", "fast"], 40, 3
     if a.smoke:
-        batches, optimizers, reductions, steps = [256], ["sgd"], ["exact"], 8
+        batches, optimizers, reductions, steps, repeats = [256], ["sgd"], ["exact"], 8, 1
     has_torch = not a.smoke and subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -103,8 +103,12 @@ def main():
             for optimizer in optimizers:
                 peers = {w: ddp(w, batch, optimizer, steps) if has_torch else None for w in (1, 2)}
                 for reduction in reductions:
-                    one = shardtrain(1, batch, optimizer, reduction, steps, folder)
-                    two = shardtrain(2, batch, optimizer, reduction, steps, folder)
+                    # Interleaved repeats, the median kept: these machines are shared and noisy.
+                    runs = {1: [], 2: []}
+                    for _ in range(repeats):
+                        for workers in (1, 2):
+                            runs[workers].append(shardtrain(workers, batch, optimizer, reduction, steps, folder))
+                    one, two = (sorted(runs[w], key=lambda r: r["samples_per_second"])[len(runs[w]) // 2] for w in (1, 2))
                     row = {"batch": batch, "optimizer": optimizer, "reduction": reduction, "workers_1": one,
                            "workers_2": two, "ddp_1": peers[1], "ddp_2": peers[2]}
                     rows.append(row)
