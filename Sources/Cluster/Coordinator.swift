@@ -133,7 +133,14 @@ public final class Coordinator: GradientSource {
         let ranges = Sharding.split(microShards, speeds: workers.map(\.speed))
         let payload = payloads[nextPayload]
         nextPayload = 1 - nextPayload
-        while !payload.isIdle { usleep(20) }
+        let idleBy = started + settings.workerTimeout
+        while !payload.isIdle {
+            guard clock.now < idleBy else {
+                throw ClusterError("the weights of step \(step - 2) are still not delivered after "
+                    + "\(settings.workerTimeout); a worker has stopped reading. The run stops")
+            }
+            usleep(20)
+        }
         payload.bytes.copyMemory(from: parameters.pointer, byteCount: payload.byteCount)
         let weights = try Message(sharing: payload)
         for (worker, range) in zip(workers, ranges) where !range.isEmpty {

@@ -173,7 +173,14 @@ public final class WorkerNode {
                 let batch = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(order.elements)[range])
                 let sum = sums[turn], payload = outgoing[turn]
                 turn = 1 - turn
-                while !payload.isIdle { usleep(20) }
+                let idleBy = clock.now + settings.idleTimeout
+                while !payload.isIdle {
+                    guard clock.now < idleBy else {
+                        throw ClusterError("the coordinator has not read step \(step)'s previous result within "
+                            + "\(settings.idleTimeout); stopping")
+                    }
+                    usleep(20)
+                }
                 sum.reset()
                 for shards in ranges {
                     slices.accumulate(batch: batch, microShards: shards, data: data, parameters: parameters.pointer,

@@ -20,11 +20,12 @@ struct Train: ParsableCommand {
             guard workers > 0 else { return try flags.train() }
             var local: LocalWorkers?
             var coordinator: Coordinator?
+            let endpoint = "ipc:///tmp/shardtrain-\(getpid())-\(UInt32.random(in: 0 ... .max)).ipc"
             defer {
                 coordinator?.shutdown()
                 local?.terminate()
+                try? FileManager.default.removeItem(atPath: String(endpoint.dropFirst("ipc://".count)))
             }
-            let endpoint = "ipc:///tmp/shardtrain-\(getpid())-\(UInt32.random(in: 0 ... .max)).ipc"
             try flags.train(makeSource: { job, training in
                 var settings = Coordinator.Settings(endpoint: endpoint, workers: workers)
                 settings.workerTimeout = .milliseconds(Int(workerTimeout * 1000))
@@ -36,7 +37,6 @@ struct Train: ParsableCommand {
                 coordinator = made
                 return made
             }, afterEpoch: { if flags.verbose, let t = coordinator?.lastTimings { logTimings(t) } })
-            try? FileManager.default.removeItem(atPath: String(endpoint.dropFirst("ipc://".count)))
         }
     }
 }
