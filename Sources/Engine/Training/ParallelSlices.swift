@@ -7,6 +7,7 @@ import Dispatch
 /// (the sums are integer); in fast mode each thread's run is one GEMM and the Float sums depend on the count.
 public final class ParallelSlices {
     public let threads: Int
+    public let reduction: Reduction
     /// One per thread; the first also serves evaluation and prediction.
     public let computers: [SliceComputer]
     private let partials: [GradientSum]
@@ -14,6 +15,7 @@ public final class ParallelSlices {
     public init(spec: ModelSpec, loss: Loss, targetWidth: Int, microShardSize: Int, reduction: Reduction,
                 largestSlice: Int, threads: Int) {
         self.threads = max(1, threads)
+        self.reduction = reduction
         computers = (0..<self.threads).map { _ in
             SliceComputer(spec: spec, loss: loss, targetWidth: targetWidth, microShardSize: microShardSize,
                           reduction: reduction, largestSlice: largestSlice)
@@ -26,6 +28,9 @@ public final class ParallelSlices {
     /// Adds the gradient sum of micro-shards `microShards` of `batch` to `sum`.
     public func accumulate(batch: UnsafeBufferPointer<Int>, microShards: Range<Int>, data: Dataset,
                            parameters: UnsafePointer<Float>, into sum: GradientSum) {
+        if reduction == .fast {
+            return accumulateRows(batch: batch, microShards: microShards, data: data, parameters: parameters, into: sum)
+        }
         guard threads > 1, microShards.count > 1 else {
             computers[0].accumulate(batch: batch, microShards: microShards, data: data, parameters: parameters,
                                     into: sum)
@@ -46,7 +51,28 @@ public final class ParallelSlices {
         }
     }
 
-    /// Thread `thread`'s contiguous run of `range`, as even as whole micro-shards allow.
+    /// Fast mode has no micro-shard bits to keep, so threads split the samples themselves, as evenly as rows allow
+    /// (a batch of one micro-shard still uses every thread).
+    private func accumulateRows(batch: UnsafeBufferPointer<Int>, microShards: Range<Int>, data: Dataset,
+                                parameters: UnsafePointer<Float>, into sum: GradientSum) {
+        let size = computers[0].microShardSize
+        let samples = microShards.lowerBound * size ..< min(microShards.upperBound * size, batch.count)
+        guard threads > 1, samples.count >= 2 * threads else {
+            computers[0].accumulate(batch: batch, samples: samples, data: data, parameters: parameters, into: sum)
+            return
+        }
+        let work = UncheckedSendable((self, batch, data, parameters, sum))
+        DispatchQueue.concurrentPerform(iterations: threads) { thread in
+            let (me, batch, data, parameters, sum) = work.value
+            let rows = me.share(of: samples, thread: thread)
+            let target = thread == 0 ? sum : me.partials[thread - 1]
+            if thread > 0 { target.reset() }
+            me.computers[thread].accumulate(batch: batch, samples: rows, data: data, parameters: parameters, into: target)
+        }
+        for thread in 1..<threads { sum.add(partials[thread - 1]) }
+    }
+
+    /// Thread `thread`'s contiguous run of `range`, as even as whole units allow.
     func share(of range: Range<Int>, thread: Int) -> Range<Int> {
         let base = range.count / threads, extra = range.count % threads
         let start = range.lowerBound + thread * base + min(thread, extra)

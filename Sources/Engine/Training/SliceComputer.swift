@@ -30,7 +30,15 @@ public final class SliceComputer {
         let start = microShards.lowerBound * microShardSize
         let end = min(microShards.upperBound * microShardSize, batch.count)
         precondition(start >= 0 && start < end, "micro-shards \(microShards) lie outside a batch of \(batch.count)")
-        var position = start
+        accumulate(batch: batch, samples: start ..< end, data: data, parameters: parameters, into: sum)
+    }
+
+    /// Adds the gradient sum of batch positions `samples` to `sum`, in workspace-sized slices. Exact sums need the
+    /// positions to start on a micro-shard boundary (the workspace then holds one micro-shard).
+    func accumulate(batch: UnsafeBufferPointer<Int>, samples: Range<Int>, data: Dataset,
+                    parameters: UnsafePointer<Float>, into sum: GradientSum) {
+        let end = samples.upperBound
+        var position = samples.lowerBound
         while position < end {
             let rows = min(network.capacity, end - position)
             gather(UnsafeBufferPointer(rebasing: batch[position ..< position + rows]), from: data)
