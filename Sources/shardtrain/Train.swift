@@ -3,8 +3,6 @@ import Cluster
 import Engine
 import Foundation
 
-extension ClusterError: ClusterErrorDescribing {}
-
 /// `shardtrain train --config JOB [--workers N]`: in this process, or with N local worker processes.
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Engine
 import Foundation
 
@@ -104,17 +105,14 @@ func reportingFailures(_ body: () throws -> Void) throws {
         fail(error.message, status: 2)
     } catch let error as TrainingError {
         fail(error.message, status: 3)
-    } catch let error as ClusterErrorDescribing {
-        fail(error.description, status: 4)
+    } catch let error as ClusterError {
+        fail(error.message, status: 4)
     }
     func fail(_ message: String, status: Int32) -> Never {
         FileHandle.standardError.write(Data("error: \(message)\n".utf8))
         Foundation.exit(status)
     }
 }
-
-/// Errors from the cluster layer, reported like the others.
-protocol ClusterErrorDescribing: Error, CustomStringConvertible {}
 
 /// Lines about workers go to standard error, so standard output is the same in every mode.
 func logToStandardError(_ line: String) {
