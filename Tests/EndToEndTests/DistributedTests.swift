@@ -77,7 +77,7 @@ struct DistributedTests {
 
     @Test("a worker that stops answering stops the run within the timeout, naming worker, step and micro-shards")
     func stalledWorker() throws {
-        let port = 20000 + Int(getpid() % 10000)
+        let port = Command.freePort()
         let log = Command.temporaryPath("stalled.log")
         // Micro-shards of 8: every batch has work for both workers, so the stalled one is always waited for.
         let coordinator = try Command.start(["coordinator", "--config", "examples/spirals.yaml", "--epochs", "100000",
@@ -104,7 +104,7 @@ struct DistributedTests {
 
     @Test("a worker started before its coordinator waits, then joins and trains")
     func workerFirst() throws {
-        let port = 30000 + Int(getpid() % 10000)
+        let port = Command.freePort()
         let workerLog = Command.temporaryPath("early-worker.log")
         let worker = try Command.start(["worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "early"],
                                        stderr: workerLog)
@@ -156,7 +156,7 @@ extension DistributedTests {
         let local = try Command.run(["train", "--config", job, "--save", "\(folder)/a.st"])
         #expect(local.status == 0, "\(local.stderr)")
 
-        let port = 40000 + Int(getpid() % 10000)
+        let port = Command.freePort()
         let log = "\(folder)/coordinator.log"
         let coordinator = try Command.start(["coordinator", "--config", job, "--bind", "tcp://127.0.0.1:\(port)",
                                              "--workers", "1", "--save", "\(folder)/b.st"], stderr: log)

@@ -7,7 +7,7 @@ import Wire
 struct MisbehavingWorkerTests {
     @Test("a mismatched gradient stops the run naming the worker")
     func mismatchedResult() throws {
-        let port = 45000 + Int(getpid() % 10000)
+        let port = Command.freePort()
         let log = Command.temporaryPath("mismatch.log")
         let coordinator = try Command.start(["coordinator", "--config", "examples/xor.yaml", "--bind",
                                              "tcp://127.0.0.1:\(port)", "--workers", "1"], stderr: log)
