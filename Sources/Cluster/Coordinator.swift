@@ -14,6 +14,8 @@ public final class Coordinator: GradientSource {
         public var joinTimeout: Duration = .seconds(60)
         /// How long a worker may take to return one step's result before the run stops.
         public var workerTimeout: Duration = .seconds(30)
+        /// Log every step's timings and shares.
+        public var verbose = false
 
         public init(endpoint: String, workers: Int) {
             self.endpoint = endpoint
@@ -209,6 +211,11 @@ public final class Coordinator: GradientSource {
         let reduced = clock.now
         lastTimings = StepTimings(send: (sent - started) / .seconds(1), wait: (gathered - sent) / .seconds(1),
                                   reduce: (reduced - gathered) / .seconds(1))
+        if settings.verbose {
+            let shares = zip(workers, ranges).map { "w\($0.id) \($1.count)" }.joined(separator: ", ")
+            log(String(format: "step %d: send %.3f ms, wait %.3f ms, reduce %.3f ms; micro-shards %@", step,
+                       lastTimings.send * 1000, lastTimings.wait * 1000, lastTimings.reduce * 1000, shares))
+        }
     }
 
     /// Tells every worker to stop (best effort: a worker that is gone is simply skipped).

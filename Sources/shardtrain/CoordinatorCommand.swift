@@ -23,12 +23,13 @@ struct CoordinatorCommand: ParsableCommand {
                 var settings = Coordinator.Settings(endpoint: bind, workers: workers)
                 settings.joinTimeout = .milliseconds(Int(joinTimeout * 1000))
                 settings.workerTimeout = .milliseconds(Int(workerTimeout * 1000))
+                settings.verbose = flags.verbose
                 let made = try Coordinator(job: job, training: training, settings: settings, log: logToStandardError)
                 logToStandardError("waiting for \(workers) workers on \(made.endpoint)")
                 try made.waitForWorkers()
                 coordinator = made
                 return made
-            }, afterEpoch: { if flags.verbose, let t = coordinator?.lastTimings { logTimings(t) } })
+            })
         }
     }
 }

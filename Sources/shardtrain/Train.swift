@@ -27,6 +27,7 @@ struct Train: ParsableCommand {
             try flags.train(makeSource: { job, training in
                 var settings = Coordinator.Settings(endpoint: endpoint, workers: workers)
                 settings.workerTimeout = .milliseconds(Int(workerTimeout * 1000))
+                settings.verbose = flags.verbose
                 settings.joinTimeout = .seconds(60)
                 let made = try Coordinator(job: job, training: training, settings: settings, log: logToStandardError)
                 local = try LocalWorkers(count: workers, endpoint: endpoint)
@@ -34,12 +35,7 @@ struct Train: ParsableCommand {
                 try made.waitForWorkers()
                 coordinator = made
                 return made
-            }, afterEpoch: { if flags.verbose, let t = coordinator?.lastTimings { logTimings(t) } })
+            })
         }
     }
-}
-
-func logTimings(_ t: Coordinator.StepTimings) {
-    logToStandardError(String(format: "last step: send %.3f ms, wait %.3f ms, reduce %.3f ms",
-                              t.send * 1000, t.wait * 1000, t.reduce * 1000))
 }

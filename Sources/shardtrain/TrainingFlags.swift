@@ -24,7 +24,7 @@ struct TrainingFlags: ParsableArguments {
     @Option(help: "Append one JSON object per epoch to this file.") var metrics: String?
     @Option(help: "Threads computing micro-shards in this process, each with single-threaded BLAS (default: all cores).")
     var threads: Int?
-    @Flag(help: "Print the set-up, the BLAS kernel and, when distributed, per-step timings.") var verbose = false
+    @Flag(help: "Print the set-up, the BLAS kernel and, when distributed, every step's timings.") var verbose = false
 
     func overrides() throws -> JobOverrides {
         try checkPositive(["--epochs": epochs, "--steps": steps, "--batch-size": batchSize,
@@ -51,9 +51,8 @@ struct TrainingFlags: ParsableArguments {
     }
 
     /// Prepares the run (refusing bad input before any step), trains, prints and saves. `makeSource` supplies
-    /// worker processes when the run is distributed; `afterStep` may print per-step details.
-    func train(makeSource: (Job, Dataset) throws -> GradientSource? = { _, _ in nil },
-               afterEpoch: () -> Void = {}) throws {
+    /// worker processes when the run is distributed.
+    func train(makeSource: (Job, Dataset) throws -> GradientSource? = { _, _ in nil }) throws {
         let overrides = try overrides()
         BLAS.setThreads(1)
         let run = try PreparedRun(jobFile: config, overrides: overrides, initialWeights: initWeights,
@@ -63,7 +62,6 @@ struct TrainingFlags: ParsableArguments {
         try run.trainer.run { report in
             if report.epoch % run.logEvery == 0 { print(Reporting.epochLine(report)) }
             metricsFile?.append(Reporting.metricsLine(report))
-            afterEpoch()
         }
         print(run.closingLines().joined(separator: "\n"))
         if let save {
