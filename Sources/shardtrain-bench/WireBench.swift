@@ -85,7 +85,8 @@ struct WireWorker: ParsableCommand {
 /// The limits of a job whose weights are `bytes` long, and a socket tuned as the coordinator's or a worker's.
 private func benchSocket(_ kind: SocketKind, bytes: Int) throws -> (Limits, Socket) {
     let limits = Limits(parameterCount: bytes / 4, job: 1)
-    let socket = try Socket(Context(), kind)
+    // The coordinator reads its workers on two I/O threads, as the real coordinator does.
+    let socket = try Socket(Context(ioThreads: kind == .router ? 2 : 1), kind)
     if kind == .router {
         try SocketTuning.coordinator(socket, maximumMessageBytes: limits.maximumFrameBytes)
     } else {
