@@ -173,9 +173,11 @@ public final class Coordinator: GradientSource {
             guard let (identity, envelope) = try receive(timeout: .milliseconds(100)) else { continue }
             guard let index = workers.firstIndex(where: { $0.identity == identity }) else {
                 if case .hello = envelope.payload {
-                    log("refused \(PeerGuard.name(identity)): the run has started; joining mid-run is not supported yet")
-                    try? router.send([Message(copying: identity)] + Codec.error(
-                        "the run has started; joining mid-run is not supported yet", job: jobID, step: 0, worker: 0), wait: false)
+                    let why = "the run has started with its \(workers.count) workers and takes no new ones; start "
+                        + "workers before the coordinator's --workers count is reached"
+                    log("refused \(PeerGuard.name(identity)): \(why)")
+                    try? router.send([Message(copying: identity)] + Codec.error(why, job: jobID, step: 0, worker: 0),
+                                     wait: false)
                 }
                 continue
             }

@@ -46,12 +46,6 @@ public final class Buffer<Element: BitwiseCopyable> {
                                                            count: count * MemoryLayout<Element>.stride)
     }
 
-    /// Copies all elements of `other`, which must have the same count.
-    public func copy(from other: Buffer<Element>) {
-        precondition(other.count == count, "Buffer copy between counts \(other.count) and \(count)")
-        pointer.update(from: other.pointer, count: count)
-    }
-
     public subscript(index: Int) -> Element {
         get { pointer[index] }
         set { pointer[index] = newValue }

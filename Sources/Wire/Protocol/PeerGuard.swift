@@ -29,12 +29,6 @@ public final class PeerGuard {
         return true
     }
 
-    /// Forgets `peer` (it left, or rejoined cleanly).
-    public func forget(_ peer: [UInt8]) {
-        violations[peer] = nil
-        cutOff.remove(peer)
-    }
-
     /// A printable name for a ROUTER identity frame.
     public static func name(_ identity: [UInt8]) -> String {
         "peer 0x" + identity.map { String(format: "%02x", $0) }.joined()

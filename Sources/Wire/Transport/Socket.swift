@@ -67,11 +67,6 @@ public final class Socket {
         try check(zmq_setsockopt(handle, option, &v, MemoryLayout<Int64>.size), "zmq_setsockopt(\(option))")
     }
 
-    public func set(_ option: Int32, bytes: [UInt8]) throws {
-        checkThread()
-        try check(zmq_setsockopt(handle, option, bytes, bytes.count), "zmq_setsockopt(\(option))")
-    }
-
     /// Sends the frames as one multipart message. With `wait: false` a full queue throws `wouldBlock`.
     public func send(_ frames: [Message], wait: Bool = true) throws {
         checkThread()
