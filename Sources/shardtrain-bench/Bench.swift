@@ -48,7 +48,7 @@ struct TrainThroughput: ParsableCommand {
     @Option var optimizer = "sgd"
     @Option var reduction = "exact"
     @Option var threads = 1
-    @Option var microShard = 64
+    @Option var microShard = 128
     @Option(help: "Measured epochs of 8 steps each, after one warm-up epoch.") var epochs = 6
 
     func run() throws {

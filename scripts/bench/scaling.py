@@ -27,7 +27,7 @@ loss: cross_entropy
 optimizer: {optimizer}
 batch_size: {batch}
 steps: {steps}
-micro_shard: 64
+micro_shard: 128
 reduction: {reduction}
 seed: 3
 data: {{builtin: blobs, samples: {samples}, classes: 10, features: 784, noise: 1.0}}

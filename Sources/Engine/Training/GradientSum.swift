@@ -78,30 +78,12 @@ public final class GradientSum {
 
     /// Adds one slice's Float gradient sum and statistics.
     public func add(gradient: UnsafePointer<Float>, statistics: SliceStatistics) {
-        var bad = false
         switch reduction {
         case .exact:
-            let high = self.high, low = self.low
-            var outside: Int64 = 0
-            if isEmpty {
-                for i in 0..<count {
-                    let (h, l, isOutside) = Self.limbs(Double(gradient[i]))
-                    outside |= isOutside
-                    high[i] = h
-                    low[i] = l
-                }
-            } else {
-                for i in 0..<count {
-                    let (h, l, isOutside) = Self.limbs(Double(gradient[i]))
-                    outside |= isOutside
-                    high[i] &+= h
-                    low[i] &+= l
-                }
+            var one = gradient, stats = statistics
+            withUnsafePointer(to: &one) { g in
+                withUnsafePointer(to: &stats) { addExact(.init(start: g, count: 1), .init(start: $0, count: 1)) }
             }
-            let (h, l, lossOutside) = Self.limbs(statistics.lossSum)
-            lossLimbs.high &+= h
-            lossLimbs.low &+= l
-            bad = outside | lossOutside != 0
         case .fast:
             let target = floats.pointer
             if isEmpty {
@@ -110,8 +92,74 @@ public final class GradientSum {
                 for i in 0..<count { target[i] += gradient[i] }
             }
             floatLossSum += statistics.lossSum
-            bad = !statistics.lossSum.isFinite
+            record(statistics, bad: !statistics.lossSum.isFinite)
         }
+    }
+
+    /// Exact mode: adds up to four micro-shards' Float gradients in one pass. Each value is split into limbs on its
+    /// own (so the bits are those of adding them one by one); the limbs are summed in registers and the stored sums
+    /// read and written once, which quarters the memory traffic of the accumulators.
+    public func addExact(_ gradients: UnsafeBufferPointer<UnsafePointer<Float>>,
+                         _ statistics: UnsafeBufferPointer<SliceStatistics>) {
+        precondition(reduction == .exact && (1...4).contains(gradients.count) && gradients.count == statistics.count,
+                     "addExact takes one to four exact micro-shards")
+        let g0 = gradients[0]
+        let g1 = gradients.count > 1 ? gradients[1] : g0, g2 = gradients.count > 2 ? gradients[2] : g0
+        let g3 = gradients.count > 3 ? gradients[3] : g0
+        var outside: Int64
+        switch gradients.count {
+        case 1: outside = accumulate { Self.limbs(Double(g0[$0])) }
+        case 2: outside = accumulate { Self.sum(Self.limbs(Double(g0[$0])), Self.limbs(Double(g1[$0]))) }
+        case 3:
+            outside = accumulate {
+                Self.sum(Self.sum(Self.limbs(Double(g0[$0])), Self.limbs(Double(g1[$0]))), Self.limbs(Double(g2[$0])))
+            }
+        default:
+            outside = accumulate {
+                Self.sum(Self.sum(Self.limbs(Double(g0[$0])), Self.limbs(Double(g1[$0]))),
+                         Self.sum(Self.limbs(Double(g2[$0])), Self.limbs(Double(g3[$0]))))
+            }
+        }
+        for s in statistics {
+            let (h, l, lossOutside) = Self.limbs(s.lossSum)
+            lossLimbs.high &+= h
+            lossLimbs.low &+= l
+            outside |= lossOutside
+            record(s, bad: false)
+        }
+        overflowed = overflowed || outside != 0
+    }
+
+    /// Adds `limbs(i)` to (or, when empty, stores it in) every parameter's limbs; returns any `outside` flag.
+    @inline(__always)
+    private func accumulate(_ limbs: (Int) -> (high: Int64, low: Int64, outside: Int64)) -> Int64 {
+        let high = self.high, low = self.low
+        var outside: Int64 = 0
+        if isEmpty {
+            for i in 0..<count {
+                let (h, l, o) = limbs(i)
+                outside |= o
+                high[i] = h
+                low[i] = l
+            }
+        } else {
+            for i in 0..<count {
+                let (h, l, o) = limbs(i)
+                outside |= o
+                high[i] &+= h
+                low[i] &+= l
+            }
+        }
+        return outside
+    }
+
+    @inline(__always)
+    private static func sum(_ a: (high: Int64, low: Int64, outside: Int64), _ b: (high: Int64, low: Int64, outside: Int64))
+        -> (high: Int64, low: Int64, outside: Int64) {
+        (a.high &+ b.high, a.low &+ b.low, a.outside | b.outside)
+    }
+
+    private func record(_ statistics: SliceStatistics, bad: Bool) {
         samples += statistics.samples
         correct += statistics.correct
         overflowed = overflowed || bad
@@ -208,9 +256,12 @@ public final class GradientSum {
         var finite = true
         switch reduction {
         case .exact:
-            normalise()
+            // Each pair is read in its canonical form (one pass, the stored limbs left as they are).
             let high = self.high, low = self.low, divisor = Double(samples)
-            for i in 0..<count { mean[i] = Float(Self.value(high[i], low[i]) / divisor) }
+            for i in 0..<count {
+                let (h, l) = Self.canonical(high[i], low[i])
+                mean[i] = Float(Self.value(h, l) / divisor)
+            }
         case .fast:
             let divisor = Float(samples), source = floats.pointer
             for i in 0..<count { mean[i] = source[i] / divisor }

@@ -10,6 +10,10 @@ public final class SliceComputer {
     public let microShardSize: Int
     public let reduction: Reduction
     private let scratch: Buffer<Float>
+    /// Exact mode: gradients of up to four micro-shards waiting to enter the sum in one pass.
+    private let pending: [Buffer<Float>]
+    private let pendingPointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: 4)
+    private let pendingStatistics = UnsafeMutablePointer<SliceStatistics>.allocate(capacity: 4)
 
     /// `largestSlice` bounds the samples a fast-mode slice may hold (the batch size).
     public init(spec: ModelSpec, loss: Loss, targetWidth: Int, microShardSize: Int, reduction: Reduction,
@@ -18,7 +22,15 @@ public final class SliceComputer {
         self.reduction = reduction
         let capacity = reduction == .exact ? microShardSize : max(largestSlice, 1)
         network = Network(spec: spec, loss: loss, targetWidth: targetWidth, capacity: capacity)
-        scratch = Buffer(count: network.layout.parameterCount)
+        let parameterCount = network.layout.parameterCount
+        scratch = Buffer(count: parameterCount)
+        pending = reduction == .exact ? (0..<4).map { _ in Buffer(count: parameterCount) } : []
+        for (i, buffer) in pending.enumerated() { pendingPointers[i] = UnsafePointer(buffer.pointer) }
+    }
+
+    deinit {
+        pendingPointers.deallocate()
+        pendingStatistics.deallocate()
     }
 
     /// Micro-shards in a batch of `batchSize` samples.
@@ -38,15 +50,27 @@ public final class SliceComputer {
     func accumulate(batch: UnsafeBufferPointer<Int>, samples: Range<Int>, data: Dataset,
                     parameters: UnsafePointer<Float>, into sum: GradientSum) {
         let end = samples.upperBound
-        var position = samples.lowerBound
+        var position = samples.lowerBound, waiting = 0
         while position < end {
             let rows = min(network.capacity, end - position)
             gather(UnsafeBufferPointer(rebasing: batch[position ..< position + rows]), from: data)
-            // A fast sum's first slice goes straight into it, saving a copy.
-            let target = sum.writableFloats ?? scratch.pointer
-            let statistics = network.gradientSum(rows: rows, parameters: parameters, gradient: target)
-            sum.add(gradient: target, statistics: statistics)
             position += rows
+            if reduction == .exact {
+                // Up to four micro-shards are summed into the limbs in one pass over them.
+                pendingStatistics[waiting] = network.gradientSum(rows: rows, parameters: parameters,
+                                                                 gradient: pending[waiting].pointer)
+                waiting += 1
+                if waiting == 4 || position >= end {
+                    sum.addExact(UnsafeBufferPointer(start: pendingPointers, count: waiting),
+                                 UnsafeBufferPointer(start: pendingStatistics, count: waiting))
+                    waiting = 0
+                }
+            } else {
+                // A fast sum's first slice goes straight into it, saving a copy.
+                let target = sum.writableFloats ?? scratch.pointer
+                let statistics = network.gradientSum(rows: rows, parameters: parameters, gradient: target)
+                sum.add(gradient: target, statistics: statistics)
+            }
         }
     }
 

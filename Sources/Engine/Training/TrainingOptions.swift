@@ -14,7 +14,7 @@ public struct TrainingOptions: Sendable, Equatable {
     public var optimizer: OptimizerConfig = .adam(Adam.Options())
     public var schedule = Schedule()
     /// Samples per micro-shard: the unit of work whose gradient is computed identically wherever it runs.
-    public var microShardSize = 64
+    public var microShardSize = 128
     public var reduction: Reduction = .exact
     /// Threads computing micro-shards in this process (each with single-threaded BLAS when more than one).
     public var threads = 1
