@@ -102,7 +102,7 @@ struct FloodTests {
             }
             guard completed < steps, let honest else { continue }
             // Rewrite the weights only when libzmq has let go of the last step's frames.
-            while !payload.isIdle { try await_(.milliseconds(1)) }
+            while !payload.isIdle { pause(.milliseconds(1)) }
             for i in 0..<parameterCount { weights[i] = Float(completed * parameterCount + i) }
             try router.send([Message(copying: honest), Codec.weightsHeader(job: 11, step: UInt64(completed),
                                                                             parameterCount: parameterCount),

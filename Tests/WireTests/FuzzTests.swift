@@ -72,7 +72,6 @@ struct FuzzTests {
                 refused += 1
             }
         }
-        #expect(accepted + refused == 100_000)
         #expect(refused > 50_000 && accepted > 1000, "accepted \(accepted), refused \(refused)")
     }
 }

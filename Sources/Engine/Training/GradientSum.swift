@@ -10,8 +10,8 @@ public enum Reduction: String, Sendable, CaseIterable {
 ///
 /// In `.exact` mode each Float is split exactly into two 64-bit integer limbs, `high` in units of 2⁻²⁰ and `low` in
 /// units of 2⁻⁷¹, so a value is `high·2⁻²⁰ + low·2⁻⁷¹`. Integer addition is associative (wrapping included), so any
-/// grouping of micro-shards over any number of processes gives the same limb sums, and after `normalise()` the same
-/// canonical limbs and the same Float mean.
+/// grouping of micro-shards over any number of processes gives the same limb sums, the same canonical limbs
+/// (`canonical`) and so the same Float mean.
 ///
 /// Why fixed point rather than a canonical reduction tree: a tree only works when every process owns whole
 /// subtrees, which fights speed-proportional shard ranges; integer sums let a worker send one buffer for any range.
@@ -239,14 +239,6 @@ public final class GradientSum {
         self.correct += correct
         self.overflowed = self.overflowed || overflowed
         isEmpty = false
-    }
-
-    /// Brings every limb pair to its canonical form (`low` in [0, 2⁵¹)) without changing the value it holds.
-    public func normalise() {
-        guard reduction == .exact else { return }
-        let high = self.high, low = self.low
-        for i in 0..<count { (high[i], low[i]) = Self.canonical(high[i], low[i]) }
-        lossLimbs = Self.canonical(lossLimbs.high, lossLimbs.low)
     }
 
     /// Writes `sum / samples`, the mean gradient, as Floats; returns false if the run has diverged.

@@ -3,8 +3,8 @@ import Dispatch
 /// Computes a range of a batch's micro-shards on several threads of this process, each with its own workspace
 /// and single-threaded BLAS, and adds their sums.
 ///
-/// Threads take contiguous runs of micro-shards. In exact mode the result has the same bits for any thread count
-/// (the sums are integer); in fast mode each thread's run is one GEMM and the Float sums depend on the count.
+/// Threads take contiguous runs. In exact mode the result has the same bits for any thread count (the sums are
+/// integer); in fast mode each thread's run is one GEMM and the Float sums depend on the count.
 public final class ParallelSlices {
     public let threads: Int
     public let reduction: Reduction
@@ -26,50 +26,37 @@ public final class ParallelSlices {
     }
 
     /// Adds the gradient sum of micro-shards `microShards` of `batch` to `sum`.
+    ///
+    /// Exact sums split whole micro-shards over the threads (each run starts on a micro-shard boundary); fast sums
+    /// have no micro-shard bits to keep, so threads split the samples themselves and a batch of one micro-shard
+    /// still uses every thread.
     public func accumulate(batch: UnsafeBufferPointer<Int>, microShards: Range<Int>, data: Dataset,
                            parameters: UnsafePointer<Float>, into sum: GradientSum) {
-        if reduction == .fast {
-            return accumulateRows(batch: batch, microShards: microShards, data: data, parameters: parameters, into: sum)
-        }
-        guard threads > 1, microShards.count > 1 else {
-            computers[0].accumulate(batch: batch, microShards: microShards, data: data, parameters: parameters,
-                                    into: sum)
-            return
-        }
-        let work = UncheckedSendable((self, batch, data, parameters, sum))
-        DispatchQueue.concurrentPerform(iterations: threads) { thread in
-            let (me, batch, data, parameters, sum) = work.value
-            let share = me.share(of: microShards, thread: thread)
-            guard !share.isEmpty else { return }
-            let target = thread == 0 ? sum : me.partials[thread - 1]
-            if thread > 0 { target.reset() }
-            me.computers[thread].accumulate(batch: batch, microShards: share, data: data, parameters: parameters,
-                                            into: target)
-        }
-        for thread in 1..<threads where !share(of: microShards, thread: thread).isEmpty {
-            sum.add(partials[thread - 1])
-        }
-    }
-
-    /// Fast mode has no micro-shard bits to keep, so threads split the samples themselves, as evenly as rows allow
-    /// (a batch of one micro-shard still uses every thread).
-    private func accumulateRows(batch: UnsafeBufferPointer<Int>, microShards: Range<Int>, data: Dataset,
-                                parameters: UnsafePointer<Float>, into sum: GradientSum) {
         let size = computers[0].microShardSize
         let samples = microShards.lowerBound * size ..< min(microShards.upperBound * size, batch.count)
-        guard threads > 1, samples.count >= 2 * threads else {
+        let worthSplitting = reduction == .exact ? microShards.count > 1 : samples.count >= 2 * threads
+        guard threads > 1, worthSplitting else {
             computers[0].accumulate(batch: batch, samples: samples, data: data, parameters: parameters, into: sum)
             return
         }
         let work = UncheckedSendable((self, batch, data, parameters, sum))
         DispatchQueue.concurrentPerform(iterations: threads) { thread in
             let (me, batch, data, parameters, sum) = work.value
-            let rows = me.share(of: samples, thread: thread)
+            let rows: Range<Int>
+            if me.reduction == .exact {
+                let run = me.share(of: microShards, thread: thread)
+                rows = run.lowerBound * size ..< min(run.upperBound * size, batch.count)
+            } else {
+                rows = me.share(of: samples, thread: thread)
+            }
             let target = thread == 0 ? sum : me.partials[thread - 1]
             if thread > 0 { target.reset() }
-            me.computers[thread].accumulate(batch: batch, samples: rows, data: data, parameters: parameters, into: target)
+            guard !rows.isEmpty else { return }
+            me.computers[thread].accumulate(batch: batch, samples: rows, data: data, parameters: parameters,
+                                            into: target)
         }
-        for thread in 1..<threads { sum.add(partials[thread - 1]) }
+        // An empty partial adds nothing.
+        for partial in partials { sum.add(partial) }
     }
 
     /// Thread `thread`'s contiguous run of `range`, as even as whole units allow.

@@ -9,6 +9,7 @@ public final class SliceComputer {
     public let network: Network
     public let microShardSize: Int
     public let reduction: Reduction
+    /// Fast mode: where a slice's gradient goes when the sum already holds one.
     private let scratch: Buffer<Float>
     /// Exact mode: gradients of up to four micro-shards waiting to enter the sum in one pass.
     private let pending: [Buffer<Float>]
@@ -23,7 +24,7 @@ public final class SliceComputer {
         let capacity = reduction == .exact ? microShardSize : max(largestSlice, 1)
         network = Network(spec: spec, loss: loss, targetWidth: targetWidth, capacity: capacity)
         let parameterCount = network.layout.parameterCount
-        scratch = Buffer(count: parameterCount)
+        scratch = Buffer(count: reduction == .fast ? parameterCount : 0)
         pending = reduction == .exact ? (0..<4).map { _ in Buffer(count: parameterCount) } : []
         for (i, buffer) in pending.enumerated() { pendingPointers[i] = UnsafePointer(buffer.pointer) }
     }
