@@ -16,7 +16,6 @@ struct WorkerCommand: ParsableCommand {
     func run() throws {
         try reportingFailures {
             guard threads >= 1 else { throw InputError("--threads \(threads): must be at least 1") }
-            BLAS.setThreads(1)
             var settings = WorkerNode.Settings(endpoint: connect,
                                                name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())")
             settings.threads = threads
