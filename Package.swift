@@ -26,10 +26,12 @@ let package = Package(
             pkgConfig: "libzmq",
             providers: [.apt(["libzmq3-dev"])]
         ),
+        // cpuid, for choosing the BLAS kernel the CPU can run.
+        .target(name: "CCPU"),
         .target(name: "Wire", dependencies: ["CZeroMQ"]),
         .target(
             name: "Engine",
-            dependencies: ["CBLAS", .product(name: "Yams", package: "Yams")]
+            dependencies: ["CBLAS", "CCPU", .product(name: "Yams", package: "Yams")]
         ),
         .target(name: "Cluster", dependencies: ["Engine", "Wire"]),
         .executableTarget(

@@ -10,6 +10,12 @@ struct Bench: ParsableCommand {
         abstract: "Engine measurements for scripts/bench.sh (JSON on stdout).",
         subcommands: [TrainThroughput.self, GEMMLimit.self, XORTiming.self, WireRoundTrip.self, WireWorker.self]
     )
+
+    /// The kernel shardtrain itself would run, so the figures are the program's.
+    static func main() {
+        BLASKernel.selectAtLaunch()
+        main(nil)
+    }
 }
 
 /// The benchmark's work unit: mnist-mlp, 784→512 ReLU→256 ReLU→10, cross-entropy.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Engine
 
 @main
 struct Shardtrain: ParsableCommand {
@@ -7,4 +8,10 @@ struct Shardtrain: ParsableCommand {
         abstract: "Data-parallel neural-network training.",
         subcommands: [Train.self, CoordinatorCommand.self, WorkerCommand.self]
     )
+
+    static func main() {
+        // Before anything else: this may re-execute the program with a faster BLAS kernel.
+        BLASKernel.selectAtLaunch()
+        main(nil)
+    }
 }

@@ -57,7 +57,7 @@ struct TrainingFlags: ParsableArguments {
         BLAS.setThreads(1)
         let run = try PreparedRun(jobFile: config, overrides: overrides, initialWeights: initWeights,
                                   makeSource: makeSource)
-        if verbose { print(run.summary + ", BLAS kernel \(BLAS.kernel)") }
+        if verbose { print(run.summary + ", BLAS kernel \(BLASKernel.description)") }
         let metricsFile = try metrics.map(MetricsFile.init)
         try run.trainer.run { report in
             if report.epoch % run.logEvery == 0 { print(Reporting.epochLine(report)) }

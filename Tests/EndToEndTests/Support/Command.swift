@@ -19,10 +19,12 @@ enum Command {
         var lines: [String] { stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) }
     }
 
-    static func run(_ arguments: [String]) throws -> Result {
+    /// Runs the binary to its end; `environment` adds to (or, with an empty value, removes from) this process's.
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
+        process.environment = merged(environment)
         process.currentDirectoryURL = repository
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
@@ -33,6 +35,12 @@ enum Command {
         process.waitUntilExit()
         return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
                       stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    static func merged(_ changes: [String: String]) -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        for (key, value) in changes { environment[key] = value.isEmpty ? nil : value }
+        return environment
     }
 
     static func temporaryPath(_ name: String) -> String {
