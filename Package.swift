@@ -26,17 +26,18 @@ let package = Package(
             pkgConfig: "libzmq",
             providers: [.apt(["libzmq3-dev"])]
         ),
-        // cpuid, for choosing the BLAS kernel the CPU can run.
-        .target(name: "CCPU"),
+        // cpuid (to choose the BLAS kernel the CPU can run) and stdio settings.
+        .target(name: "CPlatform"),
         .target(name: "Wire", dependencies: ["CZeroMQ"]),
         .target(
             name: "Engine",
-            dependencies: ["CBLAS", "CCPU", .product(name: "Yams", package: "Yams")]
+            dependencies: ["CBLAS", "CPlatform", .product(name: "Yams", package: "Yams")]
         ),
         .target(name: "Cluster", dependencies: ["Engine", "Wire"]),
         .executableTarget(
             name: "shardtrain",
-            dependencies: ["Engine", "Cluster", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Engine", "Cluster", "CPlatform",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Test-only: counts heap allocations so a test can prove the training step makes none.
         .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),

@@ -2,18 +2,27 @@ import Engine
 import Foundation
 import Wire
 
-/// Runs the distributed side of a step: sends the weights and each worker's micro-shards, gathers their gradient
-/// sums and adds them — in worker order, so fast mode is reproducible too — into the trainer's `GradientSum`.
+/// The distributed side of training: a table of workers (joining → ready → assigned → lost) driven by one poll
+/// loop, with heartbeats both ways. Each step hands the batch's micro-shards out in proportion to measured speed;
+/// a worker lost mid-step has its outstanding ranges handed to the survivors in the same step, and a worker may
+/// join at any time and takes work from the next assignment on. Exact sums are order-free, so none of this changes
+/// a bit of the result.
 ///
 /// One thread owns the socket: the trainer's.
 public final class Coordinator: GradientSource {
     public struct Settings: Sendable {
         public var endpoint: String
+        /// Workers that must have joined before step 1.
         public var workers: Int
-        /// How long to wait for all workers to join.
-        public var joinTimeout: Duration = .seconds(60)
-        /// How long a worker may take to return one step's result before the run stops.
+        /// Below this many workers the run checkpoints and waits `rejoinTimeout` for more.
+        public var minimumWorkers = 1
+        public var heartbeat: Duration = .seconds(1)
+        /// How long to wait for `workers` to join.
+        public var joinTimeout: Duration = .seconds(120)
+        /// How long a worker may take to return an assignment before it is declared lost.
         public var workerTimeout: Duration = .seconds(30)
+        /// How long to wait for workers when fewer than `minimumWorkers` are left.
+        public var rejoinTimeout: Duration = .seconds(300)
         /// Log every step's timings and shares.
         public var verbose = false
 
@@ -21,6 +30,9 @@ public final class Coordinator: GradientSource {
             self.endpoint = endpoint
             self.workers = workers
         }
+
+        /// A worker silent this long is lost.
+        public var silence: Duration { heartbeat * 3 }
     }
 
     /// Where the last step's time went, in seconds.
@@ -29,11 +41,13 @@ public final class Coordinator: GradientSource {
     }
 
     public let settings: Settings
-    public private(set) var workers: [WorkerInfo] = []
     public private(set) var lastTimings = StepTimings()
     /// Checked while waiting: the pid and ending of a worker process this coordinator started that has exited.
     public var processCheck: (() -> (pid: Int32, ending: String)?)?
+    /// Called once when fewer than `minimumWorkers` are left, before waiting for more (writes a checkpoint).
+    public var onStarved: (() throws -> Void)?
 
+    var table = MemberTable()
     private let job: Job
     private let training: Dataset
     private let jobID: UInt64
@@ -43,9 +57,10 @@ public final class Coordinator: GradientSource {
     private let router: Socket
     private let guardian: PeerGuard
     private let log: (String) -> Void
-    // Two weight buffers in turn: one may still be in libzmq's hands while the next step's weights are written.
-    private let payloads: [SharedPayload]
-    private var nextPayload = 0
+    // Weight buffers handed to libzmq without copying; one is rewritten only when libzmq has let go of it.
+    private var payloads: [SharedPayload]
+    private var lastHeartbeat: ContinuousClock.Instant
+    private var started = false
     private let clock = ContinuousClock()
 
     public init(job: Job, training: Dataset, settings: Settings, log: @escaping (String) -> Void) throws {
@@ -53,8 +68,9 @@ public final class Coordinator: GradientSource {
         self.training = training
         self.settings = settings
         self.log = log
-        jobID = UInt64(UInt32(truncatingIfNeeded: getpid())) << 32 | UInt64(UInt32(truncatingIfNeeded: time(nil)))
-        announcement = JobAnnouncement(job: job, samples: training.count, fingerprint: training.fingerprint)
+        jobID = UInt64.random(in: 1 ... .max)
+        announcement = JobAnnouncement(job: job, samples: training.count, fingerprint: training.fingerprint,
+                                       blas: BLASKernel.loaded)
         let count = job.model.layout.parameterCount
         var limits = Limits(parameterCount: count, job: jobID)
         limits.maximumJobBytes = max(limits.maximumJobBytes, announcement.bytes.count + 1024)
@@ -63,214 +79,347 @@ public final class Coordinator: GradientSource {
         // Two I/O threads: two workers' megabyte results are read from their connections side by side.
         context = try Context(ioThreads: 2)
         router = try Socket(context, .router)
-        try SocketTuning.coordinator(router, maximumMessageBytes: limits.maximumFrameBytes)
+        try SocketTuning.coordinator(router, maximumMessageBytes: limits.maximumFrameBytes,
+                                     heartbeat: settings.heartbeat, silence: settings.silence)
         do {
             try router.bind(settings.endpoint)
         } catch {
             throw ClusterError("cannot listen on \(settings.endpoint): \(error); pick a free port or address")
         }
         guardian = PeerGuard(limit: 5, log: log)
+        lastHeartbeat = clock.now
     }
 
     /// The endpoint workers connect to (a `tcp://…:*` bind resolved to its port).
     public var endpoint: String { router.lastEndpoint }
+
+    /// The workers, lost ones included.
+    public var members: [Member] { table.members }
 
     // MARK: Joining
 
     /// Waits until `settings.workers` workers have joined and hold the data.
     public func waitForWorkers() throws {
         let deadline = clock.now + settings.joinTimeout
-        var joining: [[UInt8]: WorkerInfo] = [:]
-        while workers.count < settings.workers {
-            let now = clock.now
-            guard now < deadline else {
-                let joined = workers.map(\.label).joined(separator: ", ")
-                throw ClusterError("only \(workers.count) of \(settings.workers) workers joined within "
-                    + "\(settings.joinTimeout)\(joined.isEmpty ? "" : ": \(joined)"); start more with "
+        while table.active.count < settings.workers {
+            guard clock.now < deadline else {
+                let joined = table.active.map { table[$0].label }.joined(separator: ", ")
+                throw ClusterError("only \(table.active.count) of \(settings.workers) workers joined within "
+                    + "\(Seconds(settings.joinTimeout))\(joined.isEmpty ? "" : ": \(joined)"); start more with "
                     + "`shardtrain worker --connect \(endpoint)` or raise --join-timeout")
             }
-            if let failure = processCheck?() { throw ClusterError("\(failure.ending) before the run started") }
-            guard let (identity, envelope) = try receive(timeout: min(deadline - now, .milliseconds(200))) else { continue }
-            switch envelope.payload {
-            case .hello(let fields):
-                let info = WorkerInfo(id: UInt32(workers.count + joining.count + 1), identity: identity,
-                                      name: fields["name"] ?? "?", host: fields["host"] ?? "?", pid: fields["pid"] ?? "?",
-                                      cores: fields["cores"] ?? "?", build: fields["build"] ?? "?")
-                joining[identity] = info
-                try router.send([Message(copying: identity)] + Codec.job(
-                    announcement.bytes, job: jobID, worker: info.id, parameterCount: limits.parameterCount!,
-                    maximumMicroShards: GradientSum.maximumMicroShards, exact: job.options.reduction == .exact))
-                log("\(info.label) joined with \(info.cores) cores, build \(info.build)")
-            case .ready(let hasData):
-                guard let info = joining[identity] else { continue }
-                if hasData {
-                    joining[identity] = nil
-                    workers.append(info)
-                    log("\(info.label) ready (\(workers.count)/\(settings.workers))")
-                } else {
-                    log("\(info.label) has no matching copy of the data; sending \(training.count) samples")
-                    try sendData(to: identity)
-                }
-            case .error(let text):
-                if let info = joining[identity] { throw ClusterError("\(info.label) could not join: \(text)") }
-            default:
-                continue
-            }
+            try pump(nil, timeout: min(deadline - clock.now, .milliseconds(200)))
         }
-    }
-
-    private func sendData(to identity: [UInt8]) throws {
-        let values = training.features + training.targets
-        try router.send([Message(copying: identity),
-                         Codec.dataHeader(job: jobID, samples: training.count, featureWidth: training.featureWidth,
-                                          targetWidth: training.targetWidth),
-                         values.withUnsafeBytes { try Message(copying: $0) }])
+        started = true
     }
 
     // MARK: A step
 
     public func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
                            parameters: Buffer<Float>, into sum: GradientSum) throws {
-        let started = clock.now
-        let ranges = Sharding.split(microShards, speeds: workers.map(\.speed))
-        let payload = payloads[nextPayload]
-        nextPayload = 1 - nextPayload
-        let idleBy = started + settings.workerTimeout
-        while !payload.isIdle {
-            guard clock.now < idleBy else {
-                throw ClusterError("the weights of step \(step - 2) are still not delivered after "
-                    + "\(settings.workerTimeout); a worker has stopped reading. The run stops")
-            }
-            usleep(20)
-        }
+        let begun = clock.now
+        let round = StepRound(step: step, epoch: epoch, batchIndex: batchIndex, microShards: microShards,
+                              batchSamples: batch.count, microShardSize: job.options.microShardSize)
+        let payload = idlePayload()
         payload.bytes.copyMemory(from: parameters.pointer, byteCount: payload.byteCount)
         let weights = try Message(sharing: payload)
-        for (worker, range) in zip(workers, ranges) where !range.isEmpty {
-            try send(to: worker, [Codec.weightsHeader(job: jobID, step: UInt64(step), parameterCount: payload.byteCount / 4),
-                                  weights.share()])
-            try send(to: worker, Codec.assignment(job: jobID, step: UInt64(step), worker: worker.id,
-                                                  epoch: UInt64(epoch), batch: UInt64(batchIndex), ranges: [range]))
-        }
+        try handOut(round, weights: weights)
         let sent = clock.now
-        let microShardSize = job.options.microShardSize
-        var results = [GradientFrame?](repeating: nil, count: workers.count)
-        var waiting = Set(ranges.indices.filter { !ranges[$0].isEmpty })
-        let deadline = sent + settings.workerTimeout
-        while !waiting.isEmpty {
-            if let failure = processCheck?() {
-                let index = workers.firstIndex { $0.pid == String(failure.pid) }
-                let shards = index.map { ranges[$0].isEmpty ? ", which had no micro-shards this step"
-                    : ", which held micro-shards \(ranges[$0]) of batch \(batchIndex)" } ?? ""
-                let name = index.map { workers[$0].label + ": " } ?? ""
-                throw ClusterError("\(name)\(failure.ending) during step \(step)\(shards); the run stops")
-            }
-            guard clock.now < deadline else {
-                let late = waiting.sorted().map { "\(workers[$0].label) (micro-shards \(ranges[$0]))" }
-                throw ClusterError("no result for step \(step) (epoch \(epoch), batch \(batchIndex)) within "
-                    + "\(settings.workerTimeout) from \(late.joined(separator: ", ")); the run stops. Raise "
-                    + "--worker-timeout if the workers are only slow")
-            }
-            guard let (identity, envelope) = try receive(timeout: .milliseconds(100)) else { continue }
-            guard let index = workers.firstIndex(where: { $0.identity == identity }) else {
-                if case .hello = envelope.payload {
-                    let why = "the run has started with its \(workers.count) workers and takes no new ones; start "
-                        + "workers before the coordinator's --workers count is reached"
-                    log("refused \(PeerGuard.name(identity)): \(why)")
-                    try? router.send([Message(copying: identity)] + Codec.error(why, job: jobID, step: 0, worker: 0),
-                                     wait: false)
-                }
-                continue
-            }
-            let worker = workers[index]
-            switch envelope.payload {
-            case .gradient(let result):
-                let range = ranges[index]
-                let expected = min(range.upperBound * microShardSize, batch.count) - range.lowerBound * microShardSize
-                guard waiting.contains(index), envelope.header.step == UInt64(step), envelope.header.worker == worker.id,
-                      result.samples == expected, result.exact == (job.options.reduction == .exact) else {
-                    throw ClusterError("\(worker.label) sent a mismatched result (step \(envelope.header.step), "
-                        + "\(result.samples) samples) for step \(step), micro-shards \(range) (\(expected) samples); "
-                        + "it is disconnected and the run stops")
-                }
-                results[index] = result
-                waiting.remove(index)
-                let seconds = max((clock.now - sent) / .seconds(1), 1e-6)
-                let speed = Double(range.count) / seconds
-                workers[index].speed = worker.speed == 1.0 ? speed : 0.7 * worker.speed + 0.3 * speed
-            case .error(let text):
-                throw ClusterError("\(worker.label) failed at step \(step) (micro-shards \(ranges[index])): \(text)")
-            default:
-                continue
-            }
+        while !round.isComplete {
+            try pump(round, timeout: settings.heartbeat / 4)
+            if !round.waitingCount.isZero { try handOut(round, weights: weights) }
         }
         let gathered = clock.now
-        for result in results.compactMap({ $0 }) {
-            result.withValues { bytes in
-                sum.add(bytes: bytes, samples: result.samples, correct: result.correct,
-                        lossWords: (result.lossHigh, result.lossLow), overflowed: result.overflowed)
+        for result in round.orderedResults {
+            result.frame.withValues { bytes in
+                sum.add(bytes: bytes, samples: result.frame.samples, correct: result.frame.correct,
+                        lossWords: (result.frame.lossHigh, result.frame.lossLow), overflowed: result.frame.overflowed)
             }
         }
         let reduced = clock.now
-        lastTimings = StepTimings(send: (sent - started) / .seconds(1), wait: (gathered - sent) / .seconds(1),
+        lastTimings = StepTimings(send: (sent - begun) / .seconds(1), wait: (gathered - sent) / .seconds(1),
                                   reduce: (reduced - gathered) / .seconds(1))
         if settings.verbose {
-            let shares = zip(workers, ranges).map { "w\($0.id) \($1.count)" }.joined(separator: ", ")
-            log(String(format: "step %d: send %.3f ms, wait %.3f ms, reduce %.3f ms; micro-shards %@", step,
-                       lastTimings.send * 1000, lastTimings.wait * 1000, lastTimings.reduce * 1000, shares))
+            var shares: [UInt32: Int] = [:]
+            for r in round.results { shares[table[r.member].id, default: 0] += r.frame.samples }
+            let text = shares.sorted { $0.key < $1.key }.map { "w\($0.key) \($0.value) samples" }.joined(separator: ", ")
+            log(String(format: "step %d: send %.3f ms, wait %.3f ms, reduce %.3f ms; %@", step,
+                       lastTimings.send * 1000, lastTimings.wait * 1000, lastTimings.reduce * 1000, text))
         }
     }
 
-    /// Tells every worker to stop (best effort: a worker that is gone is simply skipped).
-    public func shutdown(reason: String = "training finished") {
-        for worker in workers {
-            try? router.send([Message(copying: worker.identity)] + Codec.shutdown(reason, job: jobID), wait: false)
-        }
+    /// A weight buffer libzmq no longer holds; a new one when a stalled peer still holds every one (rare: it is
+    /// dropped within the silence limit, and its buffers come back).
+    private func idlePayload() -> SharedPayload {
+        if let free = payloads.first(where: \.isIdle) { return free }
+        let fresh = SharedPayload(byteCount: payloads[0].byteCount)
+        payloads.append(fresh)
+        return fresh
     }
 
-    // MARK: Receiving
-
-    private func send(to worker: WorkerInfo, _ frames: [Message]) throws {
-        do {
-            try router.send([Message(copying: worker.identity)] + frames)
-        } catch let error as ZMQError where error.unroutable {
-            throw ClusterError("\(worker.label) is no longer connected; the run stops")
-        }
-    }
-
-    /// The next valid message from a peer that is not cut off, or nil after `timeout`. Garbage is logged in one
-    /// line naming the peer and dropped.
-    private func receive(timeout: Duration) throws -> ([UInt8], Envelope)? {
-        let deadline = clock.now + timeout
-        while true {
-            let remaining = deadline - clock.now
-            guard remaining > .zero, try Socket.poll([router], timeout: remaining)[0] else { return nil }
-            while let received = try router.receive(maximumFrames: Codec.maximumFrames + 1) {
-                switch received {
-                case .tooManyFrames(let first, let total):
-                    let identity = first.first?.bytes ?? []
-                    if !guardian.isCutOff(identity) { guardian.refused(identity, name: name(identity), .tooManyFrames(total)) }
-                case .frames(let frames):
-                    let identity = frames[0].bytes
-                    guard !guardian.isCutOff(identity) else { continue }
-                    do {
-                        return (identity, try Codec.decode(Array(frames.dropFirst()), limits: limits))
-                    } catch {
-                        if case .version = error {
-                            try? router.send([Message(copying: identity)] + Codec.error("\(error)", job: jobID, step: 0,
-                                                                                      worker: 0), wait: false)
-                        }
-                        if guardian.refused(identity, name: name(identity), error),
-                           let worker = workers.first(where: { $0.identity == identity }) {
-                            throw ClusterError("\(worker.label) sent malformed messages (\(error)); it is disconnected "
-                                + "and the run stops")
-                        }
-                    }
-                }
+    /// Sends the round's waiting micro-shards to the active workers, after waiting for enough of them.
+    private func handOut(_ round: StepRound, weights: Message) throws {
+        try ensureEnoughWorkers(round)
+        let active = table.active
+        let now = clock.now
+        for (member, attempt, ranges) in round.distribute(over: active, speeds: active.map { table[$0].speed }, now: now) {
+            var frames: [Message] = []
+            if table[member].weightsStep != round.step {
+                frames = [try Codec.weightsHeader(job: jobID, step: UInt64(round.step), parameterCount: weights.count / 4),
+                          try weights.share()]
+            }
+            let assignment = try Codec.assignment(job: jobID, step: UInt64(round.step), worker: table[member].id,
+                                                  epoch: UInt64(round.epoch), batch: UInt64(round.batchIndex),
+                                                  attempt: attempt, ranges: ranges)
+            let delivered = (frames.isEmpty || send(to: member, frames, round)) && send(to: member, assignment, round)
+            if delivered {
+                table[member].weightsStep = round.step
+                table[member].state = .assigned
+            } else {
+                try handOut(round, weights: weights)  // its ranges are waiting again; give them to the others
+                return
             }
         }
     }
 
-    private func name(_ identity: [UInt8]) -> String {
-        workers.first { $0.identity == identity }?.label ?? PeerGuard.name(identity)
+    /// Waits (after `onStarved`) while fewer than `minimumWorkers` are active; throws when none come in time.
+    private func ensureEnoughWorkers(_ round: StepRound?) throws {
+        guard table.active.count < settings.minimumWorkers else { return }
+        let have = table.active.count
+        try onStarved?()
+        log("\(have) of the \(settings.minimumWorkers) workers needed (--min-workers) are left; waiting up to "
+            + "\(Seconds(settings.rejoinTimeout)) for workers to join at \(endpoint)")
+        let deadline = clock.now + settings.rejoinTimeout
+        while table.active.count < settings.minimumWorkers {
+            guard clock.now < deadline else {
+                let lost = table.lost.map { $0.label }.joined(separator: ", ")
+                throw ClusterError("no workers rejoined within --rejoin-timeout (\(Seconds(settings.rejoinTimeout)))"
+                    + "\(round.map { " at step \($0.step)" } ?? ""); lost: \(lost.isEmpty ? "none" : lost)")
+            }
+            try pump(round, timeout: .milliseconds(200))
+        }
     }
+
+    /// Tells every worker still known to stop (best effort: one that is gone is skipped).
+    public func shutdown(reason: String = "training finished", disposition: Disposition = .finished) {
+        for member in table.members where member.state != .lost {
+            try? router.send([Message(copying: member.identity)]
+                + Codec.shutdown(reason, job: jobID, disposition: disposition), wait: false)
+        }
+    }
+
+    // MARK: The poll loop
+
+    /// Receives and handles messages for up to `timeout`, sends heartbeats when due, and declares lost the
+    /// workers that are silent, gone or too slow. Every member event goes through here.
+    func pump(_ round: StepRound?, timeout: Duration) throws {
+        if let signal = Interruption.signal { throw Interrupted(signal: signal, checkpoint: nil) }
+        let deadline = clock.now + timeout
+        repeat {
+            let slice = min(deadline - clock.now, settings.heartbeat / 2)
+            if slice > .zero, try Socket.poll([router], timeout: slice)[0] {
+                while let received = try router.receive(maximumFrames: Codec.maximumFrames + 1) {
+                    try handle(received, round)
+                }
+            }
+            try keepAlive(round)
+            if let round, round.isComplete { return }
+        } while clock.now < deadline
+    }
+
+    private func handle(_ received: Socket.Received, _ round: StepRound?) throws {
+        let frames: [Message]
+        switch received {
+        case .tooManyFrames(let first, let total):
+            let identity = first.first?.bytes ?? []
+            if !guardian.isCutOff(identity) { refused(identity, .tooManyFrames(total), round) }
+            return
+        case .frames(let all):
+            frames = all
+        }
+        let identity = frames[0].bytes
+        guard !guardian.isCutOff(identity) else { return }
+        let envelope: Envelope
+        do {
+            envelope = try Codec.decode(Array(frames.dropFirst()), limits: limits)
+        } catch {
+            if case .wrongJob = error {
+                // A worker of an earlier coordinator on this endpoint: it must join this one.
+                try? router.send([Message(copying: identity)] + Codec.shutdown(
+                    "this coordinator runs another job; join again", job: jobID, disposition: .rejoin), wait: false)
+                return
+            }
+            if case .version = error {
+                try? router.send([Message(copying: identity)] + Codec.error("\(error)", job: jobID, step: 0, worker: 0),
+                                 wait: false)
+            }
+            refused(identity, error, round)
+            return
+        }
+        if case .hello(let fields) = envelope.payload {
+            try hello(identity, fields, round)
+            return
+        }
+        guard let index = table.index(of: identity) else {
+            // Not a hello and not a member: a worker this coordinator has never seen (it restarted). Ask it in.
+            try? router.send([Message(copying: identity)] + Codec.shutdown(
+                "this coordinator does not know this worker; join again", job: jobID, disposition: .rejoin), wait: false)
+            return
+        }
+        table[index].lastHeard = clock.now
+        if table[index].state == .lost {
+            if !table[index].toldToRejoin {
+                table[index].toldToRejoin = true
+                try? router.send([Message(copying: identity)] + Codec.shutdown(
+                    "\(table[index].label) was declared lost; join again", job: jobID, disposition: .rejoin), wait: false)
+            }
+            return
+        }
+        switch envelope.payload {
+        case .ready(let hasData):
+            try ready(index, hasData: hasData)
+        case .gradient(let frame):
+            result(index, envelope.header, frame, round)
+        case .error(let text):
+            lose(index, .reportedError(String(text.prefix(300))), round)
+        default:
+            break  // heartbeats only refresh lastHeard
+        }
+    }
+
+    private func hello(_ identity: [UInt8], _ fields: [String: String], _ round: StepRound?) throws {
+        if let old = table.index(of: identity), table[old].state != .lost { lose(old, .restarted, round) }
+        let index = table.admit(identity: identity, fields: fields, now: clock.now)
+        let member = table[index]
+        let sent = send(to: index, try Codec.job(announcement.bytes, job: jobID, worker: member.id,
+                                                  parameterCount: limits.parameterCount!,
+                                                  maximumMicroShards: GradientSum.maximumMicroShards,
+                                                  exact: job.options.reduction == .exact, heartbeat: settings.heartbeat))
+        if sent { log("\(member.label) joined with \(member.cores) cores, build \(member.build), BLAS \(member.blas)") }
+    }
+
+    private func ready(_ index: Int, hasData: Bool) throws {
+        guard table[index].state == .joining else { return }
+        let member = table[index]
+        if job.options.reduction == .exact, member.blas.lowercased() != BLASKernel.loaded.lowercased() {
+            let why = "exact mode needs every worker on the coordinator's BLAS kernel \(BLASKernel.loaded), and "
+                + "\(member.label) runs \(member.blas); start it with OPENBLAS_CORETYPE=\(BLASKernel.loaded) if its CPU "
+                + "can run that kernel, or use --reduction fast"
+            try? router.send([Message(copying: member.identity)] + Codec.shutdown(why, job: jobID, disposition: .failed),
+                             wait: false)
+            lose(index, .refused(why), nil)
+            return
+        }
+        guard hasData else {
+            log("\(member.label) has no matching copy of the data; sending \(training.count) samples")
+            let values = training.features + training.targets
+            _ = send(to: index, [try Codec.dataHeader(job: jobID, samples: training.count,
+                                                      featureWidth: training.featureWidth,
+                                                      targetWidth: training.targetWidth),
+                                 try values.withUnsafeBytes { try Message(copying: $0) }])
+            return
+        }
+        table[index].state = .ready
+        if started {
+            log("\(member.label) is ready and takes micro-shards from the next assignment on")
+        } else {
+            log("\(member.label) ready (\(table.active.count)/\(settings.workers))")
+        }
+    }
+
+    private func result(_ index: Int, _ header: Header, _ frame: GradientFrame, _ round: StepRound?) {
+        let member = table[index]
+        guard let round, header.step == UInt64(round.step) else {
+            if settings.verbose { log("dropped \(member.label)'s result for step \(header.step): not the current step") }
+            return
+        }
+        guard let assignment = round.assignment(frame.attempt, of: index) else {
+            if settings.verbose {
+                log("dropped \(member.label)'s late result (attempt \(frame.attempt)) for step \(round.step): its "
+                    + "micro-shards were given to another worker")
+            }
+            return
+        }
+        guard header.worker == member.id, frame.samples == assignment.samples,
+              frame.exact == (job.options.reduction == .exact) else {
+            lose(index, .mismatched("\(frame.samples) samples, \(frame.exact ? "exact" : "fast"), for micro-shards "
+                + "\(describe(assignment.ranges)) of \(assignment.samples) samples"), round)
+            return
+        }
+        round.complete(frame.attempt, with: frame)
+        let seconds = max((clock.now - assignment.sentAt) / .seconds(1), 1e-6)
+        let speed = Double(assignment.ranges.reduce(0) { $0 + $1.count }) / seconds
+        table[index].speed = member.speed == 1.0 ? speed : 0.7 * member.speed + 0.3 * speed
+        if !round.holds(index) { table[index].state = .ready }
+    }
+
+    /// Heartbeats out; silent, exited and too-slow workers lost.
+    private func keepAlive(_ round: StepRound?) throws {
+        let now = clock.now
+        if let (pid, ending) = processCheck?(),
+           let index = table.members.indices.first(where: { table[$0].pid == String(pid) && table[$0].state != .lost }) {
+            lose(index, .exited(ending), round)
+        }
+        for index in table.members.indices where table[index].state != .lost {
+            let silent = now - table[index].lastHeard
+            if silent > settings.silence { lose(index, .silent(silent), round) }
+        }
+        if let round {
+            for (_, assignment) in round.outstanding where now - assignment.sentAt > settings.workerTimeout {
+                lose(assignment.member, .tooSlow(settings.workerTimeout), round)
+            }
+        }
+        guard now - lastHeartbeat >= settings.heartbeat else { return }
+        lastHeartbeat = now
+        for index in table.members.indices where table[index].state != .lost {
+            _ = send(to: index, try Codec.heartbeat(job: jobID, step: UInt64(round?.step ?? 0), worker: table[index].id),
+                     round)
+        }
+    }
+
+    /// Declares a member lost and takes back its outstanding micro-shards, naming both.
+    private func lose(_ index: Int, _ reason: LossReason, _ round: StepRound?) {
+        guard table[index].state != .lost else { return }
+        let wasActive = table[index].isActive
+        table[index].state = .lost
+        var line = "\(table[index].label) lost: \(reason)"
+        if let round {
+            let moved = round.release(index)
+            if !moved.isEmpty {
+                line += "; step \(round.step) (epoch \(round.epoch), batch \(round.batchIndex)): micro-shards "
+                    + "\(describe(moved)) go to the other workers"
+            }
+        }
+        if wasActive || settings.verbose { log(line + " (\(table.active.count) left)") }
+    }
+
+    // MARK: Sending and refusing
+
+    /// Sends without blocking; a worker that is gone or has stopped reading is lost (and false returned).
+    @discardableResult
+    private func send(to index: Int, _ frames: [Message], _ round: StepRound? = nil) -> Bool {
+        do {
+            try router.send([Message(copying: table[index].identity)] + frames, wait: false)
+            return true
+        } catch let error as ZMQError where error.unroutable {
+            lose(index, .unreachable, round)
+        } catch let error as ZMQError where error.wouldBlock {
+            lose(index, .overloaded, round)
+        } catch {
+            lose(index, .unreachable, round)
+        }
+        return false
+    }
+
+    private func refused(_ identity: [UInt8], _ error: WireError, _ round: StepRound?) {
+        let index = table.index(of: identity)
+        let name = index.map { table[$0].label } ?? PeerGuard.name(identity)
+        if guardian.refused(identity, name: name, error), let index {
+            lose(index, .malformed("\(error)"), round)
+        }
+    }
+}
+
+private extension Int {
+    var isZero: Bool { self == 0 }
 }

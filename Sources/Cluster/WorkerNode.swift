@@ -3,14 +3,15 @@ import Foundation
 import Wire
 
 /// A worker process: joins a coordinator, holds the training data, and computes the micro-shards it is assigned
-/// with the shared engine until told to stop.
+/// with the shared engine until told to stop. It holds no training state, so when its coordinator goes silent it
+/// simply joins again — the same coordinator, or one restarted with `--resume` on the same endpoint.
 public final class WorkerNode {
     public struct Settings: Sendable {
         public var endpoint: String
         public var name: String
         /// Threads computing micro-shards (each with single-threaded BLAS).
         public var threads = 1
-        /// How long to wait without hearing from the coordinator before giving up.
+        /// How long to keep trying to reach a coordinator before giving up.
         public var idleTimeout: Duration = .seconds(120)
         /// Stop when this process (the one that started us) is gone.
         public var parentPID: Int32?
@@ -21,110 +22,171 @@ public final class WorkerNode {
         }
     }
 
+    /// How one session with a coordinator ended.
+    enum SessionEnd {
+        case finished
+        case rejoin(String)
+    }
+
+    /// What a coordinator told this worker when it joined.
+    struct Session {
+        let jobID: UInt64
+        let workerID: UInt32
+        let announcement: JobAnnouncement
+        let heartbeat: Duration
+        let limits: Limits
+    }
+
     private let settings: Settings
     private let log: (String) -> Void
     private let clock = ContinuousClock()
+    /// The same routing id across reconnects, so the coordinator recognises this worker.
+    private let routingID = (0..<16).map { _ in UInt8.random(in: 0 ... 255) }
 
     public init(settings: Settings, log: @escaping (String) -> Void) {
         self.settings = settings
         self.log = log
     }
 
-    /// Joins and works until the coordinator says stop; throws if it cannot go on (the message says why).
+    /// Joins and works until a coordinator says stop; throws if it cannot go on (the message says why).
     public func run() throws {
         let context = try Context()
         let dealer = try Socket(context, .dealer)
         // Sizes are unknown until the job arrives; the decoder still checks every length against the job.
-        try SocketTuning.worker(dealer, maximumMessageBytes: Int(Int32.max))
+        try SocketTuning.worker(dealer, maximumMessageBytes: Int(Int32.max), routingID: routingID)
         try dealer.connect(settings.endpoint)
-        var limits = Limits()
-        let (jobID, workerID, announcement) = try join(dealer, limits: &limits)
-        // Its own copy of the samples if it can make one that matches the fingerprint; else the coordinator's.
-        var job = announcement.job
-        var data: Dataset?
-        do {
-            let local = try announcement.job.trainingSamples()
-            if local.training.fingerprint == announcement.fingerprint {
-                (job, data) = (local.job, local.training)
-            } else {
-                log("\(settings.name): my copy of the data differs from the coordinator's; receiving it")
+        var previousID: UInt32 = 0
+        var held: (fingerprint: String, job: Job, data: Dataset)?
+        while true {
+            let session = try join(dealer, previousID: previousID)
+            try followKernel(session.announcement)
+            let (job, data) = try prepareData(dealer, session, held: held)
+            held = (session.announcement.fingerprint, job, data)
+            try dealer.send(Codec.ready(job: session.jobID, worker: session.workerID, hasData: true))
+            log("\(settings.name): joined as w\(session.workerID); BLAS \(BLASKernel.description)")
+            switch try work(dealer, session, job: job, data: data) {
+            case .finished:
+                log("\(settings.name): the run finished; stopping")
+                return
+            case .rejoin(let why):
+                log("\(settings.name): \(why); joining again")
+                previousID = session.workerID
             }
-        } catch {
-            log("\(settings.name): no local copy of the data (\(error)); receiving it")
         }
-        if data == nil {
-            try dealer.send(Codec.ready(job: jobID, worker: workerID, hasData: false))
-            data = try receiveData(dealer, limits: limits, expected: announcement)
-        }
-        guard let data else { return }
-        try dealer.send(Codec.ready(job: jobID, worker: workerID, hasData: true))
-        try work(dealer, job: job, data: data, limits: limits, jobID: jobID, workerID: workerID)
     }
 
-    /// Says hello until the coordinator answers with the job, backing off while it is not there yet.
-    private func join(_ dealer: Socket, limits: inout Limits) throws -> (UInt64, UInt32, JobAnnouncement) {
-        let hello = {
-            try Codec.hello(fields: ["build": "shardtrain protocol \(Header.protocolVersion)",
-                                     "host": ProcessInfo.processInfo.hostName, "name": self.settings.name],
-                            cores: ProcessInfo.processInfo.activeProcessorCount, pid: getpid())
-        }
+    // MARK: Joining
+
+    /// Says hello until a coordinator answers with the job, backing off while none is there.
+    private func join(_ dealer: Socket, previousID: UInt32) throws -> Session {
+        let hello = try Codec.hello(fields: ["build": "shardtrain protocol \(Header.protocolVersion)",
+                                             "host": ProcessInfo.processInfo.hostName, "name": settings.name,
+                                             "blas": BLASKernel.loaded],
+                                    cores: ProcessInfo.processInfo.activeProcessorCount, pid: getpid(),
+                                    resuming: previousID)
         var backoff = Duration.milliseconds(100)
         var said = false
         let deadline = clock.now + settings.idleTimeout
         while clock.now < deadline {
+            try checkParent()
             do {
-                try dealer.send(hello(), wait: false)
+                try dealer.send(hello, wait: false)
             } catch let error as ZMQError where error.wouldBlock {
                 if !said { log("\(settings.name): waiting for the coordinator at \(settings.endpoint)") }
                 said = true
-                Thread.sleep(forTimeInterval: Double(backoff / .milliseconds(1)) / 1000)
+                Thread.sleep(forTimeInterval: backoff / .seconds(1))
                 backoff = min(backoff * 2, .seconds(2))
                 continue
             }
             // Sent; wait for the job a while, then say hello again (the coordinator may have restarted).
-            guard try Socket.poll([dealer], timeout: .seconds(5))[0],
-                  case .frames(let frames)? = try dealer.receive(maximumFrames: Codec.maximumFrames) else { continue }
-            let envelope = try decode(frames, limits)
-            switch envelope.payload {
-            case .job(let description, let parameterCount, _, _):
-                let announcement = try JobAnnouncement(bytes: description)
-                limits = Limits(parameterCount: parameterCount, job: envelope.header.job)
-                let width = announcement.job.model.inputs + max(1, announcement.job.model.outputs)
-                limits.maximumDataBytes = announcement.samples * width * 4
-                guard announcement.job.model.layout.parameterCount == parameterCount else {
-                    throw ClusterError("the job's model has \(announcement.job.model.layout.parameterCount) parameters "
-                        + "but the coordinator announced \(parameterCount)")
+            let waitUntil = min(deadline, clock.now + .seconds(2))
+            while clock.now < waitUntil {
+                guard try Socket.poll([dealer], timeout: waitUntil - clock.now)[0],
+                      case .frames(let frames)? = try dealer.receive(maximumFrames: Codec.maximumFrames) else { continue }
+                // Leftovers of an earlier session (weights, assignments) do not decode without a job: skip them.
+                guard let envelope = try? Codec.decode(frames, limits: Limits()) else { continue }
+                switch envelope.payload {
+                case .job(let description, let parameterCount, _, _, let heartbeat):
+                    let announcement = try JobAnnouncement(bytes: description)
+                    var limits = Limits(parameterCount: parameterCount, job: envelope.header.job)
+                    let width = announcement.job.model.inputs + max(1, announcement.job.model.outputs)
+                    limits.maximumDataBytes = announcement.samples * width * 4
+                    guard announcement.job.model.layout.parameterCount == parameterCount else {
+                        throw ClusterError("the job's model has \(announcement.job.model.layout.parameterCount) "
+                            + "parameters but the coordinator announced \(parameterCount)")
+                    }
+                    return Session(jobID: envelope.header.job, workerID: envelope.header.worker,
+                                   announcement: announcement, heartbeat: heartbeat, limits: limits)
+                case .error(let text):
+                    throw ClusterError("the coordinator refused this worker: \(text)")
+                case .shutdown(let reason, let disposition) where disposition != .rejoin:
+                    throw ClusterError("the coordinator stopped this worker before it joined: \(reason)")
+                default:
+                    continue
                 }
-                return (envelope.header.job, envelope.header.worker, announcement)
-            case .error(let text):
-                throw ClusterError("the coordinator refused this worker: \(text)")
-            default:
-                continue
             }
         }
-        throw ClusterError("no coordinator answered at \(settings.endpoint) within \(settings.idleTimeout)")
+        throw ClusterError("no coordinator answered at \(settings.endpoint) within --idle-timeout "
+            + "(\(Seconds(settings.idleTimeout))); check the address and that the coordinator is running")
     }
 
-    private func receiveData(_ dealer: Socket, limits: Limits, expected: JobAnnouncement) throws -> Dataset {
-        guard try waitForMessage(dealer),
-              case .frames(let frames)? = try dealer.receive(maximumFrames: Codec.maximumFrames),
-              case .data(let samples, let featureWidth, let targetWidth, let frame) = try decode(frames, limits).payload else {
-            throw ClusterError("the coordinator did not send the data")
+    /// Exact mode needs the coordinator's BLAS kernel: re-executes this worker with it, or says why it cannot.
+    private func followKernel(_ announcement: JobAnnouncement) throws {
+        let theirs = announcement.blas, mine = BLASKernel.loaded
+        guard announcement.job.options.reduction == .exact, theirs.lowercased() != mine.lowercased() else { return }
+        if BLASKernel.origin == .explicit {
+            throw ClusterError("exact mode needs the coordinator's BLAS kernel \(theirs), but OPENBLAS_CORETYPE pins "
+                + "this worker to \(mine); unset it or set it to \(theirs)")
         }
-        var values = [Float](repeating: 0, count: frame.count)
-        values.withUnsafeMutableBufferPointer { frame.copy(into: $0.baseAddress!) }
-        let data = try Dataset(name: "coordinator's samples", features: Array(values[..<(samples * featureWidth)]),
-                               featureWidth: featureWidth, targets: Array(values[(samples * featureWidth)...]),
-                               targetWidth: targetWidth)
-        guard data.fingerprint == expected.fingerprint else {
-            throw ClusterError("the data received does not match its announced fingerprint")
+        log("\(settings.name): switching from the \(mine) BLAS kernel to the coordinator's \(theirs) (exact mode)")
+        if let why = BLASKernel.follow(theirs) {
+            throw ClusterError("exact mode needs the coordinator's BLAS kernel \(theirs), and this worker runs \(mine): "
+                + "\(theirs) \(why); run the coordinator with OPENBLAS_CORETYPE=\(mine), or use --reduction fast")
         }
-        return data
     }
 
-    /// Computes assignments until shutdown.
-    private func work(_ dealer: Socket, job: Job, data: Dataset, limits: Limits, jobID: UInt64, workerID: UInt32) throws {
+    /// The samples: kept from the last session when the fingerprint matches, else this machine's own copy when it
+    /// matches, else the coordinator's.
+    private func prepareData(_ dealer: Socket, _ session: Session, held: (fingerprint: String, job: Job, data: Dataset)?)
+        throws -> (Job, Dataset) {
+        let announcement = session.announcement
+        if let held, held.fingerprint == announcement.fingerprint, held.job == announcement.job {
+            return (held.job, held.data)
+        }
+        do {
+            let local = try announcement.job.trainingSamples()
+            if local.training.fingerprint == announcement.fingerprint { return (local.job, local.training) }
+            log("\(settings.name): my copy of the data differs from the coordinator's; receiving it")
+        } catch {
+            log("\(settings.name): no local copy of the data (\(error)); receiving it")
+        }
+        try dealer.send(Codec.ready(job: session.jobID, worker: session.workerID, hasData: false))
+        let deadline = clock.now + settings.idleTimeout
+        while clock.now < deadline {
+            guard try Socket.poll([dealer], timeout: .seconds(1))[0],
+                  case .frames(let frames)? = try dealer.receive(maximumFrames: Codec.maximumFrames) else { continue }
+            guard case .data(let samples, let featureWidth, let targetWidth, let frame) =
+                    try decode(frames, session.limits).payload else { continue }
+            var values = [Float](repeating: 0, count: frame.count)
+            values.withUnsafeMutableBufferPointer { frame.copy(into: $0.baseAddress!) }
+            let data = try Dataset(name: "coordinator's samples", features: Array(values[..<(samples * featureWidth)]),
+                                   featureWidth: featureWidth, targets: Array(values[(samples * featureWidth)...]),
+                                   targetWidth: targetWidth)
+            guard data.fingerprint == announcement.fingerprint else {
+                throw ClusterError("the data received does not match its announced fingerprint")
+            }
+            return (announcement.job, data)
+        }
+        throw ClusterError("the coordinator did not send the data within --idle-timeout")
+    }
+
+    // MARK: Working
+
+    /// Computes assignments and sends heartbeats until the coordinator says stop, asks this worker to join again,
+    /// or falls silent for three heartbeats.
+    private func work(_ dealer: Socket, _ session: Session, job: Job, data: Dataset) throws -> SessionEnd {
         let options = job.options
+        let (jobID, workerID, limits, heartbeat) = (session.jobID, session.workerID, session.limits, session.heartbeat)
         BLAS.setThreads(1)
         let slices = ParallelSlices(spec: job.model, loss: job.loss, targetWidth: data.targetWidth,
                                     microShardSize: options.microShardSize, reduction: options.reduction,
@@ -142,75 +204,105 @@ public final class WorkerNode {
         let order = Buffer<Int>(count: data.count)
         var orderEpoch = -1
         var weightsStep: UInt64?
+        var lastHeard = clock.now, lastSent = clock.now
+        // Micro-shards computed between two chances to send a heartbeat.
+        let chunk = 4 * max(1, settings.threads)
+
+        func beat() {
+            guard clock.now - lastSent >= heartbeat else { return }
+            lastSent = clock.now
+            try? dealer.send(Codec.heartbeat(job: jobID, step: weightsStep ?? 0, worker: workerID), wait: false)
+        }
+
         while true {
-            guard try waitForMessage(dealer) else {
-                throw ClusterError("the coordinator has been silent for \(settings.idleTimeout); stopping")
-            }
-            guard case .frames(let frames)? = try dealer.receive(maximumFrames: Codec.maximumFrames) else { continue }
-            let envelope = try decode(frames, limits)
-            let step = envelope.header.step
-            switch envelope.payload {
-            case .weights(let frame):
-                frame.copy(into: parameters.pointer)
-                weightsStep = step
-            case .assignment(let epoch, let batchIndex, _, let ranges):
-                guard weightsStep == step else {
-                    try dealer.send(Codec.error("assignment for step \(step) arrived without its weights", job: jobID,
-                                                step: step, worker: workerID))
-                    continue
-                }
-                if orderEpoch != Int(epoch) {
-                    plan.writeOrder(epoch: Int(epoch), into: order.elements)
-                    orderEpoch = Int(epoch)
-                }
-                let shardCount = slices.computers[0].microShardCount(batchSize: plan.range(ofBatch: Int(batchIndex)).count)
-                guard Int(batchIndex) < plan.batchesPerEpoch, let last = ranges.last, last.upperBound <= shardCount else {
-                    try dealer.send(Codec.error("assignment \(ranges) for batch \(batchIndex) is outside its "
-                        + "\(plan.batchesPerEpoch) batches or their micro-shards", job: jobID, step: step, worker: workerID))
-                    continue
-                }
-                let range = plan.range(ofBatch: Int(batchIndex))
-                let batch = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(order.elements)[range])
-                let sum = sums[turn], payload = outgoing[turn]
-                turn = 1 - turn
-                let idleBy = clock.now + settings.idleTimeout
-                while !payload.isIdle {
-                    guard clock.now < idleBy else {
-                        throw ClusterError("the coordinator has not read step \(step)'s previous result within "
-                            + "\(settings.idleTimeout); stopping")
+            try checkParent()
+            beat()
+            if try Socket.poll([dealer], timeout: heartbeat / 2)[0] {
+                while case .frames(let frames)? = try dealer.receive(maximumFrames: Codec.maximumFrames) {
+                    lastHeard = clock.now
+                    let envelope: Envelope
+                    do {
+                        envelope = try Codec.decode(frames, limits: limits)
+                    } catch {
+                        if case .wrongJob = error { return .rejoin("a new coordinator answers at \(settings.endpoint)") }
+                        throw ClusterError("malformed message from the coordinator: \(error)")
                     }
-                    usleep(20)
+                    let step = envelope.header.step
+                    switch envelope.payload {
+                    case .weights(let frame):
+                        frame.copy(into: parameters.pointer)
+                        weightsStep = step
+                    case .assignment(let epoch, let batchIndex, let attempt, let ranges):
+                        guard weightsStep == step else {
+                            try dealer.send(Codec.error("assignment for step \(step) arrived without its weights",
+                                                        job: jobID, step: step, worker: workerID))
+                            continue
+                        }
+                        guard batchIndex < UInt64(plan.batchesPerEpoch), epoch < UInt64(Int32.max) else {
+                            try dealer.send(Codec.error("assignment for batch \(batchIndex) of epoch \(epoch) is outside "
+                                + "the job's \(plan.batchesPerEpoch) batches", job: jobID, step: step, worker: workerID))
+                            continue
+                        }
+                        let shardCount = slices.computers[0].microShardCount(batchSize: plan.range(ofBatch: Int(batchIndex)).count)
+                        guard let last = ranges.last, last.upperBound <= shardCount else {
+                            try dealer.send(Codec.error("assignment \(describe(ranges)) is outside batch \(batchIndex)'s "
+                                + "\(shardCount) micro-shards", job: jobID, step: step, worker: workerID))
+                            continue
+                        }
+                        if orderEpoch != Int(epoch) {
+                            plan.writeOrder(epoch: Int(epoch), into: order.elements)
+                            orderEpoch = Int(epoch)
+                        }
+                        let batch = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(order.elements)[plan.range(ofBatch: Int(batchIndex))])
+                        let sum = sums[turn], payload = outgoing[turn]
+                        turn = 1 - turn
+                        let idleBy = clock.now + settings.idleTimeout
+                        while !payload.isIdle {
+                            guard clock.now < idleBy else {
+                                throw ClusterError("the coordinator has not read step \(step)'s previous result within "
+                                    + "--idle-timeout; stopping")
+                            }
+                            usleep(20)
+                        }
+                        sum.reset()
+                        for range in ranges {
+                            for start in stride(from: range.lowerBound, to: range.upperBound, by: chunk) {
+                                slices.accumulate(batch: batch, microShards: start ..< min(start + chunk, range.upperBound),
+                                                  data: data, parameters: parameters.pointer, into: sum)
+                                beat()
+                            }
+                        }
+                        try dealer.send([Codec.gradientHeader(job: jobID, step: step, worker: workerID,
+                                                              samples: sum.samples, correct: sum.correct,
+                                                              lossHigh: sum.lossWords.0, lossLow: sum.lossWords.1,
+                                                              exact: options.reduction == .exact,
+                                                              overflowed: sum.overflowed, attempt: attempt),
+                                         Message(sharing: payload)])
+                        lastSent = clock.now
+                    case .shutdown(let reason, let disposition):
+                        switch disposition {
+                        case .finished: return .finished
+                        case .rejoin: return .rejoin(reason)
+                        case .failed: throw ClusterError("the coordinator stopped the run: \(reason)")
+                        }
+                    case .error(let text):
+                        throw ClusterError("the coordinator reported: \(text)")
+                    default:
+                        continue
+                    }
                 }
-                sum.reset()
-                for shards in ranges {
-                    slices.accumulate(batch: batch, microShards: shards, data: data, parameters: parameters.pointer,
-                                      into: sum)
-                }
-                try dealer.send([Codec.gradientHeader(job: jobID, step: step, worker: workerID, samples: sum.samples,
-                                                      correct: sum.correct, lossHigh: sum.lossWords.0,
-                                                      lossLow: sum.lossWords.1, exact: options.reduction == .exact,
-                                                      overflowed: sum.overflowed),
-                                 Message(sharing: payload)])
-            case .shutdown:
-                return
-            case .error(let text):
-                throw ClusterError("the coordinator reported: \(text)")
-            default:
-                continue
+            }
+            let silent = clock.now - lastHeard
+            if silent > heartbeat * 3 {
+                return .rejoin("the coordinator has been silent for \(Seconds(silent))")
             }
         }
     }
 
-    /// Polls in one-second slices up to the idle timeout, stopping early if the parent process is gone.
-    private func waitForMessage(_ dealer: Socket) throws -> Bool {
-        let deadline = clock.now + settings.idleTimeout
-        while clock.now < deadline {
-            if try Socket.poll([dealer], timeout: .seconds(1))[0] { return true }
-            if let parent = settings.parentPID, getppid() != parent {
-                throw ClusterError("the process that started this worker (pid \(parent)) is gone; stopping")
-            }
+    private func checkParent() throws {
+        if let parent = settings.parentPID, getppid() != parent {
+            throw ClusterError("the process that started this worker (pid \(parent)) is gone; stopping")
         }
-        return false
     }
 
     private func decode(_ frames: [Message], _ limits: Limits) throws -> Envelope {

@@ -76,7 +76,7 @@ struct WireWorker: ParsableCommand {
             frame.copy(into: weights)
             while !gradient.isIdle { usleep(10) }
             try dealer.send([Codec.gradientHeader(job: 1, step: envelope.header.step, worker: 1, samples: 1, correct: 0,
-                                                  lossHigh: 0, lossLow: 0, exact: false, overflowed: false),
+                                                  lossHigh: 0, lossLow: 0, exact: false, overflowed: false, attempt: 0),
                              Message(sharing: gradient)])
         }
     }

@@ -9,8 +9,9 @@ struct Train: ParsableCommand {
         abstract: "Train a model described by a job file (YAML or JSON), in-process or with local workers.")
 
     @OptionGroup var flags: TrainingFlags
-    @Option(help: "Local worker processes to start (0: train in this process).") var workers = 0
-    @Option(help: "Seconds a worker may take to return a step before the run stops.") var workerTimeout = 30.0
+    @OptionGroup var cluster: ClusterFlags
+    @Option(help: "Local worker processes to start (0: train in this process); one that exits is restarted.")
+    var workers = 0
 
     func run() throws {
         try reportingFailures {
@@ -20,22 +21,22 @@ struct Train: ParsableCommand {
             var coordinator: Coordinator?
             let endpoint = "ipc:///tmp/shardtrain-\(getpid())-\(UInt32.random(in: 0 ... .max)).ipc"
             defer {
-                coordinator?.shutdown()
                 local?.terminate()
                 try? FileManager.default.removeItem(atPath: String(endpoint.dropFirst("ipc://".count)))
             }
-            try flags.train(makeSource: { job, training in
-                var settings = Coordinator.Settings(endpoint: endpoint, workers: workers)
-                settings.workerTimeout = .milliseconds(Int(workerTimeout * 1000))
-                settings.verbose = flags.verbose
-                settings.joinTimeout = .seconds(60)
-                let made = try Coordinator(job: job, training: training, settings: settings, log: logToStandardError)
-                local = try LocalWorkers(count: workers, endpoint: endpoint)
-                made.processCheck = { local?.check() }
-                try made.waitForWorkers()
-                coordinator = made
-                return made
-            })
+            try servingWorkers({ coordinator }) {
+                try flags.train(makeSource: { job, training in
+                    let made = try Coordinator(job: job, training: training,
+                                               settings: cluster.settings(endpoint: endpoint, workers: workers,
+                                                                          verbose: flags.verbose),
+                                               log: logToStandardError)
+                    coordinator = made
+                    local = try LocalWorkers(count: workers, endpoint: endpoint)
+                    made.processCheck = { local?.check(log: logToStandardError) }
+                    try made.waitForWorkers()
+                    return made
+                }, prepared: { checkpointWhenStarved(coordinator, $0, $1) })
+            }
         }
     }
 }

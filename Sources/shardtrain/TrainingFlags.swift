@@ -1,4 +1,5 @@
 import ArgumentParser
+import CPlatform
 import Cluster
 import Engine
 import Foundation
@@ -25,10 +26,19 @@ struct TrainingFlags: ParsableArguments {
     @Option(help: "Threads computing micro-shards in this process, each with single-threaded BLAS (default: all cores).")
     var threads: Int?
     @Flag(help: "Print the set-up, the BLAS kernel and, when distributed, every step's timings.") var verbose = false
+    @Option(help: "Write checkpoints (weights, optimizer state, position) into this folder; the newest 3 are kept.")
+    var checkpoint: String?
+    @Option(help: "Write a checkpoint every N steps (default: at the end of each epoch), on SIGTERM/SIGINT and at the end.")
+    var checkpointEvery: Int?
+    @Flag(help: "Continue from the newest checkpoint in --checkpoint (start from step 0 when there is none).")
+    var resume = false
 
     func overrides() throws -> JobOverrides {
         try checkPositive(["--epochs": epochs, "--steps": steps, "--batch-size": batchSize,
-                           "--micro-shard": microShard, "--log-every": logEvery, "--threads": threads])
+                           "--micro-shard": microShard, "--log-every": logEvery, "--threads": threads,
+                           "--checkpoint-every": checkpointEvery])
+        if resume && checkpoint == nil { throw InputError("--resume needs --checkpoint FOLDER to resume from") }
+        if checkpointEvery != nil && checkpoint == nil { throw InputError("--checkpoint-every needs --checkpoint FOLDER") }
         if epochs != nil && steps != nil { throw InputError("give --epochs or --steps, not both") }
         var overrides = JobOverrides()
         overrides.epochs = epochs
@@ -51,21 +61,56 @@ struct TrainingFlags: ParsableArguments {
     }
 
     /// Prepares the run (refusing bad input before any step), trains, prints and saves. `makeSource` supplies
-    /// worker processes when the run is distributed.
-    func train(makeSource: (Job, Dataset) throws -> GradientSource? = { _, _ in nil }) throws {
+    /// worker processes when the run is distributed; `prepared` sees the run and its checkpointer before step 1.
+    func train(makeSource: (Job, Dataset) throws -> GradientSource? = { _, _ in nil },
+               prepared: (PreparedRun, Checkpointer?) -> Void = { _, _ in }) throws {
         let overrides = try overrides()
+        cplatform_line_buffer_stdout()
+        Interruption.install()
         BLAS.setThreads(1)
         let run = try PreparedRun(jobFile: config, overrides: overrides, initialWeights: initWeights,
                                   makeSource: makeSource)
-        if verbose { print(run.summary + ", BLAS kernel \(BLASKernel.description)") }
-        let metricsFile = try metrics.map(MetricsFile.init)
-        try run.trainer.run { report in
-            if report.epoch % run.logEvery == 0 { print(Reporting.epochLine(report)) }
-            metricsFile?.append(Reporting.metricsLine(report))
+        let trainer = run.trainer
+        let checkpointer = try checkpoint.map {
+            try Checkpointer(folder: $0, job: run.job, fingerprint: trainer.training.fingerprint)
         }
+        if verbose { print(run.summary + ", BLAS kernel \(BLASKernel.description)") }
+        if resume, let checkpointer {
+            if let path = try checkpointer.resume(trainer, log: logToStandardError) {
+                logToStandardError("resumed from \(path): step \(trainer.step) of \(trainer.totalSteps), epoch \(trainer.epoch)")
+            } else {
+                logToStandardError("no checkpoint in \(checkpointer.folder) yet; starting at step 0")
+            }
+        }
+        prepared(run, checkpointer)
+        let metricsFile = try metrics.map { try MetricsFile($0, append: resume) }
+        var lastCheckpoint = resume ? trainer.step : -1
+        func writeCheckpoint() throws -> String? {
+            guard let checkpointer else { return nil }
+            let path = try checkpointer.write(trainer)
+            lastCheckpoint = trainer.step
+            return path
+        }
+        let every = checkpointEvery ?? max(trainer.plan.batchesPerEpoch, 1)
+        do {
+            try trainer.run(onEpoch: { report in
+                if report.epoch % run.logEvery == 0 { print(Reporting.epochLine(report)) }
+                metricsFile?.append(Reporting.metricsLine(report))
+            }, afterStep: { trainer in
+                if checkpointer != nil, trainer.step % every == 0 { _ = try writeCheckpoint() }
+                if let signal = Interruption.signal {
+                    throw Interrupted(signal: signal, checkpoint: lastCheckpoint == trainer.step
+                        ? checkpointer?.files().first : try writeCheckpoint())
+                }
+            })
+        } catch let stop as Interrupted where stop.checkpoint == nil && checkpointer != nil {
+            // Stopped inside a step: the trainer still holds the state from before it.
+            throw Interrupted(signal: stop.signal, checkpoint: try writeCheckpoint())
+        }
+        if checkpointer != nil, lastCheckpoint != trainer.step { _ = try writeCheckpoint() }
         print(run.closingLines().joined(separator: "\n"))
         if let save {
-            try Safetensors.write(run.trainer.parameters.array, layout: run.job.model.layout, to: save,
+            try Safetensors.write(trainer.parameters.array, layout: run.job.model.layout, to: save,
                                   metadata: ["format": "pt", "producer": "shardtrain"])
         }
     }
@@ -77,15 +122,17 @@ struct TrainingFlags: ParsableArguments {
     }
 }
 
-/// Appends lines to the metrics file, created anew for the run.
+/// Writes one line per epoch to the metrics file: created anew for a run, appended to when resuming one.
 final class MetricsFile {
     private let handle: FileHandle
 
-    init(_ path: String) throws {
-        guard FileManager.default.createFile(atPath: path, contents: nil),
+    init(_ path: String, append: Bool) throws {
+        let exists = FileManager.default.fileExists(atPath: path)
+        guard (append && exists) || FileManager.default.createFile(atPath: path, contents: nil),
               let handle = FileHandle(forWritingAtPath: path) else {
             throw InputError("--metrics \(path): cannot create the file; check that the folder exists and is writable")
         }
+        if append { handle.seekToEndOfFile() }
         self.handle = handle
     }
 
@@ -95,10 +142,12 @@ final class MetricsFile {
 }
 
 /// Runs a command body, turning known failures into one line on standard error and an exit status:
-/// 2 bad input, 3 the run diverged, 4 the cluster failed.
+/// 2 bad input, 3 the run diverged, 4 the cluster failed, 128 + N stopped by signal N (130 SIGINT, 143 SIGTERM).
 func reportingFailures(_ body: () throws -> Void) throws {
     do {
         try body()
+    } catch let stop as Interrupted {
+        fail(stop.description, status: Interruption.exitStatus(stop.signal))
     } catch let error as InputError {
         fail(error.message, status: 2)
     } catch let error as TrainingError {

@@ -11,7 +11,8 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The coordinator's endpoint, e.g. tcp://10.0.0.1:5555.") var connect: String
     @Option(help: "Threads computing micro-shards (each with single-threaded BLAS).") var threads = 1
     @Option(help: "A name for this worker in the coordinator's logs (default: host-pid).") var name: String?
-    @Option(help: "Seconds without word from the coordinator before giving up.") var idleTimeout = 120.0
+    @Option(help: "Seconds to keep trying to reach a coordinator (at start, and after it falls silent) before giving up.")
+    var idleTimeout = 120.0
 
     func run() throws {
         try reportingFailures {
@@ -21,6 +22,8 @@ struct WorkerCommand: ParsableCommand {
             settings.threads = threads
             settings.idleTimeout = .milliseconds(Int(idleTimeout * 1000))
             settings.parentPID = ProcessInfo.processInfo.environment["SHARDTRAIN_PARENT_PID"].flatMap(Int32.init)
+            // A local worker leaves Ctrl-C to its coordinator, which checkpoints and then stops it.
+            if settings.parentPID != nil { signal(SIGINT, SIG_IGN) }
             try WorkerNode(settings: settings, log: logToStandardError).run()
         }
     }

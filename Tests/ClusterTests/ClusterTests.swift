@@ -40,7 +40,8 @@ struct JobAnnouncementTests {
             data: {builtin: blobs, samples: 90, classes: 3, features: 4, noise: 0.7, seed: 3}
             """, file: "j.yaml", folder: "")
         job.model.inputs = 4
-        let announcement = JobAnnouncement(job: job, samples: 90, fingerprint: String(repeating: "ab", count: 32))
+        let announcement = JobAnnouncement(job: job, samples: 90, fingerprint: String(repeating: "ab", count: 32),
+                                           blas: "SkylakeX")
         let back = try JobAnnouncement(bytes: announcement.bytes)
         #expect(back == announcement)
     }

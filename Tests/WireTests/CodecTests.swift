@@ -17,8 +17,8 @@ struct CodecTests {
         #expect(fields == ["build": "1.0", "host": "h", "name": "w1", "cores": "2", "pid": "4242", "resuming": "0"])
 
         let job = try Codec.decode(Codec.job(Array("model: x".utf8), job: 77, worker: 3, parameterCount: 5,
-                                             maximumMicroShards: 16, exact: true), limits: Limits())
-        guard case .job(let text, 5, 16, true) = job.payload else { Issue.record("not job"); return }
+                                             maximumMicroShards: 16, exact: true, heartbeat: .seconds(1)), limits: Limits())
+        guard case .job(let text, 5, 16, true, .seconds(1)) = job.payload else { Issue.record("not job"); return }
         #expect(text == Array("model: x".utf8) && job.header.worker == 3 && job.header.job == 77)
 
         let weights = try Codec.decode([Codec.weightsHeader(job: 77, step: 9, parameterCount: 5),
@@ -35,26 +35,29 @@ struct CodecTests {
 
         let limbs: [Int64] = (0..<10).map { Int64($0) - 4 }
         let exact = try Codec.decode([Codec.gradientHeader(job: 77, step: 9, worker: 2, samples: 64, correct: 10,
-                                                           lossHigh: -5, lossLow: 7, exact: true, overflowed: false),
+                                                           lossHigh: -5, lossLow: 7, exact: true, overflowed: false, attempt: 1),
                                       limbs.withUnsafeBytes { try Message(copying: $0) }], limits: Self.limits)
         guard case .gradient(let g) = exact.payload else { Issue.record("not gradient"); return }
-        #expect(g.samples == 64 && g.correct == 10 && g.lossHigh == -5 && g.lossLow == 7 && g.exact && !g.overflowed)
+        #expect(g.samples == 64 && g.correct == 10 && g.lossHigh == -5 && g.lossLow == 7 && g.exact && !g.overflowed
+            && g.attempt == 1)
         #expect(g.withValues { Array($0.bindMemory(to: Int64.self)) } == limbs)
 
         let fast = try Codec.decode([Codec.gradientHeader(job: 77, step: 9, worker: 2, samples: 3, correct: 0,
                                                           lossHigh: Int64(bitPattern: 1.5.bitPattern), lossLow: 0,
-                                                          exact: false, overflowed: false),
+                                                          exact: false, overflowed: false, attempt: 1),
                                      floats([1, 2, 3, 4, 5])], limits: Self.limits)
         guard case .gradient(let f) = fast.payload else { Issue.record("not gradient"); return }
         #expect(!f.exact && Double(bitPattern: UInt64(bitPattern: f.lossHigh)) == 1.5)
 
         #expect(try { if case .heartbeat = try Codec.decode(Codec.heartbeat(job: 77, step: 1, worker: 1), limits: Self.limits).payload { true } else { false } }())
         guard case .error("boom") = try Codec.decode(Codec.error("boom", job: 77, step: 1, worker: 1), limits: Self.limits).payload,
-              case .shutdown("done") = try Codec.decode(Codec.shutdown("done", job: 77), limits: Self.limits).payload
+              case .shutdown("done", .finished) = try Codec.decode(Codec.shutdown("done", job: 77), limits: Self.limits).payload,
+              case .shutdown("again", .rejoin) = try Codec.decode(Codec.shutdown("again", job: 77, disposition: .rejoin),
+                                                                  limits: Self.limits).payload
         else { Issue.record("error/shutdown"); return }
     }
 
-    static func header(_ type: UInt16 = 3, version: UInt16 = 1, magic: UInt32 = Header.magic, job: UInt64 = 77,
+    static func header(_ type: UInt16 = 3, version: UInt16 = Header.protocolVersion, magic: UInt32 = Header.magic, job: UInt64 = 77,
                        frames: UInt32 = 1, field0: UInt64 = 5, size: Int = 80) -> [UInt8] {
         var bytes: [UInt8] = []
         func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
@@ -66,7 +69,7 @@ struct CodecTests {
     @Test("malformed messages are refused, each with its reason", arguments: [
         ([header(size: 79), [UInt8](repeating: 0, count: 20)], "header frame of 79 bytes"),
         ([header(magic: 0xDEADBEEF), [UInt8](repeating: 0, count: 20)], "bad magic 0xdeadbeef"),
-        ([header(version: 9), [UInt8](repeating: 0, count: 20)], "protocol version 9 but this build speaks 1"),
+        ([header(version: 9), [UInt8](repeating: 0, count: 20)], "protocol version 9 but this build speaks 2"),
         ([header(99), [UInt8](repeating: 0, count: 20)], "unknown message type 99"),
         ([header(frames: 2), [UInt8](repeating: 0, count: 20)], "declares 2 payload frames, carries 1"),
         ([header()], "declares 1 payload frames, carries 0"),
@@ -95,7 +98,7 @@ struct CodecTests {
         let values: [Float] = [1, 2, .nan, 4, 5]
         #expect {
             _ = try Codec.decode([Codec.gradientHeader(job: 77, step: 1, worker: 1, samples: 1, correct: 0, lossHigh: 0,
-                                                       lossLow: 0, exact: false, overflowed: false),
+                                                       lossLow: 0, exact: false, overflowed: false, attempt: 1),
                                   values.withUnsafeBytes { try Message(copying: $0) }], limits: Self.limits)
         } throws: { error in
             guard case .nonFinite(2, let value) = error as? WireError else { return false }

@@ -35,7 +35,7 @@ struct FloodTests {
                     w.copy(into: &values)
                     try dealer.send([Codec.gradientHeader(job: 11, step: envelope.header.step, worker: 1, samples: 1,
                                                           correct: 0, lossHigh: 0, lossLow: 0, exact: false,
-                                                          overflowed: false),
+                                                          overflowed: false, attempt: 1),
                                      values.map { $0 + 1 }.withUnsafeBytes { try Message(copying: $0) }])
                 }
             } catch { print("honest worker: \(error)") }

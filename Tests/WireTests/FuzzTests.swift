@@ -12,13 +12,13 @@ struct FuzzTests {
         let floats = [UInt8](repeating: 0x3F, count: 4 * 64), limbs = [UInt8](repeating: 1, count: 16 * 64)
         return try [
             Codec.hello(fields: ["build": "b", "host": "h"], cores: 2, pid: 1).map(\.bytes),
-            Codec.job(Array("job".utf8), job: 1, worker: 1, parameterCount: 64, maximumMicroShards: 8, exact: true).map(\.bytes),
+            Codec.job(Array("job".utf8), job: 1, worker: 1, parameterCount: 64, maximumMicroShards: 8, exact: true, heartbeat: .seconds(1)).map(\.bytes),
             [Codec.weightsHeader(job: 1, step: 2, parameterCount: 64).bytes, floats],
             Codec.assignment(job: 1, step: 2, worker: 1, epoch: 0, batch: 0, ranges: [0..<2, 4..<8]).map(\.bytes),
             [Codec.gradientHeader(job: 1, step: 2, worker: 1, samples: 8, correct: 1, lossHigh: 3, lossLow: 4,
-                                  exact: true, overflowed: false).bytes, limbs],
+                                  exact: true, overflowed: false, attempt: 1).bytes, limbs],
             [Codec.gradientHeader(job: 1, step: 2, worker: 1, samples: 8, correct: 1, lossHigh: 0, lossLow: 0,
-                                  exact: false, overflowed: false).bytes, floats],
+                                  exact: false, overflowed: false, attempt: 1).bytes, floats],
             Codec.heartbeat(job: 1, step: 2, worker: 1).map(\.bytes),
             Codec.error("e", job: 1, step: 2, worker: 1).map(\.bytes),
             Codec.shutdown("s", job: 1).map(\.bytes),

@@ -58,7 +58,7 @@ struct TransportTests {
             #expect(received == (0..<parameterCount).map { Float($0) * 0.5 })
             let gradient = received.map { $0 + Float(index) }
             try worker.send([Codec.gradientHeader(job: 7, step: 3, worker: UInt32(index), samples: 4, correct: 0,
-                                                  lossHigh: 0, lossLow: 0, exact: false, overflowed: false),
+                                                  lossHigh: 0, lossLow: 0, exact: false, overflowed: false, attempt: 1),
                              gradient.withUnsafeBytes { try Message(copying: $0) }])
         }
         var sums = [Float](repeating: 0, count: parameterCount)

@@ -25,7 +25,7 @@ public final class Adam: Optimizer {
 
     public let options: Options
     public let parameterCount: Int
-    public private(set) var steps = 0
+    public var steps = 0
     private let firstMoment: Buffer<Float>
     private let secondMoment: Buffer<Float>
     private let secondMomentMax: Buffer<Float>

@@ -2,8 +2,8 @@
 ///
 /// State (moments, momentum buffers) is flat and laid out like the parameters, so it saves and ships as buffers.
 public protocol Optimizer: AnyObject {
-    /// Steps taken so far.
-    var steps: Int { get }
+    /// Steps taken so far (set when resuming from a checkpoint).
+    var steps: Int { get set }
     /// The optimizer's state buffers, each laid out like the parameters.
     var state: [Buffer<Float>] { get }
     /// One update with this step's learning rate, from the gradient `gradients[i] · scale` (scale 1 for a mean,

@@ -13,7 +13,7 @@ public final class RMSProp: Optimizer {
 
     public let options: Options
     public let parameterCount: Int
-    public private(set) var steps = 0
+    public var steps = 0
     private let squareAverage: Buffer<Float>
     private let gradientAverage: Buffer<Float>
     private let momentumBuffer: Buffer<Float>

@@ -11,7 +11,7 @@ public final class SGD: Optimizer {
 
     public let options: Options
     public let parameterCount: Int
-    public private(set) var steps = 0
+    public var steps = 0
     private let velocity: Buffer<Float>
 
     public init(_ options: Options, parameterCount: Int) {

@@ -1,5 +1,5 @@
 import CBLAS
-import CCPU
+import CPlatform
 import Foundation
 
 /// Which OpenBLAS kernel this process runs, and why.

@@ -22,14 +22,21 @@ public final class Trainer {
     private let gradient: Buffer<Float>
     public let optimizer: Optimizer
     public let plan: BatchPlan
+    /// Optimizer steps taken.
     public private(set) var step = 0
-    public private(set) var epoch = 0
+    /// The epoch the next step belongs to.
+    public var epoch: Int { step / max(plan.batchesPerEpoch, 1) }
+    /// The statistics of the current epoch's steps so far (a checkpoint carries them, so a resumed run prints the
+    /// same lines).
+    public private(set) var epochProgress = EpochProgress()
 
     private let source: GradientSource
     /// Evaluates the validation set and predictions in this process.
     private let computer: SliceComputer
     private let sum: GradientSum
     private let order: Buffer<Int>
+    /// The epoch whose order `order` holds.
+    private var orderEpoch = -1
 
     /// A trainer starting from `initialParameters`, or from the seeded initialisation when nil.
     public init(spec: ModelSpec, loss: Loss, options: TrainingOptions, training: Dataset, validation: Dataset? = nil,
@@ -68,43 +75,65 @@ public final class Trainer {
         order = Buffer(count: training.count)
     }
 
-    /// Trains for the configured length, reporting after each epoch (and after a final partial one).
-    public func run(onEpoch report: (EpochReport) -> Void) throws {
+    /// Steps the configured length asks for.
+    public var totalSteps: Int {
+        switch options.length {
+        case .epochs(let n): n * plan.batchesPerEpoch
+        case .steps(let n): n
+        }
+    }
+
+    /// Trains from the current step to the configured length, reporting after each epoch (and after a final
+    /// partial one); `afterStep` runs after every step and its report, where a checkpoint or a stop belongs.
+    public func run(onEpoch report: (EpochReport) -> Void, afterStep: (Trainer) throws -> Void = { _ in }) throws {
         let clock = ContinuousClock()
         let batches = plan.batchesPerEpoch
         guard batches > 0 else {
             throw TrainingError(message: "batch_size \(options.batchSize) with drop_last leaves no batch of "
                 + "\(training.count) samples; lower batch_size or unset drop_last")
         }
-        let totalSteps: Int
-        switch options.length {
-        case .epochs(let n): totalSteps = n * batches
-        case .steps(let n): totalSteps = n
-        }
+        var started = clock.now
         while step < totalSteps {
-            let started = clock.now
-            plan.writeOrder(epoch: epoch, into: order.elements)
-            var lossSum = 0.0, correct = 0, samples = 0
-            var rate = options.optimizer.learningRate
-            for batch in 0..<batches where step < totalSteps {
-                rate = learningRate()
-                let statistics = try takeStep(batch: batch, learningRate: rate)
-                lossSum += statistics.lossSum
-                correct += statistics.correct
-                samples += statistics.samples
+            if orderEpoch != epoch {
+                plan.writeOrder(epoch: epoch, into: order.elements)
+                orderEpoch = epoch
+                started = clock.now
             }
-            let seconds = (clock.now - started) / .seconds(1)
-            var line = EpochReport(epoch: epoch, step: step, loss: lossSum / Double(samples),
-                                   accuracy: loss.isClassification ? Double(correct) / Double(samples) : nil,
-                                   learningRate: rate, samplesPerSecond: Double(samples) / max(seconds, 1e-9))
-            if let validation {
-                let held = evaluate(validation)
-                line.validationLoss = held.loss
-                line.validationAccuracy = held.accuracy
+            let rate = learningRate()
+            let epochOfStep = epoch
+            let statistics = try takeStep(batch: step % batches, learningRate: rate)
+            epochProgress.add(statistics)
+            if step % batches == 0 || step == totalSteps {
+                let seconds = (clock.now - started) / .seconds(1)
+                let p = epochProgress
+                var line = EpochReport(epoch: epochOfStep, step: step, loss: p.lossSum / Double(p.samples),
+                                       accuracy: loss.isClassification ? Double(p.correct) / Double(p.samples) : nil,
+                                       learningRate: rate, samplesPerSecond: Double(p.samples) / max(seconds, 1e-9))
+                if let validation {
+                    let held = evaluate(validation)
+                    line.validationLoss = held.loss
+                    line.validationAccuracy = held.accuracy
+                }
+                report(line)
+                epochProgress = EpochProgress()
             }
-            report(line)
-            epoch += 1
+            try afterStep(self)
         }
+    }
+
+    /// Continues from a checkpoint's state (which `Checkpoint` has checked against this job).
+    public func restore(step: Int, progress: EpochProgress, parameters values: [Float], optimizerSteps: Int,
+                        optimizerState: [[Float]]) {
+        precondition(values.count == parameters.count && optimizerState.count == optimizer.state.count,
+                     "checkpoint state does not fit the trainer")
+        _ = parameters.elements.update(fromContentsOf: values)
+        for (buffer, saved) in zip(optimizer.state, optimizerState) {
+            precondition(saved.count == buffer.count, "optimizer state does not fit")
+            _ = buffer.elements.update(fromContentsOf: saved)
+        }
+        optimizer.steps = optimizerSteps
+        self.step = step
+        epochProgress = progress
     }
 
     /// One optimizer step on batch `batch` of the current epoch's order.
@@ -145,6 +174,25 @@ public final class Trainer {
 
     /// The model's outputs for `data` with the current parameters.
     public func predict(_ data: Dataset) -> [Float] { computer.predict(data: data, parameters: parameters.pointer) }
+}
+
+/// Sums over the steps of an epoch so far.
+public struct EpochProgress: Sendable, Equatable {
+    public var lossSum = 0.0
+    public var correct = 0
+    public var samples = 0
+
+    public init(lossSum: Double = 0, correct: Int = 0, samples: Int = 0) {
+        self.lossSum = lossSum
+        self.correct = correct
+        self.samples = samples
+    }
+
+    mutating func add(_ s: SliceStatistics) {
+        lossSum += s.lossSum
+        correct += s.correct
+        samples += s.samples
+    }
 }
 
 /// Micro-shards computed on this process's threads.

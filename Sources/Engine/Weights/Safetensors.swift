@@ -8,6 +8,8 @@ import Foundation
 public enum Safetensors {
     /// Largest header accepted: far above any real model's, small enough to refuse a hostile length field.
     static let maximumHeaderBytes = 100 << 20
+    /// Names of tensors that are not the model's (a checkpoint's optimizer state).
+    public static let extraPrefix = "shardtrain."
 
     /// Writes the parameters as F32 tensors, in layout order.
     public static func write(_ parameters: [Float], layout: ParameterLayout, to path: String,
@@ -20,7 +22,9 @@ public enum Safetensors {
         }
     }
 
-    static func encode(_ parameters: [Float], layout: ParameterLayout, metadata: [String: String]) -> Data {
+    /// `extra` tensors (1-D F32, named outside the model's names) follow the model's.
+    static func encode(_ parameters: [Float], layout: ParameterLayout, metadata: [String: String],
+                       extra: [(name: String, values: [Float])] = []) -> Data {
         precondition(parameters.count == layout.parameterCount, "parameters do not fit the layout")
         var entries: [String] = []
         if !metadata.isEmpty {
@@ -32,12 +36,21 @@ public enum Safetensors {
             entries.append("\(jsonString(tensor.name)):{\"dtype\":\"F32\",\"shape\":\(tensor.shape),"
                 + "\"data_offsets\":[\(begin),\(end)]}")
         }
+        var offset = parameters.count * 4
+        for tensor in extra {
+            entries.append("\(jsonString(tensor.name)):{\"dtype\":\"F32\",\"shape\":[\(tensor.values.count)],"
+                + "\"data_offsets\":[\(offset),\(offset + 4 * tensor.values.count)]}")
+            offset += 4 * tensor.values.count
+        }
         var header = Array("{\(entries.joined(separator: ","))}".utf8)
         while header.count % 8 != 0 { header.append(0x20) }  // pad so the tensor data starts 8-byte aligned
         var data = Data()
         withUnsafeBytes(of: UInt64(header.count).littleEndian) { data.append(contentsOf: $0) }
         data.append(contentsOf: header)
-        for value in parameters { withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+        data.reserveCapacity(data.count + offset)
+        for values in [parameters] + extra.map(\.values) {
+            for value in values { withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+        }
         return data
     }
 
@@ -50,8 +63,8 @@ public enum Safetensors {
         return try decode(data, layout: layout, name: path)
     }
 
-    static func decode(_ data: Data, layout: ParameterLayout, name: String) throws -> [Float] {
-        let bytes = [UInt8](data)
+    /// The JSON header and where the tensor data starts, checked against the file's size.
+    private static func parseHeader(_ bytes: [UInt8], name: String) throws -> (header: [String: Any], dataStart: Int) {
         guard bytes.count >= 8 else {
             throw InputError("\(name): \(bytes.count) bytes is too short for a safetensors file (8-byte header length)")
         }
@@ -65,9 +78,38 @@ public enum Safetensors {
               let header = object as? [String: Any] else {
             throw InputError("\(name): the safetensors header is not a JSON object")
         }
+        return (header, dataStart)
+    }
+
+    /// The metadata and the `extraPrefix` tensors (1-D F32) of a file `encode` wrote with `extra`.
+    public static func readExtras(_ data: Data, name: String) throws -> (metadata: [String: String],
+                                                                          tensors: [String: [Float]]) {
+        let bytes = [UInt8](data)
+        let (header, dataStart) = try parseHeader(bytes, name: name)
+        let metadata = header["__metadata__"] as? [String: String] ?? [:]
+        var tensors: [String: [Float]] = [:]
+        for (key, value) in header where key.hasPrefix(extraPrefix) {
+            guard let entry = value as? [String: Any], entry["dtype"] as? String == "F32",
+                  let offsets = (entry["data_offsets"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
+                  offsets.count == 2, offsets[0] >= 0, offsets[0] <= offsets[1], (offsets[1] - offsets[0]) % 4 == 0,
+                  offsets[1] <= bytes.count - dataStart else {
+                throw InputError("\(name): tensor '\(key)' is not a 1-D F32 tensor inside the file")
+            }
+            let start = dataStart + offsets[0]
+            tensors[key] = bytes.withUnsafeBytes { raw in
+                (0 ..< (offsets[1] - offsets[0]) / 4).map { element("F32", raw.baseAddress! + start + 4 * $0) }
+            }
+        }
+        return (metadata, tensors)
+    }
+
+    static func decode(_ data: Data, layout: ParameterLayout, name: String) throws -> [Float] {
+        let bytes = [UInt8](data)
+        let (header, dataStart) = try parseHeader(bytes, name: name)
         let payload = bytes.count - dataStart
         let expected = Dictionary(uniqueKeysWithValues: layout.tensors.map { ($0.name, $0) })
-        for key in header.keys where key != "__metadata__" && expected[key] == nil {
+        // A checkpoint's own tensors (optimizer state) sit beside the weights under a prefix; weights readers skip them.
+        for key in header.keys where key != "__metadata__" && !key.hasPrefix(extraPrefix) && expected[key] == nil {
             throw InputError("\(name): unexpected tensor '\(key)'; the model's tensors are "
                 + layout.tensors.map(\.name).joined(separator: ", "))
         }

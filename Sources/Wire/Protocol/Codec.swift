@@ -33,15 +33,25 @@ public struct Envelope {
 /// Checked payloads. Large ones keep their frame and are read in place.
 public enum Payload {
     case hello(fields: [String: String])
-    case job(description: [UInt8], parameterCount: Int, maximumMicroShards: Int, exact: Bool)
+    case job(description: [UInt8], parameterCount: Int, maximumMicroShards: Int, exact: Bool, heartbeat: Duration)
     case weights(FloatFrame)
     case assignment(epoch: UInt64, batch: UInt64, attempt: UInt64, ranges: [Range<Int>])
     case gradient(GradientFrame)
     case heartbeat
     case error(String)
-    case shutdown(String)
+    case shutdown(String, Disposition)
     case ready(hasData: Bool)
     case data(samples: Int, featureWidth: Int, targetWidth: Int, FloatFrame)
+}
+
+/// What a shutdown asks of a worker.
+public enum Disposition: UInt64, Sendable {
+    /// The run finished: exit 0.
+    case finished = 0
+    /// The run failed or was stopped: exit non-zero.
+    case failed = 1
+    /// This worker was declared lost; say hello again to rejoin.
+    case rejoin = 2
 }
 
 /// A frame of little-endian Float32 values, read in place.
@@ -64,6 +74,8 @@ public struct GradientFrame {
     public let lossLow: Int64
     public let exact: Bool
     public let overflowed: Bool
+    /// The assignment's attempt this answers.
+    public let attempt: UInt64
     /// Exact: `2 × parameterCount` Int64 limbs; fast: `parameterCount` Float32.
     public let message: Message
 
@@ -88,9 +100,11 @@ public enum Codec {
     }
 
     public static func job(_ description: [UInt8], job: UInt64, worker: UInt32, parameterCount: Int,
-                           maximumMicroShards: Int, exact: Bool) throws -> [Message] {
-        try frames(Header(type: .job, job: job, worker: worker, frames: 1,
-                          fields: [UInt64(parameterCount), UInt64(maximumMicroShards), exact ? 0 : 1]), description)
+                           maximumMicroShards: Int, exact: Bool, heartbeat: Duration) throws -> [Message] {
+        let milliseconds = UInt64(max(1, (heartbeat / .milliseconds(1)).rounded()))
+        return try frames(Header(type: .job, job: job, worker: worker, frames: 1,
+                                 fields: [UInt64(parameterCount), UInt64(maximumMicroShards), exact ? 0 : 1,
+                                          milliseconds]), description)
     }
 
     /// The weights header; send it followed by a frame over the shared weights (`Message(sharing:)`).
@@ -112,10 +126,12 @@ public enum Codec {
 
     /// The gradient header; send it followed by the values frame.
     public static func gradientHeader(job: UInt64, step: UInt64, worker: UInt32, samples: Int, correct: Int,
-                                      lossHigh: Int64, lossLow: Int64, exact: Bool, overflowed: Bool) throws -> Message {
+                                      lossHigh: Int64, lossLow: Int64, exact: Bool, overflowed: Bool,
+                                      attempt: UInt64) throws -> Message {
         try Message(copying: Header(type: .gradient, job: job, step: step, worker: worker, frames: 1,
                                     fields: [UInt64(samples), UInt64(correct), UInt64(bitPattern: lossHigh),
-                                             UInt64(bitPattern: lossLow), exact ? 0 : 1, overflowed ? 1 : 0]).encoded())
+                                             UInt64(bitPattern: lossLow), (exact ? 0 : 1) | (overflowed ? 2 : 0),
+                                             attempt]).encoded())
     }
 
     public static func ready(job: UInt64, worker: UInt32, hasData: Bool) throws -> [Message] {
@@ -136,8 +152,9 @@ public enum Codec {
         try frames(Header(type: .error, job: job, step: step, worker: worker, frames: 1), Array(text.utf8.prefix(4000)))
     }
 
-    public static func shutdown(_ reason: String, job: UInt64) throws -> [Message] {
-        try frames(Header(type: .shutdown, job: job, frames: 1), Array(reason.utf8.prefix(4000)))
+    public static func shutdown(_ reason: String, job: UInt64, disposition: Disposition = .finished) throws -> [Message] {
+        try frames(Header(type: .shutdown, job: job, frames: 1, fields: [disposition.rawValue]),
+                   Array(reason.utf8.prefix(4000)))
     }
 
     private static func frames(_ header: Header, _ payload: [UInt8]) throws -> [Message] {
@@ -182,11 +199,12 @@ public enum Codec {
             guard bytes <= limits.maximumJobBytes else {
                 throw .payloadSize(type: .job, bytes: bytes, expected: "at most \(limits.maximumJobBytes)")
             }
-            guard f[0] >= 1, f[0] <= 1 << 31, f[1] >= 1, f[1] <= 1 << 20, f[2] <= 1 else {
-                throw .badField(.job, "parameter count \(f[0]), micro-shards \(f[1]), reduction \(f[2]) out of range")
+            guard f[0] >= 1, f[0] <= 1 << 31, f[1] >= 1, f[1] <= 1 << 20, f[2] <= 1, f[3] >= 1, f[3] <= 3_600_000 else {
+                throw .badField(.job, "parameter count \(f[0]), micro-shards \(f[1]), reduction \(f[2]), heartbeat "
+                    + "\(f[3]) ms out of range")
             }
             return .job(description: frame!.bytes, parameterCount: Int(f[0]), maximumMicroShards: Int(f[1]),
-                        exact: f[2] == 0)
+                        exact: f[2] == 0, heartbeat: .milliseconds(Int(f[3])))
         case .weights:
             let count = try parameterCount(limits, .weights)
             guard f[0] == UInt64(count), frame!.count == 4 * count else {
@@ -216,11 +234,11 @@ public enum Codec {
             return .assignment(epoch: f[0], batch: f[1], attempt: f[2], ranges: ranges)
         case .gradient:
             let count = try parameterCount(limits, .gradient)
-            guard f[4] <= 1, f[5] <= 1 else { throw .badField(.gradient, "reduction \(f[4]) / overflowed \(f[5]) not 0 or 1") }
+            guard f[4] <= 3 else { throw .badField(.gradient, "flags \(f[4]) beyond bits 0 (fast) and 1 (overflowed)") }
             guard f[0] >= 1, f[0] <= 1 << 40, f[1] <= f[0] else {
                 throw .badField(.gradient, "samples \(f[0]) and correct \(f[1]) are inconsistent")
             }
-            let exact = f[4] == 0, width = exact ? 16 : 4
+            let exact = f[4] & 1 == 0, width = exact ? 16 : 4
             guard frame!.count == width * count else {
                 throw .payloadSize(type: .gradient, bytes: frame!.count,
                                    expected: "\(width * count) (\(count) parameters, \(exact ? "exact" : "fast"))")
@@ -250,8 +268,8 @@ public enum Codec {
                 }
             }
             return .gradient(GradientFrame(samples: Int(f[0]), correct: Int(f[1]), lossHigh: Int64(bitPattern: f[2]),
-                                           lossLow: Int64(bitPattern: f[3]), exact: exact, overflowed: f[5] == 1,
-                                           message: frame!))
+                                           lossLow: Int64(bitPattern: f[3]), exact: exact, overflowed: f[4] & 2 != 0,
+                                           attempt: f[5], message: frame!))
         case .ready:
             guard f[0] <= 1 else { throw .badField(.ready, "has-data flag \(f[0]) is not 0 or 1") }
             return .ready(hasData: f[0] == 1)
@@ -270,7 +288,10 @@ public enum Codec {
         case .error:
             return .error(try text(frame!, .error, limit: limits.maximumTextBytes))
         case .shutdown:
-            return .shutdown(try text(frame!, .shutdown, limit: limits.maximumTextBytes))
+            guard let disposition = Disposition(rawValue: f[0]) else {
+                throw .badField(.shutdown, "disposition \(f[0]) is not 0, 1 or 2")
+            }
+            return .shutdown(try text(frame!, .shutdown, limit: limits.maximumTextBytes), disposition)
         }
     }
 

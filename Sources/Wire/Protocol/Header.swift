@@ -12,7 +12,7 @@
 /// | 32 | fields `6 × u64` | type-specific values, see `MessageType` |
 public struct Header: Sendable, Equatable {
     public static let magic: UInt32 = 0x4E52_5453
-    public static let protocolVersion: UInt16 = 1
+    public static let protocolVersion: UInt16 = 2
     public static let byteCount = 80
 
     public var type: MessageType
@@ -66,26 +66,28 @@ public struct Header: Sendable, Equatable {
 
 /// What a message is. New types take new numbers; a receiver refuses numbers it does not know, by name.
 public enum MessageType: UInt16, Sendable, CaseIterable {
-    /// Worker → coordinator on join. Fields: cores, pid, resuming worker id (0 for a new worker). Frame: text
-    /// `key=value` lines: build, host, name.
+    /// Worker → coordinator on join. Fields: cores, pid, the worker id it had before when it joins again (0 for a
+    /// new worker). Frame: text `key=value` lines: blas, build, host, name.
     case hello = 1
-    /// Coordinator → worker. Fields: parameter count, micro-shards per batch at most, reduction (0 exact, 1 fast).
-    /// Frame: the job description (opaque bytes to this layer).
+    /// Coordinator → worker. Fields: parameter count, micro-shards per batch at most, reduction (0 exact, 1 fast),
+    /// heartbeat interval in milliseconds. Frame: the job description (opaque bytes to this layer).
     case job = 2
     /// Coordinator → worker: the weights for `step`. Field: parameter count. Frame: `count` little-endian Float32.
     case weights = 3
-    /// Coordinator → worker: micro-shards to compute for `step`. Fields: epoch, batch, attempt. Frame: ranges as
-    /// `(start u32, end u32)` pairs, ascending and disjoint; several ranges let a later reassignment add work.
+    /// Coordinator → worker: micro-shards to compute for `step`. Fields: epoch, batch, attempt (unique within the
+    /// step; the gradient echoes it, so a late answer to a range since given to another worker is recognised).
+    /// Frame: ranges as `(start u32, end u32)` pairs, ascending and disjoint.
     case assignment = 4
     /// Worker → coordinator: the gradient sum for `step`. Fields: samples, correct, loss (two i64 limbs, or a
-    /// Float64 and 0 for fast), reduction (0 exact, 1 fast), overflowed (0/1). Frame: exact: parameter count
-    /// `i64` high limbs then as many low limbs; fast: parameter count Float32.
+    /// Float64 and 0 for fast), flags (bit 0: fast, bit 1: overflowed), the assignment's attempt. Frame: exact:
+    /// parameter count `i64` high limbs then as many low limbs; fast: parameter count Float32.
     case gradient = 5
-    /// Either way, no payload: liveness between steps.
+    /// Either way, no payload: liveness, every heartbeat interval (a worker also sends them while computing).
     case heartbeat = 6
     /// Either way: something went wrong. Frame: one line of text.
     case error = 7
-    /// Coordinator → worker: stop. Frame: the reason.
+    /// Coordinator → worker: stop. Field: 0 the run finished, 1 it failed or was stopped, 2 join again (this
+    /// worker was declared lost). Frame: the reason.
     case shutdown = 8
     /// Worker → coordinator after a job: field 0 is 1 if its own copy of the data matched the job's fingerprint,
     /// 0 if it needs the data sent. No payload.

@@ -55,6 +55,12 @@ public final class Socket {
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// A byte-string option (ZMQ_ROUTING_ID).
+    public func set(_ option: Int32, bytes value: [UInt8]) throws {
+        checkThread()
+        try check(value.withUnsafeBytes { zmq_setsockopt(handle, option, $0.baseAddress, $0.count) }, "zmq_setsockopt(\(option))")
+    }
+
     public func set(_ option: Int32, _ value: Int32) throws {
         checkThread()
         var v = value

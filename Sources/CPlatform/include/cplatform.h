@@ -1,5 +1,5 @@
-#ifndef CCPU_H
-#define CCPU_H
+#ifndef CPLATFORM_H
+#define CPLATFORM_H
 
 /// What cpuid (and xgetbv, for the register state the OS saves) says this CPU can run. All zero off x86-64.
 typedef struct {
@@ -12,5 +12,8 @@ typedef struct {
 } ccpu_features;
 
 ccpu_features ccpu_read(void);
+
+/// Makes standard output line-buffered, so every printed line reaches a log file at once.
+void cplatform_line_buffer_stdout(void);
 
 #endif

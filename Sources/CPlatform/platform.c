@@ -1,5 +1,8 @@
-#include "ccpu.h"
+#include "cplatform.h"
+#include <stdio.h>
 #include <string.h>
+
+void cplatform_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>

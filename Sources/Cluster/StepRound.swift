@@ -1,0 +1,119 @@
+import Wire
+
+/// One step's micro-shards as the coordinator hands them out: which ranges wait for a worker, which are out under
+/// which attempt number, and the results that came back. A lost worker's outstanding ranges return to `waiting`
+/// and go out again under new attempts; an answer to an attempt no longer outstanding is dropped.
+final class StepRound {
+    struct Assignment {
+        let member: Int
+        let ranges: [Range<Int>]
+        let samples: Int
+        let sentAt: ContinuousClock.Instant
+    }
+
+    struct Result {
+        let member: Int
+        let firstMicroShard: Int
+        let frame: GradientFrame
+    }
+
+    let step: Int
+    let epoch: Int
+    let batchIndex: Int
+    let batchSamples: Int
+    let microShardSize: Int
+    private(set) var waiting: [Range<Int>]
+    private(set) var outstanding: [UInt64: Assignment] = [:]
+    private(set) var results: [Result] = []
+    private var nextAttempt: UInt64 = 1
+
+    init(step: Int, epoch: Int, batchIndex: Int, microShards: Int, batchSamples: Int, microShardSize: Int) {
+        self.step = step
+        self.epoch = epoch
+        self.batchIndex = batchIndex
+        self.batchSamples = batchSamples
+        self.microShardSize = microShardSize
+        waiting = microShards > 0 ? [0 ..< microShards] : []
+    }
+
+    var isComplete: Bool { waiting.isEmpty && outstanding.isEmpty }
+    var waitingCount: Int { waiting.reduce(0) { $0 + $1.count } }
+
+    func samples(in ranges: [Range<Int>]) -> Int {
+        ranges.reduce(0) { $0 + min($1.upperBound * microShardSize, batchSamples) - $1.lowerBound * microShardSize }
+    }
+
+    /// Splits the waiting micro-shards over `members` in proportion to `speeds`: each gets the ranges of its share
+    /// (possibly several, when earlier losses left gaps). Returns (member, attempt, ranges) to send.
+    func distribute(over members: [Int], speeds: [Double], now: ContinuousClock.Instant)
+        -> [(member: Int, attempt: UInt64, ranges: [Range<Int>])] {
+        guard !waiting.isEmpty, !members.isEmpty else { return [] }
+        let shares = Sharding.split(waitingCount, speeds: speeds)
+        var pieces = waiting[...]
+        var sent: [(Int, UInt64, [Range<Int>])] = []
+        for (member, share) in zip(members, shares) where !share.isEmpty {
+            var need = share.count, ranges: [Range<Int>] = []
+            while need > 0, let first = pieces.first {
+                let take = min(need, first.count)
+                ranges.append(first.lowerBound ..< first.lowerBound + take)
+                need -= take
+                if take == first.count { pieces = pieces.dropFirst() } else {
+                    pieces[pieces.startIndex] = first.lowerBound + take ..< first.upperBound
+                }
+            }
+            let attempt = nextAttempt
+            nextAttempt += 1
+            outstanding[attempt] = Assignment(member: member, ranges: ranges, samples: samples(in: ranges), sentAt: now)
+            sent.append((member, attempt, ranges))
+        }
+        waiting = Array(pieces)
+        return sent
+    }
+
+    /// The outstanding assignment `attempt`, if it is `member`'s.
+    func assignment(_ attempt: UInt64, of member: Int) -> Assignment? {
+        guard let a = outstanding[attempt], a.member == member else { return nil }
+        return a
+    }
+
+    func complete(_ attempt: UInt64, with frame: GradientFrame) {
+        guard let a = outstanding.removeValue(forKey: attempt) else { return }
+        results.append(Result(member: a.member, firstMicroShard: a.ranges[0].lowerBound, frame: frame))
+    }
+
+    /// Takes back everything `member` holds (its answers so far stay); returns the ranges moved.
+    @discardableResult
+    func release(_ member: Int) -> [Range<Int>] {
+        let mine = outstanding.filter { $0.value.member == member }
+        var moved: [Range<Int>] = []
+        for (attempt, assignment) in mine {
+            outstanding[attempt] = nil
+            moved += assignment.ranges
+        }
+        waiting = Self.merged(waiting + moved)
+        return moved.sorted { $0.lowerBound < $1.lowerBound }
+    }
+
+    /// Whether `member` has work outstanding.
+    func holds(_ member: Int) -> Bool { outstanding.values.contains { $0.member == member } }
+
+    /// Results in micro-shard order: fast mode then adds them in the same order for the same split.
+    var orderedResults: [Result] { results.sorted { $0.firstMicroShard < $1.firstMicroShard } }
+
+    static func merged(_ ranges: [Range<Int>]) -> [Range<Int>] {
+        var out: [Range<Int>] = []
+        for r in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            if let last = out.last, last.upperBound == r.lowerBound {
+                out[out.count - 1] = last.lowerBound ..< r.upperBound
+            } else {
+                out.append(r)
+            }
+        }
+        return out
+    }
+}
+
+/// Ranges as people write them: `0-3, 7` for micro-shards 0 to 3 and 7.
+func describe(_ ranges: [Range<Int>]) -> String {
+    ranges.map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound - 1)" }.joined(separator: ", ")
+}

@@ -1,0 +1,191 @@
+import Foundation
+
+/// A run's whole state in one safetensors file: the weights under their usual names (so `--init` and PyTorch read
+/// them), the optimizer's state as `shardtrain.optimizer.N` tensors, and in the metadata the step, the current
+/// epoch's running sums, the optimizer's step count, the job's hash and the data's fingerprint. The epoch, the
+/// position in its shuffled order and the schedule follow from the step, so a resumed run takes the same steps
+/// with the same bits.
+///
+/// Files are written to a temporary name, fsync'ed and renamed (then the folder fsync'ed), so a kill at any instant
+/// leaves the previous checkpoint whole; the newest `kept` are kept.
+public struct Checkpointer {
+    public let folder: String
+    public let kept: Int
+    private let jobHash: String
+    private let fingerprint: String
+
+    static let filePrefix = "checkpoint-", fileSuffix = ".safetensors"
+    static let formatVersion = "1"
+
+    public init(folder: String, job: Job, fingerprint: String, kept: Int = 3) throws {
+        self.folder = folder
+        self.kept = kept
+        jobHash = Self.hash(job)
+        self.fingerprint = fingerprint
+        var isFolder: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) {
+            do {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            } catch {
+                throw InputError("--checkpoint \(folder): cannot create the folder (\(error.localizedDescription))")
+            }
+        } else if !isFolder.boolValue {
+            throw InputError("--checkpoint \(folder): is a file; give a folder")
+        }
+        guard access(folder, W_OK) == 0 else {
+            throw InputError("--checkpoint \(folder): the folder is not writable")
+        }
+    }
+
+    /// The job as far as it decides the bits of every step: its canonical text with the run's length and the
+    /// printing interval left out, so a resumed run may be given more epochs.
+    public static func hash(_ job: Job) -> String {
+        var normalised = job
+        normalised.options.length = .steps(1)
+        normalised.logEvery = nil
+        var digest = SHA256()
+        digest.update(Array(normalised.canonicalText.utf8))
+        return digest.hexDigest()
+    }
+
+    /// Writes the trainer's state; returns the file's path.
+    @discardableResult
+    public func write(_ trainer: Trainer) throws -> String {
+        var metadata = ["format": "pt", "producer": "shardtrain", "shardtrain.checkpoint": Self.formatVersion,
+                        "shardtrain.step": String(trainer.step), "shardtrain.epoch": String(trainer.epoch),
+                        "shardtrain.optimizer_steps": String(trainer.optimizer.steps),
+                        "shardtrain.job_sha256": jobHash, "shardtrain.data_fingerprint": fingerprint]
+        let progress = trainer.epochProgress
+        metadata["shardtrain.epoch_loss_sum"] = String(progress.lossSum.bitPattern, radix: 16)
+        metadata["shardtrain.epoch_correct"] = String(progress.correct)
+        metadata["shardtrain.epoch_samples"] = String(progress.samples)
+        let extra = trainer.optimizer.state.enumerated().map { ("\(Safetensors.extraPrefix)optimizer.\($0.offset)", $0.element.array) }
+        let data = Safetensors.encode(trainer.parameters.array, layout: trainer.spec.layout, metadata: metadata,
+                                      extra: extra)
+        let name = Self.filePrefix + String(format: "%010d", trainer.step) + Self.fileSuffix
+        let path = (folder as NSString).appendingPathComponent(name)
+        let temporary = (folder as NSString).appendingPathComponent(".\(name).\(getpid()).tmp")
+        try Self.writeDurably(data, to: temporary, renamingTo: path, folder: folder)
+        prune()
+        return path
+    }
+
+    /// The checkpoints in the folder, newest (highest step) first.
+    public func files() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        return names.filter { $0.hasPrefix(Self.filePrefix) && $0.hasSuffix(Self.fileSuffix) }.sorted(by: >)
+            .map { (folder as NSString).appendingPathComponent($0) }
+    }
+
+    private func prune() {
+        for old in files().dropFirst(kept) { try? FileManager.default.removeItem(atPath: old) }
+    }
+
+    /// Restores the newest checkpoint that reads whole into `trainer`; returns its path, or nil when the folder
+    /// holds none. One of another job or data is refused, saying what differs.
+    public func resume(_ trainer: Trainer, log: (String) -> Void) throws -> String? {
+        var unreadable: [String] = []
+        for path in files() {
+            do {
+                try restore(path, into: trainer)
+                if !unreadable.isEmpty { log("skipped unreadable checkpoints: \(unreadable.joined(separator: "; "))") }
+                return path
+            } catch let error as CheckpointUnreadable {
+                unreadable.append(error.message)
+            }
+        }
+        if !unreadable.isEmpty {
+            throw InputError("--checkpoint \(folder): no checkpoint could be read: \(unreadable.joined(separator: "; "))")
+        }
+        return nil
+    }
+
+    private struct CheckpointUnreadable: Error { let message: String }
+
+    private func restore(_ path: String, into trainer: Trainer) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CheckpointUnreadable(message: "\(path): cannot be read")
+        }
+        let parameters: [Float], metadata: [String: String], tensors: [String: [Float]]
+        do {
+            parameters = try Safetensors.decode(data, layout: trainer.spec.layout, name: path)
+            (metadata, tensors) = try Safetensors.readExtras(data, name: path)
+        } catch let error as InputError {
+            throw CheckpointUnreadable(message: error.message)
+        }
+        func field(_ key: String) throws -> String {
+            guard let value = metadata["shardtrain.\(key)"] else {
+                throw CheckpointUnreadable(message: "\(path): not a shardtrain checkpoint (no \(key) in its metadata)")
+            }
+            return value
+        }
+        guard try field("checkpoint") == Self.formatVersion else {
+            throw CheckpointUnreadable(message: "\(path): checkpoint format \(try field("checkpoint")), this build "
+                + "reads \(Self.formatVersion)")
+        }
+        let theirJob = try field("job_sha256"), theirData = try field("data_fingerprint")
+        guard theirJob == jobHash else {
+            throw InputError("\(path) is a checkpoint of another job (job hash \(theirJob.prefix(12))…, this job "
+                + "\(jobHash.prefix(12))…): the model, loss, optimizer, schedule, batch size, seed, micro-shard or "
+                + "reduction differ; resume with the job that wrote it, or use another --checkpoint folder")
+        }
+        guard theirData == fingerprint else {
+            throw InputError("\(path) was written for other training data (fingerprint \(theirData.prefix(12))…, "
+                + "this data \(fingerprint.prefix(12))…); resume with the same data, or use another --checkpoint folder")
+        }
+        guard let step = Int(try field("step")), step >= 0, let optimizerSteps = Int(try field("optimizer_steps")),
+              let lossBits = UInt64(try field("epoch_loss_sum"), radix: 16), let correct = Int(try field("epoch_correct")),
+              let samples = Int(try field("epoch_samples")) else {
+            throw CheckpointUnreadable(message: "\(path): malformed step or epoch fields in its metadata")
+        }
+        let count = trainer.optimizer.state.count
+        var state: [[Float]] = []
+        for index in 0..<count {
+            guard let values = tensors["\(Safetensors.extraPrefix)optimizer.\(index)"],
+                  values.count == trainer.parameters.count else {
+                throw CheckpointUnreadable(message: "\(path): optimizer state \(index) of \(count) is missing or the "
+                    + "wrong size")
+            }
+            state.append(values)
+        }
+        trainer.restore(step: step, progress: EpochProgress(lossSum: Double(bitPattern: lossBits), correct: correct,
+                                                             samples: samples),
+                        parameters: parameters, optimizerSteps: optimizerSteps, optimizerState: state)
+    }
+
+    /// Writes `data` to `temporary`, flushes it to disk, renames it to `path` and flushes the folder.
+    static func writeDurably(_ data: Data, to temporary: String, renamingTo path: String, folder: String) throws {
+        func failure(_ what: String) -> InputError {
+            InputError("\(path): cannot \(what) the checkpoint (\(String(cString: strerror(errno)))); check the "
+                + "--checkpoint folder's space and permissions")
+        }
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw failure("create") }
+        var written = 0
+        let ok = data.withUnsafeBytes { raw -> Bool in
+            while written < raw.count {
+                let n = Foundation.write(fd, raw.baseAddress! + written, raw.count - written)
+                if n < 0 { if errno == EINTR { continue }; return false }
+                written += n
+            }
+            return true
+        }
+        guard ok, fsync(fd) == 0 else {
+            let error = failure("write")
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        close(fd)
+        guard rename(temporary, path) == 0 else {
+            let error = failure("rename")
+            unlink(temporary)
+            throw error
+        }
+        let folderFD = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if folderFD >= 0 {
+            fsync(folderFD)
+            close(folderFD)
+        }
+    }
+}

@@ -1,0 +1,53 @@
+import Foundation
+
+/// SIGTERM and SIGINT as a request to stop at the next safe point (a step boundary, or a wait for workers), so a
+/// checkpoint can be written first, as Slurm's and Kubernetes' preemption expects. A second signal ends the process
+/// at once, after sending SIGTERM to the child processes registered here.
+public enum Interruption {
+    nonisolated(unsafe) private static var received: sig_atomic_t = 0
+    // Children to signal from the handler: a fixed array, since a handler may not allocate or lock.
+    nonisolated(unsafe) private static let children = UnsafeMutablePointer<pid_t>.allocate(capacity: 256)
+    nonisolated(unsafe) private static var childCount: sig_atomic_t = 0
+
+    /// The signal received, if any.
+    public static var signal: Int32? { received == 0 ? nil : Int32(received) }
+
+    /// The exit status for a run stopped by `signal`: 128 + its number, as shells report it.
+    public static func exitStatus(_ signal: Int32) -> Int32 { 128 + signal }
+
+    public static func install() {
+        let handler: @convention(c) (Int32) -> Void = { number in
+            if Interruption.received != 0 {
+                for i in 0..<Int(Interruption.childCount) { kill(Interruption.children[i], SIGTERM) }
+                _exit(128 + number)
+            }
+            Interruption.received = sig_atomic_t(number)
+        }
+        Foundation.signal(SIGINT, handler)
+        Foundation.signal(SIGTERM, handler)
+    }
+
+    /// A child process to stop if this one is ended by a second signal.
+    public static func register(child pid: pid_t) {
+        guard childCount < 256 else { return }
+        children[Int(childCount)] = pid
+        childCount += 1
+    }
+}
+
+/// The run was stopped by a signal (after writing a checkpoint when one was asked for).
+public struct Interrupted: Error, CustomStringConvertible {
+    public let signal: Int32
+    public let checkpoint: String?
+
+    public init(signal: Int32, checkpoint: String?) {
+        self.signal = signal
+        self.checkpoint = checkpoint
+    }
+
+    public var description: String {
+        let name = signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "signal \(signal)"
+        return "stopped by \(name)" + (checkpoint.map { "; checkpoint written to \($0); continue with --resume" }
+            ?? "; no --checkpoint folder was given, so the progress is lost")
+    }
+}

@@ -1,0 +1,59 @@
+import ArgumentParser
+import Cluster
+import Engine
+import Foundation
+
+/// The flags of every run with workers (`train --workers N`, `coordinator`): membership, heartbeats and timeouts.
+struct ClusterFlags: ParsableArguments {
+    @Option(help: "Seconds between heartbeats, both ways; a worker silent for 3 is lost.") var heartbeat = 1.0
+    @Option(help: "Fewest workers to train with; below it, checkpoint and wait --rejoin-timeout for more.")
+    var minWorkers = 1
+    @Option(help: "Seconds to wait for the workers to join before step 1.") var joinTimeout = 120.0
+    @Option(help: "Seconds a worker may take over one assignment before it is lost and its work moves.")
+    var workerTimeout = 30.0
+    @Option(help: "Seconds to wait for workers when fewer than --min-workers are left.") var rejoinTimeout = 300.0
+
+    func validate() throws {
+        for (flag, value) in [("--heartbeat", heartbeat), ("--join-timeout", joinTimeout),
+                              ("--worker-timeout", workerTimeout), ("--rejoin-timeout", rejoinTimeout)] {
+            guard value.isFinite, value >= 0.01, value <= 1e6 else {
+                throw ValidationError("\(flag) \(value): give seconds between 0.01 and 1000000")
+            }
+        }
+        guard minWorkers >= 1 else { throw ValidationError("--min-workers \(minWorkers): must be at least 1") }
+    }
+
+    func settings(endpoint: String, workers: Int, verbose: Bool) throws -> Coordinator.Settings {
+        guard minWorkers <= workers else {
+            throw InputError("--min-workers \(minWorkers) is more than the \(workers) workers the run starts with")
+        }
+        var settings = Coordinator.Settings(endpoint: endpoint, workers: workers)
+        settings.minimumWorkers = minWorkers
+        settings.heartbeat = .seconds(heartbeat)
+        settings.joinTimeout = .seconds(joinTimeout)
+        settings.workerTimeout = .seconds(workerTimeout)
+        settings.rejoinTimeout = .seconds(rejoinTimeout)
+        settings.verbose = verbose
+        return settings
+    }
+}
+
+/// Runs `body` (the training), then tells the coordinator's workers how it ended: finished, or failed/stopped.
+func servingWorkers(_ coordinator: () -> Coordinator?, _ body: () throws -> Void) throws {
+    do {
+        try body()
+        coordinator()?.shutdown()
+    } catch {
+        coordinator()?.shutdown(reason: "the run stopped: \(error)", disposition: .failed)
+        throw error
+    }
+}
+
+/// After a run is prepared: a coordinator short of workers writes a checkpoint before it waits for more.
+func checkpointWhenStarved(_ coordinator: Coordinator?, _ run: PreparedRun, _ checkpointer: Checkpointer?) {
+    guard let coordinator, let checkpointer else { return }
+    coordinator.onStarved = {
+        let path = try checkpointer.write(run.trainer)
+        logToStandardError("checkpoint written to \(path)")
+    }
+}
