@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Engine"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["shardtrain", "Wire"]
+            dependencies: ["shardtrain", "Wire", "Engine"]
         ),
     ],
     swiftLanguageModes: [.v6]

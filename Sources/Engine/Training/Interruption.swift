@@ -25,6 +25,12 @@ public enum Interruption {
         }
         Foundation.signal(SIGINT, handler)
         Foundation.signal(SIGTERM, handler)
+        // A parent may have started this process with the signals blocked (they would then wait, unseen, forever).
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
     /// A child process to stop if this one is ended by a second signal.

@@ -64,12 +64,13 @@ extension Command {
         return process
     }
 
-    /// The first line of the file that contains `text`, waiting up to `timeout` seconds for it.
-    static func waitForLine(in path: String, containing text: String, timeout: Double) throws -> String {
+    /// The first line of the file that contains `text` (and `also`), waiting up to `timeout` seconds for it.
+    static func waitForLine(in path: String, containing text: String, timeout: Double, and also: String = "") throws
+        -> String {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if let content = try? String(contentsOfFile: path, encoding: .utf8),
-               let line = content.split(separator: "\n").first(where: { $0.contains(text) }) {
+               let line = content.split(separator: "\n").first(where: { $0.contains(text) && (also.isEmpty || $0.contains(also)) }) {
                 return String(line)
             }
             Thread.sleep(forTimeInterval: 0.05)
