@@ -175,10 +175,8 @@ public final class Coordinator: GradientSource {
             if delivered {
                 table[member].weightsStep = round.step
                 table[member].state = .assigned
-            } else {
-                try handOut(round, weights: weights)  // its ranges are waiting again; give them to the others
-                return
             }
+            // Not delivered: the member is lost and its ranges wait again; the step's loop hands them out next.
         }
     }
 
@@ -206,6 +204,8 @@ public final class Coordinator: GradientSource {
             try? router.send([Message(copying: member.identity)]
                 + Codec.shutdown(reason, job: jobID, disposition: disposition), wait: false)
         }
+        // Closing waits up to a second for these to leave (LINGER is 0 otherwise, so a dead peer never holds it).
+        try? SocketTuning.flushOnClose(router, within: .seconds(1))
     }
 
     // MARK: The poll loop

@@ -63,10 +63,13 @@ public final class WorkerNode {
             let (job, data) = try prepareData(dealer, session, held: held)
             held = (session.announcement.fingerprint, job, data)
             try dealer.send(Codec.ready(job: session.jobID, worker: session.workerID, hasData: true))
-            log("\(settings.name): joined as w\(session.workerID); BLAS \(BLASKernel.description)")
+            // The coordinator names local workers itself; a remote one says where it is.
+            if settings.parentPID == nil {
+                log("\(settings.name): joined as w\(session.workerID); BLAS \(BLASKernel.description)")
+            }
             switch try work(dealer, session, job: job, data: data) {
             case .finished:
-                log("\(settings.name): the run finished; stopping")
+                if settings.parentPID == nil { log("\(settings.name): the run finished; stopping") }
                 return
             case .rejoin(let why):
                 log("\(settings.name): \(why); joining again")
@@ -92,8 +95,11 @@ public final class WorkerNode {
             do {
                 try dealer.send(hello, wait: false)
             } catch let error as ZMQError where error.wouldBlock {
-                if !said { log("\(settings.name): waiting for the coordinator at \(settings.endpoint)") }
-                said = true
+                // A connection takes a moment to come up; say so only when it is really waiting.
+                if !said && backoff >= .milliseconds(800) {
+                    log("\(settings.name): waiting for the coordinator at \(settings.endpoint)")
+                    said = true
+                }
                 Thread.sleep(forTimeInterval: backoff / .seconds(1))
                 backoff = min(backoff * 2, .seconds(2))
                 continue

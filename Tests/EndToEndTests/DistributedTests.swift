@@ -65,7 +65,7 @@ struct DistributedTests {
         let status = Command.wait(process, timeout: 120)
         #expect(status == 0, "exit status \(String(describing: status))")
         let text = try String(contentsOfFile: log, encoding: .utf8)
-        #expect(text.contains("(pid \(pid)) lost: local worker") && text.contains("was killed by signal 9"),
+        #expect(text.contains("pid \(pid)) lost: local worker") && text.contains("was killed by signal 9"),
                 "\(text.suffix(1500))")
         #expect(text.contains("started a replacement"), "\(text.suffix(1500))")
         #expect(try FailureTests.digest(out) == FailureTests.reference.digest)

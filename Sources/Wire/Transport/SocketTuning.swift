@@ -32,6 +32,11 @@ public enum SocketTuning {
         try common(socket, maximumMessageBytes: maximumMessageBytes, heartbeat: heartbeat, silence: silence)
     }
 
+    /// Lets the last messages (a shutdown) leave when the socket closes, waiting at most `within`.
+    public static func flushOnClose(_ socket: Socket, within: Duration) throws {
+        try socket.set(ZMQ_LINGER, Int32((within / .milliseconds(1)).rounded()))
+    }
+
     private static func common(_ socket: Socket, maximumMessageBytes: Int, heartbeat: Duration,
                                silence: Duration) throws {
         func milliseconds(_ d: Duration) -> Int32 { Int32(min(max(1, (d / .milliseconds(1)).rounded()), 3_600_000)) }
