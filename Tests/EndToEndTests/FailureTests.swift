@@ -190,3 +190,19 @@ struct SplitMix: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+extension FailureTests {
+    @Test("a checkpoint of another job is refused with exit 2; the same job with more epochs resumes")
+    func foreignCheckpoint() throws {
+        let folder = Command.temporaryPath("ckpt-foreign")
+        try? FileManager.default.removeItem(atPath: folder)
+        let first = try Command.run(["train", "--config", "examples/xor.yaml", "--epochs", "3", "--checkpoint", folder])
+        #expect(first.status == 0, "\(first.stderr)")
+        let otherJob = try Command.run(["train", "--config", "examples/xor.yaml", "--lr", "0.1", "--checkpoint", folder,
+                                        "--resume"])
+        #expect(otherJob.status == 2 && otherJob.stderr.contains("is a checkpoint of another job"), "\(otherJob.stderr)")
+        let longer = try Command.run(["train", "--config", "examples/xor.yaml", "--epochs", "5", "--checkpoint", folder,
+                                      "--resume"])
+        #expect(longer.status == 0 && longer.stderr.contains("resumed from"), "\(longer.stderr)")
+    }
+}
