@@ -88,7 +88,6 @@ struct MemberTable {
     func index(of identity: [UInt8]) -> Int? { members.lastIndex { $0.identity == identity } }
 
     var active: [Int] { members.indices.filter { members[$0].isActive } }
-    var joining: [Int] { members.indices.filter { members[$0].state == .joining } }
     var lost: [Member] { members.filter { $0.state == .lost } }
 
     mutating func admit(identity: [UInt8], fields: [String: String], now: ContinuousClock.Instant) -> Int {

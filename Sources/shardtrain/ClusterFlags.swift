@@ -23,7 +23,8 @@ struct ClusterFlags: ParsableArguments {
         guard minWorkers >= 1 else { throw ValidationError("--min-workers \(minWorkers): must be at least 1") }
     }
 
-    func settings(endpoint: String, workers: Int, verbose: Bool) throws -> Coordinator.Settings {
+    /// A coordinator for the run on `endpoint`, logging to standard error, with these flags' settings.
+    func coordinator(job: Job, training: Dataset, endpoint: String, workers: Int, verbose: Bool) throws -> Coordinator {
         guard minWorkers <= workers else {
             throw InputError("--min-workers \(minWorkers) is more than the \(workers) workers the run starts with")
         }
@@ -34,7 +35,7 @@ struct ClusterFlags: ParsableArguments {
         settings.workerTimeout = .seconds(workerTimeout)
         settings.rejoinTimeout = .seconds(rejoinTimeout)
         settings.verbose = verbose
-        return settings
+        return try Coordinator(job: job, training: training, settings: settings, log: logToStandardError)
     }
 }
 

@@ -19,10 +19,8 @@ struct CoordinatorCommand: ParsableCommand {
             var coordinator: Coordinator?
             try servingWorkers({ coordinator }) {
                 try flags.train(makeSource: { job, training in
-                    let made = try Coordinator(job: job, training: training,
-                                               settings: cluster.settings(endpoint: bind, workers: workers,
-                                                                          verbose: flags.verbose),
-                                               log: logToStandardError)
+                    let made = try cluster.coordinator(job: job, training: training, endpoint: bind, workers: workers,
+                                                       verbose: flags.verbose)
                     coordinator = made
                     logToStandardError("waiting for \(workers) workers on \(made.endpoint)")
                     try made.waitForWorkers()

@@ -26,10 +26,8 @@ struct Train: ParsableCommand {
             }
             try servingWorkers({ coordinator }) {
                 try flags.train(makeSource: { job, training in
-                    let made = try Coordinator(job: job, training: training,
-                                               settings: cluster.settings(endpoint: endpoint, workers: workers,
-                                                                          verbose: flags.verbose),
-                                               log: logToStandardError)
+                    let made = try cluster.coordinator(job: job, training: training, endpoint: endpoint,
+                                                       workers: workers, verbose: flags.verbose)
                     coordinator = made
                     local = try LocalWorkers(count: workers, endpoint: endpoint)
                     made.processCheck = { local?.check(log: logToStandardError) }

@@ -84,30 +84,22 @@ struct TrainingFlags: ParsableArguments {
         }
         prepared(run, checkpointer)
         let metricsFile = try metrics.map { try MetricsFile($0, append: resume) }
-        var lastCheckpoint = resume ? trainer.step : -1
-        func writeCheckpoint() throws -> String? {
-            guard let checkpointer else { return nil }
-            let path = try checkpointer.write(trainer)
-            lastCheckpoint = trainer.step
-            return path
-        }
         let every = checkpointEvery ?? max(trainer.plan.batchesPerEpoch, 1)
         do {
             try trainer.run(onEpoch: { report in
                 if report.epoch % run.logEvery == 0 { print(Reporting.epochLine(report)) }
                 metricsFile?.append(Reporting.metricsLine(report))
             }, afterStep: { trainer in
-                if checkpointer != nil, trainer.step % every == 0 { _ = try writeCheckpoint() }
+                if trainer.step % every == 0 { try checkpointer?.write(trainer) }
                 if let signal = Interruption.signal {
-                    throw Interrupted(signal: signal, checkpoint: lastCheckpoint == trainer.step
-                        ? checkpointer?.files().first : try writeCheckpoint())
+                    throw Interrupted(signal: signal, checkpoint: try checkpointer?.write(trainer))
                 }
             })
         } catch let stop as Interrupted where stop.checkpoint == nil && checkpointer != nil {
             // Stopped inside a step: the trainer still holds the state from before it.
-            throw Interrupted(signal: stop.signal, checkpoint: try writeCheckpoint())
+            throw Interrupted(signal: stop.signal, checkpoint: try checkpointer?.write(trainer))
         }
-        if checkpointer != nil, lastCheckpoint != trainer.step { _ = try writeCheckpoint() }
+        try checkpointer?.write(trainer)
         print(run.closingLines().joined(separator: "\n"))
         if let save {
             try Safetensors.write(trainer.parameters.array, layout: run.job.model.layout, to: save,

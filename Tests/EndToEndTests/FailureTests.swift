@@ -69,20 +69,22 @@ struct FailureTests {
     @Test("chaos: workers killed with SIGKILL at random steps and a new one added; the same bits",
           arguments: [11, 29])
     func chaos(seed: UInt64) throws {
-        var generator = SplitMix(seed: seed)
+        var generator = Xoshiro(seed: seed)
         let port = Command.freePort()
         let log = Command.temporaryPath("chaos-\(seed).log"), out = Command.temporaryPath("chaos-\(seed).st")
         let coordinator = try Self.coordinator(port, log: log, ["--workers", "3", "--save", out])
         var workers = try (1...3).map { try Self.worker(port, name: "c\($0)", log: log + ".w\($0)") }
         defer { Self.expectAllEnded([coordinator] + workers) }
-        let kills = [60 + Int(generator.next() % 100), 250 + Int(generator.next() % 100), 420 + Int(generator.next() % 80)]
+        // Seeded, so a failing chaos run can be repeated.
+        let kills = [60 + generator.nextIndex(below: 100), 250 + generator.nextIndex(below: 100),
+                     420 + generator.nextIndex(below: 80)]
         try Self.waitForStep(kills[0], in: log)
-        let first = Int(generator.next() % 3)
+        let first = generator.nextIndex(below: 3)
         kill(workers[first].processIdentifier, SIGKILL)
         try Self.waitForStep(kills[1], in: log)
         workers.append(try Self.worker(port, name: "c4", log: log + ".w4"))
         try Self.waitForStep(kills[2], in: log)
-        let second = [0, 1, 2].filter { $0 != first }[Int(generator.next() % 2)]
+        let second = [0, 1, 2].filter { $0 != first }[generator.nextIndex(below: 2)]
         kill(workers[second].processIdentifier, SIGKILL)
         #expect(Command.wait(coordinator, timeout: 120) == 0)
         let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
@@ -175,19 +177,6 @@ struct FailureTests {
         var sha = SHA256()
         sha.update([UInt8](data))
         return sha.hexDigest()
-    }
-}
-
-/// A seeded generator, so a failing chaos run can be repeated.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

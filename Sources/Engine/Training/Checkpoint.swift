@@ -8,11 +8,13 @@ import Foundation
 ///
 /// Files are written to a temporary name, fsync'ed and renamed (then the folder fsync'ed), so a kill at any instant
 /// leaves the previous checkpoint whole; the newest `kept` are kept.
-public struct Checkpointer {
+public final class Checkpointer {
     public let folder: String
     public let kept: Int
     private let jobHash: String
     private let fingerprint: String
+    /// The checkpoint of the trainer's current state, once written or resumed from (it is not written twice).
+    private var latest: (step: Int, path: String)?
 
     static let filePrefix = "checkpoint-", fileSuffix = ".safetensors"
     static let formatVersion = "1"
@@ -48,9 +50,10 @@ public struct Checkpointer {
         return digest.hexDigest()
     }
 
-    /// Writes the trainer's state; returns the file's path.
+    /// Writes the trainer's state unless its step's checkpoint is already the latest; returns the file's path.
     @discardableResult
     public func write(_ trainer: Trainer) throws -> String {
+        if let latest, latest.step == trainer.step { return latest.path }
         var metadata = ["format": "pt", "producer": "shardtrain", "shardtrain.checkpoint": Self.formatVersion,
                         "shardtrain.step": String(trainer.step), "shardtrain.epoch": String(trainer.epoch),
                         "shardtrain.optimizer_steps": String(trainer.optimizer.steps),
@@ -67,6 +70,7 @@ public struct Checkpointer {
         let temporary = (folder as NSString).appendingPathComponent(".\(name).\(getpid()).tmp")
         try Self.writeDurably(data, to: temporary, renamingTo: path, folder: folder)
         prune()
+        latest = (trainer.step, path)
         return path
     }
 
@@ -88,6 +92,7 @@ public struct Checkpointer {
         for path in files() {
             do {
                 try restore(path, into: trainer)
+                latest = (trainer.step, path)
                 if !unreadable.isEmpty { log("skipped unreadable checkpoints: \(unreadable.joined(separator: "; "))") }
                 return path
             } catch let error as CheckpointUnreadable {

@@ -1,0 +1,226 @@
+import Engine
+import Foundation
+import Wire
+
+/// The coordinator's one poll loop: every message from a worker, every heartbeat and every loss goes through here
+/// and changes the member table (and the step's round) in one place.
+extension Coordinator {
+    // MARK: The poll loop
+
+    /// Receives and handles messages for up to `timeout`, sends heartbeats when due, and declares lost the
+    /// workers that are silent, gone or too slow. Every member event goes through here.
+    func pump(_ round: StepRound?, timeout: Duration) throws {
+        if let signal = Interruption.signal { throw Interrupted(signal: signal, checkpoint: nil) }
+        let deadline = clock.now + timeout
+        repeat {
+            let slice = min(deadline - clock.now, settings.heartbeat / 2)
+            if slice > .zero, try Socket.poll([router], timeout: slice)[0] {
+                while let received = try router.receive(maximumFrames: Codec.maximumFrames + 1) {
+                    try handle(received, round)
+                }
+            }
+            try keepAlive(round)
+            if let round, round.isComplete { return }
+        } while clock.now < deadline
+    }
+
+    private func handle(_ received: Socket.Received, _ round: StepRound?) throws {
+        let frames: [Message]
+        switch received {
+        case .tooManyFrames(let first, let total):
+            let identity = first.first?.bytes ?? []
+            if !guardian.isCutOff(identity) { refused(identity, .tooManyFrames(total), round) }
+            return
+        case .frames(let all):
+            frames = all
+        }
+        let identity = frames[0].bytes
+        guard !guardian.isCutOff(identity) else { return }
+        let envelope: Envelope
+        do {
+            envelope = try Codec.decode(Array(frames.dropFirst()), limits: limits)
+        } catch {
+            if case .wrongJob = error {
+                // A worker of an earlier coordinator on this endpoint: it must join this one.
+                try? router.send([Message(copying: identity)] + Codec.shutdown(
+                    "this coordinator runs another job; join again", job: jobID, disposition: .rejoin), wait: false)
+                return
+            }
+            if case .version = error {
+                try? router.send([Message(copying: identity)] + Codec.error("\(error)", job: jobID, step: 0, worker: 0),
+                                 wait: false)
+            }
+            refused(identity, error, round)
+            return
+        }
+        if case .hello(let fields) = envelope.payload {
+            try hello(identity, fields, round)
+            return
+        }
+        guard let index = table.index(of: identity) else {
+            // Not a hello and not a member: a worker this coordinator has never seen (it restarted). Ask it in.
+            try? router.send([Message(copying: identity)] + Codec.shutdown(
+                "this coordinator does not know this worker; join again", job: jobID, disposition: .rejoin), wait: false)
+            return
+        }
+        table[index].lastHeard = clock.now
+        if table[index].state == .lost {
+            if !table[index].toldToRejoin {
+                table[index].toldToRejoin = true
+                try? router.send([Message(copying: identity)] + Codec.shutdown(
+                    "\(table[index].label) was declared lost; join again", job: jobID, disposition: .rejoin), wait: false)
+            }
+            return
+        }
+        switch envelope.payload {
+        case .ready(let hasData):
+            try ready(index, hasData: hasData)
+        case .gradient(let frame):
+            result(index, envelope.header, frame, round)
+        case .error(let text):
+            lose(index, .reportedError(String(text.prefix(300))), round)
+        default:
+            break  // heartbeats only refresh lastHeard
+        }
+    }
+
+    private func hello(_ identity: [UInt8], _ fields: [String: String], _ round: StepRound?) throws {
+        if let old = table.index(of: identity), table[old].state != .lost { lose(old, .restarted, round) }
+        let index = table.admit(identity: identity, fields: fields, now: clock.now)
+        let member = table[index]
+        let sent = send(to: index, try Codec.job(announcement.bytes, job: jobID, worker: member.id,
+                                                  parameterCount: limits.parameterCount!,
+                                                  maximumMicroShards: GradientSum.maximumMicroShards,
+                                                  exact: job.options.reduction == .exact, heartbeat: settings.heartbeat))
+        if sent { log("\(member.label) joined with \(member.cores) cores, build \(member.build), BLAS \(member.blas)") }
+    }
+
+    private func ready(_ index: Int, hasData: Bool) throws {
+        guard table[index].state == .joining else { return }
+        let member = table[index]
+        if job.options.reduction == .exact, member.blas.lowercased() != BLASKernel.loaded.lowercased() {
+            let why = "exact mode needs every worker on the coordinator's BLAS kernel \(BLASKernel.loaded), and "
+                + "\(member.label) runs \(member.blas); start it with OPENBLAS_CORETYPE=\(BLASKernel.loaded) if its CPU "
+                + "can run that kernel, or use --reduction fast"
+            try? router.send([Message(copying: member.identity)] + Codec.shutdown(why, job: jobID, disposition: .failed),
+                             wait: false)
+            lose(index, .refused(why), nil)
+            return
+        }
+        guard hasData else {
+            log("\(member.label) has no matching copy of the data; sending \(training.count) samples")
+            let values = training.features + training.targets
+            _ = send(to: index, [try Codec.dataHeader(job: jobID, samples: training.count,
+                                                      featureWidth: training.featureWidth,
+                                                      targetWidth: training.targetWidth),
+                                 try values.withUnsafeBytes { try Message(copying: $0) }])
+            return
+        }
+        table[index].state = .ready
+        if started {
+            log("\(member.label) is ready and takes micro-shards from the next assignment on")
+        } else {
+            log("\(member.label) ready (\(table.active.count)/\(settings.workers))")
+        }
+    }
+
+    private func result(_ index: Int, _ header: Header, _ frame: GradientFrame, _ round: StepRound?) {
+        let member = table[index]
+        guard let round, header.step == UInt64(round.step) else {
+            if settings.verbose { log("dropped \(member.label)'s result for step \(header.step): not the current step") }
+            return
+        }
+        guard let assignment = round.assignment(frame.attempt, of: index) else {
+            if settings.verbose {
+                log("dropped \(member.label)'s late result (attempt \(frame.attempt)) for step \(round.step): its "
+                    + "micro-shards were given to another worker")
+            }
+            return
+        }
+        guard header.worker == member.id, frame.samples == assignment.samples,
+              frame.exact == (job.options.reduction == .exact) else {
+            lose(index, .mismatched("\(frame.samples) samples, \(frame.exact ? "exact" : "fast"), for micro-shards "
+                + "\(describe(assignment.ranges)) of \(assignment.samples) samples"), round)
+            return
+        }
+        round.complete(frame.attempt, with: frame)
+        let seconds = max((clock.now - assignment.sentAt) / .seconds(1), 1e-6)
+        let speed = Double(assignment.ranges.reduce(0) { $0 + $1.count }) / seconds
+        table[index].speed = member.speed == 1.0 ? speed : 0.7 * member.speed + 0.3 * speed
+        if !round.holds(index) { table[index].state = .ready }
+    }
+
+    /// Heartbeats out; silent, exited and too-slow workers lost.
+    private func keepAlive(_ round: StepRound?) throws {
+        let now = clock.now
+        loseExitedProcesses(round)
+        for index in table.members.indices where table[index].state != .lost {
+            let silent = now - table[index].lastHeard
+            if silent > settings.silence { lose(index, .silent(silent), round) }
+        }
+        if let round {
+            for (_, assignment) in round.outstanding where now - assignment.sentAt > settings.workerTimeout {
+                lose(assignment.member, .tooSlow(settings.workerTimeout), round)
+            }
+        }
+        guard now - lastHeartbeat >= settings.heartbeat else { return }
+        lastHeartbeat = now
+        for index in table.members.indices where table[index].state != .lost {
+            _ = send(to: index, try Codec.heartbeat(job: jobID, step: UInt64(round?.step ?? 0), worker: table[index].id),
+                     round)
+        }
+    }
+
+    /// Declares lost the members whose processes (started by this coordinator) have exited, with how they ended.
+    private func loseExitedProcesses(_ round: StepRound?) {
+        while let (pid, ending) = processCheck?() {
+            if let index = table.members.indices.first(where: { table[$0].pid == String(pid) && table[$0].state != .lost }) {
+                lose(index, .exited(ending), round)
+            }
+        }
+    }
+
+    /// Declares a member lost and takes back its outstanding micro-shards, naming both.
+    func lose(_ index: Int, _ reason: LossReason, _ round: StepRound?) {
+        // A connection that is gone is most often a process that has exited: say so when this coordinator knows.
+        if case .unreachable = reason { loseExitedProcesses(round) }
+        guard table[index].state != .lost else { return }
+        let wasActive = table[index].isActive
+        table[index].state = .lost
+        var line = "\(table[index].label) lost: \(reason)"
+        if let round {
+            let moved = round.release(index)
+            if !moved.isEmpty {
+                line += "; step \(round.step) (epoch \(round.epoch), batch \(round.batchIndex)): micro-shards "
+                    + "\(describe(moved)) go to the other workers"
+            }
+        }
+        if wasActive || settings.verbose { log(line + " (\(table.active.count) left)") }
+    }
+
+    // MARK: Sending and refusing
+
+    /// Sends without blocking; a worker that is gone or has stopped reading is lost (and false returned).
+    @discardableResult
+    func send(to index: Int, _ frames: [Message], _ round: StepRound? = nil) -> Bool {
+        do {
+            try router.send([Message(copying: table[index].identity)] + frames, wait: false)
+            return true
+        } catch let error as ZMQError where error.unroutable {
+            lose(index, .unreachable, round)
+        } catch let error as ZMQError where error.wouldBlock {
+            lose(index, .overloaded, round)
+        } catch {
+            lose(index, .unreachable, round)
+        }
+        return false
+    }
+
+    private func refused(_ identity: [UInt8], _ error: WireError, _ round: StepRound?) {
+        let index = table.index(of: identity)
+        let name = index.map { table[$0].label } ?? PeerGuard.name(identity)
+        if guardian.refused(identity, name: name, error), let index {
+            lose(index, .malformed("\(error)"), round)
+        }
+    }
+}
