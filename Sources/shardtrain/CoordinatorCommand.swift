@@ -16,17 +16,22 @@ struct CoordinatorCommand: ParsableCommand {
     func run() throws {
         try reportingFailures {
             guard workers >= 1 else { throw InputError("--workers \(workers): a coordinator needs at least 1") }
-            var coordinator: Coordinator?
-            try servingWorkers({ coordinator }) {
-                try flags.train(makeSource: { job, training in
-                    let made = try cluster.coordinator(job: job, training: training, endpoint: bind, workers: workers,
-                                                       verbose: flags.verbose)
-                    coordinator = made
-                    logToStandardError("waiting for \(workers) workers on \(made.endpoint)")
-                    try made.waitForWorkers()
-                    return made
-                }, prepared: { checkpointWhenStarved(coordinator, $0, $1) })
-            }
+            try coordinate(flags: flags, cluster: cluster, bind: bind, workers: workers)
         }
+    }
+}
+
+/// Listens on `bind`, waits for `workers` workers, trains with them and tells them how the run ended.
+func coordinate(flags: TrainingFlags, cluster: ClusterFlags, bind: String, workers: Int) throws {
+    var coordinator: Coordinator?
+    try servingWorkers({ coordinator }) {
+        try flags.train(makeSource: { job, training in
+            let made = try cluster.coordinator(job: job, training: training, endpoint: bind, workers: workers,
+                                               verbose: flags.verbose)
+            coordinator = made
+            logToStandardError("waiting for \(workers) workers on \(made.endpoint)")
+            try made.waitForWorkers()
+            return made
+        }, prepared: { checkpointWhenStarved(coordinator, $0, $1) })
     }
 }

@@ -17,14 +17,22 @@ struct WorkerCommand: ParsableCommand {
     func run() throws {
         try reportingFailures {
             guard threads >= 1 else { throw InputError("--threads \(threads): must be at least 1") }
-            var settings = WorkerNode.Settings(endpoint: connect,
-                                               name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())")
-            settings.threads = threads
-            settings.idleTimeout = .milliseconds(Int(idleTimeout * 1000))
-            settings.parentPID = ProcessInfo.processInfo.environment["SHARDTRAIN_PARENT_PID"].flatMap(Int32.init)
-            // A local worker leaves Ctrl-C to its coordinator, which checkpoints and then stops it.
-            if settings.parentPID != nil { signal(SIGINT, SIG_IGN) }
-            try WorkerNode(settings: settings, log: logToStandardError).run()
+            guard idleTimeout.isFinite, idleTimeout >= 0.01, idleTimeout <= 1e6 else {
+                throw InputError("--idle-timeout \(idleTimeout): give seconds between 0.01 and 1000000")
+            }
+            try work(connect: connect, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", threads: threads,
+                     idleTimeout: idleTimeout)
         }
     }
+}
+
+/// Joins the coordinator at `connect` and computes until it says stop.
+func work(connect: String, name: String, threads: Int, idleTimeout: Double) throws {
+    var settings = WorkerNode.Settings(endpoint: connect, name: name)
+    settings.threads = threads
+    settings.idleTimeout = .seconds(idleTimeout)
+    settings.parentPID = ProcessInfo.processInfo.environment["SHARDTRAIN_PARENT_PID"].flatMap(Int32.init)
+    // A local worker leaves Ctrl-C to its coordinator, which checkpoints and then stops it.
+    if settings.parentPID != nil { signal(SIGINT, SIG_IGN) }
+    try WorkerNode(settings: settings, log: logToStandardError).run()
 }

@@ -52,11 +52,12 @@ enum Command {
 
 extension Command {
     /// Starts the binary in the background, standard error to `stderr` (a file path), standard output discarded.
-    static func start(_ arguments: [String], stderr: String) throws -> Process {
+    static func start(_ arguments: [String], stderr: String, environment: [String: String] = [:]) throws -> Process {
         FileManager.default.createFile(atPath: stderr, contents: nil)
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
+        process.environment = merged(environment)
         process.currentDirectoryURL = repository
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle(forWritingAtPath: stderr)
