@@ -13,4 +13,6 @@ swift test --skip-build --disable-xctest "$@" 2>&1 | tee "$log" || status=$?
 passed=$(grep -E '^✔ Test .* passed after' "$log" | grep -vc '^✔ Test run ' || true)
 failed=$(grep -E '^✘ Test .* failed after' "$log" | grep -vc '^✘ Test run ' || true)
 echo "${passed} passed, ${failed} failed"
+# deploy/: static checks of the Docker, Compose and Kubernetes files, and the sbatch script on a real Slurm cluster.
+SHARDTRAIN="$root/.build/debug/shardtrain" "$root/deploy/test.sh" || status=$?
 exit "$status"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs deploy/slurm/shardtrain.sbatch on a real one-node Slurm cluster started here: munged, slurmctld and slurmd on
 # localhost with a minimal configuration in a temporary folder (installing slurm-wlm and munge with apt-get when
-# missing). Three tasks train examples/spirals.yaml; the weights must have the SHA-256 of the in-process run. Stops
-# only the daemons it started. Needs root; says so and exits 0 where it cannot run.
+# missing). Three tasks train examples/spirals.yaml for EPOCHS (20) epochs; the weights must have the SHA-256 of the
+# in-process run. Stops only the daemons it started. Needs root; says so and exits 0 where it cannot run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 shardtrain="${SHARDTRAIN:-$root/.build/release/shardtrain}"
@@ -26,7 +26,7 @@ stop() {
   done
   rm -rf "$work"
 }
-[ -n "${KEEP:-}" ] || trap stop EXIT
+trap stop EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 host="$(hostname)"
@@ -74,11 +74,12 @@ done
 [ "$state" = "idle" ] || { echo "slurm test: the node did not come up (state '$state')"; tail -5 "$work"/*.log; exit 1; }
 
 job="$root/examples/spirals.yaml"
-"$shardtrain" train --config "$job" --save "$work/reference.st" >/dev/null
+epochs="${EPOCHS:-20}"
+"$shardtrain" train --config "$job" --epochs "$epochs" --save "$work/reference.st" >/dev/null
 cd "$work"
 JOB="$job" SHARDTRAIN="$shardtrain" CHECKPOINTS="$work/checkpoints" SAVE="$work/slurm.st" \
   sbatch --wait --nodes=1 --ntasks=3 --overcommit --output="$work/job.out" "$root/deploy/slurm/shardtrain.sbatch" \
-  >/dev/null || { echo "slurm test: the job failed"; cat "$work/job.out"; exit 1; }
+  --epochs "$epochs" >/dev/null || { echo "slurm test: the job failed"; cat "$work/job.out"; exit 1; }
 want="$(sha256sum < "$work/reference.st")"
 got="$(sha256sum < "$work/slurm.st" 2>/dev/null || echo none)"
 grep -q "launch: rank 0 of 3 (Slurm variables): coordinator on" "$work/job.out" \
