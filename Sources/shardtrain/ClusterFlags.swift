@@ -53,8 +53,11 @@ func servingWorkers(_ coordinator: () -> Coordinator?, _ body: () throws -> Void
 /// After a run is prepared: a coordinator short of workers writes a checkpoint before it waits for more.
 func checkpointWhenStarved(_ coordinator: Coordinator?, _ run: PreparedRun, _ checkpointer: Checkpointer?) {
     guard let coordinator, let checkpointer else { return }
-    coordinator.onStarved = {
-        let path = try checkpointer.write(run.trainer)
+    // Weak: the trainer holds the coordinator, which would otherwise never be released, and a coordinator that is
+    // not released never closes its socket — its last messages (the workers' shutdown) may then be lost at exit.
+    coordinator.onStarved = { [weak trainer = run.trainer] in
+        guard let trainer else { return }
+        let path = try checkpointer.write(trainer)
         logToStandardError("checkpoint written to \(path)")
     }
 }

@@ -11,14 +11,20 @@ struct LaunchTests {
         let local = try Command.run(["train", "--config", "examples/spirals.yaml", "--epochs", "10", "--workers", "2",
                                      "--save", reference])
         #expect(local.status == 0, "\(local.stderr)")
+        let folder = Command.temporaryPath("launch-checkpoints")
+        try? FileManager.default.removeItem(atPath: folder)
         let ranks = try (0..<3).map { rank in
-            try Command.start(["launch", "--config", "examples/spirals.yaml", "--epochs", "10", "--save", out],
+            try Command.start(["launch", "--config", "examples/spirals.yaml", "--epochs", "10", "--save", out,
+                               "--checkpoint", folder, "--idle-timeout", "20"],
                               stderr: Command.temporaryPath("launch-\(rank).log"),
                               environment: ["RANK": "\(rank)", "WORLD_SIZE": "3", "MASTER_ADDR": "localhost",
                                             "MASTER_PORT": "\(port)"])
         }
+        // Workers exit when told the run finished, well before their --idle-timeout.
+        let started = Date()
         for (rank, process) in ranks.enumerated() {
             let status = Command.wait(process, timeout: 120)
+            #expect(Date().timeIntervalSince(started) < 15, "rank \(rank) ended after its idle timeout")
             let log = (try? String(contentsOfFile: Command.temporaryPath("launch-\(rank).log"), encoding: .utf8)) ?? ""
             #expect(status == 0, "rank \(rank): \(log)")
         }
