@@ -195,13 +195,28 @@ public final class Coordinator: GradientSource {
         }
     }
 
-    /// Tells every worker still known to stop (best effort: one that is gone is skipped).
+    /// Tells every worker still known to stop, waits up to a second for each to acknowledge, and closes the socket:
+    /// the last call on a coordinator. The wait matters: a worker whose connection closes before it has read the
+    /// message may never see it (libzmq drops what a closed connection had not delivered) and would wait for its
+    /// --idle-timeout instead of exiting.
     public func shutdown(reason: String = "training finished", disposition: Disposition = .finished) {
+        var waiting = Set<[UInt8]>()
         for member in table.members where member.state != .lost {
-            try? router.send([Message(copying: member.identity)]
-                + Codec.shutdown(reason, job: jobID, disposition: disposition), wait: false)
+            if (try? router.send([Message(copying: member.identity)]
+                + Codec.shutdown(reason, job: jobID, disposition: disposition), wait: false)) != nil {
+                waiting.insert(member.identity)
+            }
         }
-        // Closing waits up to a second for these to leave (LINGER is 0 otherwise, so a dead peer never holds it).
-        try? SocketTuning.flushOnClose(router, within: .seconds(1))
+        let deadline = clock.now + .seconds(1)
+        while !waiting.isEmpty, clock.now < deadline {
+            guard (try? Socket.poll([router], timeout: deadline - clock.now))?[0] == true else { continue }
+            while case .frames(let frames)? = try? router.receive(maximumFrames: Codec.maximumFrames + 1) {
+                if case .shutdown? = (try? Codec.decode(Array(frames.dropFirst()), limits: limits))?.payload {
+                    waiting.remove(frames[0].bytes)
+                }
+            }
+        }
+        router.close()
+        context.terminate()
     }
 }

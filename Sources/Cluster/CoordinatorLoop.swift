@@ -20,7 +20,8 @@ extension Coordinator {
                 }
             }
             try keepAlive(round)
-            if let round, round.isComplete { return }
+            // Back to the step as soon as it is done or has micro-shards to hand out again (a worker was lost).
+            if let round, round.isComplete || round.waitingCount > 0 { return }
         } while clock.now < deadline
     }
 

@@ -286,6 +286,9 @@ public final class WorkerNode {
                                          Message(sharing: payload)])
                         lastSent = clock.now
                     case .shutdown(let reason, let disposition):
+                        // Acknowledged, so the coordinator knows it was read before it closes; kept until sent.
+                        try? dealer.send(Codec.shutdown("received", job: jobID, disposition: disposition), wait: false)
+                        try? SocketTuning.flushOnClose(dealer, within: .seconds(1))
                         switch disposition {
                         case .finished: return .finished
                         case .rejoin: return .rejoin(reason)

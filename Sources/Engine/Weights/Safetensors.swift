@@ -49,7 +49,11 @@ public enum Safetensors {
         data.append(contentsOf: header)
         data.reserveCapacity(data.count + offset)
         for values in [parameters] + extra.map(\.values) {
+            #if _endian(little)
+            values.withUnsafeBytes { data.append(contentsOf: $0) }  // the file's byte order is the host's
+            #else
             for value in values { withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+            #endif
         }
         return data
     }

@@ -12,8 +12,16 @@ public final class Context: @unchecked Sendable {
         try check(zmq_ctx_set(handle, ZMQ_IO_THREADS, Int32(ioThreads)), "zmq_ctx_set(IO_THREADS)")
     }
 
-    deinit {
-        // zmq_ctx_term waits for sockets to close; every Socket holds a reference, so none is open here.
+    private var isTerminated = false
+
+    deinit { terminate() }
+
+    /// Terminates the context (once): blocks until its sockets are closed and their queued messages have left or
+    /// their linger has passed. From deinit every Socket is gone (each holds a reference); called directly, close
+    /// the sockets first.
+    public func terminate() {
+        guard !isTerminated else { return }
+        isTerminated = true
         while zmq_ctx_term(handle) == -1 && zmq_errno() == EINTR {}
     }
 

@@ -28,10 +28,21 @@ public final class Socket {
         try set(ZMQ_LINGER, 0)
     }
 
-    deinit { zmq_close(handle) }
+    private var isClosed = false
+
+    deinit { close() }
+
+    /// Closes the socket (once; later calls do nothing). Messages still queued leave within its ZMQ_LINGER, as long as
+    /// the context is then terminated rather than abandoned at exit.
+    public func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        zmq_close(handle)
+    }
 
     @inline(__always)
     private func checkThread() {
+        precondition(!isClosed, "a closed ZeroMQ socket was used")
         #if DEBUG
         precondition(pthread_equal(owner, pthread_self()) != 0, "a ZeroMQ socket was used off the thread that made it")
         #endif
