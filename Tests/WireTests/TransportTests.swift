@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import Wire
 
@@ -88,6 +89,23 @@ struct TransportTests {
         #expect(ContinuousClock.now - start >= .milliseconds(40))
         let nothing = try router.receive(maximumFrames: 4)
         #expect(nothing == nil)
+    }
+
+    @Test("poll with a deadline already passed (a negative timeout) returns at once instead of waiting forever")
+    func pollPastDeadline() throws {
+        let done = DispatchSemaphore(value: 0)
+        let result = Mutex(false)
+        // On its own thread (the socket's owner), so a poll that never returns fails the test instead of hanging it.
+        Thread.detachNewThread {
+            let context = try? Context()
+            let router = context.flatMap { try? Socket($0, .router) }
+            try? router?.bind("inproc://past-deadline")
+            let polled = router.flatMap { try? Socket.poll([$0], timeout: .milliseconds(-5)) }
+            result.withLock { $0 = polled == [false] }
+            done.signal()
+        }
+        #expect(done.wait(timeout: .now() + 5) == .success, "poll with a negative timeout did not return")
+        #expect(result.withLock { $0 })
     }
 
     @Test("a send to a vanished peer fails as unroutable instead of vanishing")

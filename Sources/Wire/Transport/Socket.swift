@@ -125,7 +125,8 @@ public final class Socket {
     /// Waits up to `timeout` for any of `sockets` to have a message; returns which do. Never blocks longer.
     public static func poll(_ sockets: [Socket], timeout: Duration) throws -> [Bool] {
         var items = sockets.map { zmq_pollitem_t(socket: $0.handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0) }
-        let milliseconds = Int(timeout / .milliseconds(1))
+        // A deadline already passed gives a negative timeout, which zmq_poll would take as "wait forever".
+        let milliseconds = max(0, Int((timeout / .milliseconds(1)).rounded(.up)))
         while zmq_poll(&items, Int32(items.count), milliseconds) == -1 {
             let error = ZMQError.last("zmq_poll")
             if error.code != EINTR { throw error }
