@@ -25,6 +25,8 @@ public final class Coordinator: GradientSource {
         public var rejoinTimeout: Duration = .seconds(300)
         /// Log every step's timings and shares.
         public var verbose = false
+        /// CurveZMQ: this coordinator's key and the workers it admits (nil: plaintext).
+        public var keys: CoordinatorKeys?
 
         public init(endpoint: String, workers: Int) {
             self.endpoint = endpoint
@@ -56,6 +58,8 @@ public final class Coordinator: GradientSource {
     private let context: Context
     let router: Socket
     let guardian: PeerGuard
+    private let keyCheck: ZAPHandler?
+    private let handshakes: HandshakeWatcher
     let log: (String) -> Void
     // Weight buffers handed to libzmq without copying; one is rewritten only when libzmq has let go of it.
     private var payloads: [SharedPayload]
@@ -81,6 +85,16 @@ public final class Coordinator: GradientSource {
         router = try Socket(context, .router)
         try SocketTuning.coordinator(router, maximumMessageBytes: limits.maximumFrameBytes,
                                      heartbeat: settings.heartbeat, silence: settings.silence)
+        if let keys = settings.keys {
+            // The handler must be listening before the first connection, or libzmq would admit every key.
+            let shared = SharedLog(log)
+            keyCheck = try ZAPHandler(context: context, authorized: keys.authorized, log: { shared.write($0) })
+            try SocketTuning.curveServer(router, keyPair: keys.keyPair)
+        } else {
+            keyCheck = nil
+        }
+        let handshakeLog = HandshakeLog(log: log)
+        handshakes = try HandshakeWatcher(router, context: context) { handshakeLog.note($0) }
         do {
             try router.bind(settings.endpoint)
         } catch {
@@ -216,7 +230,24 @@ public final class Coordinator: GradientSource {
                 }
             }
         }
+        closeSockets()
+    }
+
+    deinit { closeSockets() }
+
+    /// Closes every socket of the context, the key check's included, then the context (all once).
+    private func closeSockets() {
+        keyCheck?.stop()
+        handshakes.stop()
         router.close()
         context.terminate()
     }
+}
+
+/// A log line writer that the key check's thread may call: the coordinator's log writes whole lines to standard
+/// error, which is safe from any thread.
+struct SharedLog: @unchecked Sendable {
+    private let write: (String) -> Void
+    init(_ write: @escaping (String) -> Void) { self.write = write }
+    func write(_ line: String) { write(line) }
 }

@@ -55,7 +55,9 @@ extension Coordinator {
             return
         }
         if case .hello(let fields) = envelope.payload {
-            try hello(identity, fields, round)
+            // With keys, the ZAP handler named the connection's user by its public key.
+            let key = settings.keys == nil ? nil : frames[frames.count - 1].property("User-Id").map { ", key \($0.prefix(12))…" }
+            try hello(identity, fields, round, key: key ?? "")
             return
         }
         guard let index = table.index(of: identity) else {
@@ -85,7 +87,7 @@ extension Coordinator {
         }
     }
 
-    private func hello(_ identity: [UInt8], _ fields: [String: String], _ round: StepRound?) throws {
+    private func hello(_ identity: [UInt8], _ fields: [String: String], _ round: StepRound?, key: String) throws {
         if let old = table.index(of: identity), table[old].state != .lost { lose(old, .restarted, round) }
         let index = table.admit(identity: identity, fields: fields, now: clock.now)
         let member = table[index]
@@ -93,7 +95,7 @@ extension Coordinator {
                                                   parameterCount: limits.parameterCount!,
                                                   maximumMicroShards: GradientSum.maximumMicroShards,
                                                   exact: job.options.reduction == .exact, heartbeat: settings.heartbeat))
-        if sent { log("\(member.label) joined with \(member.cores) cores, build \(member.build), BLAS \(member.blas)") }
+        if sent { log("\(member.label) joined with \(member.cores) cores, build \(member.build), BLAS \(member.blas)\(key)") }
     }
 
     private func ready(_ index: Int, hasData: Bool) throws {

@@ -15,6 +15,8 @@ public final class WorkerNode {
         public var idleTimeout: Duration = .seconds(120)
         /// Stop when this process (the one that started us) is gone.
         public var parentPID: Int32?
+        /// CurveZMQ: this worker's key and its coordinator's (nil: plaintext).
+        public var keys: WorkerKeys?
 
         public init(endpoint: String, name: String) {
             self.endpoint = endpoint
@@ -42,6 +44,7 @@ public final class WorkerNode {
     private let clock = ContinuousClock()
     /// The same routing id across reconnects, so the coordinator recognises this worker.
     private let routingID = (0..<16).map { _ in UInt8.random(in: 0 ... 255) }
+    private var checkHandshake: () throws -> Void = {}
 
     public init(settings: Settings, log: @escaping (String) -> Void) {
         self.settings = settings
@@ -54,6 +57,16 @@ public final class WorkerNode {
         let dealer = try Socket(context, .dealer)
         // Sizes are unknown until the job arrives; the decoder still checks every length against the job.
         try SocketTuning.worker(dealer, maximumMessageBytes: Int(Int32.max), routingID: routingID)
+        if let keys = settings.keys {
+            try SocketTuning.curveClient(dealer, keyPair: keys.keyPair, server: keys.coordinatorKey)
+        }
+        let monitor = try HandshakeMonitor(dealer, context: context)
+        defer { monitor.close() }
+        var verdict = HandshakeVerdict(endpoint: settings.endpoint, keys: settings.keys)
+        // A refused key or a mismatch ends the worker at once; libzmq alone would retry in silence.
+        checkHandshake = {
+            if let refusal = verdict.judge(monitor.drain()) { throw ClusterError(refusal) }
+        }
         try dealer.connect(settings.endpoint)
         var previousID: UInt32 = 0
         var held: (fingerprint: String, job: Job, data: Dataset)?
@@ -92,6 +105,7 @@ public final class WorkerNode {
         let deadline = clock.now + settings.idleTimeout
         while clock.now < deadline {
             try checkParent()
+            try checkHandshake()
             do {
                 try dealer.send(hello, wait: false)
             } catch let error as ZMQError where error.wouldBlock {

@@ -24,7 +24,8 @@ struct ClusterFlags: ParsableArguments {
     }
 
     /// A coordinator for the run on `endpoint`, logging to standard error, with these flags' settings.
-    func coordinator(job: Job, training: Dataset, endpoint: String, workers: Int, verbose: Bool) throws -> Coordinator {
+    func coordinator(job: Job, training: Dataset, endpoint: String, workers: Int, verbose: Bool,
+                     keys: CoordinatorKeys? = nil) throws -> Coordinator {
         guard minWorkers <= workers else {
             throw InputError("--min-workers \(minWorkers) is more than the \(workers) workers the run starts with")
         }
@@ -35,6 +36,7 @@ struct ClusterFlags: ParsableArguments {
         settings.workerTimeout = .seconds(workerTimeout)
         settings.rejoinTimeout = .seconds(rejoinTimeout)
         settings.verbose = verbose
+        settings.keys = keys
         return try Coordinator(job: job, training: training, settings: settings, log: logToStandardError)
     }
 }

@@ -10,26 +10,31 @@ struct CoordinatorCommand: ParsableCommand {
 
     @OptionGroup var flags: TrainingFlags
     @OptionGroup var cluster: ClusterFlags
+    @OptionGroup(title: "Keys") var keys: KeyFlags
     @Option(help: "Endpoint to listen on, e.g. tcp://0.0.0.0:5555.") var bind = "tcp://0.0.0.0:5555"
     @Option(help: "Workers that must join before step 1 (more may join later).") var workers: Int
 
     func run() throws {
         try reportingFailures {
             guard workers >= 1 else { throw InputError("--workers \(workers): a coordinator needs at least 1") }
-            try coordinate(flags: flags, cluster: cluster, bind: bind, workers: workers)
+            guard keys.coordinatorKey == nil else { throw InputError("--coordinator-key is for workers") }
+            try coordinate(flags: flags, cluster: cluster, keys: keys, bind: bind, workers: workers)
         }
     }
 }
 
 /// Listens on `bind`, waits for `workers` workers, trains with them and tells them how the run ended.
-func coordinate(flags: TrainingFlags, cluster: ClusterFlags, bind: String, workers: Int) throws {
+func coordinate(flags: TrainingFlags, cluster: ClusterFlags, keys: KeyFlags, bind: String, workers: Int) throws {
+    let coordinatorKeys = try keys.coordinatorKeys(listeningOn: bind)
     var coordinator: Coordinator?
     try servingWorkers({ coordinator }) {
         try flags.train(makeSource: { job, training in
             let made = try cluster.coordinator(job: job, training: training, endpoint: bind, workers: workers,
-                                               verbose: flags.verbose)
+                                               verbose: flags.verbose, keys: coordinatorKeys)
             coordinator = made
-            logToStandardError("waiting for \(workers) workers on \(made.endpoint)")
+            let security = coordinatorKeys.map { "CurveZMQ, key \($0.keyPair.publicKey.fingerprint)…, "
+                + "\($0.authorized.count) authorised" } ?? "plaintext"
+            logToStandardError("waiting for \(workers) workers on \(made.endpoint) (\(security))")
             try made.waitForWorkers()
             return made
         }, prepared: { checkpointWhenStarved(coordinator, $0, $1) })

@@ -16,6 +16,7 @@ struct Launch: ParsableCommand {
 
     @OptionGroup var flags: TrainingFlags
     @OptionGroup var cluster: ClusterFlags
+    @OptionGroup(title: "Keys (one shared --key serves every rank)") var keys: KeyFlags
     @Option(help: "This process's rank (default: RANK or SLURM_PROCID).") var rank: Int?
     @Option(help: "Processes in the run, coordinator included (default: WORLD_SIZE or SLURM_NTASKS).") var worldSize: Int?
     @Option(help: "The coordinator's host (default: MASTER_ADDR or the first host of SLURM_JOB_NODELIST).")
@@ -37,7 +38,7 @@ struct Launch: ParsableCommand {
                 let bind: String
                 do { bind = try place.bindEndpoint() } catch let error as LaunchError { throw ClusterError(error.message) }
                 logToStandardError("launch: rank 0 of \(place.worldSize) (\(place.source)): coordinator on \(bind)")
-                try coordinate(flags: flags, cluster: cluster, bind: bind, workers: place.worldSize - 1)
+                try coordinate(flags: flags, cluster: cluster, keys: keys, bind: bind, workers: place.worldSize - 1)
             } else {
                 _ = try flags.overrides()  // every rank refuses the same bad flags
                 let environment = ProcessInfo.processInfo.environment
@@ -45,7 +46,9 @@ struct Launch: ParsableCommand {
                 let name = "rank-\(place.rank)@\(ProcessInfo.processInfo.hostName)"
                 logToStandardError("launch: rank \(place.rank) of \(place.worldSize) (\(place.source)): worker of "
                     + place.connectEndpoint)
-                try work(connect: place.connectEndpoint, name: name, threads: max(1, threads), idleTimeout: idleTimeout)
+                let workerKeys = try keys.workerKeys(connectingTo: place.connectEndpoint)
+                try work(connect: place.connectEndpoint, name: name, threads: max(1, threads), idleTimeout: idleTimeout,
+                         keys: workerKeys)
             }
         }
     }

@@ -6,7 +6,7 @@ struct Shardtrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shardtrain",
         abstract: "Data-parallel neural-network training.",
-        subcommands: [Train.self, CoordinatorCommand.self, WorkerCommand.self, Launch.self]
+        subcommands: [Train.self, CoordinatorCommand.self, WorkerCommand.self, Launch.self, Keygen.self]
     )
 
     static func main() {

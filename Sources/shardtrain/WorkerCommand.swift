@@ -13,6 +13,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "A name for this worker in the coordinator's logs (default: host-pid).") var name: String?
     @Option(help: "Seconds to keep trying to reach a coordinator (at start, and after it falls silent) before giving up.")
     var idleTimeout = 120.0
+    @OptionGroup(title: "Keys") var keys: KeyFlags
 
     func run() throws {
         try reportingFailures {
@@ -20,17 +21,19 @@ struct WorkerCommand: ParsableCommand {
             guard idleTimeout.isFinite, idleTimeout >= 0.01, idleTimeout <= 1e6 else {
                 throw InputError("--idle-timeout \(idleTimeout): give seconds between 0.01 and 1000000")
             }
+            guard keys.authorized == nil else { throw InputError("--authorized is for coordinators") }
             try work(connect: connect, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", threads: threads,
-                     idleTimeout: idleTimeout)
+                     idleTimeout: idleTimeout, keys: try keys.workerKeys(connectingTo: connect))
         }
     }
 }
 
 /// Joins the coordinator at `connect` and computes until it says stop.
-func work(connect: String, name: String, threads: Int, idleTimeout: Double) throws {
+func work(connect: String, name: String, threads: Int, idleTimeout: Double, keys: WorkerKeys? = nil) throws {
     var settings = WorkerNode.Settings(endpoint: connect, name: name)
     settings.threads = threads
     settings.idleTimeout = .seconds(idleTimeout)
+    settings.keys = keys
     settings.parentPID = ProcessInfo.processInfo.environment["SHARDTRAIN_PARENT_PID"].flatMap(Int32.init)
     // A local worker leaves Ctrl-C to its coordinator, which checkpoints and then stops it.
     if settings.parentPID != nil { signal(SIGINT, SIG_IGN) }

@@ -75,6 +75,13 @@ public final class Message {
 
     /// A copy of the bytes (tests and small frames).
     public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+
+    /// A property of the connection a received frame came in on: "User-Id" (what the ZAP handler named the peer:
+    /// its public key) or "Peer-Address".
+    public func property(_ name: String) -> String? {
+        guard let value = zmq_msg_gets(raw, name) else { return nil }
+        return String(cString: value)
+    }
 }
 
 /// Bytes that several outgoing frames share without copies, e.g. one step's weights sent to every worker.

@@ -4,8 +4,16 @@ import Foundation
 /// The socket kinds the protocol uses: the coordinator binds a ROUTER, workers connect DEALERs.
 public enum SocketKind: Sendable {
     case router, dealer
+    /// A socket monitor's reader (see `HandshakeMonitor`).
+    case pair
 
-    var zmqType: Int32 { self == .router ? ZMQ_ROUTER : ZMQ_DEALER }
+    var zmqType: Int32 {
+        switch self {
+        case .router: ZMQ_ROUTER
+        case .dealer: ZMQ_DEALER
+        case .pair: ZMQ_PAIR
+        }
+    }
 }
 
 /// A libzmq socket, closed exactly once.
@@ -64,6 +72,17 @@ public final class Socket {
         var size = buffer.count
         guard zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buffer, &size) == 0 else { return "" }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Publishes this socket's connection events on `endpoint` (an inproc:// address) for a PAIR socket to read.
+    public func monitor(_ endpoint: String, events: Int32) throws {
+        checkThread()
+        try check(zmq_socket_monitor(handle, endpoint, events), "zmq_socket_monitor(\(endpoint))")
+    }
+
+    /// A string option (ZMQ_CURVE_SERVERKEY and the like, in Z85).
+    public func set(_ option: Int32, text value: String) throws {
+        try set(option, bytes: Array(value.utf8))
     }
 
     /// A byte-string option (ZMQ_ROUTING_ID).

@@ -32,6 +32,21 @@ public enum SocketTuning {
         try common(socket, maximumMessageBytes: maximumMessageBytes, heartbeat: heartbeat, silence: silence)
     }
 
+    /// Makes `socket` a CurveZMQ server with this key pair: every connection is authenticated (by the context's
+    /// ZAP handler, which must be running) and encrypted.
+    public static func curveServer(_ socket: Socket, keyPair: CurveKeyPair) throws {
+        try socket.set(ZMQ_CURVE_SERVER, 1)
+        try socket.set(ZMQ_CURVE_SECRETKEY, text: keyPair.secretZ85)
+        try socket.set(ZMQ_ZAP_DOMAIN, text: "shardtrain")
+    }
+
+    /// Makes `socket` a CurveZMQ client of the server with public key `server`.
+    public static func curveClient(_ socket: Socket, keyPair: CurveKeyPair, server: CurvePublicKey) throws {
+        try socket.set(ZMQ_CURVE_SERVERKEY, text: server.z85)
+        try socket.set(ZMQ_CURVE_PUBLICKEY, text: keyPair.publicKey.z85)
+        try socket.set(ZMQ_CURVE_SECRETKEY, text: keyPair.secretZ85)
+    }
+
     /// Lets the last messages (a shutdown) leave when the socket closes, waiting at most `within`.
     public static func flushOnClose(_ socket: Socket, within: Duration) throws {
         try socket.set(ZMQ_LINGER, Int32((within / .milliseconds(1)).rounded()))

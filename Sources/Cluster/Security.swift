@@ -1,0 +1,167 @@
+import Foundation
+import Wire
+
+/// A coordinator's CurveZMQ identity and the worker keys it admits.
+public struct CoordinatorKeys: Sendable {
+    public var keyPair: CurveKeyPair
+    public var authorized: Set<CurvePublicKey>
+
+    public init(keyPair: CurveKeyPair, authorized: Set<CurvePublicKey>) {
+        self.keyPair = keyPair
+        self.authorized = authorized
+    }
+}
+
+/// A worker's CurveZMQ identity and the coordinator key it expects.
+public struct WorkerKeys: Sendable {
+    public var keyPair: CurveKeyPair
+    public var coordinatorKey: CurvePublicKey
+
+    public init(keyPair: CurveKeyPair, coordinatorKey: CurvePublicKey) {
+        self.keyPair = keyPair
+        self.coordinatorKey = coordinatorKey
+    }
+}
+
+/// Whether an endpoint can be reached from (or reaches) other machines, which decides whether keys are needed.
+public enum EndpointReach {
+    /// True for ipc:// and inproc://, and for tcp:// whose host is a loopback address, the loopback interface, or
+    /// a name that resolves to loopback addresses only. `*`, 0.0.0.0 and real addresses are not local.
+    public static func isLocal(_ endpoint: String) -> Bool {
+        if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
+        guard endpoint.hasPrefix("tcp://") else { return false }
+        var rest = Substring(endpoint.dropFirst("tcp://".count))
+        guard !rest.contains(";") else { return false }  // a source;destination pair: judged as not local
+        if let colon = rest.lastIndex(of: ":") { rest = rest[..<colon] }
+        var host = String(rest)
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host == "lo" || host == "localhost" { return true }
+        if host.isEmpty || host == "*" { return false }
+        return resolvesToLoopbackOnly(host)
+    }
+
+    private static func resolvesToLoopbackOnly(_ host: String) -> Bool {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &list) == 0, let list else { return false }
+        defer { freeaddrinfo(list) }
+        for entry in sequence(first: list, next: { $0.pointee.ai_next }) {
+            let address = entry.pointee.ai_addr!
+            switch Int32(address.pointee.sa_family) {
+            case AF_INET:
+                let ip = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+                guard UInt32(bigEndian: ip) >> 24 == 127 else { return false }
+            case AF_INET6:
+                let bytes = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    withUnsafeBytes(of: $0.pointee.sin6_addr) { Array($0) }
+                }
+                guard bytes == [UInt8](repeating: 0, count: 15) + [1] else { return false }
+            default:
+                return false
+            }
+        }
+        return true
+    }
+
+    /// The refusal for a plaintext endpoint that reaches other machines; nil when it is allowed.
+    public static func plaintextRefusal(_ endpoint: String, keyed: Bool, insecure: Bool, listening: Bool) -> String? {
+        guard !keyed, !insecure, !isLocal(endpoint) else { return nil }
+        return listening
+            ? "\(endpoint) can be reached from other machines, and without keys anyone who reaches it can join, "
+                + "send gradients and receive the data; give --key and --authorized (make keys with `shardtrain "
+                + "keygen`), bind a loopback address, or give --insecure on a network you trust"
+            : "\(endpoint) is on another machine and this worker has no keys: give --key and --coordinator-key, "
+                + "or --insecure if the coordinator runs without keys on a network you trust"
+    }
+}
+
+/// The coordinator's log of failed handshakes: one line per reason and host, at most `limit` lines. Used by the
+/// handshake watcher's thread alone.
+final class HandshakeLog: @unchecked Sendable {
+    private var addresses: [Int32: String?] = [:]
+    private var pending: [String] = []
+    private var logged: Set<String> = []
+    private let limit = 100
+    private let log: (String) -> Void
+
+    init(log: @escaping (String) -> Void) { self.log = log }
+
+    func note(_ events: [HandshakeMonitor.Event]) {
+        for event in events {
+            switch event {
+            case .accepted(let address, let descriptor):
+                addresses[descriptor] = address
+                if addresses.count > 4096 { addresses.removeAll() }  // bounded, whatever the peers do
+            case .mechanismMismatch:
+                pending.append("it does not use CurveZMQ keys (a worker needs --key and --coordinator-key)")
+            case .cryptographic:
+                pending.append("its handshake failed the cryptography (the worker's --coordinator-key is not this "
+                    + "coordinator's public key)")
+            case .otherFailure(let code):
+                pending.append("its handshake failed (ZeroMQ protocol error 0x\(String(code, radix: 16)))")
+            case .disconnected(let descriptor):
+                let address = addresses.removeValue(forKey: descriptor) ?? nil
+                guard !pending.isEmpty else { continue }
+                let reason = pending.removeFirst()
+                let host = address.map { $0.split(separator: ":").dropLast().joined(separator: ":") } ?? "?"
+                let key = reason + " " + host
+                guard !logged.contains(key), logged.count < limit else { continue }
+                logged.insert(key)
+                // A peer that gives up at once is gone before its address can be read.
+                log("refused a connection\(address.map { " from \($0)" } ?? ""): \(reason)"
+                    + (logged.count == limit ? " (further refusals are not logged)" : ""))
+            case .succeeded, .refused:
+                continue
+            }
+        }
+        if pending.count > 64 { pending.removeFirst(pending.count - 64) }
+    }
+}
+
+/// A worker's reading of its handshake events: a refusal or misconfiguration ends it with a message within a few
+/// reconnects, instead of the silent retries libzmq would make until --idle-timeout.
+struct HandshakeVerdict {
+    let endpoint: String
+    let keys: WorkerKeys?
+    private var failedInARow = 0
+    private var handshaken = false
+
+    init(endpoint: String, keys: WorkerKeys?) {
+        self.endpoint = endpoint
+        self.keys = keys
+    }
+
+    /// The message to stop with, if these events show the worker cannot join.
+    mutating func judge(_ events: [HandshakeMonitor.Event]) -> String? {
+        for event in events {
+            switch event {
+            case .refused(let status):
+                let key = keys.map { "key \($0.keyPair.publicKey.fingerprint)…" } ?? "key"
+                return "the coordinator at \(endpoint) refused this worker's \(key) (status \(status)): add this "
+                    + "worker's .pub file to the coordinator's --authorized"
+            case .mechanismMismatch:
+                return keys == nil
+                    ? "the coordinator at \(endpoint) requires CurveZMQ keys: give --key and --coordinator-key"
+                    : "the coordinator at \(endpoint) does not use CurveZMQ keys: start it with --key and "
+                        + "--authorized, or drop --key here (with --insecure on a network you trust)"
+            case .cryptographic:
+                return "the handshake with \(endpoint) failed its cryptography: check --coordinator-key"
+            case .succeeded:
+                handshaken = true
+                failedInARow = 0
+            case .disconnected:
+                if !handshaken { failedInARow += 1 }
+                handshaken = false
+                if failedInARow >= 3, let keys {
+                    return "the coordinator at \(endpoint) closed the connection during the handshake "
+                        + "\(failedInARow) times: --coordinator-key (\(keys.coordinatorKey.fingerprint)…) is probably "
+                        + "not its public key"
+                }
+            case .accepted, .otherFailure:
+                continue
+            }
+        }
+        return nil
+    }
+}
