@@ -78,9 +78,17 @@ public enum EndpointReach {
 
 /// The coordinator's log of failed handshakes: one line per reason and host, at most `limit` lines. Used by the
 /// handshake watcher's thread alone.
+///
+/// libzmq's outcome events carry no connection, so each is given to the oldest connection still in its handshake;
+/// a connection that closes with no outcome was closed by the peer, which is what a plaintext worker does.
 final class HandshakeLog: @unchecked Sendable {
-    private var addresses: [Int32: String?] = [:]
-    private var pending: [String] = []
+    private struct Connection {
+        var descriptor: Int32
+        var address: String?
+        var outcome: String?
+        var settled = false
+    }
+    private var connections: [Connection] = []
     private var logged: Set<String> = []
     private let limit = 100
     private let log: (String) -> Void
@@ -91,31 +99,42 @@ final class HandshakeLog: @unchecked Sendable {
         for event in events {
             switch event {
             case .accepted(let address, let descriptor):
-                addresses[descriptor] = address
-                if addresses.count > 4096 { addresses.removeAll() }  // bounded, whatever the peers do
+                connections.removeAll { $0.descriptor == descriptor }
+                connections.append(Connection(descriptor: descriptor, address: address))
+                if connections.count > 4096 { connections.removeFirst(connections.count - 4096) }  // bounded
+            case .succeeded:
+                settle(nil)
+            case .refused:
+                settle("")  // the key check has named it already
             case .mechanismMismatch:
-                pending.append("it does not use CurveZMQ keys (a worker needs --key and --coordinator-key)")
+                settle("it does not use CurveZMQ keys (a worker needs --key and --coordinator-key)")
             case .cryptographic:
-                pending.append("its handshake failed the cryptography (the worker's --coordinator-key is not this "
+                settle("its handshake failed the cryptography (the worker's --coordinator-key is not this "
                     + "coordinator's public key)")
             case .otherFailure(let code):
-                pending.append("its handshake failed (ZeroMQ protocol error 0x\(String(code, radix: 16)))")
+                settle("its handshake failed (ZeroMQ protocol error 0x\(String(code, radix: 16)))")
             case .disconnected(let descriptor):
-                let address = addresses.removeValue(forKey: descriptor) ?? nil
-                guard !pending.isEmpty else { continue }
-                let reason = pending.removeFirst()
-                let host = address.map { $0.split(separator: ":").dropLast().joined(separator: ":") } ?? "?"
-                let key = reason + " " + host
-                guard !logged.contains(key), logged.count < limit else { continue }
-                logged.insert(key)
-                // A peer that gives up at once is gone before its address can be read.
-                log("refused a connection\(address.map { " from \($0)" } ?? ""): \(reason)"
-                    + (logged.count == limit ? " (further refusals are not logged)" : ""))
-            case .succeeded, .refused:
-                continue
+                guard let index = connections.firstIndex(where: { $0.descriptor == descriptor }) else { continue }
+                let connection = connections.remove(at: index)
+                let reason = connection.settled ? connection.outcome
+                    : "it closed the connection during the handshake (a worker without keys, or one that does not "
+                        + "trust this coordinator's key)"
+                if let reason, !reason.isEmpty { report(reason, connection.address) }
             }
         }
-        if pending.count > 64 { pending.removeFirst(pending.count - 64) }
+    }
+
+    private func settle(_ outcome: String?) {
+        guard let index = connections.firstIndex(where: { !$0.settled }) else { return }
+        connections[index].settled = true
+        connections[index].outcome = outcome
+    }
+
+    private func report(_ reason: String, _ address: String?) {
+        let host = address.map { $0.split(separator: ":").dropLast().joined(separator: ":") } ?? "?"
+        guard logged.insert(reason + " " + host).inserted, logged.count <= limit else { return }
+        log("refused a connection\(address.map { " from \($0)" } ?? ""): \(reason)"
+            + (logged.count == limit ? " (further refusals are not logged)" : ""))
     }
 }
 
