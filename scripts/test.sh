@@ -13,6 +13,8 @@ swift test --skip-build --disable-xctest "$@" 2>&1 | tee "$log" || status=$?
 passed=$(grep -E '^✔ Test .* passed after' "$log" | grep -vc '^✔ Test run ' || true)
 failed=$(grep -E '^✘ Test .* failed after' "$log" | grep -vc '^✘ Test run ' || true)
 echo "${passed} passed, ${failed} failed"
+# Several hosts in network namespaces, over TCP with CurveZMQ.
+SHARDTRAIN="$root/.build/debug/shardtrain" "$root/scripts/test-hosts.sh" || status=$?
 # deploy/: static checks of the Docker, Compose and Kubernetes files, and the sbatch script on a real Slurm cluster.
 SHARDTRAIN="$root/.build/debug/shardtrain" "$root/deploy/test.sh" || status=$?
 exit "$status"

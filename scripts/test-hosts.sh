@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Several hosts on one machine: network namespaces joined by veth pairs to a bridge (10.88.<n>.0/24). A coordinator
+# host and three worker hosts over real TCP with CurveZMQ: two authorised workers train; on the third host a worker
+# with an unlisted key and a plaintext one are refused and named; the saved weights' SHA-256 must equal the
+# in-process run's. Needs root and `ip netns`; skips with a message otherwise. Removes every namespace it made and
+# every process it started, whatever happens.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+shardtrain="${SHARDTRAIN:-$root/.build/debug/shardtrain}"
+say() { echo "multi-host test: $*" >&2; }
+
+if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null; then say "skipped: needs root and iproute2's ip"; exit 0; fi
+tag="st$$"
+net="10.88.$(( $$ % 200 + 20 ))"
+probe="${tag}probe"
+if ! ip netns add "$probe" 2>/dev/null; then say "skipped: ip netns is not permitted here"; exit 0; fi
+ip netns del "$probe"
+
+work="$(mktemp -d)"
+hosts=(coord w1 w2 w3)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for host in "${hosts[@]}"; do ip netns del "$tag-$host" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The coordinator's namespace holds the bridge; each host gets a veth pair with one end on the bridge.
+for host in "${hosts[@]}"; do ip netns add "$tag-$host"; done
+on() { local host="$1"; shift; ip netns exec "$tag-$host" "$@"; }
+on coord ip link set lo up
+on coord ip link add br0 type bridge
+on coord ip addr add "$net.1/24" dev br0
+on coord ip link set br0 up
+number=10
+for host in w1 w2 w3; do
+  number=$((number + 1))
+  ip link add "$tag$host" type veth peer name "${tag}b$host"
+  ip link set "$tag$host" netns "$tag-$host"
+  ip link set "${tag}b$host" netns "$tag-coord"
+  on coord ip link set "${tag}b$host" master br0 up
+  on "$host" ip link set lo up
+  on "$host" ip addr add "$net.$number/24" dev "$tag$host"
+  on "$host" ip link set "$tag$host" up
+done
+
+cat > "$work/job.yaml" <<'JOB'
+model: {layers: [{units: 32, activation: relu}, {units: 3, activation: softmax}]}
+loss: cross_entropy
+optimizer: {name: adam, lr: 0.002}
+batch_size: 64
+micro_shard: 8
+epochs: 8
+seed: 5
+data: {builtin: blobs, samples: 1200, classes: 3, features: 16, noise: 2.0}
+JOB
+"$shardtrain" train --config "$work/job.yaml" --threads 1 --save "$work/reference.st" >/dev/null
+mkdir "$work/authorized"
+for name in coordinator alpha beta stranger; do "$shardtrain" keygen --output "$work/$name" >/dev/null; done
+cp "$work/alpha.pub" "$work/beta.pub" "$work/authorized/"
+
+endpoint="tcp://$net.1:5555"
+on coord "$shardtrain" coordinator --config "$work/job.yaml" --bind "$endpoint" --workers 2 --heartbeat 0.5 \
+  --key "$work/coordinator.key" --authorized "$work/authorized" --save "$work/out.st" > "$work/coordinator.out" 2> "$work/coordinator.log" &
+pids+=($!)
+coordinator=$!
+for _ in $(seq 100); do grep -q "waiting for 2 workers" "$work/coordinator.log" && break; sleep 0.1; done
+
+fail() { say "FAILED: $*"; for f in "$work"/*.log; do echo "--- $f"; tail -20 "$f"; done >&2; exit 1; }
+# Refused first, so the run cannot finish before they have tried.
+status=0
+on w3 "$shardtrain" worker --connect "$endpoint" --name stranger --key "$work/stranger.key" \
+  --coordinator-key "$work/coordinator.pub" --idle-timeout 30 2> "$work/stranger.log" || status=$?
+[ "$status" -eq 4 ] && grep -q "refused this worker's key" "$work/stranger.log" || fail "the unlisted key was not refused"
+status=0
+on w3 "$shardtrain" worker --connect "$endpoint" --name plain --insecure --idle-timeout 30 2> "$work/plain.log" || status=$?
+[ "$status" -eq 4 ] && grep -q "requires CurveZMQ keys" "$work/plain.log" || fail "the plaintext worker was not refused"
+
+for name in alpha beta; do
+  host=w1; [ "$name" = beta ] && host=w2
+  on "$host" "$shardtrain" worker --connect "$endpoint" --name "$name" --key "$work/$name.key" \
+    --coordinator-key "$work/coordinator.pub" --idle-timeout 30 2> "$work/$name.log" &
+  pids+=($!)
+done
+wait "$coordinator" || fail "the coordinator exited with status $?"
+for pid in "${pids[@]:1}"; do wait "$pid" || fail "a worker exited with status $?"; done
+
+stranger_key="$(cat "$work/stranger.pub")"
+grep -qF "refused a worker at $net.13: key $stranger_key" "$work/coordinator.log" || fail "the coordinator did not name the unlisted key"
+grep -q "refused a connection from $net.13" "$work/coordinator.log" || fail "the coordinator did not name the plaintext peer"
+grep -q "\"alpha\" (.*) joined" "$work/coordinator.log" && grep -q "\"beta\" (.*) joined" "$work/coordinator.log" \
+  || fail "the authorised workers did not join"
+expected="$(sha256sum < "$work/reference.st" | cut -d' ' -f1)"
+actual="$(sha256sum < "$work/out.st" | cut -d' ' -f1)"
+[ "$expected" = "$actual" ] || fail "SHA-256 $actual over CurveZMQ, $expected in-process"
+say "4 hosts ($net.0/24): 2 authorised workers gave the in-process run's SHA-256 $actual; an unlisted key and a plaintext worker were refused and named"
