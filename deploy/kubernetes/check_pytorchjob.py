@@ -46,9 +46,16 @@ for index, doc in enumerate(documents):
         names = [c.get("name") for c in pod.get("containers", [])]
         if "pytorch" not in names:
             problems.append(f"{kind}: no container named 'pytorch' (the operator sets the variables in that one)")
+        secrets = {v["name"] for v in pod.get("volumes", []) if "secret" in v}
         for container in pod.get("containers", []):
             if container.get("args", [None])[0] != "launch" and container.get("command", [None])[-1:] != ["launch"]:
                 problems.append(f"{kind}: container {container.get('name')} does not run `shardtrain launch`")
+            # The coordinator listens on the pod's address: without a key it refuses to start (or runs in the clear).
+            if "--key" not in container.get("args", []):
+                problems.append(f"{kind}: container {container.get('name')} has no --key")
+            mounted = {m["name"] for m in container.get("volumeMounts", [])}
+            if not secrets & mounted:
+                problems.append(f"{kind}: container {container.get('name')} mounts no Secret for its key")
         with open(os.path.join(out, f"pod-{kind}.yaml"), "w") as f:
             yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": kind.lower()}, "spec": pod}, f)
 if problems:

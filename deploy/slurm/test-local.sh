@@ -84,6 +84,9 @@ want="$(sha256sum < "$work/reference.st")"
 got="$(sha256sum < "$work/slurm.st" 2>/dev/null || echo none)"
 grep -q "launch: rank 0 of 3 (Slurm variables): coordinator on" "$work/job.out" \
   || { echo "slurm test: rank 0 did not coordinate"; cat "$work/job.out"; exit 1; }
+# The script made the run's key in the submit folder, and the coordinator admitted its holders only.
+[ "$(stat -c %a "$work/shardtrain-run.key")" = 600 ] && grep -q "(CurveZMQ, key" "$work/job.out" \
+  || { echo "slurm test: the run was not keyed"; cat "$work/job.out"; exit 1; }
 [ "$want" = "$got" ] || { echo "slurm test: weights differ from the in-process run"; cat "$work/job.out"; exit 1; }
 ls "$work/checkpoints"/checkpoint-*.safetensors >/dev/null
-echo "slurm test: 3 tasks under sbatch gave the in-process run's SHA-256 ${want%% *}"
+echo "slurm test: 3 tasks under sbatch, CurveZMQ with the key it made, gave the in-process run's SHA-256 ${want%% *}"
