@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Wire benchmark: weights out and gradients back (2,143,272 bytes each way: mnist-mlp's gradient) between
 # processes, over tcp and ipc, to 1 and 2 workers, through shardtrain's Wire (protocol messages, checked on
-# receipt) and through a minimal raw-libzmq C program doing the same, in the same run. `--smoke`: a few iterations.
+# receipt) and through a minimal raw-libzmq C program doing the same, in the same run; and over tcp with CurveZMQ
+# against plaintext, the cost of a keyed coordinator. `--smoke`: a few iterations.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
 swift build --package-path "$root" -c release --product shardtrain-bench >&2
+swift build --package-path "$root" -c release --product shardtrain >&2
 raw="$(mktemp -d)/zmq_raw"
 cc -O2 -o "$raw" "$root/scripts/bench/zmq_raw.c" $(pkg-config --cflags --libs libzmq)
 iterations=200
@@ -23,6 +25,10 @@ for transport in tcp ipc; do
     for _ in $(seq "$repeats"); do  # interleaved, so both see the same machine load
       "$bench" wire --endpoint "$e1" --workers "$workers" --iterations "$iterations" | sed "s/^/$transport $workers /" >> "$results"
       "$raw" "$e2" "$workers" 2143272 "$iterations" | sed "s/^/$transport $workers /" >> "$results"
+      if [ "$transport" = tcp ]; then  # what a keyed coordinator pays: CurveZMQ authentication and encryption
+        "$bench" wire --endpoint "tcp://127.0.0.1:5603" --workers "$workers" --iterations "$iterations" --curve \
+          | sed "s/^/$transport $workers /" >> "$results"
+      fi
     done
   done
 done
@@ -39,4 +45,16 @@ for (transport, workers), by in rows.items():
     wire, raw = statistics.median(by["wire"]), statistics.median(by["raw libzmq (C)"])
     label = f"{transport} {'round trip' if workers == '1' else 'coordinator pattern'}"
     print(f"{label:<28} {workers:>7} {wire:>9.3f} {raw:>9.3f} {wire / raw:>6.2f}")
+print()
+print("CurveZMQ (libsodium) vs plaintext, the same messages through Wire over tcp")
+print(f"{'pattern':<28} {'workers':>7} {'curve ms':>9} {'plain ms':>9} {'ratio':>6} {'MB/s':>7}")
+for (transport, workers), by in rows.items():
+    if "wire curve" not in by:
+        continue
+    curve, plain = statistics.median(by["wire curve"]), statistics.median(by["wire"])
+    label = f"{transport} {'round trip' if workers == '1' else 'coordinator pattern'}"
+    rate = 2 * 2143272 * int(workers) / curve / 1000  # bytes encrypted and decrypted each way, per ms -> MB/s
+    print(f"{label:<28} {workers:>7} {curve:>9.3f} {plain:>9.3f} {curve / plain:>6.2f} {rate:>7.0f}")
 PY
+echo
+python3 "$root/scripts/bench/keyed_training.py" ${1:+"$1"}

@@ -10,22 +10,38 @@ struct WireRoundTrip: ParsableCommand {
     @Option var workers = 1
     @Option var bytes = 2_143_272
     @Option var iterations = 200
+    @Flag(help: "Authenticate and encrypt with CurveZMQ, as a keyed coordinator does.") var curve = false
 
     func run() throws {
         let count = bytes / 4
-        let (limits, router) = try benchSocket(.router, bytes: bytes)
+        let (limits, context, router) = try benchSocket(.router, bytes: bytes)
+        var workerKeys: [String: String] = [:]
+        var keyCheck: ZAPHandler?
+        if curve {
+            let server = try CurveKeyPair.generate(), client = try CurveKeyPair.generate()
+            keyCheck = try ZAPHandler(context: context, authorized: [client.publicKey], log: { print($0) })
+            try SocketTuning.curveServer(router, keyPair: server)
+            // Through the environment: a Z85 key may begin with "-", which would read as a flag.
+            workerKeys = ["BENCH_CLIENT_SECRET": client.secretZ85, "BENCH_SERVER_KEY": server.publicKey.z85]
+        }
+        defer { keyCheck?.stop() }
         try router.bind(endpoint)
         let children = try (0..<workers).map { _ -> Process in
             let child = Process()
             child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
             child.arguments = ["wire-worker", "--endpoint", endpoint, "--bytes", String(bytes)]
+            child.environment = ProcessInfo.processInfo.environment.merging(workerKeys) { $1 }
             try child.run()
             return child
         }
         defer { children.forEach { $0.terminate() } }
         var identities: [[UInt8]] = []
         while identities.count < workers {
-            guard case .frames(let frames)? = try router.receive(maximumFrames: 4, wait: true) else { continue }
+            if let dead = children.first(where: { !$0.isRunning }) {
+                throw ValidationError("a wire-worker exited with status \(dead.terminationStatus) before saying hello")
+            }
+            guard try Socket.poll([router], timeout: .milliseconds(200))[0],
+                  case .frames(let frames)? = try router.receive(maximumFrames: 4) else { continue }
             identities.append(frames[0].bytes)
         }
         let payload = SharedPayload(byteCount: bytes)
@@ -52,7 +68,7 @@ struct WireRoundTrip: ParsableCommand {
         children.forEach { $0.waitUntilExit() }
         let sorted = times.dropFirst(10).sorted()
         emit(["median_ms": sorted[sorted.count / 2], "p90_ms": sorted[sorted.count * 9 / 10], "workers": workers,
-              "bytes": bytes, "endpoint": endpoint, "implementation": "wire"])
+              "bytes": bytes, "endpoint": endpoint, "implementation": curve ? "wire curve" : "wire"])
     }
 }
 
@@ -63,7 +79,12 @@ struct WireWorker: ParsableCommand {
 
     func run() throws {
         let count = bytes / 4
-        let (limits, dealer) = try benchSocket(.dealer, bytes: bytes)
+        let (limits, _, dealer) = try benchSocket(.dealer, bytes: bytes)
+        let environment = ProcessInfo.processInfo.environment
+        if let clientSecret = environment["BENCH_CLIENT_SECRET"], let serverKey = environment["BENCH_SERVER_KEY"] {
+            try SocketTuning.curveClient(dealer, keyPair: CurveKeyPair(secretZ85: clientSecret),
+                                         server: CurvePublicKey(z85: serverKey))
+        }
         try dealer.connect(endpoint)
         try dealer.send(Codec.hello(fields: ["host": "bench"], cores: 1, pid: getpid()))
         let weights = UnsafeMutablePointer<Float>.allocate(capacity: count)
@@ -83,14 +104,15 @@ struct WireWorker: ParsableCommand {
 }
 
 /// The limits of a job whose weights are `bytes` long, and a socket tuned as the coordinator's or a worker's.
-private func benchSocket(_ kind: SocketKind, bytes: Int) throws -> (Limits, Socket) {
+private func benchSocket(_ kind: SocketKind, bytes: Int) throws -> (Limits, Context, Socket) {
     let limits = Limits(parameterCount: bytes / 4, job: 1)
     // The coordinator reads its workers on two I/O threads, as the real coordinator does.
-    let socket = try Socket(Context(ioThreads: kind == .router ? 2 : 1), kind)
+    let context = try Context(ioThreads: kind == .router ? 2 : 1)
+    let socket = try Socket(context, kind)
     if kind == .router {
         try SocketTuning.coordinator(socket, maximumMessageBytes: limits.maximumFrameBytes)
     } else {
         try SocketTuning.worker(socket, maximumMessageBytes: limits.maximumFrameBytes)
     }
-    return (limits, socket)
+    return (limits, context, socket)
 }
