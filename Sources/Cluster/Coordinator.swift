@@ -75,6 +75,10 @@ public final class Coordinator: GradientSource {
         jobID = UInt64.random(in: 1 ... .max)
         announcement = JobAnnouncement(job: job, samples: training.count, fingerprint: training.fingerprint,
                                        blas: BLASKernel.loaded)
+        guard announcement.bytes.count <= JobAnnouncement.maximumBytes else {
+            throw ClusterError("the job's description is \(announcement.bytes.count) bytes; workers read at most "
+                + "\(JobAnnouncement.maximumBytes): use fewer layers")
+        }
         let count = job.model.layout.parameterCount
         var limits = Limits(parameterCount: count, job: jobID)
         limits.maximumJobBytes = max(limits.maximumJobBytes, announcement.bytes.count + 1024)

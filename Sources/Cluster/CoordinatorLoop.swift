@@ -146,6 +146,11 @@ extension Coordinator {
                 + "\(describe(assignment.ranges)) of \(assignment.samples) samples"), round)
             return
         }
+        if let wrong = ResultCheck.implausibility(frame, microShards: assignment.ranges.reduce(0) { $0 + $1.count },
+                                                  samples: assignment.samples) {
+            lose(index, .mismatched(wrong), round)
+            return
+        }
         round.complete(frame.attempt, with: frame)
         let seconds = max((clock.now - assignment.sentAt) / .seconds(1), 1e-6)
         let speed = Double(assignment.ranges.reduce(0) { $0 + $1.count }) / seconds

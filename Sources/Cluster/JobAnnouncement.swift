@@ -10,6 +10,8 @@ public struct JobAnnouncement: Sendable, Equatable {
     public var blas: String
 
     static let prefix = "shardtrain-job"
+    /// The largest announcement a worker reads; a coordinator refuses to announce a larger job.
+    public static let maximumBytes = 64 << 20
 
     public init(job: Job, samples: Int, fingerprint: String, blas: String) {
         self.job = job

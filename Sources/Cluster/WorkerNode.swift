@@ -124,17 +124,34 @@ public final class WorkerNode {
                 guard try Socket.poll([dealer], timeout: waitUntil - clock.now)[0],
                       case .frames(let frames)? = try dealer.receive(maximumFrames: Codec.maximumFrames) else { continue }
                 // Leftovers of an earlier session (weights, assignments) do not decode without a job: skip them.
-                guard let envelope = try? Codec.decode(frames, limits: Limits()) else { continue }
+                // A job description may be large (a deep model's text): up to the announcement's own bound.
+                var joining = Limits()
+                joining.maximumJobBytes = JobAnnouncement.maximumBytes
+                guard let envelope = try? Codec.decode(frames, limits: joining) else { continue }
                 switch envelope.payload {
                 case .job(let description, let parameterCount, _, _, let heartbeat):
-                    let announcement = try JobAnnouncement(bytes: description)
+                    // Checked as a job file from disk is, and against this machine's memory, before any use: a
+                    // job this worker cannot run is refused here and the coordinator told why.
+                    let announcement: JobAnnouncement
+                    do {
+                        announcement = try JobAnnouncement(bytes: description)
+                        try ResourceCheck.check(announcement.job, samples: announcement.samples)
+                        guard announcement.samples >= 1 else { throw ClusterError("the job announces no samples") }
+                        guard announcement.job.model.layout.parameterCount == parameterCount else {
+                            throw ClusterError("the job's model has \(announcement.job.model.layout.parameterCount) "
+                                + "parameters but the coordinator announced \(parameterCount)")
+                        }
+                    } catch {
+                        let why = "\(settings.name) cannot run the coordinator's job: \(error)"
+                        try? dealer.send(Codec.error(why, job: envelope.header.job, step: 0,
+                                                     worker: envelope.header.worker), wait: false)
+                        try? SocketTuning.flushOnClose(dealer, within: .seconds(1))
+                        throw ClusterError(why)
+                    }
                     var limits = Limits(parameterCount: parameterCount, job: envelope.header.job)
                     let width = announcement.job.model.inputs + max(1, announcement.job.model.outputs)
-                    limits.maximumDataBytes = announcement.samples * width * 4
-                    guard announcement.job.model.layout.parameterCount == parameterCount else {
-                        throw ClusterError("the job's model has \(announcement.job.model.layout.parameterCount) "
-                            + "parameters but the coordinator announced \(parameterCount)")
-                    }
+                    let (bytes, overflow) = announcement.samples.multipliedReportingOverflow(by: width * 4)
+                    limits.maximumDataBytes = overflow ? Int.max : bytes
                     return Session(jobID: envelope.header.job, workerID: envelope.header.worker,
                                    announcement: announcement, heartbeat: heartbeat, limits: limits)
                 case .error(let text):
@@ -187,6 +204,11 @@ public final class WorkerNode {
                   case .frames(let frames)? = try dealer.receive(maximumFrames: Codec.maximumFrames) else { continue }
             guard case .data(let samples, let featureWidth, let targetWidth, let frame) =
                     try decode(frames, session.limits).payload else { continue }
+            guard samples == announcement.samples, featureWidth >= 1, targetWidth >= 1,
+                  frame.count == samples * (featureWidth + targetWidth) else {
+                throw ClusterError("the data received (\(samples) samples of \(featureWidth) features and "
+                    + "\(targetWidth) targets in \(frame.count) values) is not the \(announcement.samples) samples announced")
+            }
             var values = [Float](repeating: 0, count: frame.count)
             values.withUnsafeMutableBufferPointer { frame.copy(into: $0.baseAddress!) }
             let data = try Dataset(name: "coordinator's samples", features: Array(values[..<(samples * featureWidth)]),
@@ -195,7 +217,12 @@ public final class WorkerNode {
             guard data.fingerprint == announcement.fingerprint else {
                 throw ClusterError("the data received does not match its announced fingerprint")
             }
-            return (announcement.job, data)
+            // Widths, class indices and target ranges, as for data from disk: nothing out of range reaches a loss.
+            do {
+                return (try announcement.job.checked(against: data), data)
+            } catch let error as InputError {
+                throw ClusterError("the coordinator's data does not fit its job: \(error.message)")
+            }
         }
         throw ClusterError("the coordinator did not send the data within --idle-timeout")
     }
@@ -210,7 +237,7 @@ public final class WorkerNode {
         BLAS.setThreads(1)
         let slices = ParallelSlices(spec: job.model, loss: job.loss, targetWidth: data.targetWidth,
                                     microShardSize: options.microShardSize, reduction: options.reduction,
-                                    largestSlice: options.batchSize, threads: settings.threads)
+                                    largestSlice: min(options.batchSize, data.count), threads: settings.threads)
         let plan = BatchPlan(sampleCount: data.count, batchSize: options.batchSize, shuffle: options.shuffle,
                              dropLast: options.dropLast, seed: options.seed)
         let parameters = Buffer<Float>(count: job.model.layout.parameterCount)

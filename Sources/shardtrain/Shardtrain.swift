@@ -1,5 +1,6 @@
 import ArgumentParser
 import Engine
+import Foundation
 
 @main
 struct Shardtrain: ParsableCommand {
@@ -12,6 +13,20 @@ struct Shardtrain: ParsableCommand {
     static func main() {
         // Before anything else: this may re-execute the program with a faster BLAS kernel.
         BLASKernel.selectAtLaunch()
-        main(nil)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            // Help and version print as the parser has them; a bad flag is bad input like any other: one line,
+            // status 2 (the parser's own would be several lines and 64).
+            let code = exitCode(for: error)
+            guard code != .success, !(error is ExitCode) else { exit(withError: error) }
+            let message = Self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            // The parser's own messages (capitalised) name no remedy; the project's validations do.
+            let fromParser = message.first?.isUppercase ?? true
+            let hint = fromParser ? " (`shardtrain help` lists the commands and their flags)" : ""
+            FileHandle.standardError.write(Data("error: \(message)\(hint)\n".utf8))
+            Foundation.exit(2)
+        }
     }
 }

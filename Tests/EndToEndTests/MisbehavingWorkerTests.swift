@@ -2,23 +2,43 @@ import Foundation
 import Testing
 import Wire
 
-/// A worker that speaks the protocol but returns a wrong result is declared lost and named; with no worker left to
-/// take its micro-shards, the run stops after --rejoin-timeout.
+/// A worker that speaks the protocol but returns a result no real worker could (the wrong sample count or mode, more
+/// correct predictions than samples, limbs beyond what its micro-shards can add up to) is declared lost and named;
+/// with no worker left to take its micro-shards, the run stops after --rejoin-timeout.
 @Suite(.serialized)
 struct MisbehavingWorkerTests {
-    @Test("a mismatched gradient loses the worker, named; with none left the run stops after --rejoin-timeout")
-    func mismatchedResult() throws {
+    /// What the fake worker claims: samples, correct count, loss limbs and every gradient limb.
+    struct Lie: Sendable, CustomTestStringConvertible {
+        var samples = 4, correct = 0, lossHigh: Int64 = 0, limb: Int64 = 0
+        var reduction = "exact"
+        var expected: String
+        var testDescription: String { expected }
+    }
+
+    static let lies = [
+        Lie(samples: 3, reduction: "fast", expected: "lost: sent a mismatched result (3 samples, exact"),
+        // Refused by the decoder already; the worker is then lost for silence.
+        Lie(correct: 5, expected: "dropped a message from w1 \"liar\" (test, pid 1): gradient header: samples 4 and correct 5"),
+        Lie(limb: 1 << 62, expected: "lost: sent a mismatched result (a gradient limb of magnitude 4611686018427387904"),
+        Lie(lossHigh: -(1 << 60), expected: "lost: sent a mismatched result (a loss sum no 1 micro-shards can produce)"),
+    ]
+
+    @Test("an impossible result loses the worker, named; with none left the run stops after --rejoin-timeout",
+          arguments: lies)
+    func impossibleResult(lie: Lie) throws {
         let port = Command.freePort()
         let log = Command.temporaryPath("mismatch.log")
         let coordinator = try Command.start(["coordinator", "--config", "examples/xor.yaml", "--bind",
-                                             "tcp://127.0.0.1:\(port)", "--workers", "1", "--reduction", "fast",
-                                             "--rejoin-timeout", "2"], stderr: log)
+                                             "tcp://127.0.0.1:\(port)", "--workers", "1", "--reduction", lie.reduction,
+                                             "--rejoin-timeout", "2"], stderr: log,
+                                            environment: ["OPENBLAS_CORETYPE": "Haswell"])
         defer { kill(coordinator.processIdentifier, SIGKILL) }
         _ = try Command.waitForLine(in: log, containing: "waiting for 1 workers", timeout: 30)
 
         let dealer = try Socket(Context(), .dealer)
         try dealer.connect("tcp://127.0.0.1:\(port)")
-        try dealer.send(Codec.hello(fields: ["name": "liar", "host": "test"], cores: 1, pid: 1))
+        // Exact mode admits only workers on the coordinator's BLAS kernel, pinned here.
+        try dealer.send(Codec.hello(fields: ["name": "liar", "host": "test", "blas": "Haswell"], cores: 1, pid: 1))
         var limits = Limits()
         var job: UInt64 = 0, worker: UInt32 = 0
         let deadline = Date().addingTimeInterval(20)
@@ -31,19 +51,19 @@ struct MisbehavingWorkerTests {
                 (job, worker) = (envelope.header.job, envelope.header.worker)
                 limits = Limits(parameterCount: count, job: job)
                 try dealer.send(Codec.ready(job: job, worker: worker, hasData: true))
-            case .assignment:
-                // Claims 3 samples where the batch holds 4, with all-zero limbs.
-                let zeros = [UInt8](repeating: 0, count: 16 * limits.parameterCount!)
-                try dealer.send([Codec.gradientHeader(job: job, step: envelope.header.step, worker: worker, samples: 3,
-                                                      correct: 0, lossHigh: 0, lossLow: 0, exact: true,
-                                                      overflowed: false, attempt: 1), Message(copying: zeros)])
+            case .assignment(_, _, let attempt, _):
+                let limbs = [Int64](repeating: lie.limb, count: 2 * limits.parameterCount!)
+                try dealer.send([Codec.gradientHeader(job: job, step: envelope.header.step, worker: worker,
+                                                      samples: lie.samples, correct: lie.correct, lossHigh: lie.lossHigh,
+                                                      lossLow: 0, exact: true, overflowed: false, attempt: attempt),
+                                 limbs.withUnsafeBytes { try Message(copying: $0) }])
             default:
                 continue
             }
         }
         #expect(Command.wait(coordinator, timeout: 20) == 4)
         let text = try String(contentsOfFile: log, encoding: .utf8)
-        #expect(text.contains("w1 \"liar\" (test, pid 1) lost: sent a mismatched result"), "\(text)")
+        #expect(text.contains("w1 \"liar\" (test, pid 1) lost: ") && text.contains(lie.expected), "\(text)")
         #expect(text.contains("error: no workers rejoined within --rejoin-timeout (2.0 s) at step 0; lost: w1 \"liar\""),
                 "\(text)")
     }

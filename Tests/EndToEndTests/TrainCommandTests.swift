@@ -65,12 +65,52 @@ struct TrainCommandTests {
         (["--config", "examples/xor.yaml", "--reduction", "sloppy"], "--reduction sloppy: use exact or fast"),
         (["--config", "examples/xor.yaml", "--init", "examples/xor.yaml"], "examples/xor.yaml: header length"),
         (["--config", "examples/xor.yaml", "--epochs", "2", "--steps", "2"], "give --epochs or --steps, not both"),
+        (["--config", "examples/xor.yaml", "--epochs", "1000000000000000000"],
+         "epochs 1000000000000000000 is beyond 1000000000"),
+        (["--config", "examples/xor.yaml", "--steps", "9223372036854775807"], "steps 9223372036854775807 is beyond"),
+        (["--config", "examples/xor.yaml", "--micro-shard", "1000000000000000000"],
+         "micro_shard 1000000000000000000 is beyond"),
+        (["--config", "examples/xor.yaml", "--workers", "1", "--worker-timeout", "nan"],
+         "--worker-timeout nan: give seconds"),
     ])
     func badInput(arguments: [String], message: String) throws {
         let result = try Command.run(["train"] + arguments)
         #expect(result.status == 2)
         #expect(result.stderr.hasPrefix("error: ") && result.stderr.contains(message), "\(result.stderr)")
         #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+    }
+
+    @Test("a job too large for this machine's memory is refused before allocating, saying how much it needs",
+          arguments: [
+              "model: {layers: [{units: 500000000}, {units: 2, activation: softmax}]}\nloss: cross_entropy\n"
+                  + "data: {builtin: spirals, samples: 100, classes: 2}",
+              "model: {layers: [{units: 8}, {units: 2, activation: softmax}]}\nloss: cross_entropy\n"
+                  + "data: {builtin: spirals, samples: 1000000000000, classes: 2}",
+          ])
+    func tooLarge(job: String) throws {
+        let file = Command.temporaryPath("too-large.yaml")
+        try job.write(toFile: file, atomically: true, encoding: .utf8)
+        let started = Date()
+        let result = try Command.run(["train", "--config", file])
+        #expect(result.status == 2, "\(result.stderr)")
+        #expect(result.stderr.contains("the job needs about") && result.stderr.contains("is available here"),
+                "\(result.stderr)")
+        #expect(Date().timeIntervalSince(started) < 10, "it generated or allocated before refusing")
+    }
+
+    @Test("sizes that once aborted train: a micro-shard far beyond the batch, a batch far beyond the data, a 30,000-layer model with a worker")
+    func oddSizesTrain() throws {
+        let huge = try Command.run(["train", "--config", "examples/xor.yaml", "--micro-shard", "1000000000000"])
+        #expect(huge.status == 0, "\(huge.stderr)")
+        let batch = try Command.run(["train", "--config", "examples/xor.yaml", "--batch-size", "1000000000",
+                                     "--reduction", "fast"])
+        #expect(batch.status == 0, "\(batch.stderr)")
+        let deep = Command.temporaryPath("deep.yaml")
+        try ("model: {layers: [" + Array(repeating: "{units: 1}", count: 30_000).joined(separator: ", ") + "]}\n"
+             + "loss: mse\ndata: {builtin: regression, samples: 8}\nbatch_size: 8\nepochs: 1\n")
+            .write(toFile: deep, atomically: true, encoding: .utf8)
+        let local = try Command.run(["train", "--config", deep, "--workers", "1", "--join-timeout", "30"])
+        #expect(local.status == 0, "\(local.stderr.suffix(500))")
     }
 
     @Test("a diverging run stops with a message naming the step, status 3")

@@ -27,8 +27,10 @@ extension Job {
     /// The samples a run trains on, as every process computes them: loaded or generated, checked against the model,
     /// and with the held-out split removed.
     public func trainingSamples() throws -> (job: Job, training: Dataset, validation: Dataset?) {
+        try ResourceCheck.check(self)  // before a built-in set is generated
         let data = try loadData()
         let job = try checked(against: data)
+        try ResourceCheck.check(job, samples: data.count, featureWidth: data.featureWidth, targetWidth: data.targetWidth)
         guard job.validationSplit > 0 else { return (job, data, nil) }
         let (training, validation) = data.split(validationFraction: job.validationSplit, seed: job.options.seed)
         return (job, training, validation)

@@ -26,6 +26,9 @@ public enum Reduction: String, Sendable, CaseIterable {
 public final class GradientSum {
     /// Largest magnitude one added value may have in exact mode.
     static let limit = 0x1p31
+    /// The largest magnitude one micro-shard's value adds to either limb: below `limit` in units of 2⁻²⁰ for the
+    /// high limb, and the remainder below 2⁻²⁰ in units of 2⁻⁷¹ for the low one.
+    public static let limbLimit: Int64 = 1 << 51
     /// Micro-shards one exact sum may hold (job validation keeps batch_size / micro_shard within it).
     public static let maximumMicroShards = 4096
     // x + 1.5·2^(52+k) rounds x to a multiple of 2^k, and the sum's bit pattern minus the constant's is x / 2^k.

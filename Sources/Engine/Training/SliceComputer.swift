@@ -21,7 +21,8 @@ public final class SliceComputer {
                 largestSlice: Int) {
         self.microShardSize = microShardSize
         self.reduction = reduction
-        let capacity = reduction == .exact ? microShardSize : max(largestSlice, 1)
+        // No slice holds more than a batch, whatever the micro-shard size.
+        let capacity = max(1, reduction == .exact ? min(microShardSize, largestSlice) : largestSlice)
         network = Network(spec: spec, loss: loss, targetWidth: targetWidth, capacity: capacity)
         let parameterCount = network.layout.parameterCount
         scratch = Buffer(count: reduction == .fast ? parameterCount : 0)

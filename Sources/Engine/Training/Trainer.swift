@@ -62,12 +62,12 @@ public final class Trainer {
             self.source = source
             computer = SliceComputer(spec: spec, loss: loss, targetWidth: training.targetWidth,
                                      microShardSize: options.microShardSize, reduction: options.reduction,
-                                     largestSlice: options.batchSize)
+                                     largestSlice: min(options.batchSize, training.count))
         } else {
             let local = LocalGradientSource(
                 ParallelSlices(spec: spec, loss: loss, targetWidth: training.targetWidth,
                                microShardSize: options.microShardSize, reduction: options.reduction,
-                               largestSlice: options.batchSize, threads: options.threads), data: training)
+                               largestSlice: min(options.batchSize, training.count), threads: options.threads), data: training)
             self.source = local
             computer = local.slices.computers[0]
         }

@@ -1,0 +1,41 @@
+import Engine
+import Wire
+
+/// What a worker's result can be, given what it was asked: a broken (or hostile) worker's impossible values are
+/// refused, naming it, before they reach the sum. Plausible but wrong values cannot be told from right ones; keys
+/// keep strangers out, and these checks catch broken workers.
+enum ResultCheck {
+    /// Why `frame`, the answer for `microShards` micro-shards of `samples` samples, cannot be a real result; nil if
+    /// it can.
+    static func implausibility(_ frame: GradientFrame, microShards: Int, samples: Int) -> String? {
+        guard frame.correct >= 0, frame.correct <= samples else {
+            return "\(frame.correct) correct predictions out of \(samples) samples"
+        }
+        // Diverged (a NaN, ∞ or huge value): the step stops the run with its own message.
+        guard frame.exact, !frame.overflowed else { return nil }
+        // Each micro-shard adds at most GradientSum.limbLimit to a limb (a larger value marks it overflowed).
+        let bound = GradientSum.limbLimit.multipliedReportingOverflow(by: Int64(max(1, microShards)))
+        let limit = bound.overflow ? Int64.max : bound.partialValue
+        guard frame.lossHigh.magnitude <= limit.magnitude, frame.lossLow.magnitude <= limit.magnitude else {
+            return "a loss sum no \(microShards) micro-shards can produce"
+        }
+        let largest = frame.withValues { bytes -> UInt64 in
+            var largest: UInt64 = 0
+            let count = bytes.count / 8
+            if Int(bitPattern: bytes.baseAddress) % 8 == 0 {
+                let limbs = bytes.baseAddress!.assumingMemoryBound(to: Int64.self)
+                for index in 0..<count { largest = max(largest, limbs[index].magnitude) }
+            } else {
+                for index in 0..<count {
+                    largest = max(largest, bytes.loadUnaligned(fromByteOffset: 8 * index, as: Int64.self).magnitude)
+                }
+            }
+            return largest
+        }
+        guard largest <= limit.magnitude else {
+            return "a gradient limb of magnitude \(largest), beyond the \(limit) that \(microShards) micro-shards "
+                + "can produce"
+        }
+        return nil
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+
+/// Sizes checked before anything is allocated or generated: counts that would overflow, and the memory a job needs
+/// against the memory there is. A job that cannot fit is refused in one line saying both, never aborted by the
+/// allocator.
+public enum ResourceCheck {
+    /// Beyond these no run is meaningful, and products of them stay far from Int's range.
+    public static let maximumEpochs = 1_000_000_000
+    public static let maximumSteps = 1 << 40
+    public static let maximumSize = 1 << 40
+
+    /// Refuses lengths, sizes and models whose counts overflow or that cannot fit in memory; `samples` and the
+    /// widths are the data's when known (nil: from the job, as for a built-in set before it is generated).
+    public static func check(_ job: Job, samples: Int? = nil, featureWidth: Int? = nil, targetWidth: Int? = nil,
+                             available: Double? = ResourceCheck.availableBytes()) throws {
+        let options = job.options
+        switch options.length {
+        case .epochs(let n) where n > maximumEpochs:
+            throw InputError("epochs \(n) is beyond \(maximumEpochs); give fewer epochs")
+        case .steps(let n) where n > maximumSteps:
+            throw InputError("steps \(n) is beyond \(maximumSteps); give fewer steps")
+        default: break
+        }
+        for (key, value) in [("batch_size", options.batchSize), ("micro_shard", options.microShardSize),
+                             ("threads", options.threads)] where value > maximumSize {
+            throw InputError("\(key) \(value) is beyond \(maximumSize)")
+        }
+        let inputs = Double(max(job.model.inputs, featureWidth ?? 0, 1))
+        var widths = [inputs]
+        for (index, layer) in job.model.layers.enumerated() where Double(layer.units) > Double(maximumSize) {
+            throw InputError("model.layers[\(index)].units \(layer.units) is beyond \(maximumSize)")
+        }
+        widths += job.model.layers.map { Double($0.units) }
+        let parameters = zip(widths, widths.dropFirst()).reduce(0.0) { $0 + ($1.0 + 1) * $1.1 }
+        guard parameters < Double(Int32.max) * 64 else {
+            throw InputError("the model has \(Self.count(parameters)) parameters; shardtrain trains at most "
+                + "\(Self.count(Double(Int32.max) * 64)); make the layers narrower or fewer")
+        }
+        guard let available else { return }
+        let needed = estimate(job, parameters: parameters, widths: widths,
+                              samples: Double(samples ?? job.data.declaredSamples ?? 0),
+                              targetWidth: Double(targetWidth ?? 1))
+        guard needed.total <= available else {
+            throw InputError("the job needs about \(bytes(needed.total)) of memory (\(needed.parts)) but "
+                + "\(bytes(available)) is available here; lower batch_size, micro_shard, threads, the model's "
+                + "width or the data's size")
+        }
+    }
+
+    /// Bytes one process needs at most (the in-process trainer, or a worker with its two gradient sums).
+    static func estimate(_ job: Job, parameters: Double, widths: [Double], samples: Double, targetWidth: Double)
+        -> (total: Double, parts: String) {
+        let options = job.options
+        let exact = options.reduction == .exact
+        // Weights, two gradient sums (exact: 16-byte fixed-point limbs), optimizer state (up to three moments).
+        let model = parameters * (4 + 2 * (exact ? 16 : 4) + 12)
+        // Per thread: activations and pre-activations of every layer, the input, targets and two backward buffers
+        // for as many samples as a slice holds; exact mode also keeps four micro-shard gradients.
+        var slice = Double(exact ? min(options.microShardSize, options.batchSize) : options.batchSize)
+        if samples > 0 { slice = min(slice, samples) }  // a batch never holds more than the data
+        let rows = widths[0] + targetWidth + 2 * widths.dropFirst().reduce(0, +) + 2 * (widths.max() ?? 0)
+        let workspace = Double(options.threads) * (slice * (4 * rows + 8) + parameters * 4 * (exact ? 4 : 1))
+        // The samples (features and targets) and the epoch's shuffled order.
+        let data = samples * ((widths[0] + targetWidth) * 4 + 8)
+        let parts = "model and optimizer \(bytes(model)), workspaces \(bytes(workspace)), data \(bytes(data))"
+        return (model + workspace + data, parts)
+    }
+
+    /// The memory this process may still use: the smaller of the machine's available memory and what its cgroup
+    /// (a container's limit) leaves; nil when neither can be read.
+    public static func availableBytes() -> Double? {
+        var best: Double?
+        if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+           let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+           let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "") {
+            best = kilobytes * 1024
+        }
+        if let limit = readNumber("/sys/fs/cgroup/memory.max"), let used = readNumber("/sys/fs/cgroup/memory.current") {
+            best = min(best ?? .infinity, max(0, limit - used))
+        }
+        return best
+    }
+
+    private static func readNumber(_ path: String) -> Double? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        return Double(text.trimmingCharacters(in: .whitespacesAndNewlines))  // "max" (no limit) reads as nil
+    }
+
+    static func bytes(_ value: Double) -> String {
+        let units = ["bytes", "KB", "MB", "GB", "TB", "PB", "EB"]
+        var scaled = value, unit = 0
+        while scaled >= 1000 && unit < units.count - 1 { scaled /= 1000; unit += 1 }
+        return unit == 0 ? "\(Int(scaled)) bytes" : String(format: "%.1f %@", scaled, units[unit])
+    }
+
+    static func count(_ value: Double) -> String { value < 1e6 ? "\(Int(value))" : String(format: "%.3g", value) }
+}
+
+extension DataSource {
+    /// The sample count a built-in set declares (nil for files, whose size is known once read).
+    var declaredSamples: Int? {
+        switch self {
+        case .xor: 4
+        case .spirals(let samples, _, _), .blobs(let samples, _, _, _), .regression(let samples, _, _): samples
+        case .npy, .csv: nil
+        }
+    }
+}
