@@ -13,6 +13,7 @@ struct Shardtrain: ParsableCommand {
     static func main() {
         // Before anything else: this may re-execute the program with a faster BLAS kernel.
         BLASKernel.selectAtLaunch()
+        raiseDescriptorLimit()
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -29,4 +30,13 @@ struct Shardtrain: ParsableCommand {
             Foundation.exit(2)
         }
     }
+}
+
+/// A coordinator holds one descriptor per connection: allow as many as the system lets this process have, so a
+/// crowd of connections (idle ones are dropped after their handshake limit) does not starve it.
+private func raiseDescriptorLimit() {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    limit.rlim_cur = limit.rlim_max
+    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 }

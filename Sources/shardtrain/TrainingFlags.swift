@@ -65,6 +65,9 @@ struct TrainingFlags: ParsableArguments {
     func train(makeSource: (Job, Dataset) throws -> GradientSource? = { _, _ in nil },
                prepared: (PreparedRun, Checkpointer?) -> Void = { _, _ in }) throws {
         let overrides = try overrides()
+        // Opened now: an unwritable path is reported before training, and the weights can be written at the end
+        // even if descriptors have run out by then.
+        let saveFile = try save.map { try ReservedFile($0, what: "--save") }
         cplatform_line_buffer_stdout()
         Interruption.install()
         BLAS.setThreads(1)
@@ -90,7 +93,10 @@ struct TrainingFlags: ParsableArguments {
                 if report.epoch % run.logEvery == 0 { print(Reporting.epochLine(report)) }
                 metricsFile?.append(Reporting.metricsLine(report))
             }, afterStep: { trainer in
-                if trainer.step % every == 0 { try checkpointer?.write(trainer) }
+                if trainer.step % every == 0, let checkpointer, try checkpointer.write(trainer, required: false) == nil {
+                    logToStandardError("checkpoint at step \(trainer.step) skipped: no file can be opened now (too "
+                        + "many open files); training goes on and the next checkpoint tries again")
+                }
                 if let signal = Interruption.signal {
                     throw Interrupted(signal: signal, checkpoint: try checkpointer?.write(trainer))
                 }
@@ -99,11 +105,14 @@ struct TrainingFlags: ParsableArguments {
             // Stopped inside a step: the trainer still holds the state from before it.
             throw Interrupted(signal: stop.signal, checkpoint: try checkpointer?.write(trainer))
         }
-        try checkpointer?.write(trainer)
         print(run.closingLines().joined(separator: "\n"))
-        if let save {
-            try Safetensors.write(trainer.parameters.array, layout: run.job.model.layout, to: save,
-                                  metadata: ["format": "pt", "producer": "shardtrain"])
+        // The weights first: they are the run's result, written through the file opened at the start.
+        try saveFile?.commit(Safetensors.encode(trainer.parameters.array, layout: run.job.model.layout,
+                                                metadata: ["format": "pt", "producer": "shardtrain"]))
+        // With the weights saved, a final checkpoint that cannot be opened is not worth failing the run for.
+        if let checkpointer, try checkpointer.write(trainer, required: saveFile == nil) == nil {
+            logToStandardError("the final checkpoint was skipped: no file can be opened now (too many open files); "
+                + "the weights are saved in \(save ?? "")")
         }
     }
 

@@ -36,9 +36,11 @@ public struct Job: Sendable, Equatable {
 
     /// Reads a job file; relative data paths are taken from the file's folder.
     public static func load(_ path: String) throws -> Job {
-        guard let contents = FileManager.default.contents(atPath: path),
-              let text = String(data: contents, encoding: .utf8) else {
+        guard let contents = FileManager.default.contents(atPath: path) else {
             throw InputError("\(path): cannot read the job file; check the path")
+        }
+        guard let text = String(data: contents, encoding: .utf8) else {
+            throw InputError("\(path): the job file is not UTF-8 text (YAML or JSON)")
         }
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
         return try parse(text, file: path, folder: folder)

@@ -28,8 +28,9 @@ public struct JobOverrides: Sendable {
             if !sameKind(fresh, job.options.optimizer) { job.options.optimizer = fresh }
         }
         if let learningRate {
-            guard learningRate > 0, learningRate.isFinite else {
-                throw InputError("--lr \(learningRate): the learning rate must be a positive number")
+            guard learningRate > 0, learningRate.isFinite, Float(learningRate) > 0, Float(learningRate).isFinite else {
+                throw InputError("--lr \(learningRate): the learning rate must be a positive number that float32 "
+                    + "holds (1.4e-45 to 3.4e38)")
             }
             job.options.optimizer.learningRate = Float(learningRate)
         }

@@ -103,27 +103,27 @@ struct JobParser {
         let positive = Double.leastNonzeroMagnitude ... Double.greatestFiniteMagnitude
         switch config {
         case .sgd(var o):
-            o.lr = try reader.double("lr", in: positive).map(Float.init) ?? o.lr
-            o.momentum = try reader.double("momentum", in: 0...1).map(Float.init) ?? o.momentum
-            o.dampening = try reader.double("dampening", in: 0...1).map(Float.init) ?? o.dampening
+            o.lr = try reader.float("lr", in: positive) ?? o.lr
+            o.momentum = try reader.float("momentum", in: 0...1) ?? o.momentum
+            o.dampening = try reader.float("dampening", in: 0...1) ?? o.dampening
             o.nesterov = try reader.bool("nesterov") ?? o.nesterov
-            o.weightDecay = try reader.double("weight_decay", in: 0...1e6).map(Float.init) ?? o.weightDecay
+            o.weightDecay = try reader.float("weight_decay", in: 0...1e6) ?? o.weightDecay
             if o.nesterov && (o.momentum == 0 || o.dampening != 0) {
                 throw reader.fail("nesterov", node, "needs momentum > 0 and dampening 0 (as torch.optim.SGD)")
             }
             try reader.finish(known: ["name", "lr", "momentum", "dampening", "nesterov", "weight_decay"])
             config = .sgd(o)
         case .rmsprop(var o):
-            o.lr = try reader.double("lr", in: positive).map(Float.init) ?? o.lr
-            o.alpha = try reader.double("alpha", in: 0...1).map(Float.init) ?? o.alpha
-            o.eps = try reader.double("eps", in: 0...1).map(Float.init) ?? o.eps
-            o.weightDecay = try reader.double("weight_decay", in: 0...1e6).map(Float.init) ?? o.weightDecay
-            o.momentum = try reader.double("momentum", in: 0...1).map(Float.init) ?? o.momentum
+            o.lr = try reader.float("lr", in: positive) ?? o.lr
+            o.alpha = try reader.float("alpha", in: 0...1) ?? o.alpha
+            o.eps = try reader.float("eps", in: 0...1) ?? o.eps
+            o.weightDecay = try reader.float("weight_decay", in: 0...1e6) ?? o.weightDecay
+            o.momentum = try reader.float("momentum", in: 0...1) ?? o.momentum
             o.centered = try reader.bool("centered") ?? o.centered
             try reader.finish(known: ["name", "lr", "alpha", "eps", "weight_decay", "momentum", "centered"])
             config = .rmsprop(o)
         case .adam(var o):
-            o.lr = try reader.double("lr", in: positive).map(Float.init) ?? o.lr
+            o.lr = try reader.float("lr", in: positive) ?? o.lr
             if let betas = reader.node("betas") {
                 guard let pair = betas.sequence?.compactMap({ $0.float }), pair.count == 2,
                       pair.allSatisfy({ (0..<1).contains($0) }) else {
@@ -132,8 +132,8 @@ struct JobParser {
                 o.beta1 = Float(pair[0])
                 o.beta2 = Float(pair[1])
             }
-            o.eps = try reader.double("eps", in: 0...1).map(Float.init) ?? o.eps
-            o.weightDecay = try reader.double("weight_decay", in: 0...1e6).map(Float.init) ?? o.weightDecay
+            o.eps = try reader.float("eps", in: 0...1) ?? o.eps
+            o.weightDecay = try reader.float("weight_decay", in: 0...1e6) ?? o.weightDecay
             o.amsgrad = try reader.bool("amsgrad") ?? o.amsgrad
             try reader.finish(known: ["name", "lr", "betas", "eps", "weight_decay", "amsgrad"])
             config = .adam(o)

@@ -43,6 +43,12 @@ struct JobReader {
         return entry.value
     }
 
+    /// A value as an error message shows it: quoted, and cut short, so a huge value is not echoed whole.
+    static func shown(_ node: Node) -> String {
+        guard let text = node.string else { return "a collection" }
+        return text.count <= 60 ? "'\(text)'" : "'\(text.prefix(60))…' (\(text.count) characters)"
+    }
+
     func fail(_ key: String, _ node: Node?, _ message: String) -> InputError {
         InputError("\(node.map { Self.location(file, $0) } ?? "\(file): ")\(keyPath(key)): \(message)")
     }
@@ -56,7 +62,7 @@ struct JobReader {
     mutating func int(_ key: String, minimum: Int = Int.min) throws -> Int? {
         guard let value = node(key) else { return nil }
         guard let number = value.int else {
-            throw fail(key, value, "expected a whole number, got '\(value.string ?? "a collection")'")
+            throw fail(key, value, "expected a whole number, got \(Self.shown(value))")
         }
         guard number >= minimum else { throw fail(key, value, "must be at least \(minimum), got \(number)") }
         return number
@@ -66,7 +72,7 @@ struct JobReader {
         throws -> Double? {
         guard let value = node(key) else { return nil }
         guard let number = value.float ?? value.int.map(Double.init), number.isFinite else {
-            throw fail(key, value, "expected a number, got '\(value.string ?? "a collection")'")
+            throw fail(key, value, "expected a number, got \(Self.shown(value))")
         }
         guard range.contains(number) else {
             throw fail(key, value, "must lie in \(range.lowerBound)…\(range.upperBound), got \(number)")
@@ -74,10 +80,24 @@ struct JobReader {
         return number
     }
 
+    /// A number the engine keeps as a Float: refused when float32 cannot hold it (it would become 0 or ∞).
+    mutating func float(_ key: String, in range: ClosedRange<Double> = -.greatestFiniteMagnitude ... .greatestFiniteMagnitude)
+        throws -> Float? {
+        guard let number = try double(key, in: range) else { return nil }
+        let narrowed = Float(number)
+        guard narrowed.isFinite else {
+            throw fail(key, node(key), "\(number) is beyond float32's range (±3.4e38), which the engine computes in")
+        }
+        guard narrowed != 0 || number == 0 else {
+            throw fail(key, node(key), "\(number) is 0 in float32, which the engine computes in (smallest: 1.4e-45)")
+        }
+        return narrowed
+    }
+
     mutating func bool(_ key: String) throws -> Bool? {
         guard let value = node(key) else { return nil }
         guard let flag = value.bool else {
-            throw fail(key, value, "expected true or false, got '\(value.string ?? "a collection")'")
+            throw fail(key, value, "expected true or false, got \(Self.shown(value))")
         }
         return flag
     }

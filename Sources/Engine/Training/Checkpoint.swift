@@ -15,6 +15,8 @@ public final class Checkpointer {
     private let fingerprint: String
     /// The checkpoint of the trainer's current state, once written or resumed from (it is not written twice).
     private var latest: (step: Int, path: String)?
+    /// The next checkpoint's file, opened ahead so it can be written even when descriptors have run out.
+    private var next: ReservedFile?
 
     static let filePrefix = "checkpoint-", fileSuffix = ".safetensors"
     static let formatVersion = "1"
@@ -37,6 +39,12 @@ public final class Checkpointer {
         guard access(folder, W_OK) == 0 else {
             throw InputError("--checkpoint \(folder): the folder is not writable")
         }
+        next = try reserve()
+    }
+
+    private func reserve(patience: Duration = .seconds(10)) throws -> ReservedFile {
+        try ReservedFile((folder as NSString).appendingPathComponent("next" + Self.fileSuffix), what: "--checkpoint",
+                         patience: patience)
     }
 
     /// The job as far as it decides the bits of every step: its canonical text with the run's length and the
@@ -53,7 +61,15 @@ public final class Checkpointer {
     /// Writes the trainer's state unless its step's checkpoint is already the latest; returns the file's path.
     @discardableResult
     public func write(_ trainer: Trainer) throws -> String {
+        try write(trainer, required: true)!
+    }
+
+    /// Like `write`, but a routine checkpoint (`required` false) is skipped, returning nil, when no file could be
+    /// opened for it (the process is out of descriptors): training goes on, and the next one tries again.
+    public func write(_ trainer: Trainer, required: Bool) throws -> String? {
         if let latest, latest.step == trainer.step { return latest.path }
+        if next == nil { next = try? reserve(patience: .zero) }
+        if next == nil && !required { return nil }
         var metadata = ["format": "pt", "producer": "shardtrain", "shardtrain.checkpoint": Self.formatVersion,
                         "shardtrain.step": String(trainer.step), "shardtrain.epoch": String(trainer.epoch),
                         "shardtrain.optimizer_steps": String(trainer.optimizer.steps),
@@ -67,8 +83,10 @@ public final class Checkpointer {
                                       extra: extra)
         let name = Self.filePrefix + String(format: "%010d", trainer.step) + Self.fileSuffix
         let path = (folder as NSString).appendingPathComponent(name)
-        let temporary = (folder as NSString).appendingPathComponent(".\(name).\(getpid()).tmp")
-        try Self.writeDurably(data, to: temporary, renamingTo: path, folder: folder)
+        let file = try next ?? reserve()
+        next = nil
+        try file.commit(data, as: path)
+        next = try? reserve(patience: .zero)  // when descriptors are short, the next write tries again
         prune()
         latest = (trainer.step, path)
         return path
@@ -156,41 +174,5 @@ public final class Checkpointer {
         trainer.restore(step: step, progress: EpochProgress(lossSum: Double(bitPattern: lossBits), correct: correct,
                                                              samples: samples),
                         parameters: parameters, optimizerSteps: optimizerSteps, optimizerState: state)
-    }
-
-    /// Writes `data` to `temporary`, flushes it to disk, renames it to `path` and flushes the folder.
-    static func writeDurably(_ data: Data, to temporary: String, renamingTo path: String, folder: String) throws {
-        func failure(_ what: String) -> InputError {
-            InputError("\(path): cannot \(what) the checkpoint (\(String(cString: strerror(errno)))); check the "
-                + "--checkpoint folder's space and permissions")
-        }
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw failure("create") }
-        var written = 0
-        let ok = data.withUnsafeBytes { raw -> Bool in
-            while written < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + written, raw.count - written)
-                if n < 0 { if errno == EINTR { continue }; return false }
-                written += n
-            }
-            return true
-        }
-        guard ok, fsync(fd) == 0 else {
-            let error = failure("write")
-            close(fd)
-            unlink(temporary)
-            throw error
-        }
-        close(fd)
-        guard rename(temporary, path) == 0 else {
-            let error = failure("rename")
-            unlink(temporary)
-            throw error
-        }
-        let folderFD = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if folderFD >= 0 {
-            fsync(folderFD)
-            close(folderFD)
-        }
     }
 }

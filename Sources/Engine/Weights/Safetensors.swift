@@ -23,7 +23,7 @@ public enum Safetensors {
     }
 
     /// `extra` tensors (1-D F32, named outside the model's names) follow the model's.
-    static func encode(_ parameters: [Float], layout: ParameterLayout, metadata: [String: String],
+    public static func encode(_ parameters: [Float], layout: ParameterLayout, metadata: [String: String],
                        extra: [(name: String, values: [Float])] = []) -> Data {
         precondition(parameters.count == layout.parameterCount, "parameters do not fit the layout")
         var entries: [String] = []

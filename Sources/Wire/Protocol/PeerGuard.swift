@@ -1,36 +1,82 @@
 import Foundation
 
-/// Keeps garbage from harming a receiver: each refused message is logged in one line naming the peer and what
-/// was wrong, and a peer that keeps sending them is cut off (its messages dropped unread from then on).
+/// Keeps garbage from harming a receiver: refused messages are logged naming the peer and what was wrong, and a
+/// peer that keeps sending them is cut off (its messages dropped unread from then on).
+///
+/// Bounded whatever the peers do: at most `trackedPeers` identities are remembered (the oldest forgotten first, so
+/// fresh identities cannot grow it), each peer's first refusal and its cut-off are logged, and at most
+/// `linesPerWindow` lines per `window` are written in all — the rest are counted and summed up in one line.
 public final class PeerGuard {
     /// Refused messages a peer may send before it is cut off.
     public let limit: Int
+    public let trackedPeers: Int
+    public let linesPerWindow: Int
+    public let window: Duration
     private var violations: [[UInt8]: Int] = [:]
+    private var arrival: [[UInt8]] = []
     private var cutOff: Set<[UInt8]> = []
     private let log: (String) -> Void
+    private let clock = ContinuousClock()
+    private var windowStart: ContinuousClock.Instant
+    private var linesInWindow = 0
+    private var unlogged = 0
 
-    public init(limit: Int = 5, log: @escaping (String) -> Void) {
+    public init(limit: Int = 5, trackedPeers: Int = 1024, linesPerWindow: Int = 20, window: Duration = .seconds(10),
+                log: @escaping (String) -> Void) {
         self.limit = limit
+        self.trackedPeers = trackedPeers
+        self.linesPerWindow = linesPerWindow
+        self.window = window
         self.log = log
+        windowStart = clock.now
     }
 
     /// Whether messages from `peer` are to be dropped unread.
     public func isCutOff(_ peer: [UInt8]) -> Bool { cutOff.contains(peer) }
 
+    /// Identities remembered now (never more than `trackedPeers`).
+    public var trackedCount: Int { violations.count }
+
     /// Records a refused message from `peer` (described by `name`); returns true if the peer is now cut off.
     @discardableResult
     public func refused(_ peer: [UInt8], name: String, _ error: WireError) -> Bool {
+        if violations[peer] == nil {
+            if violations.count >= trackedPeers, !arrival.isEmpty {
+                let oldest = arrival.removeFirst()
+                violations[oldest] = nil
+                cutOff.remove(oldest)
+            }
+            arrival.append(peer)
+        }
         let count = violations[peer, default: 0] + 1
         violations[peer] = count
-        log("dropped a message from \(name): \(error)")
+        if count == 1 { write("dropped a message from \(name): \(error)") }
         guard count >= limit else { return false }
-        cutOff.insert(peer)
-        log("cut off \(name) after \(count) malformed messages")
+        if count == limit {
+            cutOff.insert(peer)
+            write("cut off \(name) after \(count) malformed messages")
+        }
         return true
+    }
+
+    private func write(_ line: String) {
+        let now = clock.now
+        if now - windowStart >= window {
+            if unlogged > 0 { log("\(unlogged) more refusals were not logged in the last \(Int((now - windowStart) / .seconds(1))) s") }
+            windowStart = now
+            linesInWindow = 0
+            unlogged = 0
+        }
+        guard linesInWindow < linesPerWindow else {
+            unlogged += 1
+            return
+        }
+        linesInWindow += 1
+        log(line)
     }
 
     /// A printable name for a ROUTER identity frame.
     public static func name(_ identity: [UInt8]) -> String {
-        "peer 0x" + identity.map { String(format: "%02x", $0) }.joined()
+        "peer 0x" + identity.prefix(32).map { String(format: "%02x", $0) }.joined()
     }
 }

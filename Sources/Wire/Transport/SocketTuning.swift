@@ -7,6 +7,8 @@ public enum SocketTuning {
     public static let highWaterMark: Int32 = 64
     /// ZMTP heartbeats before a job sets them: a ping every second, a peer silent for 10 s is dropped by libzmq.
     public static let defaultHeartbeat = Duration.seconds(1), defaultSilence = Duration.seconds(10)
+    /// Milliseconds a connection may take over its handshake (CurveZMQ's included) before it is dropped.
+    public static let handshakeLimit: Int32 = 5000
 
     /// The coordinator's ROUTER. ROUTER_MANDATORY makes a send to a vanished worker an error (`unroutable`)
     /// instead of a silent drop; ROUTER_HANDOVER lets a worker that reconnects under its routing id take its place;
@@ -17,6 +19,9 @@ public enum SocketTuning {
                                    silence: Duration = defaultSilence) throws {
         try socket.set(ZMQ_ROUTER_MANDATORY, 1)
         try socket.set(ZMQ_ROUTER_HANDOVER, 1)
+        // A connection that has not finished its handshake within this is dropped: idle or stalled peers cannot
+        // hold descriptors for long (libzmq's default is 30 s).
+        try socket.set(ZMQ_HANDSHAKE_IVL, handshakeLimit)
         try common(socket, maximumMessageBytes: maximumMessageBytes, heartbeat: heartbeat, silence: silence)
     }
 

@@ -52,11 +52,13 @@ enum Command {
 
 extension Command {
     /// Starts the binary in the background, standard error to `stderr` (a file path), standard output discarded.
-    static func start(_ arguments: [String], stderr: String, environment: [String: String] = [:]) throws -> Process {
+    /// Starts the binary with `arguments` (or, `raw`, the program that `arguments[0]` names).
+    static func start(_ arguments: [String], stderr: String, environment: [String: String] = [:],
+                      raw: Bool = false) throws -> Process {
         FileManager.default.createFile(atPath: stderr, contents: nil)
         let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
+        process.executableURL = raw ? URL(fileURLWithPath: arguments[0]) : binary
+        process.arguments = raw ? Array(arguments.dropFirst()) : arguments
         process.environment = merged(environment)
         process.currentDirectoryURL = repository
         process.standardOutput = FileHandle.nullDevice

@@ -1,0 +1,70 @@
+import Foundation
+
+/// An output file opened before the work that fills it: a temporary file beside `path`, held open, so the result
+/// can be written even when the process has since run out of descriptors (a flood of connections), and so an
+/// unwritable destination is reported before training rather than after. `commit` writes, fsyncs and renames it
+/// into place; a reservation never committed is removed.
+public final class ReservedFile {
+    public let path: String
+    private let temporary: String
+    private var descriptor: Int32
+
+    /// Opens the temporary file; throws `InputError` naming `what` (e.g. "--save") and the reason. While the process
+    /// is out of descriptors it tries again for up to `patience` (connections that never finish their handshake are
+    /// dropped within seconds, and give theirs back).
+    public init(_ path: String, what: String, patience: Duration = .seconds(10)) throws {
+        self.path = path
+        let url = URL(fileURLWithPath: path)
+        temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp").path
+        let deadline = ContinuousClock.now + patience
+        repeat {
+            descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard descriptor < 0, errno == EMFILE || errno == ENFILE, ContinuousClock.now < deadline else { break }
+            usleep(100_000)
+        } while true
+        guard descriptor >= 0 else {
+            throw InputError("\(what) \(path): cannot create it (\(String(cString: strerror(errno)))); check that the "
+                + "folder exists and is writable")
+        }
+    }
+
+    deinit {
+        if descriptor >= 0 {
+            close(descriptor)
+            unlink(temporary)
+        }
+    }
+
+    /// Writes `data`, flushes it to disk and renames it to `path`, or to `destination` in the same folder (then
+    /// flushes the folder, when a descriptor for it can be had). A reservation commits once.
+    public func commit(_ data: Data, as destination: String? = nil) throws {
+        let path = destination ?? self.path
+        precondition(descriptor >= 0, "a reserved file is committed once")
+        func failure(_ what: String) -> InputError {
+            InputError("\(path): cannot \(what) it (\(String(cString: strerror(errno)))); check the folder's space "
+                + "and permissions")
+        }
+        var written = 0
+        let ok = data.withUnsafeBytes { raw -> Bool in
+            while written < raw.count {
+                let n = Foundation.write(descriptor, raw.baseAddress! + written, raw.count - written)
+                if n < 0 { if errno == EINTR { continue }; return false }
+                written += n
+            }
+            return true
+        }
+        guard ok, fsync(descriptor) == 0 else { throw failure("write") }
+        close(descriptor)
+        descriptor = -1
+        guard rename(temporary, path) == 0 else {
+            let error = failure("rename")
+            unlink(temporary)
+            throw error
+        }
+        let folder = open(URL(fileURLWithPath: path).deletingLastPathComponent().path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if folder >= 0 {
+            fsync(folder)
+            close(folder)
+        }
+    }
+}
