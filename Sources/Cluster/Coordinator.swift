@@ -219,9 +219,12 @@ public final class Coordinator: GradientSource {
     /// --idle-timeout instead of exiting.
     public func shutdown(reason: String = "training finished", disposition: Disposition = .finished) {
         var waiting = Set<[UInt8]>()
-        for member in table.members where member.state != .lost {
+        // Lost members too: one that is alive again may be on its way back in, and would otherwise keep knocking
+        // until its --idle-timeout. Only the others are waited for.
+        for member in table.members {
             if (try? router.send([Message(copying: member.identity)]
-                + Codec.shutdown(reason, job: jobID, disposition: disposition), wait: false)) != nil {
+                + Codec.shutdown(reason, job: jobID, disposition: disposition), wait: false)) != nil,
+               member.state != .lost {
                 waiting.insert(member.identity)
             }
         }

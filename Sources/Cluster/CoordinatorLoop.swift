@@ -89,7 +89,13 @@ extension Coordinator {
 
     private func hello(_ identity: [UInt8], _ fields: [String: String], _ round: StepRound?, key: String) throws {
         if let old = table.index(of: identity), table[old].state != .lost { lose(old, .restarted, round) }
-        let index = table.admit(identity: identity, fields: fields, now: clock.now)
+        guard let index = table.admit(identity: identity, fields: fields, now: clock.now,
+                                      inUse: { round?.references($0) ?? false }) else {
+            try? router.send([Message(copying: identity)] + Codec.error(
+                "this coordinator already holds \(MemberTable.capacity) workers; try again later", job: jobID, step: 0,
+                worker: 0), wait: false)
+            return
+        }
         let member = table[index]
         let sent = send(to: index, try Codec.job(announcement.bytes, job: jobID, worker: member.id,
                                                   parameterCount: limits.parameterCount!,

@@ -90,17 +90,33 @@ struct MemberTable {
     var active: [Int] { members.indices.filter { members[$0].isActive } }
     var lost: [Member] { members.filter { $0.state == .lost } }
 
-    mutating func admit(identity: [UInt8], fields: [String: String], now: ContinuousClock.Instant) -> Int {
+    /// Members the table holds at most: past it, a lost member's place is reused (hellos cannot grow it).
+    static let capacity = 4096
+
+    /// Admits a worker; when the table is full, the oldest lost member that `inUse` does not name gives up its
+    /// place. Nil when there is none.
+    mutating func admit(identity: [UInt8], fields: [String: String], now: ContinuousClock.Instant,
+                        inUse: (Int) -> Bool = { _ in false }) -> Int? {
         func clean(_ key: String) -> String {
             // Names come from the network: printable ASCII only, bounded.
             let text = fields[key] ?? "?"
             return String(String.UnicodeScalarView(text.unicodeScalars.filter { $0.value >= 0x20 && $0.value < 0x7F })
                 .prefix(64))
         }
-        members.append(Member(id: nextID, identity: identity, name: clean("name"), host: clean("host"),
-                              pid: clean("pid"), cores: clean("cores"), build: clean("build"), blas: clean("blas"),
-                              lastHeard: now))
-        nextID += 1
-        return members.count - 1
+        let member = Member(id: nextID, identity: identity, name: clean("name"), host: clean("host"),
+                            pid: clean("pid"), cores: clean("cores"), build: clean("build"), blas: clean("blas"),
+                            lastHeard: now)
+        let slot: Int
+        if members.count < Self.capacity {
+            members.append(member)
+            slot = members.count - 1
+        } else if let reusable = members.indices.first(where: { members[$0].state == .lost && !inUse($0) }) {
+            members[reusable] = member
+            slot = reusable
+        } else {
+            return nil
+        }
+        nextID &+= 1
+        return slot
     }
 }

@@ -97,6 +97,9 @@ final class StepRound {
     /// Whether `member` has work outstanding.
     func holds(_ member: Int) -> Bool { outstanding.values.contains { $0.member == member } }
 
+    /// Whether the round still refers to `member` (work outstanding, or a result it sent).
+    func references(_ member: Int) -> Bool { holds(member) || results.contains { $0.member == member } }
+
     /// Results in micro-shard order: fast mode then adds them in the same order for the same split.
     var orderedResults: [Result] { results.sorted { $0.firstMicroShard < $1.firstMicroShard } }
 

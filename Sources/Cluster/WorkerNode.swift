@@ -71,7 +71,10 @@ public final class WorkerNode {
         var previousID: UInt32 = 0
         var held: (fingerprint: String, job: Job, data: Dataset)?
         while true {
-            let session = try join(dealer, previousID: previousID)
+            guard let session = try join(dealer, previousID: previousID) else {
+                log("\(settings.name): the run finished before this worker joined again; stopping")
+                return
+            }
             try followKernel(session.announcement)
             let (job, data) = try prepareData(dealer, session, held: held)
             held = (session.announcement.fingerprint, job, data)
@@ -93,8 +96,9 @@ public final class WorkerNode {
 
     // MARK: Joining
 
-    /// Says hello until a coordinator answers with the job, backing off while none is there.
-    private func join(_ dealer: Socket, previousID: UInt32) throws -> Session {
+    /// Says hello until a coordinator answers with the job, backing off while none is there; nil when the
+    /// coordinator says its run has finished.
+    private func join(_ dealer: Socket, previousID: UInt32) throws -> Session? {
         let hello = try Codec.hello(fields: ["build": "shardtrain protocol \(Header.protocolVersion)",
                                              "host": ProcessInfo.processInfo.hostName, "name": settings.name,
                                              "blas": BLASKernel.loaded],
@@ -127,7 +131,16 @@ public final class WorkerNode {
                 // A job description may be large (a deep model's text): up to the announcement's own bound.
                 var joining = Limits()
                 joining.maximumJobBytes = JobAnnouncement.maximumBytes
-                guard let envelope = try? Codec.decode(frames, limits: joining) else { continue }
+                let envelope: Envelope
+                do {
+                    envelope = try Codec.decode(frames, limits: joining)
+                } catch {
+                    // A job this worker cannot read is the end of it; anything else is a leftover to skip.
+                    if Codec.type(of: frames) == .job {
+                        throw ClusterError("the coordinator's job message is malformed: \(error)")
+                    }
+                    continue
+                }
                 switch envelope.payload {
                 case .job(let description, let parameterCount, _, _, let heartbeat):
                     // Checked as a job file from disk is, and against this machine's memory, before any use: a
@@ -156,6 +169,8 @@ public final class WorkerNode {
                                    announcement: announcement, heartbeat: heartbeat, limits: limits)
                 case .error(let text):
                     throw ClusterError("the coordinator refused this worker: \(text)")
+                case .shutdown(_, .finished):
+                    return nil
                 case .shutdown(let reason, let disposition) where disposition != .rejoin:
                     throw ClusterError("the coordinator stopped this worker before it joined: \(reason)")
                 default:

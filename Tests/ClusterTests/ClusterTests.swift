@@ -61,3 +61,23 @@ struct JobAnnouncementTests {
         #expect(long.hexDigest() == once.hexDigest(), "streaming in pieces hashes the same")
     }
 }
+
+/// Hellos cannot grow the coordinator's member table without bound.
+@Suite struct MemberTableTests {
+    @Test("past its capacity the table reuses the oldest lost place not in use, and refuses when there is none")
+    func bounded() {
+        var table = MemberTable()
+        let now = ContinuousClock.now
+        for peer in 0..<MemberTable.capacity {
+            #expect(table.admit(identity: [UInt8(peer & 255), UInt8(peer >> 8)], fields: [:], now: now) == peer)
+        }
+        #expect(table.admit(identity: [1, 2, 3], fields: [:], now: now) == nil, "full of live members")
+        table[7].state = .lost
+        table[9].state = .lost
+        #expect(table.admit(identity: [1, 2, 3], fields: [:], now: now, inUse: { $0 == 7 }) == 9)
+        #expect(table[9].identity == [1, 2, 3] && table[9].id == UInt32(MemberTable.capacity + 1))
+        #expect(table.members.count == MemberTable.capacity)
+        #expect(table.admit(identity: [4, 5, 6], fields: ["name": "\u{1b}[31mred\u{7}"], now: now) == 7)
+        #expect(table[7].name == "[31mred", "control characters are dropped from names")
+    }
+}

@@ -164,6 +164,12 @@ public enum Codec {
     // MARK: Decoding
 
     /// Checks and decodes `frames` (header first, no identity frame).
+    /// The message type its header frame names, without checking the rest (nil if the header itself is bad).
+    public static func type(of frames: [Message]) -> MessageType? {
+        guard let first = frames.first else { return nil }
+        return first.withUnsafeBytes { try? Header.decode($0) }?.type
+    }
+
     public static func decode(_ frames: [Message], limits: Limits) throws(WireError) -> Envelope {
         guard let first = frames.first else { throw .noFrames }
         guard frames.count <= maximumFrames else { throw .tooManyFrames(frames.count) }
