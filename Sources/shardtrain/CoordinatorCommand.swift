@@ -6,7 +6,8 @@ import Foundation
 /// `shardtrain coordinator --config JOB --bind tcp://0.0.0.0:5555 --workers N`: waits for N workers, then trains.
 struct CoordinatorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "coordinator", abstract: "Wait for N workers on an endpoint, then train with them.")
+        commandName: "coordinator", abstract: "Wait for N workers on an endpoint, then train with them.",
+        version: Version.text)
 
     @OptionGroup var flags: TrainingFlags
     @OptionGroup var cluster: ClusterFlags

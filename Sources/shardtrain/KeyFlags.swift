@@ -53,7 +53,8 @@ struct KeyFlags: ParsableArguments {
 /// `shardtrain keygen --output NAME`: a CurveZMQ key pair, NAME.key (secret, 0600) and NAME.pub.
 struct Keygen: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Make a CurveZMQ key pair: NAME.key (secret, mode 0600) and NAME.pub (public, one line).")
+        abstract: "Make a CurveZMQ key pair: NAME.key (secret, mode 0600) and NAME.pub (public, one line).",
+        version: Version.text)
 
     @Option(help: ArgumentHelp("Path and name of the two files, without extension.", valueName: "name")) var output: String
 

@@ -12,7 +12,8 @@ struct Launch: ParsableCommand {
         discussion: """
             Every rank takes the same command line; flags that act on the run's results (--save, --metrics, \
             --checkpoint) act on rank 0 and are accepted and ignored elsewhere. With one process it trains in-process.
-            """)
+            """,
+        version: Version.text)
 
     @OptionGroup var flags: TrainingFlags
     @OptionGroup var cluster: ClusterFlags

@@ -7,6 +7,7 @@ struct Shardtrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shardtrain",
         abstract: "Data-parallel neural-network training.",
+        version: Version.text,
         subcommands: [Train.self, CoordinatorCommand.self, WorkerCommand.self, Launch.self, Keygen.self]
     )
 

@@ -6,7 +6,8 @@ import Foundation
 /// `shardtrain train --config JOB [--workers N]`: in this process, or with N local worker processes.
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a model described by a job file (YAML or JSON), in-process or with local workers.")
+        abstract: "Train a model described by a job file (YAML or JSON), in-process or with local workers.",
+        version: Version.text)
 
     @OptionGroup var flags: TrainingFlags
     @OptionGroup var cluster: ClusterFlags

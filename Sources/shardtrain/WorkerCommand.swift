@@ -6,7 +6,8 @@ import Foundation
 /// `shardtrain worker --connect tcp://HOST:5555`: joins a coordinator and computes until it says stop.
 struct WorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "worker", abstract: "Join a coordinator and compute the micro-shards it assigns.")
+        commandName: "worker", abstract: "Join a coordinator and compute the micro-shards it assigns.",
+        version: Version.text)
 
     @Option(help: "The coordinator's endpoint, e.g. tcp://10.0.0.1:5555.") var connect: String
     @Option(help: "Threads computing micro-shards (each with single-threaded BLAS).") var threads = 1
