@@ -12,10 +12,14 @@ public final class LocalWorkers {
     private var restarts = 0
     public let restartLimit: Int
 
-    /// Starts `count` workers connecting to `endpoint`.
-    public init(count: Int, endpoint: String, executable: String = LocalWorkers.currentExecutable) throws {
+    private let threads: Int
+
+    /// Starts `count` workers connecting to `endpoint`, each computing on `threads` threads.
+    public init(count: Int, endpoint: String, threads: Int = 1,
+                executable: String = LocalWorkers.currentExecutable) throws {
         self.endpoint = endpoint
         self.executable = executable
+        self.threads = threads
         restartLimit = 3 * count
         for index in 1...count { try start(name: "local-\(index)") }
     }
@@ -29,7 +33,7 @@ public final class LocalWorkers {
         environment["SHARDTRAIN_PARENT_PID"] = String(getpid())
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["worker", "--connect", endpoint, "--name", name, "--threads", "1"]
+        process.arguments = ["worker", "--connect", endpoint, "--name", name, "--threads", String(threads)]
         process.environment = environment
         process.standardOutput = FileHandle.standardError
         try process.run()

@@ -29,6 +29,12 @@ struct ClusterFlags: ParsableArguments {
         guard minWorkers <= workers else {
             throw InputError("--min-workers \(minWorkers) is more than the \(workers) workers the run starts with")
         }
+        let perBatch = (job.options.batchSize + job.options.microShardSize - 1) / job.options.microShardSize
+        if perBatch < workers {
+            logToStandardError("warning: batch_size \(job.options.batchSize) / micro_shard \(job.options.microShardSize) "
+                + "makes \(perBatch) micro-shard\(perBatch == 1 ? "" : "s") per batch, so \(workers - perBatch) of the "
+                + "\(workers) workers get no work in a step; lower micro_shard (and hold it fixed when comparing runs)")
+        }
         var settings = Coordinator.Settings(endpoint: endpoint, workers: workers)
         settings.minimumWorkers = minWorkers
         settings.heartbeat = .seconds(heartbeat)

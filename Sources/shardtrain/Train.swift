@@ -30,7 +30,8 @@ struct Train: ParsableCommand {
                     let made = try cluster.coordinator(job: job, training: training, endpoint: endpoint,
                                                        workers: workers, verbose: flags.verbose)
                     coordinator = made
-                    local = try LocalWorkers(count: workers, endpoint: endpoint)
+                    // --threads means the threads of each worker here, as it does for `shardtrain worker`.
+                    local = try LocalWorkers(count: workers, endpoint: endpoint, threads: flags.threads ?? 1)
                     made.processCheck = { local?.check(log: logToStandardError) }
                     try made.waitForWorkers()
                     return made

@@ -22,8 +22,9 @@ struct TrainingFlags: ParsableArguments {
     @Option(name: .customLong("init"), help: "Start from these weights (safetensors, named as nn.Sequential).")
     var initWeights: String?
     @Option(help: "Save the trained weights here (safetensors).") var save: String?
-    @Option(help: "Append one JSON object per epoch to this file.") var metrics: String?
-    @Option(help: "Threads computing micro-shards in this process, each with single-threaded BLAS (default: all cores).")
+    @Option(help: "Write one JSON object per epoch to this file (appended to with --resume).") var metrics: String?
+    @Option(help: ArgumentHelp("Threads computing micro-shards, each with single-threaded BLAS: in this process "
+        + "(default: all cores), or in each local worker of `train --workers N` (default: 1)."))
     var threads: Int?
     @Flag(help: "Print the set-up, the BLAS kernel and, when distributed, every step's timings.") var verbose = false
     @Option(help: "Write checkpoints (weights, optimizer state, position) into this folder; the newest 3 are kept.")
