@@ -111,6 +111,15 @@ public final class Coordinator: GradientSource {
     /// The endpoint workers connect to (a `tcp://…:*` bind resolved to its port).
     public var endpoint: String { router.lastEndpoint }
 
+    /// `endpoint` as another machine would write it: a wildcard bind (0.0.0.0, ::) names this host instead.
+    var reachableEndpoint: String {
+        let bound = endpoint
+        for wildcard in ["tcp://0.0.0.0:", "tcp://[::]:", "tcp://*:"] where bound.hasPrefix(wildcard) {
+            return "tcp://\(ProcessInfo.processInfo.hostName):" + bound.dropFirst(wildcard.count)
+        }
+        return bound
+    }
+
     // MARK: Joining
 
     /// Waits until `settings.workers` workers have joined and hold the data.
@@ -121,7 +130,7 @@ public final class Coordinator: GradientSource {
                 let joined = table.active.map { table[$0].label }.joined(separator: ", ")
                 throw ClusterError("only \(table.active.count) of \(settings.workers) workers joined within "
                     + "\(Seconds(settings.joinTimeout))\(joined.isEmpty ? "" : ": \(joined)"); start more with "
-                    + "`shardtrain worker --connect \(endpoint)` or raise --join-timeout")
+                    + "`shardtrain worker --connect \(reachableEndpoint)` or raise --join-timeout")
             }
             try pump(nil, timeout: min(deadline - clock.now, .milliseconds(200)))
         }

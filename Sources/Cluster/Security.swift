@@ -40,6 +40,42 @@ public enum EndpointReach {
         return resolvesToLoopbackOnly(host)
     }
 
+    /// What is wrong with `endpoint` as a ZeroMQ address this project uses, or nil: `tcp://HOST:PORT`,
+    /// `ipc://PATH` or `inproc://NAME`.
+    public static func problem(_ endpoint: String) -> String? {
+        if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") {
+            return endpoint.split(separator: "/", omittingEmptySubsequences: false).count > 2
+                && endpoint.count > "ipc://".count ? nil : "\(endpoint) names no path"
+        }
+        guard endpoint.hasPrefix("tcp://") else {
+            return "\(endpoint) is not an endpoint; give tcp://HOST:PORT (or ipc://PATH on one machine)"
+        }
+        let rest = endpoint.dropFirst("tcp://".count)
+        guard let colon = rest.lastIndex(of: ":"), !rest[..<colon].isEmpty else {
+            return "\(endpoint) has no host and port; give tcp://HOST:PORT"
+        }
+        let port = rest[rest.index(after: colon)...]
+        guard port == "*" || (Int(port).map { (1...65535).contains($0) } ?? false) else {
+            return "\(endpoint): port '\(port)' is not 1 to 65535 (or * for any free port when listening)"
+        }
+        return nil
+    }
+
+    /// Why the host of a tcp endpoint cannot be resolved now (nil when it can, or is not tcp).
+    public static func resolutionProblem(_ endpoint: String) -> String? {
+        guard endpoint.hasPrefix("tcp://") else { return nil }
+        var host = String(endpoint.dropFirst("tcp://".count))
+        if let colon = host.lastIndex(of: ":") { host = String(host[..<colon]) }
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, nil, &hints, &list)
+        if let list { freeaddrinfo(list) }
+        guard status != 0 else { return nil }
+        return "the host \(host) does not resolve (\(String(cString: gai_strerror(status))))"
+    }
+
     private static func resolvesToLoopbackOnly(_ host: String) -> Bool {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)

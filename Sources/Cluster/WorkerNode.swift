@@ -115,7 +115,10 @@ public final class WorkerNode {
             } catch let error as ZMQError where error.wouldBlock {
                 // A connection takes a moment to come up; say so only when it is really waiting.
                 if !said && backoff >= .milliseconds(800) {
-                    log("\(settings.name): waiting for the coordinator at \(settings.endpoint)")
+                    // Say why when it can be told: a name that does not resolve (yet: DNS may lag a new pod).
+                    let why = EndpointReach.resolutionProblem(settings.endpoint).map { ": \($0)" } ?? ""
+                    log("\(settings.name): waiting for the coordinator at \(settings.endpoint)\(why); retrying until "
+                        + "--idle-timeout (\(Seconds(settings.idleTimeout)))")
                     said = true
                 }
                 Thread.sleep(forTimeInterval: backoff / .seconds(1))

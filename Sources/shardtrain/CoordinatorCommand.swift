@@ -19,6 +19,7 @@ struct CoordinatorCommand: ParsableCommand {
         try reportingFailures {
             guard workers >= 1 else { throw InputError("--workers \(workers): a coordinator needs at least 1") }
             guard keys.coordinatorKey == nil else { throw InputError("--coordinator-key is for workers") }
+            if let problem = EndpointReach.problem(bind) { throw InputError("--bind \(problem)") }
             try coordinate(flags: flags, cluster: cluster, keys: keys, bind: bind, workers: workers)
         }
     }

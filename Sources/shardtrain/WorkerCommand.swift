@@ -23,6 +23,7 @@ struct WorkerCommand: ParsableCommand {
                 throw InputError("--idle-timeout \(idleTimeout): give seconds between 0.01 and 1000000")
             }
             guard keys.authorized == nil else { throw InputError("--authorized is for coordinators") }
+            if let problem = EndpointReach.problem(connect) { throw InputError("--connect \(problem)") }
             try work(connect: connect, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", threads: threads,
                      idleTimeout: idleTimeout, keys: try keys.workerKeys(connectingTo: connect))
         }

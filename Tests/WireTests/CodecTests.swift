@@ -77,7 +77,7 @@ struct CodecTests {
         ([header(), [UInt8](repeating: 0, count: 19)], "weights payload of 19 bytes; expected 20"),
         ([header(field0: 6), [UInt8](repeating: 0, count: 24)], "weights payload of 24 bytes"),
         ([header(4), [1, 0, 0, 0]], "assignment payload of 4 bytes"),
-        ([header(4), [3, 0, 0, 0, 1, 0, 0, 0]], "range 0 is 3..<1"),
+        ([header(4), [3, 0, 0, 0, 1, 0, 0, 0]], "range 0 is [3, 1)"),
         ([header(5, field0: 0), [UInt8](repeating: 0, count: 80)], "samples 0 and correct 0"),
         ([header(7), [0xFF, 0xFE]], "error text: not UTF-8"),
         ([header(1), Array("no equals".utf8)], "line without '='"),

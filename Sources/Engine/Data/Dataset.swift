@@ -4,6 +4,8 @@
 /// output.
 public struct Dataset: Sendable, Equatable {
     public let name: String
+    /// Where the targets came from, for messages about them (a separate targets file, or `name`).
+    public var targetsName: String
     public let features: [Float]
     public let targets: [Float]
     public let featureWidth: Int
@@ -20,6 +22,7 @@ public struct Dataset: Sendable, Equatable {
         }
         guard !features.isEmpty else { throw InputError("\(name): the data set has no samples") }
         self.name = name
+        targetsName = name
         self.features = features
         self.targets = targets
         self.featureWidth = featureWidth

@@ -17,8 +17,10 @@ extension Job {
                 throw InputError("\(targetsPath): \(y.rows) target rows but \(featuresPath) has \(x.rows) samples; "
                     + "both files must hold the same samples in the same order")
             }
-            return try Dataset(name: featuresPath, features: x.values, featureWidth: x.columns,
-                               targets: y.values, targetWidth: y.columns)
+            var data = try Dataset(name: featuresPath, features: x.values, featureWidth: x.columns,
+                                   targets: y.values, targetWidth: y.columns)
+            data.targetsName = targetsPath
+            return data
         case .csv(let path, let target):
             return try CSV.read(path, target: target)
         }
@@ -31,8 +33,12 @@ extension Job {
         let data = try loadData()
         let job = try checked(against: data)
         try ResourceCheck.check(job, samples: data.count, featureWidth: data.featureWidth, targetWidth: data.targetWidth)
-        guard job.validationSplit > 0 else { return (job, data, nil) }
-        let (training, validation) = data.split(validationFraction: job.validationSplit, seed: job.options.seed)
+        let (training, validation) = job.validationSplit > 0
+            ? data.split(validationFraction: job.validationSplit, seed: job.options.seed) : (data, nil)
+        if job.options.dropLast && training.count < job.options.batchSize {
+            throw InputError("batch_size \(job.options.batchSize) with drop_last leaves no batch of the "
+                + "\(training.count) training samples; lower batch_size or unset drop_last")
+        }
         return (job, training, validation)
     }
 
@@ -63,16 +69,16 @@ extension Job {
             }
             if data.targetWidth == 1 {
                 if let bad = data.targets.firstIndex(where: { $0 < 0 || $0 >= Float(outputs) || $0 != $0.rounded() }) {
-                    throw InputError("\(data.name): target \(data.targets[bad]) of sample \(bad) is not a class index "
-                        + "in 0..<\(outputs) (the output units)")
+                    throw InputError("\(data.targetsName): target \(data.targets[bad]) of sample \(bad) is not a class index "
+                        + "from 0 to \(outputs - 1) (one per output unit)")
                 }
             } else if data.targetWidth == outputs {
                 if let bad = data.targets.firstIndex(where: { $0 < 0 }) {
-                    throw InputError("\(data.name): class probability \(data.targets[bad]) of sample "
+                    throw InputError("\(data.targetsName): class probability \(data.targets[bad]) of sample "
                         + "\(bad / outputs) is negative")
                 }
             } else {
-                throw InputError("\(data.name): targets have \(data.targetWidth) columns; cross_entropy needs 1 "
+                throw InputError("\(data.targetsName): targets have \(data.targetWidth) columns; cross_entropy needs 1 "
                     + "(class indices) or \(outputs) (class probabilities)")
             }
         case .bce, .bceLogits:
@@ -84,7 +90,7 @@ extension Job {
             }
             try requireTargetWidth(data, outputs)
             if let bad = data.targets.firstIndex(where: { $0 < 0 || $0 > 1 }) {
-                throw InputError("\(data.name): target \(data.targets[bad]) of sample \(bad / outputs) is outside "
+                throw InputError("\(data.targetsName): target \(data.targets[bad]) of sample \(bad / outputs) is outside "
                     + "[0, 1]; \(loss.rawValue) needs probabilities")
             }
         case .mse, .mae:
@@ -105,7 +111,7 @@ extension Job {
 
     private func requireTargetWidth(_ data: Dataset, _ outputs: Int) throws {
         guard data.targetWidth == outputs else {
-            throw InputError("\(data.name): targets have \(data.targetWidth) columns but the model has \(outputs) "
+            throw InputError("\(data.targetsName): targets have \(data.targetWidth) columns but the model has \(outputs) "
                 + "output units; \(loss.rawValue) compares them one to one")
         }
     }

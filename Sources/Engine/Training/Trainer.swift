@@ -89,7 +89,7 @@ public final class Trainer {
         let clock = ContinuousClock()
         let batches = plan.batchesPerEpoch
         guard batches > 0 else {
-            throw TrainingError(message: "batch_size \(options.batchSize) with drop_last leaves no batch of "
+            throw InputError("batch_size \(options.batchSize) with drop_last leaves no batch of "
                 + "\(training.count) samples; lower batch_size or unset drop_last")
         }
         var started = clock.now

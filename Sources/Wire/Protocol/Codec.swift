@@ -230,7 +230,7 @@ public enum Codec {
                     let start = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt32.self)))
                     let end = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i + 4, as: UInt32.self)))
                     guard start < end, start >= previousEnd, end <= limits.maximumRanges * 1024 else {
-                        throw .badRanges("range \(i) is \(start)..<\(end) after \(previousEnd); ranges must be "
+                        throw .badRanges("range \(i) is [\(start), \(end)) after \(previousEnd); ranges must be "
                             + "non-empty, ascending and disjoint")
                     }
                     ranges.append(start ..< end)
