@@ -27,6 +27,7 @@ struct TrainingFlags: ParsableArguments {
         + "(default: all cores), or in each local worker of `train --workers N` (default: 1)."))
     var threads: Int?
     @Flag(help: "Print the set-up, the BLAS kernel and, when distributed, every step's timings.") var verbose = false
+    @Flag(help: "No progress line on standard error (it is drawn only on a terminal).") var noProgress = false
     @Option(help: "Write checkpoints (weights, optimizer state, position) into this folder; the newest 3 are kept.")
     var checkpoint: String?
     @Option(help: "Write a checkpoint every N steps (default: at the end of each epoch), on SIGTERM/SIGINT and at the end.")
@@ -89,11 +90,15 @@ struct TrainingFlags: ParsableArguments {
         prepared(run, checkpointer)
         let metricsFile = try metrics.map { try MetricsFile($0, append: resume) }
         let every = checkpointEvery ?? max(trainer.plan.batchesPerEpoch, 1)
+        let progress = ProgressLine.start(enabled: !noProgress)
+        defer { progress?.finish() }
         do {
             try trainer.run(onEpoch: { report in
+                progress?.clear()
                 if report.epoch % run.logEvery == 0 { print(Reporting.epochLine(report)) }
                 metricsFile?.append(Reporting.metricsLine(report))
             }, afterStep: { trainer in
+                progress?.update(trainer)
                 if trainer.step % every == 0, let checkpointer, try checkpointer.write(trainer, required: false) == nil {
                     logToStandardError("checkpoint at step \(trainer.step) skipped: no file can be opened now (too "
                         + "many open files); training goes on and the next checkpoint tries again")
@@ -165,5 +170,6 @@ func reportingFailures(_ body: () throws -> Void) throws {
 
 /// Lines about workers go to standard error, so standard output is the same in every mode.
 func logToStandardError(_ line: String) {
+    ProgressLine.current?.clear()
     FileHandle.standardError.write(Data("\(line)\n".utf8))
 }

@@ -38,6 +38,14 @@ struct TrainCommandTests {
         #expect(last["epoch"] as? Int == 999 && last["step"] as? Int == 1000)
         #expect((last["loss"] as? Double ?? 1) < 0.02)
         #expect((last["samples_per_second"] as? Double ?? 0) > 0)
+        // The rate as configured (not a widened float32), and the wall clock of each record.
+        #expect(lines[999].contains("\"learning_rate\":0.5,"), "\(lines[999])")
+        let time = last["time"] as? Double ?? 0
+        #expect(abs(time - Date().timeIntervalSince1970) < 600, "time \(time)")
+        let low = try Command.run(["train", "--config", "examples/xor.yaml", "--lr", "0.01", "--epochs", "1",
+                                   "--metrics", metrics])
+        let lowText = try String(contentsOfFile: metrics, encoding: .utf8)
+        #expect(low.status == 0 && lowText.contains("\"learning_rate\":0.01,"), "\(lowText)")
 
         // Continue from the saved weights: the first epoch's loss is the trained one, not the initial one.
         let resumed = try Command.run(["train", "--config", "examples/xor.yaml", "--init", weights, "--epochs", "1"])
@@ -111,6 +119,31 @@ struct TrainCommandTests {
             .write(toFile: deep, atomically: true, encoding: .utf8)
         let local = try Command.run(["train", "--config", deep, "--workers", "1", "--join-timeout", "30"])
         #expect(local.status == 0, "\(local.stderr.suffix(500))")
+    }
+
+    @Test("on a terminal a progress line is redrawn on standard error; not when redirected, nor with --no-progress")
+    func progressLine() throws {
+        // `script` gives the run a terminal, as a user's shell would.
+        func onTerminal(_ extra: String) throws -> String {
+            let command = "\(Command.binary.path) train --config examples/spirals.yaml --epochs 40 \(extra)"
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+            process.arguments = ["-qec", command, "/dev/null"]
+            process.currentDirectoryURL = Command.repository
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            let output = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return String(decoding: output, as: UTF8.self)
+        }
+        let shown = try onTerminal("")
+        #expect(shown.contains("\r\u{1b}[Kepoch ") && shown.contains(" samples/s  ETA "), "\(shown.prefix(600))")
+        #expect(shown.contains("Epoch 0: loss = "))
+        let off = try onTerminal("--no-progress")
+        #expect(!off.contains("ETA") && off.contains("Epoch 0: loss = "), "\(off.prefix(600))")
+        let redirected = try Command.run(["train", "--config", "examples/spirals.yaml", "--epochs", "40"])
+        #expect(!redirected.stderr.contains("ETA") && !redirected.stdout.contains("\u{1b}"))
     }
 
     @Test("a diverging run stops with a message naming the step, status 3")

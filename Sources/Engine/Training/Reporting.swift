@@ -12,12 +12,15 @@ public enum Reporting {
     }
 
     /// One JSON object for the metrics file.
-    public static func metricsLine(_ r: EpochReport) -> String {
-        var fields = ["\"epoch\":\(r.epoch)", "\"step\":\(r.step)", "\"loss\":\(json(r.loss))"]
+    /// `time` is the wall clock (Unix seconds) when the epoch ended; the learning rate is written as the shortest
+    /// decimal of the float32 the optimizer used (0.01, not 0.009999999776482582).
+    public static func metricsLine(_ r: EpochReport, time: Date = Date()) -> String {
+        var fields = ["\"epoch\":\(r.epoch)", "\"step\":\(r.step)",
+                      "\"time\":\(String(format: "%.3f", time.timeIntervalSince1970))", "\"loss\":\(json(r.loss))"]
         if let a = r.accuracy { fields.append("\"accuracy\":\(json(a))") }
         if let v = r.validationLoss { fields.append("\"val_loss\":\(json(v))") }
         if let v = r.validationAccuracy { fields.append("\"val_accuracy\":\(json(v))") }
-        fields.append("\"learning_rate\":\(json(Double(r.learningRate)))")
+        fields.append("\"learning_rate\":\(r.learningRate.isFinite ? "\(r.learningRate)" : "null")")
         fields.append("\"samples_per_second\":\(json(r.samplesPerSecond))")
         return "{\(fields.joined(separator: ","))}"
     }
