@@ -8,7 +8,8 @@ struct Shardtrain: ParsableCommand {
         commandName: "shardtrain",
         abstract: "Data-parallel neural-network training.",
         version: Version.text,
-        subcommands: [Train.self, CoordinatorCommand.self, WorkerCommand.self, Launch.self, Keygen.self]
+        subcommands: [Train.self, Evaluate.self, Predict.self, CoordinatorCommand.self, WorkerCommand.self, Launch.self,
+                      Keygen.self]
     )
 
     static func main() {

@@ -41,6 +41,34 @@ public enum CSV {
         return try Dataset(name: name, features: features, featureWidth: width - 1, targets: targets, targetWidth: 1)
     }
 
+    /// A CSV file of features only (for predictions): every column but `excluding` (when the file has it), with
+    /// the header's names.
+    public static func readFeatures(_ path: String, excluding: String?) throws -> (values: [Float], columns: Int) {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw InputError("\(path): cannot read the file as UTF-8 text; check the path")
+        }
+        let lines = text.split(omittingEmptySubsequences: true, whereSeparator: \.isNewline).enumerated()
+            .map { (number: $0.offset + 1, fields: fields(of: $0.element)) }
+        guard let header = lines.first else { throw InputError("\(path): the file is empty; it needs a header row") }
+        let skipped = excluding.flatMap { header.fields.firstIndex(of: $0) }
+        let width = header.fields.count
+        var values: [Float] = []
+        for line in lines.dropFirst() {
+            guard line.fields.count == width else {
+                throw InputError("\(path): line \(line.number) has \(line.fields.count) fields; the header has \(width)")
+            }
+            for (column, field) in line.fields.enumerated() where column != skipped {
+                guard let value = Float(field), value.isFinite else {
+                    throw InputError("\(path): line \(line.number), column '\(header.fields[column])': '\(field.prefix(40))' "
+                        + "is not a finite number")
+                }
+                values.append(value)
+            }
+        }
+        guard !values.isEmpty else { throw InputError("\(path): the header has no data rows under it") }
+        return (values, width - (skipped == nil ? 0 : 1))
+    }
+
     /// Splits a line at commas outside double quotes; `""` inside quotes is a quote.
     private static func fields(of line: Substring) -> [String] {
         var result: [String] = [], current = "", quoted = false

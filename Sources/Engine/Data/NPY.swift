@@ -1,7 +1,7 @@
 import Foundation
 
-/// Reads NumPy `.npy` arrays (format 1.0–3.0): little-endian float32, float64, int32 or int64, C order, one or two
-/// dimensions. Every field is checked against the file's real size before use.
+/// Reads NumPy `.npy` arrays (format 1.0–3.0): little-endian float32, float64, int32 or int64, uint8 (images) or
+/// bool (labels), C order, one or two dimensions. Every field is checked against the file's real size before use.
 public enum NPY {
     /// The array as Floats with its shape `[rows, columns]` (a 1-D array is one column).
     public static func read(_ path: String) throws -> (values: [Float], rows: Int, columns: Int) {
@@ -42,9 +42,10 @@ public enum NPY {
         case "'<f8'": itemSize = 8
         case "'<i4'": itemSize = 4
         case "'<i8'": itemSize = 8
+        case "'|u1'", "'|b1'": itemSize = 1
         default:
             throw InputError("\(name): dtype \(descr) is not supported; use little-endian float32, float64, "
-                + "int32 or int64 (arr.astype('<f4'))")
+                + "int32, int64, uint8 or bool (arr.astype('<f4'))")
         }
         let dims = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "()"))
             .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -75,6 +76,8 @@ public enum NPY {
                 case "'<f4'": values[i] = Float(bitPattern: UInt32(littleEndian: p.loadUnaligned(as: UInt32.self)))
                 case "'<f8'": values[i] = Float(Double(bitPattern: UInt64(littleEndian: p.loadUnaligned(as: UInt64.self))))
                 case "'<i4'": values[i] = Float(Int32(littleEndian: p.loadUnaligned(as: Int32.self)))
+                case "'|u1'": values[i] = Float(p.load(as: UInt8.self))
+                case "'|b1'": values[i] = p.load(as: UInt8.self) == 0 ? 0 : 1
                 default: values[i] = Float(Int64(littleEndian: p.loadUnaligned(as: Int64.self)))
                 }
             }
@@ -84,6 +87,28 @@ public enum NPY {
                 + "is not finite; clean the data first")
         }
         return (values, rows, columns)
+    }
+
+    /// Writes a `[rows, columns]` array (a 1-D one when `columns` is nil) as float32, or as int64 when `integers`.
+    public static func write(_ values: [Float], rows: Int, columns: Int?, integers: Bool = false, to path: String) throws {
+        let shape = columns.map { "(\(rows), \($0))" } ?? "(\(rows),)"
+        var header = "{'descr': '\(integers ? "<i8" : "<f4")', 'fortran_order': False, 'shape': \(shape), }"
+        // Magic, version and length take 10 bytes; the header is padded with spaces to a multiple of 64, then \n.
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 255), UInt8(header.utf8.count >> 8)]
+        bytes += Array(header.utf8)
+        bytes.reserveCapacity(bytes.count + values.count * (integers ? 8 : 4))
+        for value in values {
+            if integers {
+                withUnsafeBytes(of: Int64(value).littleEndian) { bytes += $0 }
+            } else {
+                withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes += $0 }
+            }
+        }
+        do { try Data(bytes).write(to: URL(fileURLWithPath: path)) } catch {
+            throw InputError("\(path): cannot write it (\(error.localizedDescription)); check the folder")
+        }
     }
 
     /// The text of one key's value in the header's Python dict literal.

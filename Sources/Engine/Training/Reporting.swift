@@ -45,7 +45,7 @@ public enum Reporting {
         return "[\(cells.joined(separator: " "))]"
     }
 
-    static func fixed(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
+    package static func fixed(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
 
     static func json(_ value: Double) -> String { value.isFinite ? "\(value)" : "null" }
 }

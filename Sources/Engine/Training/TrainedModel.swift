@@ -1,0 +1,77 @@
+import Foundation
+
+/// A job's model with trained weights from a safetensors file, for `evaluate` and `predict`: the same forward pass
+/// as training, so a loss computed here is the loss training reports.
+public struct TrainedModel {
+    public let job: Job
+    public let weightsPath: String
+
+    public init(job: Job, weights: String) {
+        self.job = job
+        weightsPath = weights
+    }
+
+    /// Mean loss (and accuracy, for classification) on `data`, checked against the model as training data is.
+    public func evaluate(_ data: Dataset) throws -> (loss: Double, accuracy: Double?) {
+        let checked = try job.checked(against: data)
+        return try trainer(for: checked, data: data).evaluate(data)
+    }
+
+    /// What predictions mean for this job's loss.
+    public enum Output: String, CaseIterable, Sendable {
+        /// One probability per output unit (softmax, sigmoid; bce_logits' logits through the sigmoid).
+        case probabilities
+        /// The class index (argmax; for one sigmoid unit, 1 when its probability is at least 0.5).
+        case classes
+        /// The output layer's values as they are (regression).
+        case values
+    }
+
+    /// The output kind a job's loss calls for by default.
+    public var defaultOutput: Output { job.loss.isClassification ? .probabilities : .values }
+
+    /// Predictions for `features` (`rows × columns`): rows × outputs values, or rows class indices.
+    public func predict(features: [Float], columns: Int, as output: Output) throws -> (values: [Float], columns: Int) {
+        var job = self.job
+        let inferred = job.model.inputs == 0
+        if inferred { job.model.inputs = columns }
+        guard job.model.inputs == columns else {
+            throw InputError("the input has \(columns) feature columns but the model takes \(job.model.inputs)")
+        }
+        if output != .values && !job.loss.isClassification {
+            throw InputError("\(output.rawValue) are for classification; \(job.loss.rawValue) predicts values")
+        }
+        let rows = features.count / columns
+        let outputs = job.model.outputs
+        // Targets are not read by a forward pass; zeros of the width the loss expects stand in for them.
+        let width = job.loss == .crossEntropy ? 1 : outputs
+        let data = try Dataset(name: "input", features: features, featureWidth: columns,
+                               targets: [Float](repeating: 0, count: rows * width), targetWidth: width)
+        let trainer: Trainer
+        do {
+            trainer = try self.trainer(for: job, data: data)
+        } catch let error as InputError where inferred {
+            throw InputError("the input has \(columns) feature columns, which the weights do not take: \(error.message)")
+        }
+        var values = trainer.predict(data)
+        if job.loss == .bceLogits { values = values.map { 1 / (1 + (-$0).exp()) } }
+        guard output == .classes else { return (values, outputs) }
+        let classes = (0..<rows).map { row -> Float in
+            let slice = values[(row * outputs)..<((row + 1) * outputs)]
+            if outputs == 1 { return slice.first! >= 0.5 ? 1 : 0 }
+            return Float(slice.indices.max { slice[$0] < slice[$1] }! - row * outputs)
+        }
+        return (classes, 1)
+    }
+
+    private func trainer(for job: Job, data: Dataset) throws -> Trainer {
+        let weights = try Safetensors.read(weightsPath, layout: job.model.layout)
+        var options = job.options
+        options.threads = 1
+        return Trainer(spec: job.model, loss: job.loss, options: options, training: data, initialParameters: weights)
+    }
+}
+
+private extension Float {
+    func exp() -> Float { Float(Foundation.exp(Double(self))) }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+
+/// `evaluate` and `predict` against what training itself reports: evaluate's figures are the train command's
+/// Final and Validation lines, and predict's probabilities give back the training loss and accuracy when the test
+/// computes cross-entropy and argmax from them itself.
+@Suite(.serialized)
+struct InferenceTests {
+    @Test("evaluate on the saved weights prints train's Final and Validation figures")
+    func evaluateMatchesTraining() throws {
+        let weights = Command.temporaryPath("eval.st")
+        let trained = try Command.run(["train", "--config", "examples/spirals.yaml", "--epochs", "20", "--save", weights])
+        #expect(trained.status == 0, "\(trained.stderr)")
+        let final = try #require(trained.lines.first { $0.hasPrefix("Final: ") })
+        let validation = try #require(trained.lines.first { $0.hasPrefix("Validation: ") })
+        let evaluated = try Command.run(["evaluate", "--config", "examples/spirals.yaml", "--weights", weights])
+        #expect(evaluated.status == 0, "\(evaluated.stderr)")
+        #expect(evaluated.lines.filter { !$0.isEmpty } == [final.replacingOccurrences(of: "Final", with: "Training") + " (1200 samples)",
+                                    validation + " (300 samples)"], "\(evaluated.stdout)")
+    }
+
+    @Test("predict's probabilities reproduce the training loss and accuracy; classes are their argmax; CSV and npy")
+    func predictMatchesTraining() throws {
+        // Three noisy clusters in a CSV with a label column, as a user's file would be.
+        var csv = "x,label,y\n"
+        var rows: [(Double, Int, Double)] = []
+        for i in 0..<150 {
+            let label = i % 3
+            let angle = Double(label) * 2.1 + Double(i % 7) * 0.05
+            rows.append((cos(angle) * 2 + Double(i % 5) * 0.1, label, sin(angle) * 2 - Double(i % 4) * 0.1))
+        }
+        for row in rows { csv += "\(row.0),\(row.1),\(row.2)\n" }
+        let data = Command.temporaryPath("clusters.csv"), job = Command.temporaryPath("clusters.yaml")
+        try csv.write(toFile: data, atomically: true, encoding: .utf8)
+        try """
+            model: {layers: [{units: 16, activation: relu}, {units: 3, activation: softmax}]}
+            loss: cross_entropy
+            optimizer: {name: adam, lr: 0.05}
+            batch_size: 30
+            epochs: 15
+            data: {csv: \(data), target: label}
+            """.write(toFile: job, atomically: true, encoding: .utf8)
+        let weights = Command.temporaryPath("clusters.st")
+        let trained = try Command.run(["train", "--config", job, "--save", weights])
+        #expect(trained.status == 0, "\(trained.stderr)")
+        let final = try #require(trained.lines.first { $0.hasPrefix("Final: ") })
+
+        let probabilities = Command.temporaryPath("p.csv"), classes = Command.temporaryPath("c.csv")
+        let p = try Command.run(["predict", "--config", job, "--weights", weights, "--input", data, "--output", probabilities])
+        #expect(p.status == 0, "\(p.stderr)")
+        let c = try Command.run(["predict", "--config", job, "--weights", weights, "--input", data, "--output", classes,
+                                 "--as", "classes"])
+        #expect(c.status == 0, "\(c.stderr)")
+        let pRows = try String(contentsOfFile: probabilities, encoding: .utf8).split(separator: "\n").dropFirst()
+            .map { $0.split(separator: ",").compactMap { Double($0) } }
+        let cRows = try String(contentsOfFile: classes, encoding: .utf8).split(separator: "\n").dropFirst().compactMap { Int($0) }
+        #expect(pRows.count == 150 && cRows.count == 150)
+        var loss = 0.0, correct = 0
+        for (index, row) in pRows.enumerated() {
+            #expect(abs(row.reduce(0, +) - 1) < 1e-5)
+            loss -= log(row[rows[index].1])
+            let argmax = row.indices.max { row[$0] < row[$1] }!
+            #expect(cRows[index] == argmax)
+            if argmax == rows[index].1 { correct += 1 }
+        }
+        let expected = String(format: "Final: loss = %.4f, accuracy = %.4f", loss / 150, Double(correct) / 150)
+        #expect(final == expected, "train printed '\(final)', the predictions give '\(expected)'")
+
+        // The same through .npy, and a wrong width named.
+        let npy = Command.temporaryPath("p.npy")
+        let viaNPY = try Command.run(["predict", "--config", job, "--weights", weights, "--input", data, "--output", npy])
+        #expect(viaNPY.status == 0 && (FileManager.default.contents(atPath: npy)?.count ?? 0) == 128 + 150 * 3 * 4)
+        let wide = Command.temporaryPath("wide.csv")
+        try "a,b,c\n1,2,3\n".write(toFile: wide, atomically: true, encoding: .utf8)
+        let refused = try Command.run(["predict", "--config", job, "--weights", weights, "--input", wide, "--output", npy])
+        #expect(refused.status == 2 && refused.stderr.contains("the input has 3 feature columns"), "\(refused.stderr)")
+    }
+}
