@@ -76,3 +76,24 @@ struct InferenceTests {
         #expect(refused.status == 2 && refused.stderr.contains("the input has 3 feature columns"), "\(refused.stderr)")
     }
 }
+
+/// `shardtrain equivalence` against runs the test makes itself.
+@Suite(.serialized)
+struct EquivalenceCommandTests {
+    @Test("equivalence: every exact run carries the SHA-256 of a separate in-process train; exit 0; a warning for idle workers")
+    func exactRunsAgree() throws {
+        let weights = Command.temporaryPath("equivalence-reference.st")
+        let trained = try Command.run(["train", "--config", "examples/spirals.yaml", "--epochs", "3", "--save", weights])
+        #expect(trained.status == 0)
+        let digest = try FailureTests.digest(weights)
+        let result = try Command.run(["equivalence", "--config", "examples/spirals.yaml", "--workers", "1,2,5",
+                                      "--epochs", "3", "--reduction", "both"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let exact = result.lines.filter { $0.hasPrefix("exact ") }
+        #expect(exact.count == 4 && exact.allSatisfy { $0.contains(String(digest.prefix(16))) }, "\(result.stdout)")
+        #expect(exact.dropFirst().allSatisfy { $0.contains(" = ") }, "\(result.stdout)")
+        #expect(result.lines.filter { $0.hasPrefix("fast ") }.count == 4)
+        #expect(result.stdout.contains("2 + 2") && result.stdout.contains("1 + 1 + 1 + 1 + 0"))
+        #expect(result.stderr.contains("warning: with 5 workers, 1 get no micro-shards"), "\(result.stderr)")
+    }
+}

@@ -1,0 +1,136 @@
+import ArgumentParser
+import Cluster
+import Engine
+import Foundation
+
+/// The reductions an equivalence check covers.
+enum ReductionChoice: String, ExpressibleByArgument, CaseIterable {
+    case exact, fast, both
+    var reductions: [String] { self == .both ? ["exact", "fast"] : [rawValue] }
+}
+
+/// `shardtrain equivalence --config JOB --workers 1,2,4`: the "N workers give what one gives" check, run as a user
+/// would run it — the train command in this process and with each N local workers — and compared.
+struct Equivalence: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a job in-process and with N local workers for each N, and compare the results.",
+        discussion: """
+            Prints per run the weights' SHA-256, the largest |Δw| against the in-process run, the largest relative \
+            difference of any logged loss, and how each batch's micro-shards were split. Exits 0 when every exact \
+            run is bit-identical to the in-process one, 1 when one is not (fast runs are reported, not judged).
+            """,
+        version: Version.text)
+
+    @Option(help: "The job file.") var config: String
+    @Option(help: ArgumentHelp("Worker counts to compare with the in-process run, e.g. 1,2,4.", valueName: "n,n,…"))
+    var workers: String = "1,2"
+    @Option(help: "Epochs to train (default: the job's).") var epochs: Int?
+    @Option(help: "Optimizer steps to train instead of epochs.") var steps: Int?
+    @Option(help: "exact, fast or both.") var reduction: ReductionChoice = .exact
+    @Option(help: "Samples per micro-shard (default: the job's); held fixed across the runs.") var microShard: Int?
+
+    var counts: [Int] { workers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+    func validate() throws {
+        let parts = workers.split(separator: ",")
+        guard !parts.isEmpty, parts.count == counts.count, counts.allSatisfy({ (1...64).contains($0) }) else {
+            throw ValidationError("--workers \(workers): give worker counts from 1 to 64, separated by commas")
+        }
+        guard epochs == nil || steps == nil else { throw ValidationError("give --epochs or --steps, not both") }
+    }
+
+    struct Run {
+        let label: String
+        let digest: String
+        let weights: [Float]
+        let losses: [Double]
+    }
+
+    func run() throws {
+        try reportingFailures {
+            var overrides = JobOverrides()
+            overrides.epochs = epochs
+            overrides.steps = steps
+            overrides.microShardSize = microShard
+            let job = try overrides.apply(to: Job.load(config))
+            let perBatch = (job.options.batchSize + job.options.microShardSize - 1) / job.options.microShardSize
+            let folder = NSTemporaryDirectory() + "shardtrain-equivalence-\(getpid())"
+            try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            for count in counts where count > perBatch {
+                logToStandardError("warning: with \(count) workers, \(count - perBatch) get no micro-shards: batch_size "
+                    + "\(job.options.batchSize) / micro_shard \(job.options.microShardSize) makes \(perBatch) per batch")
+            }
+            print("\(job.options.batchSize) samples per batch in \(perBatch) micro-shards of \(job.options.microShardSize)")
+            print(pad("reduction", 10) + pad("workers", 12) + pad("SHA-256", 18) + pad("max |Δw|", 12)
+                + pad("max rel Δloss", 15) + "micro-shards per worker")
+            var exactMismatch = false
+            for reduction in reduction.reductions {
+                var reference: Run?
+                for count in [0] + counts {
+                    let result = try train(workers: count, reduction: reduction, folder: folder)
+                    let split = count == 0 ? "\(perBatch) (one process)" : Sharding.split(perBatch, speeds:
+                        Array(repeating: 1.0, count: count)).map { String($0.count) }.joined(separator: " + ")
+                    guard let reference else {
+                        reference = result
+                        print(pad(reduction, 10) + pad("in-process", 12) + pad(String(result.digest.prefix(16)), 18)
+                            + pad("—", 12) + pad("—", 15) + split)
+                        continue
+                    }
+                    let deltaW = zip(reference.weights, result.weights).map { abs($0 - $1) }.max() ?? .infinity
+                    let deltaLoss = zip(reference.losses, result.losses).map { a, b in
+                        a == b ? 0 : abs(a - b) / max(abs(a), abs(b), .leastNormalMagnitude) }.max() ?? 0
+                    let same = result.digest == reference.digest && result.weights.count == reference.weights.count
+                    if reduction == "exact" && !same { exactMismatch = true }
+                    print(pad(reduction, 10) + pad("\(count)", 12)
+                        + pad(String(result.digest.prefix(16)) + (same ? " =" : " ≠"), 18)
+                        + pad(String(format: "%.3g", deltaW), 12) + pad(String(format: "%.3g", deltaLoss), 15) + split)
+                }
+            }
+            if exactMismatch {
+                logToStandardError("error: an exact run differs from the in-process one")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    /// The train command as a user runs it, in a child process: its weights' SHA-256 and values, and its losses.
+    private func train(workers count: Int, reduction: String, folder: String) throws -> Run {
+        let weights = "\(folder)/\(reduction)-\(count).safetensors", metrics = "\(folder)/\(reduction)-\(count).jsonl"
+        var arguments = ["train", "--config", config, "--reduction", reduction, "--workers", String(count), "--save",
+                         weights, "--metrics", metrics, "--no-progress", "--threads", "1"]
+        if let epochs { arguments += ["--epochs", String(epochs)] }
+        if let steps { arguments += ["--steps", String(steps)] }
+        if let microShard { arguments += ["--micro-shard", String(microShard)] }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: LocalWorkers.currentExecutable)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0, let bytes = FileManager.default.contents(atPath: weights) else {
+            throw ClusterError("the run with \(count == 0 ? "no" : String(count)) workers failed (status "
+                + "\(process.terminationStatus)): \(text.split(separator: "\n").last ?? "")")
+        }
+        var digest = SHA256()
+        digest.update([UInt8](bytes))
+        // The tensors follow the 8-byte length and the JSON header, as float32 in the layout's order.
+        let headerLength = bytes.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        let values = bytes.dropFirst(8 + headerLength).withUnsafeBytes { raw in
+            (0..<(raw.count / 4)).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
+        }
+        let losses = ((try? String(contentsOfFile: metrics, encoding: .utf8)) ?? "").split(separator: "\n").flatMap {
+            line -> [Double] in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return [] }
+            return ["loss", "val_loss"].compactMap { object[$0] as? Double }
+        }
+        return Run(label: "\(count)", digest: digest.hexDigest(), weights: values, losses: losses)
+    }
+
+    private func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+    }
+}
