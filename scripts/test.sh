@@ -5,6 +5,12 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
 cd "$root"
 swift build --build-tests
+# The plot test renders SVG to PNG with librsvg, as a viewer would.
+if ! command -v rsvg-convert >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "test setup: installing librsvg2-bin" >&2
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq librsvg2-bin >/dev/null
+fi
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0

@@ -8,7 +8,7 @@ struct Shardtrain: ParsableCommand {
         commandName: "shardtrain",
         abstract: "Data-parallel neural-network training.",
         version: Version.text,
-        subcommands: [Train.self, Evaluate.self, Predict.self, Equivalence.self, CoordinatorCommand.self, WorkerCommand.self, Launch.self,
+        subcommands: [Train.self, Evaluate.self, Predict.self, Equivalence.self, Plot.self, CoordinatorCommand.self, WorkerCommand.self, Launch.self,
                       Keygen.self]
     )
 

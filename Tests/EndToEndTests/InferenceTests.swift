@@ -97,3 +97,47 @@ struct EquivalenceCommandTests {
         #expect(result.stderr.contains("warning: with 5 workers, 1 get no micro-shards"), "\(result.stderr)")
     }
 }
+
+/// `shardtrain plot`, rendered as a user's viewer would: the SVG drawn to PNG by librsvg, then its pixels read.
+@Suite(.serialized)
+struct PlotCommandTests {
+    @Test("plot two runs: an SVG that renders to a picture with ink in the runs' colours, a legend naming both")
+    func rendersCurves() throws {
+        let adam = Command.temporaryPath("adam.jsonl"), sgd = Command.temporaryPath("sgd.jsonl")
+        #expect(try Command.run(["train", "--config", "examples/spirals.yaml", "--epochs", "15", "--metrics", adam]).status == 0)
+        #expect(try Command.run(["train", "--config", "examples/spirals.yaml", "--epochs", "15", "--optimizer", "sgd",
+                                 "--metrics", sgd]).status == 0)
+        let svg = Command.temporaryPath("curves.svg"), png = Command.temporaryPath("curves.png")
+        let plotted = try Command.run(["plot", adam, sgd, "--output", svg])
+        #expect(plotted.status == 0, "\(plotted.stderr)")
+        let text = try String(contentsOfFile: svg, encoding: .utf8)
+        #expect(text.contains(">adam</text>") && text.contains(">sgd</text>") && text.contains(">accuracy</text>"))
+        #expect(text.components(separatedBy: "<polyline").count - 1 == 8, "2 runs × loss, val_loss, accuracy, val_accuracy")
+
+        let renderer = "/usr/bin/rsvg-convert"
+        try #require(FileManager.default.isExecutableFile(atPath: renderer), "rsvg-convert (librsvg2-bin) is needed")
+        let render = Process()
+        render.executableURL = URL(fileURLWithPath: renderer)
+        render.arguments = ["-w", "860", svg, "-o", png]
+        try render.run()
+        render.waitUntilExit()
+        #expect(render.terminationStatus == 0)
+        let inspect = Process(), pipe = Pipe()
+        inspect.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        inspect.arguments = [Command.repository.appendingPathComponent("scripts/png_ink.py").path, png]
+        inspect.standardOutput = pipe
+        try inspect.run()
+        let fields = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .split(separator: " ").map { String($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        inspect.waitUntilExit()
+        #expect(fields.count == 4, "\(fields)")
+        let ink = Double(fields[2]) ?? 0, colours = Int(fields[3]) ?? 0
+        #expect(ink > 0.01 && ink < 0.5, "ink \(ink): blank or flooded")
+        #expect(colours >= 3, "\(colours) colours")
+
+        let bad = Command.temporaryPath("bad.jsonl")
+        try "not json\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        let refused = try Command.run(["plot", bad, "--output", svg])
+        #expect(refused.status == 2 && refused.stderr.contains("line 1: not a metrics record"), "\(refused.stderr)")
+    }
+}
