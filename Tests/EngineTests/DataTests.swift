@@ -143,3 +143,72 @@ struct InitialisationTests {
         }
     }
 }
+
+/// MNIST's IDX format and NumPy's uint8 and bool arrays, from files written here byte by byte.
+struct IDXAndNPYTests {
+    static func folder() -> String {
+        let path = NSTemporaryDirectory() + "idx-\(UUID().uuidString)"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// An IDX file of unsigned bytes with big-endian dimensions, as MNIST's are.
+    static func idx(_ shape: [Int], _ values: [UInt8]) -> Data {
+        var bytes: [UInt8] = [0, 0, 0x08, UInt8(shape.count)]
+        for size in shape { bytes += [UInt8(size >> 24 & 255), UInt8(size >> 16 & 255), UInt8(size >> 8 & 255), UInt8(size & 255)] }
+        return Data(bytes + values)
+    }
+
+    @Test("IDX images become pixels in [0, 1] and labels class indices, plain or gzipped; bad files are named")
+    func idxFiles() throws {
+        let folder = Self.folder()
+        let pixels: [UInt8] = (0..<(3 * 2 * 2)).map { UInt8($0 * 20) }
+        try Self.idx([3, 2, 2], pixels).write(to: URL(fileURLWithPath: "\(folder)/images-idx3-ubyte"))
+        try Self.idx([3], [7, 0, 9]).write(to: URL(fileURLWithPath: "\(folder)/labels-idx1-ubyte"))
+        let data = try IDX.read(images: "\(folder)/images-idx3-ubyte", labels: "\(folder)/labels-idx1-ubyte")
+        #expect(data.count == 3 && data.featureWidth == 4 && data.targets == [7, 0, 9])
+        #expect(data.features == pixels.map { Float($0) / 255 })
+        // gzip, as MNIST is distributed.
+        let gzip = Process()
+        gzip.executableURL = URL(fileURLWithPath: "/bin/gzip")
+        gzip.arguments = ["-k", "\(folder)/images-idx3-ubyte"]
+        try gzip.run()
+        gzip.waitUntilExit()
+        let zipped = try IDX.read(images: "\(folder)/images-idx3-ubyte.gz", labels: "\(folder)/labels-idx1-ubyte")
+        #expect(zipped.features == data.features)
+
+        try Self.idx([2], [1, 2]).write(to: URL(fileURLWithPath: "\(folder)/two-labels"))
+        #expect { try IDX.read(images: "\(folder)/images-idx3-ubyte", labels: "\(folder)/two-labels") } throws: {
+            "\($0)".contains("2 labels but") }
+        try Self.idx([3, 2, 2], Array(pixels.prefix(10))).write(to: URL(fileURLWithPath: "\(folder)/short"))
+        #expect { try IDX.read(images: "\(folder)/short", labels: "\(folder)/labels-idx1-ubyte") } throws: {
+            "\($0)".contains("needs 12 bytes but the file holds 10") }
+        #expect { try IDX.read(images: "\(folder)/labels-idx1-ubyte", labels: "\(folder)/labels-idx1-ubyte") } throws: {
+            "\($0)".contains("1 dimensions; images files have 3") }
+    }
+
+    @Test("npy uint8 and bool arrays read as their values")
+    func smallDtypes() throws {
+        func npy(_ descr: String, _ shape: String, _ payload: [UInt8]) -> Data {
+            var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shape), }"
+            while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+            header += "\n"
+            return Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count), 0] + Array(header.utf8) + payload)
+        }
+        let images = try NPY.parse(npy("|u1", "(2, 2)", [0, 255, 128, 7]), name: "u8")
+        #expect(images.values == [0, 255, 128, 7] && images.rows == 2 && images.columns == 2)
+        let labels = try NPY.parse(npy("|b1", "(3,)", [1, 0, 1]), name: "bool")
+        #expect(labels.values == [1, 0, 1] && labels.columns == 1)
+    }
+}
+
+extension IDXAndNPYTests {
+    @Test("a CSV with an unnamed first column (a pandas index) or a duplicated column name is refused, naming it")
+    func csvHeaders() throws {
+        #expect { try CSV.parse(",a,label\n0,1.5,1\n", target: "label", name: "indexed.csv") } throws: {
+            "\($0)".contains("indexed.csv: the first column has no name (a pandas index?)") }
+        #expect { try CSV.parse("a,a,label\n1,2,1\n", target: "label", name: "twice.csv") } throws: {
+            "\($0)".contains("names column 'a' twice") }
+        #expect(try CSV.parse("a,b,label\n1,2,1\n", target: "label", name: "fine.csv").featureWidth == 2)
+    }
+}

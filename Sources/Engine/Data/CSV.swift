@@ -18,6 +18,7 @@ public enum CSV {
             .map { (number: $0.offset + 1, fields: fields(of: $0.element)) }
         lines.removeAll { $0.fields.count == 1 && $0.fields[0].isEmpty }
         guard let header = lines.first else { throw InputError("\(name): the file is empty; it needs a header row") }
+        try checkHeader(header.fields, name: name)
         guard let targetColumn = header.fields.firstIndex(of: target) else {
             throw InputError("\(name): no column named '\(target)' in the header "
                 + "(\(header.fields.joined(separator: ", "))); set data.target to one of them")
@@ -50,6 +51,7 @@ public enum CSV {
         let lines = text.split(omittingEmptySubsequences: true, whereSeparator: \.isNewline).enumerated()
             .map { (number: $0.offset + 1, fields: fields(of: $0.element)) }
         guard let header = lines.first else { throw InputError("\(path): the file is empty; it needs a header row") }
+        try checkHeader(header.fields, name: path)
         let skipped = excluding.flatMap { header.fields.firstIndex(of: $0) }
         let width = header.fields.count
         var values: [Float] = []
@@ -67,6 +69,22 @@ public enum CSV {
         }
         guard !values.isEmpty else { throw InputError("\(path): the header has no data rows under it") }
         return (values, width - (skipped == nil ? 0 : 1))
+    }
+
+    /// Every column needs a name of its own: an unnamed first column is most often a pandas index, which would
+    /// otherwise be trained on as a feature.
+    private static func checkHeader(_ names: [String], name: String) throws {
+        if names.first?.isEmpty == true {
+            throw InputError("\(name): the first column has no name (a pandas index?); save it with "
+                + "`to_csv(index=False)` or name the column")
+        }
+        if let empty = names.firstIndex(of: "") {
+            throw InputError("\(name): column \(empty + 1) of the header has no name")
+        }
+        var seen = Set<String>()
+        for column in names where !seen.insert(column).inserted {
+            throw InputError("\(name): the header names column '\(column)' twice; each column needs its own name")
+        }
     }
 
     /// Splits a line at commas outside double quotes; `""` inside quotes is a quote.

@@ -11,6 +11,8 @@ public enum DataSource: Sendable, Equatable {
     case npy(features: String, targets: String)
     /// A CSV file with a header; `target` names the target column.
     case csv(path: String, target: String)
+    /// MNIST's IDX files (optionally gzipped): images scaled to [0, 1], labels as class indices.
+    case idx(images: String, labels: String)
 }
 
 /// A training job as a job file (YAML or JSON) describes it.

@@ -227,6 +227,12 @@ struct JobParser {
             }
             source = .npy(features: resolve(features), targets: resolve(targets))
             known = ["features", "targets"]
+        } else if let images = try reader.string("images") {
+            guard let labels = try reader.string("labels") else {
+                throw reader.fail("labels", nil, "missing; IDX data needs both images and labels files")
+            }
+            source = .idx(images: resolve(images), labels: resolve(labels))
+            known = ["images", "labels"]
         } else if let csv = try reader.string("csv") {
             guard let target = try reader.string("target") else {
                 throw reader.fail("target", nil, "missing; name the CSV column that holds the targets")
@@ -235,7 +241,7 @@ struct JobParser {
             known = ["csv", "target"]
         } else {
             throw InputError("\(file): data needs one of builtin (xor, spirals, blobs, regression), "
-                + "features + targets (.npy), or csv + target")
+                + "features + targets (.npy), csv + target, or images + labels (MNIST's IDX files)")
         }
         try reader.finish(known: known)
         return (source, seed)

@@ -53,6 +53,8 @@ extension Job {
             dataText = "{\"features\": \(string(features)), \"targets\": \(string(targets))}"
         case .csv(let path, let target):
             dataText = "{\"csv\": \(string(path)), \"target\": \(string(target))}"
+        case .idx(let images, let labels):
+            dataText = "{\"images\": \(string(images)), \"labels\": \(string(labels))}"
         }
         let length: String
         switch options.length {

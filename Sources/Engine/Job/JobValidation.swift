@@ -23,6 +23,8 @@ extension Job {
             return data
         case .csv(let path, let target):
             return try CSV.read(path, target: target)
+        case .idx(let images, let labels):
+            return try IDX.read(images: images, labels: labels)
         }
     }
 

@@ -102,7 +102,7 @@ extension DataSource {
         switch self {
         case .xor: 4
         case .spirals(let samples, _, _), .blobs(let samples, _, _, _), .regression(let samples, _, _): samples
-        case .npy, .csv: nil
+        case .npy, .csv, .idx: nil
         }
     }
 }

@@ -1,0 +1,71 @@
+import Foundation
+
+/// Reads MNIST's IDX files (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, optionally gzipped): unsigned
+/// bytes, big-endian dimensions. Images become one row of pixels scaled to [0, 1] per sample; labels one class
+/// index. Every size is checked against the file's real length.
+public enum IDX {
+    public static func read(images: String, labels: String) throws -> Dataset {
+        let (imageBytes, imageShape) = try array(images, dimensions: 3...3, what: "images")
+        let (labelBytes, labelShape) = try array(labels, dimensions: 1...1, what: "labels")
+        guard imageShape[0] == labelShape[0] else {
+            throw InputError("\(labels): \(labelShape[0]) labels but \(images) has \(imageShape[0]) images; both files "
+                + "must hold the same samples in the same order")
+        }
+        let features = imageBytes.map { Float($0) / 255 }
+        var data = try Dataset(name: images, features: features, featureWidth: imageShape[1] * imageShape[2],
+                               targets: labelBytes.map { Float($0) }, targetWidth: 1)
+        data.targetsName = labels
+        return data
+    }
+
+    /// The unsigned-byte payload and the shape of one IDX file.
+    static func array(_ path: String, dimensions: ClosedRange<Int>, what: String) throws -> ([UInt8], [Int]) {
+        let bytes = try contents(path)
+        guard bytes.count >= 4, bytes[0] == 0, bytes[1] == 0 else {
+            throw InputError("\(path): not an IDX file (it must start with two zero bytes); give MNIST's \(what) file")
+        }
+        guard bytes[2] == 0x08 else {
+            throw InputError("\(path): IDX element type 0x\(String(bytes[2], radix: 16)) is not supported; MNIST's "
+                + "unsigned bytes (0x08) are")
+        }
+        let count = Int(bytes[3])
+        guard dimensions.contains(count) else {
+            throw InputError("\(path): \(count) dimensions; \(what) files have \(dimensions.lowerBound)")
+        }
+        guard bytes.count >= 4 + 4 * count else { throw InputError("\(path): the IDX header is truncated") }
+        let shape = (0..<count).map { d in (0..<4).reduce(0) { $0 << 8 | Int(bytes[4 + 4 * d + $1]) } }
+        var expected = 1
+        for size in shape {
+            let (product, overflow) = expected.multipliedReportingOverflow(by: size)
+            guard !overflow, size > 0 else { throw InputError("\(path): shape \(shape) is not a valid size") }
+            expected = product
+        }
+        let payload = bytes.count - 4 - 4 * count
+        guard payload == expected else {
+            throw InputError("\(path): shape \(shape) needs \(expected) bytes but the file holds \(payload); it is "
+                + "truncated or not an IDX \(what) file")
+        }
+        return (Array(bytes[(4 + 4 * count)...]), shape)
+    }
+
+    /// The file's bytes, through `gzip -dc` when its name ends in .gz.
+    static func contents(_ path: String) throws -> [UInt8] {
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw InputError("\(path): cannot read the file; check the path (relative paths start at the job file)")
+        }
+        guard path.hasSuffix(".gz") else { return [UInt8](FileManager.default.contents(atPath: path) ?? Data()) }
+        let gzip = Process(), output = Pipe(), errors = Pipe()
+        gzip.executableURL = URL(fileURLWithPath: "/bin/gzip")
+        gzip.arguments = ["-dc", path]
+        gzip.standardOutput = output
+        gzip.standardError = errors
+        do { try gzip.run() } catch { throw InputError("\(path): cannot run gzip to decompress it (\(error))") }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        gzip.waitUntilExit()
+        guard gzip.terminationStatus == 0 else {
+            throw InputError("\(path): not a readable gzip file (\(message.trimmingCharacters(in: .whitespacesAndNewlines)))")
+        }
+        return [UInt8](data)
+    }
+}
