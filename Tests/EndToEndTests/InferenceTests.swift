@@ -141,3 +141,17 @@ struct PlotCommandTests {
         #expect(refused.status == 2 && refused.stderr.contains("line 1: not a metrics record"), "\(refused.stderr)")
     }
 }
+
+/// The real data set in examples/: it trains to the accuracy its README states, with workers.
+@Suite struct DigitsExampleTests {
+    @Test("examples/digits trains with 2 workers to the validation accuracy its README states")
+    func digitsTrain() throws {
+        let result = try Command.run(["train", "--config", "examples/digits/digits.yaml", "--workers", "2"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let readme = try String(contentsOfFile: "\(Command.repository.path)/examples/digits/README.md", encoding: .utf8)
+        let validation = try #require(result.lines.first { $0.hasPrefix("Validation: ") })
+        let accuracy = try #require(validation.split(separator: "accuracy = ").last)
+        #expect(readme.contains("validation accuracy of \(accuracy)"), "\(validation)")
+        #expect((Double(accuracy) ?? 0) > 0.94)
+    }
+}
