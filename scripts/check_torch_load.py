@@ -17,7 +17,10 @@ ACTIVATIONS = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch
 
 def main(job_path, weights_path):
     job = yaml.safe_load(open(job_path))
-    width, modules = job["model"]["inputs"], []
+    state = load_file(weights_path)
+    # model.inputs may be left out of a job (taken from the data): the first layer's weight has it, [out, in].
+    inputs = job["model"].get("inputs") or state["0.weight"].shape[1]
+    width, modules = inputs, []
     for layer in job["model"]["layers"]:
         modules.append(torch.nn.Linear(width, layer["units"]))
         name = layer.get("activation", "identity")
@@ -25,9 +28,9 @@ def main(job_path, weights_path):
                        else ACTIVATIONS[name]())
         width = layer["units"]
     model = torch.nn.Sequential(*modules)
-    model.load_state_dict(load_file(weights_path), strict=True)
+    model.load_state_dict(state, strict=True)
     print("strict load_state_dict: ok")
-    if job["model"]["inputs"] == 2:
+    if inputs == 2:
         print(model(torch.tensor([[0., 0.], [0., 1.], [1., 0.], [1., 1.]])).detach().flatten().numpy().round(2))
 
 
