@@ -47,6 +47,7 @@ struct Curves {
                   let epoch = (object["epoch"] as? NSNumber)?.doubleValue else {
                 throw InputError("\(path) line \(number + 1): not a metrics record (a JSON object with an epoch)")
             }
+            if object["record"] as? String == "step" { continue }  // --metrics-steps records: the curves are per epoch
             for key in keys {
                 if let value = (object[key] as? NSNumber)?.doubleValue, value.isFinite {
                     curves.series[key, default: []].append((epoch, value))

@@ -28,6 +28,8 @@ struct TrainingFlags: ParsableArguments {
     var threads: Int?
     @Flag(help: "Print the set-up, the BLAS kernel and, when distributed, every step's timings.") var verbose = false
     @Flag(help: "No progress line on standard error (it is drawn only on a terminal).") var noProgress = false
+    @Flag(help: "Also write a record per optimizer step to the --metrics file (step, epoch, time, loss, samples, rate).")
+    var metricsSteps = false
     @Option(help: "Write checkpoints (weights, optimizer state, position) into this folder; the newest 3 are kept.")
     var checkpoint: String?
     @Option(help: "Write a checkpoint every N steps (default: at the end of each epoch), on SIGTERM/SIGINT and at the end.")
@@ -42,6 +44,7 @@ struct TrainingFlags: ParsableArguments {
         if resume && checkpoint == nil { throw InputError("--resume needs --checkpoint FOLDER to resume from") }
         if checkpointEvery != nil && checkpoint == nil { throw InputError("--checkpoint-every needs --checkpoint FOLDER") }
         if epochs != nil && steps != nil { throw InputError("give --epochs or --steps, not both") }
+        if metricsSteps && metrics == nil { throw InputError("--metrics-steps needs --metrics FILE to write to") }
         var overrides = JobOverrides()
         overrides.epochs = epochs
         overrides.steps = steps
@@ -99,6 +102,12 @@ struct TrainingFlags: ParsableArguments {
                 metricsFile?.append(Reporting.metricsLine(report))
             }, afterStep: { trainer in
                 progress?.update(trainer)
+                if metricsSteps, let metricsFile, let last = trainer.lastStep {
+                    // Recorded after the step: its epoch is that of the step before the counter moved on.
+                    let batches = max(trainer.plan.batchesPerEpoch, 1)
+                    metricsFile.append(Reporting.stepLine(step: trainer.step, epoch: (trainer.step - 1) / batches,
+                                                          statistics: last.statistics, learningRate: last.learningRate))
+                }
                 if trainer.step % every == 0, let checkpointer, try checkpointer.write(trainer, required: false) == nil {
                     logToStandardError("checkpoint at step \(trainer.step) skipped: no file can be opened now (too "
                         + "many open files); training goes on and the next checkpoint tries again")

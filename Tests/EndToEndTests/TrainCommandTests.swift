@@ -46,6 +46,16 @@ struct TrainCommandTests {
                                    "--metrics", metrics])
         let lowText = try String(contentsOfFile: metrics, encoding: .utf8)
         #expect(low.status == 0 && lowText.contains("\"learning_rate\":0.01,"), "\(lowText)")
+        // Per-step records beside the epoch ones: their losses average to the epoch's (one batch per epoch here).
+        let stepped = try Command.run(["train", "--config", "examples/xor.yaml", "--epochs", "3", "--metrics", metrics,
+                                       "--metrics-steps"])
+        #expect(stepped.status == 0)
+        let records = try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n").map {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
+        let steps = records.filter { $0["record"] as? String == "step" }, epochs = records.filter { $0["record"] == nil }
+        #expect(steps.count == 3 && epochs.count == 3)
+        #expect(zip(steps, epochs).allSatisfy { ($0["loss"] as? Double) == ($1["loss"] as? Double) })
 
         // Continue from the saved weights: the first epoch's loss is the trained one, not the initial one.
         let resumed = try Command.run(["train", "--config", "examples/xor.yaml", "--init", weights, "--epochs", "1"])

@@ -25,6 +25,17 @@ public enum Reporting {
         return "{\(fields.joined(separator: ","))}"
     }
 
+    /// One JSON object for a step (`--metrics-steps`): its mean loss before the update, the rate it used.
+    public static func stepLine(step: Int, epoch: Int, statistics: SliceStatistics, learningRate: Float,
+                                time: Date = Date()) -> String {
+        var fields = ["\"record\":\"step\"", "\"step\":\(step)", "\"epoch\":\(epoch)",
+                      "\"time\":\(String(format: "%.3f", time.timeIntervalSince1970))",
+                      "\"loss\":\(json(statistics.lossSum / Double(max(statistics.samples, 1))))",
+                      "\"samples\":\(statistics.samples)"]
+        fields.append("\"learning_rate\":\(learningRate.isFinite ? "\(learningRate)" : "null")")
+        return "{\(fields.joined(separator: ","))}"
+    }
+
     /// Values rounded to `digits` decimals and printed as NumPy prints a float array: `[0.5 0.5 0.5 0.5]`,
     /// `[0.5  0.5  0.98 0.02]`, `[0. 1. 1. 0.]`: each value with the decimals it needs, points aligned.
     public static func numpyArray(_ values: [Float], digits: Int = 2) -> String {

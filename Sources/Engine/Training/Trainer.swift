@@ -29,6 +29,8 @@ public final class Trainer {
     /// The statistics of the current epoch's steps so far (a checkpoint carries them, so a resumed run prints the
     /// same lines).
     public private(set) var epochProgress = EpochProgress()
+    /// The statistics and learning rate of the step just taken (for per-step records).
+    public private(set) var lastStep: (statistics: SliceStatistics, learningRate: Float)?
 
     private let source: GradientSource
     /// Evaluates the validation set and predictions in this process.
@@ -102,6 +104,7 @@ public final class Trainer {
             let rate = learningRate()
             let epochOfStep = epoch
             let statistics = try takeStep(batch: step % batches, learningRate: rate)
+            lastStep = (statistics, rate)
             epochProgress.add(statistics)
             if step % batches == 0 || step == totalSteps {
                 let seconds = (clock.now - started) / .seconds(1)
