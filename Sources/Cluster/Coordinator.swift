@@ -37,6 +37,18 @@ public final class Coordinator: GradientSource {
         public var silence: Duration { heartbeat * 3 }
     }
 
+    /// Each worker's share since the last call (samples computed, seconds from assignment to result), and resets
+    /// the counts: what `--metrics` records per epoch.
+    public func takeShares() -> [(worker: String, samples: Int, seconds: Double)] {
+        var shares: [(String, Int, Double)] = []
+        for index in table.members.indices where table[index].sharedSamples > 0 {
+            shares.append(("w\(table[index].id)", table[index].sharedSamples, table[index].sharedSeconds))
+            table[index].sharedSamples = 0
+            table[index].sharedSeconds = 0
+        }
+        return shares
+    }
+
     /// Where the last step's time went, in seconds.
     public struct StepTimings: Sendable {
         public var send = 0.0, wait = 0.0, reduce = 0.0

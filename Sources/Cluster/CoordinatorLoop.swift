@@ -160,6 +160,8 @@ extension Coordinator {
         round.complete(frame.attempt, with: frame)
         let seconds = max((clock.now - assignment.sentAt) / .seconds(1), 1e-6)
         let speed = Double(assignment.ranges.reduce(0) { $0 + $1.count }) / seconds
+        table[index].sharedSamples += frame.samples
+        table[index].sharedSeconds += seconds
         table[index].speed = member.speed == 1.0 ? speed : 0.7 * member.speed + 0.3 * speed
         if !round.holds(index) { table[index].state = .ready }
     }

@@ -67,6 +67,8 @@ public struct Member: Sendable {
     var weightsStep: Int?
     /// Told to rejoin after it was lost (said once).
     var toldToRejoin = false
+    /// Samples computed and seconds spent on them since the last `takeShares` (for per-epoch metrics).
+    var sharedSamples = 0, sharedSeconds = 0.0
 
     /// How every coordinator line names this worker: `w2 "name" (host, pid 1234)`.
     public var label: String { "w\(id) \"\(name)\" (\(host), pid \(pid))" }

@@ -99,7 +99,12 @@ struct TrainingFlags: ParsableArguments {
             try trainer.run(onEpoch: { report in
                 progress?.clear()
                 if report.epoch % run.logEvery == 0 { print(Reporting.epochLine(report)) }
-                metricsFile?.append(Reporting.metricsLine(report))
+                // Distributed: each worker's samples and busy seconds over the epoch.
+                let shares = (trainer.source as? Coordinator)?.takeShares().map {
+                    "\"\($0.worker)\":{\"samples\":\($0.samples),\"seconds\":\(String(format: "%.4f", $0.seconds))}"
+                }
+                metricsFile?.append(Reporting.metricsLine(report, extra: shares.map {
+                    ["\"workers\":{\($0.joined(separator: ","))}"] } ?? []))
             }, afterStep: { trainer in
                 progress?.update(trainer)
                 if metricsSteps, let metricsFile, let last = trainer.lastStep {

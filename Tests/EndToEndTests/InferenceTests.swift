@@ -155,3 +155,19 @@ struct PlotCommandTests {
         #expect((Double(accuracy) ?? 0) > 0.94)
     }
 }
+
+extension EquivalenceCommandTests {
+    @Test("distributed --metrics records each worker's share of every epoch; the shares add up to the epoch's samples")
+    func workerShares() throws {
+        let metrics = Command.temporaryPath("shares.jsonl")
+        let run = try Command.run(["train", "--config", "examples/spirals.yaml", "--epochs", "2", "--workers", "2",
+                                   "--metrics", metrics])
+        #expect(run.status == 0, "\(run.stderr)")
+        for line in try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n") {
+            let record = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            let workers = try #require(record["workers"] as? [String: [String: Any]])
+            #expect(Set(workers.keys) == ["w1", "w2"])
+            #expect(workers.values.compactMap { $0["samples"] as? Int }.reduce(0, +) == 1200, "\(line)")
+        }
+    }
+}

@@ -14,7 +14,7 @@ public enum Reporting {
     /// One JSON object for the metrics file.
     /// `time` is the wall clock (Unix seconds) when the epoch ended; the learning rate is written as the shortest
     /// decimal of the float32 the optimizer used (0.01, not 0.009999999776482582).
-    public static func metricsLine(_ r: EpochReport, time: Date = Date()) -> String {
+    public static func metricsLine(_ r: EpochReport, time: Date = Date(), extra: [String] = []) -> String {
         var fields = ["\"epoch\":\(r.epoch)", "\"step\":\(r.step)",
                       "\"time\":\(String(format: "%.3f", time.timeIntervalSince1970))", "\"loss\":\(json(r.loss))"]
         if let a = r.accuracy { fields.append("\"accuracy\":\(json(a))") }
@@ -22,7 +22,7 @@ public enum Reporting {
         if let v = r.validationAccuracy { fields.append("\"val_accuracy\":\(json(v))") }
         fields.append("\"learning_rate\":\(r.learningRate.isFinite ? "\(r.learningRate)" : "null")")
         fields.append("\"samples_per_second\":\(json(r.samplesPerSecond))")
-        return "{\(fields.joined(separator: ","))}"
+        return "{\((fields + extra).joined(separator: ","))}"
     }
 
     /// One JSON object for a step (`--metrics-steps`): its mean loss before the update, the rate it used.

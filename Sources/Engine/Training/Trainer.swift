@@ -32,7 +32,8 @@ public final class Trainer {
     /// The statistics and learning rate of the step just taken (for per-step records).
     public private(set) var lastStep: (statistics: SliceStatistics, learningRate: Float)?
 
-    private let source: GradientSource
+    /// Where each step's gradient sums come from: this process, or a coordinator's workers.
+    public let source: GradientSource
     /// Evaluates the validation set and predictions in this process.
     private let computer: SliceComputer
     private let sum: GradientSum
