@@ -44,6 +44,8 @@ struct Equivalence: ParsableCommand {
         let digest: String
         let weights: [Float]
         let losses: [Double]
+        /// How the steps' samples were shared out, most frequent first: "32+32 ×185, 48+16 ×5".
+        let split: String
     }
 
     func run() throws {
@@ -58,19 +60,18 @@ struct Equivalence: ParsableCommand {
             try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: folder) }
             for count in counts where count > perBatch {
-                logToStandardError("warning: with \(count) workers, \(count - perBatch) get no micro-shards: batch_size "
+                logToStandardError("warning: with \(count) workers, \(count - perBatch) \(count - perBatch == 1 ? "gets" : "get") no micro-shards: batch_size "
                     + "\(job.options.batchSize) / micro_shard \(job.options.microShardSize) makes \(perBatch) per batch")
             }
             print("\(job.options.batchSize) samples per batch in \(perBatch) micro-shards of \(job.options.microShardSize)")
             print(pad("reduction", 10) + pad("workers", 12) + pad("SHA-256", 18) + pad("max |Δw|", 12)
-                + pad("max rel Δloss", 15) + "micro-shards per worker")
+                + pad("max rel Δloss", 15) + "samples per worker in a step × steps")
             var exactMismatch = false
             for reduction in reduction.reductions {
                 var reference: Run?
                 for count in [0] + counts {
                     let result = try train(workers: count, reduction: reduction, folder: folder)
-                    let split = count == 0 ? "\(perBatch) (one process)" : Sharding.split(perBatch, speeds:
-                        Array(repeating: 1.0, count: count)).map { String($0.count) }.joined(separator: " + ")
+                    let split = count == 0 ? "one process" : result.split
                     guard let reference else {
                         reference = result
                         print(pad(reduction, 10) + pad("in-process", 12) + pad(String(result.digest.prefix(16)), 18)
@@ -98,7 +99,7 @@ struct Equivalence: ParsableCommand {
     private func train(workers count: Int, reduction: String, folder: String) throws -> Run {
         let weights = "\(folder)/\(reduction)-\(count).safetensors", metrics = "\(folder)/\(reduction)-\(count).jsonl"
         var arguments = ["train", "--config", config, "--reduction", reduction, "--workers", String(count), "--save",
-                         weights, "--metrics", metrics, "--no-progress", "--threads", "1"]
+                         weights, "--metrics", metrics, "--no-progress", "--threads", "1", "--verbose"]
         if let epochs { arguments += ["--epochs", String(epochs)] }
         if let steps { arguments += ["--steps", String(steps)] }
         if let microShard { arguments += ["--micro-shard", String(microShard)] }
@@ -127,7 +128,18 @@ struct Equivalence: ParsableCommand {
             guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return [] }
             return ["loss", "val_loss"].compactMap { object[$0] as? Double }
         }
-        return Run(label: "\(count)", digest: digest.hexDigest(), weights: values, losses: losses)
+        // The coordinator's step lines: "step 12: send …; w1 32 samples, w2 32 samples".
+        var patterns: [String: Int] = [:]
+        for line in text.split(separator: "\n") where line.hasPrefix("step ") {
+            guard let shares = line.split(separator: ";").last else { continue }
+            let samples = shares.split(separator: ",").compactMap { part in
+                part.split(separator: " ").dropFirst().first.flatMap { Int($0) }
+            }
+            patterns[samples.map(String.init).joined(separator: "+"), default: 0] += 1
+        }
+        let split = patterns.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(3)
+            .map { "\($0.key) ×\($0.value)" }.joined(separator: ", ") + (patterns.count > 3 ? ", …" : "")
+        return Run(label: "\(count)", digest: digest.hexDigest(), weights: values, losses: losses, split: split)
     }
 
     private func pad(_ text: String, _ width: Int) -> String {

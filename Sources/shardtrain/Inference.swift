@@ -44,6 +44,10 @@ struct Evaluate: ParsableCommand {
     }
 
     static func read(_ path: String, targets: String?, target: String?, job: Job) throws -> Dataset {
+        for file in [path] + (targets.map { [$0] } ?? []) where !FileManager.default.isReadableFile(atPath: file) {
+            throw InputError("\(file): cannot read the file; check the path (from the current folder, "
+                + "\(FileManager.default.currentDirectoryPath))")
+        }
         if path.hasSuffix(".csv") {
             var column = target
             if column == nil, case .csv(_, let named) = job.data { column = named }

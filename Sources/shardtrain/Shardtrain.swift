@@ -24,7 +24,13 @@ struct Shardtrain: ParsableCommand {
             // status 2 (the parser's own would be several lines and 64).
             let code = exitCode(for: error)
             guard code != .success, !(error is ExitCode) else { exit(withError: error) }
-            let message = Self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            var message = Self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            // A mistyped command reads to the parser as stray arguments; say what it is.
+            let commands = configuration.subcommands.map { $0._commandName }
+            if let first = CommandLine.arguments.dropFirst().first, !first.hasPrefix("-"), first != "help",
+               !commands.contains(first) {
+                message = "unknown command '\(first)'; the commands are \(commands.joined(separator: ", "))"
+            }
             // The parser's own messages (capitalised) name no remedy; the project's validations do.
             let fromParser = message.first?.isUppercase ?? true
             let hint = fromParser ? " (`shardtrain help` lists the commands and their flags)" : ""

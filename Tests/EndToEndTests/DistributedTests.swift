@@ -136,7 +136,7 @@ extension DistributedTests {
         let log = "\(folder)/coordinator.log"
         let coordinator = try Command.start(["coordinator", "--config", job, "--bind", "tcp://127.0.0.1:\(port)",
                                              "--workers", "1", "--save", "\(folder)/b.st"], stderr: log)
-        _ = try Command.waitForLine(in: log, containing: "waiting for 1 workers", timeout: 30)
+        _ = try Command.waitForLine(in: log, containing: "waiting for 1 worker ", timeout: 30)
         // The coordinator has its samples; the worker will find no files.
         try FileManager.default.moveItem(atPath: "\(folder)/x.npy", toPath: "\(folder)/x.moved")
         let workerLog = "\(folder)/worker.log"

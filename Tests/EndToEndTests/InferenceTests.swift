@@ -93,8 +93,8 @@ struct EquivalenceCommandTests {
         #expect(exact.count == 4 && exact.allSatisfy { $0.contains(String(digest.prefix(16))) }, "\(result.stdout)")
         #expect(exact.dropFirst().allSatisfy { $0.contains(" = ") }, "\(result.stdout)")
         #expect(result.lines.filter { $0.hasPrefix("fast ") }.count == 4)
-        #expect(result.stdout.contains("2 + 2") && result.stdout.contains("1 + 1 + 1 + 1 + 0"))
-        #expect(result.stderr.contains("warning: with 5 workers, 1 get no micro-shards"), "\(result.stderr)")
+        #expect(result.stdout.contains("32+32 ×") && result.stdout.contains("16+16+16+16 ×"), "\(result.stdout)")
+        #expect(result.stderr.contains("warning: with 5 workers, 1 gets no micro-shards"), "\(result.stderr)")
     }
 }
 

@@ -33,7 +33,7 @@ struct MisbehavingWorkerTests {
                                              "--rejoin-timeout", "2"], stderr: log,
                                             environment: ["OPENBLAS_CORETYPE": "Haswell"])
         defer { kill(coordinator.processIdentifier, SIGKILL) }
-        _ = try Command.waitForLine(in: log, containing: "waiting for 1 workers", timeout: 30)
+        _ = try Command.waitForLine(in: log, containing: "waiting for 1 worker ", timeout: 30)
 
         let dealer = try Socket(Context(), .dealer)
         try dealer.connect("tcp://127.0.0.1:\(port)")

@@ -79,7 +79,7 @@ extension Dataset {
     /// SHA-256 of the samples' widths and bytes: equal fingerprints mean equal data, sample for sample.
     public var fingerprint: String {
         var hash = SHA256()
-        var widths = [UInt64(featureWidth), UInt64(targetWidth)].map(\.littleEndian)
+        let widths = [UInt64(featureWidth), UInt64(targetWidth)].map(\.littleEndian)
         widths.withUnsafeBytes { hash.update($0) }
         features.withUnsafeBytes { hash.update($0) }
         targets.withUnsafeBytes { hash.update($0) }
