@@ -114,6 +114,10 @@ public final class Coordinator: GradientSource {
         do {
             try router.bind(settings.endpoint)
         } catch {
+            // The helper threads hold sockets of this context: stop them, or it could never be terminated.
+            keyCheck?.stop()
+            handshakes.stop()
+            router.close()
             throw ClusterError("cannot listen on \(settings.endpoint): \(error); pick a free port or address")
         }
         guardian = PeerGuard(limit: 5, log: log)
@@ -265,9 +269,10 @@ public final class Coordinator: GradientSource {
 
     /// Closes every socket of the context, the key check's included, then the context (all once).
     private func closeSockets() {
+        // The socket first: with the key check gone while it still listened, libzmq would admit any key.
+        router.close()
         keyCheck?.stop()
         handshakes.stop()
-        router.close()
         context.terminate()
     }
 }

@@ -86,8 +86,14 @@ struct MemberTable {
         set { members[index] = newValue }
     }
 
-    /// The newest member with this routing identity.
-    func index(of identity: [UInt8]) -> Int? { members.lastIndex { $0.identity == identity } }
+    /// The newest member (highest id) with this routing identity: places are reused, so not always the last.
+    func index(of identity: [UInt8]) -> Int? {
+        var newest: Int?
+        for index in members.indices where members[index].identity == identity {
+            if newest == nil || members[index].id > members[newest!].id { newest = index }
+        }
+        return newest
+    }
 
     var active: [Int] { members.indices.filter { members[$0].isActive } }
     var lost: [Member] { members.filter { $0.state == .lost } }

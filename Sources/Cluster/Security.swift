@@ -168,7 +168,7 @@ final class HandshakeLog: @unchecked Sendable {
 
     private func report(_ reason: String, _ address: String?) {
         let host = address.map { $0.split(separator: ":").dropLast().joined(separator: ":") } ?? "?"
-        guard logged.insert(reason + " " + host).inserted, logged.count <= limit else { return }
+        guard logged.count < limit, logged.insert(reason + " " + host).inserted else { return }
         log("refused a connection\(address.map { " from \($0)" } ?? ""): \(reason)"
             + (logged.count == limit ? " (further refusals are not logged)" : ""))
     }

@@ -78,7 +78,7 @@ public final class WorkerNode {
             try followKernel(session.announcement)
             let (job, data) = try prepareData(dealer, session, held: held)
             held = (session.announcement.fingerprint, job, data)
-            try dealer.send(Codec.ready(job: session.jobID, worker: session.workerID, hasData: true))
+            try send(dealer, Codec.ready(job: session.jobID, worker: session.workerID, hasData: true))
             // The coordinator names local workers itself; a remote one says where it is.
             if settings.parentPID == nil {
                 log("\(settings.name): joined as w\(session.workerID); BLAS \(BLASKernel.description)")
@@ -151,7 +151,9 @@ public final class WorkerNode {
                     let announcement: JobAnnouncement
                     do {
                         announcement = try JobAnnouncement(bytes: description)
-                        try ResourceCheck.check(announcement.job, samples: announcement.samples)
+                        var sized = announcement.job
+                        sized.options.threads = settings.threads  // this worker's threads, not the job's
+                        try ResourceCheck.check(sized, samples: announcement.samples)
                         guard announcement.samples >= 1 else { throw ClusterError("the job announces no samples") }
                         guard announcement.job.model.layout.parameterCount == parameterCount else {
                             throw ClusterError("the job's model has \(announcement.job.model.layout.parameterCount) "
@@ -209,13 +211,17 @@ public final class WorkerNode {
             return (held.job, held.data)
         }
         do {
+            // Paths come from the coordinator: only regular files that fit in memory are opened.
+            if let why = announcement.job.data.unreadableFiles(limit: ResourceCheck.availableBytes()) {
+                throw ClusterError(why)
+            }
             let local = try announcement.job.trainingSamples()
             if local.training.fingerprint == announcement.fingerprint { return (local.job, local.training) }
             log("\(settings.name): my copy of the data differs from the coordinator's; receiving it")
         } catch {
             log("\(settings.name): no local copy of the data (\(error)); receiving it")
         }
-        try dealer.send(Codec.ready(job: session.jobID, worker: session.workerID, hasData: false))
+        try send(dealer, Codec.ready(job: session.jobID, worker: session.workerID, hasData: false))
         let deadline = clock.now + settings.idleTimeout
         while clock.now < deadline {
             guard try Socket.poll([dealer], timeout: .seconds(1))[0],
@@ -299,18 +305,18 @@ public final class WorkerNode {
                         weightsStep = step
                     case .assignment(let epoch, let batchIndex, let attempt, let ranges):
                         guard weightsStep == step else {
-                            try dealer.send(Codec.error("assignment for step \(step) arrived without its weights",
+                            try send(dealer, Codec.error("assignment for step \(step) arrived without its weights",
                                                         job: jobID, step: step, worker: workerID))
                             continue
                         }
                         guard batchIndex < UInt64(plan.batchesPerEpoch), epoch < UInt64(Int32.max) else {
-                            try dealer.send(Codec.error("assignment for batch \(batchIndex) of epoch \(epoch) is outside "
+                            try send(dealer, Codec.error("assignment for batch \(batchIndex) of epoch \(epoch) is outside "
                                 + "the job's \(plan.batchesPerEpoch) batches", job: jobID, step: step, worker: workerID))
                             continue
                         }
                         let shardCount = slices.computers[0].microShardCount(batchSize: plan.range(ofBatch: Int(batchIndex)).count)
                         guard let last = ranges.last, last.upperBound <= shardCount else {
-                            try dealer.send(Codec.error("assignment \(describe(ranges)) is outside batch \(batchIndex)'s "
+                            try send(dealer, Codec.error("assignment \(describe(ranges)) is outside batch \(batchIndex)'s "
                                 + "\(shardCount) micro-shards", job: jobID, step: step, worker: workerID))
                             continue
                         }
@@ -337,7 +343,7 @@ public final class WorkerNode {
                                 beat()
                             }
                         }
-                        try dealer.send([Codec.gradientHeader(job: jobID, step: step, worker: workerID,
+                        try send(dealer, [Codec.gradientHeader(job: jobID, step: step, worker: workerID,
                                                               samples: sum.samples, correct: sum.correct,
                                                               lossHigh: sum.lossWords.0, lossLow: sum.lossWords.1,
                                                               exact: options.reduction == .exact,
@@ -363,6 +369,25 @@ public final class WorkerNode {
             let silent = clock.now - lastHeard
             if silent > heartbeat * 3 {
                 return .rejoin("the coordinator has been silent for \(Seconds(silent))")
+            }
+        }
+    }
+
+    /// Sends without ever blocking for good: while the queue to the coordinator is full (it stopped reading, or is
+    /// gone), tries again until --idle-timeout, watching the parent process.
+    private func send(_ dealer: Socket, _ frames: [Message]) throws {
+        let deadline = clock.now + settings.idleTimeout
+        while true {
+            do {
+                try dealer.send(frames, wait: false)
+                return
+            } catch let error as ZMQError where error.wouldBlock {
+                try checkParent()
+                guard clock.now < deadline else {
+                    throw ClusterError("the coordinator has not taken this worker's messages within --idle-timeout "
+                        + "(\(Seconds(settings.idleTimeout))); stopping")
+                }
+                usleep(1000)
             }
         }
     }

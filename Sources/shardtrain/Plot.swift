@@ -124,10 +124,16 @@ struct Curves {
     /// Round tick values covering [low, high]: 1, 2 or 5 times a power of ten apart, 4 to 8 of them.
     static func niceTicks(_ low: Double, _ high: Double) -> [Double] {
         var low = low, high = high
-        if high - low < 1e-12 { low -= 0.5; high += 0.5 }
+        // A flat curve gets a band around it, wide enough to matter at its magnitude.
+        if high - low <= max(abs(low), abs(high)) * 1e-9 {
+            let margin = max(0.5, max(abs(low), abs(high)) * 0.05)
+            low -= margin
+            high += margin
+        }
         let raw = (high - low) / 5
         let power = pow(10, floor(log10(raw)))
         let step = [1.0, 2, 5, 10].map { $0 * power }.first { $0 >= raw } ?? raw
+        guard step.isFinite, step > 0, (high - low) / step < 100 else { return [low, high] }
         let first = floor(low / step) * step, last = ceil(high / step) * step
         return stride(from: first, through: last + step / 2, by: step).map { ($0 / step).rounded() * step }
     }

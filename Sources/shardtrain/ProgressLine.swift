@@ -6,7 +6,12 @@ import Foundation
 /// standard output (epoch lines and log lines clear it first), and off with --no-progress.
 final class ProgressLine {
     /// The line being shown, if any: log lines clear it before they are written.
-    nonisolated(unsafe) static var current: ProgressLine?
+    nonisolated(unsafe) private static var shared: ProgressLine?
+    /// Guards `shared` and every write to standard error through this type: log lines also come from the
+    /// coordinator's key-check and handshake threads.
+    static let lock = NSLock()
+
+    static var current: ProgressLine? { lock.withLock { shared } }
 
     private let clock = ContinuousClock()
     private var started: ContinuousClock.Instant?
@@ -20,7 +25,7 @@ final class ProgressLine {
             return nil
         }
         let line = ProgressLine()
-        current = line
+        lock.withLock { shared = line }
         return line
     }
 
@@ -44,20 +49,36 @@ final class ProgressLine {
         var text = "epoch \(trainer.epoch) of \(epochs)  step \(trainer.step)/\(trainer.totalSteps)  "
             + "\(Self.grouped(perSecond * Double(trainer.options.batchSize))) samples/s  ETA \(Self.clock(left))"
         if progress.samples > 0 { text += String(format: "  loss %.4f", progress.lossSum / Double(progress.samples)) }
-        FileHandle.standardError.write(Data("\r\u{1b}[K\(text)".utf8))
-        shown = true
+        Self.lock.withLock {
+            FileHandle.standardError.write(Data("\r\u{1b}[K\(text)".utf8))
+            shown = true
+        }
     }
 
     /// Removes the line (before other output, and at the end).
     func clear() {
+        Self.lock.withLock { clearLocked() }
+    }
+
+    private func clearLocked() {
         guard shown else { return }
         FileHandle.standardError.write(Data("\r\u{1b}[K".utf8))
         shown = false
     }
 
     func finish() {
-        clear()
-        if Self.current === self { Self.current = nil }
+        Self.lock.withLock {
+            clearLocked()
+            if Self.shared === self { Self.shared = nil }
+        }
+    }
+
+    /// Writes a log line to standard error, the progress line cleared first (from any thread).
+    static func log(_ line: String) {
+        lock.withLock {
+            shared?.clearLocked()
+            FileHandle.standardError.write(Data("\(line)\n".utf8))
+        }
     }
 
     static func grouped(_ value: Double) -> String {

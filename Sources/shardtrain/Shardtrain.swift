@@ -16,27 +16,43 @@ struct Shardtrain: ParsableCommand {
         // Before anything else: this may re-execute the program with a faster BLAS kernel.
         BLASKernel.selectAtLaunch()
         raiseDescriptorLimit()
+        var command: ParsableCommand
         do {
-            var command = try parseAsRoot()
-            try command.run()
+            command = try parseAsRoot()
         } catch {
-            // Help and version print as the parser has them; a bad flag is bad input like any other: one line,
-            // status 2 (the parser's own would be several lines and 64).
-            let code = exitCode(for: error)
-            guard code != .success, !(error is ExitCode) else { exit(withError: error) }
-            var message = Self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
-            // A mistyped command reads to the parser as stray arguments; say what it is.
-            let commands = configuration.subcommands.map { $0._commandName }
-            if let first = CommandLine.arguments.dropFirst().first, !first.hasPrefix("-"), first != "help",
-               !commands.contains(first) {
-                message = "unknown command '\(first)'; the commands are \(commands.joined(separator: ", "))"
-            }
-            // The parser's own messages (capitalised) name no remedy; the project's validations do.
-            let fromParser = message.first?.isUppercase ?? true
-            let hint = fromParser ? " (`shardtrain help` lists the commands and their flags)" : ""
-            FileHandle.standardError.write(Data("error: \(message)\(hint)\n".utf8))
-            Foundation.exit(2)
+            failParsing(error)
         }
+        do {
+            try command.run()
+        } catch let error as ExitCode {
+            exit(withError: error)
+        } catch where exitCode(for: error) == .success {
+            exit(withError: error)  // `shardtrain help` and the like: printed as the parser prints them
+        } catch {
+            // What the commands do not turn into a message themselves (a transport failure, say): the cluster or
+            // the machine failed, not the input.
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            Foundation.exit(4)
+        }
+    }
+
+    private static func failParsing(_ error: Error) -> Never {
+        // Help and version print as the parser has them; a bad flag is bad input like any other: one line,
+        // status 2 (the parser's own would be several lines and 64).
+        let code = exitCode(for: error)
+        guard code != .success, !(error is ExitCode) else { exit(withError: error) }
+        var message = Self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+        // A mistyped command reads to the parser as stray arguments; say what it is.
+        let commands = configuration.subcommands.map { $0._commandName }
+        if let first = CommandLine.arguments.dropFirst().first, !first.hasPrefix("-"), first != "help",
+           !commands.contains(first) {
+            message = "unknown command '\(first)'; the commands are \(commands.joined(separator: ", "))"
+        }
+        // The parser's own messages (capitalised) name no remedy; the project's validations do.
+        let fromParser = message.first?.isUppercase ?? true
+        let hint = fromParser ? " (`shardtrain help` lists the commands and their flags)" : ""
+        FileHandle.standardError.write(Data("error: \(message)\(hint)\n".utf8))
+        Foundation.exit(2)
     }
 }
 

@@ -184,6 +184,5 @@ func reportingFailures(_ body: () throws -> Void) throws {
 
 /// Lines about workers go to standard error, so standard output is the same in every mode.
 func logToStandardError(_ line: String) {
-    ProgressLine.current?.clear()
-    FileHandle.standardError.write(Data("\(line)\n".utf8))
+    ProgressLine.log(line)
 }

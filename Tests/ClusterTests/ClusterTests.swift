@@ -79,5 +79,11 @@ struct JobAnnouncementTests {
         #expect(table.members.count == MemberTable.capacity)
         #expect(table.admit(identity: [4, 5, 6], fields: ["name": "\u{1b}[31mred\u{7}"], now: now) == 7)
         #expect(table[7].name == "[31mred", "control characters are dropped from names")
+        // A worker whose old entry is lost and whose hello took a lower place is found at its new place.
+        table[4000].state = .lost
+        table[11].state = .lost
+        let old = table[4000].identity
+        #expect(table.admit(identity: old, fields: [:], now: now) == 11)
+        #expect(table.index(of: old) == 11, "the newest entry for an identity, wherever it sits")
     }
 }

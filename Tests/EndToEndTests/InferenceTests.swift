@@ -66,6 +66,19 @@ struct InferenceTests {
         let expected = String(format: "Final: loss = %.4f, accuracy = %.4f", loss / 150, Double(correct) / 150)
         #expect(final == expected, "train printed '\(final)', the predictions give '\(expected)'")
 
+        // An identity output layer gives logits: probabilities are still their softmax.
+        let logitsJob = Command.temporaryPath("clusters-logits.yaml"), logitsWeights = Command.temporaryPath("logits.st")
+        try String(contentsOfFile: job, encoding: .utf8).replacingOccurrences(of: "activation: softmax",
+                                                                              with: "activation: identity")
+            .write(toFile: logitsJob, atomically: true, encoding: .utf8)
+        #expect(try Command.run(["train", "--config", logitsJob, "--save", logitsWeights]).status == 0)
+        let logitsOut = Command.temporaryPath("logits-p.csv")
+        #expect(try Command.run(["predict", "--config", logitsJob, "--weights", logitsWeights, "--input", data,
+                                 "--output", logitsOut]).status == 0)
+        let logitRows = try String(contentsOfFile: logitsOut, encoding: .utf8).split(separator: "\n").dropFirst()
+            .map { $0.split(separator: ",").compactMap { Double($0) } }
+        #expect(logitRows.allSatisfy { row in abs(row.reduce(0, +) - 1) < 1e-5 && row.allSatisfy { $0 >= 0 } })
+
         // The same through .npy, and a wrong width named.
         let npy = Command.temporaryPath("p.npy")
         let viaNPY = try Command.run(["predict", "--config", job, "--weights", weights, "--input", data, "--output", npy])
@@ -134,6 +147,11 @@ struct PlotCommandTests {
         let ink = Double(fields[2]) ?? 0, colours = Int(fields[3]) ?? 0
         #expect(ink > 0.01 && ink < 0.5, "ink \(ink): blank or flooded")
         #expect(colours >= 3, "\(colours) colours")
+
+        // A flat curve at a huge value still gets axes.
+        let flat = Command.temporaryPath("flat.jsonl")
+        try "{\"epoch\":0,\"loss\":1e20}\n{\"epoch\":1,\"loss\":1e20}\n".write(toFile: flat, atomically: true, encoding: .utf8)
+        #expect(try Command.run(["plot", flat, "--output", svg]).status == 0)
 
         let bad = Command.temporaryPath("bad.jsonl")
         try "not json\n".write(toFile: bad, atomically: true, encoding: .utf8)

@@ -97,6 +97,30 @@ public enum ResourceCheck {
 }
 
 extension DataSource {
+    /// The files the samples are read from (none for a built-in set).
+    public var files: [String] {
+        switch self {
+        case .xor, .spirals, .blobs, .regression: []
+        case .npy(let features, let targets): [features, targets]
+        case .csv(let path, _): [path]
+        case .idx(let images, let labels): [images, labels]
+        }
+    }
+
+    /// Why these files should not be read as data (not regular files, or larger than `limit` bytes together);
+    /// nil when they may. A worker asks this of paths a coordinator named before opening any.
+    public func unreadableFiles(limit: Double?) -> String? {
+        var total = 0.0
+        for path in files {
+            var info = stat()
+            guard stat(path, &info) == 0 else { return "\(path) does not exist here" }
+            guard info.st_mode & S_IFMT == S_IFREG else { return "\(path) is not a regular file" }
+            total += Double(info.st_size)
+        }
+        if let limit, total > limit { return "its files hold \(ResourceCheck.bytes(total)), more than is available" }
+        return nil
+    }
+
     /// The sample count a built-in set declares (nil for files, whose size is known once read).
     var declaredSamples: Int? {
         switch self {

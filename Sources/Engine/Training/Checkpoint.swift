@@ -39,7 +39,18 @@ public final class Checkpointer {
         guard access(folder, W_OK) == 0 else {
             throw InputError("--checkpoint \(folder): the folder is not writable")
         }
+        removeAbandonedReservations()
         next = try reserve()
+    }
+
+    /// Reserved files of runs that were killed before they could remove theirs (`.next.safetensors.PID.tmp`).
+    private func removeAbandonedReservations() {
+        let prefix = ".next" + Self.fileSuffix + "."
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where name.hasPrefix(prefix) {
+            guard let pid = Int32(name.dropFirst(prefix.count).prefix { $0.isNumber }), pid != getpid(),
+                  kill(pid, 0) != 0, errno == ESRCH else { continue }
+            unlink((folder as NSString).appendingPathComponent(name))
+        }
     }
 
     private func reserve(patience: Duration = .seconds(10)) throws -> ReservedFile {

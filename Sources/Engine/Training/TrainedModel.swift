@@ -55,6 +55,16 @@ public struct TrainedModel {
         }
         var values = trainer.predict(data)
         if job.loss == .bceLogits { values = values.map { 1 / (1 + (-$0).exp()) } }
+        // cross_entropy over an identity output reads logits: probabilities are their softmax.
+        if job.loss == .crossEntropy, job.model.layers.last?.activation == .identity, output != .values {
+            for row in 0..<rows {
+                let slice = (row * outputs)..<((row + 1) * outputs)
+                let largest = values[slice].max() ?? 0
+                var total: Float = 0
+                for index in slice { values[index] = (values[index] - largest).exp(); total += values[index] }
+                for index in slice { values[index] /= total }
+            }
+        }
         guard output == .classes else { return (values, outputs) }
         let classes = (0..<rows).map { row -> Float in
             let slice = values[(row * outputs)..<((row + 1) * outputs)]

@@ -43,6 +43,8 @@ public enum SocketTuning {
         try socket.set(ZMQ_CURVE_SERVER, 1)
         try socket.set(ZMQ_CURVE_SECRETKEY, text: keyPair.secretZ85)
         try socket.set(ZMQ_ZAP_DOMAIN, text: "shardtrain")
+        // Where libzmq offers it (a draft option in 4.3), a missing ZAP handler refuses instead of admitting.
+        try? socket.set(93 /* ZMQ_ZAP_ENFORCE_DOMAIN */, 1)
     }
 
     /// Makes `socket` a CurveZMQ client of the server with public key `server`.
