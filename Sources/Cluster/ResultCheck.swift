@@ -19,22 +19,28 @@ enum ResultCheck {
         guard frame.lossHigh.magnitude <= limit.magnitude, frame.lossLow.magnitude <= limit.magnitude else {
             return "a loss sum no \(microShards) micro-shards can produce"
         }
-        let largest = frame.withValues { bytes -> UInt64 in
-            var largest: UInt64 = 0
+        // Every limb must lie within ±2^bits, the power of two at or above the limit: v + 2^bits then lies in
+        // [0, 2^(bits+1)) and shifts to zero. Adds, shifts and ors only, so the pass vectorises on any x86-64 and
+        // costs about one read of the message.
+        let bits = UInt64(64 - UInt64(limit.magnitude - 1).leadingZeroBitCount)
+        guard bits < 62 else { return nil }
+        let offset = Int64(1) << bits
+        let outside = frame.withValues { bytes -> UInt64 in
+            var any: UInt64 = 0
             let count = bytes.count / 8
             if Int(bitPattern: bytes.baseAddress) % 8 == 0 {
                 let limbs = bytes.baseAddress!.assumingMemoryBound(to: Int64.self)
-                for index in 0..<count { largest = max(largest, limbs[index].magnitude) }
+                for index in 0..<count { any |= UInt64(bitPattern: limbs[index] &+ offset) >> (bits + 1) }
             } else {
                 for index in 0..<count {
-                    largest = max(largest, bytes.loadUnaligned(fromByteOffset: 8 * index, as: Int64.self).magnitude)
+                    let limb = bytes.loadUnaligned(fromByteOffset: 8 * index, as: Int64.self)
+                    any |= UInt64(bitPattern: limb &+ offset) >> (bits + 1)
                 }
             }
-            return largest
+            return any
         }
-        guard largest <= limit.magnitude else {
-            return "a gradient limb of magnitude \(largest), beyond the \(limit) that \(microShards) micro-shards "
-                + "can produce"
+        guard outside == 0 else {
+            return "a gradient limb beyond the ±2^\(bits) that \(microShards) micro-shards can produce"
         }
         return nil
     }
