@@ -23,6 +23,7 @@ import Testing
         #expect(read.secretZ85 == pair.secretZ85 && read.publicKey == pair.publicKey)
         #expect(try KeyFiles.readPublicKey(paths.public) == pair.publicKey)
         #expect(throws: KeyError.self) { try KeyFiles.write(pair, base: base) }  // never overwrites
+        #expect { try KeyFiles.readPublicKey(paths.secret) } throws: { "\($0)".contains("is a secret key file") }
     }
 
     @Test("bad key files are refused naming the file, the line or the mode")

@@ -121,6 +121,11 @@ public enum KeyFiles {
         }
         var keys: [CurvePublicKey] = []
         for file in files {
+            // A secret key parses as a key too: refuse to take one for a public key (and to have it lying around).
+            if let head = FileManager.default.contents(atPath: file)?.prefix(200),
+               String(decoding: head, as: UTF8.self).hasPrefix("# shardtrain CurveZMQ secret key") {
+                throw KeyError("\(file) is a secret key file; give the public key (its .pub file) here")
+            }
             for (line, text) in try keyLines(file, what: "public key") {
                 do { keys.append(try CurvePublicKey(z85: text)) } catch let error as KeyError {
                     throw KeyError("\(file) line \(line): \(error.message)")
