@@ -112,6 +112,10 @@ public final class Coordinator: GradientSource {
         let handshakeLog = HandshakeLog(log: log)
         handshakes = try HandshakeWatcher(router, context: context) { handshakeLog.note($0) }
         do {
+            // An ipc socket file is made by the bind: only this user may connect to it, whatever the umask.
+            let ipc = settings.endpoint.hasPrefix("ipc://")
+            let previousMask = ipc ? umask(0o077) : 0
+            defer { if ipc { umask(previousMask) } }
             try router.bind(settings.endpoint)
         } catch {
             // The helper threads hold sockets of this context: stop them, or it could never be terminated.

@@ -100,3 +100,22 @@ struct SecurityTests {
         #expect(try FailureTests.digest(out) == FailureTests.reference.digest)
     }
 }
+
+extension SecurityTests {
+    @Test("train --workers N: the local workers' socket file admits only its user, whatever the umask")
+    func localSocketIsPrivate() throws {
+        let log = Command.temporaryPath("private-socket.log")
+        let command = "umask 000 && exec '\(Command.binary.path)' train --config '\(FailureTests.jobFile)' --workers 1"
+        let run = try Command.start(["/bin/sh", "-c", command], stderr: log, raw: true)
+        defer { kill(run.processIdentifier, SIGKILL) }
+        _ = try Command.waitForLine(in: log, containing: "ready (1/1)", timeout: 60)
+        let prefix = "shardtrain-\(run.processIdentifier)-"
+        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: "/tmp").first {
+            $0.hasPrefix(prefix) && $0.hasSuffix(".ipc") })
+        var info = stat()
+        #expect(stat("/tmp/\(name)", &info) == 0)
+        #expect(info.st_mode & 0o077 == 0, "mode \(String(info.st_mode & 0o777, radix: 8))")
+        #expect(Command.wait(run, timeout: 120) == 0)
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/\(name)"), "the socket file is removed at the end")
+    }
+}
