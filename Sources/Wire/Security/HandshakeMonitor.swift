@@ -31,8 +31,14 @@ public final class HandshakeMonitor {
 
     /// Reads the events `publish` made available, on the calling thread (which then owns this monitor).
     init(reading endpoint: String, context: Context) throws {
-        reader = try Socket(context, .pair)
+        reader = try Self.reader(of: endpoint, context: context)
+    }
+
+    /// A socket that reads the events published at `endpoint`.
+    static func reader(of endpoint: String, context: Context) throws -> Socket {
+        let reader = try Socket(context, .pair)
         try reader.connect(endpoint)
+        return reader
     }
 
     /// Makes `socket` publish its events; returns where.
@@ -48,7 +54,10 @@ public final class HandshakeMonitor {
     public var socket: Socket { reader }
 
     /// The events waiting, oldest first (never blocks).
-    public func drain() -> [Event] {
+    public func drain() -> [Event] { Self.drain(reader) }
+
+    /// The events waiting on an event reader, oldest first (never blocks).
+    static func drain(_ reader: Socket) -> [Event] {
         var events: [Event] = []
         while case .frames(let frames)? = try? reader.receive(maximumFrames: 2), frames.count == 2, frames[0].count == 6 {
             let head = frames[0].bytes

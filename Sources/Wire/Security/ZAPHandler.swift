@@ -5,97 +5,83 @@ import Synchronization
 /// The ZeroMQ authentication handler (ZAP, RFC 27) of one context: admits a CurveZMQ client only when its public
 /// key is authorised, and names the user by that key. It answers on its own thread, bound before any CURVE server
 /// socket of the context binds, because libzmq admits every client when no handler is there.
-public final class ZAPHandler: @unchecked Sendable {
+public final class ZAPHandler: Sendable {
     public static let endpoint = "inproc://zeromq.zap.01"
     /// Refusals logged (one per key and address); later ones are only counted, so strangers cannot flood the log.
     static let loggedRefusalLimit = 100
 
-    private let stopping = Atomic<Bool>(false)
-    private let finished = DispatchSemaphore(value: 0)
-    private let refusals = Mutex<(logged: Set<String>, total: Int)>(([], 0))
+    private let refusals: Refusals
+    private let thread: SocketThread
 
     /// Starts the handler for `context`; returns once it is listening.
     public init(context: Context, authorized: Set<CurvePublicKey>, log: @escaping @Sendable (String) -> Void) throws {
-        let ready = DispatchSemaphore(value: 0)
-        let startError = Mutex<Error?>(nil)
-        let thread = Thread { [self] in
-            let socket: Socket
-            do {
-                socket = try Socket(context, .router)
+        // The thread holds the refusal count, not this handler: dropping the handler stops the thread.
+        let refusals = Refusals()
+        self.refusals = refusals
+        do {
+            thread = try SocketThread(name: "shardtrain ZAP", make: {
+                let socket = try Socket(context, .router)
                 try socket.bind(Self.endpoint)
-            } catch {
-                startError.withLock { $0 = error }
-                ready.signal()
-                finished.signal()
-                return
-            }
-            ready.signal()
-            serve(socket, authorized: authorized, log: log)
-            socket.close()
-            finished.signal()
-        }
-        thread.name = "shardtrain ZAP"
-        thread.start()
-        ready.wait()
-        if let error = startError.withLock({ $0 }) {
+                return socket
+            }, readable: { socket in Self.answer(socket, authorized: authorized, refusals: refusals, log: log) })
+        } catch {
             throw KeyError("cannot start the key check (\(Self.endpoint)): \(error)")
         }
     }
 
     /// Peers refused so far.
-    public var refusedCount: Int { refusals.withLock { $0.total } }
+    public var refusedCount: Int { refusals.state.withLock { $0.total } }
 
     /// Stops the thread and closes its socket (once; waits for it).
-    public func stop() {
-        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        finished.wait()
-    }
+    public func stop() { thread.stop() }
 
-    deinit { stop() }
-
-    private func serve(_ socket: Socket, authorized: Set<CurvePublicKey>, log: @Sendable (String) -> Void) {
-        while !stopping.load(ordering: .acquiring) {
-            guard (try? Socket.poll([socket], timeout: .milliseconds(100)))?[0] == true,
-                  case .frames(let frames)? = try? socket.receive(maximumFrames: 16) else { continue }
-            // ROUTER envelope: the requester's id, an empty delimiter, then the request (RFC 27).
-            guard frames.count >= 8, frames[1].count == 0 else { continue }
-            let request = Array(frames[2...])
-            let version = String(decoding: request[0].bytes, as: UTF8.self)
-            let address = String(decoding: request[3].bytes, as: UTF8.self)
-            let mechanism = String(decoding: request[5].bytes, as: UTF8.self)
-            var status = "400", text = "key not authorised", user = ""
-            if version != "1.0" {
-                status = "500"
-                text = "unsupported ZAP version"
-            } else if mechanism == "CURVE", request.count >= 7, request[6].count == 32 {
-                let key = Self.z85(request[6].bytes)
-                if let key, authorized.contains(key) {
-                    status = "200"
-                    text = "OK"
-                    user = key.z85
-                } else {
-                    noteRefusal(key: key?.z85 ?? "(unreadable)", address: address, log: log)
-                }
+    /// Reads one request and replies: 200 for an authorised CURVE key, 400 otherwise, 500 for another ZAP version.
+    private static func answer(_ socket: Socket, authorized: Set<CurvePublicKey>, refusals: Refusals,
+                               log: @Sendable (String) -> Void) {
+        guard case .frames(let frames)? = try? socket.receive(maximumFrames: 16) else { return }
+        // ROUTER envelope: the requester's id, an empty delimiter, then the request (RFC 27).
+        guard frames.count >= 8, frames[1].count == 0 else { return }
+        let request = Array(frames[2...])
+        let version = String(decoding: request[0].bytes, as: UTF8.self)
+        let address = String(decoding: request[3].bytes, as: UTF8.self)
+        let mechanism = String(decoding: request[5].bytes, as: UTF8.self)
+        var status = "400", text = "key not authorised", user = ""
+        if version != "1.0" {
+            status = "500"
+            text = "unsupported ZAP version"
+        } else if mechanism == "CURVE", request.count >= 7, request[6].count == 32 {
+            let key = z85(request[6].bytes)
+            if let key, authorized.contains(key) {
+                status = "200"
+                text = "OK"
+                user = key.z85
             } else {
-                noteRefusal(key: "(\(mechanism) mechanism)", address: address, log: log)
+                refusals.note(key: key?.z85 ?? "(unreadable)", address: address, log: log)
             }
-            let reply = [frames[0].bytes, [], Array("1.0".utf8), request[1].bytes, Array(status.utf8), Array(text.utf8),
-                         Array(user.utf8), []]
-            guard let messages = try? reply.map({ try Message(copying: $0) }) else { continue }
-            try? socket.send(messages, wait: false)
+        } else {
+            refusals.note(key: "(\(mechanism) mechanism)", address: address, log: log)
         }
+        let reply = [frames[0].bytes, [], Array("1.0".utf8), request[1].bytes, Array(status.utf8), Array(text.utf8),
+                     Array(user.utf8), []]
+        guard let messages = try? reply.map({ try Message(copying: $0) }) else { return }
+        try? socket.send(messages, wait: false)
     }
 
-    private func noteRefusal(key: String, address: String, log: (String) -> Void) {
-        let line: String? = refusals.withLock { state in
-            state.total += 1
-            let entry = key + " " + address
-            guard !state.logged.contains(entry), state.logged.count < Self.loggedRefusalLimit else { return nil }
-            state.logged.insert(entry)
-            let last = state.logged.count == Self.loggedRefusalLimit ? " (further refusals are not logged)" : ""
-            return "refused a worker at \(address): key \(key) is not in --authorized\(last)"
+    /// Refused peers: counted, and logged once per key and address up to `loggedRefusalLimit` lines.
+    private final class Refusals: Sendable {
+        let state = Mutex<(logged: Set<String>, total: Int)>(([], 0))
+
+        func note(key: String, address: String, log: (String) -> Void) {
+            let line: String? = state.withLock { state in
+                state.total += 1
+                let entry = key + " " + address
+                guard !state.logged.contains(entry), state.logged.count < ZAPHandler.loggedRefusalLimit else { return nil }
+                state.logged.insert(entry)
+                let last = state.logged.count == ZAPHandler.loggedRefusalLimit ? " (further refusals are not logged)" : ""
+                return "refused a worker at \(address): key \(key) is not in --authorized\(last)"
+            }
+            if let line { log(line) }
         }
-        if let line { log(line) }
     }
 
     static func z85(_ key: [UInt8]) -> CurvePublicKey? {
