@@ -29,12 +29,8 @@ public enum EndpointReach {
     /// a name that resolves to loopback addresses only. `*`, 0.0.0.0 and real addresses are not local.
     public static func isLocal(_ endpoint: String) -> Bool {
         if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
-        guard endpoint.hasPrefix("tcp://") else { return false }
-        var rest = Substring(endpoint.dropFirst("tcp://".count))
-        guard !rest.contains(";") else { return false }  // a source;destination pair: judged as not local
-        if let colon = rest.lastIndex(of: ":") { rest = rest[..<colon] }
-        var host = String(rest)
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        // A source;destination pair is judged as not local.
+        guard let host = tcpHost(endpoint), !endpoint.contains(";") else { return false }
         if host == "lo" || host == "localhost" { return true }
         if host.isEmpty || host == "*" { return false }
         return resolvesToLoopbackOnly(host)
@@ -63,17 +59,22 @@ public enum EndpointReach {
 
     /// Why the host of a tcp endpoint cannot be resolved now (nil when it can, or is not tcp).
     public static func resolutionProblem(_ endpoint: String) -> String? {
+        guard let host = tcpHost(endpoint) else { return nil }
+        do {
+            _ = try LaunchPlace.resolveAddress(host)
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    /// The host of a `tcp://HOST:PORT` endpoint, brackets removed; nil for other transports.
+    private static func tcpHost(_ endpoint: String) -> String? {
         guard endpoint.hasPrefix("tcp://") else { return nil }
-        var host = String(endpoint.dropFirst("tcp://".count))
-        if let colon = host.lastIndex(of: ":") { host = String(host[..<colon]) }
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var list: UnsafeMutablePointer<addrinfo>?
-        let status = getaddrinfo(host, nil, &hints, &list)
-        if let list { freeaddrinfo(list) }
-        guard status != 0 else { return nil }
-        return "the host \(host) does not resolve (\(String(cString: gai_strerror(status))))"
+        var host = Substring(endpoint.dropFirst("tcp://".count))
+        if let colon = host.lastIndex(of: ":") { host = host[..<colon] }
+        if host.hasPrefix("["), host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+        return String(host)
     }
 
     private static func resolvesToLoopbackOnly(_ host: String) -> Bool {
