@@ -1,0 +1,162 @@
+import Engine
+import Foundation
+import Wire
+
+/// Joining: saying hello until a coordinator answers with a job this worker can run, following its BLAS kernel, and
+/// holding the training samples (its own copy when the fingerprint matches, else the coordinator's).
+extension WorkerNode {
+    /// Says hello until a coordinator answers with the job, backing off while none is there; nil when the
+    /// coordinator says its run has finished.
+    func join(_ dealer: Socket, previousID: UInt32) throws -> Session? {
+        let hello = try Codec.hello(fields: ["build": "shardtrain protocol \(Header.protocolVersion)",
+                                             "host": ProcessInfo.processInfo.hostName, "name": settings.name,
+                                             "blas": BLASKernel.loaded],
+                                    cores: ProcessInfo.processInfo.activeProcessorCount, pid: getpid(),
+                                    resuming: previousID)
+        var backoff = Duration.milliseconds(100)
+        var said = false
+        let deadline = clock.now + settings.idleTimeout
+        while clock.now < deadline {
+            try checkParent()
+            try checkHandshake()
+            do {
+                try dealer.send(hello, wait: false)
+            } catch let error as ZMQError where error.wouldBlock {
+                // A connection takes a moment to come up; say so only when it is really waiting.
+                if !said && backoff >= .milliseconds(800) {
+                    // Say why when it can be told: a name that does not resolve (yet: DNS may lag a new pod).
+                    let why = EndpointReach.resolutionProblem(settings.endpoint).map { ": \($0)" } ?? ""
+                    log("\(settings.name): waiting for the coordinator at \(settings.endpoint)\(why); retrying until "
+                        + "--idle-timeout (\(Seconds(settings.idleTimeout)))")
+                    said = true
+                }
+                Thread.sleep(forTimeInterval: backoff / .seconds(1))
+                backoff = min(backoff * 2, .seconds(2))
+                continue
+            }
+            // Sent; wait for the job a while, then say hello again (the coordinator may have restarted).
+            let waitUntil = min(deadline, clock.now + .seconds(2))
+            while clock.now < waitUntil {
+                guard try Socket.poll([dealer], timeout: waitUntil - clock.now)[0],
+                      case .frames(let frames)? = try dealer.receive(maximumFrames: Codec.maximumFrames) else { continue }
+                // Leftovers of an earlier session (weights, assignments) do not decode without a job: skip them.
+                // A job description may be large (a deep model's text): up to the announcement's own bound.
+                var joining = Limits()
+                joining.maximumJobBytes = JobAnnouncement.maximumBytes
+                let envelope: Envelope
+                do {
+                    envelope = try Codec.decode(frames, limits: joining)
+                } catch {
+                    // A job this worker cannot read is the end of it; anything else is a leftover to skip.
+                    if Codec.type(of: frames) == .job {
+                        throw ClusterError("the coordinator's job message is malformed: \(error)")
+                    }
+                    continue
+                }
+                switch envelope.payload {
+                case .job(let description, let parameterCount, _, _, let heartbeat):
+                    // Checked as a job file from disk is, and against this machine's memory, before any use: a
+                    // job this worker cannot run is refused here and the coordinator told why.
+                    let announcement: JobAnnouncement
+                    do {
+                        announcement = try JobAnnouncement(bytes: description)
+                        var sized = announcement.job
+                        sized.options.threads = settings.threads  // this worker's threads, not the job's
+                        try ResourceCheck.check(sized, samples: announcement.samples)
+                        guard announcement.samples >= 1 else { throw ClusterError("the job announces no samples") }
+                        guard announcement.job.model.layout.parameterCount == parameterCount else {
+                            throw ClusterError("the job's model has \(announcement.job.model.layout.parameterCount) "
+                                + "parameters but the coordinator announced \(parameterCount)")
+                        }
+                    } catch {
+                        let why = "\(settings.name) cannot run the coordinator's job: \(error)"
+                        try? dealer.send(Codec.error(why, job: envelope.header.job, step: 0,
+                                                     worker: envelope.header.worker), wait: false)
+                        try? SocketTuning.flushOnClose(dealer, within: .seconds(1))
+                        throw ClusterError(why)
+                    }
+                    var limits = Limits(parameterCount: parameterCount, job: envelope.header.job)
+                    let width = announcement.job.model.inputs + max(1, announcement.job.model.outputs)
+                    let (bytes, overflow) = announcement.samples.multipliedReportingOverflow(by: width * 4)
+                    limits.maximumDataBytes = overflow ? Int.max : bytes
+                    return Session(jobID: envelope.header.job, workerID: envelope.header.worker,
+                                   announcement: announcement, heartbeat: heartbeat, limits: limits)
+                case .error(let text):
+                    throw ClusterError("the coordinator refused this worker: \(text)")
+                case .shutdown(_, .finished):
+                    return nil
+                case .shutdown(let reason, let disposition) where disposition != .rejoin:
+                    throw ClusterError("the coordinator stopped this worker before it joined: \(reason)")
+                default:
+                    continue
+                }
+            }
+        }
+        throw ClusterError("no coordinator answered at \(settings.endpoint) within --idle-timeout "
+            + "(\(Seconds(settings.idleTimeout))); check the address and that the coordinator is running")
+    }
+
+    /// Exact mode needs the coordinator's BLAS kernel: re-executes this worker with it, or says why it cannot.
+    func followKernel(_ announcement: JobAnnouncement) throws {
+        let theirs = announcement.blas, mine = BLASKernel.loaded
+        guard announcement.job.options.reduction == .exact, theirs.lowercased() != mine.lowercased() else { return }
+        if BLASKernel.origin == .explicit {
+            throw ClusterError("exact mode needs the coordinator's BLAS kernel \(theirs), but OPENBLAS_CORETYPE pins "
+                + "this worker to \(mine); unset it or set it to \(theirs)")
+        }
+        log("\(settings.name): switching from the \(mine) BLAS kernel to the coordinator's \(theirs) (exact mode)")
+        if let why = BLASKernel.follow(theirs) {
+            throw ClusterError("exact mode needs the coordinator's BLAS kernel \(theirs), and this worker runs \(mine): "
+                + "\(theirs) \(why); run the coordinator with OPENBLAS_CORETYPE=\(mine), or use --reduction fast")
+        }
+    }
+
+    /// The samples: kept from the last session when the fingerprint matches, else this machine's own copy when it
+    /// matches, else the coordinator's.
+    func prepareData(_ dealer: Socket, _ session: Session, held: (fingerprint: String, job: Job, data: Dataset)?)
+        throws -> (Job, Dataset) {
+        let announcement = session.announcement
+        if let held, held.fingerprint == announcement.fingerprint, held.job == announcement.job {
+            return (held.job, held.data)
+        }
+        do {
+            // Paths come from the coordinator: only regular files that fit in memory are opened.
+            if let why = announcement.job.data.unreadableFiles(limit: ResourceCheck.availableBytes()) {
+                throw ClusterError(why)
+            }
+            let local = try announcement.job.trainingSamples()
+            if local.training.fingerprint == announcement.fingerprint { return (local.job, local.training) }
+            log("\(settings.name): my copy of the data differs from the coordinator's; receiving it")
+        } catch {
+            log("\(settings.name): no local copy of the data (\(error)); receiving it")
+        }
+        try send(dealer, Codec.ready(job: session.jobID, worker: session.workerID, hasData: false))
+        let deadline = clock.now + settings.idleTimeout
+        while clock.now < deadline {
+            guard try Socket.poll([dealer], timeout: .seconds(1))[0],
+                  case .frames(let frames)? = try dealer.receive(maximumFrames: Codec.maximumFrames) else { continue }
+            guard case .data(let samples, let featureWidth, let targetWidth, let frame) =
+                    try decode(frames, session.limits).payload else { continue }
+            guard samples == announcement.samples, featureWidth >= 1, targetWidth >= 1,
+                  frame.count == samples * (featureWidth + targetWidth) else {
+                throw ClusterError("the data received (\(samples) samples of \(featureWidth) features and "
+                    + "\(targetWidth) targets in \(frame.count) values) is not the \(announcement.samples) samples announced")
+            }
+            var values = [Float](repeating: 0, count: frame.count)
+            values.withUnsafeMutableBufferPointer { frame.copy(into: $0.baseAddress!) }
+            let data = try Dataset(name: "coordinator's samples", features: Array(values[..<(samples * featureWidth)]),
+                                   featureWidth: featureWidth, targets: Array(values[(samples * featureWidth)...]),
+                                   targetWidth: targetWidth)
+            guard data.fingerprint == announcement.fingerprint else {
+                throw ClusterError("the data received does not match its announced fingerprint")
+            }
+            // Widths, class indices and target ranges, as for data from disk: nothing out of range reaches a loss.
+            do {
+                return (try announcement.job.checked(against: data), data)
+            } catch let error as InputError {
+                throw ClusterError("the coordinator's data does not fit its job: \(error.message)")
+            }
+        }
+        throw ClusterError("the coordinator did not send the data within --idle-timeout")
+    }
+}
