@@ -241,6 +241,35 @@ def npy_fixtures():
     (FIXTURES / "bad-truncated.npy").write_bytes(data[:-3])
 
 
+def large_target_case():
+    """A regression whose targets reach 6.5e6 (per-micro-shard loss sums near 1e14): 21 SGD steps over batches of
+    32 in order. Its own generator, so the other cases do not move when it changes."""
+    r = np.random.default_rng(7)
+    x = r.normal(0, 1, size=(96, 6)).astype(np.float32)
+    w = r.normal(0, 1, size=(6, 1))
+    y = (1e6 * (x @ w + 0.1 * r.normal(0, 1, size=(96, 1)))).astype(np.float32)
+    layers = [{"units": 1, "activation": "identity"}]
+    model = torch.nn.Sequential(torch.nn.Linear(6, 1))
+    start = r.normal(0, 0.5, size=7).astype(np.float32)
+    with torch.no_grad():
+        model[0].weight.copy_(torch.from_numpy(start[:6].reshape(1, 6)))
+        model[0].bias.copy_(torch.from_numpy(start[6:]))
+    options = {"lr": 0.1, "momentum": 0.5}
+    opt = torch.optim.SGD(model.parameters(), **options)
+    losses = []
+    for _ in range(7):
+        for b in range(3):
+            xb, yb = torch.from_numpy(x[b * 32:(b + 1) * 32]), torch.from_numpy(y[b * 32:(b + 1) * 32])
+            opt.zero_grad()
+            value = torch.nn.MSELoss()(model(xb), yb)
+            value.backward()
+            opt.step()
+            losses.append(value.item())
+    return {"optimizer": "sgd", "options": options, "inputs": 6, "layers": layers, "batch_size": 32,
+            "x": x.ravel().tolist(), "y": y.ravel().tolist(), "parameters": start.tolist(),
+            "losses": losses, "final_parameters": flat_params(model)}
+
+
 def main():
     FIXTURES.mkdir(parents=True, exist_ok=True)
     npy_fixtures()
@@ -252,6 +281,7 @@ def main():
         "optimizers": optimizer_cases(),
         "schedules": schedule_cases(),
         "sequential": sequential_fixture(),
+        "large_targets": large_target_case(),
     }
     for case in goldens["forward_backward"]:
         assert all(math.isfinite(v) for v in case["gradient"]), case["name"]

@@ -120,6 +120,7 @@ public final class Coordinator: GradientSource {
         } catch {
             // The helper threads hold sockets of this context: stop them, or it could never be terminated.
             keyCheck?.stop()
+            router.stopMonitor()  // before its reader goes: see Socket.stopMonitor
             handshakes.stop()
             router.close()
             throw ClusterError("cannot listen on \(settings.endpoint): \(error); pick a free port or address")
@@ -177,7 +178,9 @@ public final class Coordinator: GradientSource {
         for result in round.orderedResults {
             result.frame.withValues { bytes in
                 sum.add(bytes: bytes, samples: result.frame.samples, correct: result.frame.correct,
-                        lossWords: (result.frame.lossHigh, result.frame.lossLow), overflowed: result.frame.overflowed)
+                        lossWords: LossWords(high: result.frame.lossHigh, low: result.frame.lossLow,
+                                             window: result.frame.lossWindow),
+                        overflowed: result.frame.overflowed)
             }
         }
         let reduced = clock.now
@@ -273,7 +276,9 @@ public final class Coordinator: GradientSource {
 
     /// Closes every socket of the context, the key check's included, then the context (all once).
     private func closeSockets() {
-        // The socket first: with the key check gone while it still listened, libzmq would admit any key.
+        // The socket first: with the key check gone while it still listened, libzmq would admit any key. Its
+        // events stop before that, while their reader is still there (see Socket.stopMonitor).
+        router.stopMonitor()
         router.close()
         keyCheck?.stop()
         handshakes.stop()

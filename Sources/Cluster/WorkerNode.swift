@@ -188,7 +188,8 @@ public final class WorkerNode {
                         }
                         try send(dealer, [Codec.gradientHeader(job: jobID, step: step, worker: workerID,
                                                               samples: sum.samples, correct: sum.correct,
-                                                              lossHigh: sum.lossWords.0, lossLow: sum.lossWords.1,
+                                                              lossHigh: sum.lossWords.high, lossLow: sum.lossWords.low,
+                                                              lossWindow: sum.lossWords.window,
                                                               exact: options.reduction == .exact,
                                                               overflowed: sum.overflowed, attempt: attempt),
                                          Message(sharing: payload)])

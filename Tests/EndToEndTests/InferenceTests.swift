@@ -111,6 +111,39 @@ struct EquivalenceCommandTests {
     }
 }
 
+/// Exact sums over float32's whole range, end to end: the regression whose targets reach 6.5e6 (per-micro-shard loss
+/// sums near 1e14; PyTorch's run of it is a golden in Tests/EngineTests) gives the same bits with 1 to 5 workers.
+@Suite(.serialized)
+struct LargeTargetTests {
+    @Test("targets near 6.5e6: exact runs with 1, 2, 3, 4 and 5 workers are bit-identical to the in-process run")
+    func sameBitsAnyWorkerCount() throws {
+        let fixture = Command.repository.appendingPathComponent("Tests/EngineTests/Fixtures/goldens.json")
+        let goldens = try JSONSerialization.jsonObject(with: Data(contentsOf: fixture)) as! [String: Any]
+        let golden = goldens["large_targets"] as! [String: Any]
+        let x = (golden["x"] as! [NSNumber]).map(\.floatValue), y = (golden["y"] as! [NSNumber]).map(\.floatValue)
+        var csv = "a,b,c,d,e,f,y\n"
+        for row in y.indices {
+            csv += (x[6 * row ..< 6 * row + 6].map { "\($0)" } + ["\(y[row])"]).joined(separator: ",") + "\n"
+        }
+        let data = Command.temporaryPath("large-targets.csv"), job = Command.temporaryPath("large-targets.yaml")
+        try csv.write(toFile: data, atomically: true, encoding: .utf8)
+        try """
+            model: {layers: [{units: 1, activation: identity}]}
+            loss: mse
+            optimizer: {name: sgd, lr: 0.1, momentum: 0.5}
+            batch_size: 32
+            micro_shard: 4
+            epochs: 7
+            shuffle: false
+            data: {csv: \(data), target: y}
+            """.write(toFile: job, atomically: true, encoding: .utf8)
+        let result = try Command.run(["equivalence", "--config", job, "--workers", "1,2,3,4,5"])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        let exact = result.lines.filter { $0.hasPrefix("exact ") }
+        #expect(exact.count == 6 && exact.dropFirst().allSatisfy { $0.contains(" = ") }, "\(result.stdout)")
+    }
+}
+
 /// `shardtrain plot`, rendered as a user's viewer would: the SVG drawn to PNG by librsvg, then its pixels read.
 @Suite(.serialized)
 struct PlotCommandTests {

@@ -9,7 +9,7 @@ import Wire
 struct MisbehavingWorkerTests {
     /// What the fake worker claims: samples, correct count, loss limbs and every gradient limb.
     struct Lie: Sendable, CustomTestStringConvertible {
-        var samples = 4, correct = 0, lossHigh: Int64 = 0, limb: Int64 = 0
+        var samples = 4, correct = 0, lossHigh: Int64 = 0, limb: Int64 = 0, window: Int8 = 0
         var reduction = "exact"
         var expected: String
         var testDescription: String { expected }
@@ -21,6 +21,7 @@ struct MisbehavingWorkerTests {
         Lie(correct: 5, expected: "dropped a message from w1 \"liar\" (test, pid 1): gradient header: samples 4 and correct 5"),
         Lie(limb: 1 << 62, expected: "lost: sent a mismatched result (a gradient limb beyond the ±2^51 that 1 micro-shards can produce"),
         Lie(lossHigh: -(1 << 60), expected: "lost: sent a mismatched result (a loss sum no 1 micro-shards can produce)"),
+        Lie(window: 9, expected: "lost: sent a mismatched result (a gradient window outside -3 to 2)"),
     ]
 
     @Test("an impossible result loses the worker, named; with none left the run stops after --rejoin-timeout",
@@ -52,11 +53,13 @@ struct MisbehavingWorkerTests {
                 limits = Limits(parameterCount: count, job: job)
                 try dealer.send(Codec.ready(job: job, worker: worker, hasData: true))
             case .assignment(_, _, let attempt, _):
-                let limbs = [Int64](repeating: lie.limb, count: 2 * limits.parameterCount!)
+                let count = limits.parameterCount!
+                let values = [Int64](repeating: lie.limb, count: 2 * count).withUnsafeBytes(Array.init)
+                    + [UInt8](repeating: UInt8(bitPattern: lie.window), count: count)
                 try dealer.send([Codec.gradientHeader(job: job, step: envelope.header.step, worker: worker,
                                                       samples: lie.samples, correct: lie.correct, lossHigh: lie.lossHigh,
                                                       lossLow: 0, exact: true, overflowed: false, attempt: attempt),
-                                 limbs.withUnsafeBytes { try Message(copying: $0) }])
+                                 try Message(copying: values)])
             default:
                 continue
             }

@@ -84,38 +84,6 @@ struct MicroShardTests {
         let exact = mean(.exact), fast = mean(.fast)
         #expect(firstMismatch(exact, fast, relative: 1e-4, absolute: 1e-6) == nil)
     }
-
-    @Test("the limb split is exact, canonical forms are unique, and divergence is flagged")
-    func limbs() {
-        func value(_ limbs: (high: Int64, low: Int64, outside: Int64)) -> Int128 {
-            Int128(limbs.high) << 51 + Int128(limbs.low)  // in units of 2⁻⁷¹
-        }
-        #expect(value(GradientSum.limbs(1.5)) == Int128(3) << 70)
-        #expect(value(GradientSum.limbs(-0.25)) == -(Int128(1) << 69))
-        #expect(value(GradientSum.limbs(0x1p-71)) == 1)
-        #expect(value(GradientSum.limbs(3 * 0x1p-72)) == 2, "ties round to even")
-        #expect(value(GradientSum.limbs(-1e-30)) == 0)
-        var random = Xoshiro(seed: 5)
-        for _ in 0..<10_000 {
-            let x = Float((random.nextUnitDouble() - 0.5) * Foundation.pow(2, Double(random.nextIndex(below: 90)) - 60))
-            let limbs = GradientSum.limbs(Double(x))
-            #expect(limbs.outside == 0)
-            // Every Float of magnitude ≥ 2⁻⁴⁷ has all its bits at or above 2⁻⁷¹: the split loses nothing.
-            if abs(x) >= 0x1p-47 {
-                #expect(value(limbs) == Int128(Double(x) * 0x1p71), "\(x)")
-            }
-            let shifted = (limbs.high &- 3, limbs.low &+ (3 << 51))
-            #expect(GradientSum.canonical(shifted.0, shifted.1) == GradientSum.canonical(limbs.high, limbs.low))
-        }
-        #expect(GradientSum.limbs(.nan).outside == 1)
-        #expect(GradientSum.limbs(-.infinity).outside == 1)
-        #expect(GradientSum.limbs(0x1p31).outside == 1)
-        let sum = GradientSum(count: 1, reduction: .exact)
-        var huge: Float = 3e9
-        sum.add(gradient: &huge, statistics: SliceStatistics(samples: 1))
-        var out: Float = 0
-        #expect(sum.writeMean(into: &out) == false)
-    }
 }
 
 struct ThreadCountTests {

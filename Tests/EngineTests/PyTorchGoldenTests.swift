@@ -59,6 +59,35 @@ struct PyTorchGoldenTests {
         #expect(mismatch == nil, "\(label) parameters after 10 steps: \(mismatch ?? "")")
     }
 
+    @Test("targets near 6.5e6: exact and fast training follow PyTorch's 21 SGD steps", arguments: Reduction.allCases)
+    func largeTargets(reduction: Reduction) throws {
+        let golden = Fixtures.goldens["large_targets"] as! [String: Any]
+        let spec = golden.model, x = golden.floats("x"), y = golden.floats("y")
+        let data = try Dataset(name: "large targets", features: x, featureWidth: spec.inputs, targets: y,
+                               targetWidth: 1)
+        var options = TrainingOptions()
+        options.batchSize = golden.int("batch_size")
+        options.microShardSize = 4  // 8 micro-shards per batch, each loss sum near 1e14
+        options.length = .steps(21)
+        options.shuffle = false
+        options.reduction = reduction
+        options.optimizer = try optimizerConfig(golden.string("optimizer"), golden.dictionary("options"))
+        let trainer = Trainer(spec: spec, loss: .mse, options: options, training: data,
+                              initialParameters: golden.floats("parameters"))
+        var losses: [Double] = []
+        try trainer.run { losses.append($0.loss) }
+        // Each epoch's loss is the mean over its three equal batches of PyTorch's per-step losses.
+        let steps = golden.doubles("losses")
+        let expected = stride(from: 0, to: steps.count, by: 3).map { steps[$0 ..< $0 + 3].reduce(0, +) / 3 }
+        #expect(losses.count == 7)
+        for (epoch, (actual, wanted)) in zip(losses, expected).enumerated() {
+            #expect(abs(actual - wanted) <= 1e-5 * abs(wanted), "\(reduction) loss in epoch \(epoch): \(actual) vs \(wanted)")
+        }
+        let mismatch = firstMismatch(trainer.parameters.array, golden.floats("final_parameters"), relative: 1e-5,
+                                     absolute: 0)
+        #expect(mismatch == nil, "\(reduction) parameters after 21 steps: \(mismatch ?? "")")
+    }
+
     @Test("learning-rate schedules", arguments: scheduleCases.indices)
     func schedule(index: Int) throws {
         let golden = Self.scheduleCases[index]

@@ -34,13 +34,17 @@ struct CodecTests {
         #expect(ranges == [0..<3, 5..<9])
 
         let limbs: [Int64] = (0..<10).map { Int64($0) - 4 }
+        let windows: [Int8] = [-3, -1, 0, 1, 2]
         let exact = try Codec.decode([Codec.gradientHeader(job: 77, step: 9, worker: 2, samples: 64, correct: 10,
-                                                           lossHigh: -5, lossLow: 7, exact: true, overflowed: false, attempt: 1),
-                                      limbs.withUnsafeBytes { try Message(copying: $0) }], limits: Self.limits)
+                                                           lossHigh: -5, lossLow: 7, lossWindow: -2, exact: true,
+                                                           overflowed: false, attempt: 1),
+                                      Message(copying: limbs.withUnsafeBytes(Array.init) + windows.map { UInt8(bitPattern: $0) })],
+                                     limits: Self.limits)
         guard case .gradient(let g) = exact.payload else { Issue.record("not gradient"); return }
-        #expect(g.samples == 64 && g.correct == 10 && g.lossHigh == -5 && g.lossLow == 7 && g.exact && !g.overflowed
-            && g.attempt == 1)
-        #expect(g.withValues { Array($0.bindMemory(to: Int64.self)) } == limbs)
+        #expect(g.samples == 64 && g.correct == 10 && g.lossHigh == -5 && g.lossLow == 7 && g.lossWindow == -2
+            && g.exact && !g.overflowed && g.attempt == 1)
+        #expect(g.withValues { Array($0[0..<80].bindMemory(to: Int64.self)) } == limbs)
+        #expect(g.withValues { $0[80...].map { Int8(bitPattern: $0) } } == windows)
 
         let fast = try Codec.decode([Codec.gradientHeader(job: 77, step: 9, worker: 2, samples: 3, correct: 0,
                                                           lossHigh: Int64(bitPattern: 1.5.bitPattern), lossLow: 0,
@@ -69,7 +73,7 @@ struct CodecTests {
     @Test("malformed messages are refused, each with its reason", arguments: [
         ([header(size: 79), [UInt8](repeating: 0, count: 20)], "header frame of 79 bytes"),
         ([header(magic: 0xDEADBEEF), [UInt8](repeating: 0, count: 20)], "bad magic 0xdeadbeef"),
-        ([header(version: 9), [UInt8](repeating: 0, count: 20)], "protocol version 9 but this build speaks 2"),
+        ([header(version: 9), [UInt8](repeating: 0, count: 20)], "protocol version 9 but this build speaks 3"),
         ([header(99), [UInt8](repeating: 0, count: 20)], "unknown message type 99"),
         ([header(frames: 2), [UInt8](repeating: 0, count: 20)], "declares 2 payload frames, carries 1"),
         ([header()], "declares 1 payload frames, carries 0"),

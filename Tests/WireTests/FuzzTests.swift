@@ -9,7 +9,7 @@ struct FuzzTests {
 
     /// Valid messages of every type, as raw frames.
     static func templates() throws -> [[[UInt8]]] {
-        let floats = [UInt8](repeating: 0x3F, count: 4 * 64), limbs = [UInt8](repeating: 1, count: 16 * 64)
+        let floats = [UInt8](repeating: 0x3F, count: 4 * 64), limbs = [UInt8](repeating: 1, count: GradientFrame.exactBytesPerParameter * 64)
         return try [
             Codec.hello(fields: ["build": "b", "host": "h"], cores: 2, pid: 1).map(\.bytes),
             Codec.job(Array("job".utf8), job: 1, worker: 1, parameterCount: 64, maximumMicroShards: 8, exact: true, heartbeat: .seconds(1)).map(\.bytes),
@@ -63,7 +63,7 @@ struct FuzzTests {
                 // Whatever is accepted is consistent with the limits.
                 switch envelope.payload {
                 case .weights(let w): #expect(w.count == 64 && w.message.count == 256)
-                case .gradient(let g): #expect(g.message.count == (g.exact ? 1024 : 256))
+                case .gradient(let g): #expect(g.message.count == (g.exact ? GradientFrame.exactBytesPerParameter * 64 : 256))
                 case .assignment(_, _, _, let ranges): #expect(ranges.count <= Self.limits.maximumRanges)
                 default: break
                 }

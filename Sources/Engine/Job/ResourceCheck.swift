@@ -52,8 +52,8 @@ public enum ResourceCheck {
         -> (total: Double, parts: String) {
         let options = job.options
         let exact = options.reduction == .exact
-        // Weights, two gradient sums (exact: 16-byte fixed-point limbs), optimizer state (up to three moments).
-        let model = parameters * (4 + 2 * (exact ? 16 : 4) + 12)
+        // Weights, two gradient sums (exact: 17-byte fixed-point limbs), optimizer state (up to three moments).
+        let model = parameters * Double(4 + 2 * GradientSum.bytesPerParameter(options.reduction) + 12)
         // Per thread: activations and pre-activations of every layer, the input, targets and two backward buffers
         // for as many samples as a slice holds; exact mode also keeps four micro-shard gradients.
         var slice = Double(exact ? min(options.microShardSize, options.batchSize) : options.batchSize)

@@ -8,47 +8,43 @@ public enum Reduction: String, Sendable, CaseIterable {
 
 /// The running sum of gradients and statistics over the slices of one batch, combined by adding.
 ///
-/// In `.exact` mode each Float is split exactly into two 64-bit integer limbs, `high` in units of 2⁻²⁰ and `low` in
-/// units of 2⁻⁷¹, so a value is `high·2⁻²⁰ + low·2⁻⁷¹`. Integer addition is associative (wrapping included), so any
-/// grouping of micro-shards over any number of processes gives the same limb sums, the same canonical limbs
-/// (`canonical`) and so the same Float mean.
+/// In `.exact` mode every value enters binned fixed-point limbs (`ExactBins`): per parameter a window index and two
+/// 64-bit integer limbs. Integer addition is associative (wrapping included) and a sum's window is the highest any
+/// of its values needs, so any grouping of micro-shards over any number of processes gives the same limbs, the same
+/// canonical form and so the same Float mean — for every finite float32 gradient, from subnormals to 3.4e38.
 ///
 /// Why fixed point rather than a canonical reduction tree: a tree only works when every process owns whole
 /// subtrees, which fights speed-proportional shard ranges; integer sums let a worker send one buffer for any range.
 /// Why two limbs filled by magic-number rounding rather than one Int128: the split is a handful of double-precision
-/// adds that vectorise on any x86-64 (≈0.5 ns per parameter on SSE2, against ≈1.6 ns for 128-bit shifts), and the
-/// limbs need no carries while adding.
-/// Cost: one such pass per micro-shard, and 16 bytes per parameter on the wire instead of 4.
-/// Range: magnitudes below 2⁻⁷² (≈2e−22) round to the nearest multiple of 2⁻⁷¹, far below a Float's resolution at any
-/// magnitude that moves a weight; a micro-shard value of magnitude 2³¹ (≈2.1e9) or more, or a NaN or ∞, marks the sum
-/// `overflowed` (the run has diverged). Each micro-shard adds at most 2⁵¹ to a limb, so up to
-/// `maximumMicroShards` micro-shards add without the true sum leaving 64 bits.
+/// adds that vectorise on any x86-64, and the limbs need no carries while adding.
+/// Cost: one such pass per micro-shard, and 17 bytes per parameter on the wire instead of 4.
+/// Only a NaN or ∞ marks the sum `overflowed` (the run has diverged). Each micro-shard adds less than 2⁵¹ to a
+/// limb, so up to `maximumMicroShards` micro-shards add without the true sum leaving 64 bits.
 public final class GradientSum {
-    /// Largest magnitude one added value may have in exact mode.
-    static let limit = 0x1p31
-    /// The largest magnitude one micro-shard's value adds to either limb: below `limit` in units of 2⁻²⁰ for the
-    /// high limb, and the remainder below 2⁻²⁰ in units of 2⁻⁷¹ for the low one.
+    /// The largest magnitude one micro-shard's value adds to either limb (after any raise of its window).
     public static let limbLimit: Int64 = 1 << 51
     /// Micro-shards one exact sum may hold (job validation keeps batch_size / micro_shard within it).
     public static let maximumMicroShards = 4096
-    // x + 1.5·2^(52+k) rounds x to a multiple of 2^k, and the sum's bit pattern minus the constant's is x / 2^k.
-    private static let highMagic = 0x1.8p32, lowMagic = 0x1.8p-19
-    private static let highMagicBits = Int64(bitPattern: highMagic.bitPattern)
-    private static let lowMagicBits = Int64(bitPattern: lowMagic.bitPattern)
+    /// Bytes per parameter on the wire: exact, two Int64 limbs and a window byte; fast, one Float32.
+    public static func bytesPerParameter(_ reduction: Reduction) -> Int { reduction == .exact ? 17 : 4 }
+    /// The windows a gradient and a loss sum may have (anything else is not a real result).
+    public static let gradientWindows = Int(ExactBins.lowestWindow)...Int(ExactBins.highestFloatWindow)
+    public static let lossWindows = Int(ExactBins.lowestWindow)...Int(ExactBins.highestWindow)
 
     public let reduction: Reduction
     public let count: Int
-    /// Exact mode: the limbs, all `high` limbs then all `low` limbs, in the parameter layout (empty in fast mode).
-    public let limbs: Buffer<Int64>
+    /// Exact mode: all `high` limbs, all `low` limbs, then every parameter's window as an Int8, in the parameter
+    /// layout, in one allocation so it goes to the wire as it is (empty in fast mode).
+    private let storage: Buffer<Int64>
     /// Fast mode: Float gradient sums in the parameter layout (empty in exact mode).
     public let floats: Buffer<Float>
-    /// Exact mode: the loss sum's limbs.
-    public private(set) var lossLimbs: (high: Int64, low: Int64) = (0, 0)
+    /// Exact mode: the loss sum's limbs and window.
+    public private(set) var lossLimbs: (high: Int64, low: Int64, window: Int32) = (0, 0, ExactBins.lowestWindow)
     /// Fast mode: sum of per-sample losses.
     public private(set) var floatLossSum = 0.0
     public private(set) var samples = 0
     public private(set) var correct = 0
-    /// True once an added value was non-finite (or, in exact mode, beyond `limit`).
+    /// True once an added value was NaN or infinite.
     public private(set) var overflowed = false
     /// Nothing added since `reset`: the next addition overwrites instead of adding, so reset needs no memset.
     public private(set) var isEmpty = true
@@ -56,23 +52,25 @@ public final class GradientSum {
     public init(count: Int, reduction: Reduction) {
         self.count = count
         self.reduction = reduction
-        limbs = Buffer(count: reduction == .exact ? 2 * count : 0)
+        storage = Buffer(count: reduction == .exact ? 2 * count + (count + 7) / 8 : 0)
         floats = Buffer(count: reduction == .fast ? count : 0)
     }
 
-    private var high: UnsafeMutablePointer<Int64> { limbs.pointer }
-    private var low: UnsafeMutablePointer<Int64> { limbs.pointer + count }
+    private var high: UnsafeMutablePointer<Int64> { storage.pointer }
+    private var low: UnsafeMutablePointer<Int64> { storage.pointer + count }
+    private var windows: UnsafeMutablePointer<Int8> {
+        UnsafeMutableRawPointer(storage.pointer + 2 * count).assumingMemoryBound(to: Int8.self)
+    }
 
     /// The sum of per-sample losses.
     public var lossSum: Double {
         guard reduction == .exact else { return floatLossSum }
-        let (high, low) = Self.canonical(lossLimbs.high, lossLimbs.low)
-        return Self.value(high, low)
+        return ExactBins.value(lossLimbs.high, lossLimbs.low, window: lossLimbs.window)
     }
 
     public func reset() {
         isEmpty = true
-        lossLimbs = (0, 0)
+        lossLimbs = (0, 0, ExactBins.lowestWindow)
         floatLossSum = 0
         samples = 0
         correct = 0
@@ -99,67 +97,103 @@ public final class GradientSum {
         }
     }
 
-    /// Exact mode: adds up to four micro-shards' Float gradients in one pass. Each value is split into limbs on its
-    /// own (so the bits are those of adding them one by one); the limbs are summed in registers and the stored sums
-    /// read and written once, which quarters the memory traffic of the accumulators.
+    /// Exact mode: adds up to four micro-shards' Float gradients in one pass. Each parameter's window is raised to
+    /// the largest its values need, then each value's deposits are computed on their own (so the bits are those of
+    /// adding them one by one) and summed in registers; the stored limbs are read and written once, which quarters
+    /// the memory traffic of the accumulators.
     public func addExact(_ gradients: UnsafeBufferPointer<UnsafePointer<Float>>,
                          _ statistics: UnsafeBufferPointer<SliceStatistics>) {
         precondition(reduction == .exact && (1...4).contains(gradients.count) && gradients.count == statistics.count,
                      "addExact takes one to four exact micro-shards")
-        let g0 = gradients[0]
-        let g1 = gradients.count > 1 ? gradients[1] : g0, g2 = gradients.count > 2 ? gradients[2] : g0
-        let g3 = gradients.count > 3 ? gradients[3] : g0
-        var outside: Int64
+        let g0 = gradients[0], g1 = gradients.count > 1 ? gradients[1] : g0
+        let g2 = gradients.count > 2 ? gradients[2] : g0, g3 = gradients.count > 3 ? gradients[3] : g0
+        let group = (g0, g1, g2, g3)
+        let largest: UInt32
+        // One specialised loop per count (generic over it, so each is compiled with its count a constant).
         switch gradients.count {
-        case 1: outside = accumulate { Self.limbs(Double(g0[$0])) }
-        case 2: outside = accumulate { Self.sum(Self.limbs(Double(g0[$0])), Self.limbs(Double(g1[$0]))) }
-        case 3:
-            outside = accumulate {
-                Self.sum(Self.sum(Self.limbs(Double(g0[$0])), Self.limbs(Double(g1[$0]))), Self.limbs(Double(g2[$0])))
-            }
-        default:
-            outside = accumulate {
-                Self.sum(Self.sum(Self.limbs(Double(g0[$0])), Self.limbs(Double(g1[$0]))),
-                         Self.sum(Self.limbs(Double(g2[$0])), Self.limbs(Double(g3[$0]))))
-            }
+        case 1: largest = accumulate(Shards1.self, group)
+        case 2: largest = accumulate(Shards2.self, group)
+        case 3: largest = accumulate(Shards3.self, group)
+        default: largest = accumulate(Shards4.self, group)
         }
+        var finite = largest < 0x7F80_0000
         for s in statistics {
-            let (h, l, lossOutside) = Self.limbs(s.lossSum)
-            lossLimbs.high &+= h
-            lossLimbs.low &+= l
-            outside |= lossOutside
+            finite = finite && s.lossSum.isFinite
+            if s.lossSum.isFinite { addLoss(high: 0, low: 0, window: ExactBins.window(of: s.lossSum), plus: s.lossSum) }
             record(s, bad: false)
         }
-        overflowed = overflowed || outside != 0
+        overflowed = overflowed || !finite
     }
 
-    /// Adds `limbs(i)` to (or, when empty, stores it in) every parameter's limbs; returns any `outside` flag.
+    private typealias ShardGroup = (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>,
+                                    UnsafePointer<Float>)
+
     @inline(__always)
-    private func accumulate(_ limbs: (Int) -> (high: Int64, low: Int64, outside: Int64)) -> Int64 {
-        let high = self.high, low = self.low
-        var outside: Int64 = 0
+    private static func bits(_ values: UnsafePointer<Float>) -> UnsafePointer<UInt32> {
+        UnsafeRawPointer(values).assumingMemoryBound(to: UInt32.self)
+    }
+
+    /// Adds limbs in window `window`, and `value`'s deposits, to the loss sum, raising its window where needed.
+    private func addLoss(high: Int64, low: Int64, window: Int32, plus value: Double = 0) {
+        let target = max(window, lossLimbs.window)
+        let mine = ExactBins.raise(lossLimbs.high, lossLimbs.low, by: target - lossLimbs.window)
+        let theirs = ExactBins.raise(high, low, by: target - window)
+        let deposit = ExactBins.deposits(value, window: target)
+        lossLimbs = (mine.high &+ theirs.high &+ deposit.high, mine.low &+ theirs.low &+ deposit.low, target)
+    }
+
+    /// For every parameter: raises its window to the one its largest new value needs and adds the values'
+    /// deposits in it (or, when empty, stores them). Returns the largest magnitude bits seen (a Float's bits with
+    /// the sign cleared order like its magnitude; NaN and ∞ are 0x7F80_0000 and above).
+    @inline(__always)
+    private func accumulate<Count: ShardCount>(_: Count.Type, _ group: ShardGroup) -> UInt32 {
+        let high = self.high, low = self.low, windows = self.windows
+        var largest: UInt32 = 0
         if isEmpty {
             for i in 0..<count {
-                let (h, l, o) = limbs(i)
-                outside |= o
-                high[i] = h
-                low[i] = l
+                let (magnitude, window, deposit) = Self.deposits(Count.self, group, i, floor: ExactBins.lowestWindow)
+                largest = max(largest, magnitude)
+                high[i] = deposit.high
+                low[i] = deposit.low
+                windows[i] = Int8(truncatingIfNeeded: window)
             }
         } else {
             for i in 0..<count {
-                let (h, l, o) = limbs(i)
-                outside |= o
-                high[i] &+= h
-                low[i] &+= l
+                let old = Int32(windows[i])
+                let (magnitude, window, deposit) = Self.deposits(Count.self, group, i, floor: old)
+                largest = max(largest, magnitude)
+                let kept = ExactBins.raise(high[i], low[i], by: window &- old)
+                high[i] = kept.high &+ deposit.high
+                low[i] = kept.low &+ deposit.low
+                windows[i] = Int8(truncatingIfNeeded: window)
             }
         }
-        return outside
+        return largest
+    }
+
+    /// Parameter `i` of the group's first `Count` micro-shards: their largest magnitude bits, the window they
+    /// need (at least `floor`), and the sum of their deposits in it.
+    @inline(__always)
+    private static func deposits<Count: ShardCount>(_: Count.Type, _ group: ShardGroup, _ i: Int, floor: Int32)
+        -> (UInt32, Int32, (high: Int64, low: Int64)) {
+        func magnitude(_ values: UnsafePointer<Float>) -> UInt32 {
+            UnsafeRawPointer(values).assumingMemoryBound(to: UInt32.self)[i] & 0x7FFF_FFFF
+        }
+        var largest = magnitude(group.0)
+        if Count.value > 1 { largest = max(largest, magnitude(group.1)) }
+        if Count.value > 2 { largest = max(largest, magnitude(group.2)) }
+        if Count.value > 3 { largest = max(largest, magnitude(group.3)) }
+        let window = max(floor, ExactBins.window(ofMagnitude: largest)), scale = ExactBins.scale(window)
+        var total = ExactBins.deposits(Double(group.0[i]) * scale)
+        if Count.value > 1 { total = sum(total, ExactBins.deposits(Double(group.1[i]) * scale)) }
+        if Count.value > 2 { total = sum(total, ExactBins.deposits(Double(group.2[i]) * scale)) }
+        if Count.value > 3 { total = sum(total, ExactBins.deposits(Double(group.3[i]) * scale)) }
+        return (largest, window, total)
     }
 
     @inline(__always)
-    private static func sum(_ a: (high: Int64, low: Int64, outside: Int64), _ b: (high: Int64, low: Int64, outside: Int64))
-        -> (high: Int64, low: Int64, outside: Int64) {
-        (a.high &+ b.high, a.low &+ b.low, a.outside | b.outside)
+    private static func sum(_ a: (high: Int64, low: Int64), _ b: (high: Int64, low: Int64)) -> (high: Int64, low: Int64) {
+        (a.high &+ b.high, a.low &+ b.low)
     }
 
     private func record(_ statistics: SliceStatistics, bad: Bool) {
@@ -176,67 +210,58 @@ public final class GradientSum {
     public func add(_ other: GradientSum) {
         precondition(other.count == count && other.reduction == reduction, "adding unlike gradient sums")
         guard !other.isEmpty else { return }
-        switch reduction {
-        case .exact:
-            let target = limbs.pointer, source = other.limbs.pointer
-            if isEmpty {
-                target.update(from: source, count: 2 * count)
-            } else {
-                for i in 0..<2 * count { target[i] &+= source[i] }
-            }
-            lossLimbs.high &+= other.lossLimbs.high
-            lossLimbs.low &+= other.lossLimbs.low
-        case .fast:
-            let target = floats.pointer, source = other.floats.pointer
-            if isEmpty {
-                target.update(from: source, count: count)
-            } else {
-                for i in 0..<count { target[i] += source[i] }
-            }
-            floatLossSum += other.floatLossSum
-        }
-        samples += other.samples
-        correct += other.correct
-        overflowed = overflowed || other.overflowed
-        isEmpty = false
+        add(bytes: other.valueBytes, samples: other.samples, correct: other.correct, lossWords: other.lossWords,
+            overflowed: other.overflowed)
     }
 
-    /// The loss sum as two words for the wire: exact, its limbs; fast, the Float64's bits and 0.
-    public var lossWords: (Int64, Int64) {
-        reduction == .exact ? lossLimbs : (Int64(bitPattern: floatLossSum.bitPattern), 0)
+    /// The loss sum as words for the wire: exact, its limbs and window; fast, the Float64's bits.
+    public var lossWords: LossWords {
+        reduction == .exact
+            ? LossWords(high: lossLimbs.high, low: lossLimbs.low, window: Int8(truncatingIfNeeded: lossLimbs.window))
+            : LossWords(high: Int64(bitPattern: floatLossSum.bitPattern), low: 0, window: 0)
     }
 
-    /// The values as bytes for the wire: exact, all high limbs then all low limbs; fast, the Floats.
+    /// The values as bytes for the wire: exact, all high limbs, all low limbs, then the windows; fast, the Floats.
     public var valueBytes: UnsafeRawBufferPointer {
-        reduction == .exact ? UnsafeRawBufferPointer(start: limbs.pointer, count: 16 * count)
-            : UnsafeRawBufferPointer(start: floats.pointer, count: 4 * count)
+        UnsafeRawBufferPointer(start: reduction == .exact ? UnsafeRawPointer(storage.pointer) : UnsafeRawPointer(floats.pointer),
+                               count: Self.bytesPerParameter(reduction) * count)
     }
 
     /// Adds a sum another process computed, read in place from its bytes (`valueBytes`' layout and `lossWords`).
-    public func add(bytes: UnsafeRawBufferPointer, samples: Int, correct: Int, lossWords: (Int64, Int64),
+    /// Exact windows must lie in `gradientWindows` and `lossWindows` (a result from the wire is checked first).
+    public func add(bytes: UnsafeRawBufferPointer, samples: Int, correct: Int, lossWords: LossWords,
                     overflowed: Bool) {
-        precondition(bytes.count == (reduction == .exact ? 16 : 4) * count, "gradient bytes do not fit the model")
+        precondition(bytes.count == Self.bytesPerParameter(reduction) * count, "gradient bytes do not fit the model")
         switch reduction {
         case .exact:
-            let target = limbs.pointer
-            if Int(bitPattern: bytes.baseAddress) % 8 == 0 {
-                let source = bytes.baseAddress!.assumingMemoryBound(to: Int64.self)
-                if isEmpty { target.update(from: source, count: 2 * count) } else { for i in 0..<2 * count { target[i] &+= source[i] } }
+            let high = self.high, low = self.low, windows = self.windows
+            let theirWindows = (bytes.baseAddress! + 16 * count).assumingMemoryBound(to: Int8.self)
+            if isEmpty {
+                UnsafeMutableRawPointer(storage.pointer).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                lossLimbs = (lossWords.high, lossWords.low, Int32(lossWords.window))
             } else {
-                for i in 0..<2 * count {
-                    let value = bytes.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)
-                    target[i] = isEmpty ? value : target[i] &+ value
+                if Int(bitPattern: bytes.baseAddress) % 8 == 0 {
+                    let theirs = bytes.baseAddress!.assumingMemoryBound(to: Int64.self)
+                    for i in 0..<count {
+                        (high[i], low[i], windows[i]) = Self.merge(high[i], low[i], windows[i],
+                                                                   theirs[i], theirs[count + i], theirWindows[i])
+                    }
+                } else {
+                    for i in 0..<count {
+                        (high[i], low[i], windows[i]) = Self.merge(
+                            high[i], low[i], windows[i], bytes.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self),
+                            bytes.loadUnaligned(fromByteOffset: 8 * (count + i), as: Int64.self), theirWindows[i])
+                    }
                 }
+                addLoss(high: lossWords.high, low: lossWords.low, window: Int32(lossWords.window))
             }
-            lossLimbs.high &+= lossWords.0
-            lossLimbs.low &+= lossWords.1
         case .fast:
             let target = floats.pointer
             for i in 0..<count {
                 let value = bytes.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
                 target[i] = isEmpty ? value : target[i] + value
             }
-            floatLossSum += Double(bitPattern: UInt64(bitPattern: lossWords.0))
+            floatLossSum += Double(bitPattern: UInt64(bitPattern: lossWords.high))
         }
         self.samples += samples
         self.correct += correct
@@ -244,54 +269,65 @@ public final class GradientSum {
         isEmpty = false
     }
 
-    /// Writes `sum / samples`, the mean gradient, as Floats; returns false if the run has diverged.
+    /// Two parameters' limbs brought to the higher of their windows and added.
+    @inline(__always)
+    private static func merge(_ high: Int64, _ low: Int64, _ window: Int8, _ theirHigh: Int64, _ theirLow: Int64,
+                              _ theirWindow: Int8) -> (Int64, Int64, Int8) {
+        let target = max(window, theirWindow)
+        let mine = ExactBins.raise(high, low, by: Int32(target &- window))
+        let theirs = ExactBins.raise(theirHigh, theirLow, by: Int32(target &- theirWindow))
+        return (mine.high &+ theirs.high, mine.low &+ theirs.low, target)
+    }
+
+    /// Writes `sum / samples`, the mean gradient, as Floats; returns false if the run has diverged (a NaN or ∞
+    /// was added, or the mean lies beyond float32).
     @discardableResult
     public func writeMean(into mean: UnsafeMutablePointer<Float>) -> Bool {
         precondition(samples > 0, "mean of an empty gradient sum")
-        var finite = true
         switch reduction {
         case .exact:
             // Each pair is read in its canonical form (one pass, the stored limbs left as they are).
-            let high = self.high, low = self.low, divisor = Double(samples)
+            let high = self.high, low = self.low, windows = self.windows, divisor = Double(samples)
             for i in 0..<count {
-                let (h, l) = Self.canonical(high[i], low[i])
-                mean[i] = Float(Self.value(h, l) / divisor)
+                mean[i] = Float(ExactBins.value(high[i], low[i], window: Int32(windows[i])) / divisor)
             }
+            return Self.allFinite(mean, count: count) && !overflowed
         case .fast:
             let divisor = Float(samples), source = floats.pointer
             for i in 0..<count { mean[i] = source[i] / divisor }
-            finite = floatsAreFinite
+            return floatsAreFinite
         }
-        return finite && !overflowed
     }
 
-    /// Fast mode: whether every Float sum is finite (an integer pass over the exponent bits, which vectorises).
-    public var floatsAreFinite: Bool {
-        let bits = UnsafeRawPointer(floats.pointer).assumingMemoryBound(to: UInt32.self)
+    /// Fast mode: whether every Float sum is finite.
+    public var floatsAreFinite: Bool { Self.allFinite(floats.pointer, count: count) && !overflowed }
+
+    /// Whether every Float is finite (an integer pass over the exponent bits, which vectorises).
+    private static func allFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {
+        let bits = Self.bits(values)
         // An all-ones exponent plus one carries into bit 31; any other exponent does not (no branch: vectorises).
         var special: UInt32 = 0
         for i in 0..<count { special |= (bits[i] & 0x7F80_0000) &+ 0x0080_0000 }
-        return special & 0x8000_0000 == 0 && !overflowed
+        return special & 0x8000_0000 == 0
     }
+}
 
-    /// The exact limbs of `value` (rounded at 2⁻⁷¹) and 1 if `value` is not finite or beyond `limit`.
-    @inline(__always)
-    static func limbs(_ value: Double) -> (high: Int64, low: Int64, outside: Int64) {
-        let shifted = value + highMagic
-        let rest = value - (shifted - highMagic)  // exact: |rest| ≤ 2⁻²¹
-        return (Int64(bitPattern: shifted.bitPattern) &- highMagicBits,
-                Int64(bitPattern: (rest + lowMagic).bitPattern) &- lowMagicBits,
-                abs(value) < limit ? 0 : 1)
+/// How many micro-shards one pass of `GradientSum.addExact` adds, as a type, so each count gets its own loop.
+private protocol ShardCount { static var value: Int { get } }
+private enum Shards1: ShardCount { static var value: Int { 1 } }
+private enum Shards2: ShardCount { static var value: Int { 2 } }
+private enum Shards3: ShardCount { static var value: Int { 3 } }
+private enum Shards4: ShardCount { static var value: Int { 4 } }
+
+/// A loss sum as it travels: exact, its limbs and window; fast, the Float64's bits in `high`.
+public struct LossWords: Equatable, Sendable {
+    public var high: Int64
+    public var low: Int64
+    public var window: Int8
+
+    public init(high: Int64, low: Int64, window: Int8) {
+        self.high = high
+        self.low = low
+        self.window = window
     }
-
-    /// The unique limbs of the same value with `low` in [0, 2⁵¹).
-    @inline(__always)
-    static func canonical(_ high: Int64, _ low: Int64) -> (Int64, Int64) {
-        let carry = low >> 51
-        return (high &+ carry, low &- (carry << 51))
-    }
-
-    /// A canonical pair's value, as a Double.
-    @inline(__always)
-    static func value(_ high: Int64, _ low: Int64) -> Double { Double(high) * 0x1p-20 + Double(low) * 0x1p-71 }
 }

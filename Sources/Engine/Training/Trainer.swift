@@ -151,8 +151,8 @@ public final class Trainer {
         // Exact sums become a mean in one division; a fast sum goes to the optimizer scaled, saving a pass.
         let finite = sum.reduction == .exact ? sum.writeMean(into: gradient.pointer) : sum.floatsAreFinite
         guard finite else {
-            throw TrainingError(message: "training diverged at step \(step) (epoch \(epoch)): a gradient is NaN, "
-                + "infinite or beyond ±2.1e9; lower the learning rate (now \(learningRate)) or check the data")
+            throw TrainingError(message: "training diverged at step \(step) (epoch \(epoch)): a gradient is NaN "
+                + "or infinite; lower the learning rate (now \(learningRate)) or check the data")
         }
         if sum.reduction == .exact {
             optimizer.step(parameters: parameters.pointer, gradients: gradient.pointer, scale: 1,

@@ -20,7 +20,7 @@ public struct Limits: Sendable, Equatable {
 
     /// The largest legal frame, for ZMQ_MAXMSGSIZE: the exact gradient, or the job description, plus a margin.
     public var maximumFrameBytes: Int {
-        max(16 * (parameterCount ?? 0), maximumJobBytes, maximumTextBytes, maximumDataBytes) + 4096
+        max(GradientFrame.exactBytesPerParameter * (parameterCount ?? 0), maximumJobBytes, maximumTextBytes, maximumDataBytes) + 4096
     }
 }
 
@@ -69,15 +69,20 @@ public struct FloatFrame {
 public struct GradientFrame {
     public let samples: Int
     public let correct: Int
-    /// Exact: the loss sum's (high, low) limbs; fast: the loss sum's Float64 bits in `high`.
+    /// Exact: the loss sum's (high, low) limbs and their window; fast: the loss sum's Float64 bits in `high`.
     public let lossHigh: Int64
     public let lossLow: Int64
+    public let lossWindow: Int8
     public let exact: Bool
     public let overflowed: Bool
     /// The assignment's attempt this answers.
     public let attempt: UInt64
-    /// Exact: `2 × parameterCount` Int64 limbs; fast: `parameterCount` Float32.
+    /// Exact: `parameterCount` Int64 high limbs, as many low limbs, then as many Int8 windows
+    /// (`exactBytesPerParameter` bytes each); fast: `parameterCount` Float32.
     public let message: Message
+
+    /// Bytes per parameter of an exact frame: two Int64 limbs and a window byte.
+    public static let exactBytesPerParameter = 17
 
     public func withValues<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try message.withUnsafeBytes(body)
@@ -126,11 +131,13 @@ public enum Codec {
 
     /// The gradient header; send it followed by the values frame.
     public static func gradientHeader(job: UInt64, step: UInt64, worker: UInt32, samples: Int, correct: Int,
-                                      lossHigh: Int64, lossLow: Int64, exact: Bool, overflowed: Bool,
-                                      attempt: UInt64) throws -> Message {
+                                      lossHigh: Int64, lossLow: Int64, lossWindow: Int8 = 0, exact: Bool,
+                                      overflowed: Bool, attempt: UInt64) throws -> Message {
         try Message(copying: Header(type: .gradient, job: job, step: step, worker: worker, frames: 1,
                                     fields: [UInt64(samples), UInt64(correct), UInt64(bitPattern: lossHigh),
-                                             UInt64(bitPattern: lossLow), (exact ? 0 : 1) | (overflowed ? 2 : 0),
+                                             UInt64(bitPattern: lossLow),
+                                             (exact ? 0 : 1) | (overflowed ? 2 : 0)
+                                                 | UInt64(UInt8(bitPattern: lossWindow)) << 8,
                                              attempt]).encoded())
     }
 
@@ -240,11 +247,13 @@ public enum Codec {
             return .assignment(epoch: f[0], batch: f[1], attempt: f[2], ranges: ranges)
         case .gradient:
             let count = try parameterCount(limits, .gradient)
-            guard f[4] <= 3 else { throw .badField(.gradient, "flags \(f[4]) beyond bits 0 (fast) and 1 (overflowed)") }
+            guard f[4] & ~0xFF03 == 0 else {
+                throw .badField(.gradient, "flags \(f[4]) beyond bits 0 (fast), 1 (overflowed) and 8-15 (loss window)")
+            }
             guard f[0] >= 1, f[0] <= 1 << 40, f[1] <= f[0] else {
                 throw .badField(.gradient, "samples \(f[0]) and correct \(f[1]) are inconsistent")
             }
-            let exact = f[4] & 1 == 0, width = exact ? 16 : 4
+            let exact = f[4] & 1 == 0, width = exact ? GradientFrame.exactBytesPerParameter : 4
             guard frame!.count == width * count else {
                 throw .payloadSize(type: .gradient, bytes: frame!.count,
                                    expected: "\(width * count) (\(count) parameters, \(exact ? "exact" : "fast"))")
@@ -274,7 +283,9 @@ public enum Codec {
                 }
             }
             return .gradient(GradientFrame(samples: Int(f[0]), correct: Int(f[1]), lossHigh: Int64(bitPattern: f[2]),
-                                           lossLow: Int64(bitPattern: f[3]), exact: exact, overflowed: f[4] & 2 != 0,
+                                           lossLow: Int64(bitPattern: f[3]),
+                                           lossWindow: Int8(truncatingIfNeeded: f[4] >> 8), exact: exact,
+                                           overflowed: f[4] & 2 != 0,
                                            attempt: f[5], message: frame!))
         case .ready:
             guard f[0] <= 1 else { throw .badField(.ready, "has-data flag \(f[0]) is not 0 or 1") }

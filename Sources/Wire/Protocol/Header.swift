@@ -12,7 +12,7 @@
 /// | 32 | fields `6 × u64` | type-specific values, see `MessageType` |
 public struct Header: Sendable, Equatable {
     public static let magic: UInt32 = 0x4E52_5453
-    public static let protocolVersion: UInt16 = 2
+    public static let protocolVersion: UInt16 = 3
     public static let byteCount = 80
 
     public var type: MessageType
@@ -79,8 +79,9 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     /// Frame: ranges as `(start u32, end u32)` pairs, ascending and disjoint.
     case assignment = 4
     /// Worker → coordinator: the gradient sum for `step`. Fields: samples, correct, loss (two i64 limbs, or a
-    /// Float64 and 0 for fast), flags (bit 0: fast, bit 1: overflowed), the assignment's attempt. Frame: exact:
-    /// parameter count `i64` high limbs then as many low limbs; fast: parameter count Float32.
+    /// Float64 and 0 for fast), flags (bit 0: fast, bit 1: overflowed, bits 8-15: the exact loss's window as an
+    /// i8), the assignment's attempt. Frame: exact: parameter count `i64` high limbs, as many low limbs, then as
+    /// many `i8` windows; fast: parameter count Float32.
     case gradient = 5
     /// Either way, no payload: liveness, every heartbeat interval (a worker also sends them while computing).
     case heartbeat = 6

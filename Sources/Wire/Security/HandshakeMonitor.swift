@@ -22,16 +22,14 @@ public final class HandshakeMonitor {
     }
 
     private let reader: Socket
+    /// The socket whose events these are (same thread), kept so `close` can stop its events first.
+    private let monitored: Socket
     private static let counter = Mutex(0)
 
-    /// Starts monitoring `socket` (connection, handshake and disconnection events).
-    public convenience init(_ socket: Socket, context: Context) throws {
-        try self.init(reading: try Self.publish(socket), context: context)
-    }
-
-    /// Reads the events `publish` made available, on the calling thread (which then owns this monitor).
-    init(reading endpoint: String, context: Context) throws {
-        reader = try Self.reader(of: endpoint, context: context)
+    /// Starts monitoring `socket` (connection, handshake and disconnection events), read on the same thread.
+    public init(_ socket: Socket, context: Context) throws {
+        monitored = socket
+        reader = try Self.reader(of: try Self.publish(socket), context: context)
     }
 
     /// A socket that reads the events published at `endpoint`.
@@ -82,7 +80,11 @@ public final class HandshakeMonitor {
         return events
     }
 
-    public func close() { reader.close() }
+    /// Stops the socket's events, then closes the reader (in that order: see `Socket.stopMonitor`).
+    public func close() {
+        monitored.stopMonitor()
+        reader.close()
+    }
 
     /// "10.0.0.4:41234" for a connected TCP descriptor, "local" for a Unix socket, nil when already closed.
     static func peerAddress(_ descriptor: Int32) -> String? {

@@ -80,6 +80,15 @@ public final class Socket {
         try check(zmq_socket_monitor(handle, endpoint, events), "zmq_socket_monitor(\(endpoint))")
     }
 
+    /// Stops publishing this socket's events. Call it before the events' reader closes: libzmq sends each event
+    /// with a blocking send from its I/O thread, so an event for a reader that is gone (a closing connection's
+    /// "disconnected") would stall that thread, and with it every socket of the context, for good.
+    public func stopMonitor() {
+        guard !isClosed else { return }
+        checkThread()
+        _ = zmq_socket_monitor(handle, nil, 0)
+    }
+
     /// A string option (ZMQ_CURVE_SERVERKEY and the like, in Z85).
     public func set(_ option: Int32, text value: String) throws {
         try set(option, bytes: Array(value.utf8))

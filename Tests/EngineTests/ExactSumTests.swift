@@ -1,0 +1,196 @@
+import Foundation
+import Testing
+@testable import Engine
+
+/// Exact sums over the whole float32 range: each value enters exactly, the result does not depend on order or
+/// grouping, and it agrees with an independent exact reference (a 320-bit integer in units of 2⁻¹⁴⁹).
+struct ExactSumTests {
+    /// Per parameter, adds `values[p][v]` as micro-shard `v`'s gradient, split into `groups` sums added in `order`.
+    func mean(_ values: [[Float]], groups: [Range<Int>], order: [Int]) -> (mean: [Float], finite: Bool) {
+        let count = values.count, shards = values[0].count
+        let total = GradientSum(count: count, reduction: .exact)
+        var parts: [GradientSum] = []
+        for group in groups {
+            let part = GradientSum(count: count, reduction: .exact)
+            // Added in ones, twos and fours, as SliceComputer does.
+            var shard = group.lowerBound
+            while shard < group.upperBound {
+                let take = min(1 + shard % 4, group.upperBound - shard)
+                let buffers = (shard ..< shard + take).map { s in Buffer<Float>(values.map { $0[s] }) }
+                let pointers = buffers.map { UnsafePointer($0.pointer) }
+                let statistics = [SliceStatistics](repeating: SliceStatistics(samples: 1), count: take)
+                pointers.withUnsafeBufferPointer { p in statistics.withUnsafeBufferPointer { part.addExact(p, $0) } }
+                shard += take
+            }
+            parts.append(part)
+        }
+        for index in order { total.add(parts[index]) }
+        #expect(total.samples == shards)
+        var out = [Float](repeating: 0, count: count)
+        let finite = out.withUnsafeMutableBufferPointer { total.writeMean(into: $0.baseAddress!) }
+        return (out, finite)
+    }
+
+    /// A Float from anywhere in the finite range: subnormals, tiny, ordinary and near float32's maximum.
+    func anyFloat(_ random: inout Xoshiro) -> Float {
+        let bits = UInt32(truncatingIfNeeded: random.next()) & 0x7F7F_FFFF  // exponent ≤ 254: finite
+        return Float(bitPattern: bits | (random.next() & 1 == 0 ? 0 : 0x8000_0000))
+    }
+
+    @Test("one value of any magnitude comes back exactly, subnormals and 3.4e38 included")
+    func everyFloatExactly() {
+        var random = Xoshiro(seed: 17)
+        var values: [Float] = [0x1p-149, -0x1p-149, Float.leastNormalMagnitude, Float.greatestFiniteMagnitude,
+                               -Float.greatestFiniteMagnitude, 1e30, 1e-30, 2.1e9, 1e6, 0]
+        for _ in 0..<4000 { values.append(anyFloat(&random)) }
+        let result = mean(values.map { [$0] }, groups: [0..<1], order: [0])
+        #expect(result.finite)
+        for (index, value) in values.enumerated() {
+            #expect(result.mean[index].bitPattern == value.bitPattern || (value == 0 && result.mean[index] == 0),
+                    "\(value) came back as \(result.mean[index])")
+        }
+    }
+
+    @Test("wide-range sums: the same bits in any grouping and order, and the exact sum to float rounding")
+    func groupingAndReference() {
+        var random = Xoshiro(seed: 29)
+        let parameters = 300, shards = 24
+        // Each parameter's values share a scale drawn from the whole range, spread over 2⁴⁰ around it.
+        let values: [[Float]] = (0..<parameters).map { _ in
+            let scale = Double(random.nextIndex(below: 250)) - 140
+            return (0..<shards).map { _ in
+                let exponent = scale + Double(random.nextIndex(below: 40)) - 20
+                return Float((random.nextUnitDouble() * 2 - 1) * Foundation.pow(2, min(127, exponent)))
+            }
+        }
+        let reference = mean(values, groups: [0..<shards], order: [0])
+        #expect(reference.finite)
+        let splits: [[Range<Int>]] = [[0..<5, 5..<11, 11..<24], [0..<1, 1..<23, 23..<24],
+                                      (0..<shards).map { $0 ..< $0 + 1 }]
+        for split in splits {
+            for order in [Array(split.indices), Array(split.indices.reversed())] {
+                let other = mean(values, groups: split, order: order)
+                let differing = other.mean.indices.first { other.mean[$0].bitPattern != reference.mean[$0].bitPattern }
+                #expect(differing == nil, "split \(split), order \(order): parameter \(differing ?? 0) differs")
+            }
+        }
+        for p in 0..<parameters {
+            let exact = WideInteger.sum(values[p]) / Double(shards)
+            let magnitude = values[p].map { Double(abs($0)) }.max()!
+            // Float rounding of the mean, plus 2⁻⁴⁸ of the largest value for the rounded small ones.
+            let tolerance = 0x1p-23 * abs(exact) + 0x1p-48 * magnitude + Double(0x1p-149 as Float)
+            #expect(abs(Double(reference.mean[p]) - exact) <= tolerance,
+                    "parameter \(p): \(reference.mean[p]) vs exact \(exact)")
+        }
+    }
+
+    @Test("1e30 and 1e-30 in one sum, tiny-only and huge sums, and sums beyond float32 whose mean is not")
+    func extremes() {
+        let result = mean([[1e30, 1e-30], [1e-30, 3e-30], [0x1p-149, 0x1p-149],
+                           [Float.greatestFiniteMagnitude, Float.greatestFiniteMagnitude], [-1e30, 1e30]],
+                          groups: [0..<1, 1..<2], order: [1, 0])
+        #expect(result.finite)
+        #expect(result.mean[0] == Float((1e30 + 1e-30) / 2.0))
+        #expect(result.mean[1] == Float(2e-30 as Double), "tiny values keep their precision: \(result.mean[1])")
+        #expect(result.mean[2] == 0x1p-149)
+        #expect(result.mean[3] == Float.greatestFiniteMagnitude, "a float sum would be ∞")
+        #expect(result.mean[4] == 0)
+    }
+
+    @Test("only NaN and ∞ mark a sum diverged")
+    func nonFinite() {
+        for bad in [Float.nan, Float.infinity, -Float.infinity] {
+            let result = mean([[1, bad]], groups: [0..<2], order: [0])
+            #expect(!result.finite, "\(bad)")
+        }
+    }
+
+    @Test("loss sums keep Doubles far beyond float32 and any order gives the same bits")
+    func lossSums() {
+        let losses: [Double] = [1e300, 2.5, 1e-200, 3e299, 7e12, 0]
+        func total(_ order: [Int]) -> Double {
+            let sum = GradientSum(count: 1, reduction: .exact)
+            var zero: Float = 0
+            for index in order {
+                sum.add(gradient: &zero, statistics: SliceStatistics(samples: 1, lossSum: losses[index]))
+            }
+            return sum.lossSum
+        }
+        let forward = total(Array(losses.indices))
+        #expect(abs(forward - 1.3e300) <= 1e-15 * 1.3e300)
+        #expect(total(Array(losses.indices.reversed())).bitPattern == forward.bitPattern)
+        #expect(total([1, 3, 0, 5, 2, 4]).bitPattern == forward.bitPattern)
+        let small: [Double] = [7e12, 2.5, 1e-200]
+        let sum = GradientSum(count: 1, reduction: .exact)
+        var zero: Float = 0
+        for loss in small { sum.add(gradient: &zero, statistics: SliceStatistics(samples: 1, lossSum: loss)) }
+        #expect(sum.lossSum == 7e12 + 2.5)
+    }
+
+    @Test("a sum read from unaligned wire bytes adds as the sum itself")
+    func unalignedBytes() {
+        var random = Xoshiro(seed: 3)
+        let count = 37
+        let a = GradientSum(count: count, reduction: .exact), b = GradientSum(count: count, reduction: .exact)
+        for sum in [a, b] {
+            let values = Buffer<Float>((0..<count).map { _ in anyFloat(&random) / 4 })
+            sum.add(gradient: values.pointer, statistics: SliceStatistics(samples: 1, lossSum: 3))
+        }
+        let direct = GradientSum(count: count, reduction: .exact)
+        direct.add(a)
+        direct.add(b)
+        let viaBytes = GradientSum(count: count, reduction: .exact)
+        viaBytes.add(a)
+        let bytes = b.valueBytes
+        let shifted = UnsafeMutableRawPointer.allocate(byteCount: bytes.count + 1, alignment: 8)
+        defer { shifted.deallocate() }
+        (shifted + 1).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        viaBytes.add(bytes: UnsafeRawBufferPointer(start: shifted + 1, count: bytes.count), samples: b.samples,
+                     correct: 0, lossWords: b.lossWords, overflowed: false)
+        #expect(Array(viaBytes.valueBytes) == Array(direct.valueBytes))
+        #expect(viaBytes.lossSum.bitPattern == direct.lossSum.bitPattern)
+    }
+}
+
+/// An exact sum of Floats: a 320-bit two's complement integer in units of 2⁻¹⁴⁹ (every finite Float is a whole
+/// number of those, and 320 bits hold 2¹²⁸ · 2¹⁴⁹ · 2⁴⁰).
+enum WideInteger {
+    static func sum(_ values: [Float]) -> Double {
+        var words = [UInt64](repeating: 0, count: 5)
+        for value in values where value != 0 {
+            let biased = Int((value.bitPattern >> 23) & 0xFF)
+            let significand = UInt64(value.bitPattern & 0x7F_FFFF) | (biased == 0 ? 0 : 0x80_0000)
+            let shift = max(biased, 1) - 1  // the significand's units are 2^(max(biased, 1) − 150)
+            var addend = [UInt64](repeating: 0, count: 5)
+            addend[shift / 64] = significand << UInt64(shift % 64)
+            if shift % 64 > 40, shift / 64 + 1 < 5 { addend[shift / 64 + 1] = significand >> UInt64(64 - shift % 64) }
+            if value < 0 {  // two's complement negation
+                var carry: UInt64 = 1
+                for i in 0..<5 {
+                    let (v, o) = (~addend[i]).addingReportingOverflow(carry)
+                    addend[i] = v
+                    carry = o ? 1 : 0
+                }
+            }
+            var carry: UInt64 = 0
+            for i in 0..<5 {
+                let (a, o1) = words[i].addingReportingOverflow(addend[i])
+                let (b, o2) = a.addingReportingOverflow(carry)
+                words[i] = b
+                carry = (o1 || o2) ? 1 : 0
+            }
+        }
+        let negative = words[4] >> 63 == 1
+        if negative {
+            var carry: UInt64 = 1
+            for i in 0..<5 {
+                let (v, o) = (~words[i]).addingReportingOverflow(carry)
+                words[i] = v
+                carry = o ? 1 : 0
+            }
+        }
+        var magnitude = 0.0
+        for i in (0..<5).reversed() { magnitude = magnitude * 0x1p64 + Double(words[i]) }
+        return (negative ? -magnitude : magnitude) * 0x1p-149
+    }
+}
