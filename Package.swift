@@ -28,10 +28,12 @@ let package = Package(
         ),
         // cpuid (to choose the BLAS kernel the CPU can run) and stdio settings.
         .target(name: "CPlatform"),
+        // The exact sums' fixed-point loops, built for SSE2, AVX2 and AVX-512 and chosen at run time.
+        .target(name: "CExactSum", dependencies: ["CPlatform"]),
         .target(name: "Wire", dependencies: ["CZeroMQ"]),
         .target(
             name: "Engine",
-            dependencies: ["CBLAS", "CPlatform", .product(name: "Yams", package: "Yams")]
+            dependencies: ["CBLAS", "CPlatform", "CExactSum", .product(name: "Yams", package: "Yams")]
         ),
         .target(name: "Cluster", dependencies: ["Engine", "Wire"]),
         .executableTarget(

@@ -1,3 +1,4 @@
+import CExactSum
 import Foundation
 import Testing
 @testable import Engine
@@ -82,6 +83,24 @@ struct ExactSumTests {
             #expect(abs(Double(reference.mean[p]) - exact) <= tolerance,
                     "parameter \(p): \(reference.mean[p]) vs exact \(exact)")
         }
+    }
+
+    @Test("the SSE2, AVX2 and AVX-512 loops give the same bits (each this CPU has)")
+    func instructionSetsAgree() {
+        var random = Xoshiro(seed: 41)
+        let parameters = 1000, shards = 7
+        let values: [[Float]] = (0..<parameters).map { _ in (0..<shards).map { _ in anyFloat(&random) / 4 } }
+        let best = cexact_level()
+        defer { _ = cexact_use_level(best) }
+        var results: [[UInt32]] = []
+        for level in 0...best {
+            #expect(cexact_use_level(level) == 1)
+            let result = mean(values, groups: [0..<3, 3..<shards], order: [1, 0])
+            #expect(result.finite)
+            results.append(result.mean.map(\.bitPattern))
+        }
+        #expect(results.allSatisfy { $0 == results[0] }, "levels 0...\(best) differ")
+        #expect(cexact_use_level(3) == 0)
     }
 
     @Test("1e30 and 1e-30 in one sum, tiny-only and huge sums, and sums beyond float32 whose mean is not")

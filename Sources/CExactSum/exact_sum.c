@@ -1,0 +1,245 @@
+#include "cexactsum.h"
+#include <string.h>
+
+#if defined(__x86_64__)
+#include "cplatform.h"
+#endif
+
+/* Every product here is by a power of two and exact; a fused multiply-add would still change nothing, but the bits
+ * must not depend on what the compiler may fuse. */
+#pragma clang fp contract(off)
+
+#define INLINE static inline __attribute__((always_inline))
+
+static const double HIGH_MAGIC = 0x1.8p32; /* x + 1.5*2^(52+k) rounds x to a multiple of 2^k */
+static const double LOW_MAGIC = 0x1.8p-19;
+
+INLINE uint64_t bits64(double x) { uint64_t u; memcpy(&u, &x, 8); return u; }
+INLINE double double_of(uint64_t u) { double x; memcpy(&x, &u, 8); return x; }
+INLINE uint32_t bits32(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
+INLINE int32_t max32(int32_t a, int32_t b) { return a > b ? a : b; }
+INLINE uint32_t maxu32(uint32_t a, uint32_t b) { return a > b ? a : b; }
+
+/* The window a float32 of magnitude bits m needs: the smallest k with |x| < 2^(51k + 30). A normal float with
+ * biased exponent b has |x| < 2^(b - 126), so k = ceil((b - 156) / 51), which steps up at b = 4, 55, 106, 157, 208.
+ * Compares, not a division, so the loops vectorise on plain SSE2. */
+INLINE int32_t window_of_float(uint32_t m) {
+    int32_t b = (int32_t)m;
+    return -3 + (b >= (4 << 23)) + (b >= (55 << 23)) + (b >= (106 << 23)) + (b >= (157 << 23)) + (b >= (208 << 23));
+}
+
+/* The window a Double needs, at least the lowest (Doubles below 2^-123 round in window -3). */
+INLINE int32_t window_of_double(double x) {
+    int32_t e = (int32_t)((bits64(x) >> 52) & 0x7FF); /* |x| < 2^(e - 1022): k = ceil((e - 1052) / 51) */
+    return max32(CEXACT_LOWEST_WINDOW, (e + 18) / 51 - 20);
+}
+
+/* 2^(-51k) and 2^(51k): powers of two, normal Doubles for every window. */
+INLINE double down(int32_t window) { return double_of((uint64_t)(int64_t)(1023 - 51 * window) << 52); }
+INLINE double up(int32_t window) { return double_of((uint64_t)(int64_t)(1023 + 51 * window) << 52); }
+
+/* Adds the deposits of `scaled` (a value times its window's `down`, so below 2^30 in magnitude). */
+INLINE void deposit(double scaled, uint64_t *high, uint64_t *low) {
+    double shifted = scaled + HIGH_MAGIC;
+    double rest = scaled - (shifted - HIGH_MAGIC); /* exact: |rest| <= 2^-21 */
+    *high += bits64(shifted) - bits64(HIGH_MAGIC);
+    *low += bits64(rest + LOW_MAGIC) - bits64(LOW_MAGIC);
+}
+
+/* Limbs moved `steps` (>= 0) windows up: the high limb becomes the low one at one step; nothing is left at two. */
+INLINE void raise(uint64_t *high, uint64_t *low, int32_t steps) {
+    uint64_t h = *high, l = *low;
+    *high = steps == 0 ? h : 0;
+    *low = steps == 0 ? l : (steps == 1 ? h : 0);
+}
+
+/* A pair's value, rounded once: canonical limbs first (low in [0, 2^51)), so equal sums give equal bits. */
+INLINE double value_of(uint64_t high, uint64_t low, int32_t window) {
+    uint64_t carry = (uint64_t)((int64_t)low >> 51);
+    int64_t h = (int64_t)(high + carry), l = (int64_t)(low - (carry << 51));
+    return ((double)h * 0x1p-20 + (double)l * 0x1p-71) * up(window);
+}
+
+/* ---- Loops, one body each, compiled per instruction set below. ---- */
+
+INLINE uint32_t add_body(uint64_t *restrict high, uint64_t *restrict low, int8_t *restrict windows,
+                         const float *g0, const float *g1, const float *g2, const float *g3, const int shards,
+                         const int empty, size_t count) {
+    uint32_t largest = 0;
+    for (size_t i = 0; i < count; i++) {
+        uint32_t m = bits32(g0[i]) & 0x7FFFFFFFu;
+        if (shards > 1) m = maxu32(m, bits32(g1[i]) & 0x7FFFFFFFu);
+        if (shards > 2) m = maxu32(m, bits32(g2[i]) & 0x7FFFFFFFu);
+        if (shards > 3) m = maxu32(m, bits32(g3[i]) & 0x7FFFFFFFu);
+        largest = maxu32(largest, m);
+        int32_t old = empty ? CEXACT_LOWEST_WINDOW : windows[i];
+        int32_t window = max32(old, window_of_float(m));
+        uint64_t h = 0, l = 0;
+        if (!empty) {
+            h = high[i];
+            l = low[i];
+            raise(&h, &l, window - old);
+        }
+        double scale = down(window);
+        deposit((double)g0[i] * scale, &h, &l);
+        if (shards > 1) deposit((double)g1[i] * scale, &h, &l);
+        if (shards > 2) deposit((double)g2[i] * scale, &h, &l);
+        if (shards > 3) deposit((double)g3[i] * scale, &h, &l);
+        high[i] = h;
+        low[i] = l;
+        windows[i] = (int8_t)window;
+    }
+    return largest;
+}
+
+INLINE uint32_t add_dispatch(uint64_t *high, uint64_t *low, int8_t *windows, const float *const *g, int shards,
+                             int empty, size_t count) {
+    const float *g0 = g[0], *g1 = shards > 1 ? g[1] : g0, *g2 = shards > 2 ? g[2] : g0, *g3 = shards > 3 ? g[3] : g0;
+    switch (shards * 2 + (empty ? 1 : 0)) {
+    case 2: return add_body(high, low, windows, g0, g1, g2, g3, 1, 0, count);
+    case 3: return add_body(high, low, windows, g0, g1, g2, g3, 1, 1, count);
+    case 4: return add_body(high, low, windows, g0, g1, g2, g3, 2, 0, count);
+    case 5: return add_body(high, low, windows, g0, g1, g2, g3, 2, 1, count);
+    case 6: return add_body(high, low, windows, g0, g1, g2, g3, 3, 0, count);
+    case 7: return add_body(high, low, windows, g0, g1, g2, g3, 3, 1, count);
+    case 8: return add_body(high, low, windows, g0, g1, g2, g3, 4, 0, count);
+    default: return add_body(high, low, windows, g0, g1, g2, g3, 4, 1, count);
+    }
+}
+
+INLINE void merge_body(uint64_t *restrict high, uint64_t *restrict low, int8_t *restrict windows,
+                       const unsigned char *restrict theirs, size_t count) {
+    const int8_t *their_windows = (const int8_t *)(theirs + 16 * count);
+    for (size_t i = 0; i < count; i++) {
+        uint64_t h2, l2;
+        memcpy(&h2, theirs + 8 * i, 8);
+        memcpy(&l2, theirs + 8 * (count + i), 8);
+        int32_t w1 = windows[i], w2 = their_windows[i], window = max32(w1, w2);
+        uint64_t h1 = high[i], l1 = low[i];
+        raise(&h1, &l1, window - w1);
+        raise(&h2, &l2, window - w2);
+        high[i] = h1 + h2;
+        low[i] = l1 + l2;
+        windows[i] = (int8_t)window;
+    }
+}
+
+INLINE int mean_body(const uint64_t *restrict high, const uint64_t *restrict low, const int8_t *restrict windows,
+                     float *restrict mean, size_t count, double divisor) {
+    uint32_t special = 0;
+    for (size_t i = 0; i < count; i++) {
+        float value = (float)(value_of(high[i], low[i], windows[i]) / divisor);
+        mean[i] = value;
+        /* An all-ones exponent plus one carries into bit 31; any other exponent does not. */
+        special |= (bits32(value) & 0x7F800000u) + 0x00800000u;
+    }
+    return (special & 0x80000000u) == 0;
+}
+
+/* ---- The same loops for SSE2 (any x86-64), AVX2 and AVX-512, chosen once by what the CPU and OS support. ---- */
+
+#define KERNELS(suffix, attributes)                                                                                \
+    attributes static uint32_t add_##suffix(uint64_t *high, uint64_t *low, int8_t *windows, const float *const *g,   \
+                                            int shards, int empty, size_t count) {                                   \
+        return add_dispatch(high, low, windows, g, shards, empty, count);                                            \
+    }                                                                                                                \
+    attributes static void merge_##suffix(uint64_t *high, uint64_t *low, int8_t *windows, const void *theirs,       \
+                                          size_t count) {                                                            \
+        merge_body(high, low, windows, (const unsigned char *)theirs, count);                                        \
+    }                                                                                                                \
+    attributes static int mean_##suffix(const uint64_t *high, const uint64_t *low, const int8_t *windows,           \
+                                        float *mean, size_t count, double divisor) {                                 \
+        return mean_body(high, low, windows, mean, count, divisor);                                                  \
+    }
+
+KERNELS(base, )
+#if defined(__x86_64__)
+KERNELS(avx2, __attribute__((target("avx2"))))
+KERNELS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))))
+#endif
+
+/* 0 base, 1 AVX2, 2 AVX-512; -1 not yet read. Every thread computes the same value, so a race is harmless. */
+static int level = -1;
+
+static int best_level(void) {
+#if defined(__x86_64__)
+    ccpu_features f = ccpu_read();
+    if (f.avx512f && f.avx512dq && f.avx512vl && f.avx512bw) return 2;
+    if (f.avx2) return 1;
+#endif
+    return 0;
+}
+
+static int instruction_level(void) {
+    int current = __atomic_load_n(&level, __ATOMIC_RELAXED);
+    if (current < 0) {
+        current = best_level();
+        __atomic_store_n(&level, current, __ATOMIC_RELAXED);
+    }
+    return current;
+}
+
+int cexact_level(void) { return instruction_level(); }
+
+int cexact_use_level(int wanted) {
+    if (wanted < 0 || wanted > best_level()) return 0;
+    __atomic_store_n(&level, wanted, __ATOMIC_RELAXED);
+    return 1;
+}
+
+uint32_t cexact_add(uint64_t *high, uint64_t *low, int8_t *windows, const float *const *gradients, int shards,
+                    int empty, size_t count) {
+    switch (instruction_level()) {
+#if defined(__x86_64__)
+    case 2: return add_avx512(high, low, windows, gradients, shards, empty, count);
+    case 1: return add_avx2(high, low, windows, gradients, shards, empty, count);
+#endif
+    default: return add_base(high, low, windows, gradients, shards, empty, count);
+    }
+}
+
+void cexact_merge(uint64_t *high, uint64_t *low, int8_t *windows, const void *theirs, size_t count) {
+    switch (instruction_level()) {
+#if defined(__x86_64__)
+    case 2: merge_avx512(high, low, windows, theirs, count); return;
+    case 1: merge_avx2(high, low, windows, theirs, count); return;
+#endif
+    default: merge_base(high, low, windows, theirs, count);
+    }
+}
+
+int cexact_mean(const uint64_t *high, const uint64_t *low, const int8_t *windows, float *mean, size_t count,
+                double divisor) {
+    switch (instruction_level()) {
+#if defined(__x86_64__)
+    case 2: return mean_avx512(high, low, windows, mean, count, divisor);
+    case 1: return mean_avx2(high, low, windows, mean, count, divisor);
+#endif
+    default: return mean_base(high, low, windows, mean, count, divisor);
+    }
+}
+
+/* ---- One Double sum (the loss), by the same rules. ---- */
+
+cexact_scalar cexact_scalar_empty(void) {
+    cexact_scalar sum = {0, 0, CEXACT_LOWEST_WINDOW};
+    return sum;
+}
+
+cexact_scalar cexact_scalar_add(cexact_scalar sum, double value) {
+    int32_t window = max32(sum.window, window_of_double(value));
+    raise(&sum.high, &sum.low, window - sum.window);
+    deposit(value * down(window), &sum.high, &sum.low);
+    sum.window = window;
+    return sum;
+}
+
+cexact_scalar cexact_scalar_merge(cexact_scalar a, cexact_scalar b) {
+    int32_t window = max32(a.window, b.window);
+    raise(&a.high, &a.low, window - a.window);
+    raise(&b.high, &b.low, window - b.window);
+    cexact_scalar sum = {a.high + b.high, a.low + b.low, window};
+    return sum;
+}
+
+double cexact_scalar_value(cexact_scalar sum) { return value_of(sum.high, sum.low, sum.window); }

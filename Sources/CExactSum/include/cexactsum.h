@@ -1,0 +1,60 @@
+#ifndef CEXACTSUM_H
+#define CEXACTSUM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The fixed-point arithmetic of exact sums, for whole parameter arrays and for one Double (the loss sum).
+ *
+ * Bins lie on one grid: bin j counts units of 2^(51j - 20). A sum holds two adjacent bins, its *window* k: a high
+ * limb in units of 2^(51k - 20) and a low limb in units of 2^(51k - 71). A value x with |x| < 2^(51k + 30) enters
+ * window k as its deposits high = round(x / 2^(51k-20)) and low = round((x - high * 2^(51k-20)) / 2^(51k-71)), each
+ * below 2^50 in magnitude. A sum's window is the highest any of its values needs, and a value's deposit in a bin
+ * depends only on the value and the bin (a value that needs a lower window deposits nothing in the bin above it). So
+ * when a sum moves up one window its high limb becomes its low limb, exactly, and its old low limb (the bin now below
+ * the window) is dropped: the result is the sum of each value's deposits in the final window's two bins, whatever
+ * the order or grouping. This is the binned summation of reproducible-summation work such as ReproBLAS, with two
+ * 51-bit bins and integer limbs (wrapping adds, so associative).
+ *
+ * Window -3 (|x| < 2^-123) holds every float32 subnormal exactly; window 2 holds every finite float32; a Double loss
+ * needs up to window 20. A value 2^50 or more times smaller than the largest in its sum rounds to the low bin's unit.
+ *
+ * Every operation is an exactly rounded IEEE operation or integer arithmetic, so the SSE2, AVX2 and AVX-512 builds
+ * of each loop (chosen at run time) give the same bits. */
+
+enum { CEXACT_LOWEST_WINDOW = -3, CEXACT_HIGHEST_FLOAT_WINDOW = 2, CEXACT_HIGHEST_WINDOW = 20 };
+
+/* Adds `shards` (1 to 4) Float arrays of `count` values to the limbs and windows (`empty`: the limbs hold nothing
+ * yet and are overwritten). Returns the largest magnitude bits seen: 0x7F800000 or more means a NaN or infinity. */
+uint32_t cexact_add(uint64_t *high, uint64_t *low, int8_t *windows, const float *const *gradients, int shards,
+                    int empty, size_t count);
+
+/* Adds another sum given as its wire bytes (count high limbs, count low limbs, count windows; any alignment). */
+void cexact_merge(uint64_t *high, uint64_t *low, int8_t *windows, const void *theirs, size_t count);
+
+/* Writes (sum / divisor) as Floats; returns 1 if every one is finite. */
+int cexact_mean(const uint64_t *high, const uint64_t *low, const int8_t *windows, float *mean, size_t count,
+                double divisor);
+
+/* The instruction set the loops use: 0 SSE2 (or the compiler's baseline off x86-64), 1 AVX2, 2 AVX-512. The CPU's
+ * best is chosen on first use; `cexact_use_level` picks another (for tests that compare them; a level the CPU lacks
+ * is refused) and returns 1 if it did. */
+int cexact_level(void);
+int cexact_use_level(int level);
+
+/* One sum of Doubles (the loss). */
+typedef struct {
+    uint64_t high, low;
+    int32_t window;
+} cexact_scalar;
+
+/* A sum holding nothing. */
+cexact_scalar cexact_scalar_empty(void);
+/* `sum` plus a finite `value`. */
+cexact_scalar cexact_scalar_add(cexact_scalar sum, double value);
+/* The sum of two sums. */
+cexact_scalar cexact_scalar_merge(cexact_scalar a, cexact_scalar b);
+/* A sum's value, rounded once to a Double. */
+double cexact_scalar_value(cexact_scalar sum);
+
+#endif
