@@ -53,7 +53,8 @@ INLINE void raise(uint64_t *high, uint64_t *low, int32_t steps) {
     *low = steps == 0 ? l : (steps == 1 ? h : 0);
 }
 
-/* A pair's value, rounded once: canonical limbs first (low in [0, 2^51)), so equal sums give equal bits. */
+/* A pair's value as a Double: canonical limbs first (low in [0, 2^51)), so equal sums give equal bits. A high limb
+ * beyond 2^53 rounds when converted and the sum rounds again: within 2^-52 of the value, the same everywhere. */
 INLINE double value_of(uint64_t high, uint64_t low, int32_t window) {
     uint64_t carry = (uint64_t)((int64_t)low >> 51);
     int64_t h = (int64_t)(high + carry), l = (int64_t)(low - (carry << 51));

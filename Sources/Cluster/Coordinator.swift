@@ -110,7 +110,14 @@ public final class Coordinator: GradientSource {
             keyCheck = nil
         }
         let handshakeLog = HandshakeLog(log: log)
-        handshakes = try HandshakeWatcher(router, context: context) { handshakeLog.note($0) }
+        do {
+            handshakes = try HandshakeWatcher(router, context: context) { handshakeLog.note($0) }
+        } catch {
+            keyCheck?.stop()
+            router.stopMonitor()
+            router.close()
+            throw error
+        }
         do {
             // An ipc socket file is made by the bind: only this user may connect to it, whatever the umask.
             let ipc = settings.endpoint.hasPrefix("ipc://")
@@ -160,6 +167,15 @@ public final class Coordinator: GradientSource {
 
     // MARK: A step
 
+    private func add(_ result: StepRound.Result, to sum: GradientSum) {
+        result.frame.withValues { bytes in
+            sum.add(bytes: bytes, samples: result.frame.samples, correct: result.frame.correct,
+                    lossWords: LossWords(high: result.frame.lossHigh, low: result.frame.lossLow,
+                                         window: result.frame.lossWindow),
+                    overflowed: result.frame.overflowed)
+        }
+    }
+
     public func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
                            parameters: Buffer<Float>, into sum: GradientSum) throws {
         let begun = clock.now
@@ -170,18 +186,22 @@ public final class Coordinator: GradientSource {
         let weights = try Message(sharing: payload)
         try handOut(round, weights: weights)
         let sent = clock.now
+        // Exact sums are order-free, so each result is added as it arrives, while slower workers still compute;
+        // fast sums are added in micro-shard order at the end, so the same split gives the same bits.
+        let addEarly = sum.reduction == .exact
+        var added = 0
         while !round.isComplete {
             try pump(round, timeout: settings.heartbeat / 4)
+            if addEarly {
+                while added < round.results.count { add(round.results[added], to: sum); added += 1 }
+            }
             if round.waitingCount > 0 { try handOut(round, weights: weights) }
         }
         let gathered = clock.now
-        for result in round.orderedResults {
-            result.frame.withValues { bytes in
-                sum.add(bytes: bytes, samples: result.frame.samples, correct: result.frame.correct,
-                        lossWords: LossWords(high: result.frame.lossHigh, low: result.frame.lossLow,
-                                             window: result.frame.lossWindow),
-                        overflowed: result.frame.overflowed)
-            }
+        if addEarly {
+            while added < round.results.count { add(round.results[added], to: sum); added += 1 }
+        } else {
+            for result in round.orderedResults { add(result, to: sum) }
         }
         let reduced = clock.now
         lastTimings = StepTimings(send: (sent - begun) / .seconds(1), wait: (gathered - sent) / .seconds(1),

@@ -11,43 +11,38 @@ enum ResultCheck {
         guard frame.correct >= 0, frame.correct <= samples else {
             return "\(frame.correct) correct predictions out of \(samples) samples"
         }
-        // Diverged (a NaN, ∞ or huge value): the step stops the run with its own message.
+        // Diverged (a NaN or ∞): the step stops the run with its own message.
         guard frame.exact, !frame.overflowed else { return nil }
-        // Each micro-shard adds at most GradientSum.limbLimit to a limb (a larger value marks it overflowed).
-        let bound = GradientSum.limbLimit.multipliedReportingOverflow(by: Int64(max(1, microShards)))
-        let limit = bound.overflow ? Int64.max : bound.partialValue
+        // Each micro-shard's value deposits at most GradientSum.depositLimit in each limb, and a window's raise
+        // only moves a limb's sum, so no limb of a real result exceeds depositLimit × micro-shards (≤ 2⁶²).
+        let limit = GradientSum.depositLimit * Int64(min(max(1, microShards), GradientSum.maximumMicroShards))
         guard frame.lossHigh.magnitude <= limit.magnitude, frame.lossLow.magnitude <= limit.magnitude,
               GradientSum.lossWindows.contains(Int(frame.lossWindow)) else {
             return "a loss sum no \(microShards) micro-shards can produce"
         }
-        // Every limb must lie within ±2^bits, the power of two at or above the limit: v + 2^bits then lies in
-        // [0, 2^(bits+1)) and shifts to zero; every window within `gradientWindows`. Adds, shifts and ors only, so
-        // the pass vectorises on any x86-64 and costs about one read of the message.
-        let bits = UInt64(64 - UInt64(limit.magnitude - 1).leadingZeroBitCount)
-        let offset = Int64(1) << min(bits, 62)
+        // Every limb within ±limit: v + limit then lies in [0, 2·limit]. Every window within `gradientWindows`.
+        // Adds, compares and ors only, so the pass vectorises on any x86-64 and costs about one read of the message.
+        let offset = UInt64(limit), span = 2 * UInt64(limit)
         let lowest = Int8(GradientSum.gradientWindows.lowerBound)
         let windowSpan = UInt8(GradientSum.gradientWindows.count - 1)
-        let (limbsOutside, windowsOutside) = frame.withValues { bytes -> (UInt64, Bool) in
-            var any: UInt64 = 0
+        let (limbsOutside, windowsOutside) = frame.withValues { bytes -> (Bool, Bool) in
+            var any: UInt8 = 0
             let count = bytes.count / GradientFrame.exactBytesPerParameter
-            if bits < 62 {
-                if Int(bitPattern: bytes.baseAddress) % 8 == 0 {
-                    let limbs = bytes.baseAddress!.assumingMemoryBound(to: Int64.self)
-                    for index in 0 ..< 2 * count { any |= UInt64(bitPattern: limbs[index] &+ offset) >> (bits + 1) }
-                } else {
-                    for index in 0 ..< 2 * count {
-                        let limb = bytes.loadUnaligned(fromByteOffset: 8 * index, as: Int64.self)
-                        any |= UInt64(bitPattern: limb &+ offset) >> (bits + 1)
-                    }
+            if Int(bitPattern: bytes.baseAddress) % 8 == 0 {
+                let limbs = bytes.baseAddress!.assumingMemoryBound(to: UInt64.self)
+                for index in 0 ..< 2 * count { any |= limbs[index] &+ offset > span ? 1 : 0 }
+            } else {
+                for index in 0 ..< 2 * count {
+                    any |= bytes.loadUnaligned(fromByteOffset: 8 * index, as: UInt64.self) &+ offset > span ? 1 : 0
                 }
             }
             let windows = (bytes.baseAddress! + 16 * count).assumingMemoryBound(to: Int8.self)
             var highest: UInt8 = 0
             for index in 0..<count { highest = max(highest, UInt8(bitPattern: windows[index] &- lowest)) }
-            return (any, highest > windowSpan)
+            return (any != 0, highest > windowSpan)
         }
-        guard limbsOutside == 0 else {
-            return "a gradient limb beyond the ±2^\(bits) that \(microShards) micro-shards can produce"
+        guard !limbsOutside else {
+            return "a gradient limb beyond ±\(limit), what \(microShards) micro-shards of at most 2^50 each can add up to"
         }
         guard !windowsOutside else {
             return "a gradient window outside \(GradientSum.gradientWindows.lowerBound) to "

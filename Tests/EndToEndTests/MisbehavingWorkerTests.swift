@@ -19,7 +19,7 @@ struct MisbehavingWorkerTests {
         Lie(samples: 3, reduction: "fast", expected: "lost: sent a mismatched result (3 samples, exact"),
         // Refused by the decoder already; the worker is then lost for silence.
         Lie(correct: 5, expected: "dropped a message from w1 \"liar\" (test, pid 1): gradient header: samples 4 and correct 5"),
-        Lie(limb: 1 << 62, expected: "lost: sent a mismatched result (a gradient limb beyond the ±2^51 that 1 micro-shards can produce"),
+        Lie(limb: 1 << 62, expected: "lost: sent a mismatched result (a gradient limb beyond ±1125899906842624, what 1 micro-shards of at most 2^50 each can add up to"),
         Lie(lossHigh: -(1 << 60), expected: "lost: sent a mismatched result (a loss sum no 1 micro-shards can produce)"),
         Lie(window: 9, expected: "lost: sent a mismatched result (a gradient window outside -3 to 2)"),
     ]

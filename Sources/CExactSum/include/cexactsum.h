@@ -17,7 +17,8 @@
  * 51-bit bins and integer limbs (wrapping adds, so associative).
  *
  * Window -3 (|x| < 2^-123) holds every float32 subnormal exactly; window 2 holds every finite float32; a Double loss
- * needs up to window 20. A value 2^50 or more times smaller than the largest in its sum rounds to the low bin's unit.
+ * needs up to window 20. A value 2^50 or more times smaller than the largest in its sum rounds to the low bin's unit
+ * (a Double, with 53 bits, may round a little sooner).
  *
  * Every operation is an exactly rounded IEEE operation or integer arithmetic, so the SSE2, AVX2 and AVX-512 builds
  * of each loop (chosen at run time) give the same bits. */

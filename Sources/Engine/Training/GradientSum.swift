@@ -21,11 +21,11 @@ public enum Reduction: String, Sendable, CaseIterable {
 /// Why two limbs filled by magic-number rounding rather than one Int128: the split is a handful of double-precision
 /// adds that vectorise on any x86-64, and the limbs need no carries while adding.
 /// Cost: one such pass per micro-shard, and 17 bytes per parameter on the wire instead of 4.
-/// Only a NaN or ∞ marks the sum `overflowed` (the run has diverged). Each micro-shard adds less than 2⁵¹ to a
-/// limb, so up to `maximumMicroShards` micro-shards add without the true sum leaving 64 bits.
+/// Only a NaN or ∞ marks the sum `overflowed` (the run has diverged). Each micro-shard adds at most 2⁵⁰ to a
+/// limb, so up to `maximumMicroShards` (2¹²) micro-shards add without the true sum leaving 64 bits.
 public final class GradientSum {
-    /// The largest magnitude one micro-shard's value adds to either limb (after any raise of its window).
-    public static let limbLimit: Int64 = 1 << 51
+    /// The largest magnitude one value's deposit adds to either limb (2⁵⁰: see Sources/CExactSum).
+    public static let depositLimit: Int64 = 1 << 50
     /// Micro-shards one exact sum may hold (job validation keeps batch_size / micro_shard within it).
     public static let maximumMicroShards = 4096
     /// Bytes per parameter on the wire: exact, two Int64 limbs and a window byte; fast, one Float32.
@@ -136,7 +136,8 @@ public final class GradientSum {
 
     /// Adds another sum of the same mode and size (another worker's slice of the batch).
     public func add(_ other: GradientSum) {
-        precondition(other.count == count && other.reduction == reduction, "adding unlike gradient sums")
+        precondition(other.count == count && other.reduction == reduction && other !== self,
+                     "adding unlike gradient sums, or a sum to itself")
         guard !other.isEmpty else { return }
         add(bytes: other.valueBytes, samples: other.samples, correct: other.correct, lossWords: other.lossWords,
             overflowed: other.overflowed)

@@ -83,9 +83,9 @@ public final class Socket {
     /// Stops publishing this socket's events. Call it before the events' reader closes: libzmq sends each event
     /// with a blocking send from its I/O thread, so an event for a reader that is gone (a closing connection's
     /// "disconnected") would stall that thread, and with it every socket of the context, for good.
+    /// Like `close`, callable from a deinit on any thread once nothing else uses the socket.
     public func stopMonitor() {
         guard !isClosed else { return }
-        checkThread()
         _ = zmq_socket_monitor(handle, nil, 0)
     }
 
