@@ -51,9 +51,9 @@ struct Equivalence: ParsableCommand {
     func run() throws {
         try reportingFailures {
             var overrides = JobOverrides()
-            overrides.epochs = epochs
-            overrides.steps = steps
-            overrides.microShardSize = microShard
+            let given: [JobSetting: String?] = [.epochs: epochs.map(String.init), .steps: steps.map(String.init),
+                                                .microShard: microShard.map(String.init)]
+            overrides.settings = given.compactMapValues { $0 }
             let job = try overrides.apply(to: Job.load(config))
             let perBatch = (job.options.batchSize + job.options.microShardSize - 1) / job.options.microShardSize
             let folder = NSTemporaryDirectory() + "shardtrain-equivalence-\(getpid())"

@@ -4,21 +4,24 @@ import Cluster
 import Engine
 import Foundation
 
+extension Reduction: ExpressibleByArgument {}
+
 /// The flags every way of training shares (`train`, `coordinator`): they mean the same everywhere.
 struct TrainingFlags: ParsableArguments {
     @Option(name: .long, help: "The job file.")
     var config: String
 
-    @Option(help: "Epochs to train (replaces the job's epochs or steps).") var epochs: Int?
-    @Option(help: "Optimizer steps to train (replaces the job's epochs or steps).") var steps: Int?
-    @Option(help: "Samples per batch.") var batchSize: Int?
+    // The job's one-value settings: meaning, checks and effect come from `JobSetting`.
+    @Option(help: ArgumentHelp(JobSetting.epochs.help)) var epochs: Int?
+    @Option(help: ArgumentHelp(JobSetting.steps.help)) var steps: Int?
+    @Option(help: ArgumentHelp(JobSetting.batchSize.help)) var batchSize: Int?
+    @Option(help: ArgumentHelp(JobSetting.seed.help)) var seed: UInt64?
+    @Flag(help: ArgumentHelp(JobSetting.shuffle.help)) var noShuffle = false
+    @Option(help: ArgumentHelp(JobSetting.microShard.help)) var microShard: Int?
+    @Option(help: ArgumentHelp(JobSetting.reduction.help)) var reduction: Reduction?
+    @Option(help: ArgumentHelp(JobSetting.logEvery.help)) var logEvery: Int?
     @Option(help: "sgd, rmsprop, adam or adamw, with torch.optim's defaults.") var optimizer: String?
     @Option(help: "Base learning rate.") var lr: Double?
-    @Option(help: "Seed of initialisation, shuffling and synthetic data.") var seed: UInt64?
-    @Flag(help: "Keep the data's order in every epoch.") var noShuffle = false
-    @Option(help: "Samples per micro-shard (the unit computed identically everywhere).") var microShard: Int?
-    @Option(help: "exact (same bits for any split) or fast (one GEMM per batch).") var reduction: String?
-    @Option(help: "Print every this many epochs.") var logEvery: Int?
     @Option(name: .customLong("init"), help: "Start from these weights (safetensors, named as nn.Sequential).")
     var initWeights: String?
     @Option(help: "Save the trained weights here (safetensors).") var save: String?
@@ -38,30 +41,24 @@ struct TrainingFlags: ParsableArguments {
     var resume = false
 
     func overrides() throws -> JobOverrides {
-        try checkPositive(["--epochs": epochs, "--steps": steps, "--batch-size": batchSize,
-                           "--micro-shard": microShard, "--log-every": logEvery, "--threads": threads,
-                           "--checkpoint-every": checkpointEvery])
+        if let threads, threads < 1 { throw InputError("--threads \(threads): must be at least 1") }
+        if let checkpointEvery, checkpointEvery < 1 {
+            throw InputError("--checkpoint-every \(checkpointEvery): must be at least 1")
+        }
         if resume && checkpoint == nil { throw InputError("--resume needs --checkpoint FOLDER to resume from") }
         if checkpointEvery != nil && checkpoint == nil { throw InputError("--checkpoint-every needs --checkpoint FOLDER") }
-        if epochs != nil && steps != nil { throw InputError("give --epochs or --steps, not both") }
         if metricsSteps && metrics == nil { throw InputError("--metrics-steps needs --metrics FILE to write to") }
         var overrides = JobOverrides()
-        overrides.epochs = epochs
-        overrides.steps = steps
-        overrides.batchSize = batchSize
+        let given: [JobSetting: String?] = [
+            .epochs: epochs.map(String.init), .steps: steps.map(String.init), .batchSize: batchSize.map(String.init),
+            .seed: seed.map(String.init), .shuffle: noShuffle ? "false" : nil,
+            .microShard: microShard.map(String.init), .reduction: reduction?.rawValue,
+            .logEvery: logEvery.map(String.init),
+        ]
+        overrides.settings = given.compactMapValues { $0 }
         overrides.optimizer = optimizer
         overrides.learningRate = lr
-        overrides.seed = seed
-        overrides.noShuffle = noShuffle
-        overrides.microShardSize = microShard
-        overrides.logEvery = logEvery
         overrides.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
-        if let reduction {
-            guard let mode = Reduction(rawValue: reduction) else {
-                throw InputError("--reduction \(reduction): use exact or fast")
-            }
-            overrides.reduction = mode
-        }
         return overrides
     }
 
@@ -133,12 +130,6 @@ struct TrainingFlags: ParsableArguments {
         if let checkpointer, try checkpointer.write(trainer, required: saveFile == nil) == nil {
             logToStandardError("the final checkpoint was skipped: no file can be opened now (too many open files); "
                 + "the weights are saved in \(save ?? "")")
-        }
-    }
-
-    private func checkPositive(_ values: [String: Int?]) throws {
-        for (flag, value) in values.sorted(by: { $0.key < $1.key }) {
-            if let value, value < 1 { throw InputError("\(flag) \(value): must be at least 1") }
         }
     }
 }

@@ -38,14 +38,49 @@ struct JobTests {
         #expect(job.options.optimizer.learningRate == 0.001)
     }
 
+    @Test("each one-value setting reads the same from the file and from its flag, and is refused the same way")
+    func settingsTable() throws {
+        let cases: [JobSetting: (good: String, bad: String, message: String)] = [
+            .batchSize: ("8", "0", "must be at least 1, got 0"),
+            .epochs: ("3", "0", "must be at least 1, got 0"),
+            .steps: ("5", "-1", "must be at least 1, got -1"),
+            .seed: ("9", "-2", "must be at least 0, got -2"),
+            .shuffle: ("false", "maybe", "expected true or false, got 'maybe'"),
+            .dropLast: ("true", "2", "expected true or false, got '2'"),
+            .microShard: ("2", "x", "expected a whole number, got 'x'"),
+            .reduction: ("fast", "sloppy", "unknown reduction 'sloppy'; use exact or fast"),
+            .validationSplit: ("0.25", "1.5", "must lie in 0.0…0.99, got 1.5"),
+            .logEvery: ("4", "0", "must be at least 1, got 0"),
+        ]
+        #expect(Set(cases.keys) == Set(JobSetting.allCases), "every setting is covered")
+        let plain = try Job.parse(Self.base, file: "j.yaml", folder: "")
+        for (setting, value) in cases {
+            // The base job without this key (and, for steps, without epochs: a file gives one or the other).
+            let base = Self.base.split(separator: "\n", omittingEmptySubsequences: false).filter {
+                !$0.hasPrefix("\(setting.key):") && !(setting == .steps && $0.hasPrefix("epochs:"))
+            }.joined(separator: "\n")
+            let fromFile = try Job.parse(base + "\n\(setting.key): \(value.good)", file: "j.yaml", folder: "")
+            var overrides = JobOverrides()
+            overrides.settings = [setting: value.good]
+            let fromFlag = try overrides.apply(to: plain)
+            #expect(fromFile == fromFlag && fromFile != plain, "\(setting.key)")
+            #expect(try Job.parse(fromFile.canonicalText, file: "c.json", folder: "") == fromFile, "\(setting.key)")
+            #expect {
+                try Job.parse(base + "\n\(setting.key): \(value.bad)", file: "j.yaml", folder: "")
+            } throws: { ($0 as? InputError)?.message == "j.yaml:\(base.split(separator: "\n").count + 1): \(setting.key): \(value.message)" }
+            overrides.settings = [setting: value.bad]
+            #expect {
+                try overrides.apply(to: plain)
+            } throws: { ($0 as? InputError)?.message == "\(setting.flag) \(value.bad): \(value.message)" }
+        }
+    }
+
     @Test("flags override the file")
     func overrides() throws {
         var o = JobOverrides()
-        o.steps = 7
+        o.settings = [.steps: "7", .shuffle: "false", .seed: "3"]
         o.optimizer = "adamw"
         o.learningRate = 0.01
-        o.noShuffle = true
-        o.seed = 3
         let job = try o.apply(to: Job.parse(Self.base, file: "j.yaml", folder: ""))
         #expect(job.options.length == .steps(7) && !job.options.shuffle && job.options.seed == 3)
         var adamW = Adam.Options.adamW

@@ -1,15 +1,11 @@
 /// Command-line values that take precedence over the job file.
 public struct JobOverrides: Sendable {
-    public var epochs: Int?
-    public var steps: Int?
-    public var batchSize: Int?
+    /// One-value settings as given on the command line, read and checked as the job file's are (`JobSetting`).
+    public var settings: [JobSetting: String] = [:]
+    /// An optimizer named anew, and a learning rate (inside the file's optimizer section).
     public var optimizer: String?
     public var learningRate: Double?
-    public var seed: UInt64?
-    public var noShuffle = false
-    public var microShardSize: Int?
-    public var reduction: Reduction?
-    public var logEvery: Int?
+    /// Threads computing micro-shards (not part of the job: it never changes the bits).
     public var threads: Int?
 
     public init() {}
@@ -18,9 +14,12 @@ public struct JobOverrides: Sendable {
     /// file already configures.
     public func apply(to job: Job) throws -> Job {
         var job = job
-        if let epochs { job.options.length = .epochs(epochs) }
-        if let steps { job.options.length = .steps(steps) }
-        if let batchSize { job.options.batchSize = batchSize }
+        if settings[.epochs] != nil && settings[.steps] != nil {
+            throw InputError("give \(JobSetting.epochs.flag) or \(JobSetting.steps.flag), not both")
+        }
+        for setting in JobSetting.allCases {
+            if let value = settings[setting] { try setting.apply(value, to: &job) }
+        }
         if let name = optimizer {
             guard let fresh = JobParser.defaultOptimizer(name) else {
                 throw InputError("--optimizer \(name): unknown optimizer; use sgd, rmsprop, adam or adamw")
@@ -34,11 +33,6 @@ public struct JobOverrides: Sendable {
             }
             job.options.optimizer.learningRate = Float(learningRate)
         }
-        if let seed { job.options.seed = seed }
-        if noShuffle { job.options.shuffle = false }
-        if let microShardSize { job.options.microShardSize = microShardSize }
-        if let reduction { job.options.reduction = reduction }
-        if let logEvery { job.logEvery = logEvery }
         if let threads { job.options.threads = threads }
         return job
     }

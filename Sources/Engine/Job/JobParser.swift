@@ -5,8 +5,7 @@ struct JobParser {
     let file: String
     let folder: String
 
-    static let topKeys = ["model", "loss", "optimizer", "schedule", "batch_size", "epochs", "steps", "seed",
-                          "shuffle", "drop_last", "data", "validation_split", "micro_shard", "reduction", "log_every"]
+    static let topKeys = ["model", "loss", "optimizer", "schedule", "data"] + JobSetting.allCases.map(\.key)
 
     func job(_ top: inout JobReader) throws -> Job {
         guard var modelReader = try top.mapping("model") else {
@@ -24,23 +23,8 @@ struct JobParser {
         if let optimizerNode = top.node("optimizer") {
             options.optimizer = try optimizer(optimizerNode)
         }
-        options.batchSize = try top.int("batch_size", minimum: 1) ?? options.batchSize
-        let epochs = try top.int("epochs", minimum: 1), steps = try top.int("steps", minimum: 1)
-        switch (epochs, steps) {
-        case (let e?, nil): options.length = .epochs(e)
-        case (nil, let s?): options.length = .steps(s)
-        case (nil, nil): options.length = .epochs(1)
-        default: throw InputError("\(file): give either 'epochs' or 'steps', not both")
-        }
-        if let seed = try top.int("seed", minimum: 0) { options.seed = UInt64(seed) }
-        options.shuffle = try top.bool("shuffle") ?? options.shuffle
-        options.dropLast = try top.bool("drop_last") ?? options.dropLast
-        options.microShardSize = try top.int("micro_shard", minimum: 1) ?? options.microShardSize
-        if let reduction = try top.string("reduction") {
-            guard let mode = Reduction(rawValue: reduction) else {
-                throw top.fail("reduction", nil, "unknown reduction '\(reduction)'; use exact or fast")
-            }
-            options.reduction = mode
+        if top.has("epochs") && top.has("steps") {
+            throw InputError("\(file): give either 'epochs' or 'steps', not both")
         }
         if var scheduleReader = try top.mapping("schedule") {
             options.schedule = try schedule(&scheduleReader)
@@ -51,8 +35,7 @@ struct JobParser {
         let (data, dataSeed) = try self.data(&dataReader)
         var job = Job(model: model, loss: loss, options: options, data: data)
         job.dataSeed = dataSeed
-        job.validationSplit = try top.double("validation_split", in: 0...0.99) ?? 0
-        job.logEvery = try top.int("log_every", minimum: 1)
+        for setting in JobSetting.allCases { try setting.read(&top, into: &job) }
         try top.finish(known: Self.topKeys)
         return job
     }

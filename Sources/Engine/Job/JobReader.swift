@@ -2,17 +2,21 @@ import Yams
 
 /// Walks one YAML/JSON mapping of a job file, turning each key into a typed value and refusing keys nobody read.
 ///
-/// Every error names the file, the line and the dotted key path, e.g. `job.yaml:7: optimizer.lr: …`.
+/// Every error names the file, the line and the dotted key path, e.g. `job.yaml:7: optimizer.lr: …`; a value
+/// from the command line is named by its flag instead, e.g. `--batch-size 0: …`.
 struct JobReader {
     let file: String
     let path: String
+    /// Set when the mapping holds one value given on the command line: `file` is then its flag.
+    let flagValue: String?
     private let node: Node
     private let entries: [(key: String, value: Node)]
     private var read: Set<String> = []
 
-    init(_ node: Node, file: String, path: String) throws {
+    init(_ node: Node, file: String, path: String, flagValue: String? = nil) throws {
         self.file = file
         self.path = path
+        self.flagValue = flagValue
         self.node = node
         guard let mapping = node.mapping else {
             throw InputError("\(Self.location(file, node))\(path.isEmpty ? "the job" : path) must be a mapping of "
@@ -50,7 +54,8 @@ struct JobReader {
     }
 
     func fail(_ key: String, _ node: Node?, _ message: String) -> InputError {
-        InputError("\(node.map { Self.location(file, $0) } ?? "\(file): ")\(keyPath(key)): \(message)")
+        if let flagValue { return InputError("\(file) \(flagValue): \(message)") }
+        return InputError("\(node.map { Self.location(file, $0) } ?? "\(file): ")\(keyPath(key)): \(message)")
     }
 
     mutating func string(_ key: String) throws -> String? {

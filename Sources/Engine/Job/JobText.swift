@@ -56,18 +56,16 @@ extension Job {
         case .idx(let images, let labels):
             dataText = "{\"images\": \(string(images)), \"labels\": \(string(labels))}"
         }
-        let length: String
-        switch options.length {
-        case .epochs(let n): length = "\"epochs\": \(n)"
-        case .steps(let n): length = "\"steps\": \(n)"
+        // The one-value settings, from their table, with the text's line breaks where they always were.
+        var settings = ""
+        for setting in JobSetting.allCases {
+            guard let text = setting.text(of: self) else { continue }
+            settings += text + (setting.endsCanonicalLine ? ",\n " : ", ")
         }
         return """
             {"model": {"inputs": \(model.inputs), "layers": [\(layers.joined(separator: ", "))]},
              "loss": "\(loss.rawValue)", "optimizer": \(optimizer), "schedule": \(schedule),
-             "batch_size": \(options.batchSize), \(length), "seed": \(options.seed), "shuffle": \(options.shuffle),
-             "drop_last": \(options.dropLast), "micro_shard": \(options.microShardSize),
-             "reduction": "\(options.reduction.rawValue)", "validation_split": \(number(validationSplit)),
-             \(logEvery.map { "\"log_every\": \($0), " } ?? "")"data": \(dataText)}
+             \(settings)"data": \(dataText)}
             """
     }
 }
