@@ -52,6 +52,10 @@ public final class WorkerNode {
     }
 
     /// Joins and works until a coordinator says stop; throws if it cannot go on (the message says why).
+    #if DEBUG
+    private static let flipsBit = ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_FLIP_BIT"] == "1"
+    #endif
+
     public func run() throws {
         let context = try Context()
         let dealer = try Socket(context, .dealer)
@@ -186,6 +190,14 @@ public final class WorkerNode {
                                 beat()
                             }
                         }
+                        #if DEBUG
+                        // Test builds only: a worker whose first parameter's sum is off by one unit of its high limb,
+                        // so the tests can check that `equivalence` catches an exact run that differs.
+                        if Self.flipsBit, options.reduction == .exact {
+                            UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!)
+                                .storeBytes(of: sum.valueBytes.load(as: Int64.self) ^ 1, as: Int64.self)
+                        }
+                        #endif
                         try send(dealer, [Codec.gradientHeader(job: jobID, step: step, worker: workerID,
                                                               samples: sum.samples, correct: sum.correct,
                                                               lossHigh: sum.lossWords.high, lossLow: sum.lossWords.low,

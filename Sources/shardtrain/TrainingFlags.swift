@@ -6,6 +6,11 @@ import Foundation
 
 extension Reduction: ExpressibleByArgument {}
 
+/// The optimizers `--optimizer` can name (each with `torch.optim`'s defaults).
+enum OptimizerName: String, ExpressibleByArgument, CaseIterable {
+    case sgd, rmsprop, adam, adamw
+}
+
 /// The flags every way of training shares (`train`, `coordinator`): they mean the same everywhere.
 struct TrainingFlags: ParsableArguments {
     @Option(name: .long, help: "The job file.")
@@ -20,7 +25,8 @@ struct TrainingFlags: ParsableArguments {
     @Option(help: ArgumentHelp(JobSetting.microShard.help)) var microShard: Int?
     @Option(help: ArgumentHelp(JobSetting.reduction.help)) var reduction: Reduction?
     @Option(help: ArgumentHelp(JobSetting.logEvery.help)) var logEvery: Int?
-    @Option(help: "sgd, rmsprop, adam or adamw, with torch.optim's defaults.") var optimizer: String?
+    @Option(help: "The optimizer, with torch.optim's defaults (unless the job names the same one).")
+    var optimizer: OptimizerName?
     @Option(help: "Base learning rate.") var lr: Double?
     @Option(name: .customLong("init"), help: "Start from these weights (safetensors, named as nn.Sequential).")
     var initWeights: String?
@@ -56,7 +62,7 @@ struct TrainingFlags: ParsableArguments {
             .logEvery: logEvery.map(String.init),
         ]
         overrides.settings = given.compactMapValues { $0 }
-        overrides.optimizer = optimizer
+        overrides.optimizer = optimizer?.rawValue
         overrides.learningRate = lr
         overrides.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
         return overrides

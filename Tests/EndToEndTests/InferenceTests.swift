@@ -111,6 +111,17 @@ struct EquivalenceCommandTests {
     }
 }
 
+extension EquivalenceCommandTests {
+    @Test("equivalence: an exact run that differs (a test build's worker one limb unit off) exits 1")
+    func differingRunExitsOne() throws {
+        let result = try Command.run(["equivalence", "--config", "examples/xor.yaml", "--workers", "1", "--steps", "20"],
+                                     environment: ["SHARDTRAIN_TEST_FLIP_BIT": "1"])
+        #expect(result.status == 1, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.lines.contains { $0.hasPrefix("exact     1 ") && $0.contains(" ≠") }, "\(result.stdout)")
+        #expect(result.stderr.contains("error: an exact run differs from the in-process one"), "\(result.stderr)")
+    }
+}
+
 /// Exact sums over float32's whole range, end to end: the regression whose targets reach 6.5e6 (per-micro-shard loss
 /// sums near 1e14; PyTorch's run of it is a golden in Tests/EngineTests) gives the same bits with 1 to 5 workers.
 @Suite(.serialized)
