@@ -18,14 +18,27 @@ struct Bench: ParsableCommand {
     }
 }
 
-/// The benchmark's work unit: mnist-mlp, 784→512 ReLU→256 ReLU→10, cross-entropy.
-enum MNISTMLP {
-    static let spec = ModelSpec(inputs: 784, layers: [LayerSpec(units: 512, activation: .relu),
-                                                      LayerSpec(units: 256, activation: .relu),
-                                                      LayerSpec(units: 10, activation: .softmax)])
+/// The benchmark's work units: mnist-mlp (784→512 ReLU→256 ReLU→10) and a wider net (1024→1024 ReLU→512 ReLU→100),
+/// both with cross-entropy on seeded synthetic data.
+enum BenchModel: String, ExpressibleByArgument, CaseIterable {
+    case mnistMLP = "mnist-mlp"
+    case wide
+
+    var spec: ModelSpec {
+        switch self {
+        case .mnistMLP:
+            ModelSpec(inputs: 784, layers: [LayerSpec(units: 512, activation: .relu),
+                                            LayerSpec(units: 256, activation: .relu),
+                                            LayerSpec(units: 10, activation: .softmax)])
+        case .wide:
+            ModelSpec(inputs: 1024, layers: [LayerSpec(units: 1024, activation: .relu),
+                                             LayerSpec(units: 512, activation: .relu),
+                                             LayerSpec(units: 100, activation: .softmax)])
+        }
+    }
 
     /// FLOPs of one sample's forward and backward pass (no input gradient for the first layer).
-    static var flopsPerSample: Double {
+    var flopsPerSample: Double {
         let layers = spec.layout.layers
         let forward = layers.reduce(0) { $0 + 2.0 * Double($1.inputs * $1.outputs) }
         let weightGradients = forward
@@ -33,12 +46,13 @@ enum MNISTMLP {
         return forward + weightGradients + inputGradients
     }
 
-    /// Seeded synthetic samples: N(0, 1) features, uniform class labels.
-    static func data(samples: Int) -> Dataset {
+    /// Seeded synthetic samples: uniform features in [-1, 1), uniform class labels.
+    func data(samples: Int) -> Dataset {
         var random = Xoshiro(seed: 1234)
-        let features = (0..<samples * 784).map { _ in Float(random.nextUnitFloat() * 2 - 1) }
-        let labels = (0..<samples).map { _ in Float(random.nextIndex(below: 10)) }
-        return try! Dataset(name: "mnist-mlp synthetic", features: features, featureWidth: 784, targets: labels,
+        let inputs = spec.inputs, classes = spec.outputs
+        let features = (0..<samples * inputs).map { _ in Float(random.nextUnitFloat() * 2 - 1) }
+        let labels = (0..<samples).map { _ in Float(random.nextIndex(below: classes)) }
+        return try! Dataset(name: "\(rawValue) synthetic", features: features, featureWidth: inputs, targets: labels,
                             targetWidth: 1)
     }
 }
@@ -49,7 +63,8 @@ func emit(_ fields: [String: Any]) {
 }
 
 struct TrainThroughput: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "train", abstract: "mnist-mlp samples per second.")
+    static let configuration = CommandConfiguration(commandName: "train", abstract: "Training samples per second.")
+    @Option var model = BenchModel.mnistMLP
     @Option var batch = 256
     @Option var optimizer = "sgd"
     @Option var reduction = "exact"
@@ -72,29 +87,33 @@ struct TrainThroughput: ParsableCommand {
         } else {
             options.optimizer = .adam(Adam.Options())
         }
-        let trainer = Trainer(spec: MNISTMLP.spec, loss: .crossEntropy, options: options,
-                              training: MNISTMLP.data(samples: batch * 8))
+        let trainer = Trainer(spec: model.spec, loss: .crossEntropy, options: options,
+                              training: model.data(samples: batch * 8))
         var rates: [Double] = []
         try trainer.run { rates.append($0.samplesPerSecond) }
         let measured = rates.dropFirst().sorted()
         let median = measured[measured.count / 2]
-        emit(["samples_per_second": median, "batch": batch, "optimizer": optimizer, "reduction": reduction,
+        emit(["samples_per_second": median, "model": model.rawValue, "batch": batch, "optimizer": optimizer,
+              "reduction": reduction,
               "threads": threads, "micro_shard": microShard, "kernel": BLAS.kernel])
     }
 }
 
 struct GEMMLimit: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "sgemm", abstract: "sgemm GFLOP/s on mnist-mlp's own GEMM shapes at a batch size.")
+        commandName: "sgemm", abstract: "sgemm GFLOP/s on a model's own GEMM shapes at a batch size.")
+    @Option var model = BenchModel.mnistMLP
     @Option var batch = 256
     @Option var threads = 1
     @Option var seconds = 1.0
 
     func run() {
         BLAS.setThreads(threads)
-        let layers = MNISTMLP.spec.layout.layers
-        let widest = 784 * 512
-        let a = Buffer<Float>(count: batch * 784), w = Buffer<Float>(count: widest), c = Buffer<Float>(count: widest)
+        let layers = model.spec.layout.layers
+        let widest = layers.map { $0.inputs * $0.outputs }.max()!
+        let rows = batch * layers.map { max($0.inputs, $0.outputs) }.max()!
+        let a = Buffer<Float>(count: max(rows, widest)), w = Buffer<Float>(count: widest)
+        let c = Buffer<Float>(count: max(rows, widest))
         for i in 0..<a.count { a[i] = Float(i % 7) * 0.1 }
         for i in 0..<w.count { w[i] = Float(i % 5) * 0.1 }
         // The products of one training step, as Network issues them.
@@ -119,10 +138,11 @@ struct GEMMLimit: ParsableCommand {
             steps += 1
         }
         let elapsed = (clock.now - start) / .seconds(1)
-        let flops = MNISTMLP.flopsPerSample * Double(batch) * Double(steps)
+        let flops = model.flopsPerSample * Double(batch) * Double(steps)
         let gflops = flops / elapsed / 1e9
-        emit(["gflops": gflops, "limit_samples_per_second": gflops * 1e9 / MNISTMLP.flopsPerSample,
-              "flops_per_sample": MNISTMLP.flopsPerSample, "batch": batch, "threads": threads, "kernel": BLAS.kernel])
+        emit(["gflops": gflops, "limit_samples_per_second": gflops * 1e9 / model.flopsPerSample,
+              "flops_per_sample": model.flopsPerSample, "model": model.rawValue, "batch": batch, "threads": threads,
+              "kernel": BLAS.kernel])
     }
 }
 

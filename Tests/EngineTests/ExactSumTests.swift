@@ -85,6 +85,30 @@ struct ExactSumTests {
         }
     }
 
+    @Test("a lone micro-shard kept as Floats gives the limbs' mean bits, and turns into limbs when more is added")
+    func loneMicroShard() {
+        var random = Xoshiro(seed: 53)
+        let count = 5000
+        let values = Buffer<Float>((0..<count).map { _ in anyFloat(&random) })
+        let more = Buffer<Float>((0..<count).map { _ in anyFloat(&random) / 8 })
+        for divisor in [1, 3, 7, 128, 1000] {
+            let kept = GradientSum(count: count, reduction: .exact), limbs = GradientSum(count: count, reduction: .exact)
+            kept.keepsLoneMicroShard = true
+            for sum in [kept, limbs] {
+                sum.add(gradient: values.pointer, statistics: SliceStatistics(samples: divisor, lossSum: 2.5))
+            }
+            let a = Buffer<Float>(count: count), b = Buffer<Float>(count: count)
+            #expect(kept.writeMean(into: a.pointer) == limbs.writeMean(into: b.pointer))
+            #expect(a.array.map(\.bitPattern) == b.array.map(\.bitPattern), "divisor \(divisor)")
+            for sum in [kept, limbs] {
+                sum.add(gradient: more.pointer, statistics: SliceStatistics(samples: 1, lossSum: 1))
+                sum.writeMean(into: sum === kept ? a.pointer : b.pointer)
+            }
+            #expect(a.array.map(\.bitPattern) == b.array.map(\.bitPattern), "divisor \(divisor), two micro-shards")
+            #expect(Array(kept.valueBytes) == Array(limbs.valueBytes))
+        }
+    }
+
     @Test("the SSE2, AVX2 and AVX-512 loops give the same bits (each this CPU has)")
     func instructionSetsAgree() {
         var random = Xoshiro(seed: 41)

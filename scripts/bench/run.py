@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Runs the engine benchmark (called by scripts/bench.sh): shardtrain exact and fast against PyTorch CPU on
-mnist-mlp, the sgemm limit on the same GEMM shapes, and the seed's XOR against its numpy program.
+mnist-mlp (1 and 2 threads, batches 64 to 512) and on a wider net (1024→1024→512→100, 1 thread, batch 128), the sgemm
+limit on each model's own GEMM shapes, and the seed's XOR against its numpy program.
 
 Every measurement is a separate process (its peak RSS comes from wait4). Runs are interleaved and repeated; the
 median is reported. Prints a table and writes JSON.
@@ -60,39 +61,42 @@ def main():
     p.add_argument("--json", default=os.path.join(HERE, "results.json"))
     a = p.parse_args()
 
-    batches, optimizers, thread_counts, repeats, epochs = [64, 256, 512], ["sgd", "adam"], [1, 2], a.repeats, "4"
+    optimizers, repeats, epochs = ["sgd", "adam"], a.repeats, "4"
+    # (model, threads, batch) in the table's order.
+    configurations = [("mnist-mlp", t, b) for t in (1, 2) for b in (64, 256, 512)] + [("wide", 1, 128)]
     if a.smoke:
-        batches, optimizers, thread_counts, repeats, epochs = [64], ["sgd"], [1], 1, "1"
+        optimizers, repeats, epochs, configurations = ["sgd"], 1, "1", [("mnist-mlp", 1, 64)]
     has_torch = not a.smoke and torch_available()
     report = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
-              "cores": os.cpu_count(), "model": "mnist-mlp 784→512 ReLU→256 ReLU→10, cross-entropy",
+              "cores": os.cpu_count(), "models": {"mnist-mlp": "784→512 ReLU→256 ReLU→10, cross-entropy",
+                                                  "wide": "1024→1024 ReLU→512 ReLU→100, cross-entropy"},
               "torch": has_torch, "environments": []}
     torch_results = {}
     for env_label, env in (environments()[:1] if a.smoke else environments()):
         section = {"environment": env_label, "rows": []}
-        for threads in thread_counts:
-            for batch in batches:
-                limit = measure([BENCH, "sgemm", "--batch", str(batch), "--threads", str(threads),
-                                 "--seconds", "0.3" if a.smoke else "1"], env)
-                section["kernel"] = limit["kernel"]
-                for optimizer in optimizers:
-                    runs = {"exact": [], "fast": [], "torch": []}
-                    for _ in range(repeats):
-                        for reduction in ("exact", "fast"):
-                            runs[reduction].append(measure(
-                                [BENCH, "train", "--batch", str(batch), "--optimizer", optimizer, "--threads",
-                                 str(threads), "--reduction", reduction, "--epochs", epochs], env))
-                        key = (threads, batch, optimizer)
-                        if has_torch and len(torch_results.get(key, [])) < repeats:
-                            torch_results.setdefault(key, []).append(measure(
-                                [sys.executable, os.path.join(HERE, "torch_mlp.py"), "--batch", str(batch),
-                                 "--optimizer", optimizer, "--threads", str(threads), "--epochs", epochs], env))
-                    row = {"threads": threads, "batch": batch, "optimizer": optimizer,
-                           "exact": median_of(runs["exact"]), "fast": median_of(runs["fast"]),
-                           "torch": median_of(torch_results[(threads, batch, optimizer)]) if has_torch else None,
-                           "limit": limit["limit_samples_per_second"], "sgemm_gflops": limit["gflops"]}
-                    section["rows"].append(row)
-                    print_row(row, first=len(section["rows"]) == 1, env_label=env_label, kernel=limit["kernel"])
+        for model, threads, batch in configurations:
+            limit = measure([BENCH, "sgemm", "--model", model, "--batch", str(batch), "--threads", str(threads),
+                             "--seconds", "0.3" if a.smoke else "1"], env)
+            section["kernel"] = limit["kernel"]
+            for optimizer in optimizers:
+                runs = {"exact": [], "fast": [], "torch": []}
+                for _ in range(repeats):
+                    for reduction in ("exact", "fast"):
+                        runs[reduction].append(measure(
+                            [BENCH, "train", "--model", model, "--batch", str(batch), "--optimizer", optimizer,
+                             "--threads", str(threads), "--reduction", reduction, "--epochs", epochs], env))
+                    key = (model, threads, batch, optimizer)
+                    if has_torch and len(torch_results.get(key, [])) < repeats:
+                        torch_results.setdefault(key, []).append(measure(
+                            [sys.executable, os.path.join(HERE, "torch_mlp.py"), "--model", model, "--batch",
+                             str(batch), "--optimizer", optimizer, "--threads", str(threads), "--epochs", epochs],
+                            env))
+                row = {"model": model, "threads": threads, "batch": batch, "optimizer": optimizer,
+                       "exact": median_of(runs["exact"]), "fast": median_of(runs["fast"]),
+                       "torch": median_of(torch_results[(model, threads, batch, optimizer)]) if has_torch else None,
+                       "limit": limit["limit_samples_per_second"], "sgemm_gflops": limit["gflops"]}
+                section["rows"].append(row)
+                print_row(row, first=len(section["rows"]) == 1, env_label=env_label, kernel=limit["kernel"])
         xor = median_of([measure([BENCH, "xor", "--repeats", "3" if a.smoke else "20"], env)
                          for _ in range(repeats)], key="us_per_epoch")
         numpy = median_of([measure([sys.executable, os.path.join(HERE, "seed_xor.py")], env)
@@ -111,14 +115,14 @@ def main():
 def print_row(row, first, env_label, kernel):
     if first:
         print(f"\nBLAS {env_label}: OpenBLAS kernel {kernel}")
-        print(f"{'thr':>3} {'batch':>5} {'opt':>4} | {'exact':>7} {'fast':>7} {'torch':>7} | {'ex/tor':>6} "
+        print(f"{'model':>9} {'thr':>3} {'batch':>5} {'opt':>4} | {'exact':>7} {'fast':>7} {'torch':>7} | {'ex/tor':>6} "
               f"{'fa/tor':>6} | {'limit':>7} {'ex/lim':>6} {'fa/lim':>6} | {'ex/fa':>5} | RSS MiB ex/fa/torch")
     torch = row["torch"]["value"] if row["torch"] else None
     cell = lambda v: f"{v:7.0f}" if v else "    n/a"
     ratio = lambda x, y: f"{x / y:6.2f}" if x and y else "   n/a"
     rss = f"{row['exact']['peak_rss_mib']:.0f}/{row['fast']['peak_rss_mib']:.0f}/" + (
         f"{row['torch']['peak_rss_mib']:.0f}" if torch else "n/a")
-    print(f"{row['threads']:>3} {row['batch']:>5} {row['optimizer']:>4} | {cell(row['exact']['value'])} "
+    print(f"{row['model']:>9} {row['threads']:>3} {row['batch']:>5} {row['optimizer']:>4} | {cell(row['exact']['value'])} "
           f"{cell(row['fast']['value'])} {cell(torch)} | {ratio(row['exact']['value'], torch)} "
           f"{ratio(row['fast']['value'], torch)} | {cell(row['limit'])} {ratio(row['exact']['value'], row['limit'])} "
           f"{ratio(row['fast']['value'], row['limit'])} | {row['exact']['value'] / row['fast']['value']:5.2f} | {rss}",

@@ -33,7 +33,7 @@ uint32_t cexact_add(uint64_t *high, uint64_t *low, int8_t *windows, const float 
 /* Adds another sum given as its wire bytes (count high limbs, count low limbs, count windows; any alignment). */
 void cexact_merge(uint64_t *high, uint64_t *low, int8_t *windows, const void *theirs, size_t count);
 
-/* Writes (sum / divisor) as Floats; returns 1 if every one is finite. */
+/* Writes the mean, sum * (1 / divisor), as Floats; returns 1 if every one is finite. */
 int cexact_mean(const uint64_t *high, const uint64_t *low, const int8_t *windows, float *mean, size_t count,
                 double divisor);
 

@@ -51,6 +51,14 @@ public final class GradientSum {
     public private(set) var overflowed = false
     /// Nothing added since `reset`: the next addition overwrites instead of adding, so reset needs no memset.
     public private(set) var isEmpty = true
+    /// In-process sums (the trainer sets it): a sum given a single micro-shard keeps that micro-shard's Floats
+    /// rather than limbs. One value is exact in its window, so the mean taken straight from the Floats has the bits
+    /// the limbs would give; anything added next turns the Floats into limbs first. Saves both limb passes when a
+    /// batch is one micro-shard.
+    public var keepsLoneMicroShard = false
+    /// The lone micro-shard's Floats, while `holdsLoneFloats`.
+    private lazy var loneFloats = Buffer<Float>(count: reduction == .exact ? count : 0)
+    private var holdsLoneFloats = false
 
     public init(count: Int, reduction: Reduction) {
         self.count = count
@@ -71,6 +79,7 @@ public final class GradientSum {
 
     public func reset() {
         isEmpty = true
+        holdsLoneFloats = false
         lossLimbs = cexact_scalar_empty()
         floatLossSum = 0
         samples = 0
@@ -106,17 +115,33 @@ public final class GradientSum {
                          _ statistics: UnsafeBufferPointer<SliceStatistics>) {
         precondition(reduction == .exact && (1...4).contains(gradients.count) && gradients.count == statistics.count,
                      "addExact takes one to four exact micro-shards")
-        // An array of pointers is an array of optional pointers to C (the same layout).
-        let pointers = UnsafeRawPointer(gradients.baseAddress!).assumingMemoryBound(to: UnsafePointer<Float>?.self)
-        let largest = cexact_add(limbPointer(0), limbPointer(count), windows, pointers, Int32(gradients.count),
-                                 isEmpty ? 1 : 0, count)
-        var finite = largest < 0x7F80_0000
+        var finite: Bool
+        if isEmpty && keepsLoneMicroShard && gradients.count == 1 {
+            loneFloats.pointer.update(from: gradients[0], count: count)
+            holdsLoneFloats = true
+            finite = Self.allFinite(loneFloats.pointer, count: count)
+        } else {
+            convertLoneFloats()
+            // An array of pointers is an array of optional pointers to C (the same layout).
+            let pointers = UnsafeRawPointer(gradients.baseAddress!).assumingMemoryBound(to: UnsafePointer<Float>?.self)
+            let largest = cexact_add(limbPointer(0), limbPointer(count), windows, pointers, Int32(gradients.count),
+                                     isEmpty ? 1 : 0, count)
+            finite = largest < 0x7F80_0000
+        }
         for s in statistics {
             finite = finite && s.lossSum.isFinite
             if s.lossSum.isFinite { lossLimbs = cexact_scalar_add(lossLimbs, s.lossSum) }
             record(s, bad: false)
         }
         overflowed = overflowed || !finite
+    }
+
+    /// Turns a lone micro-shard's Floats into limbs (before anything else is added, or the limbs are read).
+    private func convertLoneFloats() {
+        guard holdsLoneFloats else { return }
+        holdsLoneFloats = false
+        var lone: UnsafePointer<Float>? = UnsafePointer(loneFloats.pointer)
+        _ = cexact_add(limbPointer(0), limbPointer(count), windows, &lone, 1, 1, count)
     }
 
     /// The limbs from parameter `offset` of the high limbs on (`count`: the low limbs), as the C loops take them.
@@ -153,7 +178,8 @@ public final class GradientSum {
 
     /// The values as bytes for the wire: exact, all high limbs, all low limbs, then the windows; fast, the Floats.
     public var valueBytes: UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: reduction == .exact ? UnsafeRawPointer(storage.pointer) : UnsafeRawPointer(floats.pointer),
+        convertLoneFloats()
+        return UnsafeRawBufferPointer(start: reduction == .exact ? UnsafeRawPointer(storage.pointer) : UnsafeRawPointer(floats.pointer),
                                count: Self.bytesPerParameter(reduction) * count)
     }
 
@@ -164,6 +190,7 @@ public final class GradientSum {
         precondition(bytes.count == Self.bytesPerParameter(reduction) * count, "gradient bytes do not fit the model")
         switch reduction {
         case .exact:
+            convertLoneFloats()
             let theirs = cexact_scalar(high: UInt64(bitPattern: lossWords.high), low: UInt64(bitPattern: lossWords.low),
                                        window: Int32(lossWords.window))
             if isEmpty {
@@ -187,12 +214,17 @@ public final class GradientSum {
         isEmpty = false
     }
 
-    /// Writes `sum / samples`, the mean gradient, as Floats; returns false if the run has diverged (a NaN or ∞
+    /// Writes the mean gradient, `sum × (1 / samples)`, as Floats; returns false if the run has diverged (a NaN or ∞
     /// was added, or the mean lies beyond float32).
     @discardableResult
     public func writeMean(into mean: UnsafeMutablePointer<Float>) -> Bool {
         precondition(samples > 0, "mean of an empty gradient sum")
         switch reduction {
+        case .exact where holdsLoneFloats:
+            // As cexact_mean computes it: one value's limbs are the value, so the bits are the same.
+            let lone = loneFloats.pointer, reciprocal = 1 / Double(samples)
+            for i in 0..<count { mean[i] = Float(Double(lone[i]) * reciprocal) }
+            return Self.allFinite(mean, count: count) && !overflowed
         case .exact:
             // Each pair is read in its canonical form (one pass, the stored limbs left as they are).
             return cexact_mean(limbPointer(0), limbPointer(count), windows, mean, count, Double(samples)) == 1

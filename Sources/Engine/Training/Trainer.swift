@@ -75,6 +75,8 @@ public final class Trainer {
             computer = local.slices.computers[0]
         }
         sum = GradientSum(count: count, reduction: options.reduction)
+        // Filled here only (workers send limbs): a batch of one micro-shard may keep its Floats.
+        sum.keepsLoneMicroShard = source == nil
         order = Buffer(count: training.count)
     }
 
