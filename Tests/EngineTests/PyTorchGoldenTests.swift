@@ -36,18 +36,7 @@ struct PyTorchGoldenTests {
     @Test("ten optimizer steps", arguments: optimizerCases.indices)
     func optimizerTrajectory(index: Int) throws {
         let golden = Self.optimizerCases[index]
-        let spec = golden.model, x = golden.floats("x"), y = golden.floats("y")
-        let data = try Dataset(name: "golden", features: x, featureWidth: spec.inputs, targets: y,
-                               targetWidth: spec.outputs)
-        var options = TrainingOptions()
-        options.batchSize = data.count
-        options.length = .steps(10)
-        options.shuffle = false
-        options.optimizer = try optimizerConfig(golden.string("optimizer"), golden.dictionary("options"))
-        let trainer = Trainer(spec: spec, loss: .mse, options: options, training: data,
-                              initialParameters: golden.floats("parameters"))
-        var losses: [Double] = []
-        try trainer.run { losses.append($0.loss) }
+        let (trainer, losses) = try train(golden, steps: 10) { options, data in options.batchSize = data.count }
 
         let label = "\(golden.string("optimizer")) \(golden.dictionary("options"))"
         let expectedLosses = golden.doubles("losses")
@@ -62,20 +51,11 @@ struct PyTorchGoldenTests {
     @Test("targets near 6.5e6: exact and fast training follow PyTorch's 21 SGD steps", arguments: Reduction.allCases)
     func largeTargets(reduction: Reduction) throws {
         let golden = Fixtures.goldens["large_targets"] as! [String: Any]
-        let spec = golden.model, x = golden.floats("x"), y = golden.floats("y")
-        let data = try Dataset(name: "large targets", features: x, featureWidth: spec.inputs, targets: y,
-                               targetWidth: 1)
-        var options = TrainingOptions()
-        options.batchSize = golden.int("batch_size")
-        options.microShardSize = 4  // 8 micro-shards per batch, each loss sum near 1e14
-        options.length = .steps(21)
-        options.shuffle = false
-        options.reduction = reduction
-        options.optimizer = try optimizerConfig(golden.string("optimizer"), golden.dictionary("options"))
-        let trainer = Trainer(spec: spec, loss: .mse, options: options, training: data,
-                              initialParameters: golden.floats("parameters"))
-        var losses: [Double] = []
-        try trainer.run { losses.append($0.loss) }
+        let (trainer, losses) = try train(golden, steps: 21) { options, _ in
+            options.batchSize = golden.int("batch_size")
+            options.microShardSize = 4  // 8 micro-shards per batch, each loss sum near 1e14
+            options.reduction = reduction
+        }
         // Each epoch's loss is the mean over its three equal batches of PyTorch's per-step losses.
         let steps = golden.doubles("losses")
         let expected = stride(from: 0, to: steps.count, by: 3).map { steps[$0 ..< $0 + 3].reduce(0, +) / 3 }
@@ -104,6 +84,25 @@ struct PyTorchGoldenTests {
             let actual = schedule.rate(base: 0.1, at: t)
             #expect(abs(Double(actual) - rate) <= 1e-6 * rate, "\(golden["schedule"]!) at \(t): \(actual) vs \(rate)")
         }
+    }
+
+    /// Trains a golden case's model, data and optimizer from its initial parameters, in order, with MSE; returns
+    /// the trainer and each epoch's loss.
+    private func train(_ golden: [String: Any], steps: Int, configure: (inout TrainingOptions, Dataset) -> Void)
+        throws -> (Trainer, [Double]) {
+        let spec = golden.model, x = golden.floats("x"), y = golden.floats("y")
+        let data = try Dataset(name: "golden", features: x, featureWidth: spec.inputs, targets: y,
+                               targetWidth: spec.outputs)
+        var options = TrainingOptions()
+        options.length = .steps(steps)
+        options.shuffle = false
+        options.optimizer = try optimizerConfig(golden.string("optimizer"), golden.dictionary("options"))
+        configure(&options, data)
+        let trainer = Trainer(spec: spec, loss: .mse, options: options, training: data,
+                              initialParameters: golden.floats("parameters"))
+        var losses: [Double] = []
+        try trainer.run { losses.append($0.loss) }
+        return (trainer, losses)
     }
 
     private func optimizerConfig(_ name: String, _ o: [String: Any]) throws -> OptimizerConfig {
