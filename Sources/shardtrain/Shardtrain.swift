@@ -48,6 +48,14 @@ struct Shardtrain: ParsableCommand {
            !commands.contains(first) {
             message = "unknown command '\(first)'; the commands are \(commands.joined(separator: ", "))"
         }
+        // A negative number after a flag reads to the parser as another flag ("Missing value for '--epochs …'").
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if message.hasPrefix("Missing value for '--"), let flag = message.split(separator: "'").dropFirst().first?
+            .split(separator: " ").first, let at = arguments.firstIndex(of: String(flag)), at + 1 < arguments.count,
+           Double(arguments[at + 1]) != nil {
+            message = "\(flag) \(arguments[at + 1]): no flag takes a negative number (every count, size, seed and "
+                + "rate is positive or zero)"
+        }
         // The parser's own messages (capitalised) name no remedy; the project's validations do.
         let fromParser = message.first?.isUppercase ?? true
         let hint = fromParser ? " (`shardtrain help` lists the commands and their flags)" : ""

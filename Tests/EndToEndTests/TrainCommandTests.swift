@@ -79,6 +79,7 @@ struct TrainCommandTests {
     @Test("bad input: one line on stderr naming what is wrong, exit status 2", arguments: [
         (["--config", "examples/nope.yaml"], "examples/nope.yaml: cannot read the job file"),
         (["--config", "examples/xor.yaml", "--epochs", "0"], "--epochs 0: must be at least 1"),
+        (["--config", "examples/xor.yaml", "--epochs", "-1"], "--epochs -1: no flag takes a negative number"),
         (["--config", "examples/xor.yaml", "--optimizer", "lion"],
          "The value 'lion' is invalid for '--optimizer <optimizer>'. Please provide one of 'sgd', 'rmsprop', 'adam' or 'adamw'."),
         (["--config", "examples/xor.yaml", "--reduction", "sloppy"], "The value 'sloppy' is invalid for '--reduction <reduction>'. Please provide one of 'exact' and 'fast'."),
