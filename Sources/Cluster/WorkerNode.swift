@@ -51,11 +51,11 @@ public final class WorkerNode {
         self.log = log
     }
 
-    /// Joins and works until a coordinator says stop; throws if it cannot go on (the message says why).
     #if DEBUG
     private static let flipsBit = ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_FLIP_BIT"] == "1"
     #endif
 
+    /// Joins and works until a coordinator says stop; throws if it cannot go on (the message says why).
     public func run() throws {
         let context = try Context()
         let dealer = try Socket(context, .dealer)

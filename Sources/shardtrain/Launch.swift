@@ -41,7 +41,8 @@ struct Launch: ParsableCommand {
                 logToStandardError("launch: rank 0 of \(place.worldSize) (\(place.source)): coordinator on \(bind)")
                 try coordinate(flags: flags, cluster: cluster, keys: keys, bind: bind, workers: place.worldSize - 1)
             } else {
-                _ = try flags.overrides()  // every rank refuses the same bad flags
+                // Every rank refuses the same bad flags and job as rank 0 would.
+                _ = try flags.overrides().apply(to: Job.load(flags.config))
                 let environment = ProcessInfo.processInfo.environment
                 let threads = flags.threads ?? environment["SLURM_CPUS_PER_TASK"].flatMap(Int.init) ?? 1
                 let name = "rank-\(place.rank)@\(ProcessInfo.processInfo.hostName)"

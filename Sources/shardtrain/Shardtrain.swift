@@ -50,11 +50,12 @@ struct Shardtrain: ParsableCommand {
         }
         // A negative number after a flag reads to the parser as another flag ("Missing value for '--epochs …'").
         let arguments = Array(CommandLine.arguments.dropFirst())
-        if message.hasPrefix("Missing value for '--"), let flag = message.split(separator: "'").dropFirst().first?
-            .split(separator: " ").first, let at = arguments.firstIndex(of: String(flag)), at + 1 < arguments.count,
-           Double(arguments[at + 1]) != nil {
-            message = "\(flag) \(arguments[at + 1]): no flag takes a negative number (every count, size, seed and "
-                + "rate is positive or zero)"
+        if message.hasPrefix("Missing value for '--"),
+           let flag = message.split(separator: "'").dropFirst().first?.split(separator: " ").first,
+           let value = zip(arguments, arguments.dropFirst()).first(where: {
+               $0.0 == flag && $0.1.hasPrefix("-") && Double($0.1) != nil })?.1 {
+            message = "\(flag) \(value): no flag takes a negative number (every count, size, seed and rate is "
+                + "positive or zero)"
         }
         // The parser's own messages (capitalised) name no remedy; the project's validations do.
         let fromParser = message.first?.isUppercase ?? true

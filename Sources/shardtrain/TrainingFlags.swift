@@ -20,7 +20,7 @@ struct TrainingFlags: ParsableArguments {
     @Option(help: ArgumentHelp(JobSetting.epochs.help)) var epochs: Int?
     @Option(help: ArgumentHelp(JobSetting.steps.help)) var steps: Int?
     @Option(help: ArgumentHelp(JobSetting.batchSize.help)) var batchSize: Int?
-    @Option(help: ArgumentHelp(JobSetting.seed.help)) var seed: UInt64?
+    @Option(help: ArgumentHelp(JobSetting.seed.help)) var seed: Int?
     @Flag(help: ArgumentHelp(JobSetting.shuffle.help)) var noShuffle = false
     @Option(help: ArgumentHelp(JobSetting.microShard.help)) var microShard: Int?
     @Option(help: ArgumentHelp(JobSetting.reduction.help)) var reduction: Reduction?

@@ -53,7 +53,8 @@ public enum ResourceCheck {
         let options = job.options
         let exact = options.reduction == .exact
         // Weights, two gradient sums (exact: 17-byte fixed-point limbs), optimizer state (up to three moments).
-        let model = parameters * Double(4 + 2 * GradientSum.bytesPerParameter(options.reduction) + 12)
+        // Exact mode in-process also keeps a lone micro-shard's Floats.
+        let model = parameters * Double(4 + 2 * GradientSum.bytesPerParameter(options.reduction) + 12 + (exact ? 4 : 0))
         // Per thread: activations and pre-activations of every layer, the input, targets and two backward buffers
         // for as many samples as a slice holds; exact mode also keeps four micro-shard gradients.
         var slice = Double(exact ? min(options.microShardSize, options.batchSize) : options.batchSize)

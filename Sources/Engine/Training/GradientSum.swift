@@ -55,9 +55,12 @@ public final class GradientSum {
     /// rather than limbs. One value is exact in its window, so the mean taken straight from the Floats has the bits
     /// the limbs would give; anything added next turns the Floats into limbs first. Saves both limb passes when a
     /// batch is one micro-shard.
-    public var keepsLoneMicroShard = false
+    public var keepsLoneMicroShard = false {
+        // Allocated when asked for, so no training step allocates it.
+        didSet { if keepsLoneMicroShard && reduction == .exact && loneFloats.count != count { loneFloats = Buffer(count: count) } }
+    }
     /// The lone micro-shard's Floats, while `holdsLoneFloats`.
-    private lazy var loneFloats = Buffer<Float>(count: reduction == .exact ? count : 0)
+    private var loneFloats = Buffer<Float>(count: 0)
     private var holdsLoneFloats = false
 
     public init(count: Int, reduction: Reduction) {
@@ -223,7 +226,8 @@ public final class GradientSum {
         case .exact where holdsLoneFloats:
             // As cexact_mean computes it: one value's limbs are the value, so the bits are the same.
             let lone = loneFloats.pointer, reciprocal = 1 / Double(samples)
-            for i in 0..<count { mean[i] = Float(Double(lone[i]) * reciprocal) }
+            // + 0 turns −0 into +0, as the limbs do (they hold no sign for zero); every other value is unchanged.
+            for i in 0..<count { mean[i] = Float(Double(lone[i]) * reciprocal) + 0 }
             return Self.allFinite(mean, count: count) && !overflowed
         case .exact:
             // Each pair is read in its canonical form (one pass, the stored limbs left as they are).
