@@ -114,7 +114,6 @@ public final class Coordinator: GradientSource {
             handshakes = try HandshakeWatcher(router, context: context) { handshakeLog.note($0) }
         } catch {
             keyCheck?.stop()
-            router.stopMonitor()
             router.close()
             throw error
         }
@@ -127,8 +126,7 @@ public final class Coordinator: GradientSource {
         } catch {
             // The helper threads hold sockets of this context: stop them, or it could never be terminated.
             keyCheck?.stop()
-            router.stopMonitor()  // before its reader goes: see Socket.stopMonitor
-            handshakes.stop()
+            handshakes.stop(watching: router)
             router.close()
             throw ClusterError("cannot listen on \(settings.endpoint): \(error); pick a free port or address")
         }
@@ -188,18 +186,18 @@ public final class Coordinator: GradientSource {
         let sent = clock.now
         // Exact sums are order-free, so each result is added as it arrives, while slower workers still compute;
         // fast sums are added in micro-shard order at the end, so the same split gives the same bits.
-        let addEarly = sum.reduction == .exact
         var added = 0
+        func addArrived() {
+            while added < round.results.count { add(round.results[added], to: sum); added += 1 }
+        }
         while !round.isComplete {
             try pump(round, timeout: settings.heartbeat / 4)
-            if addEarly {
-                while added < round.results.count { add(round.results[added], to: sum); added += 1 }
-            }
+            if sum.reduction == .exact { addArrived() }
             if round.waitingCount > 0 { try handOut(round, weights: weights) }
         }
         let gathered = clock.now
-        if addEarly {
-            while added < round.results.count { add(round.results[added], to: sum); added += 1 }
+        if sum.reduction == .exact {
+            addArrived()
         } else {
             for result in round.orderedResults { add(result, to: sum) }
         }
@@ -296,12 +294,11 @@ public final class Coordinator: GradientSource {
 
     /// Closes every socket of the context, the key check's included, then the context (all once).
     private func closeSockets() {
-        // The socket first: with the key check gone while it still listened, libzmq would admit any key. Its
-        // events stop before that, while their reader is still there (see Socket.stopMonitor).
-        router.stopMonitor()
+        // The handshake watcher first (it stops the socket's events while their reader is there), then the socket:
+        // with the key check gone while it still listened, libzmq would admit any key.
+        handshakes.stop(watching: router)
         router.close()
         keyCheck?.stop()
-        handshakes.stop()
         context.terminate()
     }
 }

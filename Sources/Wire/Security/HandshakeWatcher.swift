@@ -7,11 +7,20 @@ public final class HandshakeWatcher: Sendable {
     public init(_ socket: Socket, context: Context,
                 handle: @escaping @Sendable ([HandshakeMonitor.Event]) -> Void) throws {
         let endpoint = try HandshakeMonitor.publish(socket)
-        thread = try SocketThread(name: "shardtrain handshakes", make: {
-            try HandshakeMonitor.reader(of: endpoint, context: context)
-        }, readable: { reader in handle(HandshakeMonitor.drain(reader)) })
+        do {
+            thread = try SocketThread(name: "shardtrain handshakes", make: {
+                try HandshakeMonitor.reader(of: endpoint, context: context)
+            }, readable: { reader in handle(HandshakeMonitor.drain(reader)) })
+        } catch {
+            socket.stopMonitor()
+            throw error
+        }
     }
 
-    /// Stops the thread and closes its socket (once; waits for it).
-    public func stop() { thread.stop() }
+    /// Stops `socket`'s events (call on its owner's thread), then the thread, closing its reader (once; waits for
+    /// it). In that order: see `Socket.stopMonitor`.
+    public func stop(watching socket: Socket) {
+        socket.stopMonitor()
+        thread.stop()
+    }
 }
