@@ -50,10 +50,8 @@ struct Equivalence: ParsableCommand {
 
     func run() throws {
         try reportingFailures {
-            var overrides = JobOverrides()
-            let given: [JobSetting: String?] = [.epochs: epochs.map(String.init), .steps: steps.map(String.init),
-                                                .microShard: microShard.map(String.init)]
-            overrides.settings = given.compactMapValues { $0 }
+            let overrides = JobOverrides(settings: [.epochs: epochs.map(String.init), .steps: steps.map(String.init),
+                                                    .microShard: microShard.map(String.init)])
             let job = try overrides.apply(to: Job.load(config))
             let perBatch = (job.options.batchSize + job.options.microShardSize - 1) / job.options.microShardSize
             let folder = NSTemporaryDirectory() + "shardtrain-equivalence-\(getpid())"

@@ -41,8 +41,8 @@ struct Launch: ParsableCommand {
                 logToStandardError("launch: rank 0 of \(place.worldSize) (\(place.source)): coordinator on \(bind)")
                 try coordinate(flags: flags, cluster: cluster, keys: keys, bind: bind, workers: place.worldSize - 1)
             } else {
-                // Every rank refuses the same bad flags and job as rank 0 would.
-                _ = try flags.overrides().apply(to: Job.load(flags.config))
+                // Every rank refuses the same bad flags as rank 0 (a worker rank needs no copy of the job file).
+                try flags.overrides().check()
                 let environment = ProcessInfo.processInfo.environment
                 let threads = flags.threads ?? environment["SLURM_CPUS_PER_TASK"].flatMap(Int.init) ?? 1
                 let name = "rank-\(place.rank)@\(ProcessInfo.processInfo.hostName)"

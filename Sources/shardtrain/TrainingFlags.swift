@@ -54,14 +54,12 @@ struct TrainingFlags: ParsableArguments {
         if resume && checkpoint == nil { throw InputError("--resume needs --checkpoint FOLDER to resume from") }
         if checkpointEvery != nil && checkpoint == nil { throw InputError("--checkpoint-every needs --checkpoint FOLDER") }
         if metricsSteps && metrics == nil { throw InputError("--metrics-steps needs --metrics FILE to write to") }
-        var overrides = JobOverrides()
-        let given: [JobSetting: String?] = [
+        var overrides = JobOverrides(settings: [
             .epochs: epochs.map(String.init), .steps: steps.map(String.init), .batchSize: batchSize.map(String.init),
             .seed: seed.map(String.init), .shuffle: noShuffle ? "false" : nil,
             .microShard: microShard.map(String.init), .reduction: reduction?.rawValue,
             .logEvery: logEvery.map(String.init),
-        ]
-        overrides.settings = given.compactMapValues { $0 }
+        ])
         overrides.optimizer = optimizer?.rawValue
         overrides.learningRate = lr
         overrides.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount

@@ -10,6 +10,19 @@ public struct JobOverrides: Sendable {
 
     public init() {}
 
+    /// Overrides from the settings given (nil: not given).
+    public init(settings given: [JobSetting: String?]) {
+        settings = given.compactMapValues { $0 }
+    }
+
+    /// Checks the values alone, as `apply` would, for a process that never reads the job file (`launch`'s worker
+    /// ranks): the settings only replace one-value fields, so any job shows whether they are acceptable.
+    public func check() throws {
+        let any = Job(model: ModelSpec(inputs: 1, layers: [LayerSpec(units: 1, activation: .identity)]), loss: .mse,
+                      options: TrainingOptions(), data: .xor)
+        _ = try apply(to: any)
+    }
+
     /// Applies the overrides; an optimizer named anew starts from `torch.optim`'s defaults unless it is the one the
     /// file already configures.
     public func apply(to job: Job) throws -> Job {
