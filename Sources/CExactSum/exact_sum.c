@@ -108,13 +108,14 @@ INLINE uint32_t add_dispatch(uint64_t *high, uint64_t *low, int8_t *windows, con
     }
 }
 
+/* Adds a wire sum given as its three arrays (high limbs, low limbs, windows; any alignment). */
 INLINE void merge_body(uint64_t *restrict high, uint64_t *restrict low, int8_t *restrict windows,
-                       const unsigned char *restrict theirs, size_t count) {
-    const int8_t *their_windows = (const int8_t *)(theirs + 16 * count);
+                       const unsigned char *restrict their_high, const unsigned char *restrict their_low,
+                       const int8_t *restrict their_windows, size_t count) {
     for (size_t i = 0; i < count; i++) {
         uint64_t h2, l2;
-        memcpy(&h2, theirs + 8 * i, 8);
-        memcpy(&l2, theirs + 8 * (count + i), 8);
+        memcpy(&h2, their_high + 8 * i, 8);
+        memcpy(&l2, their_low + 8 * i, 8);
         int32_t w1 = windows[i], w2 = their_windows[i], window = max32(w1, w2);
         uint64_t h1 = high[i], l1 = low[i];
         raise(&h1, &l1, window - w1);
@@ -139,6 +140,110 @@ INLINE int mean_body(const uint64_t *restrict high, const uint64_t *restrict low
     return (special & 0x80000000u) == 0;
 }
 
+/* The mean of up to four Float arrays and nothing else, where Doubles are exact. If a parameter's nonzero values lie
+ * within 2^26 of each other (exponents, subnormals counted as exponent 1), each is a multiple of the smallest one's
+ * unit and their sum needs at most 24 + 26 + 2 bits: the Double adds are exact in any order. The limbs hold those
+ * values exactly too (the window is the largest value's, whose low unit is below the smallest value's unit), so
+ * the limbs' value is that same exact sum and the mean's bits are (float)(sum * reciprocal), with -0 made +0 as
+ * the limbs make it. Returns 0 if some parameter of the block is outside that case (or not finite): the caller then
+ * takes the block through the limbs. */
+INLINE uint32_t spread_of(uint32_t bits, uint32_t *high_e, uint32_t *low_e) {
+    uint32_t e = bits >> 23;
+    e = e == 0 ? 1 : e;
+    *high_e = bits ? maxu32(*high_e, e) : *high_e;
+    *low_e = bits ? (e < *low_e ? e : *low_e) : *low_e;
+    return bits;
+}
+
+INLINE int float_mean_body(const float *restrict g0, const float *restrict g1, const float *restrict g2,
+                           const float *restrict g3, const int shards, size_t n, float *restrict mean,
+                           double reciprocal, uint32_t *largest) {
+    uint32_t bad = 0, top = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t high_e = 0, low_e = 255, m;
+        m = spread_of(bits32(g0[i]) & 0x7FFFFFFFu, &high_e, &low_e);
+        double sum = (double)g0[i];
+        if (shards > 1) { m = maxu32(m, spread_of(bits32(g1[i]) & 0x7FFFFFFFu, &high_e, &low_e)); sum += (double)g1[i]; }
+        if (shards > 2) { m = maxu32(m, spread_of(bits32(g2[i]) & 0x7FFFFFFFu, &high_e, &low_e)); sum += (double)g2[i]; }
+        if (shards > 3) { m = maxu32(m, spread_of(bits32(g3[i]) & 0x7FFFFFFFu, &high_e, &low_e)); sum += (double)g3[i]; }
+        top = maxu32(top, m);
+        /* Bad when the spread exceeds 26 (all zeros leave high_e 0: never bad) or a value is not finite. */
+        bad |= (uint32_t)(high_e > low_e + 26) | (uint32_t)(high_e >= 255);
+        mean[i] = (float)(sum * reciprocal) + 0.0f;
+    }
+    *largest = maxu32(*largest, top);
+    return bad == 0;
+}
+
+INLINE int float_mean_block(const float *const *g, int shards, size_t n, float *mean, double reciprocal,
+                            uint32_t *largest) {
+    switch (shards) {
+    case 1: return float_mean_body(g[0], g[0], g[0], g[0], 1, n, mean, reciprocal, largest);
+    case 2: return float_mean_body(g[0], g[1], g[0], g[0], 2, n, mean, reciprocal, largest);
+    case 3: return float_mean_body(g[0], g[1], g[2], g[0], 3, n, mean, reciprocal, largest);
+    default: return float_mean_body(g[0], g[1], g[2], g[3], 4, n, mean, reciprocal, largest);
+    }
+}
+
+/* Parameters per block of a combine: its limbs (17 bytes each) stay in the L1 cache. */
+enum { BLOCK = 512 };
+
+/* The loops above, one block at a time: the held sum (unless `empty`), then each wire sum, then the Floats, then
+ * either the mean (the held limbs untouched) or the limbs written back. Each parameter sees the same operations in
+ * the same order as the separate passes, so the bits are theirs; only the memory traffic differs. */
+INLINE uint32_t combine_body(uint64_t *high, uint64_t *low, int8_t *windows, int empty, const void *const *sums,
+                             int sum_count, const float *const *gradients, int shards, float *mean, double divisor,
+                             int *finite, size_t count) {
+    uint64_t block_high[BLOCK], block_low[BLOCK];
+    int8_t block_windows[BLOCK];
+    uint32_t largest = 0;
+    int all_finite = 1;
+    for (size_t start = 0; start < count; start += BLOCK) {
+        size_t n = count - start < BLOCK ? count - start : BLOCK;
+        /* Writing the mean: work on a copy. Accumulating: work on the held limbs themselves. */
+        uint64_t *h = mean ? block_high : high + start, *l = mean ? block_low : low + start;
+        int8_t *w = mean ? block_windows : windows + start;
+        if (mean && empty && sum_count == 0 && shards >= 1 && shards <= 4) {
+            const float *block[4];
+            for (int g = 0; g < shards; g++) block[g] = gradients[g] + start;
+            uint32_t seen = 0;
+            if (float_mean_block(block, shards, n, mean + start, 1.0 / divisor, &seen)) {
+                largest = maxu32(largest, seen);
+                continue;
+            }
+        }
+        int holds_nothing = empty;
+        if (mean && !empty) {
+            memcpy(h, high + start, 8 * n);
+            memcpy(l, low + start, 8 * n);
+            memcpy(w, windows + start, n);
+        }
+        for (int s = 0; s < sum_count; s++) {
+            const unsigned char *theirs = (const unsigned char *)sums[s];
+            const unsigned char *their_high = theirs + 8 * start, *their_low = theirs + 8 * (count + start);
+            const int8_t *their_windows = (const int8_t *)(theirs + 16 * count + start);
+            if (holds_nothing) {
+                memcpy(h, their_high, 8 * n);
+                memcpy(l, their_low, 8 * n);
+                memcpy(w, their_windows, n);
+                holds_nothing = 0;
+            } else {
+                merge_body(h, l, w, their_high, their_low, their_windows, n);
+            }
+        }
+        for (int first = 0; first < shards; first += 4) {
+            const float *block[4];
+            int group = shards - first < 4 ? shards - first : 4;
+            for (int g = 0; g < group; g++) block[g] = gradients[first + g] + start;
+            largest = maxu32(largest, add_dispatch(h, l, w, block, group, holds_nothing, n));
+            holds_nothing = 0;
+        }
+        if (mean) all_finite &= mean_body(h, l, w, mean + start, n, divisor);
+    }
+    if (finite) *finite = all_finite;
+    return largest;
+}
+
 /* ---- The same loops for SSE2 (any x86-64), AVX2 and AVX-512, chosen once by what the CPU and OS support. ---- */
 
 #define KERNELS(suffix, attributes)                                                                                \
@@ -148,11 +253,17 @@ INLINE int mean_body(const uint64_t *restrict high, const uint64_t *restrict low
     }                                                                                                                \
     attributes static void merge_##suffix(uint64_t *high, uint64_t *low, int8_t *windows, const void *theirs,       \
                                           size_t count) {                                                            \
-        merge_body(high, low, windows, (const unsigned char *)theirs, count);                                        \
+        const unsigned char *bytes = (const unsigned char *)theirs;                                                  \
+        merge_body(high, low, windows, bytes, bytes + 8 * count, (const int8_t *)(bytes + 16 * count), count);       \
     }                                                                                                                \
     attributes static int mean_##suffix(const uint64_t *high, const uint64_t *low, const int8_t *windows,           \
                                         float *mean, size_t count, double divisor) {                                 \
         return mean_body(high, low, windows, mean, count, divisor);                                                  \
+    }                                                                                                                \
+    attributes static uint32_t combine_##suffix(uint64_t *high, uint64_t *low, int8_t *windows, int empty,          \
+                                                const void *const *sums, int sum_count, const float *const *g,       \
+                                                int shards, float *mean, double divisor, int *finite, size_t count) { \
+        return combine_body(high, low, windows, empty, sums, sum_count, g, shards, mean, divisor, finite, count);    \
     }
 
 KERNELS(base, )
@@ -219,6 +330,21 @@ int cexact_mean(const uint64_t *high, const uint64_t *low, const int8_t *windows
     case 1: return mean_avx2(high, low, windows, mean, count, divisor);
 #endif
     default: return mean_base(high, low, windows, mean, count, divisor);
+    }
+}
+
+uint32_t cexact_combine(uint64_t *high, uint64_t *low, int8_t *windows, int empty, const void *const *sums,
+                        int sum_count, const float *const *gradients, int shards, float *mean, double divisor,
+                        int *finite, size_t count) {
+    switch (instruction_level()) {
+#if defined(__x86_64__)
+    case 2: return combine_avx512(high, low, windows, empty, sums, sum_count, gradients, shards, mean, divisor, finite,
+                                  count);
+    case 1: return combine_avx2(high, low, windows, empty, sums, sum_count, gradients, shards, mean, divisor, finite,
+                                count);
+#endif
+    default: return combine_base(high, low, windows, empty, sums, sum_count, gradients, shards, mean, divisor, finite,
+                                 count);
     }
 }
 

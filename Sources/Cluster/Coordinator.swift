@@ -56,6 +56,8 @@ public final class Coordinator: GradientSource {
 
     public let settings: Settings
     public private(set) var lastTimings = StepTimings()
+    /// The last step's round: its results' messages stay alive until the trainer has read the sum holding them.
+    private var heldRound: StepRound?
     /// Checked while waiting: the pid and ending of a worker process this coordinator started that has exited.
     public var processCheck: (() -> (pid: Int32, ending: String)?)?
     /// Called once when fewer than `minimumWorkers` are left, before waiting for more (writes a checkpoint).
@@ -201,6 +203,7 @@ public final class Coordinator: GradientSource {
         } else {
             for result in round.orderedResults { add(result, to: sum) }
         }
+        heldRound = round
         let reduced = clock.now
         lastTimings = StepTimings(send: (sent - begun) / .seconds(1), wait: (gathered - sent) / .seconds(1),
                                   reduce: (reduced - gathered) / .seconds(1))

@@ -20,7 +20,7 @@ struct ExactSumTests {
                 let buffers = (shard ..< shard + take).map { s in Buffer<Float>(values.map { $0[s] }) }
                 let pointers = buffers.map { UnsafePointer($0.pointer) }
                 let statistics = [SliceStatistics](repeating: SliceStatistics(samples: 1), count: take)
-                pointers.withUnsafeBufferPointer { p in statistics.withUnsafeBufferPointer { part.addExact(p, $0) } }
+                pointers.withUnsafeBufferPointer { p in statistics.withUnsafeBufferPointer { part.addExact(p, $0, final: false) } }
                 shard += take
             }
             parts.append(part)
@@ -85,27 +85,111 @@ struct ExactSumTests {
         }
     }
 
-    @Test("a lone micro-shard kept as Floats gives the limbs' mean bits, and turns into limbs when more is added")
-    func loneMicroShard() {
+    @Test("held Floats and wire sums give the bits of adding them at once, whatever else the sum holds")
+    func heldInputs() {
         var random = Xoshiro(seed: 53)
-        let count = 5000
-        let values = Buffer<Float>([-0.0, 0] + (2..<count).map { _ in anyFloat(&random) })
-        let more = Buffer<Float>((0..<count).map { _ in anyFloat(&random) / 8 })
-        for divisor in [1, 3, 7, 128, 1000] {
-            let kept = GradientSum(count: count, reduction: .exact), limbs = GradientSum(count: count, reduction: .exact)
-            kept.keepsLoneMicroShard = true
-            for sum in [kept, limbs] {
-                sum.add(gradient: values.pointer, statistics: SliceStatistics(samples: divisor, lossSum: 2.5))
+        let count = 1500  // several blocks of the combined pass, the last one partial
+        let shards = (0..<6).map { s in
+            Buffer<Float>((s == 0 ? [-0.0, 0] : [0, 1]) + (2..<count).map { _ in anyFloat(&random) / Float(1 << s) })
+        }
+        let others = (0..<3).map { o -> GradientSum in
+            let other = GradientSum(count: count, reduction: .exact)
+            let values = Buffer<Float>((0..<count).map { _ in anyFloat(&random) / 4 })
+            other.add(gradient: values.pointer, statistics: SliceStatistics(samples: 1 + o, lossSum: 1.5))
+            return other
+        }
+        // (Float groups added before the final one, final Float group, wire sums) for each case.
+        let cases: [(before: [Int], final: [Int], wires: [Int])] = [
+            ([], [0], []), ([], [0, 1, 2], []), ([], [], [0, 1, 2]), ([0, 1], [2, 3, 4, 5], [1]),
+            ([3], [], [2, 0]), ([], [5], [0, 1, 2]),
+        ]
+        for (index, c) in cases.enumerated() {
+            let held = GradientSum(count: count, reduction: .exact), plain = GradientSum(count: count, reduction: .exact)
+            held.holdsInputs = true
+            for sum in [held, plain] {
+                for group in [c.before, c.final] where !group.isEmpty {
+                    let pointers = group.map { UnsafePointer(shards[$0].pointer) }
+                    let statistics = group.map { SliceStatistics(samples: $0 + 1, lossSum: Double($0)) }
+                    pointers.withUnsafeBufferPointer { p in
+                        statistics.withUnsafeBufferPointer { sum.addExact(p, $0, final: group == c.final) }
+                    }
+                }
+                for w in c.wires { sum.add(others[w]) }
             }
             let a = Buffer<Float>(count: count), b = Buffer<Float>(count: count)
-            #expect(kept.writeMean(into: a.pointer) == limbs.writeMean(into: b.pointer))
-            #expect(a.array.map(\.bitPattern) == b.array.map(\.bitPattern), "divisor \(divisor)")
-            for sum in [kept, limbs] {
-                sum.add(gradient: more.pointer, statistics: SliceStatistics(samples: 1, lossSum: 1))
-                sum.writeMean(into: sum === kept ? a.pointer : b.pointer)
+            #expect(held.writeMean(into: a.pointer) && plain.writeMean(into: b.pointer))
+            #expect(a.array.map(\.bitPattern) == b.array.map(\.bitPattern), "case \(index)")
+            #expect(held.lossSum.bitPattern == plain.lossSum.bitPattern && held.samples == plain.samples)
+            // Reading the bytes takes in what was held: the same limbs as adding at once.
+            #expect(Array(held.valueBytes) == Array(plain.valueBytes), "case \(index)")
+            // The limbs are canonical-free integers: their mean is the held pass's mean.
+            #expect(held.writeMean(into: b.pointer))
+            #expect(a.array.map(\.bitPattern) == b.array.map(\.bitPattern), "case \(index), after settling")
+            #expect(a.pointer[0].bitPattern == 0 || !c.final.contains(0) || c.before.count + c.wires.count > 0,
+                    "−0 alone becomes +0, as limbs hold it")
+        }
+        // A NaN held is seen when the mean is taken.
+        let bad = GradientSum(count: count, reduction: .exact)
+        bad.holdsInputs = true
+        let nan = Buffer<Float>((0..<count).map { $0 == count - 1 ? .nan : 1 })
+        var pointer = UnsafePointer(nan.pointer), statistics = SliceStatistics(samples: 1, lossSum: 0)
+        withUnsafePointer(to: &pointer) { p in
+            withUnsafePointer(to: &statistics) { bad.addExact(.init(start: p, count: 1), .init(start: $0, count: 1), final: true) }
+        }
+        let out = Buffer<Float>(count: count)
+        #expect(!bad.writeMean(into: out.pointer))
+        #expect(bad.overflowed)
+    }
+
+    @Test("Floats alone take a Double shortcut only where it gives the limbs' bits: spreads up to 2^26, zeros, subnormals")
+    func floatShortcut() {
+        var random = Xoshiro(seed: 71)
+        let count = 5 * 512 + 100  // blocks of the combined pass: five whole, one partial
+        func value(exponent: Int) -> Float {
+            let mantissa = UInt32(truncatingIfNeeded: random.next()) & 0x007F_FFFF
+            let sign: UInt32 = random.next() & 1 == 0 ? 0 : 0x8000_0000
+            return Float(bitPattern: sign | UInt32(exponent) << 23 | mantissa)
+        }
+        let best = cexact_level()
+        defer { _ = cexact_use_level(best) }
+        for shards in 1...4 {
+            var columns = [[Float]](repeating: [], count: shards)
+            for i in 0..<count {
+                let block = i / 512, top = 60 + Int(random.next() % 190)
+                for s in 0..<shards {
+                    // Block 0: spreads up to 26; block 1: zeros, −0, subnormals; block 2: spread 27 somewhere (the
+                    // block goes through the limbs); block 3: spreads of exactly 26; block 4: spreads of 27 to 59
+                    // (where Double sums round: only the limbs are right); the rest: anything.
+                    let v: Float
+                    switch block {
+                    case 0: v = value(exponent: top - Int(random.next() % 27))
+                    case 1: v = [Float(0), -0.0, value(exponent: 0), value(exponent: 27)][Int(random.next() % 4)]
+                    case 2: v = value(exponent: i == 1100 && s == 0 ? top - 27 : top)
+                    case 3: v = value(exponent: s == 0 ? top : top - 26)
+                    case 4: v = value(exponent: s == 0 ? top : top - 27 - Int(random.next() % 33))
+                    default: v = value(exponent: 1 + Int(random.next() % 253))
+                    }
+                    columns[s].append(v)
+                }
             }
-            #expect(a.array.map(\.bitPattern) == b.array.map(\.bitPattern), "divisor \(divisor), two micro-shards")
-            #expect(Array(kept.valueBytes) == Array(limbs.valueBytes))
+            let buffers = columns.map { Buffer<Float>($0) }
+            let pointers = buffers.map { UnsafePointer($0.pointer) }
+            let statistics = (0..<shards).map { SliceStatistics(samples: 3 + $0, lossSum: 1) }
+            for level in 0...best {
+                #expect(cexact_use_level(level) == 1)
+                let held = GradientSum(count: count, reduction: .exact), plain = GradientSum(count: count, reduction: .exact)
+                held.holdsInputs = true
+                for sum in [held, plain] {
+                    pointers.withUnsafeBufferPointer { p in
+                        statistics.withUnsafeBufferPointer { sum.addExact(p, $0, final: true) }
+                    }
+                }
+                let a = Buffer<Float>(count: count), b = Buffer<Float>(count: count)
+                let finite = held.writeMean(into: a.pointer)
+                #expect(finite == plain.writeMean(into: b.pointer))
+                let differing = (0..<count).filter { a.pointer[$0].bitPattern != b.pointer[$0].bitPattern }
+                #expect(differing.isEmpty, "\(shards) shards, level \(level): parameters \(differing.prefix(5))")
+            }
         }
     }
 

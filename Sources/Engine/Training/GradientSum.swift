@@ -47,27 +47,39 @@ public final class GradientSum {
     public private(set) var floatLossSum = 0.0
     public private(set) var samples = 0
     public private(set) var correct = 0
-    /// True once an added value was NaN or infinite.
-    public private(set) var overflowed = false
-    /// Nothing added since `reset`: the next addition overwrites instead of adding, so reset needs no memset.
-    public private(set) var isEmpty = true
-    /// In-process sums (the trainer sets it): a sum given a single micro-shard keeps that micro-shard's Floats
-    /// rather than limbs. One value is exact in its window, so the mean taken straight from the Floats has the bits
-    /// the limbs would give; anything added next turns the Floats into limbs first. Saves both limb passes when a
-    /// batch is one micro-shard.
-    public var keepsLoneMicroShard = false {
-        // Allocated when asked for, so no training step allocates it.
-        didSet { if keepsLoneMicroShard && reduction == .exact && loneFloats.count != count { loneFloats = Buffer(count: count) } }
+    /// True once an added value was NaN or infinite (held Floats are looked at when they are taken in).
+    public var overflowed: Bool {
+        settleHeld()
+        return sawNonFinite
     }
-    /// The lone micro-shard's Floats, while `holdsLoneFloats`.
-    private var loneFloats = Buffer<Float>(count: 0)
-    private var holdsLoneFloats = false
+    private var sawNonFinite = false
+    /// Nothing added since `reset`.
+    public private(set) var isEmpty = true
+    /// Exact mode: the limbs hold nothing yet, so the next pass overwrites them (reset needs no memset).
+    private var limbsEmpty = true
+    /// In-process and coordinator sums (the trainer sets it): the last micro-shards' Floats and other processes'
+    /// sums are held by reference rather than added at once, and a mean takes them in with the limbs in one
+    /// blocked pass (`cexact_combine`), so the limbs are neither written nor read again for them: a batch of a few
+    /// micro-shards, or the last workers' results, costs one read of each input and one write of the mean. The
+    /// caller keeps what it handed over untouched until the sum is next read, added to or reset — as the trainer
+    /// does, reading the mean right after a step's sums arrive.
+    public var holdsInputs = false
+    /// What is held: at most `heldCapacity` Float arrays and as many wire sums.
+    private let heldFloats = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: GradientSum.heldCapacity)
+    private let heldSums = UnsafeMutablePointer<UnsafeRawPointer?>.allocate(capacity: GradientSum.heldCapacity)
+    private var heldFloatCount = 0, heldSumCount = 0
+    private static let heldCapacity = 8
 
     public init(count: Int, reduction: Reduction) {
         self.count = count
         self.reduction = reduction
         storage = Buffer(count: reduction == .exact ? 2 * count + (count + 7) / 8 : 0)
         floats = Buffer(count: reduction == .fast ? count : 0)
+    }
+
+    deinit {
+        heldFloats.deallocate()
+        heldSums.deallocate()
     }
 
     private var windows: UnsafeMutablePointer<Int8> {
@@ -82,12 +94,14 @@ public final class GradientSum {
 
     public func reset() {
         isEmpty = true
-        holdsLoneFloats = false
+        limbsEmpty = true
+        heldFloatCount = 0
+        heldSumCount = 0
         lossLimbs = cexact_scalar_empty()
         floatLossSum = 0
         samples = 0
         correct = 0
-        overflowed = false
+        sawNonFinite = false
     }
 
     /// Adds one slice's Float gradient sum and statistics.
@@ -96,7 +110,9 @@ public final class GradientSum {
         case .exact:
             var one = gradient, stats = statistics
             withUnsafePointer(to: &one) { g in
-                withUnsafePointer(to: &stats) { addExact(.init(start: g, count: 1), .init(start: $0, count: 1)) }
+                withUnsafePointer(to: &stats) {
+                    addExact(.init(start: g, count: 1), .init(start: $0, count: 1), final: false)
+                }
             }
         case .fast:
             let target = floats.pointer
@@ -113,38 +129,39 @@ public final class GradientSum {
     /// Exact mode: adds up to four micro-shards' Float gradients in one pass. Each parameter's window is raised to
     /// the largest its values need, then each value's deposits are computed on their own (so the bits are those of
     /// adding them one by one) and summed in registers; the stored limbs are read and written once, which quarters
-    /// the memory traffic of the accumulators.
+    /// the memory traffic of the accumulators. `final`: the caller hands over no more Floats before the sum is read,
+    /// so a sum that `holdsInputs` may keep these by reference.
     public func addExact(_ gradients: UnsafeBufferPointer<UnsafePointer<Float>>,
-                         _ statistics: UnsafeBufferPointer<SliceStatistics>) {
+                         _ statistics: UnsafeBufferPointer<SliceStatistics>, final: Bool) {
         precondition(reduction == .exact && (1...4).contains(gradients.count) && gradients.count == statistics.count,
                      "addExact takes one to four exact micro-shards")
-        var finite: Bool
-        if isEmpty && keepsLoneMicroShard && gradients.count == 1 {
-            loneFloats.pointer.update(from: gradients[0], count: count)
-            holdsLoneFloats = true
-            finite = Self.allFinite(loneFloats.pointer, count: count)
+        settleHeld()
+        if holdsInputs && final {
+            for (i, gradient) in gradients.enumerated() { heldFloats[i] = gradient }
+            heldFloatCount = gradients.count
         } else {
-            convertLoneFloats()
             // An array of pointers is an array of optional pointers to C (the same layout).
             let pointers = UnsafeRawPointer(gradients.baseAddress!).assumingMemoryBound(to: UnsafePointer<Float>?.self)
             let largest = cexact_add(limbPointer(0), limbPointer(count), windows, pointers, Int32(gradients.count),
-                                     isEmpty ? 1 : 0, count)
-            finite = largest < 0x7F80_0000
+                                     limbsEmpty ? 1 : 0, count)
+            limbsEmpty = false
+            sawNonFinite = sawNonFinite || largest >= 0x7F80_0000
         }
         for s in statistics {
-            finite = finite && s.lossSum.isFinite
             if s.lossSum.isFinite { lossLimbs = cexact_scalar_add(lossLimbs, s.lossSum) }
-            record(s, bad: false)
+            record(s, bad: !s.lossSum.isFinite)
         }
-        overflowed = overflowed || !finite
     }
 
-    /// Turns a lone micro-shard's Floats into limbs (before anything else is added, or the limbs are read).
-    private func convertLoneFloats() {
-        guard holdsLoneFloats else { return }
-        holdsLoneFloats = false
-        var lone: UnsafePointer<Float>? = UnsafePointer(loneFloats.pointer)
-        _ = cexact_add(limbPointer(0), limbPointer(count), windows, &lone, 1, 1, count)
+    /// Takes everything held into the limbs (before anything else is added, or the limbs are read).
+    private func settleHeld() {
+        guard heldFloatCount + heldSumCount > 0 else { return }
+        let largest = cexact_combine(limbPointer(0), limbPointer(count), windows, limbsEmpty ? 1 : 0, heldSums,
+                                     Int32(heldSumCount), heldFloats, Int32(heldFloatCount), nil, 1, nil, count)
+        sawNonFinite = sawNonFinite || largest >= 0x7F80_0000
+        limbsEmpty = false
+        heldFloatCount = 0
+        heldSumCount = 0
     }
 
     /// The limbs from parameter `offset` of the high limbs on (`count`: the low limbs), as the C loops take them.
@@ -155,7 +172,7 @@ public final class GradientSum {
     private func record(_ statistics: SliceStatistics, bad: Bool) {
         samples += statistics.samples
         correct += statistics.correct
-        overflowed = overflowed || bad
+        sawNonFinite = sawNonFinite || bad
         isEmpty = false
     }
 
@@ -181,27 +198,33 @@ public final class GradientSum {
 
     /// The values as bytes for the wire: exact, all high limbs, all low limbs, then the windows; fast, the Floats.
     public var valueBytes: UnsafeRawBufferPointer {
-        convertLoneFloats()
+        settleHeld()
         return UnsafeRawBufferPointer(start: reduction == .exact ? UnsafeRawPointer(storage.pointer) : UnsafeRawPointer(floats.pointer),
                                count: Self.bytesPerParameter(reduction) * count)
     }
 
     /// Adds a sum another process computed, read in place from its bytes (`valueBytes`' layout and `lossWords`).
     /// Exact windows must lie in `gradientWindows` and `lossWindows` (a result from the wire is checked first).
+    /// A sum that `holdsInputs` keeps exact bytes by reference until it is read.
     public func add(bytes: UnsafeRawBufferPointer, samples: Int, correct: Int, lossWords: LossWords,
                     overflowed: Bool) {
         precondition(bytes.count == Self.bytesPerParameter(reduction) * count, "gradient bytes do not fit the model")
         switch reduction {
         case .exact:
-            convertLoneFloats()
             let theirs = cexact_scalar(high: UInt64(bitPattern: lossWords.high), low: UInt64(bitPattern: lossWords.low),
                                        window: Int32(lossWords.window))
-            if isEmpty {
-                UnsafeMutableRawPointer(storage.pointer).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-                lossLimbs = theirs
+            lossLimbs = isEmpty ? theirs : cexact_scalar_merge(lossLimbs, theirs)
+            if holdsInputs && heldSumCount < Self.heldCapacity {
+                heldSums[heldSumCount] = bytes.baseAddress!
+                heldSumCount += 1
             } else {
-                cexact_merge(limbPointer(0), limbPointer(count), windows, bytes.baseAddress!, count)
-                lossLimbs = cexact_scalar_merge(lossLimbs, theirs)
+                settleHeld()
+                if limbsEmpty {
+                    UnsafeMutableRawPointer(storage.pointer).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                } else {
+                    cexact_merge(limbPointer(0), limbPointer(count), windows, bytes.baseAddress!, count)
+                }
+                limbsEmpty = false
             }
         case .fast:
             let target = floats.pointer
@@ -213,7 +236,7 @@ public final class GradientSum {
         }
         self.samples += samples
         self.correct += correct
-        self.overflowed = self.overflowed || overflowed
+        sawNonFinite = sawNonFinite || overflowed
         isEmpty = false
     }
 
@@ -223,16 +246,17 @@ public final class GradientSum {
     public func writeMean(into mean: UnsafeMutablePointer<Float>) -> Bool {
         precondition(samples > 0, "mean of an empty gradient sum")
         switch reduction {
-        case .exact where holdsLoneFloats:
-            // As cexact_mean computes it: one value's limbs are the value, so the bits are the same.
-            let lone = loneFloats.pointer, reciprocal = 1 / Double(samples)
-            // + 0 turns −0 into +0, as the limbs do (they hold no sign for zero); every other value is unchanged.
-            for i in 0..<count { mean[i] = Float(Double(lone[i]) * reciprocal) + 0 }
-            return Self.allFinite(mean, count: count) && !overflowed
+        case .exact where heldFloatCount + heldSumCount > 0:
+            // One pass over the limbs and everything held; the limbs stay as they were.
+            var finite: Int32 = 0
+            let largest = cexact_combine(limbPointer(0), limbPointer(count), windows, limbsEmpty ? 1 : 0, heldSums,
+                                         Int32(heldSumCount), heldFloats, Int32(heldFloatCount), mean,
+                                         Double(samples), &finite, count)
+            return finite == 1 && largest < 0x7F80_0000 && !sawNonFinite
         case .exact:
             // Each pair is read in its canonical form (one pass, the stored limbs left as they are).
             return cexact_mean(limbPointer(0), limbPointer(count), windows, mean, count, Double(samples)) == 1
-                && !overflowed
+                && !sawNonFinite
         case .fast:
             let divisor = Float(samples), source = floats.pointer
             for i in 0..<count { mean[i] = source[i] / divisor }
@@ -241,7 +265,7 @@ public final class GradientSum {
     }
 
     /// Fast mode: whether every Float sum is finite.
-    public var floatsAreFinite: Bool { Self.allFinite(floats.pointer, count: count) && !overflowed }
+    public var floatsAreFinite: Bool { Self.allFinite(floats.pointer, count: count) && !sawNonFinite }
 
     /// Whether every Float is finite (an integer pass over the exponent bits, which vectorises).
     private static func allFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {

@@ -63,8 +63,9 @@ public final class SliceComputer {
                                                                  gradient: pending[waiting].pointer)
                 waiting += 1
                 if waiting == 4 || position >= end {
+                    // The last group is not overwritten before the sum is read: it may be held, not added.
                     sum.addExact(UnsafeBufferPointer(start: pendingPointers, count: waiting),
-                                 UnsafeBufferPointer(start: pendingStatistics, count: waiting))
+                                 UnsafeBufferPointer(start: pendingStatistics, count: waiting), final: position >= end)
                     waiting = 0
                 }
             } else {

@@ -1,7 +1,8 @@
 /// Where a step's gradient sum comes from: this process's threads, or worker processes.
 public protocol GradientSource: AnyObject {
     /// Adds the gradient sum of all `microShards` micro-shards of `batch` (sample indices, in epoch order; batch
-    /// number `batchIndex` of `epoch`) at `parameters` into `sum`, which is empty.
+    /// number `batchIndex` of `epoch`) at `parameters` into `sum`, which is empty and `holdsInputs`: what a source
+    /// hands over stays untouched until its next `accumulate`.
     func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
                     parameters: Buffer<Float>, into sum: GradientSum) throws
 }
@@ -75,8 +76,8 @@ public final class Trainer {
             computer = local.slices.computers[0]
         }
         sum = GradientSum(count: count, reduction: options.reduction)
-        // Filled here only (workers send limbs): a batch of one micro-shard may keep its Floats.
-        sum.keepsLoneMicroShard = source == nil
+        // Read right after each step's sums arrive (the sources keep what they hand over until the next step).
+        sum.holdsInputs = true
         order = Buffer(count: training.count)
     }
 
