@@ -236,9 +236,10 @@ public final class Coordinator: GradientSource {
                 frames = [try Codec.weightsHeader(job: jobID, step: UInt64(round.step), parameterCount: weights.count / 4),
                           try weights.share()]
             }
+            let slot = table[member].region == nil ? nil : round.claimSlot(for: member)
             let assignment = try Codec.assignment(job: jobID, step: UInt64(round.step), worker: table[member].id,
                                                   epoch: UInt64(round.epoch), batch: UInt64(round.batchIndex),
-                                                  attempt: attempt, ranges: ranges)
+                                                  attempt: attempt, ranges: ranges, resultSlot: slot)
             let delivered = (frames.isEmpty || send(to: member, frames, round)) && send(to: member, assignment, round)
             if delivered {
                 table[member].weightsStep = round.step

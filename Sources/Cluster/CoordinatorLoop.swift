@@ -76,8 +76,8 @@ extension Coordinator {
             return
         }
         switch envelope.payload {
-        case .ready(let hasData):
-            try ready(index, hasData: hasData)
+        case .ready(let hasData, let region):
+            try ready(index, hasData: hasData, region: region)
         case .gradient(let frame):
             result(index, envelope.header, frame, round)
         case .error(let text):
@@ -104,7 +104,7 @@ extension Coordinator {
         if sent { log("\(member.label) joined with \(member.cores) cores, build \(member.build), BLAS \(member.blas)\(key)") }
     }
 
-    private func ready(_ index: Int, hasData: Bool) throws {
+    private func ready(_ index: Int, hasData: Bool, region: RegionOffer?) throws {
         guard table[index].state == .joining else { return }
         let member = table[index]
         if job.options.reduction == .exact, member.blas.lowercased() != BLASKernel.loaded.lowercased() {
@@ -126,6 +126,7 @@ extension Coordinator {
             return
         }
         table[index].state = .ready
+        table[index].region = mapRegion(region, of: member)
         if started {
             log("\(member.label) is ready and takes micro-shards from the next assignment on")
         } else {
@@ -133,8 +134,31 @@ extension Coordinator {
         }
     }
 
-    private func result(_ index: Int, _ header: Header, _ frame: GradientFrame, _ round: StepRound?) {
+    /// A worker's result region, when it offered one and shares this machine (an ipc endpoint) and the region
+    /// checks out; otherwise its results come as messages.
+    private func mapRegion(_ offer: RegionOffer?, of member: Member) -> ResultRegion? {
+        guard let offer, endpoint.hasPrefix("ipc://") else { return nil }
+        let bytes = limits.parameterCount! * GradientSum.bytesPerParameter(job.options.reduction)
+        do {
+            let region = try ResultRegion(mapping: offer.pid, fd: offer.descriptor, token: offer.token, slotBytes: bytes)
+            if settings.verbose { log("\(member.label) hands its results over in shared memory") }
+            return region
+        } catch {
+            log("\(member.label) offered a result region that cannot be used (\(error)); its results come as messages")
+            return nil
+        }
+    }
+
+    private func result(_ index: Int, _ header: Header, _ received: GradientFrame, _ round: StepRound?) {
         let member = table[index]
+        var frame = received
+        if let slot = received.regionSlot {
+            guard let region = member.region else {
+                lose(index, .mismatched("a result in slot \(slot) of a result region it has not offered"), round)
+                return
+            }
+            frame = received.inRegion(region)
+        }
         guard let round, header.step == UInt64(round.step) else {
             if settings.verbose { log("dropped \(member.label)'s result for step \(header.step): not the current step") }
             return

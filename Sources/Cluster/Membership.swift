@@ -1,3 +1,4 @@
+import Wire
 import Foundation
 
 /// Where a worker is in its life with this coordinator.
@@ -67,6 +68,8 @@ public struct Member: Sendable {
     var weightsStep: Int?
     /// Told to rejoin after it was lost (said once).
     var toldToRejoin = false
+    /// The member's result region, mapped when it offered one this coordinator could use.
+    var region: ResultRegion?
     /// Samples computed and seconds spent on them since the last `takeShares` (for per-epoch metrics).
     var sharedSamples = 0, sharedSeconds = 0.0
 

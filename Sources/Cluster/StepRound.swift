@@ -26,6 +26,9 @@ final class StepRound {
     private(set) var outstanding: [UInt64: Assignment] = [:]
     private(set) var results: [Result] = []
     private var nextAttempt: UInt64 = 1
+    /// Result-region slots given out this step, per member: each holds its result until the step's sum is read, so
+    /// none is given twice in a step (a member that takes over a lost one's micro-shards gets the other, then none).
+    private var claimedSlots: [Int: Set<Int>] = [:]
 
     init(step: Int, epoch: Int, batchIndex: Int, microShards: Int, batchSamples: Int, microShardSize: Int) {
         self.step = step
@@ -68,6 +71,14 @@ final class StepRound {
         }
         waiting = Array(pieces)
         return sent
+    }
+
+    /// A result-region slot of `member` not yet given out this step, now given; nil when both are.
+    func claimSlot(for member: Int) -> Int? {
+        let taken = claimedSlots[member, default: []]
+        guard let slot = (0..<ResultRegion.slotCount).first(where: { !taken.contains($0) }) else { return nil }
+        claimedSlots[member, default: []].insert(slot)
+        return slot
     }
 
     /// The outstanding assignment `attempt`, if it is `member`'s.

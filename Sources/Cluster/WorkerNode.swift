@@ -82,12 +82,18 @@ public final class WorkerNode {
             try followKernel(session.announcement)
             let (job, data) = try prepareData(dealer, session, held: held)
             held = (session.announcement.fingerprint, job, data)
-            try send(dealer, Codec.ready(job: session.jobID, worker: session.workerID, hasData: true))
+            // On the coordinator's machine (an ipc endpoint), results can be handed over in shared memory.
+            let region = settings.endpoint.hasPrefix("ipc://")
+                ? ResultRegion(creatingFor: job.model.layout.parameterCount * GradientSum.bytesPerParameter(job.options.reduction))
+                : nil
+            try send(dealer, Codec.ready(job: session.jobID, worker: session.workerID, hasData: true,
+                                         region: region.map { RegionOffer(pid: getpid(), descriptor: $0.descriptor,
+                                                                          token: $0.token) }))
             // The coordinator names local workers itself; a remote one says where it is.
             if settings.parentPID == nil {
                 log("\(settings.name): joined as w\(session.workerID); BLAS \(BLASKernel.description)")
             }
-            switch try work(dealer, session, job: job, data: data) {
+            switch try work(dealer, session, job: job, data: data, region: region) {
             case .finished:
                 if settings.parentPID == nil { log("\(settings.name): the run finished; stopping") }
                 return
@@ -102,7 +108,8 @@ public final class WorkerNode {
 
     /// Computes assignments and sends heartbeats until the coordinator says stop, asks this worker to join again,
     /// or falls silent for three heartbeats.
-    private func work(_ dealer: Socket, _ session: Session, job: Job, data: Dataset) throws -> SessionEnd {
+    private func work(_ dealer: Socket, _ session: Session, job: Job, data: Dataset,
+                      region: ResultRegion?) throws -> SessionEnd {
         let options = job.options
         let (jobID, workerID, limits, heartbeat) = (session.jobID, session.workerID, session.limits, session.heartbeat)
         BLAS.setThreads(1)
@@ -112,8 +119,12 @@ public final class WorkerNode {
         let plan = BatchPlan(sampleCount: data.count, batchSize: options.batchSize, shuffle: options.shuffle,
                              dropLast: options.dropLast, seed: options.seed)
         let parameters = Buffer<Float>(count: job.model.layout.parameterCount)
-        // Two sums in turn, each sent zero-copy: one may still be in libzmq's hands while the next is computed.
-        let sums = (0..<2).map { _ in GradientSum(count: parameters.count, reduction: options.reduction) }
+        // Two sums in turn, each sent zero-copy: one may still be in libzmq's hands while the next is computed. With
+        // a result region they are its slots, and an assignment may name the slot to leave its result in.
+        let sums = (0..<2).map { index in
+            region.map { GradientSum(count: parameters.count, reduction: options.reduction, in: $0.slot(index)) }
+                ?? GradientSum(count: parameters.count, reduction: options.reduction)
+        }
         let outgoing = sums.map { sum in
             SharedPayload(borrowing: UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!),
                           byteCount: sum.valueBytes.count, owner: sum)
@@ -150,7 +161,7 @@ public final class WorkerNode {
                     case .weights(let frame):
                         frame.copy(into: parameters.pointer)
                         weightsStep = step
-                    case .assignment(let epoch, let batchIndex, let attempt, let ranges):
+                    case .assignment(let epoch, let batchIndex, let attempt, let ranges, let resultSlot):
                         guard weightsStep == step else {
                             try send(dealer, Codec.error("assignment for step \(step) arrived without its weights",
                                                         job: jobID, step: step, worker: workerID))
@@ -172,8 +183,10 @@ public final class WorkerNode {
                             orderEpoch = Int(epoch)
                         }
                         let batch = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(order.elements)[plan.range(ofBatch: Int(batchIndex))])
-                        let sum = sums[turn], payload = outgoing[turn]
-                        turn = 1 - turn
+                        let slot = region == nil ? nil : resultSlot
+                        let index = slot ?? turn
+                        let sum = sums[index], payload = outgoing[index]
+                        turn = 1 - index
                         let idleBy = clock.now + settings.idleTimeout
                         while !payload.isIdle {
                             guard clock.now < idleBy else {
@@ -203,8 +216,9 @@ public final class WorkerNode {
                                                               lossHigh: sum.lossWords.high, lossLow: sum.lossWords.low,
                                                               lossWindow: sum.lossWords.window,
                                                               exact: options.reduction == .exact,
-                                                              overflowed: sum.overflowed, attempt: attempt),
-                                         Message(sharing: payload)])
+                                                              overflowed: sum.overflowed, attempt: attempt,
+                                                              regionSlot: slot),
+                                         slot == nil ? Message(sharing: payload) : Message(copying: [UInt8]())])
                         lastSent = clock.now
                     case .shutdown(let reason, let disposition):
                         // Acknowledged, so the coordinator knows it was read before it closes; kept until sent.

@@ -52,7 +52,7 @@ struct MisbehavingWorkerTests {
                 (job, worker) = (envelope.header.job, envelope.header.worker)
                 limits = Limits(parameterCount: count, job: job)
                 try dealer.send(Codec.ready(job: job, worker: worker, hasData: true))
-            case .assignment(_, _, let attempt, _):
+            case .assignment(_, _, let attempt, _, _):
                 let count = limits.parameterCount!
                 let values = [Int64](repeating: lie.limb, count: 2 * count).withUnsafeBytes(Array.init)
                     + [UInt8](repeating: UInt8(bitPattern: lie.window), count: count)
@@ -69,5 +69,58 @@ struct MisbehavingWorkerTests {
         #expect(text.contains("w1 \"liar\" (test, pid 1) lost: ") && text.contains(lie.expected), "\(text)")
         #expect(text.contains("error: no workers rejoined within --rejoin-timeout (2.0 s) at step 0; lost: w1 \"liar\""),
                 "\(text)")
+    }
+
+    /// A fake worker on this machine that offers a result region: one whose token does not match (not mapped; a
+    /// result claimed to be in it loses the worker), and a real one holding impossible limbs (read and checked).
+    @Test("a result region is mapped only when it checks out, and what is read from it is checked",
+          arguments: [("wrong token", "offered a result region that cannot be used (not the region the worker described",
+                       "lost: sent a mismatched result (a result in slot 0 of a result region it has not offered)"),
+                      ("impossible limbs", "hands its results over in shared memory",
+                       "lost: sent a mismatched result (a gradient limb beyond ±1125899906842624")])
+    func regionResults(kind: String, offered: String, lost: String) throws {
+        let endpoint = "ipc://" + Command.temporaryPath("region.ipc")
+        let log = Command.temporaryPath("region.log")
+        let coordinator = try Command.start(["coordinator", "--config", "examples/xor.yaml", "--bind", endpoint,
+                                             "--workers", "1", "--rejoin-timeout", "2", "--verbose"], stderr: log,
+                                            environment: ["OPENBLAS_CORETYPE": "Haswell"])
+        defer { kill(coordinator.processIdentifier, SIGKILL) }
+        _ = try Command.waitForLine(in: log, containing: "waiting for 1 worker ", timeout: 30)
+        let dealer = try Socket(Context(), .dealer)
+        try dealer.connect(endpoint)
+        try dealer.send(Codec.hello(fields: ["name": "sharer", "host": "test", "blas": "Haswell"], cores: 1, pid: 1))
+        var limits = Limits()
+        var job: UInt64 = 0, worker: UInt32 = 0
+        var region: ResultRegion?
+        let deadline = Date().addingTimeInterval(20)
+        while coordinator.isRunning && Date() < deadline {
+            guard try Socket.poll([dealer], timeout: .milliseconds(200))[0],
+                  case .frames(let frames)? = try dealer.receive(maximumFrames: 3) else { continue }
+            let envelope = try Codec.decode(frames, limits: limits)
+            switch envelope.payload {
+            case .job(_, let count, _, _, _):
+                (job, worker) = (envelope.header.job, envelope.header.worker)
+                limits = Limits(parameterCount: count, job: job)
+                region = ResultRegion(creatingFor: 17 * count)
+                let r = try #require(region)
+                let token = kind == "wrong token" ? (r.token.0 ^ 1, r.token.1) : r.token
+                try dealer.send(Codec.ready(job: job, worker: worker, hasData: true,
+                                            region: RegionOffer(pid: getpid(), descriptor: r.descriptor, token: token)))
+            case .assignment(_, _, let attempt, _, let slot):
+                let count = limits.parameterCount!, r = try #require(region)
+                #expect((slot == nil) == (kind == "wrong token"), "slot \(String(describing: slot))")
+                let values = r.slot(slot ?? 0)
+                for i in 0 ..< 2 * count { values.storeBytes(of: Int64(1) << 62, toByteOffset: 8 * i, as: Int64.self) }
+                try dealer.send([Codec.gradientHeader(job: job, step: envelope.header.step, worker: worker, samples: 4,
+                                                      correct: 0, lossHigh: 0, lossLow: 0, exact: true,
+                                                      overflowed: false, attempt: attempt, regionSlot: slot ?? 0),
+                                 try Message(copying: [UInt8]())])
+            default:
+                continue
+            }
+        }
+        #expect(Command.wait(coordinator, timeout: 20) == 4)
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(text.contains("w1 \"sharer\" (test, pid 1) \(offered)") && text.contains(lost), "\(text)")
     }
 }

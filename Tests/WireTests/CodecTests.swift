@@ -30,7 +30,7 @@ struct CodecTests {
 
         let assignment = try Codec.decode(Codec.assignment(job: 77, step: 9, worker: 2, epoch: 1, batch: 4, attempt: 1,
                                                            ranges: [0..<3, 5..<9]), limits: Self.limits)
-        guard case .assignment(1, 4, 1, let ranges) = assignment.payload else { Issue.record("not assignment"); return }
+        guard case .assignment(1, 4, 1, let ranges, nil) = assignment.payload else { Issue.record("not assignment"); return }
         #expect(ranges == [0..<3, 5..<9])
 
         let limbs: [Int64] = (0..<10).map { Int64($0) - 4 }
@@ -61,6 +61,37 @@ struct CodecTests {
         else { Issue.record("error/shutdown"); return }
     }
 
+    @Test("result regions: the offer, an assignment's slot and a gradient left in a slot round-trip; mismatches are refused")
+    func resultRegions() throws {
+        let offer = RegionOffer(pid: 4242, descriptor: 7, token: (0xDEAD_BEEF, 0x1234_5678_9ABC_DEF0))
+        guard case .ready(true, let decoded) = try Codec.decode(Codec.ready(job: 77, worker: 2, hasData: true,
+                                                                            region: offer), limits: Self.limits).payload,
+              case .ready(false, nil) = try Codec.decode(Codec.ready(job: 77, worker: 2, hasData: false),
+                                                         limits: Self.limits).payload
+        else { Issue.record("not ready"); return }
+        #expect(decoded == offer)
+        for slot in [nil, 0, 1] as [Int?] {
+            guard case .assignment(1, 4, 1, _, let got) = try Codec.decode(
+                Codec.assignment(job: 77, step: 9, worker: 2, epoch: 1, batch: 4, attempt: 1, ranges: [0..<3],
+                                 resultSlot: slot), limits: Self.limits).payload
+            else { Issue.record("not assignment"); return }
+            #expect(got == slot)
+        }
+        let header = try Codec.gradientHeader(job: 77, step: 9, worker: 2, samples: 64, correct: 10, lossHigh: -5,
+                                              lossLow: 7, lossWindow: -2, exact: true, overflowed: true, attempt: 1,
+                                              regionSlot: 1)
+        guard case .gradient(let g) = try Codec.decode([header, Message(copying: [UInt8]())], limits: Self.limits).payload
+        else { Issue.record("not gradient"); return }
+        #expect(g.regionSlot == 1 && g.overflowed && g.lossWindow == -2 && g.exact)
+        #expect {
+            _ = try Codec.decode([header, Message(copying: [UInt8](repeating: 0, count: 85))], limits: Self.limits)
+        } throws: { ($0 as? WireError)?.description.contains("values are in the worker's result region") ?? false }
+        #expect {
+            _ = try Codec.decode(Codec.assignment(job: 77, step: 9, worker: 2, epoch: 1, batch: 4, attempt: 1,
+                                                  ranges: [0..<3], resultSlot: 2), limits: Self.limits)
+        } throws: { ($0 as? WireError)?.description.contains("result slot 3 beyond the region's 2") ?? false }
+    }
+
     static func header(_ type: UInt16 = 3, version: UInt16 = Header.protocolVersion, magic: UInt32 = Header.magic, job: UInt64 = 77,
                        frames: UInt32 = 1, field0: UInt64 = 5, size: Int = 80) -> [UInt8] {
         var bytes: [UInt8] = []
@@ -73,7 +104,7 @@ struct CodecTests {
     @Test("malformed messages are refused, each with its reason", arguments: [
         ([header(size: 79), [UInt8](repeating: 0, count: 20)], "header frame of 79 bytes"),
         ([header(magic: 0xDEADBEEF), [UInt8](repeating: 0, count: 20)], "bad magic 0xdeadbeef"),
-        ([header(version: 9), [UInt8](repeating: 0, count: 20)], "protocol version 9 but this build speaks 3"),
+        ([header(version: 9), [UInt8](repeating: 0, count: 20)], "protocol version 9 but this build speaks 4"),
         ([header(99), [UInt8](repeating: 0, count: 20)], "unknown message type 99"),
         ([header(frames: 2), [UInt8](repeating: 0, count: 20)], "declares 2 payload frames, carries 1"),
         ([header()], "declares 1 payload frames, carries 0"),

@@ -16,4 +16,18 @@ ccpu_features ccpu_read(void);
 /// Makes standard output line-buffered, so every printed line reaches a log file at once.
 void cplatform_line_buffer_stdout(void);
 
+#include <stddef.h>
+
+/// A worker's result region: a memfd of `size` bytes, sealed against shrinking and growing (so a reader's mapping
+/// can never fault), mapped read-write into *mapping. Returns the descriptor, or -1 (errno set).
+int cplatform_region_create(size_t size, void **mapping);
+
+/// Maps another process's result region read-only, found as /proc/PID/fd/FD: only a memfd of this user, of exactly
+/// `size` bytes, sealed against shrinking. Opened without blocking (the path may name anything). Returns the
+/// mapping, or NULL with a short reason in *why.
+void *cplatform_region_map(int pid, int fd, size_t size, const char **why);
+
+/// Unmaps a region mapped by either call above.
+void cplatform_region_unmap(void *mapping, size_t size);
+
 #endif

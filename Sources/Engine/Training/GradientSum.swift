@@ -38,9 +38,11 @@ public final class GradientSum {
     public let count: Int
     /// Exact mode: all `high` limbs, all `low` limbs, then every parameter's window as an Int8, in the parameter
     /// layout, in one allocation so it goes to the wire as it is (empty in fast mode).
-    private let storage: Buffer<Int64>
+    private let storage: UnsafeMutablePointer<Int64>
     /// Fast mode: Float gradient sums in the parameter layout (empty in exact mode).
-    public let floats: Buffer<Float>
+    public let floats: UnsafeMutablePointer<Float>
+    /// The memory of `storage` or `floats` when this sum allocated it (nil: the caller's, as `init(count:reduction:in:)`).
+    private let owned: Buffer<Int64>?
     /// Exact mode: the loss sum's limbs and window.
     private var lossLimbs = cexact_scalar_empty()
     /// Fast mode: sum of per-sample losses.
@@ -70,11 +72,31 @@ public final class GradientSum {
     private var heldFloatCount = 0, heldSumCount = 0
     private static let heldCapacity = 8
 
-    public init(count: Int, reduction: Reduction) {
+    public convenience init(count: Int, reduction: Reduction) {
+        let owned = Buffer<Int64>(count: (Self.bytesPerParameter(reduction) * count + 7) / 8)
+        self.init(count: count, reduction: reduction, memory: UnsafeMutableRawPointer(owned.pointer), owned: owned)
+    }
+
+    /// A sum kept in the caller's `memory` (8-byte aligned, `bytesPerParameter(reduction) × count` bytes, alive as
+    /// long as the sum): a worker's result region, so a result is computed where the coordinator reads it.
+    public convenience init(count: Int, reduction: Reduction, in memory: UnsafeMutableRawBufferPointer) {
+        precondition(memory.count >= Self.bytesPerParameter(reduction) * count && Int(bitPattern: memory.baseAddress) % 8 == 0,
+                     "memory for a gradient sum is too small or misaligned")
+        self.init(count: count, reduction: reduction, memory: memory.baseAddress!, owned: nil)
+    }
+
+    private init(count: Int, reduction: Reduction, memory: UnsafeMutableRawPointer, owned: Buffer<Int64>?) {
         self.count = count
         self.reduction = reduction
-        storage = Buffer(count: reduction == .exact ? 2 * count + (count + 7) / 8 : 0)
-        floats = Buffer(count: reduction == .fast ? count : 0)
+        self.owned = owned
+        // Each mode reads its memory as one type only (the other pointer is never used).
+        if reduction == .exact {
+            storage = memory.bindMemory(to: Int64.self, capacity: 2 * count)
+            floats = UnsafeMutablePointer(bitPattern: 8)!
+        } else {
+            floats = memory.bindMemory(to: Float.self, capacity: count)
+            storage = UnsafeMutablePointer(bitPattern: 8)!
+        }
     }
 
     deinit {
@@ -83,7 +105,7 @@ public final class GradientSum {
     }
 
     private var windows: UnsafeMutablePointer<Int8> {
-        UnsafeMutableRawPointer(storage.pointer + 2 * count).assumingMemoryBound(to: Int8.self)
+        UnsafeMutableRawPointer(storage + 2 * count).assumingMemoryBound(to: Int8.self)
     }
 
     /// The sum of per-sample losses.
@@ -115,7 +137,7 @@ public final class GradientSum {
                 }
             }
         case .fast:
-            let target = floats.pointer
+            let target = floats
             if isEmpty {
                 if UnsafePointer(target) != gradient { target.update(from: gradient, count: count) }
             } else {
@@ -166,7 +188,7 @@ public final class GradientSum {
 
     /// The limbs from parameter `offset` of the high limbs on (`count`: the low limbs), as the C loops take them.
     private func limbPointer(_ offset: Int) -> UnsafeMutablePointer<UInt64> {
-        UnsafeMutableRawPointer(storage.pointer + offset).assumingMemoryBound(to: UInt64.self)
+        UnsafeMutableRawPointer(storage + offset).assumingMemoryBound(to: UInt64.self)
     }
 
     private func record(_ statistics: SliceStatistics, bad: Bool) {
@@ -177,7 +199,7 @@ public final class GradientSum {
     }
 
     /// Fast mode, empty sum: the buffer a slice may write its gradient into directly, then `add` it in place.
-    public var writableFloats: UnsafeMutablePointer<Float>? { reduction == .fast && isEmpty ? floats.pointer : nil }
+    public var writableFloats: UnsafeMutablePointer<Float>? { reduction == .fast && isEmpty ? floats : nil }
 
     /// Adds another sum of the same mode and size (another worker's slice of the batch).
     public func add(_ other: GradientSum) {
@@ -199,7 +221,7 @@ public final class GradientSum {
     /// The values as bytes for the wire: exact, all high limbs, all low limbs, then the windows; fast, the Floats.
     public var valueBytes: UnsafeRawBufferPointer {
         settleHeld()
-        return UnsafeRawBufferPointer(start: reduction == .exact ? UnsafeRawPointer(storage.pointer) : UnsafeRawPointer(floats.pointer),
+        return UnsafeRawBufferPointer(start: reduction == .exact ? UnsafeRawPointer(storage) : UnsafeRawPointer(floats),
                                count: Self.bytesPerParameter(reduction) * count)
     }
 
@@ -220,14 +242,14 @@ public final class GradientSum {
             } else {
                 settleHeld()
                 if limbsEmpty {
-                    UnsafeMutableRawPointer(storage.pointer).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                    UnsafeMutableRawPointer(storage).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
                 } else {
                     cexact_merge(limbPointer(0), limbPointer(count), windows, bytes.baseAddress!, count)
                 }
                 limbsEmpty = false
             }
         case .fast:
-            let target = floats.pointer
+            let target = floats
             for i in 0..<count {
                 let value = bytes.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
                 target[i] = isEmpty ? value : target[i] + value
@@ -258,14 +280,14 @@ public final class GradientSum {
             return cexact_mean(limbPointer(0), limbPointer(count), windows, mean, count, Double(samples)) == 1
                 && !sawNonFinite
         case .fast:
-            let divisor = Float(samples), source = floats.pointer
+            let divisor = Float(samples), source = floats
             for i in 0..<count { mean[i] = source[i] / divisor }
             return floatsAreFinite
         }
     }
 
     /// Fast mode: whether every Float sum is finite.
-    public var floatsAreFinite: Bool { Self.allFinite(floats.pointer, count: count) && !sawNonFinite }
+    public var floatsAreFinite: Bool { Self.allFinite(floats, count: count) && !sawNonFinite }
 
     /// Whether every Float is finite (an integer pass over the exponent bits, which vectorises).
     private static func allFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {

@@ -161,7 +161,7 @@ public final class Trainer {
             optimizer.step(parameters: parameters.pointer, gradients: gradient.pointer, scale: 1,
                            learningRate: learningRate)
         } else {
-            optimizer.step(parameters: parameters.pointer, gradients: sum.floats.pointer,
+            optimizer.step(parameters: parameters.pointer, gradients: sum.floats,
                            scale: 1 / Float(sum.samples), learningRate: learningRate)
         }
         step += 1

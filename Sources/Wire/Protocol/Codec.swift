@@ -35,13 +35,31 @@ public enum Payload {
     case hello(fields: [String: String])
     case job(description: [UInt8], parameterCount: Int, maximumMicroShards: Int, exact: Bool, heartbeat: Duration)
     case weights(FloatFrame)
-    case assignment(epoch: UInt64, batch: UInt64, attempt: UInt64, ranges: [Range<Int>])
+    /// `resultSlot`: the slot of the worker's `ResultRegion` its result may go to (nil: send the values).
+    case assignment(epoch: UInt64, batch: UInt64, attempt: UInt64, ranges: [Range<Int>], resultSlot: Int?)
     case gradient(GradientFrame)
     case heartbeat
     case error(String)
     case shutdown(String, Disposition)
-    case ready(hasData: Bool)
+    case ready(hasData: Bool, region: RegionOffer?)
     case data(samples: Int, featureWidth: Int, targetWidth: Int, FloatFrame)
+}
+
+/// Where a worker on the coordinator's machine keeps its `ResultRegion`, as it says in `ready`.
+public struct RegionOffer: Equatable, Sendable {
+    public let pid: Int32
+    public let descriptor: Int32
+    public let token: (UInt64, UInt64)
+
+    public init(pid: Int32, descriptor: Int32, token: (UInt64, UInt64)) {
+        self.pid = pid
+        self.descriptor = descriptor
+        self.token = token
+    }
+
+    public static func == (a: RegionOffer, b: RegionOffer) -> Bool {
+        a.pid == b.pid && a.descriptor == b.descriptor && a.token == b.token
+    }
 }
 
 /// What a shutdown asks of a worker.
@@ -78,14 +96,41 @@ public struct GradientFrame {
     /// The assignment's attempt this answers.
     public let attempt: UInt64
     /// Exact: `parameterCount` Int64 high limbs, as many low limbs, then as many Int8 windows
-    /// (`exactBytesPerParameter` bytes each); fast: `parameterCount` Float32.
+    /// (`exactBytesPerParameter` bytes each); fast: `parameterCount` Float32. Empty when the values are in a slot
+    /// of the worker's result region.
     public let message: Message
+    /// The slot of the worker's `ResultRegion` holding the values, when they are there.
+    public let regionSlot: Int?
+    /// The values in the region, once the receiver has found them (`inRegion`), and what keeps them mapped.
+    private var regionValues: (bytes: UnsafeRawBufferPointer, owner: ResultRegion)?
 
     /// Bytes per parameter of an exact frame: two Int64 limbs and a window byte.
     public static let exactBytesPerParameter = 17
 
+    init(samples: Int, correct: Int, lossHigh: Int64, lossLow: Int64, lossWindow: Int8, exact: Bool,
+         overflowed: Bool, attempt: UInt64, message: Message, regionSlot: Int?) {
+        self.samples = samples
+        self.correct = correct
+        self.lossHigh = lossHigh
+        self.lossLow = lossLow
+        self.lossWindow = lossWindow
+        self.exact = exact
+        self.overflowed = overflowed
+        self.attempt = attempt
+        self.message = message
+        self.regionSlot = regionSlot
+    }
+
+    /// This frame reading its values from `region`'s slot (which must be `regionSlot`'s, of the frame's size).
+    public func inRegion(_ region: ResultRegion) -> GradientFrame {
+        var frame = self
+        frame.regionValues = (UnsafeRawBufferPointer(region.slot(regionSlot!)), region)
+        return frame
+    }
+
     public func withValues<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try message.withUnsafeBytes(body)
+        if let regionValues { return try body(regionValues.bytes) }
+        return try message.withUnsafeBytes(body)
     }
 }
 
@@ -119,30 +164,34 @@ public enum Codec {
     }
 
     public static func assignment(job: UInt64, step: UInt64, worker: UInt32, epoch: UInt64, batch: UInt64,
-                                  attempt: UInt64 = 0, ranges: [Range<Int>]) throws -> [Message] {
+                                  attempt: UInt64 = 0, ranges: [Range<Int>], resultSlot: Int? = nil) throws -> [Message] {
         var bytes: [UInt8] = []
         for range in ranges {
             withUnsafeBytes(of: UInt32(range.lowerBound).littleEndian) { bytes += $0 }
             withUnsafeBytes(of: UInt32(range.upperBound).littleEndian) { bytes += $0 }
         }
         return try frames(Header(type: .assignment, job: job, step: step, worker: worker, frames: 1,
-                                 fields: [epoch, batch, attempt]), bytes)
+                                 fields: [epoch, batch, attempt, resultSlot.map { UInt64($0) + 1 } ?? 0]), bytes)
     }
 
     /// The gradient header; send it followed by the values frame.
+    /// `regionSlot`: the values are in that slot of the worker's result region (send an empty frame after).
     public static func gradientHeader(job: UInt64, step: UInt64, worker: UInt32, samples: Int, correct: Int,
                                       lossHigh: Int64, lossLow: Int64, lossWindow: Int8 = 0, exact: Bool,
-                                      overflowed: Bool, attempt: UInt64) throws -> Message {
+                                      overflowed: Bool, attempt: UInt64, regionSlot: Int? = nil) throws -> Message {
         try Message(copying: Header(type: .gradient, job: job, step: step, worker: worker, frames: 1,
                                     fields: [UInt64(samples), UInt64(correct), UInt64(bitPattern: lossHigh),
                                              UInt64(bitPattern: lossLow),
                                              (exact ? 0 : 1) | (overflowed ? 2 : 0)
+                                                 | (regionSlot.map { 4 | UInt64($0) << 3 } ?? 0)
                                                  | UInt64(UInt8(bitPattern: lossWindow)) << 8,
                                              attempt]).encoded())
     }
 
-    public static func ready(job: UInt64, worker: UInt32, hasData: Bool) throws -> [Message] {
-        [try Message(copying: Header(type: .ready, job: job, worker: worker, fields: [hasData ? 1 : 0]).encoded())]
+    public static func ready(job: UInt64, worker: UInt32, hasData: Bool, region: RegionOffer? = nil) throws -> [Message] {
+        let offer = region.map { [UInt64($0.pid), UInt64($0.descriptor), $0.token.0, $0.token.1] } ?? []
+        return [try Message(copying: Header(type: .ready, job: job, worker: worker,
+                                            fields: [hasData ? 1 : 0] + offer).encoded())]
     }
 
     /// The data header; send it followed by a frame of features then targets (Float32).
@@ -244,21 +293,28 @@ public enum Codec {
                     previousEnd = end
                 }
             }
-            return .assignment(epoch: f[0], batch: f[1], attempt: f[2], ranges: ranges)
+            guard f[3] <= UInt64(ResultRegion.slotCount) else {
+                throw .badField(.assignment, "result slot \(f[3]) beyond the region's \(ResultRegion.slotCount)")
+            }
+            return .assignment(epoch: f[0], batch: f[1], attempt: f[2], ranges: ranges,
+                               resultSlot: f[3] == 0 ? nil : Int(f[3]) - 1)
         case .gradient:
             let count = try parameterCount(limits, .gradient)
-            guard f[4] & ~0xFF03 == 0 else {
-                throw .badField(.gradient, "flags \(f[4]) beyond bits 0 (fast), 1 (overflowed) and 8-15 (loss window)")
+            guard f[4] & ~0xFF0F == 0 else {
+                throw .badField(.gradient, "flags \(f[4]) beyond bits 0 (fast), 1 (overflowed), 2-3 (in the result "
+                    + "region, its slot) and 8-15 (loss window)")
             }
+            let regionSlot = f[4] & 4 != 0 ? Int(f[4] >> 3 & 1) : nil
             guard f[0] >= 1, f[0] <= 1 << 40, f[1] <= f[0] else {
                 throw .badField(.gradient, "samples \(f[0]) and correct \(f[1]) are inconsistent")
             }
             let exact = f[4] & 1 == 0, width = exact ? GradientFrame.exactBytesPerParameter : 4
-            guard frame!.count == width * count else {
-                throw .payloadSize(type: .gradient, bytes: frame!.count,
-                                   expected: "\(width * count) (\(count) parameters, \(exact ? "exact" : "fast"))")
+            guard frame!.count == (regionSlot == nil ? width * count : 0) else {
+                throw .payloadSize(type: .gradient, bytes: frame!.count, expected: regionSlot == nil
+                    ? "\(width * count) (\(count) parameters, \(exact ? "exact" : "fast"))"
+                    : "0 (the values are in the worker's result region)")
             }
-            if !exact {
+            if !exact && regionSlot == nil {
                 let lossBits = f[2]
                 guard Double(bitPattern: lossBits).isFinite else {
                     throw .badField(.gradient, "loss sum \(Double(bitPattern: lossBits)) is not finite")
@@ -286,10 +342,14 @@ public enum Codec {
                                            lossLow: Int64(bitPattern: f[3]),
                                            lossWindow: Int8(truncatingIfNeeded: f[4] >> 8), exact: exact,
                                            overflowed: f[4] & 2 != 0,
-                                           attempt: f[5], message: frame!))
+                                           attempt: f[5], message: frame!, regionSlot: regionSlot))
         case .ready:
             guard f[0] <= 1 else { throw .badField(.ready, "has-data flag \(f[0]) is not 0 or 1") }
-            return .ready(hasData: f[0] == 1)
+            guard f[1] <= UInt64(Int32.max), f[2] <= UInt64(Int32.max) else {
+                throw .badField(.ready, "result region pid \(f[1]) or descriptor \(f[2]) out of range")
+            }
+            let region = f[1] == 0 ? nil : RegionOffer(pid: Int32(f[1]), descriptor: Int32(f[2]), token: (f[3], f[4]))
+            return .ready(hasData: f[0] == 1, region: region)
         case .data:
             guard f[0] >= 1, f[1] >= 1, f[2] >= 1, f[0] < 1 << 40, f[1] < 1 << 24, f[2] < 1 << 24 else {
                 throw .badField(.data, "samples \(f[0]), widths \(f[1]) and \(f[2]) out of range")

@@ -12,7 +12,7 @@
 /// | 32 | fields `6 × u64` | type-specific values, see `MessageType` |
 public struct Header: Sendable, Equatable {
     public static let magic: UInt32 = 0x4E52_5453
-    public static let protocolVersion: UInt16 = 3
+    public static let protocolVersion: UInt16 = 4
     public static let byteCount = 80
 
     public var type: MessageType
@@ -75,13 +75,15 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     /// Coordinator → worker: the weights for `step`. Field: parameter count. Frame: `count` little-endian Float32.
     case weights = 3
     /// Coordinator → worker: micro-shards to compute for `step`. Fields: epoch, batch, attempt (unique within the
-    /// step; the gradient echoes it, so a late answer to a range since given to another worker is recognised).
+    /// step; the gradient echoes it, so a late answer to a range since given to another worker is recognised), the
+    /// result slot (0: send the values; k: slot k − 1 of the worker's result region).
     /// Frame: ranges as `(start u32, end u32)` pairs, ascending and disjoint.
     case assignment = 4
     /// Worker → coordinator: the gradient sum for `step`. Fields: samples, correct, loss (two i64 limbs, or a
-    /// Float64 and 0 for fast), flags (bit 0: fast, bit 1: overflowed, bits 8-15: the exact loss's window as an
-    /// i8), the assignment's attempt. Frame: exact: parameter count `i64` high limbs, as many low limbs, then as
-    /// many `i8` windows; fast: parameter count Float32.
+    /// Float64 and 0 for fast), flags (bit 0: fast, bit 1: overflowed, bit 2: the values are in the result region,
+    /// bit 3: its slot, bits 8-15: the exact loss's window as an i8), the assignment's attempt. Frame: exact:
+    /// parameter count `i64` high limbs, as many low limbs, then as many `i8` windows; fast: parameter count
+    /// Float32; empty when the values are in the region.
     case gradient = 5
     /// Either way, no payload: liveness, every heartbeat interval (a worker also sends them while computing).
     case heartbeat = 6
@@ -91,7 +93,8 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     /// worker was declared lost). Frame: the reason.
     case shutdown = 8
     /// Worker → coordinator after a job: field 0 is 1 if its own copy of the data matched the job's fingerprint,
-    /// 0 if it needs the data sent. No payload.
+    /// 0 if it needs the data sent; fields 1-4, a worker with a result region (`ResultRegion`): its pid, the
+    /// region's descriptor and the two words of its token (0 when it has none). No payload.
     case ready = 9
     /// Coordinator → worker: the training samples, once. Fields: samples, feature width, target width. Frame:
     /// `samples × feature width` Float32 features, then `samples × target width` Float32 targets.
