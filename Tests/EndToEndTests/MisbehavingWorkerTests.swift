@@ -24,48 +24,67 @@ struct MisbehavingWorkerTests {
         Lie(window: 9, expected: "lost: sent a mismatched result (a gradient window outside -3 to 2)"),
     ]
 
-    @Test("an impossible result loses the worker, named; with none left the run stops after --rejoin-timeout",
-          arguments: lies)
-    func impossibleResult(lie: Lie) throws {
-        let port = Command.freePort()
-        let log = Command.temporaryPath("mismatch.log")
-        let coordinator = try Command.start(["coordinator", "--config", "examples/xor.yaml", "--bind",
-                                             "tcp://127.0.0.1:\(port)", "--workers", "1", "--reduction", lie.reduction,
-                                             "--rejoin-timeout", "2"], stderr: log,
+    /// What the fake worker was told on joining: the job's id, its worker id and the decoding limits.
+    struct Joined {
+        let job: UInt64
+        let worker: UInt32
+        let limits: Limits
+        var count: Int { limits.parameterCount! }
+    }
+
+    /// Starts a coordinator on `endpoint` for the XOR job (exact mode admits only workers on its BLAS kernel, pinned
+    /// here), joins it as one fake worker named `name`, answers its job with `ready` and each assignment with
+    /// `answer` (given the assignment's step, attempt and result slot), until the coordinator exits; returns its
+    /// exit status and log.
+    func runFakeWorker(endpoint: String, name: String, flags: [String] = [],
+                       ready: (Joined) throws -> [Message],
+                       answer: (Joined, _ step: UInt64, _ attempt: UInt64, _ slot: Int?) throws -> [Message])
+        throws -> (status: Int32?, log: String) {
+        let log = Command.temporaryPath("\(name).log")
+        let coordinator = try Command.start(["coordinator", "--config", "examples/xor.yaml", "--bind", endpoint,
+                                             "--workers", "1", "--rejoin-timeout", "2"] + flags, stderr: log,
                                             environment: ["OPENBLAS_CORETYPE": "Haswell"])
         defer { kill(coordinator.processIdentifier, SIGKILL) }
         _ = try Command.waitForLine(in: log, containing: "waiting for 1 worker ", timeout: 30)
-
         let dealer = try Socket(Context(), .dealer)
-        try dealer.connect("tcp://127.0.0.1:\(port)")
-        // Exact mode admits only workers on the coordinator's BLAS kernel, pinned here.
-        try dealer.send(Codec.hello(fields: ["name": "liar", "host": "test", "blas": "Haswell"], cores: 1, pid: 1))
-        var limits = Limits()
-        var job: UInt64 = 0, worker: UInt32 = 0
+        try dealer.connect(endpoint)
+        try dealer.send(Codec.hello(fields: ["name": name, "host": "test", "blas": "Haswell"], cores: 1, pid: 1))
+        var joined: Joined?
         let deadline = Date().addingTimeInterval(20)
         while coordinator.isRunning && Date() < deadline {
             guard try Socket.poll([dealer], timeout: .milliseconds(200))[0],
                   case .frames(let frames)? = try dealer.receive(maximumFrames: 3) else { continue }
-            let envelope = try Codec.decode(frames, limits: limits)
+            let envelope = try Codec.decode(frames, limits: joined?.limits ?? Limits())
             switch envelope.payload {
             case .job(_, let count, _, _, _):
-                (job, worker) = (envelope.header.job, envelope.header.worker)
-                limits = Limits(parameterCount: count, job: job)
-                try dealer.send(Codec.ready(job: job, worker: worker, hasData: true))
-            case .assignment(_, _, let attempt, _, _):
-                let count = limits.parameterCount!
-                let values = [Int64](repeating: lie.limb, count: 2 * count).withUnsafeBytes(Array.init)
-                    + [UInt8](repeating: UInt8(bitPattern: lie.window), count: count)
-                try dealer.send([Codec.gradientHeader(job: job, step: envelope.header.step, worker: worker,
-                                                      samples: lie.samples, correct: lie.correct, lossHigh: lie.lossHigh,
-                                                      lossLow: 0, exact: true, overflowed: false, attempt: attempt),
-                                 try Message(copying: values)])
+                let (job, worker) = (envelope.header.job, envelope.header.worker)
+                joined = Joined(job: job, worker: worker, limits: Limits(parameterCount: count, job: job))
+                try dealer.send(ready(joined!))
+            case .assignment(_, _, let attempt, _, let slot):
+                try dealer.send(answer(joined!, envelope.header.step, attempt, slot))
             default:
                 continue
             }
         }
-        #expect(Command.wait(coordinator, timeout: 20) == 4)
-        let text = try String(contentsOfFile: log, encoding: .utf8)
+        let status = Command.wait(coordinator, timeout: 20)
+        return (status, try String(contentsOfFile: log, encoding: .utf8))
+    }
+
+    @Test("an impossible result loses the worker, named; with none left the run stops after --rejoin-timeout",
+          arguments: lies)
+    func impossibleResult(lie: Lie) throws {
+        let (status, text) = try runFakeWorker(
+            endpoint: "tcp://127.0.0.1:\(Command.freePort())", name: "liar", flags: ["--reduction", lie.reduction],
+            ready: { try Codec.ready(job: $0.job, worker: $0.worker, hasData: true) },
+            answer: { joined, step, attempt, _ in
+                let values = [Int64](repeating: lie.limb, count: 2 * joined.count).withUnsafeBytes(Array.init)
+                    + [UInt8](repeating: UInt8(bitPattern: lie.window), count: joined.count)
+                return [try Codec.gradientHeader(job: joined.job, step: step, worker: joined.worker, samples: lie.samples,
+                                                 correct: lie.correct, lossHigh: lie.lossHigh, lossLow: 0, exact: true,
+                                                 overflowed: false, attempt: attempt),
+                        try Message(copying: values)]
+            })
+        #expect(status == 4)
         #expect(text.contains("w1 \"liar\" (test, pid 1) lost: ") && text.contains(lie.expected), "\(text)")
         #expect(text.contains("error: no workers rejoined within --rejoin-timeout (2.0 s) at step 0; lost: w1 \"liar\""),
                 "\(text)")
@@ -79,48 +98,27 @@ struct MisbehavingWorkerTests {
                       ("impossible limbs", "hands its results over in shared memory",
                        "lost: sent a mismatched result (a gradient limb beyond ±1125899906842624")])
     func regionResults(kind: String, offered: String, lost: String) throws {
-        let endpoint = "ipc://" + Command.temporaryPath("region.ipc")
-        let log = Command.temporaryPath("region.log")
-        let coordinator = try Command.start(["coordinator", "--config", "examples/xor.yaml", "--bind", endpoint,
-                                             "--workers", "1", "--rejoin-timeout", "2", "--verbose"], stderr: log,
-                                            environment: ["OPENBLAS_CORETYPE": "Haswell"])
-        defer { kill(coordinator.processIdentifier, SIGKILL) }
-        _ = try Command.waitForLine(in: log, containing: "waiting for 1 worker ", timeout: 30)
-        let dealer = try Socket(Context(), .dealer)
-        try dealer.connect(endpoint)
-        try dealer.send(Codec.hello(fields: ["name": "sharer", "host": "test", "blas": "Haswell"], cores: 1, pid: 1))
-        var limits = Limits()
-        var job: UInt64 = 0, worker: UInt32 = 0
         var region: ResultRegion?
-        let deadline = Date().addingTimeInterval(20)
-        while coordinator.isRunning && Date() < deadline {
-            guard try Socket.poll([dealer], timeout: .milliseconds(200))[0],
-                  case .frames(let frames)? = try dealer.receive(maximumFrames: 3) else { continue }
-            let envelope = try Codec.decode(frames, limits: limits)
-            switch envelope.payload {
-            case .job(_, let count, _, _, _):
-                (job, worker) = (envelope.header.job, envelope.header.worker)
-                limits = Limits(parameterCount: count, job: job)
-                region = ResultRegion(creatingFor: 17 * count)
+        let (status, text) = try runFakeWorker(
+            endpoint: "ipc://" + Command.temporaryPath("region.ipc"), name: "sharer", flags: ["--verbose"],
+            ready: { joined in
+                region = ResultRegion(creatingFor: 17 * joined.count)
                 let r = try #require(region)
                 let token = kind == "wrong token" ? (r.token.0 ^ 1, r.token.1) : r.token
-                try dealer.send(Codec.ready(job: job, worker: worker, hasData: true,
-                                            region: RegionOffer(pid: getpid(), descriptor: r.descriptor, token: token)))
-            case .assignment(_, _, let attempt, _, let slot):
-                let count = limits.parameterCount!, r = try #require(region)
+                return try Codec.ready(job: joined.job, worker: joined.worker, hasData: true,
+                                       region: RegionOffer(pid: getpid(), descriptor: r.descriptor, token: token))
+            },
+            answer: { joined, step, attempt, slot in
+                let r = try #require(region)
                 #expect((slot == nil) == (kind == "wrong token"), "slot \(String(describing: slot))")
                 let values = r.slot(slot ?? 0)
-                for i in 0 ..< 2 * count { values.storeBytes(of: Int64(1) << 62, toByteOffset: 8 * i, as: Int64.self) }
-                try dealer.send([Codec.gradientHeader(job: job, step: envelope.header.step, worker: worker, samples: 4,
-                                                      correct: 0, lossHigh: 0, lossLow: 0, exact: true,
-                                                      overflowed: false, attempt: attempt, regionSlot: slot ?? 0),
-                                 try Message(copying: [UInt8]())])
-            default:
-                continue
-            }
-        }
-        #expect(Command.wait(coordinator, timeout: 20) == 4)
-        let text = try String(contentsOfFile: log, encoding: .utf8)
+                for i in 0 ..< 2 * joined.count { values.storeBytes(of: Int64(1) << 62, toByteOffset: 8 * i, as: Int64.self) }
+                return [try Codec.gradientHeader(job: joined.job, step: step, worker: joined.worker, samples: 4,
+                                                 correct: 0, lossHigh: 0, lossLow: 0, exact: true, overflowed: false,
+                                                 attempt: attempt, regionSlot: slot ?? 0),
+                        try Message(copying: [UInt8]())]
+            })
+        #expect(status == 4)
         #expect(text.contains("w1 \"sharer\" (test, pid 1) \(offered)") && text.contains(lost), "\(text)")
     }
 }
