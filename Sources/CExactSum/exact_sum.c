@@ -185,6 +185,47 @@ INLINE int float_mean_block(const float *const *g, int shards, size_t n, float *
     }
 }
 
+/* The mean of up to four wire sums and nothing else, in one pass with no block copies: per parameter each sum's
+ * limbs are raised to the highest window and added in registers (the bits of merging them in turn). */
+INLINE int wire_mean_body(const unsigned char *restrict t0, const unsigned char *restrict t1,
+                          const unsigned char *restrict t2, const unsigned char *restrict t3, const int sums,
+                          float *restrict mean, double reciprocal, size_t count, size_t first, size_t end) {
+    uint32_t special = 0;
+    const unsigned char *t[4] = {t0, t1, t2, t3};
+    for (size_t i = first; i < end; i++) {
+        uint64_t h[4], l[4];
+        int32_t w[4], window = CEXACT_LOWEST_WINDOW;
+        for (int k = 0; k < sums; k++) {
+            memcpy(&h[k], t[k] + 8 * i, 8);
+            memcpy(&l[k], t[k] + 8 * (count + i), 8);
+            w[k] = ((const int8_t *)(t[k] + 16 * count))[i];
+            window = max32(window, w[k]);
+        }
+        uint64_t high = 0, low = 0;
+        for (int k = 0; k < sums; k++) {
+            raise(&h[k], &l[k], window - w[k]);
+            high += h[k];
+            low += l[k];
+        }
+        float value = (float)(value_of(high, low, window) * reciprocal);
+        mean[i] = value;
+        special |= (bits32(value) & 0x7F800000u) + 0x00800000u;
+    }
+    return (special & 0x80000000u) == 0;
+}
+
+INLINE int wire_mean(const void *const *sums, int sum_count, float *mean, double reciprocal, size_t count,
+                     size_t first, size_t end) {
+    const unsigned char *t0 = sums[0], *t1 = sum_count > 1 ? sums[1] : t0, *t2 = sum_count > 2 ? sums[2] : t0,
+                        *t3 = sum_count > 3 ? sums[3] : t0;
+    switch (sum_count) {
+    case 1: return wire_mean_body(t0, t0, t0, t0, 1, mean, reciprocal, count, first, end);
+    case 2: return wire_mean_body(t0, t1, t0, t0, 2, mean, reciprocal, count, first, end);
+    case 3: return wire_mean_body(t0, t1, t2, t0, 3, mean, reciprocal, count, first, end);
+    default: return wire_mean_body(t0, t1, t2, t3, 4, mean, reciprocal, count, first, end);
+    }
+}
+
 /* Parameters per block of a combine: its limbs (17 bytes each) stay in the L1 cache. */
 enum { BLOCK = 512 };
 
@@ -193,13 +234,17 @@ enum { BLOCK = 512 };
  * the same order as the separate passes, so the bits are theirs; only the memory traffic differs. */
 INLINE uint32_t combine_body(uint64_t *high, uint64_t *low, int8_t *windows, int empty, const void *const *sums,
                              int sum_count, const float *const *gradients, int shards, float *mean, double divisor,
-                             int *finite, size_t count) {
+                             int *finite, size_t count, size_t first, size_t end) {
     uint64_t block_high[BLOCK], block_low[BLOCK];
     int8_t block_windows[BLOCK];
     uint32_t largest = 0;
     int all_finite = 1;
-    for (size_t start = 0; start < count; start += BLOCK) {
-        size_t n = count - start < BLOCK ? count - start : BLOCK;
+    if (mean && empty && shards == 0 && sum_count >= 1 && sum_count <= 4) {
+        if (finite) *finite = wire_mean(sums, sum_count, mean, 1.0 / divisor, count, first, end);
+        return 0;
+    }
+    for (size_t start = first; start < end; start += BLOCK) {
+        size_t n = end - start < BLOCK ? end - start : BLOCK;
         /* Writing the mean: work on a copy. Accumulating: work on the held limbs themselves. */
         uint64_t *h = mean ? block_high : high + start, *l = mean ? block_low : low + start;
         int8_t *w = mean ? block_windows : windows + start;
@@ -262,8 +307,10 @@ INLINE uint32_t combine_body(uint64_t *high, uint64_t *low, int8_t *windows, int
     }                                                                                                                \
     attributes static uint32_t combine_##suffix(uint64_t *high, uint64_t *low, int8_t *windows, int empty,          \
                                                 const void *const *sums, int sum_count, const float *const *g,       \
-                                                int shards, float *mean, double divisor, int *finite, size_t count) { \
-        return combine_body(high, low, windows, empty, sums, sum_count, g, shards, mean, divisor, finite, count);    \
+                                                int shards, float *mean, double divisor, int *finite, size_t count,  \
+                                                size_t first, size_t end) {                                          \
+        return combine_body(high, low, windows, empty, sums, sum_count, g, shards, mean, divisor, finite, count,     \
+                            first, end);                                                                             \
     }
 
 KERNELS(base, )
@@ -335,16 +382,16 @@ int cexact_mean(const uint64_t *high, const uint64_t *low, const int8_t *windows
 
 uint32_t cexact_combine(uint64_t *high, uint64_t *low, int8_t *windows, int empty, const void *const *sums,
                         int sum_count, const float *const *gradients, int shards, float *mean, double divisor,
-                        int *finite, size_t count) {
+                        int *finite, size_t count, size_t first, size_t end) {
     switch (instruction_level()) {
 #if defined(__x86_64__)
     case 2: return combine_avx512(high, low, windows, empty, sums, sum_count, gradients, shards, mean, divisor, finite,
-                                  count);
+                                  count, first, end);
     case 1: return combine_avx2(high, low, windows, empty, sums, sum_count, gradients, shards, mean, divisor, finite,
-                                count);
+                                count, first, end);
 #endif
     default: return combine_base(high, low, windows, empty, sums, sum_count, gradients, shards, mean, divisor, finite,
-                                 count);
+                                 count, first, end);
     }
 }
 

@@ -179,6 +179,8 @@ public final class Coordinator: GradientSource {
     public func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
                            parameters: Buffer<Float>, into sum: GradientSum) throws {
         let begun = clock.now
+        // The mean is taken while every worker waits for the next weights: this machine's cores are free for it.
+        sum.meanThreads = ProcessInfo.processInfo.activeProcessorCount
         let round = StepRound(step: step, epoch: epoch, batchIndex: batchIndex, microShards: microShards,
                               batchSamples: batch.count, microShardSize: job.options.microShardSize)
         let payload = idlePayload()

@@ -141,6 +141,39 @@ struct ExactSumTests {
         #expect(bad.overflowed)
     }
 
+    @Test("a mean of held sums split over threads gives the single pass's bits")
+    func threadedMean() {
+        var random = Xoshiro(seed: 89)
+        let count = 300_001  // four ranges, uneven
+        let others = (0..<3).map { o -> GradientSum in
+            let other = GradientSum(count: count, reduction: .exact)
+            let values = Buffer<Float>((0..<count).map { _ in anyFloat(&random) / 4 })
+            other.add(gradient: values.pointer, statistics: SliceStatistics(samples: 2 + o, lossSum: 1))
+            return other
+        }
+        let floats = Buffer<Float>((0..<count).map { _ in anyFloat(&random) / 4 })
+        var means: [[UInt32]] = []
+        for threads in [1, 4] {
+            for withFloats in [false, true] {
+                let sum = GradientSum(count: count, reduction: .exact)
+                sum.holdsInputs = true
+                sum.meanThreads = threads
+                if withFloats {
+                    var pointer = UnsafePointer(floats.pointer), statistics = SliceStatistics(samples: 1, lossSum: 0)
+                    withUnsafePointer(to: &pointer) { p in
+                        withUnsafePointer(to: &statistics) { sum.addExact(.init(start: p, count: 1), .init(start: $0, count: 1), final: true) }
+                    }
+                }
+                for other in others { sum.add(other) }
+                let out = Buffer<Float>(count: count)
+                #expect(sum.writeMean(into: out.pointer))
+                means.append(out.array.map(\.bitPattern))
+            }
+        }
+        #expect(means[0] == means[2] && means[1] == means[3])
+        #expect(means[0] != means[1])
+    }
+
     @Test("Floats alone take a Double shortcut only where it gives the limbs' bits: spreads up to 2^26, zeros, subnormals")
     func floatShortcut() {
         var random = Xoshiro(seed: 71)

@@ -37,14 +37,15 @@ void cexact_merge(uint64_t *high, uint64_t *low, int8_t *windows, const void *th
 int cexact_mean(const uint64_t *high, const uint64_t *low, const int8_t *windows, float *mean, size_t count,
                 double divisor);
 
-/* All of the above in one pass, in cache-sized blocks: the sum in `high`/`low`/`windows` (nothing, if `empty`) plus
- * `sum_count` wire sums (as cexact_merge takes them) plus `shards` Float arrays (any number). With `mean`, writes
- * sum * (1 / divisor) there, sets *finite as cexact_mean returns, and leaves the limbs as they were; with `mean`
- * NULL, writes the total back into the limbs. The bits are those of the separate calls in that order. Returns the
- * largest magnitude bits of the Floats, as cexact_add does. */
+/* All of the above in one pass, in cache-sized blocks, for parameters `first` to `end` (exclusive) of arrays of
+ * `count`: the sum in `high`/`low`/`windows` (nothing, if `empty`) plus `sum_count` wire sums (as cexact_merge takes
+ * them) plus `shards` Float arrays (any number). With `mean`, writes sum * (1 / divisor) there, sets *finite as
+ * cexact_mean returns, and leaves the limbs as they were; with `mean` NULL, writes the total back into the limbs.
+ * The bits are those of the separate calls in that order. Disjoint ranges may run on several threads at once.
+ * Returns the largest magnitude bits of the Floats, as cexact_add does. */
 uint32_t cexact_combine(uint64_t *high, uint64_t *low, int8_t *windows, int empty, const void *const *sums,
                         int sum_count, const float *const *gradients, int shards, float *mean, double divisor,
-                        int *finite, size_t count);
+                        int *finite, size_t count, size_t first, size_t end);
 
 /* The instruction set the loops use: 0 SSE2 (or the compiler's baseline off x86-64), 1 AVX2, 2 AVX-512. The CPU's
  * best is chosen on first use; `cexact_use_level` picks another (for tests that compare them; a level the CPU lacks

@@ -1,3 +1,4 @@
+import Dispatch
 import CExactSum
 
 /// How micro-shard gradients are added up.
@@ -71,6 +72,10 @@ public final class GradientSum {
     private let heldSums = UnsafeMutablePointer<UnsafeRawPointer?>.allocate(capacity: GradientSum.heldCapacity)
     private var heldFloatCount = 0, heldSumCount = 0
     private static let heldCapacity = 8
+    /// Threads a mean of held inputs may use (the coordinator sets it: its workers wait idle meanwhile).
+    public var meanThreads = 1
+    private static let partLimit = 8
+    private let partResults = UnsafeMutablePointer<Bool>.allocate(capacity: GradientSum.partLimit)
 
     public convenience init(count: Int, reduction: Reduction) {
         let owned = Buffer<Int64>(count: (Self.bytesPerParameter(reduction) * count + 7) / 8)
@@ -102,6 +107,7 @@ public final class GradientSum {
     deinit {
         heldFloats.deallocate()
         heldSums.deallocate()
+        partResults.deallocate()
     }
 
     private var windows: UnsafeMutablePointer<Int8> {
@@ -179,7 +185,7 @@ public final class GradientSum {
     private func settleHeld() {
         guard heldFloatCount + heldSumCount > 0 else { return }
         let largest = cexact_combine(limbPointer(0), limbPointer(count), windows, limbsEmpty ? 1 : 0, heldSums,
-                                     Int32(heldSumCount), heldFloats, Int32(heldFloatCount), nil, 1, nil, count)
+                                     Int32(heldSumCount), heldFloats, Int32(heldFloatCount), nil, 1, nil, count, 0, count)
         sawNonFinite = sawNonFinite || largest >= 0x7F80_0000
         limbsEmpty = false
         heldFloatCount = 0
@@ -269,12 +275,22 @@ public final class GradientSum {
         precondition(samples > 0, "mean of an empty gradient sum")
         switch reduction {
         case .exact where heldFloatCount + heldSumCount > 0:
-            // One pass over the limbs and everything held; the limbs stay as they were.
-            var finite: Int32 = 0
-            let largest = cexact_combine(limbPointer(0), limbPointer(count), windows, limbsEmpty ? 1 : 0, heldSums,
-                                         Int32(heldSumCount), heldFloats, Int32(heldFloatCount), mean,
-                                         Double(samples), &finite, count)
-            return finite == 1 && largest < 0x7F80_0000 && !sawNonFinite
+            // One pass over the limbs and everything held (the limbs stay as they were), in disjoint ranges on
+            // `meanThreads` threads: each parameter's bits depend on its own values only.
+            let parts = max(1, min(meanThreads, Self.partLimit, count / 65_536))
+            let work = UncheckedSendable((self, mean, parts))
+            let run: @Sendable (Int) -> Void = { part in
+                let (me, mean, parts) = work.value
+                let first = me.count * part / parts, end = me.count * (part + 1) / parts
+                var finite: Int32 = 0
+                let largest = cexact_combine(me.limbPointer(0), me.limbPointer(me.count), me.windows,
+                                             me.limbsEmpty ? 1 : 0, me.heldSums, Int32(me.heldSumCount), me.heldFloats,
+                                             Int32(me.heldFloatCount), mean, Double(me.samples), &finite, me.count,
+                                             first, end)
+                me.partResults[part] = finite == 1 && largest < 0x7F80_0000
+            }
+            if parts == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: run) }
+            return (0..<parts).allSatisfy { partResults[$0] } && !sawNonFinite
         case .exact:
             // Each pair is read in its canonical form (one pass, the stored limbs left as they are).
             return cexact_mean(limbPointer(0), limbPointer(count), windows, mean, count, Double(samples)) == 1
