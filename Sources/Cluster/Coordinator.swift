@@ -77,6 +77,8 @@ public final class Coordinator: GradientSource {
     let log: (String) -> Void
     // Weight buffers handed to libzmq without copying; one is rewritten only when libzmq has let go of it.
     private var payloads: [SharedPayload]
+    /// On an ipc endpoint (every worker on this machine): the weights, for the workers that map it instead.
+    let weightsRegion: SharedRegion?
     var lastHeartbeat: ContinuousClock.Instant
     var started = false
     let clock = ContinuousClock()
@@ -98,6 +100,7 @@ public final class Coordinator: GradientSource {
         limits.maximumJobBytes = max(limits.maximumJobBytes, announcement.bytes.count + 1024)
         self.limits = limits
         payloads = [SharedPayload(byteCount: 4 * count), SharedPayload(byteCount: 4 * count)]
+        weightsRegion = settings.endpoint.hasPrefix("ipc://") ? SharedRegion(creatingFor: 4 * count, slots: 1) : nil
         // Two I/O threads: two workers' megabyte results are read from their connections side by side.
         context = try Context(ioThreads: 2)
         router = try Socket(context, .router)
@@ -186,6 +189,8 @@ public final class Coordinator: GradientSource {
         let payload = idlePayload()
         payload.bytes.copyMemory(from: parameters.pointer, byteCount: payload.byteCount)
         let weights = try Message(sharing: payload)
+        // Nothing reads the region between steps: a step's workers have all answered, or been lost, before this.
+        weightsRegion?.slot(0).copyMemory(from: UnsafeRawBufferPointer(start: parameters.pointer, count: payload.byteCount))
         try handOut(round, weights: weights)
         let sent = clock.now
         // Exact sums are order-free, so each result is added as it arrives, while slower workers still compute;
@@ -235,10 +240,12 @@ public final class Coordinator: GradientSource {
         for (member, attempt, ranges) in round.distribute(over: active, speeds: active.map { table[$0].speed }, now: now) {
             var frames: [Message] = []
             if table[member].weightsStep != round.step {
-                frames = [try Codec.weightsHeader(job: jobID, step: UInt64(round.step), parameterCount: weights.count / 4),
-                          try weights.share()]
+                let inRegion = table[member].readsWeightsRegion
+                frames = [try Codec.weightsHeader(job: jobID, step: UInt64(round.step), parameterCount: weights.count / 4,
+                                                  inRegion: inRegion),
+                          inRegion ? try Message(copying: [UInt8]()) : try weights.share()]
             }
-            let slot = table[member].region == nil ? nil : round.claimSlot(for: member)
+            let slot = table[member].resultRegion == nil ? nil : round.claimSlot(for: member)
             let assignment = try Codec.assignment(job: jobID, step: UInt64(round.step), worker: table[member].id,
                                                   epoch: UInt64(round.epoch), batch: UInt64(round.batchIndex),
                                                   attempt: attempt, ranges: ranges, resultSlot: slot)

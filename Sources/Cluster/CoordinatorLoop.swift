@@ -76,8 +76,8 @@ extension Coordinator {
             return
         }
         switch envelope.payload {
-        case .ready(let hasData, let region):
-            try ready(index, hasData: hasData, region: region)
+        case .ready(let hasData, let region, let readsWeights):
+            try ready(index, hasData: hasData, region: region, readsWeights: readsWeights)
         case .gradient(let frame):
             result(index, envelope.header, frame, round)
         case .error(let text):
@@ -100,11 +100,12 @@ extension Coordinator {
         let sent = send(to: index, try Codec.job(announcement.bytes, job: jobID, worker: member.id,
                                                   parameterCount: limits.parameterCount!,
                                                   maximumMicroShards: GradientSum.maximumMicroShards,
-                                                  exact: job.options.reduction == .exact, heartbeat: settings.heartbeat))
+                                                  exact: job.options.reduction == .exact, heartbeat: settings.heartbeat,
+                                                  weightsRegion: weightsRegion?.offer))
         if sent { log("\(member.label) joined with \(member.cores) cores, build \(member.build), BLAS \(member.blas)\(key)") }
     }
 
-    private func ready(_ index: Int, hasData: Bool, region: RegionOffer?) throws {
+    private func ready(_ index: Int, hasData: Bool, region: RegionOffer?, readsWeights: Bool) throws {
         guard table[index].state == .joining else { return }
         let member = table[index]
         if job.options.reduction == .exact, member.blas.lowercased() != BLASKernel.loaded.lowercased() {
@@ -126,7 +127,12 @@ extension Coordinator {
             return
         }
         table[index].state = .ready
-        table[index].region = mapRegion(region, of: member)
+        table[index].resultRegion = mapRegion(region, of: member)
+        table[index].readsWeightsRegion = readsWeights && weightsRegion != nil
+        if settings.verbose && (table[index].resultRegion != nil || table[index].readsWeightsRegion) {
+            let what = [table[index].readsWeightsRegion ? "weights" : nil, table[index].resultRegion != nil ? "results" : nil]
+            log("\(member.label) shares memory with this coordinator: \(what.compactMap { $0 }.joined(separator: " and "))")
+        }
         if started {
             log("\(member.label) is ready and takes micro-shards from the next assignment on")
         } else {
@@ -136,12 +142,11 @@ extension Coordinator {
 
     /// A worker's result region, when it offered one and shares this machine (an ipc endpoint) and the region
     /// checks out; otherwise its results come as messages.
-    private func mapRegion(_ offer: RegionOffer?, of member: Member) -> ResultRegion? {
+    private func mapRegion(_ offer: RegionOffer?, of member: Member) -> SharedRegion? {
         guard let offer, endpoint.hasPrefix("ipc://") else { return nil }
         let bytes = limits.parameterCount! * GradientSum.bytesPerParameter(job.options.reduction)
         do {
-            let region = try ResultRegion(mapping: offer.pid, fd: offer.descriptor, token: offer.token, slotBytes: bytes)
-            if settings.verbose { log("\(member.label) hands its results over in shared memory") }
+            let region = try SharedRegion(mapping: offer, slots: SharedRegion.resultSlots, slotBytes: bytes)
             return region
         } catch {
             log("\(member.label) offered a result region that cannot be used (\(error)); its results come as messages")
@@ -153,7 +158,7 @@ extension Coordinator {
         let member = table[index]
         var frame = received
         if let slot = received.regionSlot {
-            guard let region = member.region else {
+            guard let region = member.resultRegion else {
                 lose(index, .mismatched("a result in slot \(slot) of a result region it has not offered"), round)
                 return
             }

@@ -69,7 +69,9 @@ public struct Member: Sendable {
     /// Told to rejoin after it was lost (said once).
     var toldToRejoin = false
     /// The member's result region, mapped when it offered one this coordinator could use.
-    var region: ResultRegion?
+    var resultRegion: SharedRegion?
+    /// The member mapped the coordinator's weights region: its weights go there, not in a message.
+    var readsWeightsRegion = false
     /// Samples computed and seconds spent on them since the last `takeShares` (for per-epoch metrics).
     var sharedSamples = 0, sharedSeconds = 0.0
 

@@ -76,7 +76,7 @@ final class StepRound {
     /// A result-region slot of `member` not yet given out this step, now given; nil when both are.
     func claimSlot(for member: Int) -> Int? {
         let taken = claimedSlots[member, default: []]
-        guard let slot = (0..<ResultRegion.slotCount).first(where: { !taken.contains($0) }) else { return nil }
+        guard let slot = (0..<SharedRegion.resultSlots).first(where: { !taken.contains($0) }) else { return nil }
         claimedSlots[member, default: []].insert(slot)
         return slot
     }

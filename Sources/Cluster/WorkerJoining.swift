@@ -5,6 +5,18 @@ import Wire
 /// Joining: saying hello until a coordinator answers with a job this worker can run, following its BLAS kernel, and
 /// holding the training samples (its own copy when the fingerprint matches, else the coordinator's).
 extension WorkerNode {
+    /// The coordinator's weights region, when it offered one and this worker shares its machine (an ipc endpoint) and
+    /// the region checks out; otherwise the weights come as messages.
+    private func mapWeights(_ offer: RegionOffer?, parameterCount: Int) -> SharedRegion? {
+        guard let offer, settings.endpoint.hasPrefix("ipc://") else { return nil }
+        do {
+            return try SharedRegion(mapping: offer, slots: 1, slotBytes: 4 * parameterCount)
+        } catch {
+            log("\(settings.name): the coordinator's weights region cannot be used (\(error)); weights come as messages")
+            return nil
+        }
+    }
+
     /// Says hello until a coordinator answers with the job, backing off while none is there; nil when the
     /// coordinator says its run has finished.
     func join(_ dealer: Socket, previousID: UInt32) throws -> Session? {
@@ -54,7 +66,7 @@ extension WorkerNode {
                     continue
                 }
                 switch envelope.payload {
-                case .job(let description, let parameterCount, _, _, let heartbeat):
+                case .job(let description, let parameterCount, _, _, let heartbeat, let weightsOffer):
                     // Checked as a job file from disk is, and against this machine's memory, before any use: a
                     // job this worker cannot run is refused here and the coordinator told why.
                     let announcement: JobAnnouncement
@@ -80,7 +92,8 @@ extension WorkerNode {
                     let (bytes, overflow) = announcement.samples.multipliedReportingOverflow(by: width * 4)
                     limits.maximumDataBytes = overflow ? Int.max : bytes
                     return Session(jobID: envelope.header.job, workerID: envelope.header.worker,
-                                   announcement: announcement, heartbeat: heartbeat, limits: limits)
+                                   announcement: announcement, heartbeat: heartbeat, limits: limits,
+                                   weightsRegion: mapWeights(weightsOffer, parameterCount: parameterCount))
                 case .error(let text):
                     throw ClusterError("the coordinator refused this worker: \(text)")
                 case .shutdown(_, .finished):

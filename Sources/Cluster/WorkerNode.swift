@@ -37,6 +37,8 @@ public final class WorkerNode {
         let announcement: JobAnnouncement
         let heartbeat: Duration
         let limits: Limits
+        /// The coordinator's weights region, mapped read-only (nil: weights come as messages).
+        let weightsRegion: SharedRegion?
     }
 
     let settings: Settings
@@ -84,11 +86,11 @@ public final class WorkerNode {
             held = (session.announcement.fingerprint, job, data)
             // On the coordinator's machine (an ipc endpoint), results can be handed over in shared memory.
             let region = settings.endpoint.hasPrefix("ipc://")
-                ? ResultRegion(creatingFor: job.model.layout.parameterCount * GradientSum.bytesPerParameter(job.options.reduction))
+                ? SharedRegion(creatingFor: job.model.layout.parameterCount * GradientSum.bytesPerParameter(job.options.reduction),
+                               slots: SharedRegion.resultSlots)
                 : nil
             try send(dealer, Codec.ready(job: session.jobID, worker: session.workerID, hasData: true,
-                                         region: region.map { RegionOffer(pid: getpid(), descriptor: $0.descriptor,
-                                                                          token: $0.token) }))
+                                         region: region?.offer, readsWeightsRegion: session.weightsRegion != nil))
             // The coordinator names local workers itself; a remote one says where it is.
             if settings.parentPID == nil {
                 log("\(settings.name): joined as w\(session.workerID); BLAS \(BLASKernel.description)")
@@ -109,7 +111,7 @@ public final class WorkerNode {
     /// Computes assignments and sends heartbeats until the coordinator says stop, asks this worker to join again,
     /// or falls silent for three heartbeats.
     private func work(_ dealer: Socket, _ session: Session, job: Job, data: Dataset,
-                      region: ResultRegion?) throws -> SessionEnd {
+                      region: SharedRegion?) throws -> SessionEnd {
         let options = job.options
         let (jobID, workerID, limits, heartbeat) = (session.jobID, session.workerID, session.limits, session.heartbeat)
         BLAS.setThreads(1)
@@ -160,6 +162,14 @@ public final class WorkerNode {
                     switch envelope.payload {
                     case .weights(let frame):
                         frame.copy(into: parameters.pointer)
+                        weightsStep = step
+                    case .weightsInRegion:
+                        guard let weights = session.weightsRegion else {
+                            throw ClusterError("the coordinator said step \(step)'s weights are in a shared region this "
+                                + "worker has not mapped")
+                        }
+                        UnsafeMutableRawPointer(parameters.pointer).copyMemory(from: weights.slot(0).baseAddress!,
+                                                                               byteCount: 4 * parameters.count)
                         weightsStep = step
                     case .assignment(let epoch, let batchIndex, let attempt, let ranges, let resultSlot):
                         guard weightsStep == step else {

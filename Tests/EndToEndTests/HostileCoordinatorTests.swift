@@ -70,7 +70,7 @@ struct HostileCoordinatorTests {
             case .hello:
                 try send(Codec.job(Array((header + jobText).utf8), job: 77, worker: 1, parameterCount: parameterCount,
                                    maximumMicroShards: 4096, exact: false, heartbeat: .milliseconds(200)))
-            case .ready(let hasData, _):
+            case .ready(let hasData, _, _):
                 if !hasData {
                     samples = dataset.count
                     try send([Codec.dataHeader(job: 77, samples: samples, featureWidth: featureWidth, targetWidth: 1),

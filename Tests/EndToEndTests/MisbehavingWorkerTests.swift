@@ -56,7 +56,7 @@ struct MisbehavingWorkerTests {
                   case .frames(let frames)? = try dealer.receive(maximumFrames: 3) else { continue }
             let envelope = try Codec.decode(frames, limits: joined?.limits ?? Limits())
             switch envelope.payload {
-            case .job(_, let count, _, _, _):
+            case .job(_, let count, _, _, _, _):
                 let (job, worker) = (envelope.header.job, envelope.header.worker)
                 joined = Joined(job: job, worker: worker, limits: Limits(parameterCount: count, job: job))
                 try dealer.send(ready(joined!))
@@ -93,18 +93,18 @@ struct MisbehavingWorkerTests {
     /// A fake worker on this machine that offers a result region: one whose token does not match (not mapped; a
     /// result claimed to be in it loses the worker), and a real one holding impossible limbs (read and checked).
     @Test("a result region is mapped only when it checks out, and what is read from it is checked",
-          arguments: [("wrong token", "offered a result region that cannot be used (not the region the worker described",
+          arguments: [("wrong token", "offered a result region that cannot be used (not the region described",
                        "lost: sent a mismatched result (a result in slot 0 of a result region it has not offered)"),
-                      ("impossible limbs", "hands its results over in shared memory",
+                      ("impossible limbs", "shares memory with this coordinator: results",
                        "lost: sent a mismatched result (a gradient limb beyond ±1125899906842624")])
     func regionResults(kind: String, offered: String, lost: String) throws {
-        var region: ResultRegion?
+        var region: SharedRegion?
         let (status, text) = try runFakeWorker(
             endpoint: "ipc://" + Command.temporaryPath("region.ipc"), name: "sharer", flags: ["--verbose"],
             ready: { joined in
-                region = ResultRegion(creatingFor: 17 * joined.count)
+                region = SharedRegion(creatingFor: 17 * joined.count, slots: SharedRegion.resultSlots)
                 let r = try #require(region)
-                let token = kind == "wrong token" ? (r.token.0 ^ 1, r.token.1) : r.token
+                let token = kind == "wrong token" ? r.token ^ 1 : r.token
                 return try Codec.ready(job: joined.job, worker: joined.worker, hasData: true,
                                        region: RegionOffer(pid: getpid(), descriptor: r.descriptor, token: token))
             },

@@ -18,7 +18,7 @@ struct CodecTests {
 
         let job = try Codec.decode(Codec.job(Array("model: x".utf8), job: 77, worker: 3, parameterCount: 5,
                                              maximumMicroShards: 16, exact: true, heartbeat: .seconds(1)), limits: Limits())
-        guard case .job(let text, 5, 16, true, .seconds(1)) = job.payload else { Issue.record("not job"); return }
+        guard case .job(let text, 5, 16, true, .seconds(1), nil) = job.payload else { Issue.record("not job"); return }
         #expect(text == Array("model: x".utf8) && job.header.worker == 3 && job.header.job == 77)
 
         let weights = try Codec.decode([Codec.weightsHeader(job: 77, step: 9, parameterCount: 5),
@@ -61,15 +61,28 @@ struct CodecTests {
         else { Issue.record("error/shutdown"); return }
     }
 
-    @Test("result regions: the offer, an assignment's slot and a gradient left in a slot round-trip; mismatches are refused")
-    func resultRegions() throws {
-        let offer = RegionOffer(pid: 4242, descriptor: 7, token: (0xDEAD_BEEF, 0x1234_5678_9ABC_DEF0))
-        guard case .ready(true, let decoded) = try Codec.decode(Codec.ready(job: 77, worker: 2, hasData: true,
-                                                                            region: offer), limits: Self.limits).payload,
-              case .ready(false, nil) = try Codec.decode(Codec.ready(job: 77, worker: 2, hasData: false),
-                                                         limits: Self.limits).payload
+    @Test("shared regions: offers, an assignment's slot, a gradient left in a slot and weights in the region round-trip; mismatches are refused")
+    func sharedRegions() throws {
+        let offer = RegionOffer(pid: 4242, descriptor: 7, token: 0x1234_5678_9ABC_DEF0)
+        guard case .ready(true, let decoded, true) = try Codec.decode(Codec.ready(job: 77, worker: 2, hasData: true,
+                                                                                  region: offer, readsWeightsRegion: true),
+                                                                      limits: Self.limits).payload,
+              case .ready(false, nil, false) = try Codec.decode(Codec.ready(job: 77, worker: 2, hasData: false),
+                                                                limits: Self.limits).payload
         else { Issue.record("not ready"); return }
         #expect(decoded == offer)
+        let weightsOffer = RegionOffer(pid: Int32.max, descriptor: 12, token: 99)
+        guard case .job(_, 5, 16, true, _, let gotOffer) = try Codec.decode(
+            Codec.job([1, 2], job: 77, worker: 2, parameterCount: 5, maximumMicroShards: 16, exact: true,
+                      heartbeat: .seconds(1), weightsRegion: weightsOffer), limits: Self.limits).payload,
+              case .weightsInRegion = try Codec.decode([Codec.weightsHeader(job: 77, step: 3, parameterCount: 5, inRegion: true),
+                                                        Message(copying: [UInt8]())], limits: Self.limits).payload
+        else { Issue.record("not job or weights in region"); return }
+        #expect(gotOffer == weightsOffer)
+        #expect {
+            _ = try Codec.decode([Codec.weightsHeader(job: 77, step: 3, parameterCount: 5, inRegion: true), floats([1, 2, 3, 4, 5])],
+                                 limits: Self.limits)
+        } throws: { ($0 as? WireError)?.description.contains("the weights are in the coordinator's weights region") ?? false }
         for slot in [nil, 0, 1] as [Int?] {
             guard case .assignment(1, 4, 1, _, let got) = try Codec.decode(
                 Codec.assignment(job: 77, step: 9, worker: 2, epoch: 1, batch: 4, attempt: 1, ranges: [0..<3],

@@ -278,19 +278,17 @@ public final class GradientSum {
             // One pass over the limbs and everything held (the limbs stay as they were), in disjoint ranges on
             // `meanThreads` threads: each parameter's bits depend on its own values only.
             let parts = max(1, min(meanThreads, Self.partLimit, count / 65_536))
-            let work = UncheckedSendable((self, mean, parts))
-            let run: @Sendable (Int) -> Void = { part in
-                let (me, mean, parts) = work.value
-                let first = me.count * part / parts, end = me.count * (part + 1) / parts
-                var finite: Int32 = 0
-                let largest = cexact_combine(me.limbPointer(0), me.limbPointer(me.count), me.windows,
-                                             me.limbsEmpty ? 1 : 0, me.heldSums, Int32(me.heldSumCount), me.heldFloats,
-                                             Int32(me.heldFloatCount), mean, Double(me.samples), &finite, me.count,
-                                             first, end)
-                me.partResults[part] = finite == 1 && largest < 0x7F80_0000
+            if parts == 1 {
+                meanPart(0, of: 1, into: mean)  // no closure: a steady-state step allocates nothing
+            } else {
+                let work = UncheckedSendable((self, mean))
+                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                    work.value.0.meanPart(part, of: parts, into: work.value.1)
+                }
             }
-            if parts == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: run) }
-            return (0..<parts).allSatisfy { partResults[$0] } && !sawNonFinite
+            var finite = !sawNonFinite
+            for part in 0..<parts { finite = finite && partResults[part] }
+            return finite
         case .exact:
             // Each pair is read in its canonical form (one pass, the stored limbs left as they are).
             return cexact_mean(limbPointer(0), limbPointer(count), windows, mean, count, Double(samples)) == 1
@@ -300,6 +298,16 @@ public final class GradientSum {
             for i in 0..<count { mean[i] = source[i] / divisor }
             return floatsAreFinite
         }
+    }
+
+    /// Range `part` of `parts` of the mean of the limbs and everything held; records whether it is finite.
+    private func meanPart(_ part: Int, of parts: Int, into mean: UnsafeMutablePointer<Float>) {
+        let first = count * part / parts, end = count * (part + 1) / parts
+        var finite: Int32 = 0
+        let largest = cexact_combine(limbPointer(0), limbPointer(count), windows, limbsEmpty ? 1 : 0, heldSums,
+                                     Int32(heldSumCount), heldFloats, Int32(heldFloatCount), mean, Double(samples),
+                                     &finite, count, first, end)
+        partResults[part] = finite == 1 && largest < 0x7F80_0000
     }
 
     /// Fast mode: whether every Float sum is finite.

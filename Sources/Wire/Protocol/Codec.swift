@@ -33,32 +33,43 @@ public struct Envelope {
 /// Checked payloads. Large ones keep their frame and are read in place.
 public enum Payload {
     case hello(fields: [String: String])
-    case job(description: [UInt8], parameterCount: Int, maximumMicroShards: Int, exact: Bool, heartbeat: Duration)
+    /// `weightsRegion`: where the coordinator's weights region is, for a worker on its machine.
+    case job(description: [UInt8], parameterCount: Int, maximumMicroShards: Int, exact: Bool, heartbeat: Duration,
+             weightsRegion: RegionOffer?)
     case weights(FloatFrame)
-    /// `resultSlot`: the slot of the worker's `ResultRegion` its result may go to (nil: send the values).
+    /// The step's weights are in the coordinator's weights region.
+    case weightsInRegion
+    /// `resultSlot`: the slot of the worker's `SharedRegion` its result may go to (nil: send the values).
     case assignment(epoch: UInt64, batch: UInt64, attempt: UInt64, ranges: [Range<Int>], resultSlot: Int?)
     case gradient(GradientFrame)
     case heartbeat
     case error(String)
     case shutdown(String, Disposition)
-    case ready(hasData: Bool, region: RegionOffer?)
+    /// `region`: the worker's result region; `readsWeightsRegion`: it mapped the coordinator's weights region.
+    case ready(hasData: Bool, region: RegionOffer?, readsWeightsRegion: Bool)
     case data(samples: Int, featureWidth: Int, targetWidth: Int, FloatFrame)
 }
 
-/// Where a worker on the coordinator's machine keeps its `ResultRegion`, as it says in `ready`.
+/// Where a process keeps a `SharedRegion` for the other side to map: a worker's result region (in `ready`), the
+/// coordinator's weights region (in `job`).
 public struct RegionOffer: Equatable, Sendable {
     public let pid: Int32
     public let descriptor: Int32
-    public let token: (UInt64, UInt64)
+    public let token: UInt64
 
-    public init(pid: Int32, descriptor: Int32, token: (UInt64, UInt64)) {
+    public init(pid: Int32, descriptor: Int32, token: UInt64) {
         self.pid = pid
         self.descriptor = descriptor
         self.token = token
     }
 
-    public static func == (a: RegionOffer, b: RegionOffer) -> Bool {
-        a.pid == b.pid && a.descriptor == b.descriptor && a.token == b.token
+    /// pid and descriptor in one word, as `job` carries them.
+    var packed: UInt64 { UInt64(UInt32(bitPattern: pid)) << 32 | UInt64(UInt32(bitPattern: descriptor)) }
+
+    init?(packed: UInt64, token: UInt64) {
+        let pid = UInt32(packed >> 32), descriptor = UInt32(packed & 0xFFFF_FFFF)
+        guard pid != 0, pid <= UInt32(Int32.max), descriptor <= UInt32(Int32.max) else { return nil }
+        self.init(pid: Int32(pid), descriptor: Int32(descriptor), token: token)
     }
 }
 
@@ -99,10 +110,10 @@ public struct GradientFrame {
     /// (`exactBytesPerParameter` bytes each); fast: `parameterCount` Float32. Empty when the values are in a slot
     /// of the worker's result region.
     public let message: Message
-    /// The slot of the worker's `ResultRegion` holding the values, when they are there.
+    /// The slot of the worker's `SharedRegion` holding the values, when they are there.
     public let regionSlot: Int?
     /// The values in the region, once the receiver has found them (`inRegion`), and what keeps them mapped.
-    private var regionValues: (bytes: UnsafeRawBufferPointer, owner: ResultRegion)?
+    private var regionValues: (bytes: UnsafeRawBufferPointer, owner: SharedRegion)?
 
     /// Bytes per parameter of an exact frame: two Int64 limbs and a window byte.
     public static let exactBytesPerParameter = 17
@@ -122,7 +133,7 @@ public struct GradientFrame {
     }
 
     /// This frame reading its values from `region`'s slot (which must be `regionSlot`'s, of the frame's size).
-    public func inRegion(_ region: ResultRegion) -> GradientFrame {
+    public func inRegion(_ region: SharedRegion) -> GradientFrame {
         var frame = self
         frame.regionValues = (UnsafeRawBufferPointer(region.slot(regionSlot!)), region)
         return frame
@@ -150,17 +161,21 @@ public enum Codec {
     }
 
     public static func job(_ description: [UInt8], job: UInt64, worker: UInt32, parameterCount: Int,
-                           maximumMicroShards: Int, exact: Bool, heartbeat: Duration) throws -> [Message] {
+                           maximumMicroShards: Int, exact: Bool, heartbeat: Duration,
+                           weightsRegion: RegionOffer? = nil) throws -> [Message] {
         let milliseconds = UInt64(max(1, (heartbeat / .milliseconds(1)).rounded()))
         return try frames(Header(type: .job, job: job, worker: worker, frames: 1,
                                  fields: [UInt64(parameterCount), UInt64(maximumMicroShards), exact ? 0 : 1,
-                                          milliseconds]), description)
+                                          milliseconds, weightsRegion?.packed ?? 0, weightsRegion?.token ?? 0]),
+                          description)
     }
 
-    /// The weights header; send it followed by a frame over the shared weights (`Message(sharing:)`).
-    public static func weightsHeader(job: UInt64, step: UInt64, parameterCount: Int) throws -> Message {
+    /// The weights header; send it followed by a frame over the shared weights (`Message(sharing:)`), or by an
+    /// empty frame when they are in the coordinator's weights region (`inRegion`).
+    public static func weightsHeader(job: UInt64, step: UInt64, parameterCount: Int,
+                                     inRegion: Bool = false) throws -> Message {
         try Message(copying: Header(type: .weights, job: job, step: step, frames: 1,
-                                    fields: [UInt64(parameterCount)]).encoded())
+                                    fields: [UInt64(parameterCount), inRegion ? 1 : 0]).encoded())
     }
 
     public static func assignment(job: UInt64, step: UInt64, worker: UInt32, epoch: UInt64, batch: UInt64,
@@ -188,10 +203,12 @@ public enum Codec {
                                              attempt]).encoded())
     }
 
-    public static func ready(job: UInt64, worker: UInt32, hasData: Bool, region: RegionOffer? = nil) throws -> [Message] {
-        let offer = region.map { [UInt64($0.pid), UInt64($0.descriptor), $0.token.0, $0.token.1] } ?? []
-        return [try Message(copying: Header(type: .ready, job: job, worker: worker,
-                                            fields: [hasData ? 1 : 0] + offer).encoded())]
+    public static func ready(job: UInt64, worker: UInt32, hasData: Bool, region: RegionOffer? = nil,
+                             readsWeightsRegion: Bool = false) throws -> [Message] {
+        [try Message(copying: Header(type: .ready, job: job, worker: worker,
+                                     fields: [hasData ? 1 : 0, region.map { UInt64($0.pid) } ?? 0,
+                                              region.map { UInt64($0.descriptor) } ?? 0, region?.token ?? 0,
+                                              readsWeightsRegion ? 1 : 0]).encoded())]
     }
 
     /// The data header; send it followed by a frame of features then targets (Float32).
@@ -265,10 +282,22 @@ public enum Codec {
                 throw .badField(.job, "parameter count \(f[0]), micro-shards \(f[1]), reduction \(f[2]), heartbeat "
                     + "\(f[3]) ms out of range")
             }
+            guard f[4] == 0 || RegionOffer(packed: f[4], token: f[5]) != nil else {
+                throw .badField(.job, "weights region \(f[4] >> 32)/\(f[4] & 0xFFFF_FFFF) out of range")
+            }
             return .job(description: frame!.bytes, parameterCount: Int(f[0]), maximumMicroShards: Int(f[1]),
-                        exact: f[2] == 0, heartbeat: .milliseconds(Int(f[3])))
+                        exact: f[2] == 0, heartbeat: .milliseconds(Int(f[3])),
+                        weightsRegion: RegionOffer(packed: f[4], token: f[5]))
         case .weights:
             let count = try parameterCount(limits, .weights)
+            guard f[1] <= 1 else { throw .badField(.weights, "in-region flag \(f[1]) is not 0 or 1") }
+            if f[1] == 1 {
+                guard f[0] == UInt64(count), frame!.count == 0 else {
+                    throw .payloadSize(type: .weights, bytes: frame!.count, expected: "0 (the weights are in the "
+                        + "coordinator's weights region)")
+                }
+                return .weightsInRegion
+            }
             guard f[0] == UInt64(count), frame!.count == 4 * count else {
                 throw .payloadSize(type: .weights, bytes: frame!.count, expected: "\(4 * count) (\(count) Float32)")
             }
@@ -293,8 +322,8 @@ public enum Codec {
                     previousEnd = end
                 }
             }
-            guard f[3] <= UInt64(ResultRegion.slotCount) else {
-                throw .badField(.assignment, "result slot \(f[3]) beyond the region's \(ResultRegion.slotCount)")
+            guard f[3] <= UInt64(SharedRegion.resultSlots) else {
+                throw .badField(.assignment, "result slot \(f[3]) beyond the region's \(SharedRegion.resultSlots)")
             }
             return .assignment(epoch: f[0], batch: f[1], attempt: f[2], ranges: ranges,
                                resultSlot: f[3] == 0 ? nil : Int(f[3]) - 1)
@@ -345,11 +374,12 @@ public enum Codec {
                                            attempt: f[5], message: frame!, regionSlot: regionSlot))
         case .ready:
             guard f[0] <= 1 else { throw .badField(.ready, "has-data flag \(f[0]) is not 0 or 1") }
-            guard f[1] <= UInt64(Int32.max), f[2] <= UInt64(Int32.max) else {
-                throw .badField(.ready, "result region pid \(f[1]) or descriptor \(f[2]) out of range")
+            guard f[1] <= UInt64(Int32.max), f[2] <= UInt64(Int32.max), f[4] <= 1 else {
+                throw .badField(.ready, "result region pid \(f[1]) or descriptor \(f[2]), or weights flag \(f[4]), "
+                    + "out of range")
             }
-            let region = f[1] == 0 ? nil : RegionOffer(pid: Int32(f[1]), descriptor: Int32(f[2]), token: (f[3], f[4]))
-            return .ready(hasData: f[0] == 1, region: region)
+            let region = f[1] == 0 ? nil : RegionOffer(pid: Int32(f[1]), descriptor: Int32(f[2]), token: f[3])
+            return .ready(hasData: f[0] == 1, region: region, readsWeightsRegion: f[4] == 1)
         case .data:
             guard f[0] >= 1, f[1] >= 1, f[2] >= 1, f[0] < 1 << 40, f[1] < 1 << 24, f[2] < 1 << 24 else {
                 throw .badField(.data, "samples \(f[0]), widths \(f[1]) and \(f[2]) out of range")

@@ -70,9 +70,11 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     /// new worker). Frame: text `key=value` lines: blas, build, host, name.
     case hello = 1
     /// Coordinator → worker. Fields: parameter count, micro-shards per batch at most, reduction (0 exact, 1 fast),
-    /// heartbeat interval in milliseconds. Frame: the job description (opaque bytes to this layer).
+    /// heartbeat interval in milliseconds, the coordinator's weights region (pid << 32 | descriptor, then its token;
+    /// 0 when it has none). Frame: the job description (opaque bytes to this layer).
     case job = 2
-    /// Coordinator → worker: the weights for `step`. Field: parameter count. Frame: `count` little-endian Float32.
+    /// Coordinator → worker: the weights for `step`. Fields: parameter count, 1 if they are in the coordinator's
+    /// weights region. Frame: `count` little-endian Float32, or empty when they are in the region.
     case weights = 3
     /// Coordinator → worker: micro-shards to compute for `step`. Fields: epoch, batch, attempt (unique within the
     /// step; the gradient echoes it, so a late answer to a range since given to another worker is recognised), the
@@ -93,8 +95,9 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     /// worker was declared lost). Frame: the reason.
     case shutdown = 8
     /// Worker → coordinator after a job: field 0 is 1 if its own copy of the data matched the job's fingerprint,
-    /// 0 if it needs the data sent; fields 1-4, a worker with a result region (`ResultRegion`): its pid, the
-    /// region's descriptor and the two words of its token (0 when it has none). No payload.
+    /// 0 if it needs the data sent; fields 1-3, a worker with a result region (`SharedRegion`): its pid, the
+    /// region's descriptor and its token (0 when it has none); field 4, 1 if it mapped the coordinator's weights
+    /// region. No payload.
     case ready = 9
     /// Coordinator → worker: the training samples, once. Fields: samples, feature width, target width. Frame:
     /// `samples × feature width` Float32 features, then `samples × target width` Float32 targets.
