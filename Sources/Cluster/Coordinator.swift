@@ -186,11 +186,17 @@ public final class Coordinator: GradientSource {
         sum.meanThreads = ProcessInfo.processInfo.activeProcessorCount
         let round = StepRound(step: step, epoch: epoch, batchIndex: batchIndex, microShards: microShards,
                               batchSamples: batch.count, microShardSize: job.options.microShardSize)
-        let payload = idlePayload()
-        payload.bytes.copyMemory(from: parameters.pointer, byteCount: payload.byteCount)
-        let weights = try Message(sharing: payload)
+        // The weights as a message are made when a worker first needs them (one reading the region never does).
+        var message: Message?
+        let weights = {
+            if let message { return message }
+            let payload = self.idlePayload()
+            payload.bytes.copyMemory(from: parameters.pointer, byteCount: payload.byteCount)
+            message = try Message(sharing: payload)
+            return message!
+        }
         // Nothing reads the region between steps: a step's workers have all answered, or been lost, before this.
-        weightsRegion?.slot(0).copyMemory(from: UnsafeRawBufferPointer(start: parameters.pointer, count: payload.byteCount))
+        weightsRegion?.slot(0).copyMemory(from: UnsafeRawBufferPointer(start: parameters.pointer, count: 4 * parameters.count))
         try handOut(round, weights: weights)
         let sent = clock.now
         // Exact sums are order-free, so each result is added as it arrives, while slower workers still compute;
@@ -233,7 +239,7 @@ public final class Coordinator: GradientSource {
     }
 
     /// Sends the round's waiting micro-shards to the active workers, after waiting for enough of them.
-    private func handOut(_ round: StepRound, weights: Message) throws {
+    private func handOut(_ round: StepRound, weights: () throws -> Message) throws {
         try ensureEnoughWorkers(round)
         let active = table.active
         let now = clock.now
@@ -241,9 +247,9 @@ public final class Coordinator: GradientSource {
             var frames: [Message] = []
             if table[member].weightsStep != round.step {
                 let inRegion = table[member].readsWeightsRegion
-                frames = [try Codec.weightsHeader(job: jobID, step: UInt64(round.step), parameterCount: weights.count / 4,
+                frames = [try Codec.weightsHeader(job: jobID, step: UInt64(round.step), parameterCount: limits.parameterCount!,
                                                   inRegion: inRegion),
-                          inRegion ? try Message(copying: [UInt8]()) : try weights.share()]
+                          inRegion ? try Message(copying: [UInt8]()) : try weights().share()]
             }
             let slot = table[member].resultRegion == nil ? nil : round.claimSlot(for: member)
             let assignment = try Codec.assignment(job: jobID, step: UInt64(round.step), worker: table[member].id,
