@@ -22,7 +22,7 @@ struct HostileCoordinatorTests {
 
     enum Lie: CaseIterable {
         case featureWidth, classTarget, nanTarget, hugeModel, hugeSamples, parameterCount, badBatch, badEpoch,
-             badRanges, noWeights, wrongWeights, randomJob, negativeSamples
+             badRanges, noWeights, wrongWeights, randomJob, negativeSamples, unmappedWeightsRegion
     }
 
     static let goodJob = """
@@ -68,8 +68,11 @@ struct HostileCoordinatorTests {
             }
             switch decoded.payload {
             case .hello:
+                // A weights region that is not there (no such descriptor): the worker must not map it.
+                let region = lie == .unmappedWeightsRegion ? RegionOffer(pid: getpid(), descriptor: 1_000_000, token: 5) : nil
                 try send(Codec.job(Array((header + jobText).utf8), job: 77, worker: 1, parameterCount: parameterCount,
-                                   maximumMicroShards: 4096, exact: false, heartbeat: .milliseconds(200)))
+                                   maximumMicroShards: 4096, exact: false, heartbeat: .milliseconds(200),
+                                   weightsRegion: region))
             case .ready(let hasData, _, _):
                 if !hasData {
                     samples = dataset.count
@@ -79,7 +82,10 @@ struct HostileCoordinatorTests {
                 }
                 // The job and data were accepted: now lie in the step.
                 let weights = [Float](repeating: 0.1, count: lie == .wrongWeights ? parameterCount + 7 : parameterCount)
-                if lie != .noWeights {
+                if lie == .unmappedWeightsRegion {
+                    try send([Codec.weightsHeader(job: 77, step: 0, parameterCount: weights.count, inRegion: true),
+                              Message(copying: [UInt8]())])
+                } else if lie != .noWeights {
                     try send([Codec.weightsHeader(job: 77, step: 0, parameterCount: weights.count),
                               weights.withUnsafeBytes { try Message(copying: $0) }])
                 }
@@ -99,7 +105,7 @@ struct HostileCoordinatorTests {
     }
 
     @Test("a fake coordinator's lies end the worker cleanly: one line, status 0, 2 or 4, never a crash",
-          arguments: Array(0..<26))
+          arguments: Array(0..<28))
     func lyingCoordinator(seed: Int) throws {
         var mix = Mix(state: 0x9E37_79B9_7F4A_7C15 &+ UInt64(seed) &* 0x1000_0001)
         let lie = Lie.allCases[seed % Lie.allCases.count]
@@ -107,7 +113,9 @@ struct HostileCoordinatorTests {
         let router = try Socket(context, .router)
         defer { router.close() }
         try SocketTuning.coordinator(router, maximumMessageBytes: 64 << 20)
-        try router.bind("tcp://127.0.0.1:*")
+        // Shared regions are offered only on one machine's ipc endpoints.
+        try router.bind(lie == .unmappedWeightsRegion ? "ipc://" + Command.temporaryPath("hostile-\(seed).ipc")
+                                                      : "tcp://127.0.0.1:*")
         let log = Command.temporaryPath("hostile-\(seed).log")
         let worker = try Command.start(["worker", "--connect", router.lastEndpoint, "--name", "target",
                                         "--idle-timeout", "3"], stderr: log)
@@ -128,6 +136,10 @@ struct HostileCoordinatorTests {
             #expect(errors.count == 1, "\(lie): \(text.suffix(800))")
         }
         #expect(largestRSS < 512 * 1024, "\(lie): \(largestRSS) kB resident")
+        if lie == .unmappedWeightsRegion {
+            #expect(text.contains("the coordinator's weights region cannot be used (cannot open it)")
+                && text.contains("weights are in a shared region this worker has not mapped"), "\(text)")
+        }
     }
 
     static func residentKilobytes(_ pid: Int32) -> Int {
