@@ -26,6 +26,7 @@ public final class Adam: Optimizer {
     public let options: Options
     public let parameterCount: Int
     public var steps = 0
+    public var threads = 1
     private let firstMoment: Buffer<Float>
     private let secondMoment: Buffer<Float>
     private let secondMomentMax: Buffer<Float>
@@ -59,7 +60,7 @@ public final class Adam: Optimizer {
         let (beta1, beta2, eps, amsgrad) = (o.beta1, o.beta2, o.eps, o.amsgrad)
         // Eight lanes at a time over the buffers' zero padding (explicit vectors: a scalar square root does not
         // vectorise). Each lane does the scalar arithmetic, so the bits are the same.
-        forEachBlock(parameterCount) { i in
+        forEachBlock(parameterCount, threads: threads) { i in
             let w = Vector8.load(p, i)
             let g = Vector8.load(gradients, i) * scale + l2 * w
             // First moment: running mean of the gradient.

@@ -6,6 +6,8 @@ public protocol Optimizer: AnyObject {
     var steps: Int { get set }
     /// The optimizer's state buffers, each laid out like the parameters.
     var state: [Buffer<Float>] { get }
+    /// Threads an update may use (elementwise, so any number gives the same bits).
+    var threads: Int { get set }
     /// One update with this step's learning rate, from the gradient `gradients[i] · scale` (scale 1 for a mean,
     /// 1 / samples for a sum).
     func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, scale: Float,

@@ -14,6 +14,7 @@ public final class RMSProp: Optimizer {
     public let options: Options
     public let parameterCount: Int
     public var steps = 0
+    public var threads = 1
     private let squareAverage: Buffer<Float>
     private let gradientAverage: Buffer<Float>
     private let momentumBuffer: Buffer<Float>
@@ -36,7 +37,7 @@ public final class RMSProp: Optimizer {
         let square = squareAverage.pointer, mean = gradientAverage.pointer, buffer = momentumBuffer.pointer
         let (alpha, eps, wd, mu, centered) = (o.alpha, o.eps, o.weightDecay, o.momentum, o.centered)
         // Eight lanes at a time over the buffers' zero padding, as Adam (a scalar square root does not vectorise).
-        forEachBlock(parameterCount) { i in
+        forEachBlock(parameterCount, threads: threads) { i in
             let w = Vector8.load(p, i)
             let g = Vector8.load(gradients, i) * scale + wd * w
             // Running mean of g².

@@ -12,6 +12,7 @@ public final class SGD: Optimizer {
     public let options: Options
     public let parameterCount: Int
     public var steps = 0
+    public var threads = 1
     private let velocity: Buffer<Float>
 
     public init(_ options: Options, parameterCount: Int) {
@@ -25,22 +26,25 @@ public final class SGD: Optimizer {
     public func step(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
                      scale: Float, learningRate lr: Float) {
         let o = options, v = velocity.pointer, wd = o.weightDecay, mu = o.momentum
-        if mu == 0 {
-            for i in 0..<parameterCount { p[i] -= lr * (gradients[i] * scale + wd * p[i]) }
-        } else if steps == 0 {
-            // The first step's velocity is the gradient itself.
-            for i in 0..<parameterCount {
-                let g = gradients[i] * scale + wd * p[i]
-                v[i] = g
-                p[i] -= lr * (o.nesterov ? g + mu * g : g)
-            }
-        } else {
-            // Velocity: a damped running sum of gradients; Nesterov looks ahead along it.
-            let keep = 1 - o.dampening, ahead: Float = o.nesterov ? 1 : 0
-            for i in 0..<parameterCount {
-                let g = gradients[i] * scale + wd * p[i]
-                v[i] = mu * v[i] + keep * g
-                p[i] -= lr * (ahead * (g + mu * v[i]) + (1 - ahead) * v[i])
+        let first = steps == 0, nesterov = o.nesterov
+        forEachRange(parameterCount, threads: threads) { range in
+            if mu == 0 {
+                for i in range { p[i] -= lr * (gradients[i] * scale + wd * p[i]) }
+            } else if first {
+                // The first step's velocity is the gradient itself.
+                for i in range {
+                    let g = gradients[i] * scale + wd * p[i]
+                    v[i] = g
+                    p[i] -= lr * (nesterov ? g + mu * g : g)
+                }
+            } else {
+                // Velocity: a damped running sum of gradients; Nesterov looks ahead along it.
+                let keep = 1 - o.dampening, ahead: Float = nesterov ? 1 : 0
+                for i in range {
+                    let g = gradients[i] * scale + wd * p[i]
+                    v[i] = mu * v[i] + keep * g
+                    p[i] -= lr * (ahead * (g + mu * v[i]) + (1 - ahead) * v[i])
+                }
             }
         }
         steps += 1

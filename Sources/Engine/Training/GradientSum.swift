@@ -212,6 +212,18 @@ public final class GradientSum {
         precondition(other.count == count && other.reduction == reduction && other !== self,
                      "adding unlike gradient sums, or a sum to itself")
         guard !other.isEmpty else { return }
+        // Another thread's sum holding only Floats hands them over: the mean then reads them once, with ours.
+        if reduction == .exact && holdsInputs && other.holdsInputs && other.limbsEmpty && other.heldSumCount == 0
+            && heldFloatCount + other.heldFloatCount <= Self.heldCapacity {
+            for i in 0..<other.heldFloatCount { heldFloats[heldFloatCount + i] = other.heldFloats[i] }
+            heldFloatCount += other.heldFloatCount
+            lossLimbs = isEmpty ? other.lossLimbs : cexact_scalar_merge(lossLimbs, other.lossLimbs)
+            samples += other.samples
+            correct += other.correct
+            sawNonFinite = sawNonFinite || other.sawNonFinite
+            isEmpty = false
+            return
+        }
         add(bytes: other.valueBytes, samples: other.samples, correct: other.correct, lossWords: other.lossWords,
             overflowed: other.overflowed)
     }

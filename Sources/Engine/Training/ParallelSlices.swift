@@ -50,7 +50,11 @@ public final class ParallelSlices {
                 rows = me.share(of: samples, thread: thread)
             }
             let target = thread == 0 ? sum : me.partials[thread - 1]
-            if thread > 0 { target.reset() }
+            if thread > 0 {
+                target.reset()
+                // A partial is read (added to `sum`) before this computer runs again: it may hold its Floats too.
+                target.holdsInputs = sum.holdsInputs
+            }
             guard !rows.isEmpty else { return }
             me.computers[thread].accumulate(batch: batch, samples: rows, data: data, parameters: parameters,
                                             into: target)

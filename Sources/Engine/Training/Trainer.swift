@@ -78,6 +78,7 @@ public final class Trainer {
         sum = GradientSum(count: count, reduction: options.reduction)
         // Read right after each step's sums arrive (the sources keep what they hand over until the next step).
         sum.holdsInputs = true
+        sum.meanThreads = options.threads
         order = Buffer(count: training.count)
     }
 
@@ -157,6 +158,8 @@ public final class Trainer {
             throw TrainingError(message: "training diverged at step \(step) (epoch \(epoch)): a gradient is NaN "
                 + "or infinite; lower the learning rate (now \(learningRate)) or check the data")
         }
+        // The update may use the threads the mean did: this process's own, or a coordinator's idle cores.
+        optimizer.threads = sum.meanThreads
         if sum.reduction == .exact {
             optimizer.step(parameters: parameters.pointer, gradients: gradient.pointer, scale: 1,
                            learningRate: learningRate)
