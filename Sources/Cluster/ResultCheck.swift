@@ -1,3 +1,4 @@
+import Foundation
 import Engine
 import Wire
 
@@ -25,21 +26,26 @@ enum ResultCheck {
         let offset = UInt64(limit), span = 2 * UInt64(limit)
         let lowest = Int8(GradientSum.gradientWindows.lowerBound)
         let windowSpan = UInt8(GradientSum.gradientWindows.count - 1)
+        // On this machine's cores: the last result's check is on the step's critical path, with every worker idle.
+        let threads = ProcessInfo.processInfo.activeProcessorCount
         let (limbsOutside, windowsOutside) = frame.withValues { bytes -> (Bool, Bool) in
-            var any: UInt8 = 0
             let count = bytes.count / GradientFrame.exactBytesPerParameter
-            if Int(bitPattern: bytes.baseAddress) % 8 == 0 {
-                let limbs = bytes.baseAddress!.assumingMemoryBound(to: UInt64.self)
-                for index in 0 ..< 2 * count { any |= limbs[index] &+ offset > span ? 1 : 0 }
-            } else {
-                for index in 0 ..< 2 * count {
-                    any |= bytes.loadUnaligned(fromByteOffset: 8 * index, as: UInt64.self) &+ offset > span ? 1 : 0
+            let limbsOutside = anyRange(2 * count, threads: threads) { range in
+                var any: UInt8 = 0
+                if Int(bitPattern: bytes.baseAddress) % 8 == 0 {
+                    let limbs = bytes.baseAddress!.assumingMemoryBound(to: UInt64.self)
+                    for index in range { any |= limbs[index] &+ offset > span ? 1 : 0 }
+                } else {
+                    for index in range {
+                        any |= bytes.loadUnaligned(fromByteOffset: 8 * index, as: UInt64.self) &+ offset > span ? 1 : 0
+                    }
                 }
+                return any != 0
             }
             let windows = (bytes.baseAddress! + 16 * count).assumingMemoryBound(to: Int8.self)
             var highest: UInt8 = 0
             for index in 0..<count { highest = max(highest, UInt8(bitPattern: windows[index] &- lowest)) }
-            return (any != 0, highest > windowSpan)
+            return (limbsOutside, highest > windowSpan)
         }
         guard !limbsOutside else {
             return "a gradient limb beyond ±\(limit), what \(microShards) micro-shards of at most 2^50 each can add up to"

@@ -267,10 +267,12 @@ public final class GradientSum {
                 limbsEmpty = false
             }
         case .fast:
-            let target = floats
-            for i in 0..<count {
-                let value = bytes.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
-                target[i] = isEmpty ? value : target[i] + value
+            let target = floats, first = isEmpty
+            forEachRange(count, threads: meanThreads) { range in
+                for i in range {
+                    let value = bytes.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
+                    target[i] = first ? value : target[i] + value
+                }
             }
             floatLossSum += Double(bitPattern: UInt64(bitPattern: lossWords.high))
         }
