@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "CPlatform"),
         // The exact sums' fixed-point loops, built for SSE2, AVX2 and AVX-512 and chosen at run time.
         .target(name: "CExactSum", dependencies: ["CPlatform"]),
-        .target(name: "Wire", dependencies: ["CZeroMQ", "CPlatform"]),
+        .target(name: "Wire", dependencies: ["CZeroMQ", "CPlatform", "CExactSum"]),
         .target(
             name: "Engine",
             dependencies: ["CBLAS", "CPlatform", "CExactSum", .product(name: "Yams", package: "Yams")]

@@ -1,3 +1,4 @@
+import CExactSum
 import Testing
 @testable import Wire
 
@@ -103,6 +104,52 @@ struct CodecTests {
             _ = try Codec.decode(Codec.assignment(job: 77, step: 9, worker: 2, epoch: 1, batch: 4, attempt: 1,
                                                   ranges: [0..<3], resultSlot: 2), limits: Self.limits)
         } throws: { ($0 as? WireError)?.description.contains("result slot 3 beyond the region's 2") ?? false }
+    }
+
+    /// An exact sum's wire bytes (`cexact_merge`'s layout) from its limbs and windows.
+    static func sumBytes(high: [Int64], low: [Int64], windows: [Int8]) -> [UInt8] {
+        high.withUnsafeBytes(Array.init) + low.withUnsafeBytes(Array.init) + windows.map { UInt8(bitPattern: $0) }
+    }
+
+    @Test("packed sums unpack to the same bytes, for any limbs and windows; a packed frame that is not one is refused")
+    func packedSums() throws {
+        var mix = UInt64(0x2545_F491_4F6C_DD1D)
+        func next() -> UInt64 { mix ^= mix << 13; mix ^= mix >> 7; mix ^= mix << 17; return mix }
+        func limb() -> Int64 {
+            // Gradient-like (few high bits, many trailing zeros) and extremes alike.
+            switch next() % 6 {
+            case 0: return 0
+            case 1: return -1
+            case 2: return Int64(bitPattern: next()) >> (next() % 64)
+            case 3: return (Int64(bitPattern: next()) >> 40) << (next() % 40)
+            case 4: return [Int64.min, Int64.max, 1 << 62, -(1 << 50)][Int(next() % 4)]
+            default: return Int64(bitPattern: next())
+            }
+        }
+        for count in [1, 5, 8, 9, 16, 17, 1000] {
+            let high = (0..<count).map { _ in limb() }, low = (0..<count).map { _ in limb() }
+            let uniform = next() % 2 == 0
+            let windows = (0..<count).map { _ in uniform ? Int8(-1) : Int8(truncatingIfNeeded: next() % 6) - 3 }
+            let raw = Self.sumBytes(high: high, low: low, windows: windows)
+            var packed = [UInt8](repeating: 0, count: cexact_pack_bound(count))
+            let length = cexact_pack(raw, count, &packed)
+            var back = [UInt8](repeating: 0xAA, count: raw.count)
+            #expect(cexact_unpack(packed, length, count, &back) == 1 && back == raw, "\(count) parameters")
+            // Through the codec: the frame's values are the unpacked bytes.
+            let limits = Limits(parameterCount: count, job: 77)
+            let header = try Codec.gradientHeader(job: 77, step: 1, worker: 2, samples: 4, correct: 0, lossHigh: 0,
+                                                  lossLow: 0, exact: true, overflowed: false, attempt: 1, packed: true)
+            guard case .gradient(let g) = try Codec.decode([header, Message(copying: Array(packed[..<length]))],
+                                                           limits: limits).payload
+            else { Issue.record("not gradient"); return }
+            #expect(g.packed && g.withValues { Array($0) } == raw)
+            // One byte short, one too many, a width beyond 8: refused, naming the size.
+            for bad in [Array(packed[..<(length - 1)]), Array(packed[..<length]) + [0], [0x19] + Array(packed[1..<length])] {
+                #expect {
+                    _ = try Codec.decode([header, Message(copying: bad)], limits: limits)
+                } throws: { ($0 as? WireError)?.description.contains("are not a sum of \(count) parameters") ?? false }
+            }
+        }
     }
 
     static func header(_ type: UInt16 = 3, version: UInt16 = Header.protocolVersion, magic: UInt32 = Header.magic, job: UInt64 = 77,

@@ -47,6 +47,14 @@ uint32_t cexact_combine(uint64_t *high, uint64_t *low, int8_t *windows, int empt
                         int sum_count, const float *const *gradients, int shards, float *mean, double divisor,
                         int *finite, size_t count, size_t first, size_t end);
 
+/* The packed wire form of a sum in cexact_merge's layout (see pack.c): at most cexact_pack_bound(count) bytes. */
+size_t cexact_pack_bound(size_t count);
+/* Packs `count` parameters of `sum`; returns the bytes written to `out` (which holds cexact_pack_bound bytes). */
+size_t cexact_pack(const void *sum, size_t count, unsigned char *out);
+/* Unpacks `length` bytes into `sum` (cexact_merge's layout, 17 * count bytes); returns 1 if they are exactly one
+ * packed sum of `count` parameters, 0 if not (what was written is then not a sum). Reads nothing past `length`. */
+int cexact_unpack(const unsigned char *in, size_t length, size_t count, void *sum);
+
 /* The instruction set the loops use: 0 SSE2 (or the compiler's baseline off x86-64), 1 AVX2, 2 AVX-512. The CPU's
  * best is chosen on first use; `cexact_use_level` picks another (for tests that compare them; a level the CPU lacks
  * is refused) and returns 1 if it did. */

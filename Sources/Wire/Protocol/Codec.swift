@@ -1,3 +1,5 @@
+import Synchronization
+import CExactSum
 /// What a receiver accepts: sizes come from the job, so no length field can make it allocate or read more.
 public struct Limits: Sendable, Equatable {
     /// Floats in the weights and gradients (nil before a job is known: such messages are then refused).
@@ -48,6 +50,35 @@ public enum Payload {
     /// `region`: the worker's result region; `readsWeightsRegion`: it mapped the coordinator's weights region.
     case ready(hasData: Bool, region: RegionOffer?, readsWeightsRegion: Bool)
     case data(samples: Int, featureWidth: Int, targetWidth: Int, FloatFrame)
+}
+
+/// A packed exact sum unpacked into `cexact_merge`'s layout (17 bytes per parameter), in a buffer a pool reuses: a
+/// result stays held until its step's mean, so a coordinator needs a few at most, each megabytes.
+public final class UnpackedSum: @unchecked Sendable {
+    public let bytes: UnsafeMutableRawBufferPointer
+    /// A readable address for an empty input (a frame of no bytes has none).
+    let emptyInput = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
+    private static let pool = Mutex<[UnsafeMutableRawBufferPointer]>([])
+
+    init(count: Int) {
+        let size = 17 * count
+        let reused = Self.pool.withLock { free -> UnsafeMutableRawBufferPointer? in
+            guard let index = free.firstIndex(where: { $0.count == size }) else { return nil }
+            return free.remove(at: index)
+        }
+        bytes = reused ?? .allocate(byteCount: size, alignment: 64)
+    }
+
+    deinit {
+        emptyInput.deallocate()
+        // Kept for the next result (a few at most: a coordinator holds one per worker per step).
+        let kept = Self.pool.withLock { free -> Bool in
+            guard free.count < 16 else { return false }
+            free.append(bytes)
+            return true
+        }
+        if !kept { bytes.deallocate() }
+    }
 }
 
 /// Where a process keeps a `SharedRegion` for the other side to map: a worker's result region (in `ready`), the
@@ -112,14 +143,16 @@ public struct GradientFrame {
     public let message: Message
     /// The slot of the worker's `SharedRegion` holding the values, when they are there.
     public let regionSlot: Int?
-    /// The values in the region, once the receiver has found them (`inRegion`), and what keeps them mapped.
-    private var regionValues: (bytes: UnsafeRawBufferPointer, owner: SharedRegion)?
+    /// Whether the frame carried the values packed (`cexact_pack`); they are then read from their unpacked copy.
+    public let packed: Bool
+    /// The values when not in the frame itself: in the region (`inRegion`) or unpacked, and what keeps them.
+    private var otherValues: (bytes: UnsafeRawBufferPointer, owner: AnyObject)?
 
     /// Bytes per parameter of an exact frame: two Int64 limbs and a window byte.
     public static let exactBytesPerParameter = 17
 
     init(samples: Int, correct: Int, lossHigh: Int64, lossLow: Int64, lossWindow: Int8, exact: Bool,
-         overflowed: Bool, attempt: UInt64, message: Message, regionSlot: Int?) {
+         overflowed: Bool, attempt: UInt64, message: Message, regionSlot: Int?, unpacked: UnpackedSum? = nil) {
         self.samples = samples
         self.correct = correct
         self.lossHigh = lossHigh
@@ -130,17 +163,19 @@ public struct GradientFrame {
         self.attempt = attempt
         self.message = message
         self.regionSlot = regionSlot
+        packed = unpacked != nil
+        otherValues = unpacked.map { (UnsafeRawBufferPointer($0.bytes), $0) }
     }
 
     /// This frame reading its values from `region`'s slot (which must be `regionSlot`'s, of the frame's size).
     public func inRegion(_ region: SharedRegion) -> GradientFrame {
         var frame = self
-        frame.regionValues = (UnsafeRawBufferPointer(region.slot(regionSlot!)), region)
+        frame.otherValues = (UnsafeRawBufferPointer(region.slot(regionSlot!)), region)
         return frame
     }
 
     public func withValues<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        if let regionValues { return try body(regionValues.bytes) }
+        if let otherValues { return try body(otherValues.bytes) }
         return try message.withUnsafeBytes(body)
     }
 }
@@ -190,15 +225,17 @@ public enum Codec {
     }
 
     /// The gradient header; send it followed by the values frame.
-    /// `regionSlot`: the values are in that slot of the worker's result region (send an empty frame after).
+    /// `regionSlot`: the values are in that slot of the worker's result region (send an empty frame after);
+    /// `packed`: the frame holds them as `cexact_pack` writes them.
     public static func gradientHeader(job: UInt64, step: UInt64, worker: UInt32, samples: Int, correct: Int,
                                       lossHigh: Int64, lossLow: Int64, lossWindow: Int8 = 0, exact: Bool,
-                                      overflowed: Bool, attempt: UInt64, regionSlot: Int? = nil) throws -> Message {
+                                      overflowed: Bool, attempt: UInt64, regionSlot: Int? = nil,
+                                      packed: Bool = false) throws -> Message {
         try Message(copying: Header(type: .gradient, job: job, step: step, worker: worker, frames: 1,
                                     fields: [UInt64(samples), UInt64(correct), UInt64(bitPattern: lossHigh),
                                              UInt64(bitPattern: lossLow),
                                              (exact ? 0 : 1) | (overflowed ? 2 : 0)
-                                                 | (regionSlot.map { 4 | UInt64($0) << 3 } ?? 0)
+                                                 | (regionSlot.map { 4 | UInt64($0) << 3 } ?? 0) | (packed ? 16 : 0)
                                                  | UInt64(UInt8(bitPattern: lossWindow)) << 8,
                                              attempt]).encoded())
     }
@@ -329,11 +366,33 @@ public enum Codec {
                                resultSlot: f[3] == 0 ? nil : Int(f[3]) - 1)
         case .gradient:
             let count = try parameterCount(limits, .gradient)
-            guard f[4] & ~0xFF0F == 0 else {
+            guard f[4] & ~0xFF1F == 0 else {
                 throw .badField(.gradient, "flags \(f[4]) beyond bits 0 (fast), 1 (overflowed), 2-3 (in the result "
-                    + "region, its slot) and 8-15 (loss window)")
+                    + "region, its slot), 4 (packed) and 8-15 (loss window)")
             }
             let regionSlot = f[4] & 4 != 0 ? Int(f[4] >> 3 & 1) : nil
+            if f[4] & 16 != 0 {
+                guard f[4] & 1 == 0, regionSlot == nil else {
+                    throw .badField(.gradient, "packed values of a fast sum, or in the result region")
+                }
+                guard f[0] >= 1, f[0] <= 1 << 40, f[1] <= f[0] else {
+                    throw .badField(.gradient, "samples \(f[0]) and correct \(f[1]) are inconsistent")
+                }
+                let unpacked = UnpackedSum(count: count)
+                let fits = frame!.withUnsafeBytes { raw in
+                    raw.count <= cexact_pack_bound(count)
+                        && cexact_unpack(raw.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(unpacked.emptyInput),
+                                         raw.count, count, unpacked.bytes.baseAddress!) == 1
+                }
+                guard fits else {
+                    throw .badField(.gradient, "packed values of \(frame!.count) bytes are not a sum of \(count) parameters")
+                }
+                return .gradient(GradientFrame(samples: Int(f[0]), correct: Int(f[1]), lossHigh: Int64(bitPattern: f[2]),
+                                               lossLow: Int64(bitPattern: f[3]),
+                                               lossWindow: Int8(truncatingIfNeeded: f[4] >> 8), exact: true,
+                                               overflowed: f[4] & 2 != 0, attempt: f[5], message: frame!,
+                                               regionSlot: nil, unpacked: unpacked))
+            }
             guard f[0] >= 1, f[0] <= 1 << 40, f[1] <= f[0] else {
                 throw .badField(.gradient, "samples \(f[0]) and correct \(f[1]) are inconsistent")
             }
