@@ -232,6 +232,10 @@ extension Coordinator {
         guard table[index].state != .lost else { return }
         let wasActive = table[index].isActive
         table[index].state = .lost
+        // Its shared memory is let go (results of this step still held keep their own hold on the mapping), so
+        // workers that come and go do not pile up mappings.
+        table[index].resultRegion = nil
+        table[index].readsWeightsRegion = false
         var line = "\(table[index].label) lost: \(reason)"
         if let round {
             let moved = round.release(index)

@@ -73,7 +73,7 @@ public final class UnpackedSum: @unchecked Sendable {
         emptyInput.deallocate()
         // Kept for the next result (a few at most: a coordinator holds one per worker per step).
         let kept = Self.pool.withLock { free -> Bool in
-            guard free.count < 16 else { return false }
+            guard free.count < 4 else { return false }
             free.append(bytes)
             return true
         }
