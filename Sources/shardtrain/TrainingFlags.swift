@@ -35,7 +35,7 @@ struct TrainingFlags: ParsableArguments {
     @Option(help: ArgumentHelp("Threads computing micro-shards, each with single-threaded BLAS: in this process "
         + "(default: all cores), or in each local worker of `train --workers N` (default: 1)."))
     var threads: Int?
-    @Flag(help: "Print the set-up, the BLAS kernel and, when distributed, every step's timings.") var verbose = false
+    @Flag(help: "Print the set-up, the BLAS kernel and, when distributed, what each worker shares in memory and every step's timings (a line per step).") var verbose = false
     @Flag(help: "No progress line on standard error (it is drawn only on a terminal).") var noProgress = false
     @Flag(help: "Also write a record per optimizer step to the --metrics file (step, epoch, time, loss, samples, rate).")
     var metricsSteps = false
