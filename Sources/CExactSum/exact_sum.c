@@ -144,8 +144,8 @@ INLINE int mean_body(const uint64_t *restrict high, const uint64_t *restrict low
  * within 2^26 of each other (exponents, subnormals counted as exponent 1), each is a multiple of the smallest one's
  * unit and their sum needs at most 24 + 26 + 2 bits: the Double adds are exact in any order. The limbs hold those
  * values exactly too (the window is the largest value's, whose low unit is below the smallest value's unit), so
- * the limbs' value is that same exact sum and the mean's bits are (float)(sum * reciprocal), with -0 made +0 as
- * the limbs make it. Returns 0 if some parameter of the block is outside that case (or not finite): the caller then
+ * the limbs' value is that same exact sum and the mean's bits are (float)(sum * reciprocal), with a zero sum's -0
+ * made +0 as the limbs make it. Returns 0 if some parameter of the block is outside that case (or not finite): the caller then
  * takes the block through the limbs. */
 INLINE uint32_t spread_of(uint32_t bits, uint32_t *high_e, uint32_t *low_e) {
     uint32_t e = bits >> 23;
@@ -169,7 +169,9 @@ INLINE int float_mean_body(const float *restrict g0, const float *restrict g1, c
         top = maxu32(top, m);
         /* Bad when the spread exceeds 26 (all zeros leave high_e 0: never bad) or a value is not finite. */
         bad |= (uint32_t)(high_e > low_e + 26) | (uint32_t)(high_e >= 255);
-        mean[i] = (float)(sum * reciprocal) + 0.0f;
+        /* + 0.0 turns an exactly zero sum's −0 into +0, as the limbs hold it (no sign for zero); a nonzero sum
+         * keeps its sign even where the mean underflows to −0, as it does from the limbs. */
+        mean[i] = (float)((sum + 0.0) * reciprocal);
     }
     *largest = maxu32(*largest, top);
     return bad == 0;

@@ -109,7 +109,7 @@ int cexact_unpack(const unsigned char *in, size_t length, size_t count, void *su
         for (size_t i = 0; i < n; i++) {
             int64_t v = load_signed(p, nl, end);
             /* The shift must give back a 64-bit value exactly (a packer never writes one that does not). */
-            if (shift && ((v << shift) >> shift) != v) return 0;
+            if (shift && ((int64_t)((uint64_t)v << shift) >> shift) != v) return 0;
             int64_t l = (int64_t)((uint64_t)v << shift);
             memcpy(bytes + 8 * (count + start + i), &l, 8);
             p += nl;

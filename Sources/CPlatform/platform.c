@@ -87,9 +87,21 @@ int cplatform_region_create(size_t size, void **mapping) {
 }
 
 void *cplatform_region_map(int pid, int fd, size_t size, const char **why) {
-    char path[64];
+    char path[64], target[64];
     snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, fd);
+    /* O_PATH first: the path may name anything (a device, a file on a hung network mount), and only a memfd is
+     * opened for reading, through this process's own descriptor. */
+    int handle = open(path, O_PATH | O_CLOEXEC);
+    if (handle < 0) { *why = "cannot open it"; return NULL; }
+    snprintf(path, sizeof path, "/proc/self/fd/%d", handle);
+    ssize_t length = readlink(path, target, sizeof target - 1);
+    if (length < 0 || (target[length] = 0, strncmp(target, "/memfd:", 7) != 0)) {
+        close(handle);
+        *why = "not a memfd";
+        return NULL;
+    }
     int mine = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    close(handle);
     if (mine < 0) { *why = "cannot open it"; return NULL; }
     struct stat st;
     void *p = NULL;

@@ -251,7 +251,7 @@ public final class Coordinator: GradientSource {
                                                   inRegion: inRegion),
                           inRegion ? try Message(copying: [UInt8]()) : try weights().share()]
             }
-            let slot = table[member].resultRegion == nil ? nil : round.claimSlot(for: member)
+            let slot = table[member].resultRegion == nil ? nil : round.claimSlot(for: attempt)
             let assignment = try Codec.assignment(job: jobID, step: UInt64(round.step), worker: table[member].id,
                                                   epoch: UInt64(round.epoch), batch: UInt64(round.batchIndex),
                                                   attempt: attempt, ranges: ranges, resultSlot: slot)

@@ -175,6 +175,11 @@ extension Coordinator {
             }
             return
         }
+        guard frame.regionSlot == assignment.resultSlot || frame.regionSlot == nil else {
+            lose(index, .mismatched("a result in slot \(frame.regionSlot!) of its region, where the assignment named "
+                + (assignment.resultSlot.map { "slot \($0)" } ?? "none")), round)
+            return
+        }
         guard header.worker == member.id, frame.samples == assignment.samples,
               frame.exact == (job.options.reduction == .exact) else {
             lose(index, .mismatched("\(frame.samples) samples, \(frame.exact ? "exact" : "fast"), for micro-shards "

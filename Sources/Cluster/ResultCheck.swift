@@ -12,6 +12,18 @@ enum ResultCheck {
         guard frame.correct >= 0, frame.correct <= samples else {
             return "\(frame.correct) correct predictions out of \(samples) samples"
         }
+        // Fast values from a result region have not met the decoder's check: no NaN or ∞, as in a message.
+        if !frame.exact, frame.regionSlot != nil {
+            let threads = ProcessInfo.processInfo.activeProcessorCount
+            let special = frame.withValues { bytes in
+                anyRange(bytes.count / 4, threads: threads) { range in
+                    var special: UInt32 = 0
+                    for i in range { special |= (bytes.load(fromByteOffset: 4 * i, as: UInt32.self) & 0x7F80_0000) &+ 0x0080_0000 }
+                    return special & 0x8000_0000 != 0
+                }
+            }
+            if special { return "a value that is NaN or infinite" }
+        }
         // Diverged (a NaN or ∞): the step stops the run with its own message.
         guard frame.exact, !frame.overflowed else { return nil }
         // Each micro-shard's value deposits at most GradientSum.depositLimit in each limb, and a window's raise
@@ -26,7 +38,8 @@ enum ResultCheck {
         let offset = UInt64(limit), span = 2 * UInt64(limit)
         let lowest = Int8(GradientSum.gradientWindows.lowerBound)
         let windowSpan = UInt8(GradientSum.gradientWindows.count - 1)
-        // On this machine's cores: the last result's check is on the step's critical path, with every worker idle.
+        // On this machine's cores: the last result's check is on the step's critical path, with the workers idle
+        // (an earlier result's check shares them with the workers still computing).
         let threads = ProcessInfo.processInfo.activeProcessorCount
         let (limbsOutside, windowsOutside) = frame.withValues { bytes -> (Bool, Bool) in
             let count = bytes.count / GradientFrame.exactBytesPerParameter

@@ -9,6 +9,8 @@ final class StepRound {
         let ranges: [Range<Int>]
         let samples: Int
         let sentAt: ContinuousClock.Instant
+        /// The slot of the member's result region its answer must use (nil: as a message).
+        var resultSlot: Int?
     }
 
     struct Result {
@@ -66,18 +68,22 @@ final class StepRound {
             }
             let attempt = nextAttempt
             nextAttempt += 1
-            outstanding[attempt] = Assignment(member: member, ranges: ranges, samples: samples(in: ranges), sentAt: now)
+            outstanding[attempt] = Assignment(member: member, ranges: ranges, samples: samples(in: ranges), sentAt: now,
+                                              resultSlot: nil)
             sent.append((member, attempt, ranges))
         }
         waiting = Array(pieces)
         return sent
     }
 
-    /// A result-region slot of `member` not yet given out this step, now given; nil when both are.
-    func claimSlot(for member: Int) -> Int? {
+    /// A result-region slot of assignment `attempt`'s member not yet given out this step, now given to it; nil when
+    /// both are (its answer then comes as a message).
+    func claimSlot(for attempt: UInt64) -> Int? {
+        guard let member = outstanding[attempt]?.member else { return nil }
         let taken = claimedSlots[member, default: []]
         guard let slot = (0..<SharedRegion.resultSlots).first(where: { !taken.contains($0) }) else { return nil }
         claimedSlots[member, default: []].insert(slot)
+        outstanding[attempt]?.resultSlot = slot
         return slot
     }
 

@@ -124,10 +124,14 @@ public final class WorkerNode {
         let parameters = Buffer<Float>(count: job.model.layout.parameterCount)
         // Two sums in turn, each sent zero-copy: one may still be in libzmq's hands while the next is computed. With
         // a result region they are its slots, and an assignment may name the slot to leave its result in.
-        let sums = (0..<2).map { index in
-            region.map { GradientSum(count: parameters.count, reduction: options.reduction, in: $0.slot(index)) }
-                ?? GradientSum(count: parameters.count, reduction: options.reduction)
-        }
+        // With a result region, its two slots and a sum of its own for an assignment that names no slot (the
+        // coordinator may still hold both slots' results); each region sum keeps the region mapped while libzmq may
+        // still be sending from it.
+        let sums = region.map { region in
+            (0..<SharedRegion.resultSlots).map {
+                GradientSum(count: parameters.count, reduction: options.reduction, in: region.slot($0), keeping: region)
+            } + [GradientSum(count: parameters.count, reduction: options.reduction)]
+        } ?? (0..<2).map { _ in GradientSum(count: parameters.count, reduction: options.reduction) }
         let outgoing = sums.map { sum in
             SharedPayload(borrowing: UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!),
                           byteCount: sum.valueBytes.count, owner: sum)
@@ -135,7 +139,7 @@ public final class WorkerNode {
         // Exact results sent as messages go packed where bytes cost more than packing them (~3 ns per parameter
         // each way): encrypted, or to another machine. Plaintext loopback copies bytes faster than that.
         let packs = options.reduction == .exact && (settings.keys != nil || !EndpointReach.isLocal(settings.endpoint))
-        let packedOutgoing = packs ? (0..<2).map { _ in SharedPayload(byteCount: cexact_pack_bound(parameters.count)) } : []
+        let packedOutgoing = packs ? sums.map { _ in SharedPayload(byteCount: cexact_pack_bound(parameters.count)) } : []
         var turn = 0
         let order = Buffer<Int>(count: data.count)
         var orderEpoch = -1
@@ -199,9 +203,10 @@ public final class WorkerNode {
                         }
                         let batch = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(order.elements)[plan.range(ofBatch: Int(batchIndex))])
                         let slot = region == nil ? nil : resultSlot
-                        let index = slot ?? turn
+                        // No region: two sums in turn. A region: the named slot, or the sum of its own.
+                        let index = region == nil ? turn : slot ?? SharedRegion.resultSlots
                         let sum = sums[index], payload = outgoing[index]
-                        turn = 1 - index
+                        turn = 1 - turn
                         try waitUntilIdle(payload, step: step)
                         sum.reset()
                         for range in ranges {

@@ -87,3 +87,24 @@ struct JobAnnouncementTests {
         #expect(table.index(of: old) == 11, "the newest entry for an identity, wherever it sits")
     }
 }
+
+struct ResultSlotTests {
+    @Test("a member's result slots are given once per step: two assignments get both, a third gets none, a new step starts over")
+    func slotsOncePerStep() {
+        let round = StepRound(step: 3, epoch: 0, batchIndex: 0, microShards: 6, batchSamples: 6, microShardSize: 1)
+        let now = ContinuousClock.now
+        // Member 0 takes everything three times over (as when the others are lost one after another).
+        var slots: [Int?] = []
+        for _ in 0..<3 {
+            for (_, attempt, _) in round.distribute(over: [0, 1], speeds: [1, 1], now: now) {
+                if round.assignment(attempt, of: 0) != nil { slots.append(round.claimSlot(for: attempt)) }
+                round.release(1)
+            }
+        }
+        #expect(slots == [0, 1, nil])
+        let next = StepRound(step: 4, epoch: 0, batchIndex: 0, microShards: 2, batchSamples: 2, microShardSize: 1)
+        let attempts = next.distribute(over: [0, 1], speeds: [1, 1], now: now).map(\.attempt)
+        #expect(attempts.map { next.claimSlot(for: $0) } == [0, 0], "each member's first slot, in a new step")
+        #expect(next.assignment(attempts[0], of: 0)?.resultSlot == 0)
+    }
+}

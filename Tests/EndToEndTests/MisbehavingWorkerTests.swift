@@ -95,8 +95,12 @@ struct MisbehavingWorkerTests {
     @Test("a result region is mapped only when it checks out, and what is read from it is checked",
           arguments: [("wrong token", "offered a result region that cannot be used (not the region described",
                        "lost: sent a mismatched result (a result in slot 0 of a result region it has not offered)"),
+                      ("a plain file", "offered a result region that cannot be used (not a memfd)",
+                       "lost: sent a mismatched result (a result in slot 0 of a result region it has not offered)"),
                       ("impossible limbs", "shares memory with this coordinator: results",
-                       "lost: sent a mismatched result (a gradient limb beyond ±1125899906842624")])
+                       "lost: sent a mismatched result (a gradient limb beyond ±1125899906842624"),
+                      ("another slot", "shares memory with this coordinator: results",
+                       "lost: sent a mismatched result (a result in slot 1 of its region, where the assignment named slot 0)")])
     func regionResults(kind: String, offered: String, lost: String) throws {
         var region: SharedRegion?
         let (status, text) = try runFakeWorker(
@@ -105,20 +109,31 @@ struct MisbehavingWorkerTests {
                 region = SharedRegion(creatingFor: 17 * joined.count, slots: SharedRegion.resultSlots)
                 let r = try #require(region)
                 let token = kind == "wrong token" ? r.token ^ 1 : r.token
+                // A plain file of the right size: this test's own copy of the region's bytes on disk.
+                let descriptor = kind == "a plain file" ? plainFile(size: r.size) : r.descriptor
                 return try Codec.ready(job: joined.job, worker: joined.worker, hasData: true,
-                                       region: RegionOffer(pid: getpid(), descriptor: r.descriptor, token: token))
+                                       region: RegionOffer(pid: getpid(), descriptor: descriptor, token: token))
             },
             answer: { joined, step, attempt, slot in
                 let r = try #require(region)
-                #expect((slot == nil) == (kind == "wrong token"), "slot \(String(describing: slot))")
-                let values = r.slot(slot ?? 0)
+                let mapped = kind != "wrong token" && kind != "a plain file"
+                #expect((slot == nil) == !mapped, "slot \(String(describing: slot))")
+                let claimed = kind == "another slot" ? 1 - (slot ?? 0) : slot ?? 0
+                let values = r.slot(claimed)
                 for i in 0 ..< 2 * joined.count { values.storeBytes(of: Int64(1) << 62, toByteOffset: 8 * i, as: Int64.self) }
                 return [try Codec.gradientHeader(job: joined.job, step: step, worker: joined.worker, samples: 4,
                                                  correct: 0, lossHigh: 0, lossLow: 0, exact: true, overflowed: false,
-                                                 attempt: attempt, regionSlot: slot ?? 0),
+                                                 attempt: attempt, regionSlot: claimed),
                         try Message(copying: [UInt8]())]
             })
         #expect(status == 4)
         #expect(text.contains("w1 \"sharer\" (test, pid 1) \(offered)") && text.contains(lost), "\(text)")
+    }
+
+    /// A descriptor of this process for a regular file of `size` bytes (left open: the process ends with the tests).
+    func plainFile(size: Int) -> Int32 {
+        let path = Command.temporaryPath("plain-region")
+        FileManager.default.createFile(atPath: path, contents: Data(count: size))
+        return open(path, O_RDWR)
     }
 }

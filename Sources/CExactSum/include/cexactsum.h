@@ -40,7 +40,8 @@ int cexact_mean(const uint64_t *high, const uint64_t *low, const int8_t *windows
 /* All of the above in one pass, in cache-sized blocks, for parameters `first` to `end` (exclusive) of arrays of
  * `count`: the sum in `high`/`low`/`windows` (nothing, if `empty`) plus `sum_count` wire sums (as cexact_merge takes
  * them) plus `shards` Float arrays (any number). With `mean`, writes sum * (1 / divisor) there, sets *finite as
- * cexact_mean returns, and leaves the limbs as they were; with `mean` NULL, writes the total back into the limbs.
+ * cexact_mean returns (Floats alone within range of each other leave it 1: their mean is finite when they are), and
+ * leaves the limbs as they were; with `mean` NULL, writes the total back into the limbs.
  * The bits are those of the separate calls in that order. Disjoint ranges may run on several threads at once.
  * Returns the largest magnitude bits of the Floats, as cexact_add does. */
 uint32_t cexact_combine(uint64_t *high, uint64_t *low, int8_t *windows, int empty, const void *const *sums,

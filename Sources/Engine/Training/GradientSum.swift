@@ -42,8 +42,8 @@ public final class GradientSum {
     private let storage: UnsafeMutablePointer<Int64>
     /// Fast mode: Float gradient sums in the parameter layout (empty in exact mode).
     public let floats: UnsafeMutablePointer<Float>
-    /// The memory of `storage` or `floats` when this sum allocated it (nil: the caller's, as `init(count:reduction:in:)`).
-    private let owned: Buffer<Int64>?
+    /// What keeps the memory of `storage` or `floats`: this sum's own buffer, or the caller's owner of it.
+    private let owned: AnyObject?
     /// Exact mode: the loss sum's limbs and window.
     private var lossLimbs = cexact_scalar_empty()
     /// Fast mode: sum of per-sample losses.
@@ -82,15 +82,17 @@ public final class GradientSum {
         self.init(count: count, reduction: reduction, memory: UnsafeMutableRawPointer(owned.pointer), owned: owned)
     }
 
-    /// A sum kept in the caller's `memory` (8-byte aligned, `bytesPerParameter(reduction) × count` bytes, alive as
-    /// long as the sum): a worker's result region, so a result is computed where the coordinator reads it.
-    public convenience init(count: Int, reduction: Reduction, in memory: UnsafeMutableRawBufferPointer) {
+    /// A sum kept in `memory` (8-byte aligned, `bytesPerParameter(reduction) × count` bytes) that `owner` keeps
+    /// alive, and the sum keeps `owner`: a worker's result region, so a result is computed where the coordinator
+    /// reads it.
+    public convenience init(count: Int, reduction: Reduction, in memory: UnsafeMutableRawBufferPointer,
+                            keeping owner: AnyObject) {
         precondition(memory.count >= Self.bytesPerParameter(reduction) * count && Int(bitPattern: memory.baseAddress) % 8 == 0,
                      "memory for a gradient sum is too small or misaligned")
-        self.init(count: count, reduction: reduction, memory: memory.baseAddress!, owned: nil)
+        self.init(count: count, reduction: reduction, memory: memory.baseAddress!, owned: owner)
     }
 
-    private init(count: Int, reduction: Reduction, memory: UnsafeMutableRawPointer, owned: Buffer<Int64>?) {
+    private init(count: Int, reduction: Reduction, memory: UnsafeMutableRawPointer, owned: AnyObject?) {
         self.count = count
         self.reduction = reduction
         self.owned = owned

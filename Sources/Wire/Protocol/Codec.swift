@@ -402,11 +402,14 @@ public enum Codec {
                     ? "\(width * count) (\(count) parameters, \(exact ? "exact" : "fast"))"
                     : "0 (the values are in the worker's result region)")
             }
-            if !exact && regionSlot == nil {
+            if !exact {
                 let lossBits = f[2]
                 guard Double(bitPattern: lossBits).isFinite else {
                     throw .badField(.gradient, "loss sum \(Double(bitPattern: lossBits)) is not finite")
                 }
+            }
+            // Values in the region are checked where the region is known (the coordinator's result check).
+            if !exact && regionSlot == nil {
                 try read(frame!) { raw throws(WireError) in
                     // One branch-free pass over the exponent bits (it vectorises); the index only when one is found.
                     // An all-ones exponent plus one carries into bit 31; any other exponent does not.
