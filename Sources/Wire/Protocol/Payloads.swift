@@ -1,0 +1,155 @@
+import Synchronization
+
+/// A decoded message: its header and its checked payload.
+public struct Envelope {
+    public let header: Header
+    public let payload: Payload
+}
+
+/// Checked payloads. Large ones keep their frame and are read in place.
+public enum Payload {
+    case hello(fields: [String: String])
+    /// `weightsRegion`: where the coordinator's weights region is, for a worker on its machine.
+    case job(description: [UInt8], parameterCount: Int, maximumMicroShards: Int, exact: Bool, heartbeat: Duration,
+             weightsRegion: RegionOffer?)
+    case weights(FloatFrame)
+    /// The step's weights are in the coordinator's weights region.
+    case weightsInRegion
+    /// `resultSlot`: the slot of the worker's `SharedRegion` its result may go to (nil: send the values).
+    case assignment(epoch: UInt64, batch: UInt64, attempt: UInt64, ranges: [Range<Int>], resultSlot: Int?)
+    case gradient(GradientFrame)
+    case heartbeat
+    case error(String)
+    case shutdown(String, Disposition)
+    /// `region`: the worker's result region; `readsWeightsRegion`: it mapped the coordinator's weights region.
+    case ready(hasData: Bool, region: RegionOffer?, readsWeightsRegion: Bool)
+    case data(samples: Int, featureWidth: Int, targetWidth: Int, FloatFrame)
+}
+
+/// A packed exact sum unpacked into `cexact_merge`'s layout (17 bytes per parameter), in a buffer a pool reuses: a
+/// result stays held until its step's mean, so a coordinator needs a few at most, each megabytes.
+public final class UnpackedSum: @unchecked Sendable {
+    public let bytes: UnsafeMutableRawBufferPointer
+    /// A readable address for an empty input (a frame of no bytes has none).
+    let emptyInput = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
+    private static let pool = Mutex<[UnsafeMutableRawBufferPointer]>([])
+
+    init(count: Int) {
+        let size = 17 * count
+        let reused = Self.pool.withLock { free -> UnsafeMutableRawBufferPointer? in
+            guard let index = free.firstIndex(where: { $0.count == size }) else { return nil }
+            return free.remove(at: index)
+        }
+        bytes = reused ?? .allocate(byteCount: size, alignment: 64)
+    }
+
+    deinit {
+        emptyInput.deallocate()
+        // Kept for the next result (a few at most: a coordinator holds one per worker per step).
+        let kept = Self.pool.withLock { free -> Bool in
+            guard free.count < 4 else { return false }
+            free.append(bytes)
+            return true
+        }
+        if !kept { bytes.deallocate() }
+    }
+}
+
+/// Where a process keeps a `SharedRegion` for the other side to map: a worker's result region (in `ready`), the
+/// coordinator's weights region (in `job`).
+public struct RegionOffer: Equatable, Sendable {
+    public let pid: Int32
+    public let descriptor: Int32
+    public let token: UInt64
+
+    public init(pid: Int32, descriptor: Int32, token: UInt64) {
+        self.pid = pid
+        self.descriptor = descriptor
+        self.token = token
+    }
+
+    /// pid and descriptor in one word, as `job` carries them.
+    var packed: UInt64 { UInt64(UInt32(bitPattern: pid)) << 32 | UInt64(UInt32(bitPattern: descriptor)) }
+
+    init?(packed: UInt64, token: UInt64) {
+        let pid = UInt32(packed >> 32), descriptor = UInt32(packed & 0xFFFF_FFFF)
+        guard pid != 0, pid <= UInt32(Int32.max), descriptor <= UInt32(Int32.max) else { return nil }
+        self.init(pid: Int32(pid), descriptor: Int32(descriptor), token: token)
+    }
+}
+
+/// What a shutdown asks of a worker.
+public enum Disposition: UInt64, Sendable {
+    /// The run finished: exit 0.
+    case finished = 0
+    /// The run failed or was stopped: exit non-zero.
+    case failed = 1
+    /// This worker was declared lost; say hello again to rejoin.
+    case rejoin = 2
+}
+
+/// A frame of little-endian Float32 values, read in place.
+public struct FloatFrame {
+    public let message: Message
+    public let count: Int
+
+    /// Copies the values into `destination` (`count` elements).
+    public func copy(into destination: UnsafeMutablePointer<Float>) {
+        message.withUnsafeBytes { UnsafeMutableRawPointer(destination).copyMemory(from: $0.baseAddress!, byteCount: count * 4) }
+    }
+}
+
+/// A worker's gradient sum: statistics from the header, values read in place from the frame.
+public struct GradientFrame {
+    public let samples: Int
+    public let correct: Int
+    /// Exact: the loss sum's (high, low) limbs and their window; fast: the loss sum's Float64 bits in `high`.
+    public let lossHigh: Int64
+    public let lossLow: Int64
+    public let lossWindow: Int8
+    public let exact: Bool
+    public let overflowed: Bool
+    /// The assignment's attempt this answers.
+    public let attempt: UInt64
+    /// Exact: `parameterCount` Int64 high limbs, as many low limbs, then as many Int8 windows
+    /// (`exactBytesPerParameter` bytes each); fast: `parameterCount` Float32. Empty when the values are in a slot
+    /// of the worker's result region.
+    public let message: Message
+    /// The slot of the worker's `SharedRegion` holding the values, when they are there.
+    public let regionSlot: Int?
+    /// Whether the frame carried the values packed (`cexact_pack`); they are then read from their unpacked copy.
+    public let packed: Bool
+    /// The values when not in the frame itself: in the region (`inRegion`) or unpacked, and what keeps them.
+    private var otherValues: (bytes: UnsafeRawBufferPointer, owner: AnyObject)?
+
+    /// Bytes per parameter of an exact frame: two Int64 limbs and a window byte.
+    public static let exactBytesPerParameter = 17
+
+    init(samples: Int, correct: Int, lossHigh: Int64, lossLow: Int64, lossWindow: Int8, exact: Bool,
+         overflowed: Bool, attempt: UInt64, message: Message, regionSlot: Int?, unpacked: UnpackedSum? = nil) {
+        self.samples = samples
+        self.correct = correct
+        self.lossHigh = lossHigh
+        self.lossLow = lossLow
+        self.lossWindow = lossWindow
+        self.exact = exact
+        self.overflowed = overflowed
+        self.attempt = attempt
+        self.message = message
+        self.regionSlot = regionSlot
+        packed = unpacked != nil
+        otherValues = unpacked.map { (UnsafeRawBufferPointer($0.bytes), $0) }
+    }
+
+    /// This frame reading its values from `region`'s slot (which must be `regionSlot`'s, of the frame's size).
+    public func inRegion(_ region: SharedRegion) -> GradientFrame {
+        var frame = self
+        frame.otherValues = (UnsafeRawBufferPointer(region.slot(regionSlot!)), region)
+        return frame
+    }
+
+    public func withValues<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        if let otherValues { return try body(otherValues.bytes) }
+        return try message.withUnsafeBytes(body)
+    }
+}
