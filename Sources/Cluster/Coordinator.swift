@@ -100,7 +100,7 @@ public final class Coordinator: GradientSource {
         limits.maximumJobBytes = max(limits.maximumJobBytes, announcement.bytes.count + 1024)
         self.limits = limits
         payloads = [SharedPayload(byteCount: 4 * count), SharedPayload(byteCount: 4 * count)]
-        weightsRegion = settings.endpoint.hasPrefix("ipc://") ? SharedRegion(creatingFor: 4 * count, slots: 1) : nil
+        weightsRegion = EndpointReach.sharesMemory(settings.endpoint) ? SharedRegion(creatingFor: 4 * count, slots: 1) : nil
         // Two I/O threads: two workers' megabyte results are read from their connections side by side.
         context = try Context(ioThreads: 2)
         router = try Socket(context, .router)

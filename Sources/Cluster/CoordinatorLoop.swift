@@ -143,11 +143,10 @@ extension Coordinator {
     /// A worker's result region, when it offered one and shares this machine (an ipc endpoint) and the region
     /// checks out; otherwise its results come as messages.
     private func mapRegion(_ offer: RegionOffer?, of member: Member) -> SharedRegion? {
-        guard let offer, endpoint.hasPrefix("ipc://") else { return nil }
+        guard let offer, EndpointReach.sharesMemory(endpoint) else { return nil }
         let bytes = limits.parameterCount! * GradientSum.bytesPerParameter(job.options.reduction)
         do {
-            let region = try SharedRegion(mapping: offer, slots: SharedRegion.resultSlots, slotBytes: bytes)
-            return region
+            return try SharedRegion(mapping: offer, slots: SharedRegion.resultSlots, slotBytes: bytes)
         } catch {
             log("\(member.label) offered a result region that cannot be used (\(error)); its results come as messages")
             return nil

@@ -12,14 +12,16 @@ enum ResultCheck {
         guard frame.correct >= 0, frame.correct <= samples else {
             return "\(frame.correct) correct predictions out of \(samples) samples"
         }
-        // Fast values from a result region have not met the decoder's check: no NaN or ∞, as in a message.
+        // On this machine's cores: the last result's check is on the step's critical path, with the workers idle
+        // (an earlier result's check shares them with the workers still computing).
+        let threads = ProcessInfo.processInfo.activeProcessorCount
+        // Fast values from a result region (page-aligned) have not met the decoder's check: no NaN or ∞, as in a
+        // message.
         if !frame.exact, frame.regionSlot != nil {
-            let threads = ProcessInfo.processInfo.activeProcessorCount
             let special = frame.withValues { bytes in
-                anyRange(bytes.count / 4, threads: threads) { range in
-                    var special: UInt32 = 0
-                    for i in range { special |= (bytes.load(fromByteOffset: 4 * i, as: UInt32.self) & 0x7F80_0000) &+ 0x0080_0000 }
-                    return special & 0x8000_0000 != 0
+                let values = bytes.baseAddress!.assumingMemoryBound(to: Float.self)
+                return anyRange(bytes.count / 4, threads: threads) {
+                    !GradientSum.allFinite(values + $0.lowerBound, count: $0.count)
                 }
             }
             if special { return "a value that is NaN or infinite" }
@@ -38,9 +40,6 @@ enum ResultCheck {
         let offset = UInt64(limit), span = 2 * UInt64(limit)
         let lowest = Int8(GradientSum.gradientWindows.lowerBound)
         let windowSpan = UInt8(GradientSum.gradientWindows.count - 1)
-        // On this machine's cores: the last result's check is on the step's critical path, with the workers idle
-        // (an earlier result's check shares them with the workers still computing).
-        let threads = ProcessInfo.processInfo.activeProcessorCount
         let (limbsOutside, windowsOutside) = frame.withValues { bytes -> (Bool, Bool) in
             let count = bytes.count / GradientFrame.exactBytesPerParameter
             let limbsOutside = anyRange(2 * count, threads: threads) { range in

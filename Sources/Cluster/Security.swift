@@ -36,6 +36,10 @@ public enum EndpointReach {
         return resolvesToLoopbackOnly(host)
     }
 
+    /// Whether the two ends of `endpoint` may share memory (`SharedRegion`s): an ipc socket's peers run on one
+    /// machine. A tcp loopback peer may sit in another network or pid namespace, so it is not assumed to.
+    public static func sharesMemory(_ endpoint: String) -> Bool { endpoint.hasPrefix("ipc://") }
+
     /// What is wrong with `endpoint` as a ZeroMQ address this project uses, or nil: `tcp://HOST:PORT`,
     /// `ipc://PATH` or `inproc://NAME`.
     public static func problem(_ endpoint: String) -> String? {

@@ -8,7 +8,7 @@ extension WorkerNode {
     /// The coordinator's weights region, when it offered one and this worker shares its machine (an ipc endpoint) and
     /// the region checks out; otherwise the weights come as messages.
     private func mapWeights(_ offer: RegionOffer?, parameterCount: Int) -> SharedRegion? {
-        guard let offer, settings.endpoint.hasPrefix("ipc://") else { return nil }
+        guard let offer, EndpointReach.sharesMemory(settings.endpoint) else { return nil }
         do {
             return try SharedRegion(mapping: offer, slots: 1, slotBytes: 4 * parameterCount)
         } catch {

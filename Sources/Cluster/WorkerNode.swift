@@ -86,7 +86,7 @@ public final class WorkerNode {
             let (job, data) = try prepareData(dealer, session, held: held)
             held = (session.announcement.fingerprint, job, data)
             // On the coordinator's machine (an ipc endpoint), results can be handed over in shared memory.
-            let region = settings.endpoint.hasPrefix("ipc://")
+            let region = EndpointReach.sharesMemory(settings.endpoint)
                 ? SharedRegion(creatingFor: job.model.layout.parameterCount * GradientSum.bytesPerParameter(job.options.reduction),
                                slots: SharedRegion.resultSlots)
                 : nil
@@ -122,11 +122,10 @@ public final class WorkerNode {
         let plan = BatchPlan(sampleCount: data.count, batchSize: options.batchSize, shuffle: options.shuffle,
                              dropLast: options.dropLast, seed: options.seed)
         let parameters = Buffer<Float>(count: job.model.layout.parameterCount)
-        // Two sums in turn, each sent zero-copy: one may still be in libzmq's hands while the next is computed. With
-        // a result region they are its slots, and an assignment may name the slot to leave its result in.
-        // With a result region, its two slots and a sum of its own for an assignment that names no slot (the
-        // coordinator may still hold both slots' results); each region sum keeps the region mapped while libzmq may
-        // still be sending from it.
+        // Without a result region, two sums in turn, each sent zero-copy: one may still be in libzmq's hands while the
+        // next is computed. With one, its two slots (an assignment names the slot to leave its result in) and a sum of
+        // its own for an assignment that names none (the coordinator may still hold both slots' results); each
+        // region sum keeps the region mapped while libzmq may still be sending from it.
         let sums = region.map { region in
             (0..<SharedRegion.resultSlots).map {
                 GradientSum(count: parameters.count, reduction: options.reduction, in: region.slot($0), keeping: region)
@@ -225,7 +224,7 @@ public final class WorkerNode {
                         }
                         #endif
                         // In the region: an empty frame. Packed: only when smaller (it always is for real gradients).
-                        var values: Message?
+                        var values: Message?, packed = false
                         if slot != nil {
                             values = try Message(copying: [UInt8]())
                         } else if packs {
@@ -233,9 +232,11 @@ public final class WorkerNode {
                             try waitUntilIdle(target, step: step)
                             let length = cexact_pack(sum.valueBytes.baseAddress!, parameters.count,
                                                      target.bytes.assumingMemoryBound(to: UInt8.self))
-                            if length < sum.valueBytes.count { values = try Message(sharing: target, byteCount: length) }
+                            if length < sum.valueBytes.count {
+                                values = try Message(sharing: target, byteCount: length)
+                                packed = true
+                            }
                         }
-                        let packed = slot == nil && values != nil
                         try send(dealer, [Codec.gradientHeader(job: jobID, step: step, worker: workerID,
                                                               samples: sum.samples, correct: sum.correct,
                                                               lossHigh: sum.lossWords.high, lossLow: sum.lossWords.low,

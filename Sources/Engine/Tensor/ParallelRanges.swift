@@ -17,10 +17,12 @@ package func anyRange(_ count: Int, threads: Int, alignment: Int = 16, _ test: (
     }
 }
 
-private let maximumParts = 8
+/// Runs the most passes split over threads (a pass records one result per run in a buffer of this many).
+package let maximumParts = 8
 
+/// As `forEachRange`, with each run's index (below `maximumParts`), so a pass can record a result per run.
 @inline(__always)
-private func forEachPart(_ count: Int, threads: Int, alignment: Int, _ body: (Int, Range<Int>) -> Void) {
+package func forEachPart(_ count: Int, threads: Int, alignment: Int, _ body: (Int, Range<Int>) -> Void) {
     let parts = max(1, min(threads, maximumParts, count / 65_536))
     guard parts > 1 else {
         body(0, 0..<count)

@@ -74,8 +74,8 @@ public final class GradientSum {
     private static let heldCapacity = 8
     /// Threads a mean of held inputs may use (the coordinator sets it: its workers wait idle meanwhile).
     public var meanThreads = 1
-    private static let partLimit = 8
-    private let partResults = UnsafeMutablePointer<Bool>.allocate(capacity: GradientSum.partLimit)
+    /// Whether each run of a threaded mean was finite.
+    private let partResults = UnsafeMutablePointer<Bool>.allocate(capacity: maximumParts)
 
     public convenience init(count: Int, reduction: Reduction) {
         let owned = Buffer<Int64>(count: (Self.bytesPerParameter(reduction) * count + 7) / 8)
@@ -219,11 +219,8 @@ public final class GradientSum {
             && heldFloatCount + other.heldFloatCount <= Self.heldCapacity {
             for i in 0..<other.heldFloatCount { heldFloats[heldFloatCount + i] = other.heldFloats[i] }
             heldFloatCount += other.heldFloatCount
-            lossLimbs = isEmpty ? other.lossLimbs : cexact_scalar_merge(lossLimbs, other.lossLimbs)
-            samples += other.samples
-            correct += other.correct
-            sawNonFinite = sawNonFinite || other.sawNonFinite
-            isEmpty = false
+            addCounts(samples: other.samples, correct: other.correct, loss: other.lossLimbs,
+                      overflowed: other.sawNonFinite)
             return
         }
         add(bytes: other.valueBytes, samples: other.samples, correct: other.correct, lossWords: other.lossWords,
@@ -253,9 +250,6 @@ public final class GradientSum {
         precondition(bytes.count == Self.bytesPerParameter(reduction) * count, "gradient bytes do not fit the model")
         switch reduction {
         case .exact:
-            let theirs = cexact_scalar(high: UInt64(bitPattern: lossWords.high), low: UInt64(bitPattern: lossWords.low),
-                                       window: Int32(lossWords.window))
-            lossLimbs = isEmpty ? theirs : cexact_scalar_merge(lossLimbs, theirs)
             if holdsInputs && heldSumCount < Self.heldCapacity {
                 heldSums[heldSumCount] = bytes.baseAddress!
                 heldSumCount += 1
@@ -278,6 +272,15 @@ public final class GradientSum {
             }
             floatLossSum += Double(bitPattern: UInt64(bitPattern: lossWords.high))
         }
+        addCounts(samples: samples, correct: correct,
+                  loss: cexact_scalar(high: UInt64(bitPattern: lossWords.high), low: UInt64(bitPattern: lossWords.low),
+                                      window: Int32(lossWords.window)),
+                  overflowed: overflowed)
+    }
+
+    /// Another sum's counts, divergence and (exact mode) loss limbs.
+    private func addCounts(samples: Int, correct: Int, loss: cexact_scalar, overflowed: Bool) {
+        if reduction == .exact { lossLimbs = isEmpty ? loss : cexact_scalar_merge(lossLimbs, loss) }
         self.samples += samples
         self.correct += correct
         sawNonFinite = sawNonFinite || overflowed
@@ -293,17 +296,16 @@ public final class GradientSum {
         case .exact where heldFloatCount + heldSumCount > 0:
             // One pass over the limbs and everything held (the limbs stay as they were), in disjoint ranges on
             // `meanThreads` threads: each parameter's bits depend on its own values only.
-            let parts = max(1, min(meanThreads, Self.partLimit, count / 65_536))
-            if parts == 1 {
-                meanPart(0, of: 1, into: mean)  // no closure: a steady-state step allocates nothing
-            } else {
-                let work = UncheckedSendable((self, mean))
-                DispatchQueue.concurrentPerform(iterations: parts) { part in
-                    work.value.0.meanPart(part, of: parts, into: work.value.1)
-                }
+            partResults.initialize(repeating: true, count: maximumParts)
+            forEachPart(count, threads: meanThreads, alignment: 1) { part, range in
+                var finite: Int32 = 0
+                let largest = cexact_combine(limbPointer(0), limbPointer(count), windows, limbsEmpty ? 1 : 0, heldSums,
+                                             Int32(heldSumCount), heldFloats, Int32(heldFloatCount), mean,
+                                             Double(samples), &finite, count, range.lowerBound, range.upperBound)
+                partResults[part] = finite == 1 && largest < 0x7F80_0000
             }
             var finite = !sawNonFinite
-            for part in 0..<parts { finite = finite && partResults[part] }
+            for part in 0..<maximumParts { finite = finite && partResults[part] }
             return finite
         case .exact:
             // Each pair is read in its canonical form (one pass, the stored limbs left as they are).
@@ -316,21 +318,11 @@ public final class GradientSum {
         }
     }
 
-    /// Range `part` of `parts` of the mean of the limbs and everything held; records whether it is finite.
-    private func meanPart(_ part: Int, of parts: Int, into mean: UnsafeMutablePointer<Float>) {
-        let first = count * part / parts, end = count * (part + 1) / parts
-        var finite: Int32 = 0
-        let largest = cexact_combine(limbPointer(0), limbPointer(count), windows, limbsEmpty ? 1 : 0, heldSums,
-                                     Int32(heldSumCount), heldFloats, Int32(heldFloatCount), mean, Double(samples),
-                                     &finite, count, first, end)
-        partResults[part] = finite == 1 && largest < 0x7F80_0000
-    }
-
     /// Fast mode: whether every Float sum is finite.
     public var floatsAreFinite: Bool { Self.allFinite(floats, count: count) && !sawNonFinite }
 
     /// Whether every Float is finite (an integer pass over the exponent bits, which vectorises).
-    private static func allFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {
+    package static func allFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {
         let bits = UnsafeRawPointer(values).assumingMemoryBound(to: UInt32.self)
         // An all-ones exponent plus one carries into bit 31; any other exponent does not (no branch: vectorises).
         var special: UInt32 = 0

@@ -217,36 +217,35 @@ public enum Codec {
                     + "region, its slot), 4 (packed) and 8-15 (loss window)")
             }
             let regionSlot = f[4] & 4 != 0 ? Int(f[4] >> 3 & 1) : nil
-            if f[4] & 16 != 0 {
-                guard f[4] & 1 == 0, regionSlot == nil else {
+            let exact = f[4] & 1 == 0, packed = f[4] & 16 != 0
+            if packed {
+                guard exact, regionSlot == nil else {
                     throw .badField(.gradient, "packed values of a fast sum, or in the result region")
                 }
-                guard f[0] >= 1, f[0] <= 1 << 40, f[1] <= f[0] else {
-                    throw .badField(.gradient, "samples \(f[0]) and correct \(f[1]) are inconsistent")
-                }
-                let unpacked = UnpackedSum(count: count)
-                let fits = frame!.withUnsafeBytes { raw in
-                    raw.count <= cexact_pack_bound(count)
-                        && cexact_unpack(raw.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(unpacked.emptyInput),
-                                         raw.count, count, unpacked.bytes.baseAddress!) == 1
-                }
-                guard fits else {
-                    throw .badField(.gradient, "packed values of \(frame!.count) bytes are not a sum of \(count) parameters")
-                }
-                return .gradient(GradientFrame(samples: Int(f[0]), correct: Int(f[1]), lossHigh: Int64(bitPattern: f[2]),
-                                               lossLow: Int64(bitPattern: f[3]),
-                                               lossWindow: Int8(truncatingIfNeeded: f[4] >> 8), exact: true,
-                                               overflowed: f[4] & 2 != 0, attempt: f[5], message: frame!,
-                                               regionSlot: nil, unpacked: unpacked))
             }
             guard f[0] >= 1, f[0] <= 1 << 40, f[1] <= f[0] else {
                 throw .badField(.gradient, "samples \(f[0]) and correct \(f[1]) are inconsistent")
             }
-            let exact = f[4] & 1 == 0, width = exact ? GradientFrame.exactBytesPerParameter : 4
-            guard frame!.count == (regionSlot == nil ? width * count : 0) else {
-                throw .payloadSize(type: .gradient, bytes: frame!.count, expected: regionSlot == nil
-                    ? "\(width * count) (\(count) parameters, \(exact ? "exact" : "fast"))"
-                    : "0 (the values are in the worker's result region)")
+            var unpacked: UnpackedSum?
+            if packed {
+                // A model has at least one parameter, so an empty frame is never a packed sum.
+                let sum = UnpackedSum(count: count)
+                let fits = frame!.withUnsafeBytes { raw in
+                    raw.count > 0 && raw.count <= cexact_pack_bound(count)
+                        && cexact_unpack(raw.baseAddress!.assumingMemoryBound(to: UInt8.self), raw.count, count,
+                                         sum.bytes.baseAddress!) == 1
+                }
+                guard fits else {
+                    throw .badField(.gradient, "packed values of \(frame!.count) bytes are not a sum of \(count) parameters")
+                }
+                unpacked = sum
+            } else {
+                let width = exact ? GradientFrame.exactBytesPerParameter : 4
+                guard frame!.count == (regionSlot == nil ? width * count : 0) else {
+                    throw .payloadSize(type: .gradient, bytes: frame!.count, expected: regionSlot == nil
+                        ? "\(width * count) (\(count) parameters, \(exact ? "exact" : "fast"))"
+                        : "0 (the values are in the worker's result region)")
+                }
             }
             if !exact {
                 let lossBits = f[2]
@@ -279,7 +278,7 @@ public enum Codec {
                                            lossLow: Int64(bitPattern: f[3]),
                                            lossWindow: Int8(truncatingIfNeeded: f[4] >> 8), exact: exact,
                                            overflowed: f[4] & 2 != 0,
-                                           attempt: f[5], message: frame!, regionSlot: regionSlot))
+                                           attempt: f[5], message: frame!, regionSlot: regionSlot, unpacked: unpacked))
         case .ready:
             guard f[0] <= 1 else { throw .badField(.ready, "has-data flag \(f[0]) is not 0 or 1") }
             guard f[1] <= UInt64(Int32.max), f[2] <= UInt64(Int32.max), f[4] <= 1 else {

@@ -30,8 +30,6 @@ public enum Payload {
 /// result stays held until its step's mean, so a coordinator needs a few at most, each megabytes.
 public final class UnpackedSum: @unchecked Sendable {
     public let bytes: UnsafeMutableRawBufferPointer
-    /// A readable address for an empty input (a frame of no bytes has none).
-    let emptyInput = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
     private static let pool = Mutex<[UnsafeMutableRawBufferPointer]>([])
 
     init(count: Int) {
@@ -44,7 +42,6 @@ public final class UnpackedSum: @unchecked Sendable {
     }
 
     deinit {
-        emptyInput.deallocate()
         // Kept for the next result (a few at most: a coordinator holds one per worker per step).
         let kept = Self.pool.withLock { free -> Bool in
             guard free.count < 4 else { return false }
