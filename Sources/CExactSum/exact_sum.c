@@ -140,13 +140,13 @@ INLINE int mean_body(const uint64_t *restrict high, const uint64_t *restrict low
     return (special & 0x80000000u) == 0;
 }
 
-/* The mean of up to four Float arrays and nothing else, where Doubles are exact. If a parameter's nonzero values lie
- * within 2^26 of each other (exponents, subnormals counted as exponent 1), each is a multiple of the smallest one's
- * unit and their sum needs at most 24 + 26 + 2 bits: the Double adds are exact in any order. The limbs hold those
- * values exactly too (the window is the largest value's, whose low unit is below the smallest value's unit), so
- * the limbs' value is that same exact sum and the mean's bits are (float)(sum * reciprocal), with a zero sum's -0
- * made +0 as the limbs make it. Returns 0 if some parameter of the block is outside that case (or not finite): the caller then
- * takes the block through the limbs. */
+/* The mean of up to eight Float arrays and nothing else, where Doubles are exact. If a parameter's nonzero values
+ * lie within 2^26 of each other (exponents, subnormals counted as exponent 1), each is a multiple of the smallest
+ * one's unit and their sum needs at most 24 + 26 + 3 bits: the Double adds are exact in any order. The limbs hold
+ * those values exactly too (the window is the largest value's, whose low unit is below the smallest value's unit),
+ * so the limbs' value is that same exact sum and the mean's bits are (float)(sum * reciprocal), with a zero sum's -0
+ * made +0 as the limbs make it. Returns 0 if some parameter of the block is outside that case (or not finite): the
+ * caller then takes the block through the limbs. */
 INLINE uint32_t spread_of(uint32_t bits, uint32_t *high_e, uint32_t *low_e) {
     uint32_t e = bits >> 23;
     e = e == 0 ? 1 : e;
@@ -155,17 +155,20 @@ INLINE uint32_t spread_of(uint32_t bits, uint32_t *high_e, uint32_t *low_e) {
     return bits;
 }
 
-INLINE int float_mean_body(const float *restrict g0, const float *restrict g1, const float *restrict g2,
-                           const float *restrict g3, const int shards, size_t n, float *restrict mean,
+INLINE int float_mean_body(const float *const *g, const int shards, size_t n, float *restrict mean,
                            double reciprocal, uint32_t *largest) {
+    const float *g0 = g[0], *g1 = g[shards > 1], *g2 = g[2 * (shards > 2)], *g3 = g[3 * (shards > 3)];
+    const float *g4 = g[4 * (shards > 4)], *g5 = g[5 * (shards > 5)], *g6 = g[6 * (shards > 6)];
+    const float *g7 = g[7 * (shards > 7)];
     uint32_t bad = 0, top = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t high_e = 0, low_e = 255, m;
         m = spread_of(bits32(g0[i]) & 0x7FFFFFFFu, &high_e, &low_e);
         double sum = (double)g0[i];
-        if (shards > 1) { m = maxu32(m, spread_of(bits32(g1[i]) & 0x7FFFFFFFu, &high_e, &low_e)); sum += (double)g1[i]; }
-        if (shards > 2) { m = maxu32(m, spread_of(bits32(g2[i]) & 0x7FFFFFFFu, &high_e, &low_e)); sum += (double)g2[i]; }
-        if (shards > 3) { m = maxu32(m, spread_of(bits32(g3[i]) & 0x7FFFFFFFu, &high_e, &low_e)); sum += (double)g3[i]; }
+#define TAKE(k, gk)                                                                                                \
+        if (shards > k) { m = maxu32(m, spread_of(bits32(gk[i]) & 0x7FFFFFFFu, &high_e, &low_e)); sum += (double)gk[i]; }
+        TAKE(1, g1) TAKE(2, g2) TAKE(3, g3) TAKE(4, g4) TAKE(5, g5) TAKE(6, g6) TAKE(7, g7)
+#undef TAKE
         top = maxu32(top, m);
         /* Bad when the spread exceeds 26 (all zeros leave high_e 0: never bad) or a value is not finite. */
         bad |= (uint32_t)(high_e > low_e + 26) | (uint32_t)(high_e >= 255);
@@ -180,10 +183,14 @@ INLINE int float_mean_body(const float *restrict g0, const float *restrict g1, c
 INLINE int float_mean_block(const float *const *g, int shards, size_t n, float *mean, double reciprocal,
                             uint32_t *largest) {
     switch (shards) {
-    case 1: return float_mean_body(g[0], g[0], g[0], g[0], 1, n, mean, reciprocal, largest);
-    case 2: return float_mean_body(g[0], g[1], g[0], g[0], 2, n, mean, reciprocal, largest);
-    case 3: return float_mean_body(g[0], g[1], g[2], g[0], 3, n, mean, reciprocal, largest);
-    default: return float_mean_body(g[0], g[1], g[2], g[3], 4, n, mean, reciprocal, largest);
+    case 1: return float_mean_body(g, 1, n, mean, reciprocal, largest);
+    case 2: return float_mean_body(g, 2, n, mean, reciprocal, largest);
+    case 3: return float_mean_body(g, 3, n, mean, reciprocal, largest);
+    case 4: return float_mean_body(g, 4, n, mean, reciprocal, largest);
+    case 5: return float_mean_body(g, 5, n, mean, reciprocal, largest);
+    case 6: return float_mean_body(g, 6, n, mean, reciprocal, largest);
+    case 7: return float_mean_body(g, 7, n, mean, reciprocal, largest);
+    default: return float_mean_body(g, 8, n, mean, reciprocal, largest);
     }
 }
 
@@ -250,8 +257,8 @@ INLINE uint32_t combine_body(uint64_t *high, uint64_t *low, int8_t *windows, int
         /* Writing the mean: work on a copy. Accumulating: work on the held limbs themselves. */
         uint64_t *h = mean ? block_high : high + start, *l = mean ? block_low : low + start;
         int8_t *w = mean ? block_windows : windows + start;
-        if (mean && empty && sum_count == 0 && shards >= 1 && shards <= 4) {
-            const float *block[4];
+        if (mean && empty && sum_count == 0 && shards >= 1 && shards <= 8) {
+            const float *block[8];
             for (int g = 0; g < shards; g++) block[g] = gradients[g] + start;
             uint32_t seen = 0;
             if (float_mean_block(block, shards, n, mean + start, 1.0 / divisor, &seen)) {

@@ -58,6 +58,8 @@ public final class Coordinator: GradientSource {
     public private(set) var lastTimings = StepTimings()
     /// The last step's round: its results' messages stay alive until the trainer has read the sum holding them.
     private var heldRound: StepRound?
+    /// Where a result's micro-shard Floats are listed for the sum.
+    private let floatPointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: GradientFrame.maximumFloatShards)
     /// Checked while waiting: the pid and ending of a worker process this coordinator started that has exited.
     public var processCheck: (() -> (pid: Int32, ending: String)?)?
     /// Called once when fewer than `minimumWorkers` are left, before waiting for more (writes a checkpoint).
@@ -171,11 +173,19 @@ public final class Coordinator: GradientSource {
     // MARK: A step
 
     private func add(_ result: StepRound.Result, to sum: GradientSum) {
-        result.frame.withValues { bytes in
-            sum.add(bytes: bytes, samples: result.frame.samples, correct: result.frame.correct,
-                    lossWords: LossWords(high: result.frame.lossHigh, low: result.frame.lossLow,
-                                         window: result.frame.lossWindow),
-                    overflowed: result.frame.overflowed)
+        let frame = result.frame
+        let loss = LossWords(high: frame.lossHigh, low: frame.lossLow, window: frame.lossWindow)
+        frame.withValues { bytes in
+            guard frame.floatShards > 0 else {
+                return sum.add(bytes: bytes, samples: frame.samples, correct: frame.correct, lossWords: loss,
+                               overflowed: frame.overflowed)
+            }
+            for i in 0..<frame.floatShards {
+                floatPointers[i] = (bytes.baseAddress! + 4 * sum.count * i).assumingMemoryBound(to: Float.self)
+            }
+            sum.add(floats: UnsafeBufferPointer(start: floatPointers, count: frame.floatShards),
+                    summary: ExactSummary(samples: frame.samples, correct: frame.correct, loss: loss,
+                                          overflowed: frame.overflowed))
         }
     }
 
@@ -309,7 +319,10 @@ public final class Coordinator: GradientSource {
         closeSockets()
     }
 
-    deinit { closeSockets() }
+    deinit {
+        closeSockets()
+        floatPointers.deallocate()
+    }
 
     /// Closes every socket of the context, the key check's included, then the context (all once).
     private func closeSockets() {

@@ -185,8 +185,13 @@ extension Coordinator {
                 + "\(describe(assignment.ranges)) of \(assignment.samples) samples"), round)
             return
         }
-        if let wrong = ResultCheck.implausibility(frame, microShards: assignment.ranges.reduce(0) { $0 + $1.count },
-                                                  samples: assignment.samples) {
+        let microShards = assignment.ranges.reduce(0) { $0 + $1.count }
+        guard frame.floatShards == 0 || frame.floatShards == microShards else {
+            lose(index, .mismatched("\(frame.floatShards) micro-shards' Floats for micro-shards "
+                + "\(describe(assignment.ranges))"), round)
+            return
+        }
+        if let wrong = ResultCheck.implausibility(frame, microShards: microShards, samples: assignment.samples) {
             lose(index, .mismatched(wrong), round)
             return
         }

@@ -35,6 +35,9 @@ enum ResultCheck {
               GradientSum.lossWindows.contains(Int(frame.lossWindow)) else {
             return "a loss sum no \(microShards) micro-shards can produce"
         }
+        // Micro-shards' Floats: any finite value is one a micro-shard can produce, and a NaN or ∞ among them makes
+        // the step's mean say the run diverged, as a worker's `overflowed` does.
+        guard frame.floatShards == 0 else { return nil }
         // Every limb within ±limit: v + limit then lies in [0, 2·limit]. Every window within `gradientWindows`.
         // Adds, compares and ors only, so the pass vectorises on any x86-64 and costs about one read of the message.
         let offset = UInt64(limit), span = 2 * UInt64(limit)

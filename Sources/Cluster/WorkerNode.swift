@@ -144,6 +144,15 @@ public final class WorkerNode {
         var orderEpoch = -1
         var weightsStep: UInt64?
         var lastHeard = clock.now, lastSent = clock.now
+        // Where an assignment's micro-shards go when they are sent as Floats.
+        let floatIndices = UnsafeMutablePointer<Int>.allocate(capacity: GradientFrame.maximumFloatShards)
+        let floatTargets = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: GradientFrame.maximumFloatShards)
+        let floatStatistics = UnsafeMutablePointer<SliceStatistics>.allocate(capacity: GradientFrame.maximumFloatShards)
+        defer {
+            floatIndices.deallocate()
+            floatTargets.deallocate()
+            floatStatistics.deallocate()
+        }
         // Micro-shards computed between two chances to send a heartbeat.
         let chunk = 4 * max(1, settings.threads)
 
@@ -208,25 +217,53 @@ public final class WorkerNode {
                         turn = 1 - turn
                         try waitUntilIdle(payload, step: step)
                         sum.reset()
-                        for range in ranges {
-                            for start in stride(from: range.lowerBound, to: range.upperBound, by: chunk) {
-                                slices.accumulate(batch: batch, microShards: start ..< min(start + chunk, range.upperBound),
-                                                  data: data, parameters: parameters.pointer, into: sum)
-                                beat()
+                        // A few exact micro-shards go as their Floats (no more bytes than limbs, and neither the pass
+                        // into limbs here nor their check there), written where the limbs would be; packing wins
+                        // where bytes are dear.
+                        let microShardCount = ranges.reduce(0) { $0 + $1.count }
+                        let floatShards = options.reduction == .exact && (slot != nil || !packs)
+                            && microShardCount <= GradientFrame.maximumFloatShards ? microShardCount : 0
+                        var summary: ExactSummary?
+                        if floatShards > 0 {
+                            let base = UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!)
+                            for (i, index) in ranges.joined().enumerated() {
+                                floatIndices[i] = index
+                                floatTargets[i] = (base + 4 * parameters.count * i).assumingMemoryBound(to: Float.self)
+                            }
+                            slices.gradients(batch: batch, microShards: UnsafeBufferPointer(start: floatIndices, count: floatShards),
+                                             data: data, parameters: parameters.pointer,
+                                             into: UnsafeBufferPointer(start: floatTargets, count: floatShards),
+                                             statistics: floatStatistics)
+                            summary = GradientSum.exactSummary(of: UnsafeBufferPointer(start: floatStatistics, count: floatShards))
+                            beat()
+                        } else {
+                            for range in ranges {
+                                for start in stride(from: range.lowerBound, to: range.upperBound, by: chunk) {
+                                    slices.accumulate(batch: batch, microShards: start ..< min(start + chunk, range.upperBound),
+                                                      data: data, parameters: parameters.pointer, into: sum)
+                                    beat()
+                                }
                             }
                         }
                         #if DEBUG
-                        // Test builds only: a worker whose first parameter's sum is off by one unit of its high limb,
-                        // so the tests can check that `equivalence` catches an exact run that differs.
+                        // Test builds only: a worker whose first parameter's sum is off (a unit of its high limb, or
+                        // the first Float's exponent bit 30), so the tests can check that `equivalence` catches an
+                        // exact run that differs.
                         if Self.flipsBit, options.reduction == .exact {
-                            UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!)
-                                .storeBytes(of: sum.valueBytes.load(as: Int64.self) ^ 1, as: Int64.self)
+                            let first = UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!)
+                            if floatShards > 0 {
+                                first.storeBytes(of: first.load(as: UInt32.self) ^ 0x4000_0000, as: UInt32.self)
+                            } else {
+                                first.storeBytes(of: first.load(as: Int64.self) ^ 1, as: Int64.self)
+                            }
                         }
                         #endif
                         // In the region: an empty frame. Packed: only when smaller (it always is for real gradients).
                         var values: Message?, packed = false
                         if slot != nil {
                             values = try Message(copying: [UInt8]())
+                        } else if floatShards > 0 {
+                            values = try Message(sharing: payload, byteCount: 4 * parameters.count * floatShards)
                         } else if packs {
                             let target = packedOutgoing[index]
                             try waitUntilIdle(target, step: step)
@@ -237,13 +274,15 @@ public final class WorkerNode {
                                 packed = true
                             }
                         }
+                        let stats = summary ?? ExactSummary(samples: sum.samples, correct: sum.correct,
+                                                            loss: sum.lossWords, overflowed: sum.overflowed)
                         try send(dealer, [Codec.gradientHeader(job: jobID, step: step, worker: workerID,
-                                                              samples: sum.samples, correct: sum.correct,
-                                                              lossHigh: sum.lossWords.high, lossLow: sum.lossWords.low,
-                                                              lossWindow: sum.lossWords.window,
+                                                              samples: stats.samples, correct: stats.correct,
+                                                              lossHigh: stats.loss.high, lossLow: stats.loss.low,
+                                                              lossWindow: stats.loss.window,
                                                               exact: options.reduction == .exact,
-                                                              overflowed: sum.overflowed, attempt: attempt,
-                                                              regionSlot: slot, packed: packed),
+                                                              overflowed: stats.overflowed, attempt: attempt,
+                                                              regionSlot: slot, packed: packed, floatShards: floatShards),
                                          values ?? Message(sharing: payload)])
                         lastSent = clock.now
                     case .shutdown(let reason, let disposition):

@@ -10,6 +10,8 @@ struct MisbehavingWorkerTests {
     /// What the fake worker claims: samples, correct count, loss limbs and every gradient limb.
     struct Lie: Sendable, CustomTestStringConvertible {
         var samples = 4, correct = 0, lossHigh: Int64 = 0, limb: Int64 = 0, window: Int8 = 0
+        /// Micro-shards' Floats instead of limbs: this many, each gradient 1.0 everywhere (or NaN).
+        var floatShards = 0, floatValue: Float = 1
         var reduction = "exact"
         var expected: String
         var testDescription: String { expected }
@@ -22,6 +24,7 @@ struct MisbehavingWorkerTests {
         Lie(limb: 1 << 62, expected: "lost: sent a mismatched result (a gradient limb beyond ±1125899906842624, what 1 micro-shards of at most 2^50 each can add up to"),
         Lie(lossHigh: -(1 << 60), expected: "lost: sent a mismatched result (a loss sum no 1 micro-shards can produce)"),
         Lie(window: 9, expected: "lost: sent a mismatched result (a gradient window outside -3 to 2)"),
+        Lie(floatShards: 2, expected: "lost: sent a mismatched result (2 micro-shards' Floats for micro-shards 0)"),
     ]
 
     /// What the fake worker was told on joining: the job's id, its worker id and the decoding limits.
@@ -76,18 +79,34 @@ struct MisbehavingWorkerTests {
         let (status, text) = try runFakeWorker(
             endpoint: "tcp://127.0.0.1:\(Command.freePort())", name: "liar", flags: ["--reduction", lie.reduction],
             ready: { try Codec.ready(job: $0.job, worker: $0.worker, hasData: true) },
-            answer: { joined, step, attempt, _ in
-                let values = [Int64](repeating: lie.limb, count: 2 * joined.count).withUnsafeBytes(Array.init)
-                    + [UInt8](repeating: UInt8(bitPattern: lie.window), count: joined.count)
-                return [try Codec.gradientHeader(job: joined.job, step: step, worker: joined.worker, samples: lie.samples,
-                                                 correct: lie.correct, lossHigh: lie.lossHigh, lossLow: 0, exact: true,
-                                                 overflowed: false, attempt: attempt),
-                        try Message(copying: values)]
-            })
+            answer: { joined, step, attempt, _ in try Self.answer(lie, joined, step, attempt) })
         #expect(status == 4)
         #expect(text.contains("w1 \"liar\" (test, pid 1) lost: ") && text.contains(lie.expected), "\(text)")
         #expect(text.contains("error: no workers rejoined within --rejoin-timeout (2.0 s) at step 0; lost: w1 \"liar\""),
                 "\(text)")
+    }
+
+    static func answer(_ lie: Lie, _ joined: Joined, _ step: UInt64, _ attempt: UInt64) throws -> [Message] {
+        let values = lie.floatShards > 0
+            ? [Float](repeating: lie.floatValue, count: lie.floatShards * joined.count).withUnsafeBytes(Array.init)
+            : [Int64](repeating: lie.limb, count: 2 * joined.count).withUnsafeBytes(Array.init)
+                + [UInt8](repeating: UInt8(bitPattern: lie.window), count: joined.count)
+        return [try Codec.gradientHeader(job: joined.job, step: step, worker: joined.worker, samples: lie.samples,
+                                         correct: lie.correct, lossHigh: lie.lossHigh, lossLow: 0, exact: true,
+                                         overflowed: false, attempt: attempt, floatShards: lie.floatShards),
+                try Message(copying: values)]
+    }
+
+    @Test("a micro-shard's Floats holding a NaN stop the run as diverged (exit 3), as a worker's overflow does")
+    func nonFiniteFloats() throws {
+        let (status, text) = try runFakeWorker(
+            endpoint: "tcp://127.0.0.1:\(Command.freePort())", name: "nan", flags: [],
+            ready: { try Codec.ready(job: $0.job, worker: $0.worker, hasData: true) },
+            answer: { joined, step, attempt, _ in
+                try Self.answer(Lie(floatShards: 1, floatValue: .nan, expected: ""), joined, step, attempt)
+            })
+        #expect(status == 3)
+        #expect(text.contains("training diverged at step 0") && !text.contains(" lost: "), "\(text)")
     }
 
     /// A fake worker on this machine that offers a result region: one whose token does not match (not mapped; a

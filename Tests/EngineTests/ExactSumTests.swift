@@ -177,7 +177,7 @@ struct ExactSumTests {
     @Test("Floats alone take a Double shortcut only where it gives the limbs' bits: spreads up to 2^26, zeros, subnormals")
     func floatShortcut() {
         var random = Xoshiro(seed: 71)
-        let count = 5 * 512 + 100  // blocks of the combined pass: five whole, one partial
+        let count = 6 * 512 + 100  // blocks of the combined pass: six whole, one partial
         func value(exponent: Int) -> Float {
             let mantissa = UInt32(truncatingIfNeeded: random.next()) & 0x007F_FFFF
             let sign: UInt32 = random.next() & 1 == 0 ? 0 : 0x8000_0000
@@ -185,14 +185,16 @@ struct ExactSumTests {
         }
         let best = cexact_level()
         defer { _ = cexact_use_level(best) }
-        for shards in 1...4 {
+        for shards in 1...8 {
             var columns = [[Float]](repeating: [], count: shards)
             for i in 0..<count {
                 let block = i / 512, top = 60 + Int(random.next() % 190)
                 for s in 0..<shards {
                     // Block 0: spreads up to 26; block 1: zeros, −0, subnormals; block 2: spread 27 somewhere (the
                     // block goes through the limbs); block 3: spreads of exactly 26; block 4: spreads of 27 to 59
-                    // (where Double sums round: only the limbs are right); the rest: anything.
+                    // (where Double sums round: only the limbs are right); block 5, eight shards: a spread of 27
+                    // whose Double sum rounds twice, to a float tie the exact sum lies just below (32 samples: the
+                    // reciprocal is exact); the rest: anything.
                     let v: Float
                     switch block {
                     case 0: v = value(exponent: top - Int(random.next() % 27))
@@ -201,6 +203,9 @@ struct ExactSumTests {
                     case 2: v = value(exponent: i == 1100 && s == 0 ? top - 27 : top)
                     case 3: v = value(exponent: s == 0 ? top : top - 26)
                     case 4: v = value(exponent: s == 0 ? top : top - 27 - Int(random.next() % 33))
+                    case 5 where shards == 8:
+                        v = Float(bitPattern: [0x3200_0003, 0x3FFF_FFFF, 0x3FFF_FFFF, 0x3FFF_FFFF, 0x3FFF_FFFF,
+                                               0x3FFF_FFFF, 0x3D80_000D, 0x327F_FFFB][s])
                     default: v = value(exponent: 1 + Int(random.next() % 253))
                     }
                     columns[s].append(v)
@@ -208,23 +213,67 @@ struct ExactSumTests {
             }
             let buffers = columns.map { Buffer<Float>($0) }
             let pointers = buffers.map { UnsafePointer($0.pointer) }
-            let statistics = (0..<shards).map { SliceStatistics(samples: 3 + $0, lossSum: 1) }
+            let statistics = (0..<shards).map { SliceStatistics(samples: 4, lossSum: 1 + Double($0)) }
+            let summary = statistics.withUnsafeBufferPointer { GradientSum.exactSummary(of: $0) }
             for level in 0...best {
                 #expect(cexact_use_level(level) == 1)
-                let held = GradientSum(count: count, reduction: .exact), plain = GradientSum(count: count, reduction: .exact)
-                held.holdsInputs = true
-                for sum in [held, plain] {
-                    pointers.withUnsafeBufferPointer { p in
-                        statistics.withUnsafeBufferPointer { sum.addExact(p, $0, final: true) }
+                // The reference: the limbs, four micro-shards at a time. Then the same Floats held (the shortcut
+                // where it applies), handed over as a worker's, held and not.
+                let plain = GradientSum(count: count, reduction: .exact)
+                for start in stride(from: 0, to: shards, by: 4) {
+                    let end = min(start + 4, shards)
+                    pointers[start..<end].withUnsafeBufferPointer { p in
+                        statistics[start..<end].withUnsafeBufferPointer { plain.addExact(p, $0, final: end == shards) }
                     }
                 }
-                let a = Buffer<Float>(count: count), b = Buffer<Float>(count: count)
-                let finite = held.writeMean(into: a.pointer)
-                #expect(finite == plain.writeMean(into: b.pointer))
-                let differing = (0..<count).filter { a.pointer[$0].bitPattern != b.pointer[$0].bitPattern }
-                #expect(differing.isEmpty, "\(shards) shards, level \(level): parameters \(differing.prefix(5))")
+                var others: [GradientSum] = []
+                if shards <= 4 {
+                    let held = GradientSum(count: count, reduction: .exact)
+                    held.holdsInputs = true
+                    pointers.withUnsafeBufferPointer { p in
+                        statistics.withUnsafeBufferPointer { held.addExact(p, $0, final: true) }
+                    }
+                    others.append(held)
+                }
+                for holds in [true, false] {
+                    let handed = GradientSum(count: count, reduction: .exact)
+                    handed.holdsInputs = holds
+                    pointers.withUnsafeBufferPointer { handed.add(floats: $0, summary: summary) }
+                    #expect(handed.samples == plain.samples && handed.lossWords == plain.lossWords)
+                    others.append(handed)
+                }
+                let b = Buffer<Float>(count: count)
+                let finite = plain.writeMean(into: b.pointer)
+                for (i, other) in others.enumerated() {
+                    let a = Buffer<Float>(count: count)
+                    #expect(other.writeMean(into: a.pointer) == finite)
+                    let differing = (0..<count).filter { a.pointer[$0].bitPattern != b.pointer[$0].bitPattern }
+                    #expect(differing.isEmpty, "\(shards) shards, level \(level), sum \(i): parameters \(differing.prefix(5))")
+                }
             }
         }
+    }
+
+    @Test("workers' Floats beyond what a sum holds are taken into the limbs first, with the same bits")
+    func handedFloatsSettle() {
+        var random = Xoshiro(seed: 5)
+        let count = 1500, groups = 3
+        let buffers = (0..<4 * groups).map { _ in Buffer<Float>((0..<count).map { _ in anyFloat(&random) / 16 }) }
+        let pointers = buffers.map { UnsafePointer($0.pointer) }
+        let statistics = (0..<4).map { SliceStatistics(samples: 2, lossSum: Double($0) + 0.25) }
+        let summary = statistics.withUnsafeBufferPointer { GradientSum.exactSummary(of: $0) }
+        let handed = GradientSum(count: count, reduction: .exact), plain = GradientSum(count: count, reduction: .exact)
+        handed.holdsInputs = true
+        for g in 0..<groups {
+            pointers[4 * g ..< 4 * g + 4].withUnsafeBufferPointer { handed.add(floats: $0, summary: summary) }
+            pointers[4 * g ..< 4 * g + 4].withUnsafeBufferPointer { p in
+                statistics.withUnsafeBufferPointer { plain.addExact(p, $0, final: false) }
+            }
+        }
+        let a = Buffer<Float>(count: count), b = Buffer<Float>(count: count)
+        #expect(handed.writeMean(into: a.pointer) == plain.writeMean(into: b.pointer))
+        #expect((0..<count).allSatisfy { a.pointer[$0].bitPattern == b.pointer[$0].bitPattern })
+        #expect(handed.samples == 24 && handed.lossWords == plain.lossWords && handed.lossSum == 3 * 7.0)
     }
 
     @Test("the SSE2, AVX2 and AVX-512 loops give the same bits (each this CPU has)")

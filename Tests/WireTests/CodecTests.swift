@@ -106,6 +106,36 @@ struct CodecTests {
         } throws: { ($0 as? WireError)?.description.contains("result slot 3 beyond the region's 2") ?? false }
     }
 
+    @Test("an exact result as micro-shards' Floats: read as sent, in a message or the region; impossible forms refused")
+    func floatShards() throws {
+        let values: [Float] = [1, -2, 0x1p-149, 3e38, -0.0, 0.5, 7, 8, 9, .nan]  // two micro-shards of 5; a NaN is the mean's to see
+        func header(_ shards: Int, exact: Bool = true, slot: Int? = nil, packed: Bool = false) throws -> Message {
+            try Codec.gradientHeader(job: 77, step: 1, worker: 2, samples: 6, correct: 1, lossHigh: 3, lossLow: 4,
+                                     lossWindow: 1, exact: exact, overflowed: false, attempt: 1, regionSlot: slot,
+                                     packed: packed, floatShards: shards)
+        }
+        guard case .gradient(let g) = try Codec.decode([header(2), floats(values)], limits: Self.limits).payload
+        else { Issue.record("not gradient"); return }
+        #expect(g.floatShards == 2 && g.exact && g.lossWindow == 1 && g.regionSlot == nil)
+        #expect(g.withValues { Array($0.assumingMemoryBound(to: Float.self)) }.map(\.bitPattern) == values.map(\.bitPattern))
+        guard case .gradient(let r) = try Codec.decode([header(4, slot: 0), Message(copying: [UInt8]())],
+                                                       limits: Self.limits).payload
+        else { Issue.record("not gradient"); return }
+        #expect(r.floatShards == 4 && r.regionSlot == 0)
+        let refused: [(Message, Message, String)] = [
+            (try header(2), try floats(Array(values[..<9])), "expected 40 (5 parameters, 2 micro-shards' Floats)"),
+            (try header(1), try floats(values), "expected 20 (5 parameters, 1 micro-shards' Floats)"),
+            (try header(5), try floats(values + values), "5 micro-shards' Floats (at most 4)"),
+            (try header(1, exact: false), try floats(Array(values[..<5])), "1 micro-shards' Floats in a fast sum"),
+            (try header(1, packed: true), try floats(Array(values[..<5])), "packed values of a fast sum, in the result region or as Floats"),
+        ]
+        for (head, body, reason) in refused {
+            #expect {
+                _ = try Codec.decode([head, body], limits: Self.limits)
+            } throws: { ($0 as? WireError)?.description.contains(reason) ?? false }
+        }
+    }
+
     /// An exact sum's wire bytes (`cexact_merge`'s layout) from its limbs and windows.
     static func sumBytes(high: [Int64], low: [Int64], windows: [Int8]) -> [UInt8] {
         high.withUnsafeBytes(Array.init) + low.withUnsafeBytes(Array.init) + windows.map { UInt8(bitPattern: $0) }
@@ -164,7 +194,7 @@ struct CodecTests {
     @Test("malformed messages are refused, each with its reason", arguments: [
         ([header(size: 79), [UInt8](repeating: 0, count: 20)], "header frame of 79 bytes"),
         ([header(magic: 0xDEADBEEF), [UInt8](repeating: 0, count: 20)], "bad magic 0xdeadbeef"),
-        ([header(version: 9), [UInt8](repeating: 0, count: 20)], "protocol version 9 but this build speaks 4"),
+        ([header(version: 9), [UInt8](repeating: 0, count: 20)], "protocol version 9 but this build speaks 5"),
         ([header(99), [UInt8](repeating: 0, count: 20)], "unknown message type 99"),
         ([header(frames: 2), [UInt8](repeating: 0, count: 20)], "declares 2 payload frames, carries 1"),
         ([header()], "declares 1 payload frames, carries 0"),

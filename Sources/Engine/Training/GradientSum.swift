@@ -71,7 +71,7 @@ public final class GradientSum {
     private let heldFloats = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: GradientSum.heldCapacity)
     private let heldSums = UnsafeMutablePointer<UnsafeRawPointer?>.allocate(capacity: GradientSum.heldCapacity)
     private var heldFloatCount = 0, heldSumCount = 0
-    private static let heldCapacity = 8
+    public static let heldCapacity = 8
     /// Threads a mean of held inputs may use (the coordinator sets it: its workers wait idle meanwhile).
     public var meanThreads = 1
     /// Whether each run of a threaded mean was finite.
@@ -181,6 +181,47 @@ public final class GradientSum {
             if s.lossSum.isFinite { lossLimbs = cexact_scalar_add(lossLimbs, s.lossSum) }
             record(s, bad: !s.lossSum.isFinite)
         }
+    }
+
+    /// Exact mode: adds micro-shards' Float gradients computed elsewhere (a worker's, read in place), with their
+    /// counts, loss limbs and divergence as `exactSummary` gives them. A sum that `holdsInputs` keeps them by
+    /// reference (the caller keeps them untouched until the sum is next read), up to `heldCapacity` at a time.
+    public func add(floats gradients: UnsafeBufferPointer<UnsafePointer<Float>>, summary: ExactSummary) {
+        precondition(reduction == .exact && gradients.count <= Self.heldCapacity, "adding Floats to a fast sum")
+        if holdsInputs {
+            if heldFloatCount + gradients.count > Self.heldCapacity { settleHeld() }
+            for (i, gradient) in gradients.enumerated() { heldFloats[heldFloatCount + i] = gradient }
+            heldFloatCount += gradients.count
+        } else {
+            settleHeld()
+            for start in stride(from: 0, to: gradients.count, by: 4) {
+                let group = UnsafeBufferPointer(rebasing: gradients[start ..< min(start + 4, gradients.count)])
+                let pointers = UnsafeRawPointer(group.baseAddress!).assumingMemoryBound(to: UnsafePointer<Float>?.self)
+                let largest = cexact_add(limbPointer(0), limbPointer(count), windows, pointers, Int32(group.count),
+                                         limbsEmpty ? 1 : 0, count)
+                limbsEmpty = false
+                sawNonFinite = sawNonFinite || largest >= 0x7F80_0000
+            }
+        }
+        addCounts(samples: summary.samples, correct: summary.correct,
+                  loss: cexact_scalar(high: UInt64(bitPattern: summary.loss.high),
+                                      low: UInt64(bitPattern: summary.loss.low), window: Int32(summary.loss.window)),
+                  overflowed: summary.overflowed)
+    }
+
+    /// Exact mode: what a sum of these micro-shards says of them besides its values — for a worker that sends the
+    /// micro-shards' Floats themselves.
+    public static func exactSummary(of statistics: UnsafeBufferPointer<SliceStatistics>) -> ExactSummary {
+        var loss = cexact_scalar_empty(), summary = ExactSummary()
+        for s in statistics {
+            if s.lossSum.isFinite { loss = cexact_scalar_add(loss, s.lossSum) }
+            summary.samples += s.samples
+            summary.correct += s.correct
+            summary.overflowed = summary.overflowed || !s.lossSum.isFinite
+        }
+        summary.loss = LossWords(high: Int64(bitPattern: loss.high), low: Int64(bitPattern: loss.low),
+                                 window: Int8(truncatingIfNeeded: loss.window))
+        return summary
     }
 
     /// Takes everything held into the limbs (before anything else is added, or the limbs are read).
@@ -329,6 +370,23 @@ public final class GradientSum {
         for i in 0..<count { special |= (bits[i] & 0x7F80_0000) &+ 0x0080_0000 }
         return special & 0x8000_0000 == 0
     }
+}
+
+/// An exact sum's counts, loss limbs and divergence, without its values.
+public struct ExactSummary: Equatable, Sendable {
+    public var samples = 0
+    public var correct = 0
+    public var loss = LossWords(high: 0, low: 0, window: Int8(CEXACT_LOWEST_WINDOW))
+    public var overflowed = false
+
+    public init(samples: Int = 0, correct: Int = 0, loss: LossWords, overflowed: Bool) {
+        self.samples = samples
+        self.correct = correct
+        self.loss = loss
+        self.overflowed = overflowed
+    }
+
+    init() {}
 }
 
 /// A loss sum as it travels: exact, its limbs and window; fast, the Float64's bits in `high`.

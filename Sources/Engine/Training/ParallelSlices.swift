@@ -63,6 +63,23 @@ public final class ParallelSlices {
         for partial in partials { sum.add(partial) }
     }
 
+    /// Exact mode: writes the gradient sum of each micro-shard `microShards[i]` of `batch` into `targets[i]` and its
+    /// statistics into `statistics[i]`, the threads taking contiguous runs.
+    public func gradients(batch: UnsafeBufferPointer<Int>, microShards: UnsafeBufferPointer<Int>, data: Dataset,
+                          parameters: UnsafePointer<Float>, into targets: UnsafeBufferPointer<UnsafeMutablePointer<Float>>,
+                          statistics: UnsafeMutablePointer<SliceStatistics>) {
+        precondition(reduction == .exact && targets.count == microShards.count, "one target per exact micro-shard")
+        func run(_ thread: Int) {
+            for i in share(of: 0 ..< microShards.count, thread: thread) {
+                statistics[i] = computers[thread].gradient(batch: batch, microShard: microShards[i], data: data,
+                                                           parameters: parameters, into: targets[i])
+            }
+        }
+        guard threads > 1, microShards.count > 1 else { return (0..<threads).forEach(run) }
+        let work = UncheckedSendable(run)
+        DispatchQueue.concurrentPerform(iterations: threads) { work.value($0) }
+    }
+
     /// Thread `thread`'s contiguous run of `range`, as even as whole units allow.
     func share(of range: Range<Int>, thread: Int) -> Range<Int> {
         let base = range.count / threads, extra = range.count % threads

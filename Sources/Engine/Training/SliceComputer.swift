@@ -47,6 +47,17 @@ public final class SliceComputer {
         accumulate(batch: batch, samples: start ..< end, data: data, parameters: parameters, into: sum)
     }
 
+    /// Exact mode: writes micro-shard `microShard` of `batch`'s gradient sum into `gradient` (the parameter layout)
+    /// and returns its statistics — the Floats a worker may send instead of their limbs.
+    public func gradient(batch: UnsafeBufferPointer<Int>, microShard: Int, data: Dataset, parameters: UnsafePointer<Float>,
+                         into gradient: UnsafeMutablePointer<Float>) -> SliceStatistics {
+        let start = microShard * microShardSize, end = min(start + microShardSize, batch.count)
+        precondition(reduction == .exact && start >= 0 && start < end,
+                     "micro-shard \(microShard) lies outside a batch of \(batch.count)")
+        gather(UnsafeBufferPointer(rebasing: batch[start ..< end]), from: data)
+        return network.gradientSum(rows: end - start, parameters: parameters, gradient: gradient)
+    }
+
     /// Adds the gradient sum of batch positions `samples` to `sum`, in workspace-sized slices. Exact sums need the
     /// positions to start on a micro-shard boundary (the workspace then holds one micro-shard).
     func accumulate(batch: UnsafeBufferPointer<Int>, samples: Range<Int>, data: Dataset,

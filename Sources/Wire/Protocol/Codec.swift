@@ -76,12 +76,13 @@ public enum Codec {
     public static func gradientHeader(job: UInt64, step: UInt64, worker: UInt32, samples: Int, correct: Int,
                                       lossHigh: Int64, lossLow: Int64, lossWindow: Int8 = 0, exact: Bool,
                                       overflowed: Bool, attempt: UInt64, regionSlot: Int? = nil,
-                                      packed: Bool = false) throws -> Message {
+                                      packed: Bool = false, floatShards: Int = 0) throws -> Message {
         try Message(copying: Header(type: .gradient, job: job, step: step, worker: worker, frames: 1,
                                     fields: [UInt64(samples), UInt64(correct), UInt64(bitPattern: lossHigh),
                                              UInt64(bitPattern: lossLow),
                                              (exact ? 0 : 1) | (overflowed ? 2 : 0)
                                                  | (regionSlot.map { 4 | UInt64($0) << 3 } ?? 0) | (packed ? 16 : 0)
+                                                 | UInt64(floatShards) << 5
                                                  | UInt64(UInt8(bitPattern: lossWindow)) << 8,
                                              attempt]).encoded())
     }
@@ -212,21 +213,25 @@ public enum Codec {
                                resultSlot: f[3] == 0 ? nil : Int(f[3]) - 1)
         case .gradient:
             let count = try parameterCount(limits, .gradient)
-            guard f[4] & ~0xFF1F == 0 else {
+            guard f[4] & ~0xFFFF == 0 else {
                 throw .badField(.gradient, "flags \(f[4]) beyond bits 0 (fast), 1 (overflowed), 2-3 (in the result "
-                    + "region, its slot), 4 (packed) and 8-15 (loss window)")
+                    + "region, its slot), 4 (packed), 5-7 (micro-shard Floats) and 8-15 (loss window)")
             }
             let regionSlot = f[4] & 4 != 0 ? Int(f[4] >> 3 & 1) : nil
-            let exact = f[4] & 1 == 0, packed = f[4] & 16 != 0
+            let exact = f[4] & 1 == 0, packed = f[4] & 16 != 0, floatShards = Int(f[4] >> 5 & 7)
             if packed {
-                guard exact, regionSlot == nil else {
-                    throw .badField(.gradient, "packed values of a fast sum, or in the result region")
+                guard exact, regionSlot == nil, floatShards == 0 else {
+                    throw .badField(.gradient, "packed values of a fast sum, in the result region or as Floats")
                 }
+            }
+            guard floatShards <= GradientFrame.maximumFloatShards, floatShards == 0 || exact else {
+                let limit = exact ? "(at most \(GradientFrame.maximumFloatShards))" : "in a fast sum"
+                throw .badField(.gradient, "\(floatShards) micro-shards' Floats \(limit)")
             }
             guard f[0] >= 1, f[0] <= 1 << 40, f[1] <= f[0] else {
                 throw .badField(.gradient, "samples \(f[0]) and correct \(f[1]) are inconsistent")
             }
-            var unpacked: UnpackedSum?
+            var copy: UnpackedSum?
             if packed {
                 // A model has at least one parameter, so an empty frame is never a packed sum.
                 let sum = UnpackedSum(count: count)
@@ -238,13 +243,20 @@ public enum Codec {
                 guard fits else {
                     throw .badField(.gradient, "packed values of \(frame!.count) bytes are not a sum of \(count) parameters")
                 }
-                unpacked = sum
+                copy = sum
             } else {
-                let width = exact ? GradientFrame.exactBytesPerParameter : 4
+                let width = floatShards > 0 ? 4 * floatShards : exact ? GradientFrame.exactBytesPerParameter : 4
+                let form = floatShards > 0 ? "\(floatShards) micro-shards' Floats" : exact ? "exact" : "fast"
                 guard frame!.count == (regionSlot == nil ? width * count : 0) else {
                     throw .payloadSize(type: .gradient, bytes: frame!.count, expected: regionSlot == nil
-                        ? "\(width * count) (\(count) parameters, \(exact ? "exact" : "fast"))"
+                        ? "\(width * count) (\(count) parameters, \(form))"
                         : "0 (the values are in the worker's result region)")
+                }
+                // Floats are read as Floats where they lie: a frame off a Float's alignment is copied (rare).
+                if floatShards > 0, regionSlot == nil, frame!.withUnsafeBytes({ Int(bitPattern: $0.baseAddress) % 4 != 0 }) {
+                    let aligned = UnpackedSum(count: count)
+                    frame!.withUnsafeBytes { aligned.bytes.copyMemory(from: $0) }
+                    copy = aligned
                 }
             }
             if !exact {
@@ -278,7 +290,8 @@ public enum Codec {
                                            lossLow: Int64(bitPattern: f[3]),
                                            lossWindow: Int8(truncatingIfNeeded: f[4] >> 8), exact: exact,
                                            overflowed: f[4] & 2 != 0,
-                                           attempt: f[5], message: frame!, regionSlot: regionSlot, unpacked: unpacked))
+                                           attempt: f[5], message: frame!, regionSlot: regionSlot, packed: packed,
+                                           floatShards: floatShards, copy: copy))
         case .ready:
             guard f[0] <= 1 else { throw .badField(.ready, "has-data flag \(f[0]) is not 0 or 1") }
             guard f[1] <= UInt64(Int32.max), f[2] <= UInt64(Int32.max), f[4] <= 1 else {

@@ -12,7 +12,7 @@
 /// | 32 | fields `6 × u64` | type-specific values, see `MessageType` |
 public struct Header: Sendable, Equatable {
     public static let magic: UInt32 = 0x4E52_5453
-    public static let protocolVersion: UInt16 = 4
+    public static let protocolVersion: UInt16 = 5
     public static let byteCount = 80
 
     public var type: MessageType

@@ -26,8 +26,9 @@ public enum Payload {
     case data(samples: Int, featureWidth: Int, targetWidth: Int, FloatFrame)
 }
 
-/// A packed exact sum unpacked into `cexact_merge`'s layout (17 bytes per parameter), in a buffer a pool reuses: a
-/// result stays held until its step's mean, so a coordinator needs a few at most, each megabytes.
+/// A result's values copied into 64-byte-aligned memory of 17 bytes per parameter, in a buffer a pool reuses: a
+/// packed exact sum unpacked into `cexact_merge`'s layout, or micro-shards' Floats off their alignment. A result
+/// stays held until its step's mean, so a coordinator needs a few at most, each megabytes.
 public final class UnpackedSum: @unchecked Sendable {
     public let bytes: UnsafeMutableRawBufferPointer
     private static let pool = Mutex<[UnsafeMutableRawBufferPointer]>([])
@@ -109,21 +110,29 @@ public struct GradientFrame {
     /// The assignment's attempt this answers.
     public let attempt: UInt64
     /// Exact: `parameterCount` Int64 high limbs, as many low limbs, then as many Int8 windows
-    /// (`exactBytesPerParameter` bytes each); fast: `parameterCount` Float32. Empty when the values are in a slot
-    /// of the worker's result region.
+    /// (`exactBytesPerParameter` bytes each), or `floatShards` micro-shards' gradient sums of `parameterCount`
+    /// Float32 each; fast: `parameterCount` Float32. Empty when the values are in a slot of the worker's result
+    /// region.
     public let message: Message
     /// The slot of the worker's `SharedRegion` holding the values, when they are there.
     public let regionSlot: Int?
     /// Whether the frame carried the values packed (`cexact_pack`); they are then read from their unpacked copy.
     public let packed: Bool
-    /// The values when not in the frame itself: in the region (`inRegion`) or unpacked, and what keeps them.
+    /// Exact: 0 when the values are the sum's limbs; otherwise the assignment's micro-shards (at most
+    /// `maximumFloatShards`), each one's Float gradient sum in turn — what a worker sends when that is no more
+    /// bytes than limbs, saving it the pass into them and the coordinator their check.
+    public let floatShards: Int
+    /// The values when not in the frame itself: in the region (`inRegion`) or copied, and what keeps them.
     private var otherValues: (bytes: UnsafeRawBufferPointer, owner: AnyObject)?
 
     /// Bytes per parameter of an exact frame: two Int64 limbs and a window byte.
     public static let exactBytesPerParameter = 17
+    /// The most micro-shards an exact result may carry as Floats: as many as fit in the limbs' bytes.
+    public static let maximumFloatShards = 4
 
     init(samples: Int, correct: Int, lossHigh: Int64, lossLow: Int64, lossWindow: Int8, exact: Bool,
-         overflowed: Bool, attempt: UInt64, message: Message, regionSlot: Int?, unpacked: UnpackedSum? = nil) {
+         overflowed: Bool, attempt: UInt64, message: Message, regionSlot: Int?, packed: Bool = false,
+         floatShards: Int = 0, copy: UnpackedSum? = nil) {
         self.samples = samples
         self.correct = correct
         self.lossHigh = lossHigh
@@ -134,8 +143,9 @@ public struct GradientFrame {
         self.attempt = attempt
         self.message = message
         self.regionSlot = regionSlot
-        packed = unpacked != nil
-        otherValues = unpacked.map { (UnsafeRawBufferPointer($0.bytes), $0) }
+        self.packed = packed
+        self.floatShards = floatShards
+        otherValues = copy.map { (UnsafeRawBufferPointer($0.bytes), $0) }
     }
 
     /// This frame reading its values from `region`'s slot (which must be `regionSlot`'s, of the frame's size).
