@@ -21,7 +21,8 @@ public enum Reduction: String, Sendable, CaseIterable {
 /// subtrees, which fights speed-proportional shard ranges; integer sums let a worker send one buffer for any range.
 /// Why two limbs filled by magic-number rounding rather than one Int128: the split is a handful of double-precision
 /// adds that vectorise on any x86-64, and the limbs need no carries while adding.
-/// Cost: one such pass per micro-shard, and 17 bytes per parameter on the wire instead of 4.
+/// Cost: one such pass per micro-shard, and 17 bytes per parameter on the wire instead of 4 — or a worker's few
+/// micro-shards as their Floats (`add(floats:summary:)`), which the mean takes in the same way as the trainer's own.
 /// Only a NaN or ∞ marks the sum `overflowed` (the run has diverged). Each micro-shard adds at most 2⁵⁰ to a
 /// limb, so up to `maximumMicroShards` (2¹²) micro-shards add without the true sum leaving 64 bits.
 public final class GradientSum {
