@@ -180,9 +180,8 @@ public final class Coordinator: GradientSource {
                 return sum.add(bytes: bytes, samples: frame.samples, correct: frame.correct, lossWords: loss,
                                overflowed: frame.overflowed)
             }
-            for i in 0..<frame.floatShards {
-                floatPointers[i] = (bytes.baseAddress! + 4 * sum.count * i).assumingMemoryBound(to: Float.self)
-            }
+            let floats = bytes.baseAddress!.bindMemory(to: Float.self, capacity: frame.floatShards * sum.count)
+            for i in 0..<frame.floatShards { floatPointers[i] = floats + sum.count * i }
             sum.add(floats: UnsafeBufferPointer(start: floatPointers, count: frame.floatShards),
                     summary: ExactSummary(samples: frame.samples, correct: frame.correct, loss: loss,
                                           overflowed: frame.overflowed))

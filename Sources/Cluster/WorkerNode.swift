@@ -225,10 +225,12 @@ public final class WorkerNode {
                             && microShardCount <= GradientFrame.maximumFloatShards ? microShardCount : 0
                         var summary: ExactSummary?
                         if floatShards > 0 {
-                            let base = UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!)
+                            // The sum's memory, limbs until now, holds Floats for this result.
+                            let floats = UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!)
+                                .bindMemory(to: Float.self, capacity: floatShards * parameters.count)
                             for (i, index) in ranges.joined().enumerated() {
                                 floatIndices[i] = index
-                                floatTargets[i] = (base + 4 * parameters.count * i).assumingMemoryBound(to: Float.self)
+                                floatTargets[i] = floats + parameters.count * i
                             }
                             slices.gradients(batch: batch, microShards: UnsafeBufferPointer(start: floatIndices, count: floatShards),
                                              data: data, parameters: parameters.pointer,
@@ -247,12 +249,13 @@ public final class WorkerNode {
                         }
                         #if DEBUG
                         // Test builds only: a worker whose first parameter's sum is off (a unit of its high limb, or
-                        // the first Float's exponent bit 30), so the tests can check that `equivalence` catches an
-                        // exact run that differs.
+                        // the first Float moved by a finite 0.1 %), so the tests can check that `equivalence` catches
+                        // an exact run that differs.
                         if Self.flipsBit, options.reduction == .exact {
                             let first = UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!)
                             if floatShards > 0 {
-                                first.storeBytes(of: first.load(as: UInt32.self) ^ 0x4000_0000, as: UInt32.self)
+                                let value = first.load(as: Float.self)
+                                first.storeBytes(of: value * 1.001 + 0.001, as: Float.self)
                             } else {
                                 first.storeBytes(of: first.load(as: Int64.self) ^ 1, as: Int64.self)
                             }

@@ -29,7 +29,7 @@ extension EquivalenceCommandTests {
     static let debugBuild = false
     #endif
 
-    @Test("equivalence: an exact run that differs (a test build's worker one limb unit off) exits 1",
+    @Test("equivalence: an exact run that differs (a test build's worker slightly off) exits 1",
           .enabled(if: debugBuild, "the switch exists in debug builds only"))
     func differingRunExitsOne() throws {
         let result = try Command.run(["equivalence", "--config", "examples/xor.yaml", "--workers", "1", "--steps", "20"],

@@ -53,6 +53,62 @@ struct MicroShardTests {
         }
     }
 
+    @Test("micro-shards handed over as Floats (on 1 and 2 threads), mixed with limb results, give the same bits")
+    func floatResults() {
+        let parameters = Buffer<Float>(count: spec.layout.parameterCount)
+        spec.initialise(parameters, seed: 11)
+        var order = Array(0..<data.count)
+        var random = Xoshiro(seed: 3)
+        order.withUnsafeMutableBufferPointer { random.shuffle($0) }
+        let shards = (data.count + microShard - 1) / microShard
+        let reference = meanGradient(batch: order, groups: [0..<shards], parameters: parameters)
+        let count = parameters.count
+        // Workers' shares: Floats for runs of up to four micro-shards, limbs for the two longer ones.
+        let shares: [(Range<Int>, floats: Bool)] = [(0..<4, true), (4..<11, false), (11..<12, true), (12..<15, true),
+                                                    (15..<22, false), (22..<shards, true)]
+        for threads in [1, 2] {
+            for holds in [true, false] {
+                let total = GradientSum(count: count, reduction: .exact)
+                total.holdsInputs = holds
+                let slices = ParallelSlices(spec: spec, loss: .crossEntropy, targetWidth: 1, microShardSize: microShard,
+                                            reduction: .exact, largestSlice: order.count, threads: threads)
+                var kept: [AnyObject] = []
+                for (share, floats) in shares {
+                    order.withUnsafeBufferPointer { batch in
+                        if floats {
+                            let buffers = share.map { _ in Buffer<Float>(count: count) }
+                            kept.append(contentsOf: buffers)
+                            let indices = Array(share), targets = buffers.map(\.pointer)
+                            var statistics = [SliceStatistics](repeating: SliceStatistics(), count: share.count)
+                            indices.withUnsafeBufferPointer { i in
+                                targets.withUnsafeBufferPointer { t in
+                                    slices.gradients(batch: batch, microShards: i, data: data,
+                                                     parameters: parameters.pointer, into: t, statistics: &statistics)
+                                }
+                            }
+                            let summary = statistics.withUnsafeBufferPointer { GradientSum.exactSummary(of: $0) }
+                            buffers.map { UnsafePointer($0.pointer) }.withUnsafeBufferPointer {
+                                total.add(floats: $0, summary: summary)
+                            }
+                        } else {
+                            let part = GradientSum(count: count, reduction: .exact)
+                            kept.append(part)
+                            slices.accumulate(batch: batch, microShards: share, data: data,
+                                              parameters: parameters.pointer, into: part)
+                            total.add(bytes: part.valueBytes, samples: part.samples, correct: part.correct,
+                                      lossWords: part.lossWords, overflowed: part.overflowed)
+                        }
+                    }
+                }
+                let mean = Buffer<Float>(count: count)
+                #expect(total.writeMean(into: mean.pointer) && total.samples == order.count)
+                #expect(mean.array.map(\.bitPattern) == reference.0, "\(threads) threads, holding \(holds)")
+                #expect(total.lossSum.bitPattern == reference.1.bitPattern)
+                withExtendedLifetime(kept) {}
+            }
+        }
+    }
+
     @Test("plain Float sums of the same split do change bits (what the exact scheme prevents)")
     func floatSumsDependOnGrouping() {
         let parameters = Buffer<Float>(count: spec.layout.parameterCount)

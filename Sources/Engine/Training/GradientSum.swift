@@ -30,7 +30,7 @@ public final class GradientSum {
     public static let depositLimit: Int64 = 1 << 50
     /// Micro-shards one exact sum may hold (job validation keeps batch_size / micro_shard within it).
     public static let maximumMicroShards = 4096
-    /// Bytes per parameter on the wire: exact, two Int64 limbs and a window byte; fast, one Float32.
+    /// Bytes per parameter of a sum's values: exact, two Int64 limbs and a window byte; fast, one Float32.
     public static func bytesPerParameter(_ reduction: Reduction) -> Int { reduction == .exact ? 17 : 4 }
     /// The windows a gradient and a loss sum may have (anything else is not a real result).
     public static let gradientWindows = CEXACT_LOWEST_WINDOW...CEXACT_HIGHEST_FLOAT_WINDOW
@@ -188,7 +188,7 @@ public final class GradientSum {
     /// counts, loss limbs and divergence as `exactSummary` gives them. A sum that `holdsInputs` keeps them by
     /// reference (the caller keeps them untouched until the sum is next read), up to `heldCapacity` at a time.
     public func add(floats gradients: UnsafeBufferPointer<UnsafePointer<Float>>, summary: ExactSummary) {
-        precondition(reduction == .exact && gradients.count <= Self.heldCapacity, "adding Floats to a fast sum")
+        precondition(reduction == .exact && gradients.count <= Self.heldCapacity, "adding more than eight Floats at once, or Floats to a fast sum")
         if holdsInputs {
             if heldFloatCount + gradients.count > Self.heldCapacity { settleHeld() }
             for (i, gradient) in gradients.enumerated() { heldFloats[heldFloatCount + i] = gradient }

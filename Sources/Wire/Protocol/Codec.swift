@@ -72,12 +72,14 @@ public enum Codec {
 
     /// The gradient header; send it followed by the values frame.
     /// `regionSlot`: the values are in that slot of the worker's result region (send an empty frame after);
-    /// `packed`: the frame holds them as `cexact_pack` writes them.
+    /// `packed`: the frame holds them as `cexact_pack` writes them; `floatShards` (1 to 4): the values are that
+    /// many micro-shards' Float gradient sums rather than limbs.
     public static func gradientHeader(job: UInt64, step: UInt64, worker: UInt32, samples: Int, correct: Int,
                                       lossHigh: Int64, lossLow: Int64, lossWindow: Int8 = 0, exact: Bool,
                                       overflowed: Bool, attempt: UInt64, regionSlot: Int? = nil,
                                       packed: Bool = false, floatShards: Int = 0) throws -> Message {
-        try Message(copying: Header(type: .gradient, job: job, step: step, worker: worker, frames: 1,
+        precondition((0...7).contains(floatShards), "\(floatShards) Float micro-shards do not fit the flags' three bits")
+        return try Message(copying: Header(type: .gradient, job: job, step: step, worker: worker, frames: 1,
                                     fields: [UInt64(samples), UInt64(correct), UInt64(bitPattern: lossHigh),
                                              UInt64(bitPattern: lossLow),
                                              (exact ? 0 : 1) | (overflowed ? 2 : 0)

@@ -83,10 +83,11 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     case assignment = 4
     /// Worker → coordinator: the gradient sum for `step`. Fields: samples, correct, loss (two i64 limbs, or a
     /// Float64 and 0 for fast), flags (bit 0: fast, bit 1: overflowed, bit 2: the values are in the result region,
-    /// bit 3: its slot, bit 4: packed, bits 8-15: the exact loss's window as an i8), the assignment's attempt.
+    /// bit 3: its slot, bit 4: packed, bits 5-7: exact values sent as that many micro-shards' Floats, bits 8-15:
+    /// the exact loss's window as an i8), the assignment's attempt.
     /// Frame: exact: parameter count `i64` high limbs, as many low limbs, then as many `i8` windows, or the same
-    /// packed (`cexact_pack`: never longer than unpacked); fast: parameter count Float32; empty when the values are
-    /// in the region.
+    /// packed (`cexact_pack`: never longer than unpacked), or each micro-shard's parameter count Float32 in turn;
+    /// fast: parameter count Float32; empty when the values are in the region.
     case gradient = 5
     /// Either way, no payload: liveness, every heartbeat interval (a worker also sends them while computing).
     case heartbeat = 6

@@ -10,7 +10,7 @@ import Foundation
 /// step in progress holds) or none. The coordinator's *weights region* has one slot: it writes each step's weights
 /// there before handing out the step, and the workers that mapped it copy them from there.
 ///
-/// Why: a result is megabytes (17 bytes per parameter in exact mode), and through a socket each one is copied into
+/// Why: a result is megabytes (up to 17 bytes per parameter in exact mode), and through a socket each one is copied into
 /// the kernel and out again on the step's critical path, and the weights reach the last worker later than the first.
 ///
 /// The reader finds the region as `/proc/PID/fd/FD` and maps it only if it is this user's memfd of exactly the
