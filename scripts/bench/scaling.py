@@ -90,8 +90,11 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--json", default=os.path.join(HERE, "scaling-results.json"))
+    p.add_argument("--batches", type=int, nargs="+", default=[256, 512, 1024])
+    p.add_argument("--optimizers", nargs="+", default=["sgd", "adam"], choices=["sgd", "adam"])
+    p.add_argument("--repeats", type=int, default=3, help="interleaved runs of each configuration (the median is kept)")
     a = p.parse_args()
-    batches, optimizers, reductions, steps, repeats = [256, 512, 1024], ["sgd", "adam"], ["exact", "fast"], 40, 3
+    batches, optimizers, reductions, steps, repeats = a.batches, a.optimizers, ["exact", "fast"], 40, a.repeats
     if a.smoke:
         batches, optimizers, reductions, steps, repeats = [256], ["sgd"], ["exact"], 8, 1
     has_torch = not a.smoke and subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
@@ -101,14 +104,22 @@ def main():
               f"{'DDP 2':>7} {'2w/DDP2':>7} | 2 workers, ms per step: send wait reduce other")
         for batch in batches:
             for optimizer in optimizers:
-                peers = {w: ddp(w, batch, optimizer, steps) if has_torch else None for w in (1, 2)}
+                # Interleaved repeats, the median kept: these machines are shared and noisy. DDP runs between
+                # shardtrain's runs, so both see the same stretch of the machine.
+                runs = {(r, w): [] for r in reductions for w in (1, 2)}
+                ddp_runs = {1: [], 2: []}
+                for _ in range(repeats):
+                    for workers in (1, 2):
+                        if has_torch:
+                            ddp_runs[workers].append(ddp(workers, batch, optimizer, steps))
+                        for reduction in reductions:
+                            runs[(reduction, workers)].append(
+                                shardtrain(workers, batch, optimizer, reduction, steps, folder))
+                peers = {w: statistics.median([v for v in ddp_runs[w] if v] or [0]) or None for w in (1, 2)}
                 for reduction in reductions:
-                    # Interleaved repeats, the median kept: these machines are shared and noisy.
-                    runs = {1: [], 2: []}
-                    for _ in range(repeats):
-                        for workers in (1, 2):
-                            runs[workers].append(shardtrain(workers, batch, optimizer, reduction, steps, folder))
-                    one, two = (sorted(runs[w], key=lambda r: r["samples_per_second"])[len(runs[w]) // 2] for w in (1, 2))
+                    runs_of = {w: runs[(reduction, w)] for w in (1, 2)}
+                    one, two = (sorted(runs_of[w], key=lambda r: r["samples_per_second"])[len(runs_of[w]) // 2]
+                                for w in (1, 2))
                     row = {"batch": batch, "optimizer": optimizer, "reduction": reduction, "workers_1": one,
                            "workers_2": two, "ddp_1": peers[1], "ddp_2": peers[2]}
                     rows.append(row)
