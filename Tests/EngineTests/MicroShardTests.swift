@@ -30,16 +30,21 @@ struct MicroShardTests {
         return (mean.array.map(\.bitPattern), total.lossSum)
     }
 
-    @Test("1, 2, 3 and uneven splits give the same bits, in any order")
-    func groupingIndependence() {
+    /// Initial weights, the 203 samples in a shuffled order (26 micro-shards, the last holding 3 samples), and the
+    /// whole batch's mean gradient and loss sum computed in one group: the reference a split must match.
+    func shuffledBatch(seed: UInt64) -> (Buffer<Float>, [Int], Int, ([UInt32], Double)) {
         let parameters = Buffer<Float>(count: spec.layout.parameterCount)
         spec.initialise(parameters, seed: 11)
-        // 203 samples in a shuffled order: 26 micro-shards, the last holding 3 samples.
         var order = Array(0..<data.count)
-        var random = Xoshiro(seed: 1)
+        var random = Xoshiro(seed: seed)
         order.withUnsafeMutableBufferPointer { random.shuffle($0) }
         let shards = (data.count + microShard - 1) / microShard
-        let reference = meanGradient(batch: order, groups: [0..<shards], parameters: parameters)
+        return (parameters, order, shards, meanGradient(batch: order, groups: [0..<shards], parameters: parameters))
+    }
+
+    @Test("1, 2, 3 and uneven splits give the same bits, in any order")
+    func groupingIndependence() {
+        let (parameters, order, shards, reference) = shuffledBatch(seed: 1)
         let splits: [[Range<Int>]] = [
             [0..<13, 13..<shards],
             [0..<9, 9..<18, 18..<shards],
@@ -55,13 +60,7 @@ struct MicroShardTests {
 
     @Test("micro-shards handed over as Floats (on 1 and 2 threads), mixed with limb results, give the same bits")
     func floatResults() {
-        let parameters = Buffer<Float>(count: spec.layout.parameterCount)
-        spec.initialise(parameters, seed: 11)
-        var order = Array(0..<data.count)
-        var random = Xoshiro(seed: 3)
-        order.withUnsafeMutableBufferPointer { random.shuffle($0) }
-        let shards = (data.count + microShard - 1) / microShard
-        let reference = meanGradient(batch: order, groups: [0..<shards], parameters: parameters)
+        let (parameters, order, shards, reference) = shuffledBatch(seed: 3)
         let count = parameters.count
         // Workers' shares: Floats for runs of up to four micro-shards, limbs for the two longer ones.
         let shares: [(Range<Int>, floats: Bool)] = [(0..<4, true), (4..<11, false), (11..<12, true), (12..<15, true),
