@@ -46,13 +46,18 @@ def main():
     p.add_argument("binary")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=0.7)
+    p.add_argument("--smoke", action="store_true", help="one short run, no PyTorch")
     a = p.parse_args()
+    if a.smoke:
+        a.repeats, a.seconds = 1, 0.05
     env = dict(os.environ, OMP_NUM_THREADS="1", BLIS_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     results, kernels, allocations = {}, {}, {}
-    has_torch = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
+    has_torch = not a.smoke and subprocess.run([sys.executable, "-c", "import torch"],
+                                               capture_output=True).returncode == 0
     for _ in range(a.repeats):
         for model, rows in SHAPES:
-            run = subprocess.run([a.binary, model, str(rows), str(a.seconds)], capture_output=True, text=True, env=env)
+            run = subprocess.run([a.binary, model, str(rows), str(a.seconds)], capture_output=True, text=True, env=env,
+                                 check=True)
             for line in run.stdout.splitlines():
                 row = json.loads(line)
                 if "gflops" not in row:
