@@ -218,11 +218,11 @@ public final class WorkerNode {
                         try waitUntilIdle(payload, step: step)
                         sum.reset()
                         // A few exact micro-shards go as their Floats (no more bytes than limbs, and neither the pass
-                        // into limbs here nor their check there), written where the limbs would be; packing wins
-                        // where bytes are dear.
+                        // into limbs here nor their check there), written where the limbs would be. Where bytes are
+                        // dear, packed limbs (~6.3 bytes a parameter) win over more than two micro-shards' Floats.
                         let microShardCount = ranges.reduce(0) { $0 + $1.count }
-                        let floatShards = options.reduction == .exact && (slot != nil || !packs)
-                            && microShardCount <= GradientFrame.maximumFloatShards ? microShardCount : 0
+                        let floatLimit = slot != nil || !packs ? GradientFrame.maximumFloatShards : 2
+                        let floatShards = options.reduction == .exact && microShardCount <= floatLimit ? microShardCount : 0
                         var summary: ExactSummary?
                         if floatShards > 0 {
                             // The sum's memory, limbs until now, holds Floats for this result.
