@@ -161,9 +161,10 @@ public final class Coordinator: GradientSource {
         while table.active.count < settings.workers {
             guard clock.now < deadline else {
                 let joined = table.active.map { table[$0].label }.joined(separator: ", ")
+                let keyFlags = settings.keys == nil ? "" : " --key FILE --coordinator-key FILE"
                 throw ClusterError("only \(table.active.count) of \(settings.workers) workers joined within "
                     + "\(Seconds(settings.joinTimeout))\(joined.isEmpty ? "" : ": \(joined)"); start more with "
-                    + "`shardtrain worker --connect \(reachableEndpoint)` or raise --join-timeout")
+                    + "`shardtrain worker --connect \(reachableEndpoint)\(keyFlags)` or raise --join-timeout")
             }
             try pump(nil, timeout: min(deadline - clock.now, .milliseconds(200)))
         }
