@@ -153,7 +153,8 @@ public final class GradientSum {
                 for i in 0..<count { target[i] += gradient[i] }
             }
             floatLossSum += statistics.lossSum
-            record(statistics, bad: !statistics.lossSum.isFinite)
+            addCounts(samples: statistics.samples, correct: statistics.correct, loss: cexact_scalar_empty(),
+                      overflowed: !statistics.lossSum.isFinite)
         }
     }
 
@@ -171,17 +172,19 @@ public final class GradientSum {
             for (i, gradient) in gradients.enumerated() { heldFloats[i] = gradient }
             heldFloatCount = gradients.count
         } else {
-            // An array of pointers is an array of optional pointers to C (the same layout).
-            let pointers = UnsafeRawPointer(gradients.baseAddress!).assumingMemoryBound(to: UnsafePointer<Float>?.self)
-            let largest = cexact_add(limbPointer(0), limbPointer(count), windows, pointers, Int32(gradients.count),
-                                     limbsEmpty ? 1 : 0, count)
-            limbsEmpty = false
-            sawNonFinite = sawNonFinite || largest >= 0x7F80_0000
+            addToLimbs(gradients)
         }
-        for s in statistics {
-            if s.lossSum.isFinite { lossLimbs = cexact_scalar_add(lossLimbs, s.lossSum) }
-            record(s, bad: !s.lossSum.isFinite)
-        }
+        addCounts(Self.exactSummary(of: statistics))
+    }
+
+    /// Adds one to four Float arrays into the limbs in one pass.
+    private func addToLimbs(_ gradients: UnsafeBufferPointer<UnsafePointer<Float>>) {
+        // An array of pointers is an array of optional pointers to C (the same layout).
+        let pointers = UnsafeRawPointer(gradients.baseAddress!).assumingMemoryBound(to: UnsafePointer<Float>?.self)
+        let largest = cexact_add(limbPointer(0), limbPointer(count), windows, pointers, Int32(gradients.count),
+                                 limbsEmpty ? 1 : 0, count)
+        limbsEmpty = false
+        sawNonFinite = sawNonFinite || largest >= 0x7F80_0000
     }
 
     /// Exact mode: adds micro-shards' Float gradients computed elsewhere (a worker's, read in place), with their
@@ -196,18 +199,10 @@ public final class GradientSum {
         } else {
             settleHeld()
             for start in stride(from: 0, to: gradients.count, by: 4) {
-                let group = UnsafeBufferPointer(rebasing: gradients[start ..< min(start + 4, gradients.count)])
-                let pointers = UnsafeRawPointer(group.baseAddress!).assumingMemoryBound(to: UnsafePointer<Float>?.self)
-                let largest = cexact_add(limbPointer(0), limbPointer(count), windows, pointers, Int32(group.count),
-                                         limbsEmpty ? 1 : 0, count)
-                limbsEmpty = false
-                sawNonFinite = sawNonFinite || largest >= 0x7F80_0000
+                addToLimbs(UnsafeBufferPointer(rebasing: gradients[start ..< min(start + 4, gradients.count)]))
             }
         }
-        addCounts(samples: summary.samples, correct: summary.correct,
-                  loss: cexact_scalar(high: UInt64(bitPattern: summary.loss.high),
-                                      low: UInt64(bitPattern: summary.loss.low), window: Int32(summary.loss.window)),
-                  overflowed: summary.overflowed)
+        addCounts(summary)
     }
 
     /// Exact mode: what a sum of these micro-shards says of them besides its values — for a worker that sends the
@@ -220,8 +215,7 @@ public final class GradientSum {
             summary.correct += s.correct
             summary.overflowed = summary.overflowed || !s.lossSum.isFinite
         }
-        summary.loss = LossWords(high: Int64(bitPattern: loss.high), low: Int64(bitPattern: loss.low),
-                                 window: Int8(truncatingIfNeeded: loss.window))
+        summary.loss = LossWords(loss)
         return summary
     }
 
@@ -239,13 +233,6 @@ public final class GradientSum {
     /// The limbs from parameter `offset` of the high limbs on (`count`: the low limbs), as the C loops take them.
     private func limbPointer(_ offset: Int) -> UnsafeMutablePointer<UInt64> {
         UnsafeMutableRawPointer(storage + offset).assumingMemoryBound(to: UInt64.self)
-    }
-
-    private func record(_ statistics: SliceStatistics, bad: Bool) {
-        samples += statistics.samples
-        correct += statistics.correct
-        sawNonFinite = sawNonFinite || bad
-        isEmpty = false
     }
 
     /// Fast mode, empty sum: the buffer a slice may write its gradient into directly, then `add` it in place.
@@ -272,8 +259,7 @@ public final class GradientSum {
     /// The loss sum as words for the wire: exact, its limbs and window; fast, the Float64's bits.
     public var lossWords: LossWords {
         reduction == .exact
-            ? LossWords(high: Int64(bitPattern: lossLimbs.high), low: Int64(bitPattern: lossLimbs.low),
-                        window: Int8(truncatingIfNeeded: lossLimbs.window))
+            ? LossWords(lossLimbs)
             : LossWords(high: Int64(bitPattern: floatLossSum.bitPattern), low: 0, window: 0)
     }
 
@@ -314,10 +300,12 @@ public final class GradientSum {
             }
             floatLossSum += Double(bitPattern: UInt64(bitPattern: lossWords.high))
         }
-        addCounts(samples: samples, correct: correct,
-                  loss: cexact_scalar(high: UInt64(bitPattern: lossWords.high), low: UInt64(bitPattern: lossWords.low),
-                                      window: Int32(lossWords.window)),
-                  overflowed: overflowed)
+        addCounts(samples: samples, correct: correct, loss: lossWords.limbs, overflowed: overflowed)
+    }
+
+    private func addCounts(_ summary: ExactSummary) {
+        addCounts(samples: summary.samples, correct: summary.correct, loss: summary.loss.limbs,
+                  overflowed: summary.overflowed)
     }
 
     /// Another sum's counts, divergence and (exact mode) loss limbs.
@@ -370,35 +358,5 @@ public final class GradientSum {
         var special: UInt32 = 0
         for i in 0..<count { special |= (bits[i] & 0x7F80_0000) &+ 0x0080_0000 }
         return special & 0x8000_0000 == 0
-    }
-}
-
-/// An exact sum's counts, loss limbs and divergence, without its values.
-public struct ExactSummary: Equatable, Sendable {
-    public var samples = 0
-    public var correct = 0
-    public var loss = LossWords(high: 0, low: 0, window: Int8(CEXACT_LOWEST_WINDOW))
-    public var overflowed = false
-
-    public init(samples: Int = 0, correct: Int = 0, loss: LossWords, overflowed: Bool) {
-        self.samples = samples
-        self.correct = correct
-        self.loss = loss
-        self.overflowed = overflowed
-    }
-
-    init() {}
-}
-
-/// A loss sum as it travels: exact, its limbs and window; fast, the Float64's bits in `high`.
-public struct LossWords: Equatable, Sendable {
-    public var high: Int64
-    public var low: Int64
-    public var window: Int8
-
-    public init(high: Int64, low: Int64, window: Int8) {
-        self.high = high
-        self.low = low
-        self.window = window
     }
 }

@@ -69,15 +69,26 @@ public final class ParallelSlices {
                           parameters: UnsafePointer<Float>, into targets: UnsafeBufferPointer<UnsafeMutablePointer<Float>>,
                           statistics: UnsafeMutablePointer<SliceStatistics>) {
         precondition(reduction == .exact && targets.count == microShards.count, "one target per exact micro-shard")
-        func run(_ thread: Int) {
-            for i in share(of: 0 ..< microShards.count, thread: thread) {
-                statistics[i] = computers[thread].gradient(batch: batch, microShard: microShards[i], data: data,
-                                                           parameters: parameters, into: targets[i])
-            }
+        guard threads > 1, microShards.count > 1 else {
+            return computeShare(0 ..< microShards.count, batch, microShards, data, parameters, targets, statistics,
+                                on: computers[0])
         }
-        guard threads > 1, microShards.count > 1 else { return (0..<threads).forEach(run) }
-        let work = UncheckedSendable(run)
-        DispatchQueue.concurrentPerform(iterations: threads) { work.value($0) }
+        let work = UncheckedSendable((self, batch, microShards, data, parameters, targets, statistics))
+        DispatchQueue.concurrentPerform(iterations: threads) { thread in
+            let (me, batch, microShards, data, parameters, targets, statistics) = work.value
+            me.computeShare(me.share(of: 0 ..< microShards.count, thread: thread), batch, microShards, data, parameters,
+                            targets, statistics, on: me.computers[thread])
+        }
+    }
+
+    private func computeShare(_ items: Range<Int>, _ batch: UnsafeBufferPointer<Int>,
+                              _ microShards: UnsafeBufferPointer<Int>, _ data: Dataset, _ parameters: UnsafePointer<Float>,
+                              _ targets: UnsafeBufferPointer<UnsafeMutablePointer<Float>>,
+                              _ statistics: UnsafeMutablePointer<SliceStatistics>, on computer: SliceComputer) {
+        for i in items {
+            statistics[i] = computer.gradient(batch: batch, microShard: microShards[i], data: data,
+                                              parameters: parameters, into: targets[i])
+        }
     }
 
     /// Thread `thread`'s contiguous run of `range`, as even as whole units allow.
