@@ -94,7 +94,8 @@ public final class WorkerNode {
                                          region: region?.offer, readsWeightsRegion: session.weightsRegion != nil))
             // The coordinator names local workers itself; a remote one says where it is.
             if settings.parentPID == nil {
-                log("\(settings.name): joined as w\(session.workerID); BLAS \(BLASKernel.description)")
+                let products = job.options.reduction == .fast ? "; products on \(job.options.fastLibrary.description)" : ""
+                log("\(settings.name): joined as w\(session.workerID); BLAS \(BLASKernel.description)\(products)")
             }
             switch try work(dealer, session, job: job, data: data, region: region) {
             case .finished:

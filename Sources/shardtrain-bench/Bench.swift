@@ -95,7 +95,8 @@ struct TrainThroughput: ParsableCommand {
         let median = measured[measured.count / 2]
         emit(["samples_per_second": median, "model": model.rawValue, "batch": batch, "optimizer": optimizer,
               "reduction": reduction,
-              "threads": threads, "micro_shard": microShard, "kernel": BLAS.kernel])
+              "threads": threads, "micro_shard": microShard, "kernel": BLAS.kernel,
+              "gemm": (options.reduction == .fast ? GEMMLibrary.fast : .openBLAS).description])
     }
 }
 
@@ -106,9 +107,16 @@ struct GEMMLimit: ParsableCommand {
     @Option var batch = 256
     @Option var threads = 1
     @Option var seconds = 1.0
+    @Option(help: "OpenBLAS or oneDNN.") var library = "OpenBLAS"
+
+    func validate() throws {
+        guard GEMMLibrary(rawValue: library) != nil else { throw ValidationError("--library: OpenBLAS or oneDNN") }
+        guard library == "OpenBLAS" || threads == 1 else { throw ValidationError("oneDNN runs one thread here") }
+    }
 
     func run() {
         BLAS.setThreads(threads)
+        let products = Products(library: GEMMLibrary(rawValue: library)!)
         let layers = model.spec.layout.layers
         let widest = layers.map { $0.inputs * $0.outputs }.max()!
         let rows = batch * layers.map { max($0.inputs, $0.outputs) }.max()!
@@ -119,13 +127,13 @@ struct GEMMLimit: ParsableCommand {
         // The products of one training step, as Network issues them.
         func step() {
             for d in layers {
-                gemm(.none, .transposed, m: batch, n: d.outputs, k: d.inputs, a.pointer, lda: d.inputs,
+                products(.none, .transposed, m: batch, n: d.outputs, k: d.inputs, a.pointer, lda: d.inputs,
                      w.pointer, ldb: d.inputs, beta: 0, c.pointer, ldc: d.outputs)
-                gemm(.transposed, .none, m: d.outputs, n: d.inputs, k: batch, a.pointer, lda: d.outputs,
+                products(.transposed, .none, m: d.outputs, n: d.inputs, k: batch, a.pointer, lda: d.outputs,
                      a.pointer, ldb: d.inputs, beta: 0, w.pointer, ldc: d.inputs)
             }
             for d in layers.dropFirst() {
-                gemm(.none, .none, m: batch, n: d.inputs, k: d.outputs, a.pointer, lda: d.outputs,
+                products(.none, .none, m: batch, n: d.inputs, k: d.outputs, a.pointer, lda: d.outputs,
                      w.pointer, ldb: d.inputs, beta: 0, c.pointer, ldc: d.inputs)
             }
         }
@@ -142,7 +150,7 @@ struct GEMMLimit: ParsableCommand {
         let gflops = flops / elapsed / 1e9
         emit(["gflops": gflops, "limit_samples_per_second": gflops * 1e9 / model.flopsPerSample,
               "flops_per_sample": model.flopsPerSample, "model": model.rawValue, "batch": batch, "threads": threads,
-              "kernel": BLAS.kernel])
+              "kernel": BLAS.kernel, "gemm": products.library.description])
     }
 }
 

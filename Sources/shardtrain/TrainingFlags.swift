@@ -83,7 +83,11 @@ struct TrainingFlags: ParsableArguments {
         let checkpointer = try checkpoint.map {
             try Checkpointer(folder: $0, job: run.job, fingerprint: trainer.training.fingerprint)
         }
-        if verbose { print(run.summary + ", BLAS kernel \(BLASKernel.description)") }
+        if verbose {
+            let fast = run.job.options.reduction == .fast
+            print(run.summary + ", BLAS kernel \(BLASKernel.description)"
+                  + (fast ? ", products on \(run.job.options.fastLibrary.description)" : ""))
+        }
         if resume, let checkpointer {
             if let path = try checkpointer.resume(trainer, log: logToStandardError) {
                 logToStandardError("resumed from \(path): step \(trainer.step) of \(trainer.totalSteps), epoch \(trainer.epoch)")

@@ -16,20 +16,21 @@ extern void *__libc_memalign(size_t, size_t);
 #endif
 
 static __thread int counting;
-static __thread size_t count;
+static __thread size_t count, bytes;
 
 size_t allocation_count(void) { return count; }
+size_t allocation_bytes(void) { return bytes; }
 void allocation_counting(int on) { counting = on; }
 
 // Under AddressSanitizer the sanitizer owns the allocator, so nothing is interposed (and nothing counted).
 #ifndef SHARDTRAIN_UNDER_ASAN
-void *malloc(size_t size) { if (counting) count++; return __libc_malloc(size); }
-void *calloc(size_t n, size_t size) { if (counting) count++; return __libc_calloc(n, size); }
-void *realloc(void *p, size_t size) { if (counting) count++; return __libc_realloc(p, size); }
-void *aligned_alloc(size_t alignment, size_t size) { if (counting) count++; return __libc_memalign(alignment, size); }
-void *memalign(size_t alignment, size_t size) { if (counting) count++; return __libc_memalign(alignment, size); }
+void *malloc(size_t size) { if (counting) count++, bytes += size; return __libc_malloc(size); }
+void *calloc(size_t n, size_t size) { if (counting) count++, bytes += n * size; return __libc_calloc(n, size); }
+void *realloc(void *p, size_t size) { if (counting) count++, bytes += size; return __libc_realloc(p, size); }
+void *aligned_alloc(size_t alignment, size_t size) { if (counting) count++, bytes += size; return __libc_memalign(alignment, size); }
+void *memalign(size_t alignment, size_t size) { if (counting) count++, bytes += size; return __libc_memalign(alignment, size); }
 int posix_memalign(void **out, size_t alignment, size_t size) {
-    if (counting) count++;
+    if (counting) count++, bytes += size;
     void *p = __libc_memalign(alignment, size);
     if (!p) return ENOMEM;
     *out = p;

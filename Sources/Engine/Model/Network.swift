@@ -39,13 +39,17 @@ public final class Network {
     private let upstream: Buffer<Float>
     private let downstream: Buffer<Float>
 
-    public init(spec: ModelSpec, loss: Loss, targetWidth: Int, capacity: Int) {
+    /// Where the products go: OpenBLAS, or oneDNN (fast mode; see `GEMMLibrary`).
+    package let products: Products
+
+    public init(spec: ModelSpec, loss: Loss, targetWidth: Int, capacity: Int, library: GEMMLibrary = .openBLAS) {
         precondition(capacity > 0 && !spec.layers.isEmpty, "a network needs layers and a positive capacity")
         self.spec = spec
         self.layout = spec.layout
         self.loss = loss
         self.capacity = capacity
         self.targetWidth = targetWidth
+        products = Products(library: library)
         dense = layout.layers
         outputWidth = spec.outputs
         activationOf = spec.layers.map(\.activation)
@@ -69,7 +73,7 @@ public final class Network {
             let dense = self.dense[l]
             let z = preActivations[l].pointer, a = activations[l].pointer
             // z = x · Wᵀ, W stored [out, in] as nn.Linear.
-            gemm(.none, .transposed, m: rows, n: dense.outputs, k: dense.inputs,
+            products(.none, .transposed, m: rows, n: dense.outputs, k: dense.inputs,
                  x, lda: dense.inputs, parameters + dense.weightOffset, ldb: dense.inputs,
                  beta: 0, z, ldc: dense.outputs)
             activationOf[l].forward(z: z, bias: parameters + dense.biasOffset, a: a,
@@ -102,7 +106,7 @@ public final class Network {
             let dense = self.dense[l]
             let x = l == 0 ? UnsafePointer(input.pointer) : UnsafePointer(activations[l - 1].pointer)
             // dW = dzᵀ · x  [out, in]
-            gemm(.transposed, .none, m: dense.outputs, n: dense.inputs, k: rows,
+            products(.transposed, .none, m: dense.outputs, n: dense.inputs, k: rows,
                  dz, lda: dense.outputs, x, ldb: dense.inputs,
                  beta: 0, gradient + dense.weightOffset, ldc: dense.inputs)
             // db = column sums of dz
@@ -114,7 +118,7 @@ public final class Network {
             }
             guard l > 0 else { break }
             // dx = dz · W  [rows, in], then through the previous layer's activation.
-            gemm(.none, .none, m: rows, n: dense.inputs, k: dense.outputs,
+            products(.none, .none, m: rows, n: dense.inputs, k: dense.outputs,
                  dz, lda: dense.outputs, parameters + dense.weightOffset, ldb: dense.inputs,
                  beta: 0, spare, ldc: dense.inputs)
             activationOf[l - 1].backward(gradient: spare, z: preActivations[l - 1].pointer,

@@ -36,7 +36,7 @@ public final class Trainer {
     /// Where each step's gradient sums come from: this process, or a coordinator's workers.
     public let source: GradientSource
     /// Evaluates the validation set and predictions in this process.
-    private let computer: SliceComputer
+    package let computer: SliceComputer
     private let sum: GradientSum
     private let order: Buffer<Int>
     /// The epoch whose order `order` holds.
@@ -66,12 +66,14 @@ public final class Trainer {
             self.source = source
             computer = SliceComputer(spec: spec, loss: loss, targetWidth: training.targetWidth,
                                      microShardSize: options.microShardSize, reduction: options.reduction,
-                                     largestSlice: min(options.batchSize, training.count))
+                                     largestSlice: min(options.batchSize, training.count),
+                                     fastLibrary: options.fastLibrary)
         } else {
             let local = LocalGradientSource(
                 ParallelSlices(spec: spec, loss: loss, targetWidth: training.targetWidth,
                                microShardSize: options.microShardSize, reduction: options.reduction,
-                               largestSlice: min(options.batchSize, training.count), threads: options.threads), data: training)
+                               largestSlice: min(options.batchSize, training.count), threads: options.threads,
+                               fastLibrary: options.fastLibrary), data: training)
             self.source = local
             computer = local.slices.computers[0]
         }

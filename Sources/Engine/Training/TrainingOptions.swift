@@ -18,6 +18,8 @@ public struct TrainingOptions: Sendable, Equatable {
     public var reduction: Reduction = .exact
     /// Threads computing micro-shards in this process (each with single-threaded BLAS when more than one).
     public var threads = 1
+    /// The library of fast mode's products (exact mode's are OpenBLAS's; see `GEMMLibrary`).
+    public var fastLibrary = GEMMLibrary.fast
 
     public init() {}
 }

@@ -5,3 +5,5 @@
 size_t allocation_count(void);
 /// Starts (1) or stops (0) counting on the calling thread.
 void allocation_counting(int on);
+/// Bytes requested by those allocations.
+size_t allocation_bytes(void);
