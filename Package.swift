@@ -30,12 +30,14 @@ let package = Package(
         .target(name: "CPlatform"),
         // The exact sums' fixed-point loops, built for SSE2, AVX2 and AVX-512 and chosen at run time.
         .target(name: "CExactSum", dependencies: ["CPlatform"]),
+        // The optimizers' elementwise updates, built for SSE2, AVX2 and AVX-512 and chosen at run time.
+        .target(name: "CUpdate", dependencies: ["CPlatform"]),
         .target(name: "Wire", dependencies: ["CZeroMQ", "CPlatform", "CExactSum"]),
         // oneDNN's matmul primitives, fast mode's GEMM; Debian: libdnnl-dev (no pkg-config file, so linked by name).
         .target(name: "CMatmul", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
         .target(
             name: "Engine",
-            dependencies: ["CBLAS", "CMatmul", "CPlatform", "CExactSum", .product(name: "Yams", package: "Yams")]
+            dependencies: ["CBLAS", "CMatmul", "CUpdate", "CPlatform", "CExactSum", .product(name: "Yams", package: "Yams")]
         ),
         .target(name: "Cluster", dependencies: ["Engine", "Wire"]),
         .executableTarget(

@@ -158,9 +158,9 @@ struct TrainCommandTests {
         #expect(!redirected.stderr.contains("ETA") && !redirected.stdout.contains("\u{1b}"))
     }
 
-    @Test("a diverging run stops with a message naming the step, status 3")
-    func divergence() throws {
-        let job = Command.temporaryPath("diverge.yaml")
+    @Test("a diverging run stops with a message naming the step, status 3", arguments: ["exact", "fast"])
+    func divergence(reduction: String) throws {
+        let job = Command.temporaryPath("diverge-\(reduction).yaml")
         try """
             model: {layers: [{units: 1}]}
             loss: mse
@@ -168,6 +168,7 @@ struct TrainCommandTests {
             data: {builtin: regression, samples: 64}
             batch_size: 64
             epochs: 500
+            reduction: \(reduction)
             """.write(toFile: job, atomically: true, encoding: .utf8)
         let result = try Command.run(["train", "--config", job])
         #expect(result.status == 3)

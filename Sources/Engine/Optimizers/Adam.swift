@@ -44,7 +44,8 @@ public final class Adam: Optimizer {
     }
 
     public func step(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
-                     scale: Float, learningRate lr: Float) {
+                     scale: Float, learningRate lr: Float, checkFinite: Bool) -> Bool {
+        if checkFinite && !gradientsAreFinite(gradients, count: parameterCount) { return false }
         steps += 1
         let o = options
         let m = firstMoment.pointer, v = secondMoment.pointer, vMax = secondMomentMax.pointer
@@ -78,5 +79,6 @@ public final class Adam: Optimizer {
             // Bias-corrected step: m̂ / (√v̂ + ε).
             (w * decay - stepSize * mi / (vi.squareRoot() * inverseCorrection2Root + eps)).store(p, i)
         }
+        return true
     }
 }

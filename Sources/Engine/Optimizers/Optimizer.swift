@@ -10,8 +10,29 @@ public protocol Optimizer: AnyObject {
     var threads: Int { get set }
     /// One update with this step's learning rate, from the gradient `gradients[i] · scale` (scale 1 for a mean,
     /// 1 / samples for a sum).
+    ///
+    /// With `checkFinite`, returns false when a gradient is NaN or infinite: the run has diverged and must stop,
+    /// and the update may have been applied in part (SGD checks in the same pass as it updates). Without it,
+    /// returns true: the caller has checked.
+    @discardableResult
     func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, scale: Float,
-              learningRate: Float)
+              learningRate: Float, checkFinite: Bool) -> Bool
+}
+
+extension Optimizer {
+    @discardableResult
+    public func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, scale: Float,
+                     learningRate: Float) -> Bool {
+        step(parameters: parameters, gradients: gradients, scale: scale, learningRate: learningRate,
+             checkFinite: false)
+    }
+
+    /// For updates without a fused check: whether `gradients` are all finite, on the update's threads.
+    func gradientsAreFinite(_ gradients: UnsafePointer<Float>, count: Int) -> Bool {
+        !anyRange(count, threads: threads) { range in
+            !GradientSum.allFinite(gradients + range.lowerBound, count: range.count)
+        }
+    }
 }
 
 /// An optimizer and its hyper-parameters, with `torch.optim`'s names and defaults.

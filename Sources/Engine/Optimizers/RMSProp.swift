@@ -32,7 +32,8 @@ public final class RMSProp: Optimizer {
     }
 
     public func step(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
-                     scale: Float, learningRate lr: Float) {
+                     scale: Float, learningRate lr: Float, checkFinite: Bool) -> Bool {
+        if checkFinite && !gradientsAreFinite(gradients, count: parameterCount) { return false }
         let o = options
         let square = squareAverage.pointer, mean = gradientAverage.pointer, buffer = momentumBuffer.pointer
         let (alpha, eps, wd, mu, centered) = (o.alpha, o.eps, o.weightDecay, o.momentum, o.centered)
@@ -63,5 +64,6 @@ public final class RMSProp: Optimizer {
             }
         }
         steps += 1
+        return true
     }
 }

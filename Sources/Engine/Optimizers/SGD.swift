@@ -1,3 +1,5 @@
+import CUpdate
+
 /// Stochastic gradient descent with optional momentum, dampening, Nesterov and L2 weight decay (`torch.optim.SGD`).
 public final class SGD: Optimizer {
     public struct Options: Sendable, Equatable {
@@ -24,29 +26,18 @@ public final class SGD: Optimizer {
     public var state: [Buffer<Float>] { options.momentum == 0 ? [] : [velocity] }
 
     public func step(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
-                     scale: Float, learningRate lr: Float) {
-        let o = options, v = velocity.pointer, wd = o.weightDecay, mu = o.momentum
-        let first = steps == 0, nesterov = o.nesterov
-        forEachRange(parameterCount, threads: threads) { range in
-            if mu == 0 {
-                for i in range { p[i] -= lr * (gradients[i] * scale + wd * p[i]) }
-            } else if first {
-                // The first step's velocity is the gradient itself.
-                for i in range {
-                    let g = gradients[i] * scale + wd * p[i]
-                    v[i] = g
-                    p[i] -= lr * (nesterov ? g + mu * g : g)
-                }
-            } else {
-                // Velocity: a damped running sum of gradients; Nesterov looks ahead along it.
-                let keep = 1 - o.dampening, ahead: Float = nesterov ? 1 : 0
-                for i in range {
-                    let g = gradients[i] * scale + wd * p[i]
-                    v[i] = mu * v[i] + keep * g
-                    p[i] -= lr * (ahead * (g + mu * v[i]) + (1 - ahead) * v[i])
-                }
-            }
+                     scale: Float, learningRate lr: Float, checkFinite: Bool) -> Bool {
+        let o = options, first = steps == 0
+        // Without momentum there is no velocity buffer; the loop then never reads it.
+        let v = o.momentum == 0 ? p : velocity.pointer
+        // One pass (CUpdate): the update and the finiteness check stream the buffers once, in the CPU's widest
+        // vectors. The first step's velocity is the gradient itself; later ones are a damped running sum.
+        let sawNonFinite = anyRange(parameterCount, threads: threads) { range in
+            let at = range.lowerBound
+            return cupdate_sgd(p + at, gradients + at, v + at, range.count, scale, lr, o.weightDecay, o.momentum,
+                               o.dampening, o.nesterov ? 1 : 0, first ? 1 : 0) == 0
         }
         steps += 1
+        return !(checkFinite && sawNonFinite)
     }
 }

@@ -30,6 +30,8 @@ public final class Trainer {
     /// The statistics of the current epoch's steps so far (a checkpoint carries them, so a resumed run prints the
     /// same lines).
     public private(set) var epochProgress = EpochProgress()
+    /// Set when a step diverged; the parameters may then be partly stepped, so no later step runs.
+    private var diverged: TrainingError?
     /// The statistics and learning rate of the step just taken (for per-step records).
     public private(set) var lastStep: (statistics: SliceStatistics, learningRate: Float)?
 
@@ -143,6 +145,7 @@ public final class Trainer {
         }
         optimizer.steps = optimizerSteps
         self.step = step
+        diverged = nil
         epochProgress = progress
     }
 
@@ -154,20 +157,22 @@ public final class Trainer {
         try source.accumulate(step: step, epoch: epoch, batchIndex: batch, batch: indices,
                               microShards: computer.microShardCount(batchSize: range.count), parameters: parameters,
                               into: sum)
-        // Exact sums become a mean in one division; a fast sum goes to the optimizer scaled, saving a pass.
-        let finite = sum.reduction == .exact ? sum.writeMean(into: gradient.pointer) : sum.floatsAreFinite
-        guard finite else {
-            throw TrainingError(message: "training diverged at step \(step) (epoch \(epoch)): a gradient is NaN "
-                + "or infinite; lower the learning rate (now \(learningRate)) or check the data")
-        }
+        guard diverged == nil else { throw diverged! }
+        // Exact sums become a mean in one division, which checks it; a fast sum goes to the optimizer scaled, which
+        // checks it as it updates (saving two passes).
+        let meanIsFinite = sum.reduction == .fast || sum.writeMean(into: gradient.pointer)
         // The update may use the threads the mean did: this process's own, or a coordinator's idle cores.
         optimizer.threads = sum.meanThreads
-        if sum.reduction == .exact {
-            optimizer.step(parameters: parameters.pointer, gradients: gradient.pointer, scale: 1,
-                           learningRate: learningRate)
-        } else {
-            optimizer.step(parameters: parameters.pointer, gradients: sum.floats,
-                           scale: 1 / Float(sum.samples), learningRate: learningRate)
+        let updated = meanIsFinite && (sum.reduction == .exact
+            ? optimizer.step(parameters: parameters.pointer, gradients: gradient.pointer, scale: 1,
+                             learningRate: learningRate)
+            : optimizer.step(parameters: parameters.pointer, gradients: sum.floats, scale: 1 / Float(sum.samples),
+                             learningRate: learningRate, checkFinite: true) && !sum.overflowed)
+        guard updated else {
+            // A fast update may have been applied in part, so the trainer refuses every later step too.
+            diverged = TrainingError(message: "training diverged at step \(step) (epoch \(epoch)): a gradient is "
+                + "NaN or infinite; lower the learning rate (now \(learningRate)) or check the data")
+            throw diverged!
         }
         step += 1
         return SliceStatistics(samples: sum.samples, lossSum: sum.lossSum, correct: sum.correct)

@@ -1,0 +1,79 @@
+import CUpdate
+import Testing
+@testable import Engine
+
+/// SGD's one-pass update: on every instruction set, the bits of torch.optim.SGD's arithmetic written out plainly,
+/// and a NaN or infinity anywhere in the gradient reported.
+struct UpdateTests {
+    /// `torch.optim.SGD` for one element, scalar, in the order PyTorch documents.
+    static func reference(_ p: inout Float, _ v: inout Float, g raw: Float, scale: Float, lr: Float,
+                          _ o: SGD.Options, first: Bool) {
+        var g = raw * scale
+        g = g + o.weightDecay * p
+        guard o.momentum != 0 else {
+            p = p - lr * g
+            return
+        }
+        v = first ? g : o.momentum * v + (1 - o.dampening) * g
+        p = p - lr * (o.nesterov ? g + o.momentum * v : v)
+    }
+
+    static let variants: [SGD.Options] = [
+        SGD.Options(),
+        { var o = SGD.Options(); o.weightDecay = 0.01; return o }(),
+        { var o = SGD.Options(); o.momentum = 0.9; o.dampening = 0.1; o.weightDecay = 1e-3; return o }(),
+        { var o = SGD.Options(); o.momentum = 0.9; o.nesterov = true; return o }(),
+    ]
+
+    @Test("SGD on SSE2, AVX2 and AVX-512 gives the reference's bits, three steps, every variant",
+          arguments: variants)
+    func sgdMatchesReference(options: SGD.Options) {
+        let count = 1_003  // vector bodies and a tail
+        var random = Xoshiro(seed: 17)
+        let start = (0..<count).map { _ in random.nextUnitFloat() - 0.5 }
+        let gradients = (0..<3).map { _ in (0..<count).map { _ in (random.nextUnitFloat() - 0.5) * 8 } }
+        var p = start, v = [Float](repeating: 0, count: count)
+        for (step, g) in gradients.enumerated() {
+            for i in 0..<count {
+                Self.reference(&p[i], &v[i], g: g[i], scale: 0.25, lr: 0.05, options, first: step == 0)
+            }
+        }
+        let best = cupdate_level()
+        defer { _ = cupdate_use_level(best) }
+        for level in 0...best {
+            #expect(cupdate_use_level(level) == 1)
+            let sgd = SGD(options, parameterCount: count), parameters = Buffer<Float>(start)
+            for g in gradients {
+                let gradient = Buffer<Float>(g)
+                #expect(sgd.step(parameters: parameters.pointer, gradients: gradient.pointer, scale: 0.25,
+                                 learningRate: 0.05, checkFinite: true))
+            }
+            #expect(parameters.array.map(\.bitPattern) == p.map(\.bitPattern), "level \(level) \(options)")
+            if options.momentum != 0 {
+                #expect(sgd.state[0].array.map(\.bitPattern) == v.map(\.bitPattern), "level \(level) velocity")
+            }
+        }
+    }
+
+    @Test("SGD's pass reports a NaN or ±∞ in any lane or the tail, and nothing for the largest finite values",
+          arguments: variants)
+    func sgdReportsNonFinite(options: SGD.Options) {
+        let count = 1_003
+        let best = cupdate_level()
+        defer { _ = cupdate_use_level(best) }
+        for level in 0...best {
+            #expect(cupdate_use_level(level) == 1)
+            for position in [0, 7, 15, 16, 500, 1_001, 1_002] {
+                for bad in [Float.nan, .infinity, -.infinity, Float.greatestFiniteMagnitude] {
+                    var g = [Float](repeating: 0.5, count: count)
+                    g[position] = bad
+                    let sgd = SGD(options, parameterCount: count), parameters = Buffer<Float>(count: count)
+                    let gradient = Buffer<Float>(g)
+                    let finite = sgd.step(parameters: parameters.pointer, gradients: gradient.pointer, scale: 0.25,
+                                          learningRate: 0.05, checkFinite: true)
+                    #expect(finite == bad.isFinite, "level \(level) \(bad) at \(position)")
+                }
+            }
+        }
+    }
+}
