@@ -2,7 +2,8 @@
  * model (as Sources/Engine/Model/Network.swift issues them, row-major): per layer the forward X·Wᵀ, the weight
  * gradient dZᵀ·X, and (all but the first layer) the input gradient dZ·W. Each library is loaded with dlopen, so
  * their cblas_sgemm symbols do not meet; the heap allocations a library makes during the timed steps are counted (the
- * allocator entry points are interposed here). Run by scripts/bench-gemm.sh.
+ * allocator entry points are interposed here). "oneDNN matmul" is fast mode's own path: Sources/CMatmul's plans (one
+ * oneDNN matmul primitive per product shape, made in the warm-up), compiled in. Run by scripts/bench-gemm.sh.
  *
  * usage: gemm_libraries MODEL ROWS SECONDS   (MODEL: mnist-mlp or wide) */
 #include <dlfcn.h>
@@ -11,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "cmatmul.h"
 
 enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
 typedef void (*cblas_sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int, float,
@@ -38,11 +41,21 @@ int posix_memalign(void **p, size_t alignment, size_t size) {
 
 static cblas_sgemm_fn cblas;
 static dnnl_sgemm_fn dnnl;
+static int use_plans, next_plan;
+static matmul_plan *plans[16];
 
 /* Row-major C[m×n] = op(A)·op(B) with beta 0, through whichever library is loaded. */
 static void gemm(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c,
                  int ldc) {
-    if (dnnl) dnnl(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1, a, lda, b, ldb, 0, c, ldc);
+    if (use_plans) {
+        /* A step's products come in the same order every time: the i-th call is the i-th shape. */
+        matmul_plan **plan = &plans[next_plan++];
+        if (!*plan) *plan = matmul_plan_create(ta, tb, m, n, k, lda, ldb, ldc, 0, NULL);
+        if (!*plan || matmul_plan_run(*plan, a, b, c)) {
+            fprintf(stderr, "oneDNN could not plan or run a product\n");
+            exit(1);
+        }
+    } else if (dnnl) dnnl(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1, a, lda, b, ldb, 0, c, ldc);
     else cblas(ROW_MAJOR, ta ? TRANS : NO_TRANS, tb ? TRANS : NO_TRANS, m, n, k, 1, a, lda, b, ldb, 0, c, ldc);
 }
 
@@ -50,6 +63,7 @@ static int layers, widths[8], calls;
 static float *x, *w, *c;
 
 static void step(int rows) {
+    next_plan = 0;
     for (int l = 0; l < layers; l++) {
         int in = widths[l], out = widths[l + 1];
         gemm(0, 1, rows, out, in, x, in, w, in, c, out);   /* Z = X·Wᵀ */
@@ -85,6 +99,7 @@ int main(int argc, char **argv) {
         {"OpenBLAS", "libopenblas.so.0", "cblas_sgemm"},
         {"BLIS", "/usr/lib/x86_64-linux-gnu/blis-openmp/libblis.so.4", "cblas_sgemm"},
         {"oneDNN", "libdnnl.so.2", "dnnl_sgemm"},
+        {"oneDNN matmul", "libdnnl.so.2", "dnnl_primitive_execute"},
     };
     for (size_t i = 0; i < sizeof libraries / sizeof libraries[0]; i++) {
         void *handle = dlopen(libraries[i].path, RTLD_NOW | RTLD_LOCAL);
@@ -93,8 +108,9 @@ int main(int argc, char **argv) {
             printf("{\"library\": \"%s\", \"error\": \"not installed\"}\n", libraries[i].label);
             continue;
         }
-        cblas = NULL, dnnl = NULL;
+        cblas = NULL, dnnl = NULL, use_plans = 0;
         if (strcmp(libraries[i].symbol, "dnnl_sgemm") == 0) dnnl = (dnnl_sgemm_fn)symbol;
+        else if (strcmp(libraries[i].symbol, "dnnl_primitive_execute") == 0) use_plans = 1;
         else cblas = (cblas_sgemm_fn)symbol;
         char detail[64] = "";
         if (i == 0) {
@@ -102,6 +118,9 @@ int main(int argc, char **argv) {
             void (*threads)(int) = (void (*)(int))dlsym(handle, "openblas_set_num_threads");
             if (threads) threads(1);
             if (corename) snprintf(detail, sizeof detail, "%s", corename());
+        } else if (use_plans) {
+            matmul_use_one_thread();
+            snprintf(detail, sizeof detail, "%s", matmul_library_name() + strlen("oneDNN "));
         } else if (dnnl) {
             /* dnnl_version_t: major, minor, patch (ints), then strings; dnnl_cpu_isa_t as in dnnl_types.h. */
             const int *(*version)(void) = (const int *(*)(void))dlsym(handle, "dnnl_version");

@@ -2,7 +2,7 @@
 """Runs the GEMM library comparison (called by scripts/bench-gemm.sh): sgemm GFLOP/s on one thread on a training
 step's products (forward X·Wᵀ, weight gradient dZᵀ·X, input gradient dZ·W) for mnist-mlp at 256 rows (a fast step)
 and 128 rows (an exact micro-shard) and the wide net at 128 rows, for OpenBLAS (its kernel as loaded), BLIS and
-oneDNN (`dnnl_sgemm`), with PyTorch's own GEMMs as the peer; interleaved repeats, medians. Prints a table."""
+oneDNN (`dnnl_sgemm`, and the matmul primitives fast mode plans), with PyTorch's own GEMMs as the peer; interleaved repeats, medians. Prints a table."""
 import argparse
 import json
 import os
@@ -69,9 +69,9 @@ def main():
                 value = torch_gflops(model, rows, a.seconds)
                 if value:
                     results.setdefault(("PyTorch", model, rows), []).append(value)
-    libraries = [name for name in ["OpenBLAS", "BLIS", "oneDNN", "PyTorch"] if any(k[0] == name for k in results)]
+    libraries = [name for name in ["OpenBLAS", "BLIS", "oneDNN", "oneDNN matmul", "PyTorch"] if any(k[0] == name for k in results)]
     print("sgemm GFLOP/s, 1 thread, medians of %d interleaved runs (ratio to OpenBLAS)" % a.repeats)
-    print(f"{'library':>9} {'kernel':>24} {'allocs/call':>11} | " + " | ".join(f"{m} {r:>3} rows" for m, r in SHAPES))
+    print(f"{'library':>13} {'kernel':>24} {'allocs/call':>11} | " + " | ".join(f"{m} {r:>3} rows" for m, r in SHAPES))
     for name in libraries:
         cells = []
         for model, rows in SHAPES:
@@ -85,7 +85,7 @@ def main():
             cells.append(f"{median:9.1f} ({ratio:4.2f})".rjust(18))
         kernel = kernels.get(name, "own (oneDNN/MKL)" if name == "PyTorch" else "")
         allocs = allocations.get(name)
-        print(f"{name:>9} {kernel:>24} {allocs if allocs is not None else 'n/a':>11} | " + " | ".join(cells))
+        print(f"{name:>13} {kernel:>24} {allocs if allocs is not None else 'n/a':>11} | " + " | ".join(cells))
 
 
 if __name__ == "__main__":
