@@ -146,6 +146,8 @@ static void describe_library(void) {
              version->patch, isa_name(dnnl_get_effective_cpu_isa()));
 }
 
+const char *matmul_isa_name(void) { return isa_name(dnnl_get_effective_cpu_isa()); }
+
 const char *matmul_library_name(void) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, describe_library);

@@ -84,6 +84,8 @@ public final class Coordinator: GradientSource {
     var lastHeartbeat: ContinuousClock.Instant
     var started = false
     let clock = ContinuousClock()
+    /// Exact mode: the fingerprint of this job's matrix products here (`Products.fingerprint`).
+    let productsFingerprint: UInt64
 
     public init(job: Job, training: Dataset, settings: Settings, log: @escaping (String) -> Void) throws {
         self.job = job
@@ -92,7 +94,12 @@ public final class Coordinator: GradientSource {
         self.log = log
         jobID = UInt64.random(in: 1 ... .max)
         announcement = JobAnnouncement(job: job, samples: training.count, fingerprint: training.fingerprint,
-                                       blas: BLASKernel.loaded)
+                                       blas: BLASKernel.loaded, oneDNN: OneDNN.isa)
+        // What every exact-mode worker's products of this job must hash to.
+        productsFingerprint = job.options.reduction == .exact
+            ? Products.fingerprint(library: job.options.library, spec: job.model,
+                                   rows: job.microShardRows(samples: training.count))
+            : 0
         guard announcement.bytes.count <= JobAnnouncement.maximumBytes else {
             throw ClusterError("the job's description is \(announcement.bytes.count) bytes; workers read at most "
                 + "\(JobAnnouncement.maximumBytes): use fewer layers")

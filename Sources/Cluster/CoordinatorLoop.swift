@@ -76,8 +76,8 @@ extension Coordinator {
             return
         }
         switch envelope.payload {
-        case .ready(let hasData, let region, let readsWeights):
-            try ready(index, hasData: hasData, region: region, readsWeights: readsWeights)
+        case .ready(let hasData, let region, let readsWeights, let products):
+            try ready(index, hasData: hasData, region: region, readsWeights: readsWeights, products: products)
         case .gradient(let frame):
             result(index, envelope.header, frame, round)
         case .error(let text):
@@ -102,16 +102,32 @@ extension Coordinator {
                                                   maximumMicroShards: GradientSum.maximumMicroShards,
                                                   exact: job.options.reduction == .exact, heartbeat: settings.heartbeat,
                                                   weightsRegion: weightsRegion?.offer))
-        if sent { log("\(member.label) joined with \(member.cores) cores, build \(member.build), BLAS \(member.blas)\(key)") }
+        if sent { log("\(member.label) joined with \(member.cores) cores, build \(member.build), \(kernels(of: member))\(key)") }
     }
 
-    private func ready(_ index: Int, hasData: Bool, region: RegionOffer?, readsWeights: Bool) throws {
+    /// What computes a member's products for this job: "oneDNN avx512_core_bf16" or "BLAS Cooperlake".
+    private func kernels(of member: Member) -> String {
+        job.options.library == .oneDNN ? "oneDNN \(member.oneDNN)" : "BLAS \(member.blas)"
+    }
+
+    private func ready(_ index: Int, hasData: Bool, region: RegionOffer?, readsWeights: Bool,
+                       products: UInt64) throws {
         guard table[index].state == .joining else { return }
         let member = table[index]
-        if job.options.reduction == .exact, member.blas.lowercased() != BLASKernel.loaded.lowercased() {
-            let why = "exact mode needs every worker on the coordinator's BLAS kernel \(BLASKernel.loaded), and "
+        var why: String?
+        if job.options.reduction == .exact, job.options.library == .openBLAS,
+           member.blas.lowercased() != BLASKernel.loaded.lowercased() {
+            why = "exact mode needs every worker on the coordinator's BLAS kernel \(BLASKernel.loaded), and "
                 + "\(member.label) runs \(member.blas); start it with OPENBLAS_CORETYPE=\(BLASKernel.loaded) if its CPU "
                 + "can run that kernel, or use --reduction fast"
+        } else if job.options.reduction == .exact, products != productsFingerprint {
+            // Names can agree while bits differ (a kernel's blocking may follow the CPU's caches): the bits decide.
+            why = "exact mode needs every worker's matrix products to match the coordinator's bit for bit, and "
+                + "\(member.label)'s differ (it runs \(kernels(of: member)), the coordinator "
+                + "\(GEMMLibrary.identity(job.options.library))); run it on a CPU like the coordinator's, "
+                + "or use --reduction fast"
+        }
+        if let why {
             try? router.send([Message(copying: member.identity)] + Codec.shutdown(why, job: jobID, disposition: .failed),
                              wait: false)
             lose(index, .refused(why), nil)
@@ -253,7 +269,10 @@ extension Coordinator {
                     + "\(describe(moved)) go to the other workers"
             }
         }
-        if wasActive || settings.verbose { log(line + " (\(table.active.count) left)") }
+        // A refusal is said even for a worker that never became active: its operator needs the reason.
+        var refused = false
+        if case .refused = reason { refused = true }
+        if wasActive || refused || settings.verbose { log(line + " (\(table.active.count) left)") }
     }
 
     // MARK: Sending and refusing

@@ -1,43 +1,48 @@
 import Engine
 
 /// What a coordinator tells a joining worker: the job (canonical text) and the fingerprint of the training samples
-/// the worker must hold, so it can check its own copy instead of receiving it, and the coordinator's BLAS kernel,
-/// which an exact-mode worker must run too.
+/// the worker must hold, so it can check its own copy instead of receiving it, and the coordinator's OpenBLAS kernel
+/// and oneDNN instruction set, which an exact-mode worker follows.
 public struct JobAnnouncement: Sendable, Equatable {
     public var job: Job
     public var samples: Int
     public var fingerprint: String
     public var blas: String
+    public var oneDNN: String
 
     static let prefix = "shardtrain-job"
     /// The largest announcement a worker reads; a coordinator refuses to announce a larger job.
     public static let maximumBytes = 64 << 20
 
-    public init(job: Job, samples: Int, fingerprint: String, blas: String) {
+    public init(job: Job, samples: Int, fingerprint: String, blas: String, oneDNN: String) {
         self.job = job
         self.samples = samples
         self.fingerprint = fingerprint
         self.blas = blas
+        self.oneDNN = oneDNN
     }
 
-    /// A first line `shardtrain-job samples=N fingerprint=HEX blas=KERNEL`, then the job text.
+    /// A first line `shardtrain-job samples=N fingerprint=HEX blas=KERNEL onednn=ISA`, then the job text.
     public var bytes: [UInt8] {
-        Array("\(Self.prefix) samples=\(samples) fingerprint=\(fingerprint) blas=\(blas)\n\(job.canonicalText)".utf8)
+        Array(("\(Self.prefix) samples=\(samples) fingerprint=\(fingerprint) blas=\(blas) onednn=\(oneDNN)\n"
+            + job.canonicalText).utf8)
     }
 
     public init(bytes: [UInt8]) throws {
         let text = String(decoding: bytes, as: UTF8.self)
         guard let newline = text.firstIndex(of: "\n") else { throw ClusterError("job announcement has no header line") }
         let fields = text[..<newline].split(separator: " ")
-        guard fields.first == Substring(Self.prefix), fields.count == 4,
+        guard fields.first == Substring(Self.prefix), fields.count == 5,
               let samples = Int(fields[1].dropFirst("samples=".count)), fields[1].hasPrefix("samples="),
               fields[2].hasPrefix("fingerprint="), fields[2].count == "fingerprint=".count + 64,
-              fields[3].hasPrefix("blas="), fields[3].count > "blas=".count, fields[3].count <= 64 else {
+              fields[3].hasPrefix("blas="), fields[3].count > "blas=".count, fields[3].count <= 64,
+              fields[4].hasPrefix("onednn="), fields[4].count > "onednn=".count, fields[4].count <= 64 else {
             throw ClusterError("job announcement header is malformed: \(text[..<newline].prefix(120))")
         }
         self.samples = samples
         fingerprint = String(fields[2].dropFirst("fingerprint=".count))
         blas = String(fields[3].dropFirst("blas=".count))
+        oneDNN = String(fields[4].dropFirst("onednn=".count))
         job = try Job.parse(String(text[text.index(after: newline)...]), file: "job from coordinator", folder: "")
     }
 }

@@ -58,8 +58,9 @@ public struct Member: Sendable {
     public let pid: String
     public let cores: String
     public let build: String
-    /// Its OpenBLAS kernel.
+    /// Its OpenBLAS kernel and oneDNN instruction set.
     public let blas: String
+    public let oneDNN: String
     public internal(set) var state = MemberState.joining
     var lastHeard: ContinuousClock.Instant
     /// Measured micro-shards per second (an exponential moving average; 1 before the first result).
@@ -118,6 +119,7 @@ struct MemberTable {
         }
         let member = Member(id: nextID, identity: identity, name: clean("name"), host: clean("host"),
                             pid: clean("pid"), cores: clean("cores"), build: clean("build"), blas: clean("blas"),
+                            oneDNN: clean("onednn"),
                             lastHeard: now)
         let slot: Int
         if members.count < Self.capacity {

@@ -22,7 +22,7 @@ extension WorkerNode {
     func join(_ dealer: Socket, previousID: UInt32) throws -> Session? {
         let hello = try Codec.hello(fields: ["build": "shardtrain protocol \(Header.protocolVersion)",
                                              "host": ProcessInfo.processInfo.hostName, "name": settings.name,
-                                             "blas": BLASKernel.loaded],
+                                             "blas": BLASKernel.loaded, "onednn": OneDNN.isa],
                                     cores: ProcessInfo.processInfo.activeProcessorCount, pid: getpid(),
                                     resuming: previousID)
         var backoff = Duration.milliseconds(100)
@@ -109,10 +109,24 @@ extension WorkerNode {
             + "(\(Seconds(settings.idleTimeout))); check the address and that the coordinator is running")
     }
 
-    /// Exact mode needs the coordinator's BLAS kernel: re-executes this worker with it, or says why it cannot.
+    /// Exact mode: this worker's fingerprint of the job's products, which the coordinator compares with its own.
+    func productsFingerprint(_ announcement: JobAnnouncement) -> UInt64 {
+        let job = announcement.job
+        guard job.options.reduction == .exact else { return 0 }
+        return Products.fingerprint(library: job.options.library, spec: job.model,
+                                    rows: job.microShardRows(samples: announcement.samples))
+    }
+
+    /// Exact mode needs the coordinator's kernels: re-executes this worker with its OpenBLAS kernel or oneDNN
+    /// instruction set (whichever the job's products use), or says why it cannot.
     func followKernel(_ announcement: JobAnnouncement) throws {
+        guard announcement.job.options.reduction == .exact else { return }
+        if announcement.job.options.library == .oneDNN {
+            try followInstructionSet(announcement.oneDNN)
+            return
+        }
         let theirs = announcement.blas, mine = BLASKernel.loaded
-        guard announcement.job.options.reduction == .exact, theirs.lowercased() != mine.lowercased() else { return }
+        guard theirs.lowercased() != mine.lowercased() else { return }
         if BLASKernel.origin == .explicit {
             throw ClusterError("exact mode needs the coordinator's BLAS kernel \(theirs), but OPENBLAS_CORETYPE pins "
                 + "this worker to \(mine); unset it or set it to \(theirs)")
@@ -122,6 +136,20 @@ extension WorkerNode {
             throw ClusterError("exact mode needs the coordinator's BLAS kernel \(theirs), and this worker runs \(mine): "
                 + "\(theirs) \(why); run the coordinator with OPENBLAS_CORETYPE=\(mine), or use --reduction fast")
         }
+    }
+
+    private func followInstructionSet(_ theirs: String) throws {
+        let mine = OneDNN.isa
+        guard theirs != mine else { return }
+        if OneDNN.pinnedByUser {
+            throw ClusterError("exact mode needs the coordinator's oneDNN instruction set \(theirs), but "
+                + "\(OneDNN.variable) pins this worker to \(mine); unset it or set it to \(theirs.uppercased())")
+        }
+        log("\(settings.name): switching oneDNN from \(mine) to the coordinator's \(theirs) (exact mode)")
+        let why = OneDNN.follow(theirs)
+        throw ClusterError("exact mode needs the coordinator's oneDNN instruction set \(theirs), and this worker "
+            + "runs \(mine): \(why); run the coordinator with \(OneDNN.variable)=\(mine.uppercased()), "
+            + "or use --reduction fast")
     }
 
     /// The samples: kept from the last session when the fingerprint matches, else this machine's own copy when it
@@ -143,7 +171,8 @@ extension WorkerNode {
         } catch {
             log("\(settings.name): no local copy of the data (\(error)); receiving it")
         }
-        try send(dealer, Codec.ready(job: session.jobID, worker: session.workerID, hasData: false))
+        try send(dealer, Codec.ready(job: session.jobID, worker: session.workerID, hasData: false,
+                                     products: session.products))
         let deadline = clock.now + settings.idleTimeout
         while clock.now < deadline {
             guard try Socket.poll([dealer], timeout: .seconds(1))[0],

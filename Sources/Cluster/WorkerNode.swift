@@ -40,6 +40,8 @@ public final class WorkerNode {
         let limits: Limits
         /// The coordinator's weights region, mapped read-only (nil: weights come as messages).
         let weightsRegion: SharedRegion?
+        /// Exact mode: this worker's fingerprint of the job's matrix products, sent with `ready` (0 in fast mode).
+        var products: UInt64 = 0
     }
 
     let settings: Settings
@@ -78,11 +80,12 @@ public final class WorkerNode {
         var previousID: UInt32 = 0
         var held: (fingerprint: String, job: Job, data: Dataset)?
         while true {
-            guard let session = try join(dealer, previousID: previousID) else {
+            guard var session = try join(dealer, previousID: previousID) else {
                 log("\(settings.name): the run finished before this worker joined again; stopping")
                 return
             }
             try followKernel(session.announcement)
+            session.products = productsFingerprint(session.announcement)
             let (job, data) = try prepareData(dealer, session, held: held)
             held = (session.announcement.fingerprint, job, data)
             // On the coordinator's machine (an ipc endpoint), results can be handed over in shared memory.
@@ -91,11 +94,11 @@ public final class WorkerNode {
                                slots: SharedRegion.resultSlots)
                 : nil
             try send(dealer, Codec.ready(job: session.jobID, worker: session.workerID, hasData: true,
-                                         region: region?.offer, readsWeightsRegion: session.weightsRegion != nil))
+                                         region: region?.offer, readsWeightsRegion: session.weightsRegion != nil,
+                                         products: session.products))
             // The coordinator names local workers itself; a remote one says where it is.
             if settings.parentPID == nil {
-                let products = job.options.reduction == .fast ? "; products on \(job.options.fastLibrary.description)" : ""
-                log("\(settings.name): joined as w\(session.workerID); BLAS \(BLASKernel.description)\(products)")
+                log("\(settings.name): joined as w\(session.workerID); \(GEMMLibrary.identity(job.options.library))")
             }
             switch try work(dealer, session, job: job, data: data, region: region) {
             case .finished:

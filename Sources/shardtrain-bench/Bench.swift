@@ -96,7 +96,7 @@ struct TrainThroughput: ParsableCommand {
         emit(["samples_per_second": median, "model": model.rawValue, "batch": batch, "optimizer": optimizer,
               "reduction": reduction,
               "threads": threads, "micro_shard": microShard, "kernel": BLAS.kernel,
-              "gemm": (options.reduction == .fast ? GEMMLibrary.fast : .openBLAS).description])
+              "gemm": options.library.description])
     }
 }
 
@@ -107,11 +107,11 @@ struct GEMMLimit: ParsableCommand {
     @Option var batch = 256
     @Option var threads = 1
     @Option var seconds = 1.0
-    @Option(help: "OpenBLAS or oneDNN.") var library = "OpenBLAS"
+    @Option(help: "openblas or onednn.") var library = "openblas"
 
     func validate() throws {
-        guard GEMMLibrary(rawValue: library) != nil else { throw ValidationError("--library: OpenBLAS or oneDNN") }
-        guard library == "OpenBLAS" || threads == 1 else { throw ValidationError("oneDNN runs one thread here") }
+        guard GEMMLibrary(rawValue: library) != nil else { throw ValidationError("--library: openblas or onednn") }
+        guard library == "openblas" || threads == 1 else { throw ValidationError("oneDNN runs one thread here") }
     }
 
     func run() {

@@ -5,6 +5,7 @@ import Engine
 import Foundation
 
 extension Reduction: ExpressibleByArgument {}
+extension GEMMLibrary: ExpressibleByArgument {}
 
 /// The optimizers `--optimizer` can name (each with `torch.optim`'s defaults).
 enum OptimizerName: String, ExpressibleByArgument, CaseIterable {
@@ -24,6 +25,7 @@ struct TrainingFlags: ParsableArguments {
     @Flag(help: ArgumentHelp(JobSetting.shuffle.help)) var noShuffle = false
     @Option(help: ArgumentHelp(JobSetting.microShard.help)) var microShard: Int?
     @Option(help: ArgumentHelp(JobSetting.reduction.help)) var reduction: Reduction?
+    @Option(help: ArgumentHelp(JobSetting.gemm.help)) var gemm: GEMMLibrary?
     @Option(help: ArgumentHelp(JobSetting.logEvery.help)) var logEvery: Int?
     @Option(help: "The optimizer, with torch.optim's defaults (unless the job names the same one).")
     var optimizer: OptimizerName?
@@ -35,7 +37,7 @@ struct TrainingFlags: ParsableArguments {
     @Option(help: ArgumentHelp("Threads computing micro-shards, each with single-threaded BLAS: in this process "
         + "(default: all cores), or in each local worker of `train --workers N` (default: 1)."))
     var threads: Int?
-    @Flag(help: "Print the set-up, the BLAS kernel and, when distributed, what each worker shares in memory and every step's timings (a line per step).") var verbose = false
+    @Flag(help: "Print the set-up, the GEMM library and its kernels and, when distributed, what each worker shares in memory and every step's timings (a line per step).") var verbose = false
     @Flag(help: "No progress line on standard error (it is drawn only on a terminal).") var noProgress = false
     @Flag(help: "Also write a record per optimizer step to the --metrics file (step, epoch, time, loss, samples, rate).")
     var metricsSteps = false
@@ -57,7 +59,7 @@ struct TrainingFlags: ParsableArguments {
         var overrides = JobOverrides(settings: [
             .epochs: epochs.map(String.init), .steps: steps.map(String.init), .batchSize: batchSize.map(String.init),
             .seed: seed.map(String.init), .shuffle: noShuffle ? "false" : nil,
-            .microShard: microShard.map(String.init), .reduction: reduction?.rawValue,
+            .microShard: microShard.map(String.init), .reduction: reduction?.rawValue, .gemm: gemm?.rawValue,
             .logEvery: logEvery.map(String.init),
         ])
         overrides.optimizer = optimizer?.rawValue
@@ -84,9 +86,9 @@ struct TrainingFlags: ParsableArguments {
             try Checkpointer(folder: $0, job: run.job, fingerprint: trainer.training.fingerprint)
         }
         if verbose {
-            let fast = run.job.options.reduction == .fast
-            print(run.summary + ", BLAS kernel \(BLASKernel.description)"
-                  + (fast ? ", products on \(run.job.options.fastLibrary.description)" : ""))
+            let library = run.job.options.library
+            print(run.summary + (library == .oneDNN ? ", products on \(library.description)," : ", products on OpenBLAS,")
+                  + " BLAS kernel \(BLASKernel.description)")
         }
         if resume, let checkpointer {
             if let path = try checkpointer.resume(trainer, log: logToStandardError) {

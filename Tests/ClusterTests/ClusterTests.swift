@@ -41,7 +41,7 @@ struct JobAnnouncementTests {
             """, file: "j.yaml", folder: "")
         job.model.inputs = 4
         let announcement = JobAnnouncement(job: job, samples: 90, fingerprint: String(repeating: "ab", count: 32),
-                                           blas: "SkylakeX")
+                                           blas: "SkylakeX", oneDNN: "avx2")
         let back = try JobAnnouncement(bytes: announcement.bytes)
         #expect(back == announcement)
     }

@@ -1,10 +1,11 @@
 import Foundation
 import Testing
 
-/// The kernel OpenBLAS loads is replaced by a stronger one the CPU can run, unless the user chose it.
+/// The kernel OpenBLAS loads is replaced by a stronger one the CPU can run, unless the user chose it (jobs on
+/// `--gemm openblas`, whose products it computes).
 struct BLASKernelSelectionTests {
     static func kernelLine(_ environment: [String: String]) throws -> (line: String, stderr: String) {
-        let result = try Command.run(["train", "--config", "examples/xor.yaml", "--epochs", "1", "--verbose"],
+        let result = try Command.run(["train", "--config", "examples/xor.yaml", "--epochs", "1", "--verbose", "--gemm", "openblas"],
                                      environment: environment)
         #expect(result.status == 0, "\(result.stderr)")
         let line = try #require(result.lines.first { $0.contains("BLAS kernel") })
@@ -37,10 +38,10 @@ struct BLASKernelSelectionTests {
     @Test("the same job gives the same bits whether the kernel was picked by OpenBLAS or by shardtrain")
     func sameBitsAfterReexecution() throws {
         let a = Command.temporaryPath("kernel-a.safetensors"), b = Command.temporaryPath("kernel-b.safetensors")
-        let unaided = try Command.run(["train", "--config", "examples/spirals.yaml", "--epochs", "2", "--save", a],
+        let unaided = try Command.run(["train", "--config", "examples/spirals.yaml", "--epochs", "2", "--gemm", "openblas", "--save", a],
                                       environment: Self.unset)
         let native = try Self.native().split(separator: " ").first.map(String.init) ?? ""
-        let replaced = try Command.run(["train", "--config", "examples/spirals.yaml", "--epochs", "2", "--save", b],
+        let replaced = try Command.run(["train", "--config", "examples/spirals.yaml", "--epochs", "2", "--gemm", "openblas", "--save", b],
                                        environment: ["OPENBLAS_CORETYPE": "Prescott", "SHARDTRAIN_BLAS_REPLACEABLE": "1"])
         #expect(unaided.status == 0 && replaced.status == 0)
         guard native != "Prescott" else { return }

@@ -51,7 +51,7 @@ struct HostileCoordinatorTests {
         let dataset = try Dataset(name: "fake", features: features, featureWidth: featureWidth, targets: targets,
                                   targetWidth: 1)
         let announcedSamples = lie == .hugeSamples ? Int.max / 2 : lie == .negativeSamples ? -5 : samples
-        let header = "shardtrain-job samples=\(announcedSamples) fingerprint=\(dataset.fingerprint) blas=Haswell\n"
+        let header = "shardtrain-job samples=\(announcedSamples) fingerprint=\(dataset.fingerprint) blas=Haswell onednn=avx2\n"
         var parameterCount = 2 * 4 + 4 + 4 * 2 + 2
         if lie == .parameterCount { parameterCount = 1 << 20 }
         if lie == .hugeModel { parameterCount = 2 * 500_000_000 + 500_000_000 + 500_000_000 * 2 + 2 }
@@ -73,7 +73,7 @@ struct HostileCoordinatorTests {
                 try send(Codec.job(Array((header + jobText).utf8), job: 77, worker: 1, parameterCount: parameterCount,
                                    maximumMicroShards: 4096, exact: false, heartbeat: .milliseconds(200),
                                    weightsRegion: region))
-            case .ready(let hasData, _, _):
+            case .ready(let hasData, _, _, _):
                 if !hasData {
                     samples = dataset.count
                     try send([Codec.dataHeader(job: 77, samples: samples, featureWidth: featureWidth, targetWidth: 1),

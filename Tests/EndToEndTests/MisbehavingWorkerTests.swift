@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import Testing
 import Wire
@@ -32,7 +33,20 @@ struct MisbehavingWorkerTests {
         let job: UInt64
         let worker: UInt32
         let limits: Limits
+        /// What a real worker's products of the job hash to here (exact mode admits only that).
+        let products: UInt64
         var count: Int { limits.parameterCount! }
+
+        /// The products' fingerprint of the job an announcement describes, as a worker computes it.
+        static func products(of description: [UInt8]) throws -> UInt64 {
+            let text = String(decoding: description, as: UTF8.self)
+            let newline = try #require(text.firstIndex(of: "\n"))
+            let samples = try #require(text[..<newline].split(separator: " ").first { $0.hasPrefix("samples=") }
+                .flatMap { Int($0.dropFirst("samples=".count)) })
+            let job = try Job.parse(String(text[text.index(after: newline)...]), file: "announcement", folder: "")
+            return Products.fingerprint(library: job.options.library, spec: job.model,
+                                        rows: job.microShardRows(samples: samples))
+        }
     }
 
     /// Starts a coordinator on `endpoint` for the XOR job (exact mode admits only workers on its BLAS kernel, pinned
@@ -51,7 +65,8 @@ struct MisbehavingWorkerTests {
         _ = try Command.waitForLine(in: log, containing: "waiting for 1 worker ", timeout: 30)
         let dealer = try Socket(Context(), .dealer)
         try dealer.connect(endpoint)
-        try dealer.send(Codec.hello(fields: ["name": name, "host": "test", "blas": "Haswell"], cores: 1, pid: 1))
+        try dealer.send(Codec.hello(fields: ["name": name, "host": "test", "blas": "Haswell", "onednn": "avx2"],
+                                    cores: 1, pid: 1))
         var joined: Joined?
         let deadline = Date().addingTimeInterval(20)
         while coordinator.isRunning && Date() < deadline {
@@ -59,9 +74,10 @@ struct MisbehavingWorkerTests {
                   case .frames(let frames)? = try dealer.receive(maximumFrames: 3) else { continue }
             let envelope = try Codec.decode(frames, limits: joined?.limits ?? Limits())
             switch envelope.payload {
-            case .job(_, let count, _, _, _, _):
+            case .job(let description, let count, _, _, _, _):
                 let (job, worker) = (envelope.header.job, envelope.header.worker)
-                joined = Joined(job: job, worker: worker, limits: Limits(parameterCount: count, job: job))
+                joined = Joined(job: job, worker: worker, limits: Limits(parameterCount: count, job: job),
+                                products: try Joined.products(of: Array(description)))
                 try dealer.send(ready(joined!))
             case .assignment(_, _, let attempt, _, let slot):
                 try dealer.send(answer(joined!, envelope.header.step, attempt, slot))
@@ -78,7 +94,7 @@ struct MisbehavingWorkerTests {
     func impossibleResult(lie: Lie) throws {
         let (status, text) = try runFakeWorker(
             endpoint: "tcp://127.0.0.1:\(Command.freePort())", name: "liar", flags: ["--reduction", lie.reduction],
-            ready: { try Codec.ready(job: $0.job, worker: $0.worker, hasData: true) },
+            ready: { try Codec.ready(job: $0.job, worker: $0.worker, hasData: true, products: $0.products) },
             answer: { joined, step, attempt, _ in try Self.answer(lie, joined, step, attempt) })
         #expect(status == 4)
         #expect(text.contains("w1 \"liar\" (test, pid 1) lost: ") && text.contains(lie.expected), "\(text)")
@@ -97,11 +113,23 @@ struct MisbehavingWorkerTests {
                 try Message(copying: values)]
     }
 
+    @Test("exact mode refuses a worker whose products of the job differ from the coordinator's, naming both")
+    func differentProducts() throws {
+        let (status, text) = try runFakeWorker(
+            endpoint: "tcp://127.0.0.1:\(Command.freePort())", name: "other-cpu", flags: ["--join-timeout", "3"],
+            ready: { try Codec.ready(job: $0.job, worker: $0.worker, hasData: true, products: $0.products ^ 1) },
+            answer: { _, _, _, _ in [] })
+        #expect(status == 4)
+        #expect(text.contains("w1 \"other-cpu\" (test, pid 1) lost: was refused: exact mode needs every worker's matrix "
+                              + "products to match the coordinator's bit for bit, and w1 \"other-cpu\" (test, pid 1)'s "
+                              + "differ (it runs oneDNN avx2, the coordinator oneDNN \(OneDNN.isa))"), "\(text)")
+    }
+
     @Test("a micro-shard's Floats holding a NaN stop the run as diverged (exit 3), as a worker's overflow does")
     func nonFiniteFloats() throws {
         let (status, text) = try runFakeWorker(
             endpoint: "tcp://127.0.0.1:\(Command.freePort())", name: "nan", flags: [],
-            ready: { try Codec.ready(job: $0.job, worker: $0.worker, hasData: true) },
+            ready: { try Codec.ready(job: $0.job, worker: $0.worker, hasData: true, products: $0.products) },
             answer: { joined, step, attempt, _ in
                 try Self.answer(Lie(floatShards: 1, floatValue: .nan, expected: ""), joined, step, attempt)
             })
@@ -131,7 +159,8 @@ struct MisbehavingWorkerTests {
                 // A plain file of the right size: this test's own copy of the region's bytes on disk.
                 let descriptor = kind == "a plain file" ? plainFile(size: r.size) : r.descriptor
                 return try Codec.ready(job: joined.job, worker: joined.worker, hasData: true,
-                                       region: RegionOffer(pid: getpid(), descriptor: descriptor, token: token))
+                                       region: RegionOffer(pid: getpid(), descriptor: descriptor, token: token),
+                                       products: joined.products)
             },
             answer: { joined, step, attempt, slot in
                 let r = try #require(region)

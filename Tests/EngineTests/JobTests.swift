@@ -49,6 +49,7 @@ struct JobTests {
             .dropLast: ("true", "2", "expected true or false, got '2'"),
             .microShard: ("2", "x", "expected a whole number, got 'x'"),
             .reduction: ("fast", "sloppy", "unknown reduction 'sloppy'; use exact or fast"),
+            .gemm: ("openblas", "mkl", "unknown GEMM library 'mkl'; use onednn or openblas"),
             .validationSplit: ("0.25", "1.5", "must lie in 0.0…0.99, got 1.5"),
             .logEvery: ("4", "0", "must be at least 1, got 0"),
         ]

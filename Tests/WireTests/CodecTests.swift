@@ -65,11 +65,11 @@ struct CodecTests {
     @Test("shared regions: offers, an assignment's slot, a gradient left in a slot and weights in the region round-trip; mismatches are refused")
     func sharedRegions() throws {
         let offer = RegionOffer(pid: 4242, descriptor: 7, token: 0x1234_5678_9ABC_DEF0)
-        guard case .ready(true, let decoded, true) = try Codec.decode(Codec.ready(job: 77, worker: 2, hasData: true,
-                                                                                  region: offer, readsWeightsRegion: true),
-                                                                      limits: Self.limits).payload,
-              case .ready(false, nil, false) = try Codec.decode(Codec.ready(job: 77, worker: 2, hasData: false),
-                                                                limits: Self.limits).payload
+        guard case .ready(true, let decoded, true, 0xFEED_0000_0000_0001) = try Codec.decode(
+                Codec.ready(job: 77, worker: 2, hasData: true, region: offer, readsWeightsRegion: true,
+                            products: 0xFEED_0000_0000_0001), limits: Self.limits).payload,
+              case .ready(false, nil, false, 0) = try Codec.decode(Codec.ready(job: 77, worker: 2, hasData: false),
+                                                                   limits: Self.limits).payload
         else { Issue.record("not ready"); return }
         #expect(decoded == offer)
         let weightsOffer = RegionOffer(pid: Int32.max, descriptor: 12, token: 99)
@@ -194,7 +194,7 @@ struct CodecTests {
     @Test("malformed messages are refused, each with its reason", arguments: [
         ([header(size: 79), [UInt8](repeating: 0, count: 20)], "header frame of 79 bytes"),
         ([header(magic: 0xDEADBEEF), [UInt8](repeating: 0, count: 20)], "bad magic 0xdeadbeef"),
-        ([header(version: 9), [UInt8](repeating: 0, count: 20)], "protocol version 9 but this build speaks 5"),
+        ([header(version: 9), [UInt8](repeating: 0, count: 20)], "protocol version 9 but this build speaks 6"),
         ([header(99), [UInt8](repeating: 0, count: 20)], "unknown message type 99"),
         ([header(frames: 2), [UInt8](repeating: 0, count: 20)], "declares 2 payload frames, carries 1"),
         ([header()], "declares 1 payload frames, carries 0"),

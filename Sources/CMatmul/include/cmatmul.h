@@ -19,6 +19,9 @@ const char *matmul_plan_implementation(const matmul_plan *plan);
 
 /* "oneDNN 2.6.3 avx512_core_bf16": the library and the instruction set it dispatches to on this CPU. */
 const char *matmul_library_name(void);
+/* The instruction set oneDNN dispatches to on this CPU, within ONEDNN_MAX_CPU_ISA (for example "avx512_core_bf16";
+ * upper-cased, the value ONEDNN_MAX_CPU_ISA takes to cap another process at it). */
+const char *matmul_isa_name(void);
 /* Makes the calling thread's oneDNN calls single-threaded (OpenMP's per-thread setting). */
 void matmul_use_one_thread(void);
 

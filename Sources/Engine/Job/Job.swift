@@ -63,3 +63,19 @@ public struct Job: Sendable, Equatable {
         return try JobParser(file: file, folder: folder).job(&top)
     }
 }
+
+extension Job {
+    /// The row counts of the micro-shards an exact run over `samples` training samples computes: full micro-shards,
+    /// and the short ones a batch or the epoch's last batch ends with.
+    public func microShardRows(samples: Int) -> [Int] {
+        let batch = min(options.batchSize, max(1, samples)), size = options.microShardSize
+        var batches: Set<Int> = [batch]
+        if samples % batch != 0 && !options.dropLast { batches.insert(samples % batch) }
+        var rows: Set<Int> = []
+        for b in batches {
+            if b >= size { rows.insert(size) }
+            if b % size != 0 { rows.insert(b % size) }
+        }
+        return rows.sorted()
+    }
+}

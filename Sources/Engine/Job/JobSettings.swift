@@ -14,6 +14,7 @@ public enum JobSetting: String, CaseIterable, Sendable {
     case dropLast = "drop_last"
     case microShard = "micro_shard"
     case reduction
+    case gemm
     case validationSplit = "validation_split"
     case logEvery = "log_every"
 
@@ -34,6 +35,7 @@ public enum JobSetting: String, CaseIterable, Sendable {
         case .dropLast: "Leave out each epoch's last batch when it is short."
         case .microShard: "Samples per micro-shard (the unit computed identically everywhere)."
         case .reduction: "How gradients are added: exact (same bits for any split) or fast (one GEMM per batch)."
+        case .gemm: "The matrix-product library: onednn (default) or openblas."
         case .validationSplit: "Fraction of the samples held out and evaluated after each epoch."
         case .logEvery: "Print every this many epochs."
         }
@@ -56,6 +58,13 @@ public enum JobSetting: String, CaseIterable, Sendable {
                 }
                 job.options.reduction = mode
             }
+        case .gemm:
+            if let name = try reader.string(key) {
+                guard let library = GEMMLibrary(rawValue: name) else {
+                    throw reader.fail(key, reader.node(key), "unknown GEMM library '\(name)'; use onednn or openblas")
+                }
+                job.options.library = library
+            }
         case .validationSplit: if let f = try reader.double(key, in: 0...0.99) { job.validationSplit = f }
         case .logEvery: if let n = try reader.int(key, minimum: 1) { job.logEvery = n }
         }
@@ -77,6 +86,10 @@ public enum JobSetting: String, CaseIterable, Sendable {
         case .dropLast: value = "\(job.options.dropLast)"
         case .microShard: value = "\(job.options.microShardSize)"
         case .reduction: value = "\"\(job.options.reduction.rawValue)\""
+        case .gemm:
+            // Left out at the default, so the text (and checkpoints' job hash) of every earlier job stays the same.
+            guard job.options.library != .oneDNN else { return nil }
+            value = "\"\(job.options.library.rawValue)\""
         case .validationSplit: value = "\(job.validationSplit)"
         case .logEvery:
             guard let n = job.logEvery else { return nil }

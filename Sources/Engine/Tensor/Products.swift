@@ -1,19 +1,21 @@
 import CMatmul
 
-/// The library that computes a network's matrix products.
+/// The library that computes a network's matrix products, a job setting (`gemm`).
 ///
-/// Exact mode needs bits every worker reproduces, so it runs on OpenBLAS, whose kernel is named, checked and
-/// followed across machines (`BLASKernel`). Fast mode promises no bits across machines and takes the faster
-/// library where one exists: oneDNN's matmul primitives, planned once per shape (`scripts/bench-gemm.sh` measures
-/// both on a step's products).
-public enum GEMMLibrary: String, Sendable {
-    case openBLAS = "OpenBLAS"
-    case oneDNN
+/// oneDNN's matmul primitives, planned once per shape, are the default: faster than OpenBLAS on a step's products
+/// (`scripts/bench-gemm.sh` measures both). Either library's bits depend on the instruction set it runs, so exact
+/// mode admits a worker only when its products of the job match the coordinator's bit for bit (`fingerprint`).
+public enum GEMMLibrary: String, Sendable, CaseIterable {
+    case oneDNN = "onednn"
+    case openBLAS = "openblas"
 
-    /// The library fast mode uses.
-    public static let fast: GEMMLibrary = .oneDNN
+    /// The library and the kernels it runs here, as join lines name them: "oneDNN avx512_core_bf16",
+    /// "OpenBLAS Cooperlake".
+    public static func identity(_ library: GEMMLibrary) -> String {
+        library == .oneDNN ? "oneDNN \(OneDNN.isa)" : "OpenBLAS \(BLASKernel.description)"
+    }
 
-    /// The library and what it runs on this CPU, for `--verbose` and the benchmarks.
+    /// The library and what it runs on this CPU, for `--verbose`, the join lines and the benchmarks.
     public var description: String {
         switch self {
         case .openBLAS: "OpenBLAS \(BLAS.kernel)"
@@ -74,5 +76,45 @@ package final class Products {
                                       Int64(shape.ldb), Int64(shape.ldc), Float(bitPattern: shape.beta), nil)
         plans[shape] = made
         return made
+    }
+}
+
+extension Products {
+    /// A hash of the bits of every product a network of `spec` makes on a micro-shard of each of `rows` samples
+    /// (forward, weight gradients, input gradients; the shapes and strides `Network` uses), on fixed made-up inputs.
+    /// Two processes with the same fingerprint compute these products identically, so exact mode compares it
+    /// instead of trusting library and kernel names.
+    package static func fingerprint(library: GEMMLibrary, spec: ModelSpec, rows: [Int]) -> UInt64 {
+        let products = Products(library: library)
+        let layers = spec.layout.layers
+        let largestRows = rows.max() ?? 1
+        let widest = max(spec.inputs, layers.map(\.outputs).max() ?? 1)
+        let x = Buffer<Float>(count: largestRows * widest), dz = Buffer<Float>(count: largestRows * widest)
+        let w = Buffer<Float>(count: layers.map { $0.inputs * $0.outputs }.max() ?? 1)
+        let out = Buffer<Float>(count: max(largestRows * widest, w.count))
+        var random = Xoshiro(seed: 0x5EED)
+        for buffer in [x, dz, w] {
+            for i in 0..<buffer.count { buffer[i] = random.nextUnitFloat() * 2 - 1 }
+        }
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        func mix(_ count: Int) {
+            for i in 0..<count {
+                hash = (hash ^ UInt64(out[i].bitPattern)) &* 0x0000_0100_0000_01B3
+            }
+        }
+        for r in Set(rows).sorted() {
+            for d in layers {
+                products(.none, .transposed, m: r, n: d.outputs, k: d.inputs, x.pointer, lda: d.inputs,
+                         w.pointer, ldb: d.inputs, beta: 0, out.pointer, ldc: d.outputs)
+                mix(r * d.outputs)
+                products(.transposed, .none, m: d.outputs, n: d.inputs, k: r, dz.pointer, lda: d.outputs,
+                         x.pointer, ldb: d.inputs, beta: 0, out.pointer, ldc: d.inputs)
+                mix(d.outputs * d.inputs)
+                products(.none, .none, m: r, n: d.inputs, k: d.outputs, dz.pointer, lda: d.outputs,
+                         w.pointer, ldb: d.inputs, beta: 0, out.pointer, ldc: d.inputs)
+                mix(r * d.inputs)
+            }
+        }
+        return hash
     }
 }

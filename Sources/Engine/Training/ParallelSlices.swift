@@ -13,12 +13,12 @@ public final class ParallelSlices {
     private let partials: [GradientSum]
 
     public init(spec: ModelSpec, loss: Loss, targetWidth: Int, microShardSize: Int, reduction: Reduction,
-                largestSlice: Int, threads: Int, fastLibrary: GEMMLibrary = .fast) {
+                largestSlice: Int, threads: Int, library: GEMMLibrary = .oneDNN) {
         self.threads = max(1, threads)
         self.reduction = reduction
         computers = (0..<self.threads).map { _ in
             SliceComputer(spec: spec, loss: loss, targetWidth: targetWidth, microShardSize: microShardSize,
-                          reduction: reduction, largestSlice: largestSlice, fastLibrary: fastLibrary)
+                          reduction: reduction, largestSlice: largestSlice, library: library)
         }
         partials = (1..<self.threads).map { _ in
             GradientSum(count: spec.layout.parameterCount, reduction: reduction)

@@ -18,13 +18,13 @@ public final class SliceComputer {
 
     /// `largestSlice` bounds the samples a fast-mode slice may hold (the batch size).
     public init(spec: ModelSpec, loss: Loss, targetWidth: Int, microShardSize: Int, reduction: Reduction,
-                largestSlice: Int, fastLibrary: GEMMLibrary = .fast) {
+                largestSlice: Int, library: GEMMLibrary = .oneDNN) {
         self.microShardSize = microShardSize
         self.reduction = reduction
         // No slice holds more than a batch, whatever the micro-shard size.
         let capacity = max(1, reduction == .exact ? min(microShardSize, largestSlice) : largestSlice)
         network = Network(spec: spec, loss: loss, targetWidth: targetWidth, capacity: capacity,
-                          library: reduction == .fast ? fastLibrary : .openBLAS)
+                          library: library)
         let parameterCount = network.layout.parameterCount
         scratch = Buffer(count: reduction == .fast ? parameterCount : 0)
         pending = reduction == .exact ? (0..<4).map { _ in Buffer(count: parameterCount) } : []

@@ -69,13 +69,13 @@ public final class Trainer {
             computer = SliceComputer(spec: spec, loss: loss, targetWidth: training.targetWidth,
                                      microShardSize: options.microShardSize, reduction: options.reduction,
                                      largestSlice: min(options.batchSize, training.count),
-                                     fastLibrary: options.fastLibrary)
+                                     library: options.library)
         } else {
             let local = LocalGradientSource(
                 ParallelSlices(spec: spec, loss: loss, targetWidth: training.targetWidth,
                                microShardSize: options.microShardSize, reduction: options.reduction,
                                largestSlice: min(options.batchSize, training.count), threads: options.threads,
-                               fastLibrary: options.fastLibrary), data: training)
+                               library: options.library), data: training)
             self.source = local
             computer = local.slices.computers[0]
         }

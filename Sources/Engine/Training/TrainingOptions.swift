@@ -18,8 +18,8 @@ public struct TrainingOptions: Sendable, Equatable {
     public var reduction: Reduction = .exact
     /// Threads computing micro-shards in this process (each with single-threaded BLAS when more than one).
     public var threads = 1
-    /// The library of fast mode's products (exact mode's are OpenBLAS's; see `GEMMLibrary`).
-    public var fastLibrary = GEMMLibrary.fast
+    /// The library of every matrix product (see `GEMMLibrary`).
+    public var library = GEMMLibrary.oneDNN
 
     public init() {}
 }

@@ -90,11 +90,11 @@ public enum Codec {
     }
 
     public static func ready(job: UInt64, worker: UInt32, hasData: Bool, region: RegionOffer? = nil,
-                             readsWeightsRegion: Bool = false) throws -> [Message] {
+                             readsWeightsRegion: Bool = false, products: UInt64 = 0) throws -> [Message] {
         [try Message(copying: Header(type: .ready, job: job, worker: worker,
                                      fields: [hasData ? 1 : 0, region.map { UInt64($0.pid) } ?? 0,
                                               region.map { UInt64($0.descriptor) } ?? 0, region?.token ?? 0,
-                                              readsWeightsRegion ? 1 : 0]).encoded())]
+                                              readsWeightsRegion ? 1 : 0, products]).encoded())]
     }
 
     /// The data header; send it followed by a frame of features then targets (Float32).
@@ -301,7 +301,7 @@ public enum Codec {
                     + "out of range")
             }
             let region = f[1] == 0 ? nil : RegionOffer(pid: Int32(f[1]), descriptor: Int32(f[2]), token: f[3])
-            return .ready(hasData: f[0] == 1, region: region, readsWeightsRegion: f[4] == 1)
+            return .ready(hasData: f[0] == 1, region: region, readsWeightsRegion: f[4] == 1, products: f[5])
         case .data:
             guard f[0] >= 1, f[1] >= 1, f[2] >= 1, f[0] < 1 << 40, f[1] < 1 << 24, f[2] < 1 << 24 else {
                 throw .badField(.data, "samples \(f[0]), widths \(f[1]) and \(f[2]) out of range")

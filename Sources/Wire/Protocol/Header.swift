@@ -12,7 +12,7 @@
 /// | 32 | fields `6 × u64` | type-specific values, see `MessageType` |
 public struct Header: Sendable, Equatable {
     public static let magic: UInt32 = 0x4E52_5453
-    public static let protocolVersion: UInt16 = 5
+    public static let protocolVersion: UInt16 = 6
     public static let byteCount = 80
 
     public var type: MessageType
@@ -99,7 +99,7 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     /// Worker → coordinator after a job: field 0 is 1 if its own copy of the data matched the job's fingerprint,
     /// 0 if it needs the data sent; fields 1-3, a worker with a result region (`SharedRegion`): its pid, the
     /// region's descriptor and its token (0 when it has none); field 4, 1 if it mapped the coordinator's weights
-    /// region. No payload.
+    /// region; field 5, exact mode: the fingerprint of its matrix products of the job (0 in fast mode). No payload.
     case ready = 9
     /// Coordinator → worker: the training samples, once. Fields: samples, feature width, target width. Frame:
     /// `samples × feature width` Float32 features, then `samples × target width` Float32 targets.

@@ -22,7 +22,7 @@ public enum Payload {
     case error(String)
     case shutdown(String, Disposition)
     /// `region`: the worker's result region; `readsWeightsRegion`: it mapped the coordinator's weights region.
-    case ready(hasData: Bool, region: RegionOffer?, readsWeightsRegion: Bool)
+    case ready(hasData: Bool, region: RegionOffer?, readsWeightsRegion: Bool, products: UInt64)
     case data(samples: Int, featureWidth: Int, targetWidth: Int, FloatFrame)
 }
 

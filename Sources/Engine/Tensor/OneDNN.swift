@@ -1,0 +1,34 @@
+import CMatmul
+import Foundation
+
+/// The instruction set oneDNN runs, and how an exact-mode worker takes on the coordinator's.
+///
+/// oneDNN picks its kernels from the CPU's features when it first plans a product; `ONEDNN_MAX_CPU_ISA` caps that
+/// choice and is read only then, so a worker follows another instruction set by re-executing itself with it.
+public enum OneDNN {
+    /// The cap oneDNN reads.
+    public static let variable = "ONEDNN_MAX_CPU_ISA"
+    /// Set by shardtrain when it re-executed a worker with the coordinator's instruction set.
+    static let followed = "SHARDTRAIN_ONEDNN_FOLLOWED"
+
+    /// The instruction set oneDNN dispatches to here, e.g. "avx512_core_bf16".
+    public static var isa: String { String(cString: matmul_isa_name()) }
+
+    /// Whether `ONEDNN_MAX_CPU_ISA` was set by the user (it then wins over following a coordinator).
+    public static var pinnedByUser: Bool {
+        let environment = ProcessInfo.processInfo.environment
+        return environment[variable] != nil && environment[followed] == nil
+    }
+
+    /// Re-executes this program capped at `isa`; returns why it cannot when this process already tried (the CPU
+    /// or this oneDNN cannot run it) or cannot re-execute.
+    public static func follow(_ isa: String) -> String {
+        guard ProcessInfo.processInfo.environment[followed] == nil else {
+            return "this CPU runs \(OneDNN.isa) under \(variable)=\(isa.uppercased())"
+        }
+        setenv(variable, isa.uppercased(), 1)
+        setenv(followed, isa, 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        return "cannot re-execute: \(String(cString: strerror(errno)))"
+    }
+}
