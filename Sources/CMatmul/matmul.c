@@ -154,4 +154,21 @@ const char *matmul_library_name(void) {
     return library_name;
 }
 
+/* The bits must not depend on the CPU: no contraction into FMA, and the compiler may not reorder a sum. */
+#pragma clang fp contract(off)
+void matmul_small(int transpose_a, int transpose_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    for (int64_t i = 0; i < m; i++) {
+        for (int64_t j = 0; j < n; j++) {
+            float sum = 0;
+            for (int64_t p = 0; p < k; p++) {
+                float x = transpose_a ? a[p * lda + i] : a[i * lda + p];
+                float y = transpose_b ? b[j * ldb + p] : b[p * ldb + j];
+                sum = sum + x * y;
+            }
+            c[i * ldc + j] = beta == 0 ? sum : sum + beta * c[i * ldc + j];
+        }
+    }
+}
+
 void matmul_use_one_thread(void) { omp_set_num_threads(1); }

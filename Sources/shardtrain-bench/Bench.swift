@@ -71,6 +71,7 @@ struct TrainThroughput: ParsableCommand {
     @Option var threads = 1
     @Option var microShard = 128
     @Option(help: "Measured epochs of 8 steps each, after one warm-up epoch.") var epochs = 6
+    @Option(help: "onednn or openblas.") var gemm = "onednn"
 
     func run() throws {
         BLAS.setThreads(1)
@@ -79,6 +80,7 @@ struct TrainThroughput: ParsableCommand {
         options.batchSize = batch
         options.microShardSize = microShard
         options.reduction = Reduction(rawValue: reduction)!
+        options.library = GEMMLibrary(rawValue: gemm) ?? .oneDNN
         options.length = .epochs(epochs + 1)
         if optimizer == "sgd" {
             var sgd = SGD.Options()

@@ -46,10 +46,10 @@ struct AllocationTests {
                 // ...except oneDNN's own: its execute builds a small argument map on every product (no packing
                 // buffers: those are the plan's scratchpad). The same few small blocks per product, every epoch.
                 let perRun = epochCosts.first.map { $0.runs > 0 ? $0.allocations / $0.runs : -1 } ?? -1
-                // 8 products a slice (3 layers: forward each, weight gradients each, input gradients of two), 6 steps an
-                // epoch, and a slice per micro-shard (16, 16, 16, 2) in exact mode or per batch in fast mode.
-                let runs = 8 * 6 * (reduction == .exact ? 4 : 1)
-                #expect(epochCosts.allSatisfy { $0.runs == runs && $0.allocations == perRun * $0.runs }, "\(context)")
+                // The same products every epoch (those too small for a library call loop without one).
+                let runs = epochCosts.first?.runs ?? 0
+                #expect(runs > 0 && epochCosts.allSatisfy { $0.runs == runs && $0.allocations == perRun * runs },
+                        "\(context)")
                 #expect((0...8).contains(perRun) && epochCosts.allSatisfy { $0.bytes <= 512 * $0.runs },
                         "\(context)")
             }

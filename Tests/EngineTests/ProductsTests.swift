@@ -47,4 +47,39 @@ struct ProductsTests {
                     "\(products.implementations)")
         }
     }
+
+    @Test("the smallest products loop in k order with a rounded multiply and add: the scalar sum's bits on any CPU")
+    func smallProductsAreScalarSums() {
+        let products = Products(library: .oneDNN)
+        var random = Xoshiro(seed: 12)
+        for (m, n, k) in [(4, 3, 2), (4, 1, 3), (7, 5, 9), (1, 1, 1024), (8, 16, 8)] {
+            #expect(m * n * k <= 1024)
+            for transA in [Transpose.none, .transposed] {
+                for transB in [Transpose.none, .transposed] {
+                    for beta: Float in [0, 0.5] {
+                        let lda = transA == .none ? k : m, ldb = transB == .none ? n : k
+                        let a = (0..<m * k).map { _ in random.nextUnitFloat() * 2 - 1 }
+                        let b = (0..<k * n).map { _ in random.nextUnitFloat() * 2 - 1 }
+                        let before = (0..<m * n).map { _ in random.nextUnitFloat() * 2 - 1 }
+                        var c = before
+                        products(transA, transB, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, beta: beta, &c, ldc: n)
+                        var expected = before
+                        for i in 0..<m {
+                            for j in 0..<n {
+                                var sum: Float = 0
+                                for p in 0..<k {
+                                    let x = transA == .none ? a[i * lda + p] : a[p * lda + i]
+                                    let y = transB == .none ? b[p * ldb + j] : b[j * ldb + p]
+                                    sum = sum + x * y
+                                }
+                                expected[i * n + j] = beta == 0 ? sum : sum + beta * before[i * n + j]
+                            }
+                        }
+                        #expect(c.map(\.bitPattern) == expected.map(\.bitPattern), "\(m)×\(n)×\(k) \(transA) \(transB)")
+                    }
+                }
+            }
+        }
+        #expect(products.oneDNNRuns == 0)
+    }
 }

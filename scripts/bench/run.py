@@ -80,7 +80,7 @@ def main():
                              "--seconds", seconds], env)
             # oneDNN runs one thread per slice, so its limit on t threads is t slices of batch/t at one thread's speed.
             onednn = measure([BENCH, "sgemm", "--model", model, "--batch", str(batch // threads), "--library",
-                              "oneDNN", "--seconds", seconds], env)
+                              "onednn", "--seconds", seconds], env)
             limits = {"OpenBLAS": limit["limit_samples_per_second"],
                       "oneDNN": onednn["limit_samples_per_second"] * threads}
             best = max(limits, key=limits.get)
@@ -124,8 +124,8 @@ def main():
 
 def print_row(row, first, env_label, kernel, onednn):
     if first:
-        print(f"\nBLAS {env_label}: exact mode on OpenBLAS kernel {kernel}, fast mode on {onednn}; the limit is the "
-              f"faster library's sgemm on the step's products (O: OpenBLAS, D: oneDNN)")
+        print(f"\nBLAS {env_label}: products on {onednn} (OpenBLAS kernel {kernel}); the limit is the faster "
+              f"library's sgemm on the step's products (O: OpenBLAS, D: oneDNN)")
         print(f"{'model':>9} {'thr':>3} {'batch':>5} {'opt':>4} | {'exact':>7} {'fast':>7} {'torch':>7} | {'ex/tor':>6} "
               f"{'fa/tor':>6} | {'limit':>8} {'ex/lim':>6} {'fa/lim':>6} | {'ex/fa':>5} | RSS MiB ex/fa/torch")
     torch = row["torch"]["value"] if row["torch"] else None

@@ -19,6 +19,12 @@ const char *matmul_plan_implementation(const matmul_plan *plan);
 
 /* "oneDNN 2.6.3 avx512_core_bf16": the library and the instruction set it dispatches to on this CPU. */
 const char *matmul_library_name(void);
+/* Products too small for a library call to pay (m·n·k at most `matmul_small_limit`): a plain loop, each element's
+ * sum in k order with a rounded multiply and add (no FMA), so its bits are the same on every CPU. */
+enum { matmul_small_limit = 1024 };
+void matmul_small(int transpose_a, int transpose_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
 /* The instruction set oneDNN dispatches to on this CPU, within ONEDNN_MAX_CPU_ISA (for example "avx512_core_bf16";
  * upper-cased, the value ONEDNN_MAX_CPU_ISA takes to cap another process at it). */
 const char *matmul_isa_name(void);

@@ -52,6 +52,12 @@ package final class Products {
         _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
         beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
+        // A library call costs ~0.5 µs before any arithmetic: the smallest products (the seed's XOR net) loop here.
+        if library == .oneDNN && m * n * k <= Int(matmul_small_limit) {
+            matmul_small(transA == .transposed ? 1 : 0, transB == .transposed ? 1 : 0, Int64(m), Int64(n), Int64(k),
+                         a, Int64(lda), b, Int64(ldb), beta, c, Int64(ldc))
+            return
+        }
         if library == .oneDNN, let plan = plan(Shape(transA: transA, transB: transB, m: m, n: n, k: k,
                                                      lda: lda, ldb: ldb, ldc: ldc, beta: beta.bitPattern)) {
             // OpenMP's thread count is per thread, and the caller's thread may change between steps.
