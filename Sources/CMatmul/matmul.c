@@ -10,21 +10,20 @@ void omp_set_num_threads(int);
 
 struct matmul_plan {
     dnnl_primitive_t primitive;
+    /* Each plan's own stream: a plan runs on one thread at a time, and oneDNN does not promise a stream is safe to
+     * share between threads. */
+    dnnl_stream_t stream;
     dnnl_memory_t a, b, c, scratchpad;
     void *scratchpad_bytes;
     const char *implementation;
 };
 
-/* One CPU engine and stream for the process; oneDNN lets every thread use them. */
+/* One CPU engine for the process (an engine may be shared between threads). */
 static dnnl_engine_t engine;
-static dnnl_stream_t stream;
 static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
 static dnnl_status_t engine_status;
 
-static void make_engine(void) {
-    engine_status = dnnl_engine_create(&engine, dnnl_cpu, 0);
-    if (engine_status == dnnl_success) engine_status = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
-}
+static void make_engine(void) { engine_status = dnnl_engine_create(&engine, dnnl_cpu, 0); }
 
 static int fail(char error[128], const char *what, dnnl_status_t status) {
     if (error) snprintf(error, 128, "oneDNN %s failed (status %d)", what, (int)status);
@@ -40,9 +39,12 @@ static dnnl_status_t describe(dnnl_memory_desc_t *desc, int transposed, int64_t 
 
 matmul_plan *matmul_plan_create(int transpose_a, int transpose_b, int64_t m, int64_t n, int64_t k, int64_t lda,
                                 int64_t ldb, int64_t ldc, float beta, char error[128]) {
+    /* A primitive fixes its thread count when it is made (oneDNN reads OpenMP's then), not when it runs. */
+    matmul_use_one_thread();
     pthread_once(&engine_once, make_engine);
     if (engine_status != dnnl_success) return fail(error, "engine", engine_status), NULL;
     matmul_plan *plan = calloc(1, sizeof *plan);
+    if (!plan) return fail(error, "allocating a plan", dnnl_out_of_memory), NULL;
     dnnl_primitive_attr_t attributes = NULL;
     dnnl_post_ops_t post_ops = NULL;
     dnnl_primitive_desc_t descriptor = NULL;
@@ -74,13 +76,18 @@ matmul_plan *matmul_plan_create(int transpose_a, int transpose_b, int64_t m, int
     }
     step = "creating the primitive";
     if ((s = dnnl_primitive_create(&plan->primitive, descriptor))
+        || (s = dnnl_stream_create(&plan->stream, engine, dnnl_stream_default_flags))
         || (s = dnnl_memory_create(&plan->a, &a, engine, DNNL_MEMORY_NONE))
         || (s = dnnl_memory_create(&plan->b, &b, engine, DNNL_MEMORY_NONE))
         || (s = dnnl_memory_create(&plan->c, &c, engine, DNNL_MEMORY_NONE))
         || (scratchpad && (s = dnnl_memory_create(&plan->scratchpad, scratchpad, engine, plan->scratchpad_bytes))))
         goto failed;
     /* The implementation string lives in the descriptor; keep a copy that outlives it. */
-    plan->implementation = strdup(plan->implementation);
+    plan->implementation = strdup(plan->implementation ? plan->implementation : "unknown");
+    if (!plan->implementation) {
+        s = dnnl_out_of_memory;
+        goto failed;
+    }
     dnnl_primitive_desc_destroy(descriptor);
     dnnl_primitive_attr_destroy(attributes);
     if (post_ops) dnnl_post_ops_destroy(post_ops);
@@ -103,12 +110,13 @@ int matmul_plan_run(matmul_plan *plan, const float *a, const float *b, float *c)
     dnnl_exec_arg_t arguments[4] = {
         {DNNL_ARG_SRC, plan->a}, {DNNL_ARG_WEIGHTS, plan->b}, {DNNL_ARG_DST, plan->c},
         {DNNL_ARG_SCRATCHPAD, plan->scratchpad}};
-    return (int)dnnl_primitive_execute(plan->primitive, stream, plan->scratchpad ? 4 : 3, arguments);
+    return (int)dnnl_primitive_execute(plan->primitive, plan->stream, plan->scratchpad ? 4 : 3, arguments);
 }
 
 void matmul_plan_destroy(matmul_plan *plan) {
     if (!plan) return;
     if (plan->primitive) dnnl_primitive_destroy(plan->primitive);
+    if (plan->stream) dnnl_stream_destroy(plan->stream);
     if (plan->a) dnnl_memory_destroy(plan->a);
     if (plan->b) dnnl_memory_destroy(plan->b);
     if (plan->c) dnnl_memory_destroy(plan->c);

@@ -120,6 +120,8 @@ extension Coordinator {
             why = "exact mode needs every worker on the coordinator's BLAS kernel \(BLASKernel.loaded), and "
                 + "\(member.label) runs \(member.blas); start it with OPENBLAS_CORETYPE=\(BLASKernel.loaded) if its CPU "
                 + "can run that kernel, or use --reduction fast"
+        } else if job.options.reduction == .fast, products != 0 {
+            why = "\(member.label) sent a products fingerprint in fast mode (\(products)), which no worker of this build does"
         } else if job.options.reduction == .exact, products != productsFingerprint {
             // Names can agree while bits differ (a kernel's blocking may follow the CPU's caches): the bits decide.
             why = "exact mode needs every worker's matrix products to match the coordinator's bit for bit, and "

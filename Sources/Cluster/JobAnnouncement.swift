@@ -36,7 +36,7 @@ public struct JobAnnouncement: Sendable, Equatable {
               let samples = Int(fields[1].dropFirst("samples=".count)), fields[1].hasPrefix("samples="),
               fields[2].hasPrefix("fingerprint="), fields[2].count == "fingerprint=".count + 64,
               fields[3].hasPrefix("blas="), fields[3].count > "blas=".count, fields[3].count <= 64,
-              fields[4].hasPrefix("onednn="), fields[4].count > "onednn=".count, fields[4].count <= 64 else {
+              fields[4].hasPrefix("onednn="), OneDNN.instructionSets.contains(String(fields[4].dropFirst(7))) else {
             throw ClusterError("job announcement header is malformed: \(text[..<newline].prefix(120))")
         }
         self.samples = samples

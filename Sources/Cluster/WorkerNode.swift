@@ -122,7 +122,8 @@ public final class WorkerNode {
         BLAS.setThreads(1)
         let slices = ParallelSlices(spec: job.model, loss: job.loss, targetWidth: data.targetWidth,
                                     microShardSize: options.microShardSize, reduction: options.reduction,
-                                    largestSlice: min(options.batchSize, data.count), threads: settings.threads)
+                                    largestSlice: min(options.batchSize, data.count), threads: settings.threads,
+                                    library: options.library)
         let plan = BatchPlan(sampleCount: data.count, batchSize: options.batchSize, shuffle: options.shuffle,
                              dropLast: options.dropLast, seed: options.seed)
         let parameters = Buffer<Float>(count: job.model.layout.parameterCount)

@@ -44,7 +44,7 @@ struct GradientCheckTests {
             + [LayerSpec(units: 3, activation: c.output)]
         let spec = ModelSpec(inputs: 3, layers: layers)
         let rows = 5, targetWidth = c.classIndices ? 1 : 3
-        let network = Network(spec: spec, loss: c.loss, targetWidth: targetWidth, capacity: rows)
+        let network = Network(spec: spec, loss: c.loss, targetWidth: targetWidth, capacity: rows, library: .oneDNN)
         var random = Xoshiro(seed: 99)
         for i in 0..<network.input.count { network.input[i] = Float(random.nextGaussian()) }
         for i in 0..<network.targets.count {

@@ -17,7 +17,7 @@ struct MicroShardTests {
         let total = GradientSum(count: parameters.count, reduction: reduction)
         for group in groups {
             let worker = SliceComputer(spec: spec, loss: .crossEntropy, targetWidth: 1, microShardSize: microShard,
-                                       reduction: reduction, largestSlice: batch.count)
+                                       reduction: reduction, largestSlice: batch.count, library: .oneDNN)
             let part = GradientSum(count: parameters.count, reduction: reduction)
             batch.withUnsafeBufferPointer {
                 worker.accumulate(batch: $0, microShards: group, data: data, parameters: parameters.pointer, into: part)
@@ -70,7 +70,8 @@ struct MicroShardTests {
                 let total = GradientSum(count: count, reduction: .exact)
                 total.holdsInputs = holds
                 let slices = ParallelSlices(spec: spec, loss: .crossEntropy, targetWidth: 1, microShardSize: microShard,
-                                            reduction: .exact, largestSlice: order.count, threads: threads)
+                                            reduction: .exact, largestSlice: order.count, threads: threads,
+                                            library: .oneDNN)
                 var kept: [AnyObject] = []
                 for (share, floats) in shares {
                     order.withUnsafeBufferPointer { batch in
@@ -126,7 +127,7 @@ struct MicroShardTests {
         let batch = Array(0..<100)
         func mean(_ reduction: Reduction) -> [Float] {
             let computer = SliceComputer(spec: spec, loss: .crossEntropy, targetWidth: 1, microShardSize: microShard,
-                                         reduction: reduction, largestSlice: batch.count)
+                                         reduction: reduction, largestSlice: batch.count, library: .oneDNN)
             let sum = GradientSum(count: parameters.count, reduction: reduction)
             batch.withUnsafeBufferPointer {
                 computer.accumulate(batch: $0, microShards: 0 ..< computer.microShardCount(batchSize: 100),

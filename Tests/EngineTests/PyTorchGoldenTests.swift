@@ -16,7 +16,7 @@ struct PyTorchGoldenTests {
         let spec = golden.model, x = golden.floats("x"), y = golden.floats("y")
         let loss = try #require(Loss(rawValue: golden.string("loss")))
         let targetWidth = golden.int("target_width"), rows = x.count / spec.inputs
-        let network = Network(spec: spec, loss: loss, targetWidth: targetWidth, capacity: rows)
+        let network = Network(spec: spec, loss: loss, targetWidth: targetWidth, capacity: rows, library: .oneDNN)
         _ = network.input.elements.update(fromContentsOf: x)
         _ = network.targets.elements.update(fromContentsOf: y)
         let parameters = Buffer(golden.floats("parameters")), gradient = Buffer<Float>(count: parameters.count)

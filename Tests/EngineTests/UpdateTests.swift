@@ -3,7 +3,8 @@ import Testing
 @testable import Engine
 
 /// SGD's one-pass update: on every instruction set, the bits of torch.optim.SGD's arithmetic written out plainly,
-/// and a NaN or infinity anywhere in the gradient reported.
+/// and a NaN or infinity anywhere in the gradient reported. Serialized: the instruction set is the process's.
+@Suite(.serialized)
 struct UpdateTests {
     /// `torch.optim.SGD` for one element, scalar, in the order PyTorch documents.
     static func reference(_ p: inout Float, _ v: inout Float, g raw: Float, scale: Float, lr: Float,

@@ -42,7 +42,7 @@ public final class Network {
     /// Where the products go: OpenBLAS, or oneDNN (fast mode; see `GEMMLibrary`).
     package let products: Products
 
-    public init(spec: ModelSpec, loss: Loss, targetWidth: Int, capacity: Int, library: GEMMLibrary = .openBLAS) {
+    public init(spec: ModelSpec, loss: Loss, targetWidth: Int, capacity: Int, library: GEMMLibrary) {
         precondition(capacity > 0 && !spec.layers.isEmpty, "a network needs layers and a positive capacity")
         self.spec = spec
         self.layout = spec.layout

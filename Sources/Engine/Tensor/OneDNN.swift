@@ -14,16 +14,22 @@ public enum OneDNN {
     /// The instruction set oneDNN dispatches to here, e.g. "avx512_core_bf16".
     public static var isa: String { String(cString: matmul_isa_name()) }
 
+    /// The names `isa` can take (oneDNN 2.6's), the only ones a worker follows.
+    public static let instructionSets: Set<String> = [
+        "sse41", "avx", "avx2", "avx2_vnni", "avx512_mic", "avx512_mic_4ops", "avx512_core", "avx512_core_vnni",
+        "avx512_core_bf16", "avx512_core_amx", "generic",
+    ]
+
     /// Whether `ONEDNN_MAX_CPU_ISA` was set by the user (it then wins over following a coordinator).
     public static var pinnedByUser: Bool {
         let environment = ProcessInfo.processInfo.environment
         return environment[variable] != nil && environment[followed] == nil
     }
 
-    /// Re-executes this program capped at `isa`; returns why it cannot when this process already tried (the CPU
-    /// or this oneDNN cannot run it) or cannot re-execute.
+    /// Re-executes this program capped at `isa`; returns why it cannot when this process was already capped at it
+    /// (so the CPU cannot run it) or cannot re-execute.
     public static func follow(_ isa: String) -> String {
-        guard ProcessInfo.processInfo.environment[followed] == nil else {
+        guard ProcessInfo.processInfo.environment[followed] != isa else {
             return "this CPU runs \(OneDNN.isa) under \(variable)=\(isa.uppercased())"
         }
         setenv(variable, isa.uppercased(), 1)

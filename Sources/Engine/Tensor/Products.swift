@@ -1,4 +1,5 @@
 import CMatmul
+import Foundation
 
 /// The library that computes a network's matrix products, a job setting (`gemm`).
 ///
@@ -58,14 +59,20 @@ package final class Products {
                          a, Int64(lda), b, Int64(ldb), beta, c, Int64(ldc))
             return
         }
-        if library == .oneDNN, let plan = plan(Shape(transA: transA, transB: transB, m: m, n: n, k: k,
-                                                     lda: lda, ldb: ldb, ldc: ldc, beta: beta.bitPattern)) {
+        let shape = Shape(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
+                          beta: beta.bitPattern)
+        if library == .oneDNN, let plan = plan(shape) {
             // OpenMP's thread count is per thread, and the caller's thread may change between steps.
             matmul_use_one_thread()
-            if matmul_plan_run(plan, a, b, c) == 0 {
+            let status = matmul_plan_run(plan, a, b, c)
+            if status == 0 {
                 oneDNNRuns += 1
                 return
             }
+            // From now on this shape goes to OpenBLAS, every time (its bits then differ from other workers').
+            matmul_plan_destroy(plan)
+            plans[shape] = .some(nil)
+            Self.report("oneDNN could not run a \(m)×\(n)×\(k) product (status \(status))")
         }
         gemm(transA, transB, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, beta: beta, c, ldc: ldc)
     }
@@ -77,11 +84,22 @@ package final class Products {
 
     private func plan(_ shape: Shape) -> OpaquePointer? {
         if let known = plans[shape] { return known }
+        var error = [CChar](repeating: 0, count: 128)
         let made = matmul_plan_create(shape.transA == .transposed ? 1 : 0, shape.transB == .transposed ? 1 : 0,
                                       Int64(shape.m), Int64(shape.n), Int64(shape.k), Int64(shape.lda),
-                                      Int64(shape.ldb), Int64(shape.ldc), Float(bitPattern: shape.beta), nil)
-        plans[shape] = made
+                                      Int64(shape.ldb), Int64(shape.ldc), Float(bitPattern: shape.beta), &error)
+        plans[shape] = .some(made)
+        if made == nil {
+            Self.report("oneDNN could not plan a \(shape.m)×\(shape.n)×\(shape.k) product ("
+                        + String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + ")")
+        }
         return made
+    }
+
+    /// One line on standard error when a product leaves oneDNN (planning never fails on the CPUs measured; the
+    /// fingerprint still catches a worker whose products differ because of it).
+    private static func report(_ what: String) {
+        FileHandle.standardError.write(Data("GEMM: \(what); OpenBLAS computes it instead\n".utf8))
     }
 }
 

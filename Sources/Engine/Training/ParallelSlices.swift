@@ -13,7 +13,7 @@ public final class ParallelSlices {
     private let partials: [GradientSum]
 
     public init(spec: ModelSpec, loss: Loss, targetWidth: Int, microShardSize: Int, reduction: Reduction,
-                largestSlice: Int, threads: Int, library: GEMMLibrary = .oneDNN) {
+                largestSlice: Int, threads: Int, library: GEMMLibrary) {
         self.threads = max(1, threads)
         self.reduction = reduction
         computers = (0..<self.threads).map { _ in

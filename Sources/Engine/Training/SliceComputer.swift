@@ -18,7 +18,7 @@ public final class SliceComputer {
 
     /// `largestSlice` bounds the samples a fast-mode slice may hold (the batch size).
     public init(spec: ModelSpec, loss: Loss, targetWidth: Int, microShardSize: Int, reduction: Reduction,
-                largestSlice: Int, library: GEMMLibrary = .oneDNN) {
+                largestSlice: Int, library: GEMMLibrary) {
         self.microShardSize = microShardSize
         self.reduction = reduction
         // No slice holds more than a batch, whatever the micro-shard size.

@@ -151,13 +151,13 @@ public final class Trainer {
 
     /// One optimizer step on batch `batch` of the current epoch's order.
     private func takeStep(batch: Int, learningRate: Float) throws -> SliceStatistics {
+        if let diverged { throw diverged }
         let range = plan.range(ofBatch: batch)
         sum.reset()
         let indices = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(order.elements)[range])
         try source.accumulate(step: step, epoch: epoch, batchIndex: batch, batch: indices,
                               microShards: computer.microShardCount(batchSize: range.count), parameters: parameters,
                               into: sum)
-        guard diverged == nil else { throw diverged! }
         // Exact sums become a mean in one division, which checks it; a fast sum goes to the optimizer scaled, which
         // checks it as it updates (saving two passes).
         let meanIsFinite = sum.reduction == .fast || sum.writeMean(into: gradient.pointer)
