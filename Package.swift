@@ -33,7 +33,7 @@ let package = Package(
         // The optimizers' elementwise updates, built for SSE2, AVX2 and AVX-512 and chosen at run time.
         .target(name: "CUpdate", dependencies: ["CPlatform"]),
         .target(name: "Wire", dependencies: ["CZeroMQ", "CPlatform", "CExactSum"]),
-        // oneDNN's matmul primitives, fast mode's GEMM; Debian: libdnnl-dev (no pkg-config file, so linked by name).
+        // oneDNN's matmul primitives, the default GEMM; Debian: libdnnl-dev (no pkg-config file, so linked by name).
         .target(name: "CMatmul", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
         .target(
             name: "Engine",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages shardtrain builds against, when they are missing: pkg-config, OpenBLAS, ZeroMQ,
-# oneDNN (fast mode's GEMM; it has no pkg-config file, so its header stands for it).
+# oneDNN (the default GEMM library; it has no pkg-config file, so its header stands for it).
 set -euo pipefail
 if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openblas libzmq 2>/dev/null \
    && [ -f /usr/include/dnnl.h ]; then

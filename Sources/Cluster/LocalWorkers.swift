@@ -2,7 +2,7 @@ import Engine
 import Foundation
 
 /// Worker processes of this same binary on this machine, for `shardtrain train --workers N`: started with
-/// single-threaded BLAS, restarted when one exits (up to `restartLimit` times in all), and stopped on exit — with
+/// single-threaded products, restarted when one exits (up to `restartLimit` times in all), and stopped on exit — with
 /// SIGTERM, then SIGKILL for one that does not go (a stopped process ignores everything else).
 public final class LocalWorkers {
     private var processes: [(name: String, process: Process)] = []

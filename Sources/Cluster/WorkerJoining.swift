@@ -2,7 +2,7 @@ import Engine
 import Foundation
 import Wire
 
-/// Joining: saying hello until a coordinator answers with a job this worker can run, following its BLAS kernel, and
+/// Joining: saying hello until a coordinator answers with a job this worker can run, following its GEMM kernels, and
 /// holding the training samples (its own copy when the fingerprint matches, else the coordinator's).
 extension WorkerNode {
     /// The coordinator's weights region, when it offered one and this worker shares its machine (an ipc endpoint) and

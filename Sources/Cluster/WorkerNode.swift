@@ -10,7 +10,7 @@ public final class WorkerNode {
     public struct Settings: Sendable {
         public var endpoint: String
         public var name: String
-        /// Threads computing micro-shards (each with single-threaded BLAS).
+        /// Threads computing micro-shards (each with single-threaded products).
         public var threads = 1
         /// How long to keep trying to reach a coordinator before giving up.
         public var idleTimeout: Duration = .seconds(120)

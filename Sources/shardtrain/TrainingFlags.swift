@@ -34,7 +34,7 @@ struct TrainingFlags: ParsableArguments {
     var initWeights: String?
     @Option(help: "Save the trained weights here (safetensors).") var save: String?
     @Option(help: "Write one JSON object per epoch to this file (appended to with --resume).") var metrics: String?
-    @Option(help: ArgumentHelp("Threads computing micro-shards, each with single-threaded BLAS: in this process "
+    @Option(help: ArgumentHelp("Threads computing micro-shards, each with single-threaded products: in this process "
         + "(default: all cores), or in each local worker of `train --workers N` (default: 1)."))
     var threads: Int?
     @Flag(help: "Print the set-up, the GEMM library and its kernels and, when distributed, what each worker shares in memory and every step's timings (a line per step).") var verbose = false

@@ -10,7 +10,7 @@ struct WorkerCommand: ParsableCommand {
         version: Version.text)
 
     @Option(help: "The coordinator's endpoint, e.g. tcp://10.0.0.1:5555.") var connect: String
-    @Option(help: "Threads computing micro-shards (each with single-threaded BLAS).") var threads = 1
+    @Option(help: "Threads computing micro-shards (each with single-threaded products).") var threads = 1
     @Option(help: "A name for this worker in the coordinator's logs (default: host-pid).") var name: String?
     @Option(help: "Seconds to keep trying to reach a coordinator (at start, and after it falls silent) before giving up.")
     var idleTimeout = 120.0

@@ -39,7 +39,7 @@ public final class Network {
     private let upstream: Buffer<Float>
     private let downstream: Buffer<Float>
 
-    /// Where the products go: OpenBLAS, or oneDNN (fast mode; see `GEMMLibrary`).
+    /// Where the products go: oneDNN or OpenBLAS, as the job says (see `GEMMLibrary`).
     package let products: Products
 
     public init(spec: ModelSpec, loss: Loss, targetWidth: Int, capacity: Int, library: GEMMLibrary) {

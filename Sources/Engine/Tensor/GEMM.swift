@@ -7,10 +7,10 @@ public enum Transpose: Sendable {
     var cblas: CBLAS_TRANSPOSE { self == .none ? CblasNoTrans : CblasTrans }
 }
 
-/// The engine's one matrix-product entry point, row-major:
+/// OpenBLAS's matrix product, row-major:
 /// `C[m×n] = alpha · op(A)[m×k] · op(B)[k×n] + beta · C`.
 ///
-/// Every layer's forward and backward product goes through here, so the BLAS behind it is one decision.
+/// `Products` (which every layer's product goes through) calls it for `gemm: openblas`; the kernel self-check too.
 /// Leading dimensions are those of the matrices as stored.
 @inline(__always)
 public func gemm(

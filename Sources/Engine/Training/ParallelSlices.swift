@@ -1,7 +1,7 @@
 import Dispatch
 
 /// Computes a range of a batch's micro-shards on several threads of this process, each with its own workspace
-/// and single-threaded BLAS, and adds their sums.
+/// and single-threaded products, and adds their sums.
 ///
 /// Threads take contiguous runs. In exact mode the result has the same bits for any thread count (the sums are
 /// integer); in fast mode each thread's run is one GEMM and the Float sums depend on the count.

@@ -16,7 +16,7 @@ public struct TrainingOptions: Sendable, Equatable {
     /// Samples per micro-shard: the unit of work whose gradient is computed identically wherever it runs.
     public var microShardSize = 128
     public var reduction: Reduction = .exact
-    /// Threads computing micro-shards in this process (each with single-threaded BLAS when more than one).
+    /// Threads computing micro-shards in this process (each with single-threaded products when more than one).
     public var threads = 1
     /// The library of every matrix product (see `GEMMLibrary`).
     public var library = GEMMLibrary.oneDNN
