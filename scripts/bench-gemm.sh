@@ -10,6 +10,6 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 binary="$(mktemp -d)/gemm_libraries"
 trap 'rm -rf "$(dirname "$binary")"' EXIT
 compiler="$(command -v cc || command -v clang)"
-"$compiler" -O2 -Wall -o "$binary" -I "$root/Sources/CMatmul/include" "$root/scripts/bench/gemm_libraries.c" \
+"$compiler" -O2 -Wall -ffp-contract=off -o "$binary" -I "$root/Sources/CMatmul/include" "$root/scripts/bench/gemm_libraries.c" \
   "$root/Sources/CMatmul/matmul.c" -ldnnl -lgomp -ldl
 python3 "$root/scripts/bench/gemm_libraries.py" "$binary" "$@"

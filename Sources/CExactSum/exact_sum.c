@@ -331,14 +331,7 @@ KERNELS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))))
 /* 0 base, 1 AVX2, 2 AVX-512; -1 not yet read. Every thread computes the same value, so a race is harmless. */
 static int level = -1;
 
-static int best_level(void) {
-#if defined(__x86_64__)
-    ccpu_features f = ccpu_read();
-    if (f.avx512f && f.avx512dq && f.avx512vl && f.avx512bw) return 2;
-    if (f.avx2) return 1;
-#endif
-    return 0;
-}
+static int best_level(void) { return ccpu_vector_level(); }
 
 static int instruction_level(void) {
     int current = __atomic_load_n(&level, __ATOMIC_RELAXED);

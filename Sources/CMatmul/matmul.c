@@ -162,8 +162,11 @@ const char *matmul_library_name(void) {
     return library_name;
 }
 
-/* The bits must not depend on the CPU: no contraction into FMA, and the compiler may not reorder a sum. */
+/* The bits must not depend on the CPU: no contraction into FMA (SwiftPM builds this with clang; other compilers
+ * take -ffp-contract=off, as scripts/bench-gemm.sh passes), and the compiler may not reorder a sum. */
+#if defined(__clang__)
 #pragma clang fp contract(off)
+#endif
 void matmul_small(int transpose_a, int transpose_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
     for (int64_t i = 0; i < m; i++) {

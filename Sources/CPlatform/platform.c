@@ -126,3 +126,12 @@ void *cplatform_region_map(int pid, int fd, size_t size, const char **why) {
 }
 void cplatform_region_unmap(void *mapping, size_t size) { (void)mapping; (void)size; }
 #endif
+
+int ccpu_vector_level(void) {
+#if defined(__x86_64__)
+    ccpu_features f = ccpu_read();
+    if (f.avx512f && f.avx512dq && f.avx512vl && f.avx512bw) return 2;
+    if (f.avx2) return 1;
+#endif
+    return 0;
+}

@@ -54,14 +54,7 @@ KERNEL(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))))
 /* -1 until read; every thread computes the same value, so a race is harmless. */
 static int level = -1;
 
-static int best_level(void) {
-#if defined(__x86_64__)
-    ccpu_features f = ccpu_read();
-    if (f.osZMM && f.avx512f && f.avx512dq && f.avx512vl && f.avx512bw) return 2;
-    if (f.osYMM && f.avx2) return 1;
-#endif
-    return 0;
-}
+static int best_level(void) { return ccpu_vector_level(); }
 
 int cupdate_level(void) {
     int current = __atomic_load_n(&level, __ATOMIC_RELAXED);

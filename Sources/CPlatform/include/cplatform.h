@@ -13,6 +13,10 @@ typedef struct {
 
 ccpu_features ccpu_read(void);
 
+/// The widest vectors the loops built three ways (CExactSum, CUpdate) may use here: 0 SSE2, 1 AVX2, 2 AVX-512
+/// (F, DQ, VL and BW, with the OS saving the registers).
+int ccpu_vector_level(void);
+
 /// Makes standard output line-buffered, so every printed line reaches a log file at once.
 void cplatform_line_buffer_stdout(void);
 
