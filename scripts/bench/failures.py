@@ -118,7 +118,7 @@ def main():
     try:
         job = write_job(folder, epochs, samples)
         kernel = subprocess.run([BIN, "train", "--config", job, "--epochs", "1", "--verbose"], capture_output=True,
-                                text=True, check=True).stdout.splitlines()[0].split("BLAS kernel ")[-1]
+                                text=True, check=True).stdout.splitlines()[0].split("products on ")[-1]
         configs = {
             "heartbeat 1 s (default)": [],
             "heartbeat 1000 s (none during the run)": ["--heartbeat", "1000"],
@@ -148,7 +148,7 @@ def main():
         shutil.rmtree(folder, ignore_errors=True)
 
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"CPU: {cpu}, {os.cpu_count()} cores; BLAS kernel {kernel}; mnist-mlp, batch 512, micro-shard 128, exact, "
+    print(f"CPU: {cpu}, {os.cpu_count()} cores; products on {kernel}; mnist-mlp, batch 512, micro-shard 128, exact, "
           f"2 workers; medians of {repeats} interleaved runs")
     print(f"{'configuration':42} {'samples/s':>10} {'vs default':>10}")
     for name, value in medians.items():
