@@ -1,3 +1,4 @@
+import CUpdate
 import Foundation
 
 /// Adam (`torch.optim.Adam`) and, with `decoupledWeightDecay`, AdamW (`torch.optim.AdamW`): momentum on the
@@ -45,40 +46,28 @@ public final class Adam: Optimizer {
 
     public func step(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
                      scale: Float, learningRate lr: Float, checkFinite: Bool) -> Bool {
-        if checkFinite && !gradientsAreFinite(gradients, count: parameterCount) { return false }
         steps += 1
         let o = options
-        let m = firstMoment.pointer, v = secondMoment.pointer, vMax = secondMomentMax.pointer
+        let m = firstMoment.pointer, v = secondMoment.pointer
+        let vMax = o.amsgrad ? secondMomentMax.pointer : v  // read and written only with AMSGrad
         // Bias corrections in double precision, as PyTorch computes them from its Python-float step.
         let t = Double(steps)
-        let stepSize = Float(Double(lr) / (1 - Foundation.pow(Double(o.beta1), t)))
-        // A multiply by the reciprocal rather than PyTorch's divide: one division less per parameter.
-        let inverseCorrection2Root = Float(1 / (1 - Foundation.pow(Double(o.beta2), t)).squareRoot())
         // Adam folds an L2 term into the gradient; AdamW decays the weights instead. Both as plain arithmetic with
-        // neutral values (0, 1) when unused, so the loop has no branches and vectorises.
-        let l2 = o.decoupledWeightDecay ? 0 : o.weightDecay
-        let decay = o.decoupledWeightDecay ? 1 - lr * o.weightDecay : 1
-        let (beta1, beta2, eps, amsgrad) = (o.beta1, o.beta2, o.eps, o.amsgrad)
-        // Eight lanes at a time over the buffers' zero padding (explicit vectors: a scalar square root does not
-        // vectorise). Each lane does the scalar arithmetic, so the bits are the same.
-        forEachBlock(parameterCount, threads: threads) { i in
-            let w = Vector8.load(p, i)
-            let g = Vector8.load(gradients, i) * scale + l2 * w
-            // First moment: running mean of the gradient.
-            let first = Vector8.load(m, i)
-            let mi = first + (1 - beta1) * (g - first)
-            // Second moment: running mean of its square.
-            var vi = beta2 * Vector8.load(v, i) + (1 - beta2) * g * g
-            mi.store(m, i)
-            vi.store(v, i)
-            if amsgrad {
-                // AMSGrad keeps the largest second moment seen, so steps never grow back.
-                vi = Vector8.load(vMax, i).replacing(with: vi, where: vi .> Vector8.load(vMax, i))
-                vi.store(vMax, i)
+        // neutral values (0, 1) when unused, so the loop has no branches and vectorises. A multiply by the
+        // reciprocal of the second correction's root rather than PyTorch's divide: one division less per parameter.
+        let step = cupdate_adam_step(
+            scale: scale, l2: o.decoupledWeightDecay ? 0 : o.weightDecay,
+            decay: o.decoupledWeightDecay ? 1 - lr * o.weightDecay : 1, beta1: o.beta1, beta2: o.beta2, eps: o.eps,
+            step_size: Float(Double(lr) / (1 - Foundation.pow(Double(o.beta1), t))),
+            inverse_correction2_root: Float(1 / (1 - Foundation.pow(Double(o.beta2), t)).squareRoot()),
+            amsgrad: o.amsgrad ? 1 : 0)
+        // One pass (CUpdate), in the CPU's widest vectors, checking the gradients as it reads them.
+        let sawNonFinite = withUnsafePointer(to: step) { step in
+            anyRange(parameterCount, threads: threads) { range in
+                let at = range.lowerBound
+                return cupdate_adam(p + at, gradients + at, m + at, v + at, vMax + at, range.count, step) == 0
             }
-            // Bias-corrected step: m̂ / (√v̂ + ε).
-            (w * decay - stepSize * mi / (vi.squareRoot() * inverseCorrection2Root + eps)).store(p, i)
         }
-        return true
+        return !(checkFinite && sawNonFinite)
     }
 }
