@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "CPlatform"),
         // The exact sums' fixed-point loops, built for SSE2, AVX2 and AVX-512 and chosen at run time.
         .target(name: "CExactSum", dependencies: ["CPlatform"]),
-        // The optimizers' elementwise updates, built for SSE2, AVX2 and AVX-512 and chosen at run time.
+        // SGD's and Adam's elementwise updates, built for SSE2, AVX2 and AVX-512 and chosen at run time.
         .target(name: "CUpdate", dependencies: ["CPlatform"]),
         .target(name: "Wire", dependencies: ["CZeroMQ", "CPlatform", "CExactSum"]),
         // oneDNN's matmul primitives, the default GEMM; Debian: libdnnl-dev (no pkg-config file, so linked by name).
