@@ -271,9 +271,10 @@ extension Coordinator {
                     + "\(describe(moved)) go to the other workers"
             }
         }
-        // A refusal is said even for a worker that never became active: its operator needs the reason.
+        // A refusal, or a worker's own reason for leaving, is said even for one that never became active.
         var refused = false
         if case .refused = reason { refused = true }
+        if case .reportedError = reason { refused = true }
         if wasActive || refused || settings.verbose { log(line + " (\(table.active.count) left)") }
     }
 

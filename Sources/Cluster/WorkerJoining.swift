@@ -118,11 +118,21 @@ extension WorkerNode {
     }
 
     /// Exact mode needs the coordinator's kernels: re-executes this worker with its OpenBLAS kernel or oneDNN
-    /// instruction set (whichever the job's products use), or says why it cannot.
-    func followKernel(_ announcement: JobAnnouncement) throws {
+    /// instruction set (whichever the job's products use), or says why it cannot. `tell` reaches the coordinator,
+    /// whose log then says why this worker left.
+    func followKernel(_ announcement: JobAnnouncement, tell: (String) -> Void) throws {
+        do {
+            try followKernels(announcement, tell: tell)
+        } catch let error as ClusterError {
+            tell(error.message)
+            throw error
+        }
+    }
+
+    private func followKernels(_ announcement: JobAnnouncement, tell: (String) -> Void) throws {
         guard announcement.job.options.reduction == .exact else { return }
         if announcement.job.options.library == .oneDNN {
-            try followInstructionSet(announcement.oneDNN)
+            try followInstructionSet(announcement.oneDNN, tell: tell)
             return
         }
         let theirs = announcement.blas, mine = BLASKernel.loaded
@@ -132,13 +142,14 @@ extension WorkerNode {
                 + "this worker to \(mine); unset it or set it to \(theirs)")
         }
         log("\(settings.name): switching from the \(mine) BLAS kernel to the coordinator's \(theirs) (exact mode)")
+        tell("switching from the \(mine) BLAS kernel to the coordinator's \(theirs) (exact mode); joining again")
         if let why = BLASKernel.follow(theirs) {
             throw ClusterError("exact mode needs the coordinator's BLAS kernel \(theirs), and this worker runs \(mine): "
                 + "\(theirs) \(why); run the coordinator with OPENBLAS_CORETYPE=\(mine), or use --reduction fast")
         }
     }
 
-    private func followInstructionSet(_ theirs: String) throws {
+    private func followInstructionSet(_ theirs: String, tell: (String) -> Void) throws {
         let mine = OneDNN.isa
         guard theirs != mine else { return }
         if OneDNN.pinnedByUser {
@@ -146,6 +157,7 @@ extension WorkerNode {
                 + "\(OneDNN.variable) pins this worker to \(mine); unset it or set it to \(theirs.uppercased())")
         }
         log("\(settings.name): switching oneDNN from \(mine) to the coordinator's \(theirs) (exact mode)")
+        tell("switching oneDNN from \(mine) to the coordinator's \(theirs) (exact mode); joining again")
         let why = OneDNN.follow(theirs)
         throw ClusterError("exact mode needs the coordinator's oneDNN instruction set \(theirs), and this worker "
             + "runs \(mine): \(why); run the coordinator with \(OneDNN.variable)=\(mine.uppercased()), "

@@ -84,7 +84,12 @@ public final class WorkerNode {
                 log("\(settings.name): the run finished before this worker joined again; stopping")
                 return
             }
-            try followKernel(session.announcement)
+            let joined = session
+            try followKernel(session.announcement) { text in
+                try? send(dealer, Codec.error(text, job: joined.jobID, step: 0, worker: joined.workerID))
+                // The message must leave before a re-execution ends this process's sockets.
+                Thread.sleep(forTimeInterval: 0.1)
+            }
             session.products = productsFingerprint(session.announcement)
             let (job, data) = try prepareData(dealer, session, held: held)
             held = (session.announcement.fingerprint, job, data)

@@ -28,6 +28,7 @@ struct Equivalence: ParsableCommand {
     @Option(help: "Optimizer steps to train instead of epochs.") var steps: Int?
     @Option(help: "exact, fast or both.") var reduction: ReductionChoice = .exact
     @Option(help: "Samples per micro-shard (default: the job's); held fixed across the runs.") var microShard: Int?
+    @Option(help: ArgumentHelp(JobSetting.gemm.help)) var gemm: GEMMLibrary?
 
     var counts: [Int] { workers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
@@ -51,7 +52,7 @@ struct Equivalence: ParsableCommand {
     func run() throws {
         try reportingFailures {
             let overrides = JobOverrides(settings: [.epochs: epochs.map(String.init), .steps: steps.map(String.init),
-                                                    .microShard: microShard.map(String.init)])
+                                                    .microShard: microShard.map(String.init), .gemm: gemm?.rawValue])
             let job = try overrides.apply(to: Job.load(config))
             let perBatch = (job.options.batchSize + job.options.microShardSize - 1) / job.options.microShardSize
             let folder = NSTemporaryDirectory() + "shardtrain-equivalence-\(getpid())"
@@ -101,6 +102,7 @@ struct Equivalence: ParsableCommand {
         if let epochs { arguments += ["--epochs", String(epochs)] }
         if let steps { arguments += ["--steps", String(steps)] }
         if let microShard { arguments += ["--micro-shard", String(microShard)] }
+        if let gemm { arguments += ["--gemm", gemm.rawValue] }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: LocalWorkers.currentExecutable)
         process.arguments = arguments

@@ -182,7 +182,7 @@ struct MisbehavingWorkerTests {
     /// A descriptor of this process for a regular file of `size` bytes (left open: the process ends with the tests).
     func plainFile(size: Int) -> Int32 {
         let path = Command.temporaryPath("plain-region")
-        FileManager.default.createFile(atPath: path, contents: Data(count: size))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(count: size))
         return open(path, O_RDWR)
     }
 }

@@ -44,6 +44,11 @@ struct ProductsFollowTests {
                 "\(said)")
         #expect(FileManager.default.contents(atPath: "\(folder)/distributed.st")
                 == FileManager.default.contents(atPath: "\(folder)/alone.st"))
+        // The coordinator's log says why the worker's first connection went away.
+        let coordinatorSaid = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(coordinatorSaid.contains("\"follower\"") && coordinatorSaid.contains(
+            "lost: reported: switching oneDNN from \(OneDNN.isa) to the coordinator's avx2 (exact mode); joining again"),
+                "\(coordinatorSaid)")
     }
 
     @Test("a worker whose ONEDNN_MAX_CPU_ISA the user set does not follow: it names both and stops (status 4)",
@@ -61,6 +66,9 @@ struct ProductsFollowTests {
         #expect(worker.stderr.contains("exact mode needs the coordinator's oneDNN instruction set \(OneDNN.isa), but "
                                        + "ONEDNN_MAX_CPU_ISA pins this worker to avx2; unset it or set it to "
                                        + OneDNN.isa.uppercased()), "\(worker.stderr)")
+        // The coordinator's log names the worker and its reason.
+        _ = try Command.waitForLine(in: log, containing: "\"pinned\"", timeout: 10,
+                                    and: "lost: reported: exact mode needs the coordinator's oneDNN instruction set")
         kill(coordinator.processIdentifier, SIGTERM)
         #expect(Command.wait(coordinator, timeout: 20) != nil)
     }

@@ -20,6 +20,8 @@ public enum BLASKernel {
         public static let loadedBefore = "SHARDTRAIN_BLAS_LOADED_BEFORE"
         /// `1`: the `OPENBLAS_CORETYPE` in the environment is a machine-wide default shardtrain may replace.
         public static let replaceable = "SHARDTRAIN_BLAS_REPLACEABLE"
+        /// `1`: the kernel is an exact-mode coordinator's, which this worker re-executed itself to follow.
+        static let followed = "SHARDTRAIN_BLAS_FOLLOWED"
         /// Set in a self-check child: run the check, print the kernel name, exit.
         static let selfCheck = "SHARDTRAIN_BLAS_SELFCHECK"
     }
@@ -32,6 +34,8 @@ public enum BLASKernel {
         case explicit
         /// Chosen by shardtrain in place of the kernel OpenBLAS loaded.
         case selected(replacing: String)
+        /// An exact-mode coordinator's, in place of the kernel OpenBLAS loaded.
+        case followed(replacing: String)
     }
 
     nonisolated(unsafe) public private(set) static var origin = Origin.library
@@ -45,6 +49,7 @@ public enum BLASKernel {
         case .library: return "\(loaded)"
         case .explicit: return "\(loaded) (OPENBLAS_CORETYPE)"
         case .selected(let before): return "\(loaded) (chosen for this CPU; OpenBLAS loaded \(before))"
+        case .followed(let before): return "\(loaded) (the coordinator's; OpenBLAS loaded \(before))"
         }
     }
 
@@ -97,7 +102,8 @@ public enum BLASKernel {
         }
         if let selected = environment[Variable.selected] {
             let before = environment[Variable.loadedBefore] ?? selected
-            origin = before.lowercased() == loaded.lowercased() ? .library : .selected(replacing: before)
+            origin = before.lowercased() == loaded.lowercased() ? .library
+                : environment[Variable.followed] == "1" ? .followed(replacing: before) : .selected(replacing: before)
             return
         }
         if environment[Variable.coreType] != nil, environment[Variable.replaceable] != "1" {
@@ -128,6 +134,7 @@ public enum BLASKernel {
     public static func follow(_ kernel: String) -> String? {
         guard canRun(kernel, cpu: .current) else { return "this CPU (\(CPUFeatures.current.summary)) cannot run it" }
         if case .failure(let why) = checkInChild(kernel) { return why }
+        setenv(Variable.followed, "1", 1)
         reexecute(kernel: kernel, loadedBefore: ProcessInfo.processInfo.environment[Variable.loadedBefore] ?? loaded)
     }
 

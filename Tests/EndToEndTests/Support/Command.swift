@@ -55,7 +55,7 @@ extension Command {
     /// Starts the binary with `arguments` (or, `raw`, the program that `arguments[0]` names).
     static func start(_ arguments: [String], stderr: String, environment: [String: String] = [:],
                       raw: Bool = false) throws -> Process {
-        FileManager.default.createFile(atPath: stderr, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderr, contents: nil)
         let process = Process()
         process.executableURL = raw ? URL(fileURLWithPath: arguments[0]) : binary
         process.arguments = raw ? Array(arguments.dropFirst()) : arguments
