@@ -8,6 +8,13 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
+/* A square root that never sets errno, so the loop vectorises (sqrtf's errno keeps it scalar); IEEE-exact either way. */
+#if defined(__has_builtin) && __has_builtin(__builtin_elementwise_sqrt)
+#define SQUARE_ROOT(x) __builtin_elementwise_sqrt(x)
+#else
+#define SQUARE_ROOT(x) __builtin_sqrtf(x)
+#endif
+
 INLINE int adam_body(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
                      float *restrict v_max, size_t n, const cupdate_adam_step *s, int amsgrad) {
     const float scale = s->scale, l2 = s->l2, decay = s->decay, beta1 = s->beta1, beta2 = s->beta2, eps = s->eps;
@@ -29,7 +36,7 @@ INLINE int adam_body(float *restrict p, const float *restrict g, float *restrict
             v_max[i] = vi;
         }
         /* Bias-corrected step: m̂ / (√v̂ + ε). */
-        p[i] = w * decay - step_size * mi / (__builtin_sqrtf(vi) * correction + eps);
+        p[i] = w * decay - step_size * mi / (SQUARE_ROOT(vi) * correction + eps);
     }
     return !bad;
 }
