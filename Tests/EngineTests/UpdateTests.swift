@@ -7,6 +7,16 @@ import Testing
 /// and a NaN or infinity anywhere in the gradient reported. Serialized: the instruction set is the process's.
 @Suite(.serialized)
 struct UpdateTests {
+    /// Runs `body` with the updates on each instruction set this CPU has (0 SSE2, 1 AVX2, 2 AVX-512), then the best.
+    static func onEveryLevel(_ body: (Int) -> Void) {
+        let best = cupdate_level()
+        defer { _ = cupdate_use_level(best) }
+        for level in 0...best {
+            #expect(cupdate_use_level(level) == 1)
+            body(Int(level))
+        }
+    }
+
     /// `torch.optim.SGD` for one element, scalar, in the order PyTorch documents.
     static func reference(_ p: inout Float, _ v: inout Float, g raw: Float, scale: Float, lr: Float,
                           _ o: SGD.Options, first: Bool) {
@@ -40,10 +50,7 @@ struct UpdateTests {
                 Self.reference(&p[i], &v[i], g: g[i], scale: 0.25, lr: 0.05, options, first: step == 0)
             }
         }
-        let best = cupdate_level()
-        defer { _ = cupdate_use_level(best) }
-        for level in 0...best {
-            #expect(cupdate_use_level(level) == 1)
+        Self.onEveryLevel { level in
             let sgd = SGD(options, parameterCount: count), parameters = Buffer<Float>(start)
             for g in gradients {
                 let gradient = Buffer<Float>(g)
@@ -61,10 +68,7 @@ struct UpdateTests {
           arguments: variants)
     func sgdReportsNonFinite(options: SGD.Options) {
         let count = 1_003
-        let best = cupdate_level()
-        defer { _ = cupdate_use_level(best) }
-        for level in 0...best {
-            #expect(cupdate_use_level(level) == 1)
+        Self.onEveryLevel { level in
             for position in [0, 7, 15, 16, 500, 1_001, 1_002] {
                 for bad in [Float.nan, .infinity, -.infinity, Float.greatestFiniteMagnitude] {
                     var g = [Float](repeating: 0.5, count: count)
@@ -118,10 +122,7 @@ struct UpdateTests {
                                    step: step + 1)
             }
         }
-        let best = cupdate_level()
-        defer { _ = cupdate_use_level(best) }
-        for level in 0...best {
-            #expect(cupdate_use_level(level) == 1)
+        Self.onEveryLevel { level in
             let adam = Adam(options, parameterCount: count), parameters = Buffer<Float>(start)
             for g in gradients {
                 let gradient = Buffer<Float>(g)
@@ -137,10 +138,7 @@ struct UpdateTests {
     @Test("Adam's pass reports a NaN or ±∞ in any lane or the tail", arguments: adamVariants)
     func adamReportsNonFinite(options: Adam.Options) {
         let count = 1_003
-        let best = cupdate_level()
-        defer { _ = cupdate_use_level(best) }
-        for level in 0...best {
-            #expect(cupdate_use_level(level) == 1)
+        Self.onEveryLevel { level in
             for position in [0, 15, 16, 1_002] {
                 for bad in [Float.nan, .infinity, -.infinity, Float.greatestFiniteMagnitude] {
                     var g = [Float](repeating: 0.5, count: count)
