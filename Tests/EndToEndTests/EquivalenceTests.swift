@@ -17,7 +17,11 @@ struct EquivalenceCommandTests {
         #expect(exact.count == 4 && exact.allSatisfy { $0.contains(String(digest.prefix(16))) }, "\(result.stdout)")
         #expect(exact.dropFirst().allSatisfy { $0.contains(" = ") }, "\(result.stdout)")
         #expect(result.lines.filter { $0.hasPrefix("fast ") }.count == 4)
-        #expect(result.stdout.contains("32+32 ×") && result.stdout.contains("16+16+16+16 ×"), "\(result.stdout)")
+        // Shares follow the workers' measured speeds, so the split varies; but 4 micro-shards never reach 5 workers.
+        let fiveWorkers = try #require(exact.first { $0.hasPrefix("exact     5 ") })
+        let shares = fiveWorkers.split(separator: " ").filter { $0.contains("+") }
+        #expect(!shares.isEmpty && shares.allSatisfy { $0.split(separator: "+").count <= 4 }, "\(result.stdout)")
+        #expect(result.stdout.contains("32+32 ×"), "\(result.stdout)")
         #expect(result.stderr.contains("warning: with 5 workers, 1 gets no micro-shards"), "\(result.stderr)")
     }
 }
