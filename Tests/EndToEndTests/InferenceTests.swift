@@ -86,7 +86,7 @@ struct InferenceTests {
         let wide = Command.temporaryPath("wide.csv")
         try "a,b,c\n1,2,3\n".write(toFile: wide, atomically: true, encoding: .utf8)
         let refused = try Command.run(["predict", "--config", job, "--weights", weights, "--input", wide, "--output", npy])
-        #expect(refused.status == 2 && refused.stderr.contains("the input has 3 feature columns"), "\(refused.stderr)")
+        #expect(refused.status == 2 && refused.stderr.contains("the input has 3 feature columns") && refused.stderr.contains("give only the features"), "\(refused.stderr)")
     }
 }
 

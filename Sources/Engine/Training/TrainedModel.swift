@@ -36,7 +36,8 @@ public struct TrainedModel {
         let inferred = job.model.inputs == 0
         if inferred { job.model.inputs = columns }
         guard job.model.inputs == columns else {
-            throw InputError("the input has \(columns) feature columns but the model takes \(job.model.inputs)")
+            throw InputError("the input has \(columns) feature columns but the model takes \(job.model.inputs); "
+                + "give only the features, in the training data's order (leave out targets and index columns)")
         }
         if output != .values && !job.loss.isClassification {
             throw InputError("\(output.rawValue) are for classification; \(job.loss.rawValue) predicts values")
@@ -51,7 +52,9 @@ public struct TrainedModel {
         do {
             trainer = try self.trainer(for: job, data: data)
         } catch let error as InputError where inferred {
-            throw InputError("the input has \(columns) feature columns, which the weights do not take: \(error.message)")
+            throw InputError("the input has \(columns) feature columns, which the weights do not take "
+                + "(\(error.message)); give only the features, in the training data's order (leave out targets "
+                + "and index columns), or check that the weights are this job's")
         }
         var values = trainer.predict(data)
         if job.loss == .bceLogits { values = values.map { 1 / (1 + (-$0).exp()) } }
