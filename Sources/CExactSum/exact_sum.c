@@ -331,24 +331,11 @@ KERNELS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))))
 /* 0 base, 1 AVX2, 2 AVX-512; -1 not yet read. Every thread computes the same value, so a race is harmless. */
 static int level = -1;
 
-static int best_level(void) { return ccpu_vector_level(); }
-
-static int instruction_level(void) {
-    int current = __atomic_load_n(&level, __ATOMIC_RELAXED);
-    if (current < 0) {
-        current = best_level();
-        __atomic_store_n(&level, current, __ATOMIC_RELAXED);
-    }
-    return current;
-}
+static int instruction_level(void) { return ccpu_level_get(&level); }
 
 int cexact_level(void) { return instruction_level(); }
 
-int cexact_use_level(int wanted) {
-    if (wanted < 0 || wanted > best_level()) return 0;
-    __atomic_store_n(&level, wanted, __ATOMIC_RELAXED);
-    return 1;
-}
+int cexact_use_level(int wanted) { return ccpu_level_use(&level, wanted); }
 
 uint32_t cexact_add(uint64_t *high, uint64_t *low, int8_t *windows, const float *const *gradients, int shards,
                     int empty, size_t count) {

@@ -151,7 +151,7 @@ static char library_name[64];
 static void describe_library(void) {
     const dnnl_version_t *version = dnnl_version();
     snprintf(library_name, sizeof library_name, "oneDNN %d.%d.%d %s", version->major, version->minor,
-             version->patch, isa_name(dnnl_get_effective_cpu_isa()));
+             version->patch, matmul_isa_name());
 }
 
 const char *matmul_isa_name(void) { return isa_name(dnnl_get_effective_cpu_isa()); }

@@ -135,3 +135,18 @@ int ccpu_vector_level(void) {
 #endif
     return 0;
 }
+
+int ccpu_level_get(int *slot) {
+    int current = __atomic_load_n(slot, __ATOMIC_RELAXED);
+    if (current < 0) {
+        current = ccpu_vector_level();
+        __atomic_store_n(slot, current, __ATOMIC_RELAXED);
+    }
+    return current;
+}
+
+int ccpu_level_use(int *slot, int wanted) {
+    if (wanted < 0 || wanted > ccpu_vector_level()) return 0;
+    __atomic_store_n(slot, wanted, __ATOMIC_RELAXED);
+    return 1;
+}

@@ -1,5 +1,5 @@
-/* The optimizers' elementwise updates, compiled for SSE2 (any x86-64), AVX2 and AVX-512 and chosen once at run
- * time, so a step streams the parameter buffers as fast as the CPU can. */
+/* SGD's elementwise update (and the level both update loops run on), compiled for SSE2 (any x86-64), AVX2 and AVX-512
+ * and chosen once at run time, so a step streams the parameter buffers as fast as the CPU can. */
 #include "cupdate.h"
 
 #include "cplatform.h"
@@ -51,25 +51,12 @@ KERNEL(avx2, __attribute__((target("avx2"))))
 KERNEL(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))))
 #endif
 
-/* -1 until read; every thread computes the same value, so a race is harmless. */
+/* The level both update loops run on (-1 until read). */
 static int level = -1;
 
-static int best_level(void) { return ccpu_vector_level(); }
+int cupdate_level(void) { return ccpu_level_get(&level); }
 
-int cupdate_level(void) {
-    int current = __atomic_load_n(&level, __ATOMIC_RELAXED);
-    if (current < 0) {
-        current = best_level();
-        __atomic_store_n(&level, current, __ATOMIC_RELAXED);
-    }
-    return current;
-}
-
-int cupdate_use_level(int wanted) {
-    if (wanted < 0 || wanted > best_level()) return 0;
-    __atomic_store_n(&level, wanted, __ATOMIC_RELAXED);
-    return 1;
-}
+int cupdate_use_level(int wanted) { return ccpu_level_use(&level, wanted); }
 
 int cupdate_sgd(float *parameters, const float *gradients, float *velocity, size_t count, float scale,
                 float learning_rate, float weight_decay, float momentum, float dampening, int nesterov,

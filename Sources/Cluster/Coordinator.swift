@@ -96,10 +96,7 @@ public final class Coordinator: GradientSource {
         announcement = JobAnnouncement(job: job, samples: training.count, fingerprint: training.fingerprint,
                                        blas: BLASKernel.loaded, oneDNN: OneDNN.isa)
         // What every exact-mode worker's products of this job must hash to.
-        productsFingerprint = job.options.reduction == .exact
-            ? Products.fingerprint(library: job.options.library, spec: job.model,
-                                   rows: job.microShardRows(samples: training.count))
-            : 0
+        productsFingerprint = job.productsFingerprint(samples: training.count)
         guard announcement.bytes.count <= JobAnnouncement.maximumBytes else {
             throw ClusterError("the job's description is \(announcement.bytes.count) bytes; workers read at most "
                 + "\(JobAnnouncement.maximumBytes): use fewer layers")

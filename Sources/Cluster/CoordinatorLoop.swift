@@ -107,7 +107,7 @@ extension Coordinator {
 
     /// What computes a member's products for this job: "oneDNN avx512_core_bf16" or "BLAS Cooperlake".
     private func kernels(of member: Member) -> String {
-        job.options.library == .oneDNN ? "oneDNN \(member.oneDNN)" : "BLAS \(member.blas)"
+        job.options.library.kernels(oneDNN: member.oneDNN, blas: member.blas)
     }
 
     private func ready(_ index: Int, hasData: Bool, region: RegionOffer?, readsWeights: Bool,
@@ -126,7 +126,7 @@ extension Coordinator {
             // Names can agree while bits differ (a kernel's blocking may follow the CPU's caches): the bits decide.
             why = "exact mode needs every worker's matrix products to match the coordinator's bit for bit, and "
                 + "\(member.label)'s differ (it runs \(kernels(of: member)), the coordinator "
-                + "\(GEMMLibrary.identity(job.options.library))); run it on a CPU like the coordinator's, "
+                + "\(job.options.library.kernels)); run it on a CPU like the coordinator's, "
                 + "or use --reduction fast"
         }
         if let why {
@@ -272,10 +272,11 @@ extension Coordinator {
             }
         }
         // A refusal, or a worker's own reason for leaving, is said even for one that never became active.
-        var refused = false
-        if case .refused = reason { refused = true }
-        if case .reportedError = reason { refused = true }
-        if wasActive || refused || settings.verbose { log(line + " (\(table.active.count) left)") }
+        let saysWhy = switch reason {
+        case .refused, .reportedError: true
+        default: false
+        }
+        if wasActive || saysWhy || settings.verbose { log(line + " (\(table.active.count) left)") }
     }
 
     // MARK: Sending and refusing

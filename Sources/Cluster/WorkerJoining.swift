@@ -109,14 +109,6 @@ extension WorkerNode {
             + "(\(Seconds(settings.idleTimeout))); check the address and that the coordinator is running")
     }
 
-    /// Exact mode: this worker's fingerprint of the job's products, which the coordinator compares with its own.
-    func productsFingerprint(_ announcement: JobAnnouncement) -> UInt64 {
-        let job = announcement.job
-        guard job.options.reduction == .exact else { return 0 }
-        return Products.fingerprint(library: job.options.library, spec: job.model,
-                                    rows: job.microShardRows(samples: announcement.samples))
-    }
-
     /// Exact mode needs the coordinator's kernels: re-executes this worker with its OpenBLAS kernel or oneDNN
     /// instruction set (whichever the job's products use), or says why it cannot. `tell` reaches the coordinator,
     /// whose log then says why this worker left.

@@ -90,7 +90,7 @@ public final class WorkerNode {
                 // The message must leave before a re-execution ends this process's sockets.
                 Thread.sleep(forTimeInterval: 0.1)
             }
-            session.products = productsFingerprint(session.announcement)
+            session.products = session.announcement.job.productsFingerprint(samples: session.announcement.samples)
             let (job, data) = try prepareData(dealer, session, held: held)
             held = (session.announcement.fingerprint, job, data)
             // On the coordinator's machine (an ipc endpoint), results can be handed over in shared memory.
@@ -103,7 +103,7 @@ public final class WorkerNode {
                                          products: session.products))
             // The coordinator names local workers itself; a remote one says where it is.
             if settings.parentPID == nil {
-                log("\(settings.name): joined as w\(session.workerID); \(GEMMLibrary.identity(job.options.library))")
+                log("\(settings.name): joined as w\(session.workerID); \(job.options.library.kernels)")
             }
             switch try work(dealer, session, job: job, data: data, region: region) {
             case .finished:

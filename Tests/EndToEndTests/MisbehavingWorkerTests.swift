@@ -44,9 +44,7 @@ struct MisbehavingWorkerTests {
             let samples = try #require(text[..<newline].split(separator: " ").first { $0.hasPrefix("samples=") }
                 .flatMap { Int($0.dropFirst("samples=".count)) })
             let job = try Job.parse(String(text[text.index(after: newline)...]), file: "announcement", folder: "")
-            guard job.options.reduction == .exact else { return 0 }
-            return Products.fingerprint(library: job.options.library, spec: job.model,
-                                        rows: job.microShardRows(samples: samples))
+            return job.productsFingerprint(samples: samples)
         }
     }
 

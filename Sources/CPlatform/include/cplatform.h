@@ -16,6 +16,11 @@ ccpu_features ccpu_read(void);
 /// The widest vectors the loops built three ways (CExactSum, CUpdate) may use here: 0 SSE2, 1 AVX2, 2 AVX-512
 /// (F, DQ, VL and BW, with the OS saving the registers).
 int ccpu_vector_level(void);
+/// A loop family's level in `*slot` (-1 until first read, then `ccpu_vector_level`); every thread computes the same
+/// value, so a race is harmless.
+int ccpu_level_get(int *slot);
+/// Sets `*slot` to a lower level than the best (tests compare the loops); returns 0 when `wanted` is beyond it.
+int ccpu_level_use(int *slot, int wanted);
 
 /// Makes standard output line-buffered, so every printed line reaches a log file at once.
 void cplatform_line_buffer_stdout(void);

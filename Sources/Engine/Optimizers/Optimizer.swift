@@ -12,7 +12,7 @@ public protocol Optimizer: AnyObject {
     /// 1 / samples for a sum).
     ///
     /// With `checkFinite`, returns false when a gradient is NaN or infinite: the run has diverged and must stop,
-    /// and the update may have been applied in part (SGD checks in the same pass as it updates). Without it,
+    /// and the update may have been applied in part (SGD and Adam check in the same pass as they update). Without it,
     /// returns true: the caller has checked.
     @discardableResult
     func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, scale: Float,

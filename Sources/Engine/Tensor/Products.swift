@@ -10,11 +10,14 @@ public enum GEMMLibrary: String, Sendable, CaseIterable {
     case oneDNN = "onednn"
     case openBLAS = "openblas"
 
-    /// The library and the kernels it runs here, as join lines name them: "oneDNN avx512_core_bf16",
-    /// "OpenBLAS Cooperlake".
-    public static func identity(_ library: GEMMLibrary) -> String {
-        library == .oneDNN ? "oneDNN \(OneDNN.isa)" : "OpenBLAS \(BLASKernel.description)"
+    /// What computes this library's products in a process running `isa` (oneDNN) and `kernel` (OpenBLAS), as join
+    /// lines name it: "oneDNN avx512_core_bf16", "BLAS Cooperlake".
+    public func kernels(oneDNN isa: String, blas kernel: String) -> String {
+        self == .oneDNN ? "oneDNN \(isa)" : "BLAS \(kernel)"
     }
+
+    /// What computes this library's products here.
+    public var kernels: String { kernels(oneDNN: OneDNN.isa, blas: BLASKernel.description) }
 
     /// The library and what it runs on this CPU, for `--verbose`, the join lines and the benchmarks.
     public var description: String {
@@ -53,31 +56,34 @@ package final class Products {
         _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
         beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        // A library call costs ~0.5 µs before any arithmetic: the smallest products (the seed's XOR net) loop here.
-        if library == .oneDNN && m * n * k <= Int(matmul_small_limit) {
-            matmul_small(transA == .transposed ? 1 : 0, transB == .transposed ? 1 : 0, Int64(m), Int64(n), Int64(k),
-                         a, Int64(lda), b, Int64(ldb), beta, c, Int64(ldc))
-            return
-        }
-        let shape = Shape(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
-                          beta: beta.bitPattern)
-        if library == .oneDNN, let plan = plan(shape) {
-            // OpenMP's thread count is per thread, and the caller's thread may change between steps.
-            matmul_use_one_thread()
-            let status = matmul_plan_run(plan, a, b, c)
-            if status == 0 {
-                oneDNNRuns += 1
+        if library == .oneDNN {
+            // A library call costs ~0.5 µs before any arithmetic: the smallest products (the seed's XOR net) loop
+            // here.
+            if m * n * k <= Int(matmul_small_limit) {
+                matmul_small(transA == .transposed ? 1 : 0, transB == .transposed ? 1 : 0, Int64(m), Int64(n),
+                             Int64(k), a, Int64(lda), b, Int64(ldb), beta, c, Int64(ldc))
                 return
             }
-            // From now on this shape goes to OpenBLAS, every time (its bits then differ from other workers').
-            matmul_plan_destroy(plan)
-            plans[shape] = .some(nil)
-            Self.report("oneDNN could not run a \(m)×\(n)×\(k) product (status \(status))")
+            let shape = Shape(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
+                              beta: beta.bitPattern)
+            if let plan = plan(shape) {
+                // OpenMP's thread count is per thread, and the caller's thread may change between steps.
+                matmul_use_one_thread()
+                let status = matmul_plan_run(plan, a, b, c)
+                if status == 0 {
+                    oneDNNRuns += 1
+                    return
+                }
+                // From now on this shape goes to OpenBLAS, every time (its bits then differ from other workers').
+                matmul_plan_destroy(plan)
+                plans[shape] = .some(nil)
+                Self.report("oneDNN could not run a \(m)×\(n)×\(k) product (status \(status))")
+            }
         }
         gemm(transA, transB, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, beta: beta, c, ldc: ldc)
     }
 
-    /// The implementation oneDNN chose for each planned shape (for tests and `--verbose`).
+    /// The implementation oneDNN chose for each planned shape (for tests).
     package var implementations: [String] {
         plans.values.compactMap { $0.map { String(cString: matmul_plan_implementation($0)) } }
     }
@@ -100,6 +106,16 @@ package final class Products {
     /// fingerprint still catches a worker whose products differ because of it).
     private static func report(_ what: String) {
         FileHandle.standardError.write(Data("GEMM: \(what); OpenBLAS computes it instead\n".utf8))
+    }
+}
+
+extension Job {
+    /// Exact mode: the fingerprint of this job's products over `samples` training samples, on this process's library
+    /// and kernels (`Products.fingerprint` at every micro-shard size the run computes), which the coordinator and
+    /// every worker compare; 0 in fast mode.
+    public func productsFingerprint(samples: Int) -> UInt64 {
+        guard options.reduction == .exact else { return 0 }
+        return Products.fingerprint(library: options.library, spec: model, rows: microShardRows(samples: samples))
     }
 }
 

@@ -160,14 +160,14 @@ public final class Trainer {
                               into: sum)
         // Exact sums become a mean in one division, which checks it; a fast sum goes to the optimizer scaled, which
         // checks it as it updates (saving two passes).
-        let meanIsFinite = sum.reduction == .fast || sum.writeMean(into: gradient.pointer)
+        let exact = sum.reduction == .exact
+        let inputsFinite = exact ? sum.writeMean(into: gradient.pointer) : !sum.overflowed
         // The update may use the threads the mean did: this process's own, or a coordinator's idle cores.
         optimizer.threads = sum.meanThreads
-        let updated = meanIsFinite && (sum.reduction == .exact
-            ? optimizer.step(parameters: parameters.pointer, gradients: gradient.pointer, scale: 1,
-                             learningRate: learningRate)
-            : optimizer.step(parameters: parameters.pointer, gradients: sum.floats, scale: 1 / Float(sum.samples),
-                             learningRate: learningRate, checkFinite: true) && !sum.overflowed)
+        let updated = inputsFinite
+            && optimizer.step(parameters: parameters.pointer, gradients: exact ? gradient.pointer : sum.floats,
+                              scale: exact ? 1 : 1 / Float(sum.samples), learningRate: learningRate,
+                              checkFinite: !exact)
         guard updated else {
             // A fast update may have been applied in part, so the trainer refuses every later step too.
             diverged = TrainingError(message: "training diverged at step \(step) (epoch \(epoch)): a gradient is "
