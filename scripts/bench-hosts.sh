@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Across machines: a coordinator host and two worker hosts in network namespaces, each worker's link limited to a
+# rate (tc's token bucket, both ways); shardtrain over TCP, exact and fast, against PyTorch DDP (gloo, one rank per
+# worker host, torchrun) on mnist-mlp. `--rates 1gbit 10gbit none`, `--repeats N`, `--micro-shard N`, `--smoke`.
+# Needs root and `ip netns`; skips with a message otherwise. PyTorch: pip install torch==2.13.0+cpu (without it the
+# DDP column says n/a).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
+  echo "bench-hosts: skipped: needs root, iproute2's ip and tc" >&2; exit 0
+fi
+probe="sbprobe$$"
+if ! ip netns add "$probe" 2>/dev/null; then echo "bench-hosts: skipped: ip netns is not permitted here" >&2; exit 0; fi
+ip netns del "$probe"
+"$root/scripts/setup.sh"
+swift build --package-path "$root" -c release --product shardtrain >&2
+exec python3 "$root/scripts/bench/hosts.py" "$@"
