@@ -32,14 +32,16 @@ let package = Package(
         .target(name: "CExactSum", dependencies: ["CPlatform"]),
         // SGD's and Adam's elementwise updates, built for SSE2, AVX2 and AVX-512 and chosen at run time.
         .target(name: "CUpdate", dependencies: ["CPlatform"]),
-        .target(name: "Wire", dependencies: ["CZeroMQ", "CPlatform", "CExactSum"]),
+        // The weights as their change from the step before: a worker's download across machines.
+        .target(name: "CDelta"),
+        .target(name: "Wire", dependencies: ["CZeroMQ", "CPlatform", "CExactSum", "CDelta"]),
         // oneDNN's matmul primitives, the default GEMM; Debian: libdnnl-dev (no pkg-config file, so linked by name).
         .target(name: "CMatmul", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
         .target(
             name: "Engine",
             dependencies: ["CBLAS", "CMatmul", "CUpdate", "CPlatform", "CExactSum", .product(name: "Yams", package: "Yams")]
         ),
-        .target(name: "Cluster", dependencies: ["Engine", "Wire"]),
+        .target(name: "Cluster", dependencies: ["Engine", "Wire", "CDelta"]),
         .executableTarget(
             name: "shardtrain",
             dependencies: ["Engine", "Cluster", "CPlatform",

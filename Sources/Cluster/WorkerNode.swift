@@ -1,3 +1,4 @@
+import CDelta
 import CExactSum
 import Engine
 import Foundation
@@ -189,6 +190,29 @@ public final class WorkerNode {
                     switch envelope.payload {
                     case .weights(let frame):
                         frame.copy(into: parameters.pointer)
+                        weightsStep = step
+                    case .weightsChange(let base, let change):
+                        // Applied in place to the weights this worker holds, which must be step `base`'s; a change
+                        // that does not apply leaves them unusable until whole weights come (after joining again).
+                        let held = weightsStep
+                        weightsStep = nil
+                        guard held == base else {
+                            try send(dealer, Codec.error("step \(step)'s weights came as a change from step \(base)'s, "
+                                + "and this worker holds \(held.map { "step \($0)'s" } ?? "none"); join again",
+                                                        job: jobID, step: step, worker: workerID))
+                            continue
+                        }
+                        let applied = change.withUnsafeBytes { bytes in
+                            cdelta_apply(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count,
+                                         UnsafeMutableRawPointer(parameters.pointer).assumingMemoryBound(to: UInt32.self),
+                                         parameters.count)
+                        }
+                        guard applied == 1 else {
+                            try send(dealer, Codec.error("step \(step)'s weights came as a change of \(change.count) bytes "
+                                + "that is not one of \(parameters.count) weights; join again",
+                                                        job: jobID, step: step, worker: workerID))
+                            continue
+                        }
                         weightsStep = step
                     case .weightsInRegion:
                         guard let weights = session.weightsRegion else {

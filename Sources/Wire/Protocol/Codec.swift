@@ -1,3 +1,4 @@
+import CDelta
 import CExactSum
 
 /// What a receiver accepts: sizes come from the job, so no length field can make it allocate or read more.
@@ -51,12 +52,14 @@ public enum Codec {
                           description)
     }
 
-    /// The weights header; send it followed by a frame over the shared weights (`Message(sharing:)`), or by an
-    /// empty frame when they are in the coordinator's weights region (`inRegion`).
-    public static func weightsHeader(job: UInt64, step: UInt64, parameterCount: Int,
-                                     inRegion: Bool = false) throws -> Message {
-        try Message(copying: Header(type: .weights, job: job, step: step, frames: 1,
-                                    fields: [UInt64(parameterCount), inRegion ? 1 : 0]).encoded())
+    /// The weights header; send it followed by a frame over the shared weights (`Message(sharing:)`), by an
+    /// empty frame when they are in the coordinator's weights region (`inRegion`), or by their change from step
+    /// `changeFrom`'s weights (`cdelta_encode`).
+    public static func weightsHeader(job: UInt64, step: UInt64, parameterCount: Int, inRegion: Bool = false,
+                                     changeFrom base: UInt64? = nil) throws -> Message {
+        let form: UInt64 = inRegion ? 1 : base == nil ? 0 : 2
+        return try Message(copying: Header(type: .weights, job: job, step: step, frames: 1,
+                                           fields: [UInt64(parameterCount), form, base ?? 0]).encoded())
     }
 
     public static func assignment(job: UInt64, step: UInt64, worker: UInt32, epoch: UInt64, batch: UInt64,
@@ -176,7 +179,18 @@ public enum Codec {
                         weightsRegion: RegionOffer(packed: f[4], token: f[5]))
         case .weights:
             let count = try parameterCount(limits, .weights)
-            guard f[1] <= 1 else { throw .badField(.weights, "in-region flag \(f[1]) is not 0 or 1") }
+            guard f[1] <= 2 else { throw .badField(.weights, "form \(f[1]) is not 0 (Floats), 1 (region) or 2 (change)") }
+            if f[1] == 2 {
+                // At least a control byte (a model has a parameter); the change itself is checked as it is applied.
+                guard f[0] == UInt64(count), frame!.count >= 1, frame!.count <= cdelta_bound(count) else {
+                    throw .payloadSize(type: .weights, bytes: frame!.count,
+                                       expected: "1…\(cdelta_bound(count)) (a change of \(count) Float32)")
+                }
+                guard f[2] < header.step else {
+                    throw .badField(.weights, "step \(header.step)'s weights as a change from step \(f[2])'s")
+                }
+                return .weightsChange(base: f[2], frame!)
+            }
             if f[1] == 1 {
                 guard f[0] == UInt64(count), frame!.count == 0 else {
                     throw .payloadSize(type: .weights, bytes: frame!.count, expected: "0 (the weights are in the "

@@ -12,7 +12,7 @@
 /// | 32 | fields `6 × u64` | type-specific values, see `MessageType` |
 public struct Header: Sendable, Equatable {
     public static let magic: UInt32 = 0x4E52_5453
-    public static let protocolVersion: UInt16 = 6
+    public static let protocolVersion: UInt16 = 7
     public static let byteCount = 80
 
     public var type: MessageType
@@ -73,8 +73,9 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     /// heartbeat interval in milliseconds, the coordinator's weights region (pid << 32 | descriptor, then its token;
     /// 0 when it has none). Frame: the job description (opaque bytes to this layer).
     case job = 2
-    /// Coordinator → worker: the weights for `step`. Fields: parameter count, 1 if they are in the coordinator's
-    /// weights region. Frame: `count` little-endian Float32, or empty when they are in the region.
+    /// Coordinator → worker: the weights for `step`. Fields: parameter count; their form: 0 as Floats, 1 in the
+    /// coordinator's weights region, 2 as their change from step field 2's weights (which the worker holds). Frame:
+    /// `count` little-endian Float32, empty when they are in the region, or the change (`cdelta_encode`).
     case weights = 3
     /// Coordinator → worker: micro-shards to compute for `step`. Fields: epoch, batch, attempt (unique within the
     /// step; the gradient echoes it, so a late answer to a range since given to another worker is recognised), the

@@ -15,6 +15,8 @@ public enum Payload {
     case weights(FloatFrame)
     /// The step's weights are in the coordinator's weights region.
     case weightsInRegion
+    /// The step's weights as their change from step `base`'s (`cdelta_apply` them to those).
+    case weightsChange(base: UInt64, Message)
     /// `resultSlot`: the slot of the worker's `SharedRegion` its result may go to (nil: send the values).
     case assignment(epoch: UInt64, batch: UInt64, attempt: UInt64, ranges: [Range<Int>], resultSlot: Int?)
     case gradient(GradientFrame)
