@@ -28,6 +28,9 @@ public final class Coordinator: GradientSource {
         public var verbose = false
         /// CurveZMQ: this coordinator's key and the workers it admits (nil: plaintext).
         public var keys: CoordinatorKeys?
+        /// Send a worker that holds the previous step's weights the new ones as their change (`cdelta_encode`):
+        /// fewer bytes for a little work, which pays on slow links only.
+        public var weightsAsChange = false
 
         public init(endpoint: String, workers: Int) {
             self.endpoint = endpoint
@@ -82,8 +85,8 @@ public final class Coordinator: GradientSource {
     private var payloads: [SharedPayload]
     /// The same for the weights' change from the step before (`cdelta_encode`).
     private var changePayloads: [SharedPayload] = []
-    /// The last step whose weights went out as a message, and those weights: a worker holding them is sent the next
-    /// step's as their change, about 60 % of the bytes.
+    /// With `weightsAsChange`, the last step whose weights went out as a message, and those weights: a worker holding
+    /// them is sent the next step's as their change, about 60 % of the bytes.
     private var sentWeights: (step: Int, weights: Buffer<Float>)?
     /// On an ipc endpoint (every worker on this machine): the weights, for the workers that map it instead.
     let weightsRegion: SharedRegion?
@@ -220,7 +223,8 @@ public final class Coordinator: GradientSource {
         var sentAsMessage = false
         let weightsFor = { (member: Int) throws -> (message: Message, changeFrom: Int?) in
             sentAsMessage = true
-            guard let sent = self.sentWeights, self.table[member].weightsStep == sent.step else {
+            guard self.settings.weightsAsChange, let sent = self.sentWeights,
+                  self.table[member].weightsStep == sent.step else {
                 return (try weights(), nil)
             }
             if change == nil {
@@ -247,7 +251,7 @@ public final class Coordinator: GradientSource {
             if sum.reduction == .exact { addArrived() }
             if round.waitingCount > 0 { try handOut(round, weights: weightsFor) }
         }
-        if sentAsMessage {
+        if sentAsMessage && settings.weightsAsChange {
             // The weights every worker sent them now holds: the next step's go to it as their change from these.
             let kept = sentWeights?.weights ?? Buffer<Float>(count: parameters.count)
             kept.pointer.update(from: parameters.pointer, count: parameters.count)

@@ -89,7 +89,7 @@ def spawn(host, command, log, env=None):
     return process
 
 
-def shardtrain(batch, reduction, steps, folder, port, micro_shard):
+def shardtrain(batch, reduction, steps, folder, port, micro_shard, change):
     job = os.path.join(folder, "job.yaml")
     with open(job, "w") as f:
         f.write(JOB.format(optimizer="{name: sgd, lr: 0.01, momentum: 0.9}", batch=batch, steps=steps,
@@ -102,7 +102,7 @@ def shardtrain(batch, reduction, steps, folder, port, micro_shard):
     with open(os.path.join(folder, "coordinator.log"), "w") as log:
         coordinator = spawn("coord", [BIN, "coordinator", "--config", job, "--bind", endpoint, "--workers", "2",
                                       "--insecure", "--threads", "1", "--metrics", metrics, "--verbose",
-                                      "--log-every", "1000000"], log, env)
+                                      "--log-every", "1000000"] + (["--weights-as-change"] if change else []), log, env)
     workers = []
     for host in ("w1", "w2"):
         with open(os.path.join(folder, f"{host}.log"), "w") as log:
@@ -151,6 +151,7 @@ def main():
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--micro-shard", type=int, default=128, help="exact mode's micro-shard size")
+    p.add_argument("--weights-as-change", action="store_true", help="pass --weights-as-change to the coordinator")
     p.add_argument("--json", default=os.path.join(HERE, "hosts-results.json"))
     p.add_argument("--smoke", action="store_true", help="one short run at 1gbit, without DDP or JSON")
     a = p.parse_args()
@@ -165,8 +166,9 @@ def main():
     try:
         make_hosts()
         with tempfile.TemporaryDirectory() as folder:
+            change = ", weights as their change" if a.weights_as_change else ""
             print(f"mnist-mlp ({parameters:,} parameters), global batch {a.batch}, SGD momentum, 2 worker hosts, "
-                  f"1 thread each, exact mode's micro-shard {a.micro_shard}; medians of {a.repeats} interleaved runs")
+                  f"1 thread each, exact mode's micro-shard {a.micro_shard}{change}; medians of {a.repeats} interleaved runs")
             print(f"{'link':>7} | {'exact':>7} {'fast':>7} {'DDP':>7} | {'ex/DDP':>6} {'fa/DDP':>6} | "
                   "exact ms per step: step send wait reduce")
             port = 6100
@@ -176,7 +178,7 @@ def main():
                 for _ in range(a.repeats):
                     for reduction in ("exact", "fast"):
                         port += 1
-                        runs[reduction].append(shardtrain(a.batch, reduction, a.steps, folder, port, a.micro_shard))
+                        runs[reduction].append(shardtrain(a.batch, reduction, a.steps, folder, port, a.micro_shard, a.weights_as_change))
                     if has_torch:
                         port += 1
                         runs["ddp"].append(ddp(a.batch, a.steps, folder, port))
