@@ -2,8 +2,9 @@
 # Several hosts on one machine: network namespaces joined by veth pairs to a bridge (10.88.<n>.0/24). A coordinator
 # host and three worker hosts over real TCP with CurveZMQ: two authorised workers train; on the third host a worker
 # with an unlisted key and a plaintext one are refused and named; the saved weights' SHA-256 must equal the
-# in-process run's (the weights go as their change from the step before: --weights-as-change). Needs root and `ip netns`; skips with a message otherwise. Removes every namespace it made and
-# every process it started, whatever happens.
+# in-process run's (the weights go as their change from the step before: --weights-as-change). Needs root and
+# `ip netns`; skips with a message otherwise. Removes every namespace it made and every process it started, whatever
+# happens.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 shardtrain="${SHARDTRAIN:-$root/.build/debug/shardtrain}"

@@ -192,25 +192,12 @@ public final class WorkerNode {
                         frame.copy(into: parameters.pointer)
                         weightsStep = step
                     case .weightsChange(let base, let change):
-                        // Applied in place to the weights this worker holds, which must be step `base`'s; a change
-                        // that does not apply leaves them unusable until whole weights come (after joining again).
+                        // A change that does not apply leaves the weights unusable until whole ones come (after
+                        // joining again).
                         let held = weightsStep
                         weightsStep = nil
-                        guard held == base else {
-                            try send(dealer, Codec.error("step \(step)'s weights came as a change from step \(base)'s, "
-                                + "and this worker holds \(held.map { "step \($0)'s" } ?? "none"); join again",
-                                                        job: jobID, step: step, worker: workerID))
-                            continue
-                        }
-                        let applied = change.withUnsafeBytes { bytes in
-                            cdelta_apply(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count,
-                                         UnsafeMutableRawPointer(parameters.pointer).assumingMemoryBound(to: UInt32.self),
-                                         parameters.count)
-                        }
-                        guard applied == 1 else {
-                            try send(dealer, Codec.error("step \(step)'s weights came as a change of \(change.count) bytes "
-                                + "that is not one of \(parameters.count) weights; join again",
-                                                        job: jobID, step: step, worker: workerID))
+                        if let problem = apply(change, from: base, holding: held, step: step, to: parameters) {
+                            try send(dealer, Codec.error(problem, job: jobID, step: step, worker: workerID))
                             continue
                         }
                         weightsStep = step
@@ -343,6 +330,26 @@ public final class WorkerNode {
                 return .rejoin("the coordinator has been silent for \(Seconds(silent))")
             }
         }
+    }
+
+    /// Applies step `step`'s weights, sent as their change from step `base`'s, to `parameters` (which hold step
+    /// `held`'s); nil when it did, else why not.
+    private func apply(_ change: Message, from base: UInt64, holding held: UInt64?, step: UInt64,
+                       to parameters: Buffer<Float>) -> String? {
+        guard held == base else {
+            return "step \(step)'s weights came as a change from step \(base)'s, and this worker holds "
+                + "\(held.map { "step \($0)'s" } ?? "none"); join again"
+        }
+        let applied = change.withUnsafeBytes { bytes in
+            cdelta_apply(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count,
+                         UnsafeMutableRawPointer(parameters.pointer).assumingMemoryBound(to: UInt32.self),
+                         parameters.count)
+        }
+        guard applied == 1 else {
+            return "step \(step)'s weights came as a change of \(change.count) bytes that is not one of "
+                + "\(parameters.count) weights; join again"
+        }
+        return nil
     }
 
     /// Waits until libzmq has let go of `payload` (an earlier result still being sent), up to --idle-timeout.

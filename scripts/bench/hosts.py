@@ -128,12 +128,12 @@ def ddp(batch, steps, folder, port):
     """DDP samples/s with one rank on each worker host; rank 0 prints the figure."""
     processes = []
     for rank, host in enumerate(("w1", "w2")):
-        log = open(os.path.join(folder, f"ddp{rank}.log"), "w")
-        processes.append(spawn(host, ["torchrun", "--nnodes=2", "--nproc_per_node=1", f"--node_rank={rank}",
-                                      f"--master_addr={ADDRESS['w1']}", f"--master_port={port}",
-                                      os.path.join(HERE, "torch_ddp.py"), "--batch", str(batch), "--optimizer",
-                                      "sgd", "--steps", str(steps)], log,
-                               {"OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": f"{TAG}{host}"}))
+        with open(os.path.join(folder, f"ddp{rank}.log"), "w") as log:
+            processes.append(spawn(host, ["torchrun", "--nnodes=2", "--nproc_per_node=1", f"--node_rank={rank}",
+                                          f"--master_addr={ADDRESS['w1']}", f"--master_port={port}",
+                                          os.path.join(HERE, "torch_ddp.py"), "--batch", str(batch), "--optimizer",
+                                          "sgd", "--steps", str(steps)], log,
+                                   {"OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": f"{TAG}{host}"}))
     for process in processes:
         try:
             process.wait(timeout=600)
