@@ -31,6 +31,10 @@ public final class Coordinator: GradientSource {
         /// Send a worker that holds the previous step's weights the new ones as their change (`cdelta_encode`):
         /// fewer bytes for a little work, which pays on slow links only.
         public var weightsAsChange = false
+        /// Results come in parts, and each part of the parameters is updated and its new weights sent as soon as
+        /// every worker's values there are in: the weights travel down while gradients still come up, which pays
+        /// where workers are on other machines.
+        public var overlap = false
 
         public init(endpoint: String, workers: Int) {
             self.endpoint = endpoint
@@ -59,7 +63,7 @@ public final class Coordinator: GradientSource {
     }
 
     public let settings: Settings
-    public private(set) var lastTimings = StepTimings()
+    public internal(set) var lastTimings = StepTimings()
     /// The last step's round: its results' messages stay alive until the trainer has read the sum holding them.
     private var heldRound: StepRound?
     /// Where a result's micro-shard Floats are listed for the sum.
@@ -93,6 +97,11 @@ public final class Coordinator: GradientSource {
     var lastHeartbeat: ContinuousClock.Instant
     var started = false
     let clock = ContinuousClock()
+    /// With `overlap`, the step being updated part by part, and memory for results' parts, reused.
+    var partStep: PartStep?
+    var partStores: [Buffer<Float>] = []
+    /// The parts a job's parameters come in.
+    let partCount: Int
     /// Exact mode: the fingerprint of this job's matrix products here (`Products.fingerprint`).
     let productsFingerprint: UInt64
 
@@ -111,6 +120,7 @@ public final class Coordinator: GradientSource {
                 + "\(JobAnnouncement.maximumBytes): use fewer layers")
         }
         let count = job.model.layout.parameterCount
+        partCount = Codec.parts(of: count).count
         var limits = Limits(parameterCount: count, job: jobID)
         limits.maximumJobBytes = max(limits.maximumJobBytes, announcement.bytes.count + 1024)
         self.limits = limits
@@ -267,18 +277,21 @@ public final class Coordinator: GradientSource {
         let reduced = clock.now
         lastTimings = StepTimings(send: (sent - begun) / .seconds(1), wait: (gathered - sent) / .seconds(1),
                                   reduce: (reduced - gathered) / .seconds(1))
-        if settings.verbose {
-            var shares: [UInt32: Int] = [:]
-            for r in round.results { shares[table[r.member].id, default: 0] += r.frame.samples }
-            let text = shares.sorted { $0.key < $1.key }.map { "w\($0.key) \($0.value) samples" }.joined(separator: ", ")
-            log(String(format: "step %d: send %.3f ms, wait %.3f ms, reduce %.3f ms; %@", step,
-                       lastTimings.send * 1000, lastTimings.wait * 1000, lastTimings.reduce * 1000, text))
-        }
+        if settings.verbose { logStep(round) }
+    }
+
+    /// The step's timings and each worker's share, for --verbose.
+    func logStep(_ round: StepRound) {
+        var shares: [UInt32: Int] = [:]
+        for r in round.results { shares[table[r.member].id, default: 0] += r.frame.samples }
+        let text = shares.sorted { $0.key < $1.key }.map { "w\($0.key) \($0.value) samples" }.joined(separator: ", ")
+        log(String(format: "step %d: send %.3f ms, wait %.3f ms, reduce %.3f ms; %@", round.step,
+                   lastTimings.send * 1000, lastTimings.wait * 1000, lastTimings.reduce * 1000, text))
     }
 
     /// A weight buffer libzmq no longer holds; a new one when a stalled peer still holds every one (rare: it is
     /// dropped within the silence limit, and its buffers come back).
-    private func idlePayload() -> SharedPayload { Self.idle(&payloads, byteCount: payloads[0].byteCount) }
+    func idlePayload() -> SharedPayload { Self.idle(&payloads, byteCount: payloads[0].byteCount) }
 
     private static func idle(_ pool: inout [SharedPayload], byteCount: Int) -> SharedPayload {
         if let free = pool.first(where: \.isIdle) { return free }
@@ -288,14 +301,18 @@ public final class Coordinator: GradientSource {
     }
 
     /// Sends the round's waiting micro-shards to the active workers, after waiting for enough of them.
-    private func handOut(_ round: StepRound, weights: (Int) throws -> (message: Message, changeFrom: Int?)) throws {
+    func handOut(_ round: StepRound, weights: (Int) throws -> (message: Message, changeFrom: Int?)) throws {
         try ensureEnoughWorkers(round)
         let active = table.active
         let now = clock.now
         for (member, attempt, ranges) in round.distribute(over: active, speeds: active.map { table[$0].speed }, now: now) {
             var frames: [Message] = []
             if table[member].weightsStep != round.step {
-                if table[member].readsWeightsRegion {
+                if settings.overlap && table[member].partsStep == round.step && table[member].partsSent == partCount {
+                    frames = [try Codec.weightsHeader(job: jobID, step: UInt64(round.step),
+                                                      parameterCount: limits.parameterCount!, fromParts: true),
+                              try Message(copying: [UInt8]())]
+                } else if table[member].readsWeightsRegion {
                     frames = [try Codec.weightsHeader(job: jobID, step: UInt64(round.step),
                                                       parameterCount: limits.parameterCount!, inRegion: true),
                               try Message(copying: [UInt8]())]
@@ -310,7 +327,8 @@ public final class Coordinator: GradientSource {
             let slot = table[member].resultRegion == nil ? nil : round.claimSlot(for: attempt)
             let assignment = try Codec.assignment(job: jobID, step: UInt64(round.step), worker: table[member].id,
                                                   epoch: UInt64(round.epoch), batch: UInt64(round.batchIndex),
-                                                  attempt: attempt, ranges: ranges, resultSlot: slot)
+                                                  attempt: attempt, ranges: ranges, resultSlot: slot,
+                                                  inParts: settings.overlap)
             let delivered = (frames.isEmpty || send(to: member, frames, round)) && send(to: member, assignment, round)
             if delivered {
                 table[member].weightsStep = round.step

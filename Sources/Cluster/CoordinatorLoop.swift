@@ -80,6 +80,8 @@ extension Coordinator {
             try ready(index, hasData: hasData, region: region, readsWeights: readsWeights, products: products)
         case .gradient(let frame):
             result(index, envelope.header, frame, round)
+        case .gradientPart(let attempt, let array, let arrays, let first, let frame):
+            try part(index, envelope.header, attempt: attempt, array: array, arrays: arrays, first: first, frame, round)
         case .error(let text):
             lose(index, .reportedError(String(text.prefix(300))), round)
         default:
@@ -145,8 +147,9 @@ extension Coordinator {
             return
         }
         table[index].state = .ready
-        table[index].resultRegion = mapRegion(region, of: member)
-        table[index].readsWeightsRegion = readsWeights && weightsRegion != nil
+        // In parts, every result and weight goes as a message, which is what makes the overlap.
+        table[index].resultRegion = settings.overlap ? nil : mapRegion(region, of: member)
+        table[index].readsWeightsRegion = readsWeights && weightsRegion != nil && !settings.overlap
         if settings.verbose && (table[index].resultRegion != nil || table[index].readsWeightsRegion) {
             let what = [table[index].readsWeightsRegion ? "weights" : nil, table[index].resultRegion != nil ? "results" : nil]
             log("\(member.label) shares memory with this coordinator: \(what.compactMap { $0 }.joined(separator: " and "))")
@@ -204,6 +207,15 @@ extension Coordinator {
             return
         }
         let microShards = assignment.ranges.reduce(0) { $0 + $1.count }
+        guard frame.inParts == (round.parts != nil) else {
+            lose(index, .mismatched(frame.inParts ? "a result in parts where its values were asked for in the message"
+                : "a result's values in its message where they were asked for in parts"), round)
+            return
+        }
+        guard !frame.inParts || round.parts!.hasEverything(of: frame.attempt) else {
+            lose(index, .mismatched("a result whose parts did not all come before it"), round)
+            return
+        }
         guard frame.floatShards == 0 || frame.floatShards == microShards else {
             lose(index, .mismatched("\(frame.floatShards) micro-shards' Floats for micro-shards "
                 + "\(describe(assignment.ranges))"), round)

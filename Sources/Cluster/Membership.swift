@@ -67,6 +67,10 @@ public struct Member: Sendable {
     public internal(set) var speed = 1.0
     /// The step whose weights it holds.
     var weightsStep: Int?
+    /// The step whose weights it was sent in parts, and how many parts (all of them: it holds them, and the step's
+    /// weights header says so instead of carrying them).
+    var partsStep: Int?
+    var partsSent = 0
     /// Told to rejoin after it was lost (said once).
     var toldToRejoin = false
     /// The member's result region, mapped when it offered one this coordinator could use.

@@ -37,7 +37,7 @@ enum ResultCheck {
         }
         // Micro-shards' Floats: any finite value is one a micro-shard can produce, and a NaN or ∞ among them makes
         // the step's mean say the run diverged, as a worker's `overflowed` does.
-        guard frame.floatShards == 0 else { return nil }
+        guard frame.floatShards == 0, !frame.inParts else { return nil }
         // Every limb within ±limit: v + limit then lies in [0, 2·limit]. Every window within `gradientWindows`.
         // Adds, compares and ors only, so the pass vectorises on any x86-64 and costs about one read of the message.
         let offset = UInt64(limit), span = 2 * UInt64(limit)

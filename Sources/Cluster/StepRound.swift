@@ -28,6 +28,10 @@ final class StepRound {
     private(set) var outstanding: [UInt64: Assignment] = [:]
     private(set) var results: [Result] = []
     private var nextAttempt: UInt64 = 1
+    /// Attempts answered in full.
+    private(set) var completedAttempts: [UInt64: Int] = [:]
+    /// With results in parts: their parts so far, and which parts are updated.
+    var parts: PartwiseRound?
     /// Result-region slots given out this step, per member: each holds its result until the step's sum is read, so
     /// none is given twice in a step (a member that takes over a lost one's micro-shards gets the other, then none).
     private var claimedSlots: [Int: Set<Int>] = [:]
@@ -95,6 +99,7 @@ final class StepRound {
 
     func complete(_ attempt: UInt64, with frame: GradientFrame) {
         guard let a = outstanding.removeValue(forKey: attempt) else { return }
+        completedAttempts[attempt] = a.ranges[0].lowerBound
         results.append(Result(member: a.member, firstMicroShard: a.ranges[0].lowerBound, frame: frame))
     }
 

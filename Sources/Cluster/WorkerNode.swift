@@ -132,7 +132,12 @@ public final class WorkerNode {
                                     library: options.library)
         let plan = BatchPlan(sampleCount: data.count, batchSize: options.batchSize, shuffle: options.shuffle,
                              dropLast: options.dropLast, seed: options.seed)
-        let parameters = Buffer<Float>(count: job.model.layout.parameterCount)
+        var parameters = Buffer<Float>(count: job.model.layout.parameterCount)
+        // The next step's weights as their parts arrive, while `parameters` keep this step's: a lost worker's
+        // micro-shards of this step may still come to this one.
+        let incoming = IncomingWeights(count: parameters.count)
+        // An exact result sent in parts as more micro-shards' Floats than a sum's memory holds.
+        let manyArrays = PartArrays()
         // Without a result region, two sums in turn, each sent zero-copy: one may still be in libzmq's hands while the
         // next is computed. With one, its two slots (an assignment names the slot to leave its result in) and a sum of
         // its own for an assignment that names none (the coordinator may still hold both slots' results); each
@@ -156,9 +161,9 @@ public final class WorkerNode {
         var weightsStep: UInt64?
         var lastHeard = clock.now, lastSent = clock.now
         // Where an assignment's micro-shards go when they are sent as Floats.
-        let floatIndices = UnsafeMutablePointer<Int>.allocate(capacity: GradientFrame.maximumFloatShards)
-        let floatTargets = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: GradientFrame.maximumFloatShards)
-        let floatStatistics = UnsafeMutablePointer<SliceStatistics>.allocate(capacity: GradientFrame.maximumFloatShards)
+        let floatIndices = UnsafeMutablePointer<Int>.allocate(capacity: Codec.maximumPartArrays)
+        let floatTargets = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: Codec.maximumPartArrays)
+        let floatStatistics = UnsafeMutablePointer<SliceStatistics>.allocate(capacity: Codec.maximumPartArrays)
         defer {
             floatIndices.deallocate()
             floatTargets.deallocate()
@@ -201,6 +206,17 @@ public final class WorkerNode {
                             continue
                         }
                         weightsStep = step
+                    case .weightsPart(let first, let frame):
+                        incoming.take(frame, from: first, step: step)
+                    case .weightsFromParts:
+                        weightsStep = nil
+                        if let problem = incoming.missing(step: step) {
+                            try send(dealer, Codec.error(problem, job: jobID, step: step, worker: workerID))
+                            continue
+                        }
+                        swap(&parameters, &incoming.weights)
+                        incoming.clear()
+                        weightsStep = step
                     case .weightsInRegion:
                         guard let weights = session.weightsRegion else {
                             throw ClusterError("the coordinator said step \(step)'s weights are in a shared region this "
@@ -209,7 +225,7 @@ public final class WorkerNode {
                         UnsafeMutableRawPointer(parameters.pointer).copyMemory(from: weights.slot(0).baseAddress!,
                                                                                byteCount: 4 * parameters.count)
                         weightsStep = step
-                    case .assignment(let epoch, let batchIndex, let attempt, let ranges, let resultSlot):
+                    case .assignment(let epoch, let batchIndex, let attempt, let ranges, let resultSlot, let inParts):
                         guard weightsStep == step else {
                             try send(dealer, Codec.error("assignment for step \(step) arrived without its weights",
                                                         job: jobID, step: step, worker: workerID))
@@ -241,14 +257,21 @@ public final class WorkerNode {
                         // A few exact micro-shards go as their Floats (no more bytes than limbs, and neither the pass
                         // into limbs here nor their check there), written where the limbs would be. Where bytes are
                         // dear, packed limbs (~6.3 bytes a parameter) win over more than two micro-shards' Floats.
+                        // In parts, an exact result is always its micro-shards' Floats.
                         let microShardCount = ranges.reduce(0) { $0 + $1.count }
-                        let floatLimit = slot != nil || !packs ? GradientFrame.maximumFloatShards : 2
+                        let floatLimit = inParts ? Codec.maximumPartArrays : slot != nil || !packs ? GradientFrame.maximumFloatShards : 2
                         let floatShards = options.reduction == .exact && microShardCount <= floatLimit ? microShardCount : 0
+                        var partsPayload = payload
+                        if floatShards > GradientFrame.maximumFloatShards {
+                            partsPayload = try manyArrays.payload(holding: floatShards * parameters.count) {
+                                try waitUntilIdle($0, step: step)
+                            }
+                        }
                         var summary: ExactSummary?
                         if floatShards > 0 {
-                            // The sum's memory, limbs until now, holds Floats for this result.
-                            let floats = UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!)
-                                .bindMemory(to: Float.self, capacity: floatShards * parameters.count)
+                            // The sum's memory, limbs until now, holds Floats for this result (or, for more than it
+                            // holds, the arrays' own).
+                            let floats = partsPayload.bytes.bindMemory(to: Float.self, capacity: floatShards * parameters.count)
                             for (i, index) in ranges.joined().enumerated() {
                                 floatIndices[i] = index
                                 floatTargets[i] = floats + parameters.count * i
@@ -273,7 +296,8 @@ public final class WorkerNode {
                         // the first Float moved by a finite 0.1 %), so the tests can check that `equivalence` catches
                         // an exact run that differs.
                         if Self.flipsBit, options.reduction == .exact {
-                            let first = UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!)
+                            let first = floatShards > 0 ? partsPayload.bytes
+                                : UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!)
                             if floatShards > 0 {
                                 let value = first.load(as: Float.self)
                                 first.storeBytes(of: value * 1.001 + 0.001, as: Float.self)
@@ -282,6 +306,15 @@ public final class WorkerNode {
                             }
                         }
                         #endif
+                        if inParts {
+                            let stats = summary ?? ExactSummary(samples: sum.samples, correct: sum.correct,
+                                                                loss: sum.lossWords, overflowed: sum.overflowed)
+                            try sendInParts(dealer, partsPayload, arrays: max(floatShards, 1), count: parameters.count,
+                                            statistics: stats, exact: options.reduction == .exact, job: jobID,
+                                            step: step, worker: workerID, attempt: attempt)
+                            lastSent = clock.now
+                            continue
+                        }
                         // In the region: an empty frame. Packed: only when smaller (it always is for real gradients).
                         var values: Message?, packed = false
                         if slot != nil {

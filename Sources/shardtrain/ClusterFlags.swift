@@ -15,8 +15,17 @@ struct ClusterFlags: ParsableArguments {
     @Flag(help: ArgumentHelp("Send a worker each step's weights as their change from the step before: about 60 % "
         + "of the bytes, for 1-2 ms of work a step; faster on links of a few Gbit/s or less, slower on faster ones."))
     var weightsAsChange = false
+    @Flag(help: ArgumentHelp("Workers send their results in parts of 65,536 parameters, and each part of the weights "
+        + "is updated and sent back as soon as every worker's values there are in, so weights go down while gradients "
+        + "still come up: for workers on other machines. In exact mode a worker then sends each micro-shard's Floats "
+        + "(choose micro_shard = batch_size / workers)."))
+    var overlap = false
 
     func validate() throws {
+        if overlap && weightsAsChange {
+            throw ValidationError("--overlap sends the weights in parts as Floats, and --weights-as-change sends them "
+                + "whole as their change: choose one")
+        }
         for (flag, value) in [("--heartbeat", heartbeat), ("--join-timeout", joinTimeout),
                               ("--worker-timeout", workerTimeout), ("--rejoin-timeout", rejoinTimeout)] {
             guard value.isFinite, value >= 0.01, value <= 1e6 else {
@@ -46,6 +55,7 @@ struct ClusterFlags: ParsableArguments {
         settings.rejoinTimeout = .seconds(rejoinTimeout)
         settings.verbose = verbose
         settings.weightsAsChange = weightsAsChange
+        settings.overlap = overlap
         settings.keys = keys
         return try Coordinator(job: job, training: training, settings: settings, log: logToStandardError)
     }

@@ -78,7 +78,7 @@ struct MisbehavingWorkerTests {
                 joined = Joined(job: job, worker: worker, limits: Limits(parameterCount: count, job: job),
                                 products: try Joined.products(of: Array(description)))
                 try dealer.send(ready(joined!))
-            case .assignment(_, _, let attempt, _, let slot):
+            case .assignment(_, _, let attempt, _, let slot, _):
                 try dealer.send(answer(joined!, envelope.header.step, attempt, slot))
             default:
                 continue

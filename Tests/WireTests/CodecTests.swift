@@ -31,7 +31,7 @@ struct CodecTests {
 
         let assignment = try Codec.decode(Codec.assignment(job: 77, step: 9, worker: 2, epoch: 1, batch: 4, attempt: 1,
                                                            ranges: [0..<3, 5..<9]), limits: Self.limits)
-        guard case .assignment(1, 4, 1, let ranges, nil) = assignment.payload else { Issue.record("not assignment"); return }
+        guard case .assignment(1, 4, 1, let ranges, nil, false) = assignment.payload else { Issue.record("not assignment"); return }
         #expect(ranges == [0..<3, 5..<9])
 
         let limbs: [Int64] = (0..<10).map { Int64($0) - 4 }
@@ -85,7 +85,7 @@ struct CodecTests {
                                  limits: Self.limits)
         } throws: { ($0 as? WireError)?.description.contains("the weights are in the coordinator's weights region") ?? false }
         for slot in [nil, 0, 1] as [Int?] {
-            guard case .assignment(1, 4, 1, _, let got) = try Codec.decode(
+            guard case .assignment(1, 4, 1, _, let got, false) = try Codec.decode(
                 Codec.assignment(job: 77, step: 9, worker: 2, epoch: 1, batch: 4, attempt: 1, ranges: [0..<3],
                                  resultSlot: slot), limits: Self.limits).payload
             else { Issue.record("not assignment"); return }
@@ -194,7 +194,7 @@ struct CodecTests {
     @Test("malformed messages are refused, each with its reason", arguments: [
         ([header(size: 79), [UInt8](repeating: 0, count: 20)], "header frame of 79 bytes"),
         ([header(magic: 0xDEADBEEF), [UInt8](repeating: 0, count: 20)], "bad magic 0xdeadbeef"),
-        ([header(version: 9), [UInt8](repeating: 0, count: 20)], "protocol version 9 but this build speaks 7"),
+        ([header(version: 9), [UInt8](repeating: 0, count: 20)], "protocol version 9 but this build speaks 8"),
         ([header(99), [UInt8](repeating: 0, count: 20)], "unknown message type 99"),
         ([header(frames: 2), [UInt8](repeating: 0, count: 20)], "declares 2 payload frames, carries 1"),
         ([header()], "declares 1 payload frames, carries 0"),

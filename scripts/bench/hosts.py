@@ -89,7 +89,7 @@ def spawn(host, command, log, env=None):
     return process
 
 
-def shardtrain(batch, reduction, steps, folder, port, micro_shard, change):
+def shardtrain(batch, reduction, steps, folder, port, micro_shard, flags):
     job = os.path.join(folder, "job.yaml")
     with open(job, "w") as f:
         f.write(JOB.format(optimizer="{name: sgd, lr: 0.01, momentum: 0.9}", batch=batch, steps=steps,
@@ -102,7 +102,7 @@ def shardtrain(batch, reduction, steps, folder, port, micro_shard, change):
     with open(os.path.join(folder, "coordinator.log"), "w") as log:
         coordinator = spawn("coord", [BIN, "coordinator", "--config", job, "--bind", endpoint, "--workers", "2",
                                       "--insecure", "--threads", "1", "--metrics", metrics, "--verbose",
-                                      "--log-every", "1000000"] + (["--weights-as-change"] if change else []), log, env)
+                                      "--log-every", "1000000"] + flags, log, env)
     workers = []
     for host in ("w1", "w2"):
         with open(os.path.join(folder, f"{host}.log"), "w") as log:
@@ -152,6 +152,8 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--micro-shard", type=int, default=128, help="exact mode's micro-shard size")
     p.add_argument("--weights-as-change", action="store_true", help="pass --weights-as-change to the coordinator")
+    p.add_argument("--overlap", action="store_true",
+                   help="also run exact and fast mode with --overlap, in the same interleaved runs")
     p.add_argument("--json", default=os.path.join(HERE, "hosts-results.json"))
     p.add_argument("--smoke", action="store_true", help="one short run at 1gbit, without DDP or JSON")
     a = p.parse_args()
@@ -167,32 +169,38 @@ def main():
         make_hosts()
         with tempfile.TemporaryDirectory() as folder:
             change = ", weights as their change" if a.weights_as_change else ""
+            variants = {"exact": ["exact", []], "fast": ["fast", []]}
+            if a.overlap:
+                variants.update({"exact overlap": ["exact", ["--overlap"]], "fast overlap": ["fast", ["--overlap"]]})
+            common = ["--weights-as-change"] if a.weights_as_change else []
             print(f"mnist-mlp ({parameters:,} parameters), global batch {a.batch}, SGD momentum, 2 worker hosts, "
                   f"1 thread each, exact mode's micro-shard {a.micro_shard}{change}; medians of {a.repeats} interleaved runs")
-            print(f"{'link':>7} | {'exact':>7} {'fast':>7} {'DDP':>7} | {'ex/DDP':>6} {'fa/DDP':>6} | "
-                  "exact ms per step: step send wait reduce")
+            names = list(variants)
+            print(f"{'link':>7} | " + " ".join(f"{n:>13}" for n in names) + f" {'DDP':>7} | "
+                  + " ".join(f"{n + ' / DDP':>19}" for n in names) + " | exact ms per step: step send wait reduce")
             port = 6100
             for rate in a.rates:
                 limit(None if rate == "none" else rate)
-                runs = {"exact": [], "fast": [], "ddp": []}
+                runs = {name: [] for name in names + ["ddp"]}
                 for _ in range(a.repeats):
-                    for reduction in ("exact", "fast"):
+                    for name, (reduction, flags) in variants.items():
                         port += 1
-                        runs[reduction].append(shardtrain(a.batch, reduction, a.steps, folder, port, a.micro_shard, a.weights_as_change))
+                        runs[name].append(shardtrain(a.batch, reduction, a.steps, folder, port, a.micro_shard,
+                                                     common + flags))
                     if has_torch:
                         port += 1
                         runs["ddp"].append(ddp(a.batch, a.steps, folder, port))
-                median = {r: sorted(runs[r], key=lambda x: x["samples_per_second"])[len(runs[r]) // 2]
-                          for r in ("exact", "fast")}
+                median = {n: sorted(runs[n], key=lambda x: x["samples_per_second"])[len(runs[n]) // 2] for n in names}
                 peer = statistics.median([v for v in runs["ddp"] if v] or [0]) or None
-                row = {"rate": rate, "exact": median["exact"], "fast": median["fast"], "ddp": peer,
-                       "runs": runs}
+                row = {"rate": rate, "ddp": peer, "runs": runs}
+                row.update(median)
                 rows.append(row)
-                ratio = lambda r: f"{median[r]['samples_per_second'] / peer:6.2f}" if peer else "   n/a"
+                ratio = lambda n: f"{median[n]['samples_per_second'] / peer:19.2f}" if peer else f"{'n/a':>19}"
                 e = median["exact"]
-                print(f"{rate:>7} | {e['samples_per_second']:7.0f} {median['fast']['samples_per_second']:7.0f} "
-                      f"{peer or 0:7.0f} | {ratio('exact')} {ratio('fast')} | {e.get('step_ms', 0):.1f} "
-                      f"{e.get('send_ms', 0):.2f} {e.get('wait_ms', 0):.2f} {e.get('reduce_ms', 0):.2f}", flush=True)
+                print(f"{rate:>7} | " + " ".join(f"{median[n]['samples_per_second']:13.0f}" for n in names)
+                      + f" {peer or 0:7.0f} | " + " ".join(ratio(n) for n in names)
+                      + f" | {e.get('step_ms', 0):.1f} {e.get('send_ms', 0):.2f} {e.get('wait_ms', 0):.2f} "
+                      f"{e.get('reduce_ms', 0):.2f}", flush=True)
     finally:
         remove_hosts()
     if not a.smoke:

@@ -44,14 +44,13 @@ public final class Adam: Optimizer {
         [firstMoment, secondMoment] + (options.amsgrad ? [secondMomentMax] : [])
     }
 
-    public func step(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
-                     scale: Float, learningRate lr: Float, checkFinite: Bool) -> Bool {
-        steps += 1
+    public func update(_ part: Range<Int>, parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
+                       scale: Float, learningRate lr: Float, checkFinite: Bool) -> Bool {
         let o = options
         let m = firstMoment.pointer, v = secondMoment.pointer
         let vMax = o.amsgrad ? secondMomentMax.pointer : v  // read and written only with AMSGrad
         // Bias corrections in double precision, as PyTorch computes them from its Python-float step.
-        let t = Double(steps)
+        let t = Double(steps + 1)
         // Adam folds an L2 term into the gradient; AdamW decays the weights instead. Both as plain arithmetic with
         // neutral values (0, 1) when unused, so the loop has no branches and vectorises. A multiply by the
         // reciprocal of the second correction's root rather than PyTorch's divide: one division less per parameter.
@@ -63,8 +62,8 @@ public final class Adam: Optimizer {
             amsgrad: o.amsgrad ? 1 : 0)
         // One pass (CUpdate), in the CPU's widest vectors, checking the gradients as it reads them.
         let sawNonFinite = withUnsafePointer(to: step) { step in
-            anyRange(parameterCount, threads: threads) { range in
-                let at = range.lowerBound
+            anyRange(part.count, threads: threads) { range in
+                let at = part.lowerBound + range.lowerBound
                 return cupdate_adam(p + at, gradients + at, m + at, v + at, vMax + at, range.count, step) == 0
             }
         }

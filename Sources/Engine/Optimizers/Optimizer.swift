@@ -8,18 +8,31 @@ public protocol Optimizer: AnyObject {
     var state: [Buffer<Float>] { get }
     /// Threads an update may use (elementwise, so any number gives the same bits).
     var threads: Int { get set }
-    /// One update with this step's learning rate, from the gradient `gradients[i] · scale` (scale 1 for a mean,
-    /// 1 / samples for a sum).
+    var parameterCount: Int { get }
+    /// Step `steps + 1`'s update of the parameters in `part` (a multiple of 8 from the start) with this step's
+    /// learning rate, from the gradient `gradients[i] · scale` (scale 1 for a mean, 1 / samples for a sum); the
+    /// pointers are to the whole buffers. Every part of a step is updated once, in any order, then `steps` moves on:
+    /// the bits are those of one update of the whole buffer, since each parameter's update reads only its own values.
     ///
     /// With `checkFinite`, returns false when a gradient is NaN or infinite: the run has diverged and must stop,
     /// and the update may have been applied in part (SGD and Adam check in the same pass as they update). Without it,
     /// returns true: the caller has checked.
-    @discardableResult
-    func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, scale: Float,
-              learningRate: Float, checkFinite: Bool) -> Bool
+    func update(_ part: Range<Int>, parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
+                scale: Float, learningRate: Float, checkFinite: Bool) -> Bool
 }
 
 extension Optimizer {
+    /// One update of every parameter, and the step counted.
+    @discardableResult
+    public func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, scale: Float,
+                     learningRate: Float, checkFinite: Bool) -> Bool {
+        let updated = update(0..<parameterCount, parameters: parameters, gradients: gradients, scale: scale,
+                             learningRate: learningRate, checkFinite: checkFinite)
+        // Not `+=`: through the protocol that is a coroutine, which allocates its frame in a debug build.
+        steps = steps + 1
+        return updated
+    }
+
     @discardableResult
     public func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, scale: Float,
                      learningRate: Float) -> Bool {

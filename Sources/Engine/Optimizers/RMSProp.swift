@@ -31,14 +31,16 @@ public final class RMSProp: Optimizer {
         [squareAverage] + (options.centered ? [gradientAverage] : []) + (options.momentum > 0 ? [momentumBuffer] : [])
     }
 
-    public func step(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
-                     scale: Float, learningRate lr: Float, checkFinite: Bool) -> Bool {
-        if checkFinite && !gradientsAreFinite(gradients, count: parameterCount) { return false }
+    public func update(_ part: Range<Int>, parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
+                       scale: Float, learningRate lr: Float, checkFinite: Bool) -> Bool {
+        precondition(part.lowerBound % 8 == 0, "an RMSProp update part starts on a block of eight")
+        if checkFinite && !gradientsAreFinite(gradients + part.lowerBound, count: part.count) { return false }
         let o = options
         let square = squareAverage.pointer, mean = gradientAverage.pointer, buffer = momentumBuffer.pointer
         let (alpha, eps, wd, mu, centered) = (o.alpha, o.eps, o.weightDecay, o.momentum, o.centered)
         // Eight lanes at a time over the buffers' zero padding, as Adam (a scalar square root does not vectorise).
-        forEachBlock(parameterCount, threads: threads) { i in
+        forEachBlock(part.count, threads: threads) { block in
+            let i = part.lowerBound + block
             let w = Vector8.load(p, i)
             let g = Vector8.load(gradients, i) * scale + wd * w
             // Running mean of g².
@@ -63,7 +65,6 @@ public final class RMSProp: Optimizer {
                 (w - lr * g / denominator).store(p, i)
             }
         }
-        steps += 1
         return true
     }
 }

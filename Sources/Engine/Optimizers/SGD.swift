@@ -25,19 +25,18 @@ public final class SGD: Optimizer {
 
     public var state: [Buffer<Float>] { options.momentum == 0 ? [] : [velocity] }
 
-    public func step(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
-                     scale: Float, learningRate lr: Float, checkFinite: Bool) -> Bool {
+    public func update(_ part: Range<Int>, parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
+                       scale: Float, learningRate lr: Float, checkFinite: Bool) -> Bool {
         let o = options, first = steps == 0
         // Without momentum there is no velocity buffer; the loop then never reads it.
         let v = o.momentum == 0 ? p : velocity.pointer
         // One pass (CUpdate): the update and the finiteness check stream the buffers once, in the CPU's widest
         // vectors. The first step's velocity is the gradient itself; later ones are a damped running sum.
-        let sawNonFinite = anyRange(parameterCount, threads: threads) { range in
-            let at = range.lowerBound
+        let sawNonFinite = anyRange(part.count, threads: threads) { range in
+            let at = part.lowerBound + range.lowerBound
             return cupdate_sgd(p + at, gradients + at, v + at, range.count, scale, lr, o.weightDecay, o.momentum,
                                o.dampening, o.nesterov ? 1 : 0, first ? 1 : 0) == 0
         }
-        steps += 1
         return !(checkFinite && sawNonFinite)
     }
 }

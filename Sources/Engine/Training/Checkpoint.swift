@@ -78,6 +78,10 @@ public final class Checkpointer {
     /// Like `write`, but a routine checkpoint (`required` false) is skipped, returning nil, when no file could be
     /// opened for it (the process is out of descriptors): training goes on, and the next one tries again.
     public func write(_ trainer: Trainer, required: Bool) throws -> String? {
+        try trainer.withStateBeforeStep { try writeState(of: trainer, required: required) }
+    }
+
+    private func writeState(of trainer: Trainer, required: Bool) throws -> String? {
         if let latest, latest.step == trainer.step { return latest.path }
         if next == nil { next = try? reserve(patience: .zero) }
         if next == nil && !required { return nil }

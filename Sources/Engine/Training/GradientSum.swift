@@ -303,6 +303,13 @@ public final class GradientSum {
         addCounts(samples: samples, correct: correct, loss: lossWords.limbs, overflowed: overflowed)
     }
 
+    /// Adds another process's counts, loss and divergence alone: its values were taken in part by part elsewhere
+    /// (`PartwiseGradientSource`).
+    public func addStatistics(samples: Int, correct: Int, lossWords: LossWords, overflowed: Bool) {
+        if reduction == .fast { floatLossSum += Double(bitPattern: UInt64(bitPattern: lossWords.high)) }
+        addCounts(samples: samples, correct: correct, loss: lossWords.limbs, overflowed: overflowed)
+    }
+
     private func addCounts(_ summary: ExactSummary) {
         addCounts(samples: summary.samples, correct: summary.correct, loss: summary.loss.limbs,
                   overflowed: summary.overflowed)

@@ -20,7 +20,9 @@ public final class Trainer {
     public let validation: Dataset?
     public let parameters: Buffer<Float>
     /// The last exact step's mean gradient.
-    private let gradient: Buffer<Float>
+    let gradient: Buffer<Float>
+    /// What a step updated part by part has changed so far, as it was.
+    let stepBackup = StepBackup()
     public let optimizer: Optimizer
     public let plan: BatchPlan
     /// Optimizer steps taken.
@@ -37,9 +39,11 @@ public final class Trainer {
 
     /// Where each step's gradient sums come from: this process, or a coordinator's workers.
     public let source: GradientSource
+    /// The source, when it finishes steps part by part (looked up once: a cast per step would allocate).
+    private let partwiseSource: PartwiseGradientSource?
     /// Evaluates the validation set and predictions in this process.
     package let computer: SliceComputer
-    private let sum: GradientSum
+    let sum: GradientSum
     private let order: Buffer<Int>
     /// The epoch whose order `order` holds.
     private var orderEpoch = -1
@@ -79,6 +83,7 @@ public final class Trainer {
             self.source = local
             computer = local.slices.computers[0]
         }
+        partwiseSource = self.source as? PartwiseGradientSource
         sum = GradientSum(count: count, reduction: options.reduction)
         // Read right after each step's sums arrive (the sources keep what they hand over until the next step).
         sum.holdsInputs = true
@@ -155,6 +160,18 @@ public final class Trainer {
         let range = plan.range(ofBatch: batch)
         sum.reset()
         let indices = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(order.elements)[range])
+        if let partwise = partwiseSource, partwise.updatesInParts {
+            do {
+                try takePartwiseStep(partwise, batch: batch, indices: indices,
+                                     microShards: computer.microShardCount(batchSize: range.count),
+                                     learningRate: learningRate)
+            } catch let error as TrainingError {
+                diverged = error
+                throw error
+            }
+            step += 1
+            return SliceStatistics(samples: sum.samples, lossSum: sum.lossSum, correct: sum.correct)
+        }
         try source.accumulate(step: step, epoch: epoch, batchIndex: batch, batch: indices,
                               microShards: computer.microShardCount(batchSize: range.count), parameters: parameters,
                               into: sum)
@@ -170,12 +187,16 @@ public final class Trainer {
                               checkFinite: !exact)
         guard updated else {
             // A fast update may have been applied in part, so the trainer refuses every later step too.
-            diverged = TrainingError(message: "training diverged at step \(step) (epoch \(epoch)): a gradient is "
-                + "NaN or infinite; lower the learning rate (now \(learningRate)) or check the data")
+            diverged = divergence(learningRate)
             throw diverged!
         }
         step += 1
         return SliceStatistics(samples: sum.samples, lossSum: sum.lossSum, correct: sum.correct)
+    }
+
+    func divergence(_ learningRate: Float) -> TrainingError {
+        TrainingError(message: "training diverged at step \(step) (epoch \(epoch)): a gradient is NaN or infinite; "
+            + "lower the learning rate (now \(learningRate)) or check the data")
     }
 
     private func learningRate() -> Float {

@@ -32,6 +32,17 @@ public struct Limits: Sendable, Equatable {
 public enum Codec {
     /// Frames in any legal message, the ROUTER's identity frame included.
     public static let maximumFrames = 3
+    /// Parameters in a part of the weights or of a result (the last part holds what is left): 256 KiB of Floats,
+    /// small enough that the last part's round trip is short, large enough that a part's message costs little.
+    public static let partParameters = 65536
+
+    /// Arrays one result may send in parts: a batch's micro-shards at most.
+    public static let maximumPartArrays = 4096
+
+    /// The parts of `count` parameters.
+    public static func parts(of count: Int) -> [Range<Int>] {
+        stride(from: 0, to: count, by: partParameters).map { $0 ..< min($0 + partParameters, count) }
+    }
 
     // MARK: Encoding
 
@@ -56,21 +67,37 @@ public enum Codec {
     /// empty frame when they are in the coordinator's weights region (`inRegion`), or by their change from step
     /// `changeFrom`'s weights (`cdelta_encode`).
     public static func weightsHeader(job: UInt64, step: UInt64, parameterCount: Int, inRegion: Bool = false,
-                                     changeFrom base: UInt64? = nil) throws -> Message {
-        let form: UInt64 = inRegion ? 1 : base == nil ? 0 : 2
+                                     changeFrom base: UInt64? = nil, fromParts: Bool = false) throws -> Message {
+        let form: UInt64 = fromParts ? 3 : inRegion ? 1 : base == nil ? 0 : 2
         return try Message(copying: Header(type: .weights, job: job, step: step, frames: 1,
                                            fields: [UInt64(parameterCount), form, base ?? 0]).encoded())
     }
 
     public static func assignment(job: UInt64, step: UInt64, worker: UInt32, epoch: UInt64, batch: UInt64,
-                                  attempt: UInt64 = 0, ranges: [Range<Int>], resultSlot: Int? = nil) throws -> [Message] {
+                                  attempt: UInt64 = 0, ranges: [Range<Int>], resultSlot: Int? = nil,
+                                  inParts: Bool = false) throws -> [Message] {
         var bytes: [UInt8] = []
         for range in ranges {
             withUnsafeBytes(of: UInt32(range.lowerBound).littleEndian) { bytes += $0 }
             withUnsafeBytes(of: UInt32(range.upperBound).littleEndian) { bytes += $0 }
         }
         return try frames(Header(type: .assignment, job: job, step: step, worker: worker, frames: 1,
-                                 fields: [epoch, batch, attempt, resultSlot.map { UInt64($0) + 1 } ?? 0]), bytes)
+                                 fields: [epoch, batch, attempt, resultSlot.map { UInt64($0) + 1 } ?? 0,
+                                          inParts ? 1 : 0]), bytes)
+    }
+
+    /// A part of step `step`'s weights: send it followed by a frame of its Floats.
+    public static func weightsPartHeader(job: UInt64, step: UInt64, part: Range<Int>) throws -> Message {
+        try Message(copying: Header(type: .weightsPart, job: job, step: step, frames: 1,
+                                    fields: [UInt64(part.lowerBound), UInt64(part.count)]).encoded())
+    }
+
+    /// A part of array `array` of `arrays` of a result: send it followed by a frame of its Floats.
+    public static func gradientPartHeader(job: UInt64, step: UInt64, worker: UInt32, attempt: UInt64, array: Int,
+                                          arrays: Int, part: Range<Int>) throws -> Message {
+        try Message(copying: Header(type: .gradientPart, job: job, step: step, worker: worker, frames: 1,
+                                    fields: [attempt, UInt64(array), UInt64(arrays), UInt64(part.lowerBound),
+                                             UInt64(part.count)]).encoded())
     }
 
     /// The gradient header; send it followed by the values frame.
@@ -80,7 +107,7 @@ public enum Codec {
     public static func gradientHeader(job: UInt64, step: UInt64, worker: UInt32, samples: Int, correct: Int,
                                       lossHigh: Int64, lossLow: Int64, lossWindow: Int8 = 0, exact: Bool,
                                       overflowed: Bool, attempt: UInt64, regionSlot: Int? = nil,
-                                      packed: Bool = false, floatShards: Int = 0) throws -> Message {
+                                      packed: Bool = false, floatShards: Int = 0, inParts: Bool = false) throws -> Message {
         precondition((0...7).contains(floatShards), "\(floatShards) Float micro-shards do not fit the flags' three bits")
         return try Message(copying: Header(type: .gradient, job: job, step: step, worker: worker, frames: 1,
                                     fields: [UInt64(samples), UInt64(correct), UInt64(bitPattern: lossHigh),
@@ -88,7 +115,8 @@ public enum Codec {
                                              (exact ? 0 : 1) | (overflowed ? 2 : 0)
                                                  | (regionSlot.map { 4 | UInt64($0) << 3 } ?? 0) | (packed ? 16 : 0)
                                                  | UInt64(floatShards) << 5
-                                                 | UInt64(UInt8(bitPattern: lossWindow)) << 8,
+                                                 | UInt64(UInt8(bitPattern: lossWindow)) << 8
+                                                 | (inParts ? 1 << 16 : 0),
                                              attempt]).encoded())
     }
 
@@ -179,7 +207,15 @@ public enum Codec {
                         weightsRegion: RegionOffer(packed: f[4], token: f[5]))
         case .weights:
             let count = try parameterCount(limits, .weights)
-            guard f[1] <= 2 else { throw .badField(.weights, "form \(f[1]) is not 0 (Floats), 1 (region) or 2 (change)") }
+            guard f[1] <= 3 else {
+                throw .badField(.weights, "form \(f[1]) is not 0 (Floats), 1 (region), 2 (change) or 3 (parts)")
+            }
+            if f[1] == 3 {
+                guard f[0] == UInt64(count), frame!.count == 0 else {
+                    throw .payloadSize(type: .weights, bytes: frame!.count, expected: "0 (the weights came in parts)")
+                }
+                return .weightsFromParts
+            }
             if f[1] == 2 {
                 // At least a control byte (a model has a parameter); the change itself is checked as it is applied.
                 guard f[0] == UInt64(count), frame!.count >= 1, frame!.count <= cdelta_bound(count) else {
@@ -222,19 +258,36 @@ public enum Codec {
                     previousEnd = end
                 }
             }
-            guard f[3] <= UInt64(SharedRegion.resultSlots) else {
-                throw .badField(.assignment, "result slot \(f[3]) beyond the region's \(SharedRegion.resultSlots)")
+            guard f[3] <= UInt64(SharedRegion.resultSlots), f[4] <= 1, f[3] == 0 || f[4] == 0 else {
+                throw .badField(.assignment, "result slot \(f[3]) beyond the region's \(SharedRegion.resultSlots), "
+                    + "or parts flag \(f[4]) not 0 or 1, or both")
             }
             return .assignment(epoch: f[0], batch: f[1], attempt: f[2], ranges: ranges,
-                               resultSlot: f[3] == 0 ? nil : Int(f[3]) - 1)
+                               resultSlot: f[3] == 0 ? nil : Int(f[3]) - 1, inParts: f[4] == 1)
+        case .weightsPart:
+            let part = try self.part(first: f[0], count: f[1], limits, .weightsPart, frame!, arrays: 1)
+            return .weightsPart(first: part.lowerBound, FloatFrame(message: frame!, count: part.count))
+        case .gradientPart:
+            guard f[2] >= 1, f[2] <= UInt64(maximumPartArrays), f[1] < f[2] else {
+                throw .badField(.gradientPart, "array \(f[1]) of \(f[2]) (at most \(maximumPartArrays))")
+            }
+            let part = try self.part(first: f[3], count: f[4], limits, .gradientPart, frame!, arrays: Int(f[2]))
+            return .gradientPart(attempt: f[0], array: Int(f[1]), arrays: Int(f[2]), first: part.lowerBound,
+                                 FloatFrame(message: frame!, count: part.count))
         case .gradient:
             let count = try parameterCount(limits, .gradient)
-            guard f[4] & ~0xFFFF == 0 else {
+            guard f[4] & ~0x1_FFFF == 0 else {
                 throw .badField(.gradient, "flags \(f[4]) beyond bits 0 (fast), 1 (overflowed), 2-3 (in the result "
-                    + "region, its slot), 4 (packed), 5-7 (micro-shard Floats) and 8-15 (loss window)")
+                    + "region, its slot), 4 (packed), 5-7 (micro-shard Floats), 8-15 (loss window) and 16 (in parts)")
             }
             let regionSlot = f[4] & 4 != 0 ? Int(f[4] >> 3 & 1) : nil
             let exact = f[4] & 1 == 0, packed = f[4] & 16 != 0, floatShards = Int(f[4] >> 5 & 7)
+            let inParts = f[4] & 0x1_0000 != 0
+            if inParts {
+                guard regionSlot == nil, !packed, floatShards == 0, frame!.count == 0 else {
+                    throw .badField(.gradient, "values in parts and also in the frame, packed, as Floats or in the region")
+                }
+            }
             if packed {
                 guard exact, regionSlot == nil, floatShards == 0 else {
                     throw .badField(.gradient, "packed values of a fast sum, in the result region or as Floats")
@@ -263,7 +316,7 @@ public enum Codec {
             } else {
                 let width = floatShards > 0 ? 4 * floatShards : exact ? GradientFrame.exactBytesPerParameter : 4
                 let form = floatShards > 0 ? "\(floatShards) micro-shards' Floats" : exact ? "exact" : "fast"
-                guard frame!.count == (regionSlot == nil ? width * count : 0) else {
+                guard frame!.count == (regionSlot == nil && !inParts ? width * count : 0) else {
                     throw .payloadSize(type: .gradient, bytes: frame!.count, expected: regionSlot == nil
                         ? "\(width * count) (\(count) parameters, \(form))"
                         : "0 (the values are in the worker's result region)")
@@ -282,7 +335,7 @@ public enum Codec {
                 }
             }
             // Values in the region are checked where the region is known (the coordinator's result check).
-            if !exact && regionSlot == nil {
+            if !exact && regionSlot == nil && !inParts {
                 try read(frame!) { raw throws(WireError) in
                     // One branch-free pass over the exponent bits (it vectorises); the index only when one is found.
                     // An all-ones exponent plus one carries into bit 31; any other exponent does not.
@@ -307,7 +360,7 @@ public enum Codec {
                                            lossWindow: Int8(truncatingIfNeeded: f[4] >> 8), exact: exact,
                                            overflowed: f[4] & 2 != 0,
                                            attempt: f[5], message: frame!, regionSlot: regionSlot, packed: packed,
-                                           floatShards: floatShards, copy: copy))
+                                           floatShards: floatShards, inParts: inParts, copy: copy))
         case .ready:
             guard f[0] <= 1 else { throw .badField(.ready, "has-data flag \(f[0]) is not 0 or 1") }
             guard f[1] <= UInt64(Int32.max), f[2] <= UInt64(Int32.max), f[4] <= 1 else {
@@ -336,6 +389,22 @@ public enum Codec {
             }
             return .shutdown(try text(frame!, .shutdown, limit: limits.maximumTextBytes), disposition)
         }
+    }
+
+    /// The part a `weightsPart` or `gradientPart` names, checked: it starts on a part's boundary, is that part's
+    /// length, and its frame holds exactly its Floats.
+    private static func part(first: UInt64, count: UInt64, _ limits: Limits, _ type: MessageType, _ frame: Message,
+                             arrays: Int) throws(WireError) -> Range<Int> {
+        let parameters = try parameterCount(limits, type)
+        let size = UInt64(partParameters)
+        guard first < UInt64(parameters), first % size == 0, count == min(size, UInt64(parameters) - first) else {
+            throw .badField(type, "part of \(count) parameters from \(first) is not one of the \(parameters) parameters' "
+                + "parts of \(partParameters)")
+        }
+        guard frame.count == 4 * Int(count) else {
+            throw .payloadSize(type: type, bytes: frame.count, expected: "\(4 * count) (\(count) Float32)")
+        }
+        return Int(first) ..< Int(first + count)
     }
 
     /// Reads a frame in place with a closure that throws only `WireError`.

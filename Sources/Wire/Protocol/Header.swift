@@ -12,7 +12,7 @@
 /// | 32 | fields `6 × u64` | type-specific values, see `MessageType` |
 public struct Header: Sendable, Equatable {
     public static let magic: UInt32 = 0x4E52_5453
-    public static let protocolVersion: UInt16 = 7
+    public static let protocolVersion: UInt16 = 8
     public static let byteCount = 80
 
     public var type: MessageType
@@ -74,18 +74,20 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     /// 0 when it has none). Frame: the job description (opaque bytes to this layer).
     case job = 2
     /// Coordinator → worker: the weights for `step`. Fields: parameter count; their form: 0 as Floats, 1 in the
-    /// coordinator's weights region, 2 as their change from step field 2's weights (which the worker holds). Frame:
-    /// `count` little-endian Float32, empty when they are in the region, or the change (`cdelta_encode`).
+    /// coordinator's weights region, 2 as their change from step field 2's weights (which the worker holds), 3 the
+    /// `weightsPart`s of `step` sent before (every one). Frame: `count` little-endian Float32, empty when they are in
+    /// the region or in parts, or the change (`cdelta_encode`).
     case weights = 3
     /// Coordinator → worker: micro-shards to compute for `step`. Fields: epoch, batch, attempt (unique within the
     /// step; the gradient echoes it, so a late answer to a range since given to another worker is recognised), the
-    /// result slot (0: send the values; k: slot k − 1 of the worker's result region).
+    /// result slot (0: send the values; k: slot k − 1 of the worker's result region), 1 to send the values in
+    /// `gradientPart`s (then the gradient's frame is empty).
     /// Frame: ranges as `(start u32, end u32)` pairs, ascending and disjoint.
     case assignment = 4
     /// Worker → coordinator: the gradient sum for `step`. Fields: samples, correct, loss (two i64 limbs, or a
     /// Float64 and 0 for fast), flags (bit 0: fast, bit 1: overflowed, bit 2: the values are in the result region,
     /// bit 3: its slot, bit 4: packed, bits 5-7: exact values sent as that many micro-shards' Floats, bits 8-15:
-    /// the exact loss's window as an i8), the assignment's attempt.
+    /// the exact loss's window as an i8, bit 16: the values came before in `gradientPart`s), the assignment's attempt.
     /// Frame: exact: parameter count `i64` high limbs, as many low limbs, then as many `i8` windows, or the same
     /// packed (`cexact_pack`: never longer than unpacked), or each micro-shard's parameter count Float32 in turn;
     /// fast: parameter count Float32; empty when the values are in the region.
@@ -105,6 +107,15 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     /// Coordinator → worker: the training samples, once. Fields: samples, feature width, target width. Frame:
     /// `samples × feature width` Float32 features, then `samples × target width` Float32 targets.
     case data = 10
+    /// Coordinator → worker: one part of `step`'s weights, sent as soon as the optimizer has updated it, while the
+    /// rest of the gradients still arrive. Fields: the part's first parameter (a multiple of `Codec.partParameters`),
+    /// its parameter count (`partParameters`, or what is left). Frame: that many Float32.
+    case weightsPart = 11
+    /// Worker → coordinator: one part of one array of its result for `step`, so the coordinator can update that
+    /// part as soon as every worker's is in. Fields: the attempt, the array (fast: 0, the sum; exact: the
+    /// assignment's k-th micro-shard's Floats), the arrays in all, the part's first parameter and its count as in
+    /// `weightsPart`. Frame: that many Float32. The `gradient` message with the counts follows the last part.
+    case gradientPart = 12
 
     /// Payload frames the type carries.
     var payloadFrames: Int { self == .heartbeat || self == .ready ? 0 : 1 }

@@ -17,8 +17,15 @@ public enum Payload {
     case weightsInRegion
     /// The step's weights as their change from step `base`'s (`cdelta_apply` them to those).
     case weightsChange(base: UInt64, Message)
-    /// `resultSlot`: the slot of the worker's `SharedRegion` its result may go to (nil: send the values).
-    case assignment(epoch: UInt64, batch: UInt64, attempt: UInt64, ranges: [Range<Int>], resultSlot: Int?)
+    /// The step's weights are the `weightsPart`s of the step sent before.
+    case weightsFromParts
+    /// One part of the step's weights, from parameter `first` on.
+    case weightsPart(first: Int, FloatFrame)
+    /// `resultSlot`: the slot of the worker's `SharedRegion` its result may go to (nil: send the values);
+    /// `inParts`: send the values in `gradientPart`s.
+    case assignment(epoch: UInt64, batch: UInt64, attempt: UInt64, ranges: [Range<Int>], resultSlot: Int?, inParts: Bool)
+    /// Part of array `array` of `arrays` of a result, from parameter `first` on.
+    case gradientPart(attempt: UInt64, array: Int, arrays: Int, first: Int, FloatFrame)
     case gradient(GradientFrame)
     case heartbeat
     case error(String)
@@ -120,6 +127,8 @@ public struct GradientFrame {
     public let regionSlot: Int?
     /// Whether the frame carried the values packed (`cexact_pack`); they are then read from their unpacked copy.
     public let packed: Bool
+    /// Whether the values came before in `gradientPart`s (the frame is then empty).
+    public let inParts: Bool
     /// Exact: 0 when the values are the sum's limbs; otherwise the assignment's micro-shards (at most
     /// `maximumFloatShards`), each one's Float gradient sum in turn — what a worker sends when that is no more
     /// bytes than limbs, saving it the pass into them and the coordinator their check.
@@ -134,7 +143,8 @@ public struct GradientFrame {
 
     init(samples: Int, correct: Int, lossHigh: Int64, lossLow: Int64, lossWindow: Int8, exact: Bool,
          overflowed: Bool, attempt: UInt64, message: Message, regionSlot: Int?, packed: Bool = false,
-         floatShards: Int = 0, copy: UnpackedSum? = nil) {
+         floatShards: Int = 0, inParts: Bool = false, copy: UnpackedSum? = nil) {
+        self.inParts = inParts
         self.samples = samples
         self.correct = correct
         self.lossHigh = lossHigh

@@ -36,9 +36,9 @@ public final class Message {
 
     /// A zero-copy frame over `payload`'s bytes: libzmq reads them in place and releases the payload (from any of
     /// its threads) when the last frame referring to it is gone.
-    /// A frame over the first `byteCount` bytes of `payload` (all of them when nil).
-    public init(sharing payload: SharedPayload, byteCount: Int? = nil) throws {
-        precondition((byteCount ?? 0) <= payload.byteCount, "a frame longer than its payload")
+    /// A frame over `byteCount` bytes of `payload` from `offset` (to its end when nil).
+    public init(sharing payload: SharedPayload, byteCount: Int? = nil, from offset: Int = 0) throws {
+        precondition(offset >= 0 && offset + (byteCount ?? 0) <= payload.byteCount, "a frame beyond its payload")
         raw = .allocate(capacity: 1)
         let hint = Unmanaged.passRetained(payload).toOpaque()
         payload.inFlight.add(1, ordering: .relaxed)
@@ -46,7 +46,7 @@ public final class Message {
             let payload = Unmanaged<SharedPayload>.fromOpaque(hint!).takeRetainedValue()
             payload.inFlight.subtract(1, ordering: .releasing)
         }
-        guard zmq_msg_init_data(raw, payload.bytes, byteCount ?? payload.byteCount, free, hint) == 0 else {
+        guard zmq_msg_init_data(raw, payload.bytes + offset, byteCount ?? payload.byteCount - offset, free, hint) == 0 else {
             let error = ZMQError.last("zmq_msg_init_data")
             payload.inFlight.subtract(1, ordering: .relaxed)
             Unmanaged<SharedPayload>.fromOpaque(hint).release()

@@ -1,0 +1,129 @@
+import Engine
+import Foundation
+import Wire
+
+/// Steps whose results arrive in parts (`--overlap`): the coordinator updates each part of the parameters as soon as
+/// every worker's values there are in and sends its new weights at once, so they travel down while the rest of the
+/// gradients still come up. What a step needs while its parts are updated.
+struct PartStep {
+    let round: StepRound
+    let parts: PartwiseRound
+    let sum: GradientSum
+    let mean: UnsafeMutablePointer<Float>
+    let parameters: Buffer<Float>
+    /// The next step's weights, part by part, for the messages that carry them.
+    let next: SharedPayload
+    let update: (Range<Int>, UnsafePointer<Float>, Float, Bool) throws -> Void
+}
+
+extension Coordinator: PartwiseGradientSource {
+    public var updatesInParts: Bool { settings.overlap }
+
+    public func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
+                           parameters: Buffer<Float>, into sum: GradientSum, mean: UnsafeMutablePointer<Float>,
+                           update: (Range<Int>, UnsafePointer<Float>, Float, Bool) throws -> Void) throws {
+        let begun = clock.now
+        let round = StepRound(step: step, epoch: epoch, batchIndex: batchIndex, microShards: microShards,
+                              batchSamples: batch.count, microShardSize: job.options.microShardSize)
+        let parts = PartwiseRound(parameterCount: parameters.count)
+        round.parts = parts
+        // This step's weights, for a worker that does not hold them, copied now: the parameters change part by part.
+        let whole = idlePayload()
+        whole.bytes.copyMemory(from: parameters.pointer, byteCount: whole.byteCount)
+        let weights = try Message(sharing: whole)
+        let next = idlePayload()
+        var sent = begun
+        do {
+            try withoutActuallyEscaping(update) { update in
+                partStep = PartStep(round: round, parts: parts, sum: sum, mean: mean, parameters: parameters,
+                                    next: next, update: update)
+                defer { partStep = nil }
+                try handOut(round) { _ in (weights, nil) }
+                sent = clock.now
+                while !round.isComplete || !parts.isUpdated {
+                    try pump(round, timeout: settings.heartbeat / 4)
+                    try updateReadyParts()
+                    if round.waitingCount > 0 { try handOut(round) { _ in (weights, nil) } }
+                }
+            }
+        } catch {
+            // The trainer undoes them: a checkpoint holds the state from before the step.
+            if parts.updatedCount > 0 {
+                log("step \(step) stopped with \(parts.updatedCount) of \(parts.parts.count) parts of the weights "
+                    + "updated; they are undone")
+            }
+            parts.recycle(into: &partStores)
+            throw error
+        }
+        for result in round.results {
+            let frame = result.frame
+            sum.addStatistics(samples: frame.samples, correct: frame.correct,
+                              lossWords: LossWords(high: frame.lossHigh, low: frame.lossLow, window: frame.lossWindow),
+                              overflowed: frame.overflowed)
+        }
+        parts.recycle(into: &partStores)
+        let gathered = clock.now
+        lastTimings = StepTimings(send: (sent - begun) / .seconds(1), wait: (gathered - sent) / .seconds(1), reduce: 0)
+        if settings.verbose { logStep(round) }
+    }
+
+    /// A part of a result: kept, and the parts every micro-shard has now reached updated.
+    func part(_ index: Int, _ header: Header, attempt: UInt64, array: Int, arrays: Int, first: Int, _ frame: FloatFrame,
+              _ round: StepRound?) throws {
+        let member = table[index]
+        guard let round, let parts = round.parts, header.step == UInt64(round.step) else {
+            if settings.verbose { log("dropped \(member.label)'s result part for step \(header.step): not the current step's") }
+            return
+        }
+        guard let assignment = round.assignment(attempt, of: index) else { return }  // given to another worker since
+        let microShards = assignment.ranges.reduce(0) { $0 + $1.count }
+        let expected = job.options.reduction == .exact ? microShards : 1
+        guard header.worker == member.id, arrays == expected else {
+            lose(index, .mismatched("parts of \(arrays) arrays for micro-shards \(describe(assignment.ranges)), where "
+                + "\(job.options.reduction) mode takes \(expected)"), round)
+            return
+        }
+        let part = first / Codec.partParameters
+        // Updated already with the values of a worker lost since, who computed the same micro-shards.
+        guard !parts.updated[part] else { return }
+        if let wrong = parts.take(frame, attempt: attempt, array: array, arrays: arrays, first: first, pool: &partStores) {
+            lose(index, .mismatched(wrong), round)
+            return
+        }
+        // Fast values from a message otherwise meet the decoder's check: no NaN or ∞.
+        if job.options.reduction == .fast {
+            let values = parts.values(of: attempt, array: array, part: part)
+            guard GradientSum.allFinite(values.baseAddress!, count: values.count) else {
+                lose(index, .mismatched("a value that is NaN or infinite in parameters \(first)…"), round)
+                return
+            }
+        }
+        try updateReadyParts()
+    }
+
+    /// Updates every part whose values are all in, and sends each one's new weights to every active worker.
+    func updateReadyParts() throws {
+        guard let step = partStep else { return }
+        let exact = job.options.reduction == .exact
+        let samples = step.round.batchSamples
+        for part in step.parts.readyParts(step.round) {
+            let finite = step.parts.reduce(part, step.round, reduction: job.options.reduction, samples: samples,
+                                           sum: step.sum, mean: step.mean)
+            let range = step.parts.parts[part]
+            try step.update(range, exact ? UnsafePointer(step.mean) : UnsafePointer(step.sum.floats),
+                            exact ? 1 : 1 / Float(samples), finite)
+            (step.next.bytes + 4 * range.lowerBound).copyMemory(from: step.parameters.pointer + range.lowerBound,
+                                                                 byteCount: 4 * range.count)
+            let nextStep = step.round.step + 1
+            for member in table.active {
+                if table[member].partsStep != nextStep {
+                    table[member].partsStep = nextStep
+                    table[member].partsSent = 0
+                }
+                let frames = [try Codec.weightsPartHeader(job: jobID, step: UInt64(nextStep), part: range),
+                              try Message(sharing: step.next, byteCount: 4 * range.count, from: 4 * range.lowerBound)]
+                if send(to: member, frames, step.round) { table[member].partsSent += 1 }
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+import CExactSum
+import Engine
+import Wire
+
+/// One step's results as they arrive in parts (`--overlap`): each attempt's arrays (fast: its sum; exact: each of
+/// its micro-shards' Floats), which parts of them are in, and which parts of the step are updated. A part is
+/// updated once every micro-shard's values there are in: every outstanding attempt has sent it, and those answered
+/// in full have. The sum over a part reads the attempts in micro-shard order, so fast mode gives the bits of the
+/// same split summed whole, and exact mode's are those of any split.
+final class PartwiseRound {
+    struct Arrays {
+        let storage: Buffer<Float>
+        let arrays: Int
+        var received: [Bool]
+        var receivedCount = 0
+    }
+
+    let parameterCount: Int
+    let parts: [Range<Int>]
+    private(set) var updated: [Bool]
+    private(set) var updatedCount = 0
+    private var attempts: [UInt64: Arrays] = [:]
+    /// Pointers to the arrays of a part's sum, in micro-shard order.
+    private let pointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: Codec.maximumPartArrays)
+
+    init(parameterCount: Int) {
+        self.parameterCount = parameterCount
+        parts = Codec.parts(of: parameterCount)
+        updated = Array(repeating: false, count: parts.count)
+    }
+
+    private let unusedLimbs = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    private let unusedWindows = UnsafeMutablePointer<Int8>.allocate(capacity: 1)
+
+    deinit {
+        pointers.deallocate()
+        unusedLimbs.deallocate()
+        unusedWindows.deallocate()
+    }
+
+    var isUpdated: Bool { updatedCount == parts.count }
+
+    /// Keeps array `array` of `attempt`'s part starting at `first`, in memory from `pool` (a buffer of `arrays`
+    /// arrays). Returns why it cannot be a real result's part, or nil.
+    func take(_ frame: FloatFrame, attempt: UInt64, array: Int, arrays: Int, first: Int,
+              pool: inout [Buffer<Float>]) -> String? {
+        if attempts[attempt] == nil {
+            let needed = arrays * parameterCount
+            let index = pool.firstIndex { $0.count >= needed }
+            let storage = index.map { pool.remove(at: $0) } ?? Buffer<Float>(count: needed)
+            attempts[attempt] = Arrays(storage: storage, arrays: arrays,
+                                       received: Array(repeating: false, count: arrays * parts.count))
+        }
+        guard attempts[attempt]!.arrays == arrays else {
+            return "parts of \(arrays) arrays, after parts of \(attempts[attempt]!.arrays)"
+        }
+        let part = first / Codec.partParameters, slot = array * parts.count + part
+        guard !attempts[attempt]!.received[slot] else { return "part \(part) of array \(array) twice" }
+        attempts[attempt]!.received[slot] = true
+        attempts[attempt]!.receivedCount += 1
+        frame.copy(into: attempts[attempt]!.storage.pointer + array * parameterCount + first)
+        return nil
+    }
+
+    /// The Floats `attempt` sent for part `part` of array `array`.
+    func values(of attempt: UInt64, array: Int, part: Int) -> UnsafeBufferPointer<Float> {
+        let range = parts[part]
+        return UnsafeBufferPointer(start: attempts[attempt]!.storage.pointer + array * parameterCount + range.lowerBound,
+                                   count: range.count)
+    }
+
+    /// Whether `attempt` has sent every array of every part not yet updated.
+    func hasEverything(of attempt: UInt64) -> Bool {
+        guard let a = attempts[attempt] else { return isUpdated }
+        return parts.indices.allSatisfy { part in updated[part] || (0..<a.arrays).allSatisfy { a.received[$0 * parts.count + part] } }
+    }
+
+    private func has(_ attempt: UInt64, part: Int) -> Bool {
+        guard let a = attempts[attempt] else { return false }
+        return (0..<a.arrays).allSatisfy { a.received[$0 * parts.count + part] }
+    }
+
+    /// The parts not yet updated that every micro-shard's values have reached.
+    func readyParts(_ round: StepRound) -> [Int] {
+        guard round.waitingCount == 0, !isUpdated else { return [] }
+        return parts.indices.filter { part in
+            !updated[part] && round.outstanding.keys.allSatisfy { has($0, part: part) }
+        }
+    }
+
+    /// The sum (fast, into `sum`'s Floats) or the mean (exact, into `mean`) over `part`, from the attempts answered
+    /// or outstanding in `round`; returns whether an exact mean is finite.
+    func reduce(_ part: Int, _ round: StepRound, reduction: Reduction, samples: Int, sum: GradientSum,
+                mean: UnsafeMutablePointer<Float>) -> Bool {
+        let live = (round.outstanding.map { ($0.key, $0.value.ranges[0].lowerBound) }
+            + round.completedAttempts.map { ($0.key, $0.value) }).sorted { $0.1 < $1.1 }.map(\.0)
+        var count = 0
+        for attempt in live {
+            guard let a = attempts[attempt] else { continue }
+            for array in 0..<a.arrays {
+                pointers[count] = UnsafePointer(a.storage.pointer + array * parameterCount)
+                count += 1
+            }
+        }
+        let range = parts[part]
+        updated[part] = true
+        updatedCount += 1
+        switch reduction {
+        case .fast:
+            let target = sum.floats
+            target.advanced(by: range.lowerBound).update(from: pointers[0]! + range.lowerBound, count: range.count)
+            for k in 1..<max(count, 1) {
+                let values = pointers[k]!
+                for i in range { target[i] += values[i] }
+            }
+            return true
+        case .exact:
+            var finite: Int32 = 0
+            // The limbs are neither read (`empty`) nor written (a mean is asked for): blocks of its own hold them.
+            let largest = cexact_combine(unusedLimbs, unusedLimbs, unusedWindows, 1, nil, 0, pointers, Int32(count), mean,
+                                         Double(samples), &finite, parameterCount, range.lowerBound, range.upperBound)
+            return finite == 1 && largest < 0x7F80_0000
+        }
+    }
+
+    /// Hands every attempt's memory back to `pool`.
+    func recycle(into pool: inout [Buffer<Float>]) {
+        for a in attempts.values { pool.append(a.storage) }
+        attempts.removeAll()
+    }
+}

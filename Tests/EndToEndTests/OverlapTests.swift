@@ -1,0 +1,101 @@
+import Engine
+import Foundation
+import Testing
+
+/// `--overlap`: results and weights in parts, each part updated as soon as every worker's values there are in.
+/// A model of four parts; exact mode must give the uninterrupted in-process run's bits with any worker count, through
+/// a worker killed mid-step and a coordinator stopped mid-step.
+@Suite(.serialized)
+struct OverlapTests {
+    /// 198,276 parameters: parts of 65,536, 65,536, 65,536 and 1,668. 60 steps.
+    static let job = """
+        model: {layers: [{units: 1024, activation: relu}, {units: 128, activation: relu}, {units: 4, activation: softmax}]}
+        loss: cross_entropy
+        optimizer: {name: adam, lr: 0.001}
+        batch_size: 48
+        micro_shard: 8
+        epochs: 3
+        seed: 5
+        data: {builtin: blobs, samples: 960, classes: 4, features: 64, noise: 3.0}
+        """
+
+    static let jobFile: String = {
+        let path = Command.temporaryPath("overlap-job.yaml")
+        try? job.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }()
+
+    static let reference: String = {
+        let path = Command.temporaryPath("overlap-reference.st")
+        _ = try? Command.run(["train", "--config", jobFile, "--threads", "1", "--save", path])
+        return (try? FailureTests.digest(path)) ?? "no reference"
+    }()
+
+    @Test("exact results in parts give the in-process run's bits with 1, 2 and 3 workers", arguments: [1, 2, 3])
+    func sameBits(workers: Int) throws {
+        let out = Command.temporaryPath("overlap-\(workers).st")
+        let run = try Command.run(["train", "--config", Self.jobFile, "--workers", String(workers), "--overlap",
+                                   "--save", out])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(try FailureTests.digest(out) == Self.reference)
+    }
+
+    @Test("fast mode in parts gives the bits of the same split summed whole")
+    func fastMode() throws {
+        // One worker computes every micro-shard, so the split is the same with and without parts.
+        let whole = Command.temporaryPath("overlap-fast-whole.st"), out = Command.temporaryPath("overlap-fast.st")
+        let reference = try Command.run(["train", "--config", Self.jobFile, "--reduction", "fast", "--workers", "1",
+                                         "--save", whole])
+        let run = try Command.run(["train", "--config", Self.jobFile, "--reduction", "fast", "--workers", "1",
+                                   "--overlap", "--save", out])
+        #expect(reference.status == 0 && run.status == 0, "\(run.stderr)")
+        let digests = (try FailureTests.digest(out), try FailureTests.digest(whole))
+        #expect(run.stdout == reference.stdout && digests.0 == digests.1)
+    }
+
+    @Test("a worker killed with SIGKILL mid-run and a new one added: the same bits; no process left")
+    func workerKilled() throws {
+        let port = Command.freePort()
+        let log = Command.temporaryPath("overlap-killed.log"), out = Command.temporaryPath("overlap-killed.st")
+        let coordinator = try Command.start(["coordinator", "--config", Self.jobFile, "--bind", "tcp://127.0.0.1:\(port)",
+                                             "--heartbeat", "0.2", "--verbose", "--workers", "3", "--overlap",
+                                             "--save", out], stderr: log)
+        var workers = try (1...3).map { try FailureTests.worker(port, name: "o\($0)", log: log + ".w\($0)") }
+        defer { FailureTests.expectAllEnded([coordinator] + workers) }
+        try FailureTests.waitForStep(15, in: log)
+        kill(workers[1].processIdentifier, SIGKILL)
+        try FailureTests.waitForStep(30, in: log)
+        workers.append(try FailureTests.worker(port, name: "o4", log: log + ".w4"))
+        #expect(Command.wait(coordinator, timeout: 120) == 0)
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(text.contains("\"o2\"") && text.contains("lost:"), "\(text.suffix(2000))")
+        #expect(try FailureTests.digest(out) == Self.reference)
+    }
+
+    @Test("SIGTERM mid-run checkpoints the state before the step; the resumed run gives the same bits")
+    func stoppedMidStep() throws {
+        let folder = Command.temporaryPath("overlap-ckpt")
+        try? FileManager.default.removeItem(atPath: folder)
+        let log = Command.temporaryPath("overlap-term.log")
+        let run = try Command.start(["train", "--config", Self.jobFile, "--workers", "2", "--overlap", "--verbose",
+                                     "--checkpoint", folder], stderr: log)
+        try FailureTests.waitForStep(20, in: log)
+        kill(run.processIdentifier, SIGTERM)
+        #expect(Command.wait(run, timeout: 30) == 143)
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(text.contains("stopped by SIGTERM; checkpoint written to"), "\(text.suffix(2000))")
+        let out = Command.temporaryPath("overlap-term.st")
+        let resumed = try Command.run(["train", "--config", Self.jobFile, "--checkpoint", folder, "--resume",
+                                       "--save", out])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try FailureTests.digest(out) == Self.reference)
+    }
+
+    @Test("--overlap with --weights-as-change is refused, naming both")
+    func refusedWithChange() throws {
+        let run = try Command.run(["train", "--config", Self.jobFile, "--workers", "2", "--overlap",
+                                   "--weights-as-change"])
+        #expect(run.status == 2 && run.stderr.contains("--overlap") && run.stderr.contains("--weights-as-change"),
+                "\(run.status) \(run.stderr)")
+    }
+}

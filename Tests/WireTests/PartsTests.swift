@@ -1,0 +1,98 @@
+import Testing
+@testable import Wire
+
+/// Results and weights in parts (`--overlap`): what goes out comes back, and every part that is not one of the
+/// job's parts is refused by name.
+@Suite struct PartsTests {
+    /// 150,000 parameters: two whole parts of 65,536 and a last one of 18,928.
+    static let limits = Limits(parameterCount: 150_000, job: 77)
+
+    static func floats(_ count: Int, _ start: Float = 0) throws -> Message {
+        let values = (0..<count).map { start + Float($0) }
+        return try values.withUnsafeBytes { try Message(copying: $0) }
+    }
+
+    @Test("a job's parameters split into parts of 65,536, the last holding the rest")
+    func partsOfAJob() {
+        #expect(Codec.parts(of: 150_000) == [0..<65_536, 65_536..<131_072, 131_072..<150_000])
+        #expect(Codec.parts(of: 5) == [0..<5])
+        #expect(Codec.parts(of: 65_536) == [0..<65_536])
+    }
+
+    @Test("weights and result parts, the weights header's parts form and the assignment's parts flag round-trip")
+    func roundTrips() throws {
+        let part = 131_072..<150_000
+        let weights = try Codec.decode([Codec.weightsPartHeader(job: 77, step: 4, part: part),
+                                        Self.floats(part.count, 7)], limits: Self.limits)
+        guard case .weightsPart(131_072, let frame) = weights.payload else { Issue.record("not a weights part"); return }
+        var copy = [Float](repeating: 0, count: part.count)
+        copy.withUnsafeMutableBufferPointer { frame.copy(into: $0.baseAddress!) }
+        #expect(weights.header.step == 4 && copy.first == 7 && copy.last == Float(7 + part.count - 1))
+
+        let result = try Codec.decode([Codec.gradientPartHeader(job: 77, step: 4, worker: 2, attempt: 9, array: 2,
+                                                                arrays: 3, part: 65_536..<131_072),
+                                       Self.floats(65_536)], limits: Self.limits)
+        guard case .gradientPart(9, 2, 3, 65_536, let values) = result.payload else {
+            Issue.record("not a result part"); return
+        }
+        #expect(values.count == 65_536 && result.header.worker == 2)
+
+        let fromParts = try Codec.decode([Codec.weightsHeader(job: 77, step: 4, parameterCount: 150_000, fromParts: true),
+                                          Message(copying: [UInt8]())], limits: Self.limits)
+        guard case .weightsFromParts = fromParts.payload else { Issue.record("not weights from parts"); return }
+
+        let assignment = try Codec.decode(Codec.assignment(job: 77, step: 4, worker: 2, epoch: 0, batch: 1, attempt: 3,
+                                                           ranges: [0..<2], inParts: true), limits: Self.limits)
+        guard case .assignment(0, 1, 3, [0..<2], nil, true) = assignment.payload else { Issue.record("no parts flag"); return }
+
+        let counts = try Codec.decode([Codec.gradientHeader(job: 77, step: 4, worker: 2, samples: 10, correct: 3,
+                                                            lossHigh: 0, lossLow: 0, exact: true, overflowed: false,
+                                                            attempt: 3, inParts: true),
+                                       Message(copying: [UInt8]())], limits: Self.limits)
+        guard case .gradient(let frame) = counts.payload else { Issue.record("not a gradient"); return }
+        #expect(frame.inParts && frame.samples == 10 && frame.message.count == 0)
+    }
+
+    static func refusal(_ frames: [Message]) -> String {
+        do {
+            _ = try Codec.decode(frames, limits: limits)
+            return "accepted"
+        } catch {
+            return error.description
+        }
+    }
+
+    @Test("a part off the job's boundaries, of the wrong length or size, or of an array beyond its count is refused")
+    func refusesBadParts() throws {
+        func weightsPart(first: UInt64, count: UInt64, floats: Int) throws -> [Message] {
+            [try Message(copying: Header(type: .weightsPart, job: 77, step: 1, frames: 1, fields: [first, count]).encoded()),
+             try Self.floats(floats)]
+        }
+        func resultPart(array: UInt64, arrays: UInt64, first: UInt64 = 0, count: UInt64 = 65_536) throws -> [Message] {
+            [try Message(copying: Header(type: .gradientPart, job: 77, step: 1, frames: 1,
+                                         fields: [1, array, arrays, first, count]).encoded()),
+             try Self.floats(Int(count))]
+        }
+        let cases: [([Message], String)] = [
+            (try weightsPart(first: 1, count: 65_536, floats: 65_536), "part of 65536 parameters from 1 is not one of"),
+            (try weightsPart(first: 131_072, count: 65_536, floats: 65_536), "part of 65536 parameters from 131072"),
+            (try weightsPart(first: 150_000, count: 0, floats: 0), "from 150000 is not one of"),
+            (try weightsPart(first: 0, count: 65_536, floats: 65_535), "weightsPart payload of 262140 bytes"),
+            (try resultPart(array: 3, arrays: 3), "array 3 of 3"),
+            (try resultPart(array: 0, arrays: 0), "array 0 of 0"),
+            (try resultPart(array: 0, arrays: 5000), "array 0 of 5000 (at most 4096)"),
+            (try resultPart(array: 0, arrays: 1, first: 65_536, count: 18_928), "part of 18928 parameters from 65536"),
+            ([try Codec.gradientHeader(job: 77, step: 1, worker: 1, samples: 1, correct: 0, lossHigh: 0, lossLow: 0,
+                                       exact: false, overflowed: false, attempt: 1, inParts: true),
+              try Self.floats(150_000)], "values in parts and also in the frame"),
+            ([try Codec.weightsHeader(job: 77, step: 1, parameterCount: 150_000, fromParts: true), try Self.floats(3)],
+             "weights payload of 12 bytes; expected 0 (the weights came in parts)"),
+            (Array(try Codec.assignment(job: 77, step: 1, worker: 1, epoch: 0, batch: 0, ranges: [0..<1], resultSlot: 0,
+                                        inParts: true)), "or parts flag 1 not 0 or 1, or both"),
+        ]
+        for (frames, reason) in cases {
+            let text = Self.refusal(frames)
+            #expect(text.contains(reason) && !text.contains("\n"), "\(reason): \(text)")
+        }
+    }
+}
