@@ -2,8 +2,9 @@
 # Several hosts on one machine: network namespaces joined by veth pairs to a bridge (10.88.<n>.0/24). A coordinator
 # host and three worker hosts over real TCP with CurveZMQ: two authorised workers train; on the third host a worker
 # with an unlisted key and a plaintext one are refused and named; the saved weights' SHA-256 must equal the
-# in-process run's (the weights go as their change from the step before: --weights-as-change). Needs root and
-# `ip netns`; skips with a message otherwise. Removes every namespace it made and every process it started, whatever
+# in-process run's (the weights go as their change from the step before: --weights-as-change). Then a model of four
+# parts, where --overlap's default turns on across hosts: results and weights in parts, the same SHA-256 as in-process.
+# Needs root and `ip netns`; skips with a message otherwise. Removes every namespace it made and every process it started, whatever
 # happens.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -96,3 +97,33 @@ expected="$(sha256sum < "$work/reference.st" | cut -d' ' -f1)"
 actual="$(sha256sum < "$work/out.st" | cut -d' ' -f1)"
 [ "$expected" = "$actual" ] || fail "SHA-256 $actual over CurveZMQ, $expected in-process"
 say "4 hosts ($net.0/24): 2 authorised workers gave the in-process run's SHA-256 $actual; an unlisted key and a plaintext worker were refused and named"
+
+# Across hosts --overlap is on by default: a model of four parts (200,835 parameters), four micro-shards a worker.
+cat > "$work/parts.yaml" <<'JOB'
+model: {layers: [{units: 4096, activation: relu}, {units: 32, activation: relu}, {units: 3, activation: softmax}]}
+loss: cross_entropy
+optimizer: {name: adam, lr: 0.001}
+batch_size: 64
+micro_shard: 8
+epochs: 2
+seed: 6
+data: {builtin: blobs, samples: 640, classes: 3, features: 16, noise: 2.0}
+JOB
+"$shardtrain" train --config "$work/parts.yaml" --threads 1 --save "$work/parts-reference.st" >/dev/null
+on coord "$shardtrain" coordinator --config "$work/parts.yaml" --bind "$endpoint" --workers 2 --heartbeat 0.5 --verbose \
+  --key "$work/coordinator.key" --authorized "$work/authorized" --save "$work/parts.st" > /dev/null 2> "$work/parts-coordinator.log" &
+pids=($!)
+coordinator=$!
+for name in alpha beta; do
+  host=w1; [ "$name" = beta ] && host=w2
+  on "$host" "$shardtrain" worker --connect "$endpoint" --name "$name" --key "$work/$name.key" \
+    --coordinator-key "$work/coordinator.pub" --idle-timeout 30 2> "$work/parts-$name.log" &
+  pids+=($!)
+done
+wait "$coordinator" || fail "the coordinator of the parts run exited with status $?"
+for pid in "${pids[@]:1}"; do wait "$pid" || fail "a worker of the parts run exited with status $?"; done
+grep -q "results and weights go in parts (--overlap)" "$work/parts-coordinator.log" || fail "--overlap was not on across hosts"
+expected="$(sha256sum < "$work/parts-reference.st" | cut -d' ' -f1)"
+actual="$(sha256sum < "$work/parts.st" | cut -d' ' -f1)"
+[ "$expected" = "$actual" ] || fail "SHA-256 $actual in parts across hosts, $expected in-process"
+say "results and weights in parts (--overlap on by default across hosts): the in-process run's SHA-256 $actual"

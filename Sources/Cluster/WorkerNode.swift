@@ -267,6 +267,25 @@ public final class WorkerNode {
                                 try waitUntilIdle($0, step: step)
                             }
                         }
+                        // In parts, with one thread computing, each part goes as soon as backward has finished it.
+                        var sender: PartSender?
+                        if inParts {
+                            let arrays = max(floatShards, 1)
+                            sender = PartSender(payload: partsPayload, arrays: arrays, count: parameters.count,
+                                                send: { try self.send(dealer, $0) }) { array, part in
+                                try Codec.gradientPartHeader(job: jobID, step: step, worker: workerID, attempt: attempt,
+                                                             array: array, arrays: arrays, part: part)
+                            }
+                            let oneComputer = settings.threads == 1 || floatShards == 1
+                            let oneSlice = floatShards > 0 || (ranges.count == 1 && microShardCount <= chunk)
+                            if oneComputer && oneSlice {
+                                sender!.skippedCalls = (arrays - 1) * job.model.layers.count
+                                slices.computers[0].network.onLayerGradient = { [unowned sender = sender!] in
+                                    sender.layerDone(finalFrom: $0)
+                                }
+                            }
+                        }
+                        defer { slices.computers[0].network.onLayerGradient = nil }
                         var summary: ExactSummary?
                         if floatShards > 0 {
                             // The sum's memory, limbs until now, holds Floats for this result (or, for more than it
@@ -306,12 +325,11 @@ public final class WorkerNode {
                             }
                         }
                         #endif
-                        if inParts {
+                        if let sender {
                             let stats = summary ?? ExactSummary(samples: sum.samples, correct: sum.correct,
                                                                 loss: sum.lossWords, overflowed: sum.overflowed)
-                            try sendInParts(dealer, partsPayload, arrays: max(floatShards, 1), count: parameters.count,
-                                            statistics: stats, exact: options.reduction == .exact, job: jobID,
-                                            step: step, worker: workerID, attempt: attempt)
+                            try finishParts(dealer, sender, statistics: stats, exact: options.reduction == .exact,
+                                            job: jobID, step: step, worker: workerID, attempt: attempt)
                             lastSent = clock.now
                             continue
                         }

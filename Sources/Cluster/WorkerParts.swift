@@ -57,19 +57,65 @@ final class PartArrays {
     }
 }
 
-extension WorkerNode {
-    /// Sends a result's `arrays` arrays of `count` Floats (one after another in `payload`) in parts, part by part, so
-    /// the coordinator can update each part as soon as every worker's is in, then its counts.
-    func sendInParts(_ dealer: Socket, _ payload: SharedPayload, arrays: Int, count: Int, statistics: ExactSummary,
-                     exact: Bool, job: UInt64, step: UInt64, worker: UInt32, attempt: UInt64) throws {
-        for part in Codec.parts(of: count) {
-            for array in 0..<arrays {
-                try send(dealer, [Codec.gradientPartHeader(job: job, step: step, worker: worker, attempt: attempt,
-                                                           array: array, arrays: arrays, part: part),
-                                  Message(sharing: payload, byteCount: 4 * part.count,
-                                          from: 4 * (array * count + part.lowerBound))])
-            }
+/// Sends a result's arrays (one after another in `payload`) in parts to the coordinator, which updates each part as
+/// soon as every worker's is in: the parts backward has finished while it still runs (the last layers' come first),
+/// then the rest, then the counts.
+final class PartSender {
+    let payload: SharedPayload
+    let arrays: Int
+    let count: Int
+    let parts: [Range<Int>]
+    /// Parts from this index on have gone.
+    private var firstSent: Int
+    /// Calls of the network's layer hook to pass over: those of micro-shards before the last.
+    var skippedCalls = 0
+    /// What sending failed with inside the hook (it cannot throw), for the caller to throw after.
+    private(set) var failure: Error?
+    let send: ([Message]) throws -> Void
+    let header: (_ array: Int, _ part: Range<Int>) throws -> Message
+
+    init(payload: SharedPayload, arrays: Int, count: Int, send: @escaping ([Message]) throws -> Void,
+         header: @escaping (Int, Range<Int>) throws -> Message) {
+        self.payload = payload
+        self.arrays = arrays
+        self.count = count
+        parts = Codec.parts(of: count)
+        firstSent = parts.count
+        self.send = send
+        self.header = header
+    }
+
+    /// For `Network.onLayerGradient`: the gradient is final from parameter `first` on, so the parts that lie there
+    /// go now.
+    func layerDone(finalFrom first: Int) {
+        if skippedCalls > 0 {
+            skippedCalls -= 1
+            return
         }
+        // The first layer's is the end of backward: its parts go with the rest, after any test-build change.
+        guard failure == nil, first > 0 else { return }
+        do { try sendParts(from: first) } catch { failure = error }
+    }
+
+    /// Sends the parts not yet sent that start at or after parameter `first`.
+    func sendParts(from first: Int = 0) throws {
+        while firstSent > 0, parts[firstSent - 1].lowerBound >= first {
+            let part = parts[firstSent - 1]
+            for array in 0..<arrays {
+                try send([header(array, part),
+                          Message(sharing: payload, byteCount: 4 * part.count, from: 4 * (array * count + part.lowerBound))])
+            }
+            firstSent -= 1
+        }
+    }
+}
+
+extension WorkerNode {
+    /// Sends what `sender` has not, then the result's counts.
+    func finishParts(_ dealer: Socket, _ sender: PartSender, statistics: ExactSummary, exact: Bool, job: UInt64,
+                     step: UInt64, worker: UInt32, attempt: UInt64) throws {
+        if let failure = sender.failure { throw failure }
+        try sender.sendParts()
         try send(dealer, [Codec.gradientHeader(job: job, step: step, worker: worker, samples: statistics.samples,
                                                correct: statistics.correct, lossHigh: statistics.loss.high,
                                                lossLow: statistics.loss.low, lossWindow: statistics.loss.window,

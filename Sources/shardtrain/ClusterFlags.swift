@@ -15,14 +15,15 @@ struct ClusterFlags: ParsableArguments {
     @Flag(help: ArgumentHelp("Send a worker each step's weights as their change from the step before: about 60 % "
         + "of the bytes, for 1-2 ms of work a step; faster on links of a few Gbit/s or less, slower on faster ones."))
     var weightsAsChange = false
-    @Flag(help: ArgumentHelp("Workers send their results in parts of 65,536 parameters, and each part of the weights "
-        + "is updated and sent back as soon as every worker's values there are in, so weights go down while gradients "
-        + "still come up: for workers on other machines. In exact mode a worker then sends each micro-shard's Floats "
-        + "(choose micro_shard = batch_size / workers)."))
-    var overlap = false
+    @Option(help: ArgumentHelp("Results and weights in parts of 65,536 parameters: each part of the weights is "
+        + "updated and sent back as soon as every worker's values there are in, so weights go down while gradients "
+        + "still come up, and workers send a layer's parts as backward finishes it. auto: on when the endpoint is "
+        + "not on this machine (workers on other machines) and --weights-as-change is not given. In exact mode a "
+        + "worker then sends each of its micro-shards' Floats: choose micro_shard = batch_size / workers."))
+    var overlap = OverlapChoice.auto
 
     func validate() throws {
-        if overlap && weightsAsChange {
+        if overlap == .on && weightsAsChange {
             throw ValidationError("--overlap sends the weights in parts as Floats, and --weights-as-change sends them "
                 + "whole as their change: choose one")
         }
@@ -55,10 +56,20 @@ struct ClusterFlags: ParsableArguments {
         settings.rejoinTimeout = .seconds(rejoinTimeout)
         settings.verbose = verbose
         settings.weightsAsChange = weightsAsChange
-        settings.overlap = overlap
+        settings.overlap = switch overlap {
+        case .on: true
+        case .off: false
+        case .auto: !weightsAsChange && !EndpointReach.isLocal(endpoint)
+        }
+        if verbose && settings.overlap { logToStandardError("results and weights go in parts (--overlap)") }
         settings.keys = keys
         return try Coordinator(job: job, training: training, settings: settings, log: logToStandardError)
     }
+}
+
+/// Whether results and weights go in parts (`--overlap`).
+enum OverlapChoice: String, ExpressibleByArgument, CaseIterable {
+    case auto, on, off
 }
 
 /// Runs `body` (the training), then tells the coordinator's workers how it ended: finished, or failed/stopped.

@@ -34,7 +34,7 @@ struct OverlapTests {
     @Test("exact results in parts give the in-process run's bits with 1, 2 and 3 workers", arguments: [1, 2, 3])
     func sameBits(workers: Int) throws {
         let out = Command.temporaryPath("overlap-\(workers).st")
-        let run = try Command.run(["train", "--config", Self.jobFile, "--workers", String(workers), "--overlap",
+        let run = try Command.run(["train", "--config", Self.jobFile, "--workers", String(workers), "--overlap", "on",
                                    "--save", out])
         #expect(run.status == 0, "\(run.stderr)")
         #expect(try FailureTests.digest(out) == Self.reference)
@@ -47,7 +47,7 @@ struct OverlapTests {
         let reference = try Command.run(["train", "--config", Self.jobFile, "--reduction", "fast", "--workers", "1",
                                          "--save", whole])
         let run = try Command.run(["train", "--config", Self.jobFile, "--reduction", "fast", "--workers", "1",
-                                   "--overlap", "--save", out])
+                                   "--overlap", "on", "--save", out])
         #expect(reference.status == 0 && run.status == 0, "\(run.stderr)")
         let digests = (try FailureTests.digest(out), try FailureTests.digest(whole))
         #expect(run.stdout == reference.stdout && digests.0 == digests.1)
@@ -58,7 +58,7 @@ struct OverlapTests {
         let port = Command.freePort()
         let log = Command.temporaryPath("overlap-killed.log"), out = Command.temporaryPath("overlap-killed.st")
         let coordinator = try Command.start(["coordinator", "--config", Self.jobFile, "--bind", "tcp://127.0.0.1:\(port)",
-                                             "--heartbeat", "0.2", "--verbose", "--workers", "3", "--overlap",
+                                             "--heartbeat", "0.2", "--verbose", "--workers", "3", "--overlap", "on",
                                              "--save", out], stderr: log)
         var workers = try (1...3).map { try FailureTests.worker(port, name: "o\($0)", log: log + ".w\($0)") }
         defer { FailureTests.expectAllEnded([coordinator] + workers) }
@@ -77,7 +77,7 @@ struct OverlapTests {
         let folder = Command.temporaryPath("overlap-ckpt")
         try? FileManager.default.removeItem(atPath: folder)
         let log = Command.temporaryPath("overlap-term.log")
-        let run = try Command.start(["train", "--config", Self.jobFile, "--workers", "2", "--overlap", "--verbose",
+        let run = try Command.start(["train", "--config", Self.jobFile, "--workers", "2", "--overlap", "on", "--verbose",
                                      "--checkpoint", folder], stderr: log)
         try FailureTests.waitForStep(20, in: log)
         kill(run.processIdentifier, SIGTERM)
@@ -93,7 +93,7 @@ struct OverlapTests {
 
     @Test("--overlap with --weights-as-change is refused, naming both")
     func refusedWithChange() throws {
-        let run = try Command.run(["train", "--config", Self.jobFile, "--workers", "2", "--overlap",
+        let run = try Command.run(["train", "--config", Self.jobFile, "--workers", "2", "--overlap", "on",
                                    "--weights-as-change"])
         #expect(run.status == 2 && run.stderr.contains("--overlap") && run.stderr.contains("--weights-as-change"),
                 "\(run.status) \(run.stderr)")

@@ -29,6 +29,9 @@ public final class Network {
     public let targetWidth: Int
     /// Width of the output layer.
     public let outputWidth: Int
+    /// Called in `gradientSum` as each layer's gradient is written (last layer first), with the first parameter
+    /// from which the gradient is now final: a worker sends those parts while backward goes on.
+    public var onLayerGradient: ((_ finalFrom: Int) -> Void)?
 
     // Per-layer views and activations, copied out of `spec` so the step's loops index plain arrays.
     private let dense: [ParameterLayout.Dense]
@@ -116,6 +119,7 @@ public final class Network {
                 let row = dz + r * dense.outputs
                 for c in 0..<dense.outputs { db[c] += row[c] }
             }
+            onLayerGradient?(dense.weightOffset)
             guard l > 0 else { break }
             // dx = dz · W  [rows, in], then through the previous layer's activation.
             products(.none, .none, m: rows, n: dense.inputs, k: dense.outputs,
