@@ -100,6 +100,8 @@ public final class Coordinator: GradientSource {
     /// With `overlap`, the step being updated part by part, and memory for results' parts, reused.
     var partStep: PartStep?
     var partStores: [Buffer<Float>] = []
+    /// The weights the last step's parts made, whole: the next step's, for a worker that must be sent them whole.
+    var partsMade: (step: Int, weights: SharedPayload)?
     /// The parts a job's parameters come in.
     let partCount: Int
     /// Exact mode: the fingerprint of this job's matrix products here (`Products.fingerprint`).
@@ -291,10 +293,13 @@ public final class Coordinator: GradientSource {
 
     /// A weight buffer libzmq no longer holds; a new one when a stalled peer still holds every one (rare: it is
     /// dropped within the silence limit, and its buffers come back).
-    func idlePayload() -> SharedPayload { Self.idle(&payloads, byteCount: payloads[0].byteCount) }
+    func idlePayload(excluding kept: SharedPayload? = nil) -> SharedPayload {
+        Self.idle(&payloads, byteCount: payloads[0].byteCount, excluding: kept)
+    }
 
-    private static func idle(_ pool: inout [SharedPayload], byteCount: Int) -> SharedPayload {
-        if let free = pool.first(where: \.isIdle) { return free }
+    private static func idle(_ pool: inout [SharedPayload], byteCount: Int, excluding kept: SharedPayload? = nil)
+        -> SharedPayload {
+        if let free = pool.first(where: { $0.isIdle && $0 !== kept }) { return free }
         let fresh = SharedPayload(byteCount: byteCount)
         pool.append(fresh)
         return fresh

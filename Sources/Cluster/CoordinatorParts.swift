@@ -27,11 +27,18 @@ extension Coordinator: PartwiseGradientSource {
                               batchSamples: batch.count, microShardSize: job.options.microShardSize)
         let parts = PartwiseRound(parameterCount: parameters.count)
         round.parts = parts
-        // This step's weights, for a worker that does not hold them, copied now: the parameters change part by part.
-        let whole = idlePayload()
-        whole.bytes.copyMemory(from: parameters.pointer, byteCount: whole.byteCount)
+        // This step's weights, for a worker that does not hold them: those the last step's parts made, or a copy (the
+        // parameters change part by part).
+        var whole: SharedPayload
+        if let made = partsMade, made.step == step {
+            whole = made.weights
+        } else {
+            whole = idlePayload()
+            whole.bytes.copyMemory(from: parameters.pointer, byteCount: whole.byteCount)
+        }
+        partsMade = nil
         let weights = try Message(sharing: whole)
-        let next = idlePayload()
+        let next = idlePayload(excluding: whole)
         var sent = begun
         do {
             try withoutActuallyEscaping(update) { update in
@@ -62,6 +69,7 @@ extension Coordinator: PartwiseGradientSource {
                               overflowed: frame.overflowed)
         }
         parts.recycle(into: &partStores)
+        partsMade = (step + 1, next)
         let gathered = clock.now
         lastTimings = StepTimings(send: (sent - begun) / .seconds(1), wait: (gathered - sent) / .seconds(1), reduce: 0)
         if settings.verbose { logStep(round) }

@@ -8,11 +8,13 @@ import Wire
 /// in full have. The sum over a part reads the attempts in micro-shard order, so fast mode gives the bits of the
 /// same split summed whole, and exact mode's are those of any split.
 final class PartwiseRound {
+    /// An attempt's parts so far: each array's part read where its message holds it (copied only when a message's
+    /// bytes are off a Float's alignment), and the messages kept until the step ends.
     struct Arrays {
-        let storage: Buffer<Float>
         let arrays: Int
-        var received: [Bool]
-        var receivedCount = 0
+        var values: [UnsafePointer<Float>?]
+        var messages: [Message] = []
+        var copies: Buffer<Float>?
     }
 
     let parameterCount: Int
@@ -22,15 +24,14 @@ final class PartwiseRound {
     private var attempts: [UInt64: Arrays] = [:]
     /// Pointers to the arrays of a part's sum, in micro-shard order.
     private let pointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: Codec.maximumPartArrays)
+    private let unusedLimbs = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    private let unusedWindows = UnsafeMutablePointer<Int8>.allocate(capacity: 1)
 
     init(parameterCount: Int) {
         self.parameterCount = parameterCount
         parts = Codec.parts(of: parameterCount)
         updated = Array(repeating: false, count: parts.count)
     }
-
-    private let unusedLimbs = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
-    private let unusedWindows = UnsafeMutablePointer<Int8>.allocate(capacity: 1)
 
     deinit {
         pointers.deallocate()
@@ -40,44 +41,49 @@ final class PartwiseRound {
 
     var isUpdated: Bool { updatedCount == parts.count }
 
-    /// Keeps array `array` of `attempt`'s part starting at `first`, in memory from `pool` (a buffer of `arrays`
-    /// arrays). Returns why it cannot be a real result's part, or nil.
+    /// Keeps array `array` of `attempt`'s part starting at `first` (copied into memory from `pool` only when off a
+    /// Float's alignment). Returns why it cannot be a real result's part, or nil.
     func take(_ frame: FloatFrame, attempt: UInt64, array: Int, arrays: Int, first: Int,
               pool: inout [Buffer<Float>]) -> String? {
         if attempts[attempt] == nil {
-            let needed = arrays * parameterCount
-            let index = pool.firstIndex { $0.count >= needed }
-            let storage = index.map { pool.remove(at: $0) } ?? Buffer<Float>(count: needed)
-            attempts[attempt] = Arrays(storage: storage, arrays: arrays,
-                                       received: Array(repeating: false, count: arrays * parts.count))
+            attempts[attempt] = Arrays(arrays: arrays, values: Array(repeating: nil, count: arrays * parts.count))
         }
         guard attempts[attempt]!.arrays == arrays else {
             return "parts of \(arrays) arrays, after parts of \(attempts[attempt]!.arrays)"
         }
         let part = first / Codec.partParameters, slot = array * parts.count + part
-        guard !attempts[attempt]!.received[slot] else { return "part \(part) of array \(array) twice" }
-        attempts[attempt]!.received[slot] = true
-        attempts[attempt]!.receivedCount += 1
-        frame.copy(into: attempts[attempt]!.storage.pointer + array * parameterCount + first)
+        guard attempts[attempt]!.values[slot] == nil else { return "part \(part) of array \(array) twice" }
+        let bytes = frame.message.withUnsafeBytes { $0.baseAddress! }
+        if Int(bitPattern: bytes) % MemoryLayout<Float>.alignment == 0 {
+            attempts[attempt]!.values[slot] = bytes.assumingMemoryBound(to: Float.self)
+        } else {
+            if attempts[attempt]!.copies == nil {
+                let needed = arrays * parameterCount
+                let index = pool.firstIndex { $0.count >= needed }
+                attempts[attempt]!.copies = index.map { pool.remove(at: $0) } ?? Buffer<Float>(count: needed)
+            }
+            let target = attempts[attempt]!.copies!.pointer + array * parameterCount + first
+            frame.copy(into: target)
+            attempts[attempt]!.values[slot] = UnsafePointer(target)
+        }
+        attempts[attempt]!.messages.append(frame.message)
         return nil
     }
 
     /// The Floats `attempt` sent for part `part` of array `array`.
     func values(of attempt: UInt64, array: Int, part: Int) -> UnsafeBufferPointer<Float> {
-        let range = parts[part]
-        return UnsafeBufferPointer(start: attempts[attempt]!.storage.pointer + array * parameterCount + range.lowerBound,
-                                   count: range.count)
+        UnsafeBufferPointer(start: attempts[attempt]!.values[array * parts.count + part], count: parts[part].count)
     }
 
     /// Whether `attempt` has sent every array of every part not yet updated.
     func hasEverything(of attempt: UInt64) -> Bool {
         guard let a = attempts[attempt] else { return isUpdated }
-        return parts.indices.allSatisfy { part in updated[part] || (0..<a.arrays).allSatisfy { a.received[$0 * parts.count + part] } }
+        return parts.indices.allSatisfy { part in updated[part] || (0..<a.arrays).allSatisfy { a.values[$0 * parts.count + part] != nil } }
     }
 
     private func has(_ attempt: UInt64, part: Int) -> Bool {
         guard let a = attempts[attempt] else { return false }
-        return (0..<a.arrays).allSatisfy { a.received[$0 * parts.count + part] }
+        return (0..<a.arrays).allSatisfy { a.values[$0 * parts.count + part] != nil }
     }
 
     /// The parts not yet updated that every micro-shard's values have reached.
@@ -98,34 +104,34 @@ final class PartwiseRound {
         for attempt in live {
             guard let a = attempts[attempt] else { continue }
             for array in 0..<a.arrays {
-                pointers[count] = UnsafePointer(a.storage.pointer + array * parameterCount)
+                pointers[count] = a.values[array * parts.count + part]
                 count += 1
             }
         }
-        let range = parts[part]
+        let range = parts[part], n = range.count
         updated[part] = true
         updatedCount += 1
         switch reduction {
         case .fast:
-            let target = sum.floats
-            target.advanced(by: range.lowerBound).update(from: pointers[0]! + range.lowerBound, count: range.count)
+            let target = sum.floats + range.lowerBound
+            target.update(from: pointers[0]!, count: n)
             for k in 1..<max(count, 1) {
                 let values = pointers[k]!
-                for i in range { target[i] += values[i] }
+                for i in 0..<n { target[i] += values[i] }
             }
             return true
         case .exact:
             var finite: Int32 = 0
             // The limbs are neither read (`empty`) nor written (a mean is asked for): blocks of its own hold them.
-            let largest = cexact_combine(unusedLimbs, unusedLimbs, unusedWindows, 1, nil, 0, pointers, Int32(count), mean,
-                                         Double(samples), &finite, parameterCount, range.lowerBound, range.upperBound)
+            let largest = cexact_combine(unusedLimbs, unusedLimbs, unusedWindows, 1, nil, 0, pointers, Int32(count),
+                                         mean + range.lowerBound, Double(samples), &finite, n, 0, n)
             return finite == 1 && largest < 0x7F80_0000
         }
     }
 
     /// Hands every attempt's memory back to `pool`.
     func recycle(into pool: inout [Buffer<Float>]) {
-        for a in attempts.values { pool.append(a.storage) }
+        for a in attempts.values { if let copies = a.copies { pool.append(copies) } }
         attempts.removeAll()
     }
 }
