@@ -100,6 +100,7 @@ public final class Coordinator: GradientSource {
     /// With `overlap`, the step being updated part by part, and memory for results' parts, reused.
     var partStep: PartStep?
     var partStores: [Buffer<Float>] = []
+    var partTimings = PartTimings()
     /// The weights the last step's parts made, whole: the next step's, for a worker that must be sent them whole.
     var partsMade: (step: Int, weights: SharedPayload)?
     /// The parts a job's parameters come in.

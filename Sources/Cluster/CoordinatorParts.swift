@@ -16,6 +16,14 @@ struct PartStep {
     let update: (Range<Int>, UnsafePointer<Float>, Float, Bool) throws -> Void
 }
 
+/// Where a step in parts spent its time, for --verbose: when the first and last result parts came, and the time
+/// spent summing, updating and sending parts.
+struct PartTimings {
+    var firstPart: ContinuousClock.Instant?
+    var lastPart: ContinuousClock.Instant?
+    var updating: Duration = .zero
+}
+
 extension Coordinator: PartwiseGradientSource {
     public var updatesInParts: Bool { settings.overlap }
 
@@ -72,7 +80,15 @@ extension Coordinator: PartwiseGradientSource {
         partsMade = (step + 1, next)
         let gathered = clock.now
         lastTimings = StepTimings(send: (sent - begun) / .seconds(1), wait: (gathered - sent) / .seconds(1), reduce: 0)
-        if settings.verbose { logStep(round) }
+        if settings.verbose {
+            logStep(round)
+            let ms = { (d: Duration) in String(format: "%.3f", d / .milliseconds(1)) }
+            if let first = partTimings.firstPart, let last = partTimings.lastPart {
+                log("step \(step) in parts: the first came \(ms(first - sent)) ms after the assignments, the last "
+                    + "\(ms(last - sent)) ms; summing, updating and sending parts took \(ms(partTimings.updating)) ms")
+            }
+        }
+        partTimings = PartTimings()
     }
 
     /// A part of a result: kept, and the parts every micro-shard has now reached updated.
@@ -94,6 +110,11 @@ extension Coordinator: PartwiseGradientSource {
         let part = first / Codec.partParameters
         // Updated already with the values of a worker lost since, who computed the same micro-shards.
         guard !parts.updated[part] else { return }
+        if settings.verbose {
+            let now = clock.now
+            if partTimings.firstPart == nil { partTimings.firstPart = now }
+            partTimings.lastPart = now
+        }
         if let wrong = parts.take(frame, attempt: attempt, array: array, arrays: arrays, first: first, pool: &partStores) {
             lose(index, .mismatched(wrong), round)
             return
@@ -112,14 +133,16 @@ extension Coordinator: PartwiseGradientSource {
     /// Updates every part whose values are all in, and sends each one's new weights to every active worker.
     func updateReadyParts() throws {
         guard let step = partStep else { return }
+        let begun = clock.now
+        defer { if settings.verbose { partTimings.updating += clock.now - begun } }
         let exact = job.options.reduction == .exact
         let samples = step.round.batchSamples
         for part in step.parts.readyParts(step.round) {
-            let finite = step.parts.reduce(part, step.round, reduction: job.options.reduction, samples: samples,
-                                           sum: step.sum, mean: step.mean)
+            let (gradients, finite) = step.parts.reduce(part, step.round, reduction: job.options.reduction,
+                                                        samples: samples, sum: step.sum, mean: step.mean)
             let range = step.parts.parts[part]
-            try step.update(range, exact ? UnsafePointer(step.mean) : UnsafePointer(step.sum.floats),
-                            exact ? 1 : 1 / Float(samples), finite)
+            // The update takes the whole buffer's address: the part's, moved back to where parameter 0 would be.
+            try step.update(range, gradients - range.lowerBound, exact ? 1 : 1 / Float(samples), finite)
             (step.next.bytes + 4 * range.lowerBound).copyMemory(from: step.parameters.pointer + range.lowerBound,
                                                                  byteCount: 4 * range.count)
             let nextStep = step.round.step + 1

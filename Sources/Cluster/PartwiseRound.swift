@@ -94,10 +94,11 @@ final class PartwiseRound {
         }
     }
 
-    /// The sum (fast, into `sum`'s Floats) or the mean (exact, into `mean`) over `part`, from the attempts answered
-    /// or outstanding in `round`; returns whether an exact mean is finite.
+    /// The sum (fast) or the mean (exact, into `mean`) over `part`, from the attempts answered or outstanding in
+    /// `round`, and whether an exact mean is finite. A fast sum of one array is that array itself; of more, it is
+    /// written into `sum`'s Floats. The gradients returned point at the part's first value.
     func reduce(_ part: Int, _ round: StepRound, reduction: Reduction, samples: Int, sum: GradientSum,
-                mean: UnsafeMutablePointer<Float>) -> Bool {
+                mean: UnsafeMutablePointer<Float>) -> (gradients: UnsafePointer<Float>, finite: Bool) {
         let live = (round.outstanding.map { ($0.key, $0.value.ranges[0].lowerBound) }
             + round.completedAttempts.map { ($0.key, $0.value) }).sorted { $0.1 < $1.1 }.map(\.0)
         var count = 0
@@ -113,19 +114,22 @@ final class PartwiseRound {
         updatedCount += 1
         switch reduction {
         case .fast:
+            guard count > 1 else { return (pointers[0]!, true) }
+            // In micro-shard order, as a whole sum adds them: the first two in one pass, then each other one.
             let target = sum.floats + range.lowerBound
-            target.update(from: pointers[0]!, count: n)
-            for k in 1..<max(count, 1) {
+            let first = pointers[0]!, second = pointers[1]!
+            for i in 0..<n { target[i] = first[i] + second[i] }
+            for k in 2..<count {
                 let values = pointers[k]!
                 for i in 0..<n { target[i] += values[i] }
             }
-            return true
+            return (UnsafePointer(target), true)
         case .exact:
             var finite: Int32 = 0
             // The limbs are neither read (`empty`) nor written (a mean is asked for): blocks of its own hold them.
             let largest = cexact_combine(unusedLimbs, unusedLimbs, unusedWindows, 1, nil, 0, pointers, Int32(count),
                                          mean + range.lowerBound, Double(samples), &finite, n, 0, n)
-            return finite == 1 && largest < 0x7F80_0000
+            return (UnsafePointer(mean + range.lowerBound), finite == 1 && largest < 0x7F80_0000)
         }
     }
 

@@ -23,14 +23,16 @@ final class StepBackup {
 
     var isEmpty: Bool { parts.isEmpty }
 
-    /// Keeps `part` of each buffer before it is updated.
+    /// Notes that `part` of each buffer is about to be updated; before the step's first part, keeps them whole. In
+    /// one pass at the first part rather than a part at a time: the first parts come while workers still compute,
+    /// the last ones are on the step's critical path.
     func keep(_ part: Range<Int>, of buffers: [Buffer<Float>]) {
         if copies.count != buffers.count {
             copies = buffers.map { Buffer<Float>(count: $0.count) }
             parts.reserveCapacity(1024)
         }
-        for (copy, buffer) in zip(copies, buffers) {
-            (copy.pointer + part.lowerBound).update(from: buffer.pointer + part.lowerBound, count: part.count)
+        if parts.isEmpty {
+            for (copy, buffer) in zip(copies, buffers) { copy.pointer.update(from: buffer.pointer, count: buffer.count) }
         }
         parts.append(part)
     }
