@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Across machines: a coordinator host and two worker hosts in network namespaces, each worker's link limited to a
 # rate (tc's token bucket, both ways); shardtrain over TCP, exact and fast, against PyTorch DDP (gloo, one rank per
-# worker host, torchrun) on mnist-mlp. `--rates 1gbit 10gbit none`, `--repeats N`, `--micro-shard N`, `--smoke`.
+# worker host, torchrun) on mnist-mlp. `--rates 1gbit 10gbit none`, `--repeats N`, `--micro-shard N`, `--overlap`
+# (exact and fast also in parts, `--overlap on`, in the same interleaved runs), `--smoke`.
 # Needs root and `ip netns`; skips with a message otherwise. PyTorch: pip install torch==2.13.0+cpu (without it the
 # DDP column says n/a).
 set -euo pipefail

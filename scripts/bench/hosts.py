@@ -155,10 +155,10 @@ def main():
     p.add_argument("--overlap", action="store_true",
                    help="also run exact and fast mode with --overlap on (the others with off), in the same interleaved runs")
     p.add_argument("--json", default=os.path.join(HERE, "hosts-results.json"))
-    p.add_argument("--smoke", action="store_true", help="one short run at 1gbit, without DDP or JSON")
+    p.add_argument("--smoke", action="store_true", help="one short run at 1gbit, with and without --overlap, without DDP or JSON")
     a = p.parse_args()
     if a.smoke:
-        a.rates, a.repeats, a.steps = ["1gbit"], 1, 8
+        a.rates, a.repeats, a.steps, a.overlap = ["1gbit"], 1, 8, True
     has_torch = not a.smoke and shutil.which("torchrun") is not None
     parameters = 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
     rows = []
