@@ -66,7 +66,6 @@ endpoint="tcp://$net.1:5555"
 on coord "$shardtrain" coordinator --config "$work/job.yaml" --bind "$endpoint" --workers 2 --heartbeat 0.5 --weights-as-change \
   --key "$work/coordinator.key" --authorized "$work/authorized" --save "$work/out.st" > "$work/coordinator.out" 2> "$work/coordinator.log" &
 pids+=($!)
-coordinator=$!
 for _ in $(seq 100); do grep -q "waiting for 2 workers" "$work/coordinator.log" && break; sleep 0.1; done
 
 fail() { say "FAILED: $*"; for f in "$work"/*.log; do echo "--- $f"; tail -20 "$f"; done >&2; exit 1; }
@@ -79,14 +78,20 @@ status=0
 on w3 "$shardtrain" worker --connect "$endpoint" --name plain --insecure --idle-timeout 30 2> "$work/plain.log" || status=$?
 [ "$status" -eq 4 ] && grep -q "requires CurveZMQ keys" "$work/plain.log" || fail "the plaintext worker was not refused"
 
-for name in alpha beta; do
-  host=w1; [ "$name" = beta ] && host=w2
-  on "$host" "$shardtrain" worker --connect "$endpoint" --name "$name" --key "$work/$name.key" \
-    --coordinator-key "$work/coordinator.pub" --idle-timeout 30 2> "$work/$name.log" &
-  pids+=($!)
-done
-wait "$coordinator" || fail "the coordinator exited with status $?"
-for pid in "${pids[@]:1}"; do wait "$pid" || fail "a worker exited with status $?"; done
+# The authorised workers alpha (on w1) and beta (on w2), logging to PREFIXalpha.log and PREFIXbeta.log; then waits
+# for the coordinator (the first of pids) and them.
+run_authorised() {
+  local prefix="$1" name host
+  for name in alpha beta; do
+    host=w1; [ "$name" = beta ] && host=w2
+    on "$host" "$shardtrain" worker --connect "$endpoint" --name "$name" --key "$work/$name.key" \
+      --coordinator-key "$work/coordinator.pub" --idle-timeout 30 2> "$work/$prefix$name.log" &
+    pids+=($!)
+  done
+  wait "${pids[0]}" || fail "the coordinator ($prefix) exited with status $?"
+  for pid in "${pids[@]:1}"; do wait "$pid" || fail "a worker ($prefix) exited with status $?"; done
+}
+run_authorised ""
 
 stranger_key="$(cat "$work/stranger.pub")"
 grep -qF "refused a worker at $net.13: key $stranger_key" "$work/coordinator.log" || fail "the coordinator did not name the unlisted key"
@@ -113,15 +118,7 @@ JOB
 on coord "$shardtrain" coordinator --config "$work/parts.yaml" --bind "$endpoint" --workers 2 --heartbeat 0.5 --verbose \
   --key "$work/coordinator.key" --authorized "$work/authorized" --save "$work/parts.st" > /dev/null 2> "$work/parts-coordinator.log" &
 pids=($!)
-coordinator=$!
-for name in alpha beta; do
-  host=w1; [ "$name" = beta ] && host=w2
-  on "$host" "$shardtrain" worker --connect "$endpoint" --name "$name" --key "$work/$name.key" \
-    --coordinator-key "$work/coordinator.pub" --idle-timeout 30 2> "$work/parts-$name.log" &
-  pids+=($!)
-done
-wait "$coordinator" || fail "the coordinator of the parts run exited with status $?"
-for pid in "${pids[@]:1}"; do wait "$pid" || fail "a worker of the parts run exited with status $?"; done
+run_authorised parts-
 grep -q "results and weights go in parts (--overlap)" "$work/parts-coordinator.log" || fail "--overlap was not on across hosts"
 expected="$(sha256sum < "$work/parts-reference.st" | cut -d' ' -f1)"
 actual="$(sha256sum < "$work/parts.st" | cut -d' ' -f1)"

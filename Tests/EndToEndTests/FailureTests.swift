@@ -19,18 +19,10 @@ struct FailureTests {
         data: {builtin: blobs, samples: 2400, classes: 4, features: 32, noise: 3.0}
         """
 
-    static let jobFile: String = {
-        let path = Command.temporaryPath("failure-job.yaml")
-        try? job.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }()
-
     /// The uninterrupted in-process run: its weights' SHA-256 and its printed lines.
-    static let reference: (digest: String, stdout: String) = {
-        let path = Command.temporaryPath("failure-reference.safetensors")
-        let run = try? Command.run(["train", "--config", jobFile, "--threads", "1", "--save", path, "--log-every", "1"])
-        return ((try? digest(path)) ?? "no reference", run?.stdout ?? "")
-    }()
+    static let run = Command.jobWithReference("failure", job, flags: ["--log-every", "1"])
+    static var jobFile: String { run.file }
+    static var reference: (digest: String, stdout: String) { (run.digest, run.stdout) }
 
     /// A coordinator on a fresh loopback port, logging to `log`.
     static func coordinator(_ port: Int, log: String, _ extra: [String]) throws -> Process {
@@ -125,7 +117,7 @@ struct FailureTests {
         let resumed = try Command.run(["train", "--config", Self.jobFile, "--threads", "1", "--checkpoint", copy,
                                        "--resume", "--save", inProcess])
         #expect(resumed.status == 0, "\(resumed.stderr)")
-        #expect(try Self.digest(inProcess) == Self.digest(Command.temporaryPath("failure-reference.safetensors")))
+        #expect(try Self.digest(inProcess) == Self.digest(Self.run.weights))
     }
 
     @Test("SIGTERM checkpoints and exits 143; --resume with workers finishes with the same bits and lines")

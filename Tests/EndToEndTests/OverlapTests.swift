@@ -19,17 +19,9 @@ struct OverlapTests {
         data: {builtin: blobs, samples: 960, classes: 4, features: 64, noise: 3.0}
         """
 
-    static let jobFile: String = {
-        let path = Command.temporaryPath("overlap-job.yaml")
-        try? job.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }()
-
-    static let reference: String = {
-        let path = Command.temporaryPath("overlap-reference.st")
-        _ = try? Command.run(["train", "--config", jobFile, "--threads", "1", "--save", path])
-        return (try? FailureTests.digest(path)) ?? "no reference"
-    }()
+    static let run = Command.jobWithReference("overlap", job)
+    static var jobFile: String { run.file }
+    static var reference: String { run.digest }
 
     @Test("exact results in parts give the in-process run's bits with 1, 2 and 3 workers", arguments: [1, 2, 3])
     func sameBits(workers: Int) throws {

@@ -43,6 +43,17 @@ enum Command {
         return environment
     }
 
+    /// A job file of `text` in the temporary folder, and its uninterrupted in-process run (one thread): the saved
+    /// weights (`NAME-reference.st`), their SHA-256 and the printed lines — what every interrupted or distributed run
+    /// of it must give.
+    static func jobWithReference(_ name: String, _ text: String, flags: [String] = [])
+        -> (file: String, weights: String, digest: String, stdout: String) {
+        let file = temporaryPath("\(name)-job.yaml"), weights = temporaryPath("\(name)-reference.st")
+        try? text.write(toFile: file, atomically: true, encoding: .utf8)
+        let result = try? run(["train", "--config", file, "--threads", "1", "--save", weights] + flags)
+        return (file, weights, (try? FailureTests.digest(weights)) ?? "no reference", result?.stdout ?? "")
+    }
+
     static func temporaryPath(_ name: String) -> String {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("shardtrain-e2e-\(getpid())")
         try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
