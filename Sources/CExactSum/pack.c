@@ -27,9 +27,9 @@ size_t cexact_pack_bound(size_t count) {
     return 17 * count + 4 * blocks + 8; /* + 8: each store writes a whole word */
 }
 
-size_t cexact_pack(const void *sum, size_t count, unsigned char *out) {
-    const unsigned char *bytes = (const unsigned char *)sum;
-    const int8_t *windows = (const int8_t *)(bytes + 16 * count);
+/* Packs `count` parameters whose high limbs, low limbs and windows start at the three pointers. */
+static size_t pack_arrays(const unsigned char *high_bytes, const unsigned char *low_bytes, const int8_t *windows,
+                          size_t count, unsigned char *out) {
     unsigned char *p = out;
     for (size_t start = 0; start < count; start += PACK_BLOCK) {
         size_t n = count - start < PACK_BLOCK ? count - start : PACK_BLOCK;
@@ -37,8 +37,8 @@ size_t cexact_pack(const void *sum, size_t count, unsigned char *out) {
         uint64_t high_bits = 0, low_or = 0;
         int high_any = 0, uniform = 1;
         for (size_t i = 0; i < n; i++) {
-            memcpy(&high[i], bytes + 8 * (start + i), 8);
-            memcpy(&low[i], bytes + 8 * (count + start + i), 8);
+            memcpy(&high[i], high_bytes + 8 * (start + i), 8);
+            memcpy(&low[i], low_bytes + 8 * (start + i), 8);
             high_bits |= fold(high[i]);
             high_any |= high[i] != 0;
             low_or |= (uint64_t)low[i];
@@ -69,6 +69,17 @@ size_t cexact_pack(const void *sum, size_t count, unsigned char *out) {
         }
     }
     return (size_t)(p - out);
+}
+
+size_t cexact_pack(const void *sum, size_t count, unsigned char *out) {
+    const unsigned char *bytes = (const unsigned char *)sum;
+    return pack_arrays(bytes, bytes + 8 * count, (const int8_t *)(bytes + 16 * count), count, out);
+}
+
+size_t cexact_pack_range(const void *sum, size_t count, size_t first, size_t end, unsigned char *out) {
+    const unsigned char *bytes = (const unsigned char *)sum;
+    return pack_arrays(bytes + 8 * first, bytes + 8 * (count + first), (const int8_t *)(bytes + 16 * count + first),
+                       end - first, out);
 }
 
 /* Reads n bytes (n <= 8, all before `end`) as a sign-extended two's complement integer: a whole word when one can

@@ -80,8 +80,8 @@ extension Coordinator {
             try ready(index, hasData: hasData, region: region, readsWeights: readsWeights, products: products)
         case .gradient(let frame):
             result(index, envelope.header, frame, round)
-        case .gradientPart(let attempt, let array, let arrays, let first, let frame):
-            try part(index, envelope.header, attempt: attempt, array: array, arrays: arrays, first: first, frame, round)
+        case .gradientPart(let attempt, let array, let arrays, let first, let values):
+            try part(index, envelope.header, attempt: attempt, array: array, arrays: arrays, first: first, values, round)
         case .error(let text):
             lose(index, .reportedError(String(text.prefix(300))), round)
         default:

@@ -92,7 +92,7 @@ extension Coordinator: PartwiseGradientSource {
     }
 
     /// A part of a result: kept, and the parts every micro-shard has now reached updated.
-    func part(_ index: Int, _ header: Header, attempt: UInt64, array: Int, arrays: Int, first: Int, _ frame: FloatFrame,
+    func part(_ index: Int, _ header: Header, attempt: UInt64, array: Int, arrays: Int, first: Int, _ values: PartValues,
               _ round: StepRound?) throws {
         let member = table[index]
         guard let round, let parts = round.parts, header.step == UInt64(round.step) else {
@@ -101,10 +101,14 @@ extension Coordinator: PartwiseGradientSource {
         }
         guard let assignment = round.assignment(attempt, of: index) else { return }  // given to another worker since
         let microShards = assignment.ranges.reduce(0) { $0 + $1.count }
-        let expected = job.options.reduction == .exact ? microShards : 1
-        guard header.worker == member.id, arrays == expected else {
-            lose(index, .mismatched("parts of \(arrays) arrays for micro-shards \(describe(assignment.ranges)), where "
-                + "\(job.options.reduction) mode takes \(expected)"), round)
+        let exact = job.options.reduction == .exact
+        var limbs = false
+        if case .packedLimbs = values { limbs = true }
+        // Fast: one sum's Floats. Exact: each micro-shard's Floats, or the sum's limbs packed.
+        let expected = limbs ? 1 : exact ? microShards : 1
+        guard header.worker == member.id, arrays == expected, exact || !limbs else {
+            lose(index, .mismatched("parts of \(arrays) arrays\(limbs ? " of packed limbs" : "") for micro-shards "
+                + "\(describe(assignment.ranges)), where \(job.options.reduction) mode takes \(expected)"), round)
             return
         }
         let part = first / Codec.partParameters
@@ -115,18 +119,13 @@ extension Coordinator: PartwiseGradientSource {
             if partTimings.firstPart == nil { partTimings.firstPart = now }
             partTimings.lastPart = now
         }
-        if let wrong = parts.take(frame, attempt: attempt, array: array, arrays: arrays, first: first, pool: &partStores) {
+        if let wrong = parts.take(values, attempt: attempt, array: array, arrays: arrays, first: first,
+                                  microShards: microShards, pool: &partStores) {
             lose(index, .mismatched(wrong), round)
             return
         }
-        // Fast values from a message otherwise meet the decoder's check: no NaN or ∞.
-        if job.options.reduction == .fast {
-            let values = parts.values(of: attempt, array: array, part: part)
-            guard GradientSum.allFinite(values.baseAddress!, count: values.count) else {
-                lose(index, .mismatched("a value that is NaN or infinite in parameters \(first)…"), round)
-                return
-            }
-        }
+        // A NaN or ∞ among fast values is the run diverging, as among an exact micro-shard's Floats: the update
+        // checks them as it reads them and the step stops the run.
         try updateReadyParts()
     }
 

@@ -12,9 +12,14 @@ final class PartwiseRound {
     /// bytes are off a Float's alignment), and the messages kept until the step ends.
     struct Arrays {
         let arrays: Int
-        var values: [UnsafePointer<Float>?]
+        /// Exact limbs, packed on the wire and unpacked into `copies`, each part in `cexact_merge`'s layout of its
+        /// own; otherwise Floats.
+        let limbs: Bool
+        var values: [UnsafeRawPointer?]
         var messages: [Message] = []
         var copies: Buffer<Float>?
+        /// Its limbs' sum saw a NaN or ∞: every part it is in says the run diverged.
+        var diverged = false
     }
 
     let parameterCount: Int
@@ -22,8 +27,9 @@ final class PartwiseRound {
     private(set) var updated: [Bool]
     private(set) var updatedCount = 0
     private var attempts: [UInt64: Arrays] = [:]
-    /// Pointers to the arrays of a part's sum, in micro-shard order.
+    /// Pointers to the arrays of a part's sum, in micro-shard order, and to its limb sums.
     private let pointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: Codec.maximumPartArrays)
+    private let sums = UnsafeMutablePointer<UnsafeRawPointer?>.allocate(capacity: Codec.maximumPartArrays)
     private let unusedLimbs = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     private let unusedWindows = UnsafeMutablePointer<Int8>.allocate(capacity: 1)
 
@@ -35,44 +41,69 @@ final class PartwiseRound {
 
     deinit {
         pointers.deallocate()
+        sums.deallocate()
         unusedLimbs.deallocate()
         unusedWindows.deallocate()
     }
 
     var isUpdated: Bool { updatedCount == parts.count }
 
-    /// Keeps array `array` of `attempt`'s part starting at `first` (copied into memory from `pool` only when off a
-    /// Float's alignment). Returns why it cannot be a real result's part, or nil.
-    func take(_ frame: FloatFrame, attempt: UInt64, array: Int, arrays: Int, first: Int,
+    /// Keeps array `array` of `attempt`'s part starting at `first` (Floats copied into memory from `pool` only when
+    /// off a Float's alignment; packed limbs unpacked there and checked as a sum of `microShards` micro-shards).
+    /// Returns why it cannot be a real result's part, or nil.
+    func take(_ values: PartValues, attempt: UInt64, array: Int, arrays: Int, first: Int, microShards: Int,
               pool: inout [Buffer<Float>]) -> String? {
+        let limbs: Bool, message: Message, diverged: Bool
+        switch values {
+        case .floats(let frame): (limbs, message, diverged) = (false, frame.message, false)
+        case .packedLimbs(let packed, let saw): (limbs, message, diverged) = (true, packed, saw)
+        }
         if attempts[attempt] == nil {
-            attempts[attempt] = Arrays(arrays: arrays, values: Array(repeating: nil, count: arrays * parts.count))
+            attempts[attempt] = Arrays(arrays: arrays, limbs: limbs, values: Array(repeating: nil, count: arrays * parts.count))
         }
-        guard attempts[attempt]!.arrays == arrays else {
-            return "parts of \(arrays) arrays, after parts of \(attempts[attempt]!.arrays)"
+        guard attempts[attempt]!.arrays == arrays, attempts[attempt]!.limbs == limbs else {
+            return "parts of \(arrays) arrays\(limbs ? " of packed limbs" : ""), after other parts"
         }
-        let part = first / Codec.partParameters, slot = array * parts.count + part
+        let part = first / Codec.partParameters, slot = array * parts.count + part, n = parts[part].count
         guard attempts[attempt]!.values[slot] == nil else { return "part \(part) of array \(array) twice" }
-        let bytes = frame.message.withUnsafeBytes { $0.baseAddress! }
-        if Int(bitPattern: bytes) % MemoryLayout<Float>.alignment == 0 {
-            attempts[attempt]!.values[slot] = bytes.assumingMemoryBound(to: Float.self)
-        } else {
+        func copies(floats: Int) -> UnsafeMutableRawPointer {
             if attempts[attempt]!.copies == nil {
-                let needed = arrays * parameterCount
-                let index = pool.firstIndex { $0.count >= needed }
-                attempts[attempt]!.copies = index.map { pool.remove(at: $0) } ?? Buffer<Float>(count: needed)
+                let index = pool.firstIndex { $0.count >= floats }
+                attempts[attempt]!.copies = index.map { pool.remove(at: $0) } ?? Buffer<Float>(count: floats)
             }
-            let target = attempts[attempt]!.copies!.pointer + array * parameterCount + first
-            frame.copy(into: target)
-            attempts[attempt]!.values[slot] = UnsafePointer(target)
+            return UnsafeMutableRawPointer(attempts[attempt]!.copies!.pointer)
         }
-        attempts[attempt]!.messages.append(frame.message)
+        let bytes = message.withUnsafeBytes { $0 }
+        if limbs {
+            // Each part's limbs at 17 bytes a parameter from its first: 8-byte aligned, as parts start on 65,536.
+            let target = copies(floats: (GradientFrame.exactBytesPerParameter * parameterCount + 3) / 4)
+                + GradientFrame.exactBytesPerParameter * first
+            guard cexact_unpack(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, n, target) == 1 else {
+                return "packed limbs of \(bytes.count) bytes that are not a sum of part \(part)'s \(n) parameters"
+            }
+            // A diverged sum's limbs mean nothing (the run stops); any other's must be a possible sum.
+            let unpacked = UnsafeRawBufferPointer(start: target, count: GradientFrame.exactBytesPerParameter * n)
+            if diverged {
+                attempts[attempt]!.diverged = true
+            } else if let wrong = ResultCheck.limbsImplausibility(unpacked, microShards: microShards, threads: 1) {
+                return wrong + " in part \(part)"
+            }
+            attempts[attempt]!.values[slot] = UnsafeRawPointer(target)
+        } else if Int(bitPattern: bytes.baseAddress) % MemoryLayout<Float>.alignment == 0 {
+            attempts[attempt]!.values[slot] = bytes.baseAddress!
+            attempts[attempt]!.messages.append(message)
+        } else {
+            let target = copies(floats: arrays * parameterCount) + 4 * (array * parameterCount + first)
+            target.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            attempts[attempt]!.values[slot] = UnsafeRawPointer(target)
+        }
         return nil
     }
 
     /// The Floats `attempt` sent for part `part` of array `array`.
     func values(of attempt: UInt64, array: Int, part: Int) -> UnsafeBufferPointer<Float> {
-        UnsafeBufferPointer(start: attempts[attempt]!.values[array * parts.count + part], count: parts[part].count)
+        UnsafeBufferPointer(start: attempts[attempt]!.values[array * parts.count + part]!.assumingMemoryBound(to: Float.self),
+                            count: parts[part].count)
     }
 
     /// Whether `attempt` has sent every array of every part not yet updated.
@@ -101,11 +132,17 @@ final class PartwiseRound {
                 mean: UnsafeMutablePointer<Float>) -> (gradients: UnsafePointer<Float>, finite: Bool) {
         let live = (round.outstanding.map { ($0.key, $0.value.ranges[0].lowerBound) }
             + round.completedAttempts.map { ($0.key, $0.value) }).sorted { $0.1 < $1.1 }.map(\.0)
-        var count = 0
+        var count = 0, sumCount = 0, diverged = false
         for attempt in live {
             guard let a = attempts[attempt] else { continue }
+            diverged = diverged || a.diverged
+            if a.limbs {
+                sums[sumCount] = a.values[part]
+                sumCount += 1
+                continue
+            }
             for array in 0..<a.arrays {
-                pointers[count] = a.values[array * parts.count + part]
+                pointers[count] = a.values[array * parts.count + part]!.assumingMemoryBound(to: Float.self)
                 count += 1
             }
         }
@@ -127,9 +164,9 @@ final class PartwiseRound {
         case .exact:
             var finite: Int32 = 0
             // The limbs are neither read (`empty`) nor written (a mean is asked for): blocks of its own hold them.
-            let largest = cexact_combine(unusedLimbs, unusedLimbs, unusedWindows, 1, nil, 0, pointers, Int32(count),
+            let largest = cexact_combine(unusedLimbs, unusedLimbs, unusedWindows, 1, sums, Int32(sumCount), pointers, Int32(count),
                                          mean + range.lowerBound, Double(samples), &finite, n, 0, n)
-            return (UnsafePointer(mean + range.lowerBound), finite == 1 && largest < 0x7F80_0000)
+            return (UnsafePointer(mean + range.lowerBound), finite == 1 && largest < 0x7F80_0000 && !diverged)
         }
     }
 

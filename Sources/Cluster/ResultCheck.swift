@@ -15,18 +15,8 @@ enum ResultCheck {
         // On this machine's cores: the last result's check is on the step's critical path, with the workers idle
         // (an earlier result's check shares them with the workers still computing).
         let threads = ProcessInfo.processInfo.activeProcessorCount
-        // Fast values from a result region (page-aligned) have not met the decoder's check: no NaN or ∞, as in a
-        // message.
-        if !frame.exact, frame.regionSlot != nil {
-            let special = frame.withValues { bytes in
-                let values = bytes.baseAddress!.assumingMemoryBound(to: Float.self)
-                return anyRange(bytes.count / 4, threads: threads) {
-                    !GradientSum.allFinite(values + $0.lowerBound, count: $0.count)
-                }
-            }
-            if special { return "a value that is NaN or infinite" }
-        }
-        // Diverged (a NaN or ∞): the step stops the run with its own message.
+        // Diverged (a NaN or ∞): the step stops the run with its own message. A NaN or ∞ among fast values is the
+        // update's to find, which stops the run the same way.
         guard frame.exact, !frame.overflowed else { return nil }
         // Each micro-shard's value deposits at most GradientSum.depositLimit in each limb, and a window's raise
         // only moves a limb's sum, so no limb of a real result exceeds depositLimit × micro-shards (≤ 2⁶²).
@@ -38,34 +28,38 @@ enum ResultCheck {
         // Micro-shards' Floats: any finite value is one a micro-shard can produce, and a NaN or ∞ among them makes
         // the step's mean say the run diverged, as a worker's `overflowed` does.
         guard frame.floatShards == 0, !frame.inParts else { return nil }
+        return frame.withValues { limbsImplausibility($0, microShards: microShards, threads: threads) }
+    }
+
+    /// Why `bytes`, an exact sum of `microShards` micro-shards in `cexact_merge`'s layout, cannot be one; nil if it
+    /// can.
+    static func limbsImplausibility(_ bytes: UnsafeRawBufferPointer, microShards: Int, threads: Int) -> String? {
+        let limit = GradientSum.depositLimit * Int64(min(max(1, microShards), GradientSum.maximumMicroShards))
         // Every limb within ±limit: v + limit then lies in [0, 2·limit]. Every window within `gradientWindows`.
         // Adds, compares and ors only, so the pass vectorises on any x86-64 and costs about one read of the message.
         let offset = UInt64(limit), span = 2 * UInt64(limit)
         let lowest = Int8(GradientSum.gradientWindows.lowerBound)
         let windowSpan = UInt8(GradientSum.gradientWindows.count - 1)
-        let (limbsOutside, windowsOutside) = frame.withValues { bytes -> (Bool, Bool) in
-            let count = bytes.count / GradientFrame.exactBytesPerParameter
-            let limbsOutside = anyRange(2 * count, threads: threads) { range in
-                var any: UInt8 = 0
-                if Int(bitPattern: bytes.baseAddress) % 8 == 0 {
-                    let limbs = bytes.baseAddress!.assumingMemoryBound(to: UInt64.self)
-                    for index in range { any |= limbs[index] &+ offset > span ? 1 : 0 }
-                } else {
-                    for index in range {
-                        any |= bytes.loadUnaligned(fromByteOffset: 8 * index, as: UInt64.self) &+ offset > span ? 1 : 0
-                    }
+        let count = bytes.count / GradientFrame.exactBytesPerParameter
+        let limbsOutside = anyRange(2 * count, threads: threads) { range in
+            var any: UInt8 = 0
+            if Int(bitPattern: bytes.baseAddress) % 8 == 0 {
+                let limbs = bytes.baseAddress!.assumingMemoryBound(to: UInt64.self)
+                for index in range { any |= limbs[index] &+ offset > span ? 1 : 0 }
+            } else {
+                for index in range {
+                    any |= bytes.loadUnaligned(fromByteOffset: 8 * index, as: UInt64.self) &+ offset > span ? 1 : 0
                 }
-                return any != 0
             }
-            let windows = (bytes.baseAddress! + 16 * count).assumingMemoryBound(to: Int8.self)
-            var highest: UInt8 = 0
-            for index in 0..<count { highest = max(highest, UInt8(bitPattern: windows[index] &- lowest)) }
-            return (limbsOutside, highest > windowSpan)
+            return any != 0
         }
+        let windows = (bytes.baseAddress! + 16 * count).assumingMemoryBound(to: Int8.self)
+        var highest: UInt8 = 0
+        for index in 0..<count { highest = max(highest, UInt8(bitPattern: windows[index] &- lowest)) }
         guard !limbsOutside else {
             return "a gradient limb beyond ±\(limit), what \(microShards) micro-shards of at most 2^50 each can add up to"
         }
-        guard !windowsOutside else {
+        guard highest <= windowSpan else {
             return "a gradient window outside \(GradientSum.gradientWindows.lowerBound) to "
                 + "\(GradientSum.gradientWindows.upperBound)"
         }

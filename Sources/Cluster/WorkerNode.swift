@@ -136,8 +136,8 @@ public final class WorkerNode {
         // The next step's weights as their parts arrive, while `parameters` keep this step's: a lost worker's
         // micro-shards of this step may still come to this one.
         let incoming = IncomingWeights(count: parameters.count)
-        // An exact result sent in parts as more micro-shards' Floats than a sum's memory holds.
-        let manyArrays = PartArrays()
+        // An exact sum's limbs, packed part by part.
+        let packedParts = PackedParts()
         // Without a result region, two sums in turn, each sent zero-copy: one may still be in libzmq's hands while the
         // next is computed. With one, its two slots (an assignment names the slot to leave its result in) and a sum of
         // its own for an assignment that names none (the coordinator may still hold both slots' results); each
@@ -257,27 +257,25 @@ public final class WorkerNode {
                         // A few exact micro-shards go as their Floats (no more bytes than limbs, and neither the pass
                         // into limbs here nor their check there), written where the limbs would be. Where bytes are
                         // dear, packed limbs (~6.3 bytes a parameter) win over more than two micro-shards' Floats.
-                        // In parts, an exact result is always its micro-shards' Floats.
+                        // In parts, up to two micro-shards' Floats, or the sum's limbs packed part by part.
                         let microShardCount = ranges.reduce(0) { $0 + $1.count }
-                        let floatLimit = inParts ? Codec.maximumPartArrays : slot != nil || !packs ? GradientFrame.maximumFloatShards : 2
+                        let floatLimit = slot != nil || !(packs || inParts) ? GradientFrame.maximumFloatShards : 2
                         let floatShards = options.reduction == .exact && microShardCount <= floatLimit ? microShardCount : 0
-                        var partsPayload = payload
-                        if floatShards > GradientFrame.maximumFloatShards {
-                            partsPayload = try manyArrays.payload(holding: floatShards * parameters.count) {
-                                try waitUntilIdle($0, step: step)
-                            }
-                        }
+                        let partsPayload = payload
                         // In parts, with one thread computing, each part goes as soon as backward has finished it.
                         var sender: PartSender?
                         if inParts {
                             let arrays = max(floatShards, 1)
                             sender = PartSender(payload: partsPayload, arrays: arrays, count: parameters.count,
-                                                send: { try self.send(dealer, $0) }) { array, part in
+                                                send: { try self.send(dealer, $0) }) { array, part, packed, diverged in
                                 try Codec.gradientPartHeader(job: jobID, step: step, worker: workerID, attempt: attempt,
-                                                             array: array, arrays: arrays, part: part)
+                                                             array: array, arrays: arrays, part: part, packed: packed,
+                                                             diverged: diverged)
                             }
+                            // Floats are final in place as backward finishes each layer; limbs only at the end.
                             let oneComputer = settings.threads == 1 || floatShards == 1
-                            let oneSlice = floatShards > 0 || (ranges.count == 1 && microShardCount <= chunk)
+                            let oneSlice = floatShards > 0 || (options.reduction == .fast && ranges.count == 1
+                                && microShardCount <= chunk)
                             if oneComputer && oneSlice {
                                 sender!.skippedCalls = (arrays - 1) * job.model.layers.count
                                 slices.computers[0].network.onLayerGradient = { [unowned sender = sender!] in
@@ -328,6 +326,13 @@ public final class WorkerNode {
                         if let sender {
                             let stats = summary ?? ExactSummary(samples: sum.samples, correct: sum.correct,
                                                                 loss: sum.lossWords, overflowed: sum.overflowed)
+                            if options.reduction == .exact && floatShards == 0 {
+                                let out = try packedParts.payload(byteCount: cexact_pack_bound(parameters.count)) {
+                                    try waitUntilIdle($0, step: step)
+                                }
+                                try sender.sendPackedLimbs(of: sum.valueBytes.baseAddress!, diverged: stats.overflowed,
+                                                           into: out)
+                            }
                             try finishParts(dealer, sender, statistics: stats, exact: options.reduction == .exact,
                                             job: jobID, step: step, worker: workerID, attempt: attempt)
                             lastSent = clock.now

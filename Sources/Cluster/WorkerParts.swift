@@ -1,3 +1,4 @@
+import CExactSum
 import Engine
 import Wire
 
@@ -40,18 +41,18 @@ final class IncomingWeights {
     }
 }
 
-/// Memory for an exact result of more micro-shards' Floats than a sum's memory holds, sent in parts without copying;
-/// it grows when an assignment needs more and is reused while it need not.
-final class PartArrays {
+/// Memory for an exact sum's limbs packed part by part, sent without copying; it grows when a job needs more and is
+/// reused once libzmq has let go of it.
+final class PackedParts {
     private var shared: SharedPayload?
 
-    /// A payload of at least `floats` Floats that libzmq no longer reads (`waitUntilIdle` waits for that).
-    func payload(holding floats: Int, waitUntilIdle: (SharedPayload) throws -> Void) throws -> SharedPayload {
-        if let shared, shared.byteCount >= 4 * floats {
+    /// A payload of at least `byteCount` bytes that libzmq no longer reads (`waitUntilIdle` waits for that).
+    func payload(byteCount: Int, waitUntilIdle: (SharedPayload) throws -> Void) throws -> SharedPayload {
+        if let shared, shared.byteCount >= byteCount {
             try waitUntilIdle(shared)
             return shared
         }
-        let fresh = SharedPayload(byteCount: 4 * floats)
+        let fresh = SharedPayload(byteCount: byteCount)
         shared = fresh
         return fresh
     }
@@ -72,10 +73,11 @@ final class PartSender {
     /// What sending failed with inside the hook (it cannot throw), for the caller to throw after.
     private(set) var failure: Error?
     let send: ([Message]) throws -> Void
-    let header: (_ array: Int, _ part: Range<Int>) throws -> Message
+    /// The header of a part: (array, part, packed limbs, of a sum that diverged).
+    let header: (_ array: Int, _ part: Range<Int>, _ packed: Bool, _ diverged: Bool) throws -> Message
 
     init(payload: SharedPayload, arrays: Int, count: Int, send: @escaping ([Message]) throws -> Void,
-         header: @escaping (Int, Range<Int>) throws -> Message) {
+         header: @escaping (Int, Range<Int>, Bool, Bool) throws -> Message) {
         self.payload = payload
         self.arrays = arrays
         self.count = count
@@ -102,11 +104,24 @@ final class PartSender {
         while firstSent > 0, parts[firstSent - 1].lowerBound >= first {
             let part = parts[firstSent - 1]
             for array in 0..<arrays {
-                try send([header(array, part),
+                try send([header(array, part, false, false),
                           Message(sharing: payload, byteCount: 4 * part.count, from: 4 * (array * count + part.lowerBound))])
             }
             firstSent -= 1
         }
+    }
+
+    /// An exact sum's limbs (`cexact_merge`'s layout), each part packed on its own into `out`, one after another,
+    /// and sent: more than two micro-shards' Floats would be more bytes.
+    func sendPackedLimbs(of sum: UnsafeRawPointer, diverged: Bool, into out: SharedPayload) throws {
+        var offset = 0
+        for part in parts {
+            let length = cexact_pack_range(sum, count, part.lowerBound, part.upperBound,
+                                           (out.bytes + offset).assumingMemoryBound(to: UInt8.self))
+            try send([header(0, part, true, diverged), Message(sharing: out, byteCount: length, from: offset)])
+            offset += length
+        }
+        firstSent = 0
     }
 }
 

@@ -141,7 +141,7 @@ struct CodecTests {
         high.withUnsafeBytes(Array.init) + low.withUnsafeBytes(Array.init) + windows.map { UInt8(bitPattern: $0) }
     }
 
-    @Test("packed sums unpack to the same bytes, for any limbs and windows; a packed frame that is not one is refused")
+    @Test("packed sums unpack to the same bytes, for any limbs and windows, and a range packs as its own sum; a packed frame that is not one is refused")
     func packedSums() throws {
         var mix = UInt64(0x2545_F491_4F6C_DD1D)
         func next() -> UInt64 { mix ^= mix << 13; mix ^= mix >> 7; mix ^= mix << 17; return mix }
@@ -165,6 +165,17 @@ struct CodecTests {
             let length = cexact_pack(raw, count, &packed)
             var back = [UInt8](repeating: 0xAA, count: raw.count)
             #expect(cexact_unpack(packed, length, count, &back) == 1 && back == raw, "\(count) parameters")
+            // A range of the sum packs as the sum of just those parameters would (a result sent in parts).
+            let first = count / 3, end = count - count / 4
+            if end > first {
+                let part = Self.sumBytes(high: Array(high[first..<end]), low: Array(low[first..<end]),
+                                         windows: Array(windows[first..<end]))
+                var whole = [UInt8](repeating: 0, count: cexact_pack_bound(end - first)), ranged = whole
+                let wholeLength = cexact_pack(part, end - first, &whole)
+                let rangedLength = cexact_pack_range(raw, count, first, end, &ranged)
+                #expect(rangedLength == wholeLength && ranged[..<rangedLength] == whole[..<wholeLength],
+                        "parameters \(first)..<\(end) of \(count)")
+            }
             // Through the codec: the frame's values are the unpacked bytes.
             let limits = Limits(parameterCount: count, job: 77)
             let header = try Codec.gradientHeader(job: 77, step: 1, worker: 2, samples: 4, correct: 0, lossHigh: 0,
@@ -218,17 +229,26 @@ struct CodecTests {
         }
     }
 
-    @Test("a NaN in a fast gradient is reported with its index")
+    @Test("a NaN in a fast gradient is passed on for the update to find; a loss that is not finite needs the overflowed flag")
     func nonFinite() throws {
         let values: [Float] = [1, 2, .nan, 4, 5]
-        #expect {
-            _ = try Codec.decode([Codec.gradientHeader(job: 77, step: 1, worker: 1, samples: 1, correct: 0, lossHigh: 0,
-                                                       lossLow: 0, exact: false, overflowed: false, attempt: 1),
-                                  values.withUnsafeBytes { try Message(copying: $0) }], limits: Self.limits)
-        } throws: { error in
-            guard case .nonFinite(2, let value) = error as? WireError else { return false }
-            return value.isNaN && (error as! WireError).description.contains("index 2 is not finite")
+        func decode(loss: Double, overflowed: Bool) throws -> Envelope {
+            try Codec.decode([Codec.gradientHeader(job: 77, step: 1, worker: 1, samples: 1, correct: 0,
+                                                   lossHigh: Int64(bitPattern: loss.bitPattern), lossLow: 0, exact: false,
+                                                   overflowed: overflowed, attempt: 1),
+                              values.withUnsafeBytes { try Message(copying: $0) }], limits: Self.limits)
         }
+        guard case .gradient(let frame) = try decode(loss: 3, overflowed: false).payload else {
+            Issue.record("not a gradient"); return
+        }
+        #expect(frame.withValues { $0.load(fromByteOffset: 8, as: Float.self).isNaN })
+        guard case .gradient(let diverged) = try decode(loss: .infinity, overflowed: true).payload else {
+            Issue.record("not a gradient"); return
+        }
+        #expect(diverged.overflowed)
+        #expect {
+            _ = try decode(loss: .nan, overflowed: false)
+        } throws: { ($0 as? WireError)?.description.contains("is not finite and the overflowed flag is not set") ?? false }
     }
 
     @Test("weights and gradients before a job are refused")

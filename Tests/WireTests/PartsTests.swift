@@ -32,10 +32,21 @@ import Testing
         let result = try Codec.decode([Codec.gradientPartHeader(job: 77, step: 4, worker: 2, attempt: 9, array: 2,
                                                                 arrays: 3, part: 65_536..<131_072),
                                        Self.floats(65_536)], limits: Self.limits)
-        guard case .gradientPart(9, 2, 3, 65_536, let values) = result.payload else {
+        guard case .gradientPart(9, 2, 3, 65_536, .floats(let values)) = result.payload else {
             Issue.record("not a result part"); return
         }
         #expect(values.count == 65_536 && result.header.worker == 2)
+
+        for diverged in [false, true] {
+            let packed = try Codec.decode([Codec.gradientPartHeader(job: 77, step: 4, worker: 2, attempt: 9, array: 0,
+                                                                    arrays: 1, part: 131_072..<150_000, packed: true,
+                                                                    diverged: diverged),
+                                           Message(copying: [UInt8](repeating: 0, count: 100))], limits: Self.limits)
+            guard case .gradientPart(9, 0, 1, 131_072, .packedLimbs(let bytes, diverged)) = packed.payload else {
+                Issue.record("not packed limbs"); return
+            }
+            #expect(bytes.count == 100)
+        }
 
         let fromParts = try Codec.decode([Codec.weightsHeader(job: 77, step: 4, parameterCount: 150_000, fromParts: true),
                                           Message(copying: [UInt8]())], limits: Self.limits)
@@ -82,6 +93,18 @@ import Testing
             (try resultPart(array: 0, arrays: 0), "array 0 of 0"),
             (try resultPart(array: 0, arrays: 5000), "array 0 of 5000 (at most 4096)"),
             (try resultPart(array: 0, arrays: 1, first: 65_536, count: 18_928), "part of 18928 parameters from 65536"),
+            ([try Message(copying: Header(type: .gradientPart, job: 77, step: 1, frames: 1,
+                                          fields: [1, 0, 2, 0, 65_536, 1]).encoded()), try Self.floats(10)],
+             "form 1 (0 Floats, 1 packed limbs, 2 those of a diverged sum; limbs the only array)"),
+            ([try Message(copying: Header(type: .gradientPart, job: 77, step: 1, frames: 1,
+                                          fields: [1, 0, 1, 0, 65_536, 3]).encoded()), try Self.floats(10)], "form 3"),
+            ([try Codec.gradientPartHeader(job: 77, step: 1, worker: 1, attempt: 1, array: 0, arrays: 1,
+                                           part: 131_072..<150_000, packed: true),
+              try Message(copying: [UInt8](repeating: 0, count: 17 * 18_928 + 4 * 2366 + 9))],
+             "(18928 parameters' limbs, packed)"),
+            ([try Codec.gradientPartHeader(job: 77, step: 1, worker: 1, attempt: 1, array: 0, arrays: 1,
+                                           part: 131_072..<150_000, packed: true),
+              try Message(copying: [UInt8]())], "gradientPart payload of 0 bytes"),
             ([try Codec.gradientHeader(job: 77, step: 1, worker: 1, samples: 1, correct: 0, lossHigh: 0, lossLow: 0,
                                        exact: false, overflowed: false, attempt: 1, inParts: true),
               try Self.floats(150_000)], "values in parts and also in the frame"),

@@ -52,6 +52,9 @@ uint32_t cexact_combine(uint64_t *high, uint64_t *low, int8_t *windows, int empt
 size_t cexact_pack_bound(size_t count);
 /* Packs `count` parameters of `sum`; returns the bytes written to `out` (which holds cexact_pack_bound bytes). */
 size_t cexact_pack(const void *sum, size_t count, unsigned char *out);
+/* Packs parameters `first` to `end` (exclusive) of `sum` (of `count`), as cexact_pack packs a sum of just those: what
+ * cexact_unpack of `end - first` parameters reads (out holds cexact_pack_bound(end - first) bytes). */
+size_t cexact_pack_range(const void *sum, size_t count, size_t first, size_t end, unsigned char *out);
 /* Unpacks `length` bytes into `sum` (cexact_merge's layout, 17 * count bytes); returns 1 if they are exactly one
  * packed sum of `count` parameters, 0 if not (what was written is then not a sum). Reads nothing past `length`. */
 int cexact_unpack(const unsigned char *in, size_t length, size_t count, void *sum);

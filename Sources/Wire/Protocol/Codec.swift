@@ -92,12 +92,14 @@ public enum Codec {
                                     fields: [UInt64(part.lowerBound), UInt64(part.count)]).encoded())
     }
 
-    /// A part of array `array` of `arrays` of a result: send it followed by a frame of its Floats.
+    /// A part of array `array` of `arrays` of a result: send it followed by a frame of its Floats, or (`packed`, the
+    /// only array) of its exact limbs as `cexact_pack_range` packs them; `diverged`: those limbs' sum saw a NaN or ∞.
     public static func gradientPartHeader(job: UInt64, step: UInt64, worker: UInt32, attempt: UInt64, array: Int,
-                                          arrays: Int, part: Range<Int>) throws -> Message {
+                                          arrays: Int, part: Range<Int>, packed: Bool = false,
+                                          diverged: Bool = false) throws -> Message {
         try Message(copying: Header(type: .gradientPart, job: job, step: step, worker: worker, frames: 1,
                                     fields: [attempt, UInt64(array), UInt64(arrays), UInt64(part.lowerBound),
-                                             UInt64(part.count)]).encoded())
+                                             UInt64(part.count), packed ? (diverged ? 2 : 1) : 0]).encoded())
     }
 
     /// The gradient header; send it followed by the values frame.
@@ -265,15 +267,28 @@ public enum Codec {
             return .assignment(epoch: f[0], batch: f[1], attempt: f[2], ranges: ranges,
                                resultSlot: f[3] == 0 ? nil : Int(f[3]) - 1, inParts: f[4] == 1)
         case .weightsPart:
-            let part = try self.part(first: f[0], count: f[1], limits, .weightsPart, frame!, arrays: 1)
+            let part = try self.part(first: f[0], count: f[1], limits, .weightsPart)
+            try floatsFill(frame!, part, .weightsPart)
             return .weightsPart(first: part.lowerBound, FloatFrame(message: frame!, count: part.count))
         case .gradientPart:
-            guard f[2] >= 1, f[2] <= UInt64(maximumPartArrays), f[1] < f[2] else {
-                throw .badField(.gradientPart, "array \(f[1]) of \(f[2]) (at most \(maximumPartArrays))")
+            guard f[2] >= 1, f[2] <= UInt64(maximumPartArrays), f[1] < f[2], f[5] <= 2, f[5] == 0 || f[2] == 1 else {
+                throw .badField(.gradientPart, "array \(f[1]) of \(f[2]) (at most \(maximumPartArrays)), form \(f[5]) "
+                    + "(0 Floats, 1 packed limbs, 2 those of a diverged sum; limbs the only array)")
             }
-            let part = try self.part(first: f[3], count: f[4], limits, .gradientPart, frame!, arrays: Int(f[2]))
-            return .gradientPart(attempt: f[0], array: Int(f[1]), arrays: Int(f[2]), first: part.lowerBound,
-                                 FloatFrame(message: frame!, count: part.count))
+            let part = try self.part(first: f[3], count: f[4], limits, .gradientPart)
+            let values: PartValues
+            if f[5] >= 1 {
+                // At least a block's three bytes; the limbs themselves are checked as they are unpacked.
+                guard frame!.count >= 1, frame!.count <= cexact_pack_bound(part.count) else {
+                    throw .payloadSize(type: .gradientPart, bytes: frame!.count,
+                                       expected: "1…\(cexact_pack_bound(part.count)) (\(part.count) parameters' limbs, packed)")
+                }
+                values = .packedLimbs(frame!, diverged: f[5] == 2)
+            } else {
+                try floatsFill(frame!, part, .gradientPart)
+                values = .floats(FloatFrame(message: frame!, count: part.count))
+            }
+            return .gradientPart(attempt: f[0], array: Int(f[1]), arrays: Int(f[2]), first: part.lowerBound, values)
         case .gradient:
             let count = try parameterCount(limits, .gradient)
             guard f[4] & ~0x1_FFFF == 0 else {
@@ -328,31 +343,13 @@ public enum Codec {
                     copy = aligned
                 }
             }
-            if !exact {
+            // A fast loss sum that is not finite comes with the overflowed flag (the run diverged); values that are
+            // not finite are the update's to find, which stops the run as diverged, as an exact sum's Floats do.
+            if !exact && f[4] & 2 == 0 {
                 let lossBits = f[2]
                 guard Double(bitPattern: lossBits).isFinite else {
-                    throw .badField(.gradient, "loss sum \(Double(bitPattern: lossBits)) is not finite")
-                }
-            }
-            // Values in the region are checked where the region is known (the coordinator's result check).
-            if !exact && regionSlot == nil && !inParts {
-                try read(frame!) { raw throws(WireError) in
-                    // One branch-free pass over the exponent bits (it vectorises); the index only when one is found.
-                    // An all-ones exponent plus one carries into bit 31; any other exponent does not.
-                    var special: UInt32 = 0
-                    if Int(bitPattern: raw.baseAddress) % 4 == 0 {
-                        let words = raw.baseAddress!.assumingMemoryBound(to: UInt32.self)
-                        for i in 0..<count { special |= (words[i] & 0x7F80_0000) &+ 0x0080_0000 }
-                    } else {
-                        for i in 0..<count {
-                            special |= (raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self) & 0x7F80_0000) &+ 0x0080_0000
-                        }
-                    }
-                    guard special & 0x8000_0000 != 0 else { return }
-                    for i in 0..<count {
-                        let value = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
-                        guard value.isFinite else { throw .nonFinite(index: i, value: value) }
-                    }
+                    throw .badField(.gradient, "loss sum \(Double(bitPattern: lossBits)) is not finite and the "
+                        + "overflowed flag is not set")
                 }
             }
             return .gradient(GradientFrame(samples: Int(f[0]), correct: Int(f[1]), lossHigh: Int64(bitPattern: f[2]),
@@ -391,20 +388,24 @@ public enum Codec {
         }
     }
 
-    /// The part a `weightsPart` or `gradientPart` names, checked: it starts on a part's boundary, is that part's
-    /// length, and its frame holds exactly its Floats.
-    private static func part(first: UInt64, count: UInt64, _ limits: Limits, _ type: MessageType, _ frame: Message,
-                             arrays: Int) throws(WireError) -> Range<Int> {
+    /// The part a `weightsPart` or `gradientPart` names, checked: it starts on a part's boundary and is that part's
+    /// length.
+    private static func part(first: UInt64, count: UInt64, _ limits: Limits, _ type: MessageType)
+        throws(WireError) -> Range<Int> {
         let parameters = try parameterCount(limits, type)
         let size = UInt64(partParameters)
         guard first < UInt64(parameters), first % size == 0, count == min(size, UInt64(parameters) - first) else {
             throw .badField(type, "part of \(count) parameters from \(first) is not one of the \(parameters) parameters' "
                 + "parts of \(partParameters)")
         }
-        guard frame.count == 4 * Int(count) else {
-            throw .payloadSize(type: type, bytes: frame.count, expected: "\(4 * count) (\(count) Float32)")
-        }
         return Int(first) ..< Int(first + count)
+    }
+
+    /// A part's frame holds exactly its Floats.
+    private static func floatsFill(_ frame: Message, _ part: Range<Int>, _ type: MessageType) throws(WireError) {
+        guard frame.count == 4 * part.count else {
+            throw .payloadSize(type: type, bytes: frame.count, expected: "\(4 * part.count) (\(part.count) Float32)")
+        }
     }
 
     /// Reads a frame in place with a closure that throws only `WireError`.

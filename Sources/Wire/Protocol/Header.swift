@@ -114,7 +114,9 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     /// Worker → coordinator: one part of one array of its result for `step`, so the coordinator can update that
     /// part as soon as every worker's is in. Fields: the attempt, the array (fast: 0, the sum; exact: the
     /// assignment's k-th micro-shard's Floats), the arrays in all, the part's first parameter and its count as in
-    /// `weightsPart`. Frame: that many Float32. The `gradient` message with the counts follows the last part.
+    /// `weightsPart`, the form (0 Floats; 1 an exact sum's limbs packed as `cexact_pack_range` packs them, the only
+    /// array; 2 the same of a sum that saw a NaN or ∞). Frame: that many Float32, or the packed limbs. The `gradient`
+    /// message with the counts follows the last part.
     case gradientPart = 12
 
     /// Payload frames the type carries.

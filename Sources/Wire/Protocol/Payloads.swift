@@ -25,7 +25,7 @@ public enum Payload {
     /// `inParts`: send the values in `gradientPart`s.
     case assignment(epoch: UInt64, batch: UInt64, attempt: UInt64, ranges: [Range<Int>], resultSlot: Int?, inParts: Bool)
     /// Part of array `array` of `arrays` of a result, from parameter `first` on.
-    case gradientPart(attempt: UInt64, array: Int, arrays: Int, first: Int, FloatFrame)
+    case gradientPart(attempt: UInt64, array: Int, arrays: Int, first: Int, PartValues)
     case gradient(GradientFrame)
     case heartbeat
     case error(String)
@@ -93,6 +93,14 @@ public enum Disposition: UInt64, Sendable {
     case failed = 1
     /// This worker was declared lost; say hello again to rejoin.
     case rejoin = 2
+}
+
+/// A result part's values: Floats (a fast sum's, or one exact micro-shard's), or an exact sum's limbs packed as
+/// `cexact_pack_range` packs them (unpacked, and checked, where they are used; `diverged`: the sum saw a NaN or ∞,
+/// so its limbs mean nothing and the step stops the run).
+public enum PartValues {
+    case floats(FloatFrame)
+    case packedLimbs(Message, diverged: Bool)
 }
 
 /// A frame of little-endian Float32 values, read in place.

@@ -13,7 +13,6 @@ public enum WireError: Error, Equatable, CustomStringConvertible {
     case badText(MessageType, String)
     case badRanges(String)
     case badField(MessageType, String)
-    case nonFinite(index: Int, value: Float)
 
     public var description: String {
         switch self {
@@ -32,7 +31,6 @@ public enum WireError: Error, Equatable, CustomStringConvertible {
         case .badText(let type, let why): "\(type) text: \(why)"
         case .badRanges(let why): "assignment ranges: \(why)"
         case .badField(let type, let why): "\(type) header: \(why)"
-        case .nonFinite(let index, let value): "gradient value \(value) at index \(index) is not finite"
         }
     }
 }
