@@ -103,13 +103,14 @@ actual="$(sha256sum < "$work/out.st" | cut -d' ' -f1)"
 [ "$expected" = "$actual" ] || fail "SHA-256 $actual over CurveZMQ, $expected in-process"
 say "4 hosts ($net.0/24): 2 authorised workers gave the in-process run's SHA-256 $actual; an unlisted key and a plaintext worker were refused and named"
 
-# Across hosts --overlap is on by default: a model of four parts (200,835 parameters), two micro-shards a worker.
+# Across hosts --overlap is on by default: a model of four parts (200,835 parameters), four micro-shards a worker
+# (their sum's limbs go packed, part by part).
 cat > "$work/parts.yaml" <<'JOB'
 model: {layers: [{units: 4096, activation: relu}, {units: 32, activation: relu}, {units: 3, activation: softmax}]}
 loss: cross_entropy
 optimizer: {name: adam, lr: 0.001}
 batch_size: 64
-micro_shard: 16
+micro_shard: 8
 epochs: 2
 seed: 6
 data: {builtin: blobs, samples: 640, classes: 3, features: 16, noise: 2.0}

@@ -18,9 +18,7 @@ struct ClusterFlags: ParsableArguments {
     @Option(help: ArgumentHelp("Results and weights in parts of 65,536 parameters: each part of the weights is "
         + "updated and sent back as soon as every worker's values there are in, so weights go down while gradients "
         + "still come up, and workers send a layer's parts as backward finishes it. auto: on when the endpoint is "
-        + "not on this machine (workers on other machines), --weights-as-change is not given and, in exact mode, a "
-        + "worker holds at most two micro-shards of a batch (in parts, it sends each one's Floats: choose "
-        + "micro_shard = batch_size / workers)."))
+        + "not on this machine (workers on other machines) and --weights-as-change is not given."))
     var overlap = OverlapChoice.auto
 
     func validate() throws {
@@ -60,9 +58,7 @@ struct ClusterFlags: ParsableArguments {
         settings.overlap = switch overlap {
         case .on: true
         case .off: false
-        // Exact parts carry each micro-shard's Floats: beyond two a worker, its packed limbs are fewer bytes.
         case .auto: !weightsAsChange && !EndpointReach.isLocal(endpoint)
-            && (job.options.reduction == .fast || perBatch <= 2 * workers)
         }
         if verbose && settings.overlap { logToStandardError("results and weights go in parts (--overlap)") }
         settings.keys = keys
