@@ -70,7 +70,8 @@ extension Coordinator: PartwiseGradientSource {
             parts.recycle(into: &partStores)
             throw error
         }
-        for result in round.results {
+        // In micro-shard order, as a whole step adds them: fast loss sums are Doubles.
+        for result in round.orderedResults {
             let frame = result.frame
             sum.addStatistics(samples: frame.samples, correct: frame.correct,
                               lossWords: LossWords(high: frame.lossHigh, low: frame.lossLow, window: frame.lossWindow),
@@ -104,11 +105,12 @@ extension Coordinator: PartwiseGradientSource {
         let exact = job.options.reduction == .exact
         var limbs = false
         if case .packedLimbs = values { limbs = true }
-        // Fast: one sum's Floats. Exact: each micro-shard's Floats, or the sum's limbs packed.
+        // Fast: one sum's Floats. Exact: each of one or two micro-shards' Floats, or the sum's limbs packed.
         let expected = limbs ? 1 : exact ? microShards : 1
-        guard header.worker == member.id, arrays == expected, exact || !limbs else {
+        guard header.worker == member.id, arrays == expected, exact || !limbs, limbs || !exact || microShards <= 2 else {
             lose(index, .mismatched("parts of \(arrays) arrays\(limbs ? " of packed limbs" : "") for micro-shards "
-                + "\(describe(assignment.ranges)), where \(job.options.reduction) mode takes \(expected)"), round)
+                + "\(describe(assignment.ranges)), where \(job.options.reduction) mode takes "
+                + (exact && microShards > 2 ? "their sum's limbs, packed" : "\(expected)")), round)
             return
         }
         let part = first / Codec.partParameters
@@ -136,7 +138,9 @@ extension Coordinator: PartwiseGradientSource {
         defer { if settings.verbose { partTimings.updating += clock.now - begun } }
         let exact = job.options.reduction == .exact
         let samples = step.round.batchSamples
-        for part in step.parts.readyParts(step.round) {
+        // One part at a time, readiness checked again each time: a send that fails loses its worker, whose
+        // micro-shards then wait again.
+        while let part = step.parts.nextReadyPart(step.round) {
             let (gradients, finite) = step.parts.reduce(part, step.round, reduction: job.options.reduction,
                                                         samples: samples, sum: step.sum, mean: step.mean)
             let range = step.parts.parts[part]

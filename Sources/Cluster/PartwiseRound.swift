@@ -117,10 +117,10 @@ final class PartwiseRound {
         return (0..<a.arrays).allSatisfy { a.values[$0 * parts.count + part] != nil }
     }
 
-    /// The parts not yet updated that every micro-shard's values have reached.
-    func readyParts(_ round: StepRound) -> [Int] {
-        guard round.waitingCount == 0, !isUpdated else { return [] }
-        return parts.indices.filter { part in
+    /// A part not yet updated that every micro-shard's values have reached, if there is one.
+    func nextReadyPart(_ round: StepRound) -> Int? {
+        guard round.waitingCount == 0, !isUpdated else { return nil }
+        return parts.indices.first { part in
             !updated[part] && round.outstanding.keys.allSatisfy { has($0, part: part) }
         }
     }
@@ -151,7 +151,13 @@ final class PartwiseRound {
         updatedCount += 1
         switch reduction {
         case .fast:
-            guard count > 1 else { return (pointers[0]!, true) }
+            precondition(count > 0, "part \(part) summed with no values")
+            // One sum is read where it lies, unless the part ends off a block of 8, which RMSProp reads whole.
+            guard count > 1 || n % 8 != 0 else { return (pointers[0]!, true) }
+            guard count > 1 else {
+                (sum.floats + range.lowerBound).update(from: pointers[0]!, count: n)
+                return (UnsafePointer(sum.floats + range.lowerBound), true)
+            }
             // In micro-shard order, as a whole sum adds them: the first two in one pass, then each other one.
             let target = sum.floats + range.lowerBound
             let first = pointers[0]!, second = pointers[1]!

@@ -286,8 +286,7 @@ public final class WorkerNode {
                         defer { slices.computers[0].network.onLayerGradient = nil }
                         var summary: ExactSummary?
                         if floatShards > 0 {
-                            // The sum's memory, limbs until now, holds Floats for this result (or, for more than it
-                            // holds, the arrays' own).
+                            // The sum's memory, limbs until now, holds Floats for this result.
                             let floats = partsPayload.bytes.bindMemory(to: Float.self, capacity: floatShards * parameters.count)
                             for (i, index) in ranges.joined().enumerated() {
                                 floatIndices[i] = index

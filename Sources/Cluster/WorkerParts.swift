@@ -115,7 +115,8 @@ final class PartSender {
     /// and sent: more than two micro-shards' Floats would be more bytes.
     func sendPackedLimbs(of sum: UnsafeRawPointer, diverged: Bool, into out: SharedPayload) throws {
         var offset = 0
-        for part in parts {
+        // Last part first, as Floats go: the coordinator can update a part once every worker has sent it.
+        for part in parts.reversed() {
             let length = cexact_pack_range(sum, count, part.lowerBound, part.upperBound,
                                            (out.bytes + offset).assumingMemoryBound(to: UInt8.self))
             try send([header(0, part, true, diverged), Message(sharing: out, byteCount: length, from: offset)])

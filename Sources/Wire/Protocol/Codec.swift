@@ -278,7 +278,7 @@ public enum Codec {
             let part = try self.part(first: f[3], count: f[4], limits, .gradientPart)
             let values: PartValues
             if f[5] >= 1 {
-                // At least a block's three bytes; the limbs themselves are checked as they are unpacked.
+                // Not empty and within the bound; whether they are one sum is checked as they are unpacked.
                 guard frame!.count >= 1, frame!.count <= cexact_pack_bound(part.count) else {
                     throw .payloadSize(type: .gradientPart, bytes: frame!.count,
                                        expected: "1…\(cexact_pack_bound(part.count)) (\(part.count) parameters' limbs, packed)")

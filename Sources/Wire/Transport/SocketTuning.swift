@@ -15,14 +15,17 @@ public enum SocketTuning {
     /// MAXMSGSIZE makes libzmq refuse any frame beyond the job's largest legal message, before allocating it;
     /// LINGER 0 so a closing coordinator never waits on dead workers. libzmq's own heartbeat drops a connection
     /// silent for as long as the application declares a worker lost (`silence`), never sooner.
+    /// `queuedPerWorker`: messages that may wait for one worker (a step in parts sends it one per part, while it may
+    /// still be busy sending its own).
     public static func coordinator(_ socket: Socket, maximumMessageBytes: Int, heartbeat: Duration = defaultHeartbeat,
-                                   silence: Duration = defaultSilence) throws {
+                                   silence: Duration = defaultSilence, queuedPerWorker: Int = Int(highWaterMark)) throws {
         try socket.set(ZMQ_ROUTER_MANDATORY, 1)
         try socket.set(ZMQ_ROUTER_HANDOVER, 1)
         // A connection that has not finished its handshake within this is dropped: idle or stalled peers cannot
         // hold descriptors for long (libzmq's default is 30 s).
         try socket.set(ZMQ_HANDSHAKE_IVL, handshakeLimit)
         try common(socket, maximumMessageBytes: maximumMessageBytes, heartbeat: heartbeat, silence: silence)
+        try socket.set(ZMQ_SNDHWM, Int32(clamping: max(queuedPerWorker, Int(highWaterMark))))
     }
 
     /// A worker's DEALER, with a routing id that stays the same across reconnects so the coordinator knows it.
