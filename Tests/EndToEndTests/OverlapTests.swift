@@ -111,17 +111,8 @@ struct OverlapTests {
     @Test("a run diverging in parts stops with status 3, losing no worker: packed limbs, Floats and fast sums",
           arguments: [("exact", 1), ("exact", 4), ("fast", 2)])
     func divergence(reduction: String, workers: Int) throws {
-        let job = Command.temporaryPath("overlap-diverge-\(reduction)-\(workers).yaml")
-        try """
-            model: {layers: [{units: 1}]}
-            loss: mse
-            optimizer: {name: sgd, lr: 10}
-            data: {builtin: regression, samples: 64}
-            batch_size: 64
-            micro_shard: 8
-            epochs: 500
-            reduction: \(reduction)
-            """.write(toFile: job, atomically: true, encoding: .utf8)
+        let job = try Command.divergingJob("overlap-diverge-\(reduction)-\(workers)", reduction: reduction,
+                                           extra: "micro_shard: 8")
         // Eight micro-shards: one worker sends its sum's limbs packed, four send two micro-shards' Floats each.
         let result = try Command.run(["train", "--config", job, "--workers", String(workers), "--overlap", "on"])
         #expect(result.status == 3 && result.stderr.contains("training diverged at step")

@@ -160,16 +160,7 @@ struct TrainCommandTests {
 
     @Test("a diverging run stops with a message naming the step, status 3", arguments: ["exact", "fast"])
     func divergence(reduction: String) throws {
-        let job = Command.temporaryPath("diverge-\(reduction).yaml")
-        try """
-            model: {layers: [{units: 1}]}
-            loss: mse
-            optimizer: {name: sgd, lr: 10}
-            data: {builtin: regression, samples: 64}
-            batch_size: 64
-            epochs: 500
-            reduction: \(reduction)
-            """.write(toFile: job, atomically: true, encoding: .utf8)
+        let job = try Command.divergingJob("diverge-\(reduction)", reduction: reduction)
         let result = try Command.run(["train", "--config", job])
         #expect(result.status == 3)
         #expect(result.stderr.contains("training diverged at step"), "\(result.stderr)")

@@ -54,6 +54,22 @@ enum Command {
         return (file, weights, (try? FailureTests.digest(weights)) ?? "no reference", result?.stdout ?? "")
     }
 
+    /// A job whose SGD learning rate makes it diverge within a few dozen steps, written to the temporary folder.
+    static func divergingJob(_ name: String, reduction: String, extra: String = "") throws -> String {
+        let path = temporaryPath("\(name).yaml")
+        try """
+            model: {layers: [{units: 1}]}
+            loss: mse
+            optimizer: {name: sgd, lr: 10}
+            data: {builtin: regression, samples: 64}
+            batch_size: 64
+            epochs: 500
+            reduction: \(reduction)
+            \(extra)
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     static func temporaryPath(_ name: String) -> String {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("shardtrain-e2e-\(getpid())")
         try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
