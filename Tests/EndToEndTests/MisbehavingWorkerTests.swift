@@ -1,11 +1,13 @@
+import CExactSum
 import Engine
 import Foundation
 import Testing
 import Wire
 
 /// A worker that speaks the protocol but returns a result no real worker could (the wrong sample count or mode, more
-/// correct predictions than samples, limbs beyond what its micro-shards can add up to) is declared lost and named;
-/// with no worker left to take its micro-shards, the run stops after --rejoin-timeout.
+/// correct predictions than samples, limbs beyond what its micro-shards can add up to, parts that do not fit what was
+/// asked) is declared lost and named; with no worker left to take its micro-shards, the run stops after
+/// --rejoin-timeout.
 @Suite(.serialized)
 struct MisbehavingWorkerTests {
     /// What the fake worker claims: samples, correct count, loss limbs and every gradient limb.
@@ -54,6 +56,7 @@ struct MisbehavingWorkerTests {
     /// exit status and log.
     func runFakeWorker(endpoint: String, name: String, flags: [String] = [],
                        ready: (Joined) throws -> [Message],
+                       before: (Joined, _ step: UInt64, _ attempt: UInt64) throws -> [[Message]] = { _, _, _ in [] },
                        answer: (Joined, _ step: UInt64, _ attempt: UInt64, _ slot: Int?) throws -> [Message])
         throws -> (status: Int32?, log: String) {
         let log = Command.temporaryPath("\(name).log")
@@ -79,6 +82,7 @@ struct MisbehavingWorkerTests {
                                 products: try Joined.products(of: Array(description)))
                 try dealer.send(ready(joined!))
             case .assignment(_, _, let attempt, _, let slot, _):
+                for message in try before(joined!, envelope.header.step, attempt) { try dealer.send(message) }
                 try dealer.send(answer(joined!, envelope.header.step, attempt, slot))
             default:
                 continue
@@ -182,5 +186,56 @@ struct MisbehavingWorkerTests {
         let path = Command.temporaryPath("plain-region")
         _ = FileManager.default.createFile(atPath: path, contents: Data(count: size))
         return open(path, O_RDWR)
+    }
+
+    /// Results in parts (`--overlap on`) that no real worker could send. The XOR job: 13 parameters, one part, one
+    /// micro-shard a step.
+    @Test("results in parts that no real worker could send lose the worker, named",
+          arguments: [("garbage packed limbs", "packed limbs of 5 bytes that are not a sum of part 0's 13 parameters"),
+                      ("packed limbs beyond range", "a gradient limb beyond ±1125899906842624, what 1 micro-shards of "
+                          + "at most 2^50 each can add up to in part 0"),
+                      ("two arrays for one micro-shard", "parts of 2 arrays for micro-shards 0, where exact mode takes 1"),
+                      ("counts without parts", "a result whose parts did not all come before it"),
+                      ("values in the message", "a result's values in its message where they were asked for in parts")])
+    func impossibleParts(kind: String, expected: String) throws {
+        let (status, text) = try runFakeWorker(
+            endpoint: "tcp://127.0.0.1:\(Command.freePort())", name: "parts", flags: ["--overlap", "on"],
+            ready: { try Codec.ready(job: $0.job, worker: $0.worker, hasData: true, products: $0.products) },
+            before: { joined, step, attempt in
+                let part = 0 ..< joined.count
+                func header(arrays: Int = 1, array: Int = 0, packed: Bool = false) throws -> Message {
+                    try Codec.gradientPartHeader(job: joined.job, step: step, worker: joined.worker, attempt: attempt,
+                                                 array: array, arrays: arrays, part: part, packed: packed)
+                }
+                // A message is used up by its send: one each.
+                func floats() throws -> Message {
+                    try Message(copying: [Float](repeating: 0.5, count: joined.count).withUnsafeBytes(Array.init))
+                }
+                switch kind {
+                case "garbage packed limbs":
+                    return [[try header(packed: true), try Message(copying: [0x1F, 9, 0, 0, 0])]]
+                case "packed limbs beyond range":
+                    let sum = [Int64](repeating: 1 << 62, count: 2 * joined.count).withUnsafeBytes(Array.init)
+                        + [UInt8](repeating: 0, count: joined.count)
+                    var packed = [UInt8](repeating: 0, count: cexact_pack_bound(joined.count))
+                    let length = cexact_pack(sum, joined.count, &packed)
+                    return [[try header(packed: true), try Message(copying: Array(packed[..<length]))]]
+                case "two arrays for one micro-shard":
+                    return [[try header(arrays: 2), try floats()], [try header(arrays: 2, array: 1), try floats()]]
+                default:
+                    return []
+                }
+            },
+            answer: { joined, step, attempt, _ in
+                guard kind == "values in the message" else {
+                    return [try Codec.gradientHeader(job: joined.job, step: step, worker: joined.worker, samples: 4,
+                                                     correct: 0, lossHigh: 0, lossLow: 0, exact: true, overflowed: false,
+                                                     attempt: attempt, inParts: true),
+                            try Message(copying: [UInt8]())]
+                }
+                return try Self.answer(Lie(floatShards: 1, expected: ""), joined, step, attempt)
+            })
+        #expect(status == 4)
+        #expect(text.contains("w1 \"parts\" (test, pid 1) lost: sent a mismatched result (\(expected)"), "\(text)")
     }
 }
