@@ -204,7 +204,7 @@ public final class Coordinator: GradientSource {
 
     private func add(_ result: StepRound.Result, to sum: GradientSum) {
         let frame = result.frame
-        let loss = LossWords(high: frame.lossHigh, low: frame.lossLow, window: frame.lossWindow)
+        let loss = frame.lossWords
         frame.withValues { bytes in
             guard frame.floatShards > 0 else {
                 return sum.add(bytes: bytes, samples: frame.samples, correct: frame.correct, lossWords: loss,

@@ -37,7 +37,7 @@ extension Coordinator: PartwiseGradientSource {
         round.parts = parts
         // This step's weights, for a worker that does not hold them: those the last step's parts made, or a copy (the
         // parameters change part by part).
-        var whole: SharedPayload
+        let whole: SharedPayload
         if let made = partsMade, made.step == step {
             whole = made.weights
         } else {
@@ -45,6 +45,7 @@ extension Coordinator: PartwiseGradientSource {
             whole.bytes.copyMemory(from: parameters.pointer, byteCount: whole.byteCount)
         }
         partsMade = nil
+        defer { parts.recycle(into: &partStores) }
         let weights = try Message(sharing: whole)
         let next = idlePayload(excluding: whole)
         var sent = begun
@@ -67,17 +68,14 @@ extension Coordinator: PartwiseGradientSource {
                 log("step \(step) stopped with \(parts.updatedCount) of \(parts.parts.count) parts of the weights "
                     + "updated; they are undone")
             }
-            parts.recycle(into: &partStores)
             throw error
         }
         // In micro-shard order, as a whole step adds them: fast loss sums are Doubles.
         for result in round.orderedResults {
             let frame = result.frame
-            sum.addStatistics(samples: frame.samples, correct: frame.correct,
-                              lossWords: LossWords(high: frame.lossHigh, low: frame.lossLow, window: frame.lossWindow),
+            sum.addStatistics(samples: frame.samples, correct: frame.correct, lossWords: frame.lossWords,
                               overflowed: frame.overflowed)
         }
-        parts.recycle(into: &partStores)
         partsMade = (step + 1, next)
         let gathered = clock.now
         lastTimings = StepTimings(send: (sent - begun) / .seconds(1), wait: (gathered - sent) / .seconds(1), reduce: 0)

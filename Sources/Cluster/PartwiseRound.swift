@@ -100,12 +100,6 @@ final class PartwiseRound {
         return nil
     }
 
-    /// The Floats `attempt` sent for part `part` of array `array`.
-    func values(of attempt: UInt64, array: Int, part: Int) -> UnsafeBufferPointer<Float> {
-        UnsafeBufferPointer(start: attempts[attempt]!.values[array * parts.count + part]!.assumingMemoryBound(to: Float.self),
-                            count: parts[part].count)
-    }
-
     /// Whether `attempt` has sent every array of every part not yet updated.
     func hasEverything(of attempt: UInt64) -> Bool {
         guard let a = attempts[attempt] else { return isUpdated }

@@ -66,3 +66,8 @@ enum ResultCheck {
         return nil
     }
 }
+
+extension GradientFrame {
+    /// The result's loss sum as a `GradientSum` takes it.
+    var lossWords: LossWords { LossWords(high: lossHigh, low: lossLow, window: lossWindow) }
+}
