@@ -83,6 +83,29 @@ struct OverlapTests {
         #expect(try FailureTests.digest(out) == Self.reference)
     }
 
+    /// 13,122,564 parameters: 201 parts, more than a worker's default queue would take in one step (see
+    /// `SocketTuning`: the coordinator's queue to a worker holds two steps' parts).
+    static let manyParts = Command.jobWithReference("overlap-many", """
+        model: {layers: [{units: 12800, activation: relu}, {units: 4, activation: softmax}]}
+        loss: cross_entropy
+        optimizer: {name: sgd, lr: 0.01, momentum: 0.9}
+        batch_size: 16
+        micro_shard: 4
+        steps: 3
+        seed: 3
+        data: {builtin: blobs, samples: 48, classes: 4, features: 1024, noise: 3.0}
+        """)
+
+    @Test("a model of 201 parts: two workers sending packed limbs in parts give the in-process run's bits")
+    func manyParts() throws {
+        let out = Command.temporaryPath("overlap-many.st")
+        let run = try Command.run(["train", "--config", Self.manyParts.file, "--workers", "2", "--overlap", "on",
+                                   "--verbose", "--save", out])
+        #expect(run.status == 0 && run.stderr.contains("results and weights go in parts")
+                    && !run.stderr.contains(" lost: "), "\(run.stderr.suffix(2000))")
+        #expect(try FailureTests.digest(out) == Self.manyParts.digest)
+    }
+
     @Test("--overlap with --weights-as-change is refused, naming both")
     func refusedWithChange() throws {
         let run = try Command.run(["train", "--config", Self.jobFile, "--workers", "2", "--overlap", "on",
