@@ -8,7 +8,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shardtrain-bench",
         abstract: "Engine measurements for scripts/bench.sh (JSON on stdout).",
-        subcommands: [TrainThroughput.self, GEMMLimit.self, XORTiming.self, WireRoundTrip.self, WireWorker.self]
+        subcommands: [TrainThroughput.self, GEMMLimit.self, UpdateAlone.self, XORTiming.self, WireRoundTrip.self, WireWorker.self]
     )
 
     /// The kernel shardtrain itself would run, so the figures are the program's.
@@ -57,6 +57,14 @@ enum BenchModel: String, ExpressibleByArgument, CaseIterable {
     }
 }
 
+/// The benchmark's optimizers: SGD with momentum 0.9, or Adam with PyTorch's defaults.
+func benchOptimizer(_ name: String) -> OptimizerConfig {
+    guard name == "sgd" else { return .adam(Adam.Options()) }
+    var sgd = SGD.Options()
+    sgd.momentum = 0.9
+    return .sgd(sgd)
+}
+
 func emit(_ fields: [String: Any]) {
     let data = try! JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
     print(String(decoding: data, as: UTF8.self))
@@ -82,13 +90,7 @@ struct TrainThroughput: ParsableCommand {
         options.reduction = Reduction(rawValue: reduction)!
         options.library = GEMMLibrary(rawValue: gemm) ?? .oneDNN
         options.length = .epochs(epochs + 1)
-        if optimizer == "sgd" {
-            var sgd = SGD.Options()
-            sgd.momentum = 0.9
-            options.optimizer = .sgd(sgd)
-        } else {
-            options.optimizer = .adam(Adam.Options())
-        }
+        options.optimizer = benchOptimizer(optimizer)
         let trainer = Trainer(spec: model.spec, loss: .crossEntropy, options: options,
                               training: model.data(samples: batch * 8))
         var rates: [Double] = []
@@ -99,60 +101,6 @@ struct TrainThroughput: ParsableCommand {
               "reduction": reduction,
               "threads": threads, "micro_shard": microShard, "kernel": BLAS.kernel,
               "gemm": options.library.description])
-    }
-}
-
-struct GEMMLimit: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "sgemm", abstract: "sgemm GFLOP/s on a model's own GEMM shapes at a batch size.")
-    @Option var model = BenchModel.mnistMLP
-    @Option var batch = 256
-    @Option var threads = 1
-    @Option var seconds = 1.0
-    @Option(help: "openblas or onednn.") var library = "openblas"
-
-    func validate() throws {
-        guard GEMMLibrary(rawValue: library) != nil else { throw ValidationError("--library: openblas or onednn") }
-        guard library == "openblas" || threads == 1 else { throw ValidationError("oneDNN runs one thread here") }
-    }
-
-    func run() {
-        BLAS.setThreads(threads)
-        let products = Products(library: GEMMLibrary(rawValue: library)!)
-        let layers = model.spec.layout.layers
-        let widest = layers.map { $0.inputs * $0.outputs }.max()!
-        let rows = batch * layers.map { max($0.inputs, $0.outputs) }.max()!
-        let a = Buffer<Float>(count: max(rows, widest)), w = Buffer<Float>(count: widest)
-        let c = Buffer<Float>(count: max(rows, widest))
-        for i in 0..<a.count { a[i] = Float(i % 7) * 0.1 }
-        for i in 0..<w.count { w[i] = Float(i % 5) * 0.1 }
-        // The products of one training step, as Network issues them.
-        func step() {
-            for d in layers {
-                products(.none, .transposed, m: batch, n: d.outputs, k: d.inputs, a.pointer, lda: d.inputs,
-                     w.pointer, ldb: d.inputs, beta: 0, c.pointer, ldc: d.outputs)
-                products(.transposed, .none, m: d.outputs, n: d.inputs, k: batch, a.pointer, lda: d.outputs,
-                     a.pointer, ldb: d.inputs, beta: 0, w.pointer, ldc: d.inputs)
-            }
-            for d in layers.dropFirst() {
-                products(.none, .none, m: batch, n: d.inputs, k: d.outputs, a.pointer, lda: d.outputs,
-                     w.pointer, ldb: d.inputs, beta: 0, c.pointer, ldc: d.inputs)
-            }
-        }
-        step()
-        let clock = ContinuousClock()
-        var steps = 0
-        let start = clock.now
-        while (clock.now - start) < .seconds(seconds) {
-            step()
-            steps += 1
-        }
-        let elapsed = (clock.now - start) / .seconds(1)
-        let flops = model.flopsPerSample * Double(batch) * Double(steps)
-        let gflops = flops / elapsed / 1e9
-        emit(["gflops": gflops, "limit_samples_per_second": gflops * 1e9 / model.flopsPerSample,
-              "flops_per_sample": model.flopsPerSample, "model": model.rawValue, "batch": batch, "threads": threads,
-              "kernel": BLAS.kernel, "gemm": products.library.description])
     }
 }
 

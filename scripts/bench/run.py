@@ -2,6 +2,8 @@
 """Runs the engine benchmark (called by scripts/bench.sh): shardtrain exact and fast against PyTorch CPU on
 mnist-mlp (1 and 2 threads, batches 64 to 512) and on a wider net (1024→1024→512→100, 1 thread, batch 128), the sgemm
 limit on each model's own GEMM shapes (the faster of OpenBLAS and oneDNN), and the seed's XOR against its numpy program.
+On one thread it also measures a step's floor: the same products on a step's own operands (where a step keeps its
+weights, gradients and activations, so the caches cost what they cost in a step) plus one optimizer update alone.
 
 Every measurement is a separate process (its peak RSS comes from wait4). Runs are interleaved and repeated; the
 median is reported. Prints a table and writes JSON.
@@ -87,8 +89,15 @@ def main():
             section["kernel"] = limit["kernel"]
             section["onednn"] = onednn["gemm"]
             for optimizer in optimizers:
-                runs = {"exact": [], "fast": [], "torch": []}
+                runs = {"exact": [], "fast": [], "torch": [], "own": [], "update": []}
                 for _ in range(repeats):
+                    if threads == 1:
+                        # The products where a step has their operands, with the library the engine uses.
+                        runs["own"].append(measure([BENCH, "sgemm", "--model", model, "--batch", str(batch),
+                                                    "--library", "onednn", "--operands", "step", "--seconds",
+                                                    seconds], env))
+                        runs["update"].append(measure([BENCH, "update", "--model", model, "--optimizer", optimizer,
+                                                       "--seconds", seconds], env))
                     for reduction in ("exact", "fast"):
                         runs[reduction].append(measure(
                             [BENCH, "train", "--model", model, "--batch", str(batch), "--optimizer", optimizer,
@@ -99,7 +108,14 @@ def main():
                             [sys.executable, os.path.join(HERE, "torch_mlp.py"), "--model", model, "--batch",
                              str(batch), "--optimizer", optimizer, "--threads", str(threads), "--epochs", epochs],
                             env))
-                row = {"model": model, "threads": threads, "batch": batch, "optimizer": optimizer,
+                floor = None
+                if threads == 1:
+                    products_ms = batch / statistics.median(r["limit_samples_per_second"] for r in runs["own"]) * 1e3
+                    update_ms = statistics.median(r["update_ms"] for r in runs["update"])
+                    floor = {"samples_per_second": batch / (products_ms + update_ms) * 1e3, "products_ms": products_ms,
+                             "update_ms": update_ms,
+                             "own_operands_gflops": statistics.median(r["gflops"] for r in runs["own"])}
+                row = {"model": model, "threads": threads, "batch": batch, "optimizer": optimizer, "floor": floor,
                        "exact": median_of(runs["exact"]), "fast": median_of(runs["fast"]),
                        "torch": median_of(torch_results[(model, threads, batch, optimizer)]) if has_torch else None,
                        "limit": limits[best], "limit_library": best, "limits": limits,
@@ -125,10 +141,13 @@ def main():
 def print_row(row, first, env_label, kernel, onednn):
     if first:
         print(f"\nBLAS {env_label}: products on {onednn} (OpenBLAS kernel {kernel}); the limit is the faster "
-              f"library's sgemm on the step's products (O: OpenBLAS, D: oneDNN)")
+              f"library's sgemm on the step's products (O: OpenBLAS, D: oneDNN); the floor (one thread) is those "
+              f"products on a step's own operands plus one optimizer update")
         print(f"{'model':>9} {'thr':>3} {'batch':>5} {'opt':>4} | {'exact':>7} {'fast':>7} {'torch':>7} | {'ex/tor':>6} "
-              f"{'fa/tor':>6} | {'limit':>8} {'ex/lim':>6} {'fa/lim':>6} | {'ex/fa':>5} | RSS MiB ex/fa/torch")
+              f"{'fa/tor':>6} | {'limit':>8} {'ex/lim':>6} {'fa/lim':>6} | {'floor':>7} {'fa/flo':>6} | {'ex/fa':>5} | "
+              f"RSS MiB ex/fa/torch")
     torch = row["torch"]["value"] if row["torch"] else None
+    floor = row["floor"]["samples_per_second"] if row["floor"] else None
     cell = lambda v: f"{v:7.0f}" if v else "    n/a"
     ratio = lambda x, y: f"{x / y:6.2f}" if x and y else "   n/a"
     rss = f"{row['exact']['peak_rss_mib']:.0f}/{row['fast']['peak_rss_mib']:.0f}/" + (
@@ -136,7 +155,8 @@ def print_row(row, first, env_label, kernel, onednn):
     print(f"{row['model']:>9} {row['threads']:>3} {row['batch']:>5} {row['optimizer']:>4} | {cell(row['exact']['value'])} "
           f"{cell(row['fast']['value'])} {cell(torch)} | {ratio(row['exact']['value'], torch)} "
           f"{ratio(row['fast']['value'], torch)} | {cell(row['limit'])}{'O' if row['limit_library'] == 'OpenBLAS' else 'D'} {ratio(row['exact']['value'], row['limit'])} "
-          f"{ratio(row['fast']['value'], row['limit'])} | {row['exact']['value'] / row['fast']['value']:5.2f} | {rss}",
+          f"{ratio(row['fast']['value'], row['limit'])} | {cell(floor)} {ratio(row['fast']['value'], floor)} | "
+          f"{row['exact']['value'] / row['fast']['value']:5.2f} | {rss}",
           flush=True)
 
 
