@@ -99,8 +99,10 @@ struct OverlapTests {
     @Test("a model of 201 parts: two workers sending packed limbs in parts give the in-process run's bits")
     func manyParts() throws {
         let out = Command.temporaryPath("overlap-many.st")
+        // A debug build spends seconds on 13 M parameters; a longer heartbeat keeps a busy machine from losing a
+        // worker to silence. A full queue loses it at once ("its send queue is full"), whatever the heartbeat.
         let run = try Command.run(["train", "--config", Self.manyParts.file, "--workers", "2", "--overlap", "on",
-                                   "--verbose", "--save", out])
+                                   "--heartbeat", "2", "--verbose", "--save", out])
         #expect(run.status == 0 && run.stderr.contains("results and weights go in parts")
                     && !run.stderr.contains(" lost: "), "\(run.stderr.suffix(2000))")
         #expect(try FailureTests.digest(out) == Self.manyParts.digest)
