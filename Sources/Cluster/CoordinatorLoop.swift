@@ -276,8 +276,10 @@ extension Coordinator {
         table[index].resultRegion = nil
         table[index].readsWeightsRegion = false
         var line = "\(table[index].label) lost: \(reason)"
+        var released: [UInt64] = []
         if let round {
-            let moved = round.release(index)
+            let (moved, attempts) = round.release(index)
+            released = attempts
             if !moved.isEmpty {
                 line += "; step \(round.step) (epoch \(round.epoch), batch \(round.batchIndex)): micro-shards "
                     + "\(describe(moved)) go to the other workers"
@@ -289,6 +291,11 @@ extension Coordinator {
         default: false
         }
         if wasActive || saysWhy || settings.verbose { log(line + " (\(table.active.count) left)") }
+        let valuesRefused = switch reason {
+        case .mismatched, .malformed, .refused: true
+        default: false
+        }
+        forgetParts(of: released, valuesRefused: valuesRefused, by: table[index].label)
     }
 
     // MARK: Sending and refusing

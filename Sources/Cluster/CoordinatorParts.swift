@@ -14,6 +14,7 @@ struct PartStep {
     /// The next step's weights, part by part, for the messages that carry them.
     let next: SharedPayload
     let update: (Range<Int>, UnsafePointer<Float>, Float, Bool) throws -> Void
+    let undo: (Range<Int>) -> Void
 }
 
 /// Where a step in parts spent its time, for --verbose: when the first and last result parts came, and the time
@@ -29,11 +30,12 @@ extension Coordinator: PartwiseGradientSource {
 
     public func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
                            parameters: Buffer<Float>, into sum: GradientSum, mean: UnsafeMutablePointer<Float>,
-                           update: (Range<Int>, UnsafePointer<Float>, Float, Bool) throws -> Void) throws {
+                           update: (Range<Int>, UnsafePointer<Float>, Float, Bool) throws -> Void,
+                           undo: (Range<Int>) -> Void) throws {
         let begun = clock.now
         let round = StepRound(step: step, epoch: epoch, batchIndex: batchIndex, microShards: microShards,
                               batchSamples: batch.count, microShardSize: job.options.microShardSize)
-        let parts = PartwiseRound(parameterCount: parameters.count)
+        let parts = PartwiseRound(parameterCount: parameters.count, microShards: microShards)
         round.parts = parts
         // This step's weights, for a worker that does not hold them: those the last step's parts made, or a copy (the
         // parameters change part by part).
@@ -50,9 +52,9 @@ extension Coordinator: PartwiseGradientSource {
         let next = idlePayload(excluding: whole)
         var sent = begun
         do {
-            try withoutActuallyEscaping(update) { update in
+            try withoutActuallyEscaping(update) { update in try withoutActuallyEscaping(undo) { undo in
                 partStep = PartStep(round: round, parts: parts, sum: sum, mean: mean, parameters: parameters,
-                                    next: next, update: update)
+                                    next: next, update: update, undo: undo)
                 defer { partStep = nil }
                 try handOut(round) { _ in (weights, nil) }
                 sent = clock.now
@@ -61,7 +63,7 @@ extension Coordinator: PartwiseGradientSource {
                     try updateReadyParts()
                     if round.waitingCount > 0 { try handOut(round) { _ in (weights, nil) } }
                 }
-            }
+            } }
         } catch {
             // The trainer undoes them: a checkpoint holds the state from before the step.
             if parts.updatedCount > 0 {
@@ -127,6 +129,23 @@ extension Coordinator: PartwiseGradientSource {
         // A NaN or ∞ among fast values is the run diverging, as among an exact micro-shard's Floats: the update
         // checks them as it reads them and the step stops the run.
         try updateReadyParts()
+    }
+
+    /// An attempt taken back from a worker: its values are let go, and when the worker is lost for what it sent, the
+    /// parts already updated from them are undone, to be updated again from the micro-shards' new answers. The
+    /// weights those parts sent on are then wrong: every worker gets the next step's weights whole.
+    func forgetParts(of attempts: [UInt64], valuesRefused: Bool, by label: String) {
+        guard let step = partStep else { return }
+        var undone: [Int] = []
+        for attempt in attempts { undone += step.parts.forget(attempt, into: &partStores) }
+        guard valuesRefused, !undone.isEmpty else { return }
+        for part in Set(undone).sorted() {
+            step.undo(step.parts.parts[part])
+            step.parts.reopen(part)
+        }
+        for member in table.members.indices { table[member].partsStep = nil }
+        log("step \(step.round.step): \(Set(undone).count) of \(step.parts.parts.count) parts of the weights held "
+            + "\(label)'s refused values; they are undone and will be updated again without them")
     }
 
     /// Updates every part whose values are all in, and sends each one's new weights to every active worker.

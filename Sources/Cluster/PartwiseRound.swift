@@ -27,14 +27,17 @@ final class PartwiseRound {
     private(set) var updated: [Bool]
     private(set) var updatedCount = 0
     private var attempts: [UInt64: Arrays] = [:]
-    /// Pointers to the arrays of a part's sum, in micro-shard order, and to its limb sums.
-    private let pointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: Codec.maximumPartArrays)
-    private let sums = UnsafeMutablePointer<UnsafeRawPointer?>.allocate(capacity: Codec.maximumPartArrays)
+    /// Pointers to the arrays of a part's sum, in micro-shard order, and to its limb sums: at most one per
+    /// micro-shard, since the live attempts hold disjoint micro-shards and each array is one micro-shard's or more.
+    private let pointers: UnsafeMutablePointer<UnsafePointer<Float>?>
+    private let sums: UnsafeMutablePointer<UnsafeRawPointer?>
     private let unusedLimbs = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     private let unusedWindows = UnsafeMutablePointer<Int8>.allocate(capacity: 1)
 
-    init(parameterCount: Int) {
+    init(parameterCount: Int, microShards: Int) {
         self.parameterCount = parameterCount
+        pointers = .allocate(capacity: max(1, microShards))
+        sums = .allocate(capacity: max(1, microShards))
         parts = Codec.parts(of: parameterCount)
         updated = Array(repeating: false, count: parts.count)
     }
@@ -168,6 +171,21 @@ final class PartwiseRound {
                                          mean + range.lowerBound, Double(samples), &finite, n, 0, n)
             return (UnsafePointer(mean + range.lowerBound), finite == 1 && largest < 0x7F80_0000 && !diverged)
         }
+    }
+
+    /// Forgets `attempt` (taken back from its worker), its memory back to `pool`; returns the updated parts that hold
+    /// its values.
+    func forget(_ attempt: UInt64, into pool: inout [Buffer<Float>]) -> [Int] {
+        guard let a = attempts.removeValue(forKey: attempt) else { return [] }
+        if let copies = a.copies { pool.append(copies) }
+        return parts.indices.filter { part in updated[part] && (0..<a.arrays).contains { a.values[$0 * parts.count + part] != nil } }
+    }
+
+    /// `part` is to be updated again (the update it had is undone).
+    func reopen(_ part: Int) {
+        guard updated[part] else { return }
+        updated[part] = false
+        updatedCount -= 1
     }
 
     /// Hands every attempt's memory back to `pool`.

@@ -103,9 +103,9 @@ final class StepRound {
         results.append(Result(member: a.member, firstMicroShard: a.ranges[0].lowerBound, frame: frame))
     }
 
-    /// Takes back everything `member` holds (its answers so far stay); returns the ranges moved.
-    @discardableResult
-    func release(_ member: Int) -> [Range<Int>] {
+    /// Takes back everything `member` holds (its answers so far stay); returns the ranges moved and the attempts
+    /// they were out under.
+    func release(_ member: Int) -> (ranges: [Range<Int>], attempts: [UInt64]) {
         let mine = outstanding.filter { $0.value.member == member }
         var moved: [Range<Int>] = []
         for (attempt, assignment) in mine {
@@ -113,7 +113,7 @@ final class StepRound {
             moved += assignment.ranges
         }
         waiting = Self.merged(waiting + moved)
-        return moved.sorted { $0.lowerBound < $1.lowerBound }
+        return (moved.sorted { $0.lowerBound < $1.lowerBound }, Array(mine.keys))
     }
 
     /// Whether `member` has work outstanding.

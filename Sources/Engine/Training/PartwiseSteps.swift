@@ -8,9 +8,12 @@ public protocol PartwiseGradientSource: GradientSource {
     /// parameter once, each part starting on a multiple of 8) as soon as the sum there is final, with the
     /// gradients to update it from: exact mode writes the part's mean into `mean` and passes it with scale 1 and
     /// whether the mean is finite; fast mode passes the sum's own Floats and 1 / samples. The counts go into `sum`.
+    /// `undo` puts a part updated this step back as it was (values found wrong after it was updated from them); the
+    /// source then updates it once more.
     func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
                     parameters: Buffer<Float>, into sum: GradientSum, mean: UnsafeMutablePointer<Float>,
-                    update: (_ part: Range<Int>, _ gradients: UnsafePointer<Float>, _ scale: Float, _ finite: Bool) throws -> Void)
+                    update: (_ part: Range<Int>, _ gradients: UnsafePointer<Float>, _ scale: Float, _ finite: Bool) throws -> Void,
+                    undo: (_ part: Range<Int>) -> Void)
         throws
 }
 
@@ -44,6 +47,15 @@ final class StepBackup {
                 for i in part { swap(&copy.pointer[i], &buffer.pointer[i]) }
             }
         }
+    }
+
+    /// Puts `part` (kept whole by one `keep`) back and forgets it: its update never happened.
+    func restore(_ part: Range<Int>, of buffers: [Buffer<Float>]) {
+        guard let index = parts.firstIndex(of: part) else { return }
+        for (copy, buffer) in zip(copies, buffers) {
+            (buffer.pointer + part.lowerBound).update(from: copy.pointer + part.lowerBound, count: part.count)
+        }
+        parts.remove(at: index)
     }
 
     /// Puts the kept parts back and forgets them: the step never happened.
@@ -86,6 +98,9 @@ extension Trainer {
                                                learningRate: learningRate, checkFinite: !exact) else {
                     throw divergence(learningRate)
                 }
+            } undo: { part in
+                stepBackup.restore(part, of: buffers)
+                updated -= part.count
             }
             guard !sum.overflowed else { throw divergence(learningRate) }
         } catch {
