@@ -97,7 +97,10 @@ extension Coordinator: PartwiseGradientSource {
               _ round: StepRound?) throws {
         let member = table[index]
         guard let round, let parts = round.parts, header.step == UInt64(round.step) else {
-            if settings.verbose { log("dropped \(member.label)'s result part for step \(header.step): not the current step's") }
+            // Once per result (its first part comes last), not once per part.
+            if settings.verbose && first == 0 {
+                log("dropped \(member.label)'s result parts for step \(header.step): not the current step's")
+            }
             return
         }
         guard let assignment = round.assignment(attempt, of: index) else { return }  // given to another worker since

@@ -27,6 +27,11 @@ final class PartwiseRound {
     private(set) var updated: [Bool]
     private(set) var updatedCount = 0
     private var attempts: [UInt64: Arrays] = [:]
+    /// Parts that may have become ready: one whose values came in, or all of them after the step's attempts or
+    /// waiting micro-shards changed. Looking only at these keeps the work per part message independent of the
+    /// part count.
+    private var candidates: [Int] = []
+    private var lookAtAll = true
     /// Pointers to the arrays of a part's sum, in micro-shard order, and to its limb sums: at most one per
     /// micro-shard, since the live attempts hold disjoint micro-shards and each array is one micro-shard's or more.
     private let pointers: UnsafeMutablePointer<UnsafePointer<Float>?>
@@ -100,8 +105,12 @@ final class PartwiseRound {
             target.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
             attempts[attempt]!.values[slot] = UnsafeRawPointer(target)
         }
+        candidates.append(part)
         return nil
     }
+
+    /// The step's attempts or waiting micro-shards changed: any part may now be ready.
+    func attemptsChanged() { lookAtAll = true }
 
     /// Whether `attempt` has sent every array of every part not yet updated.
     func hasEverything(of attempt: UInt64) -> Bool {
@@ -117,9 +126,15 @@ final class PartwiseRound {
     /// A part not yet updated that every micro-shard's values have reached, if there is one.
     func nextReadyPart(_ round: StepRound) -> Int? {
         guard round.waitingCount == 0, !isUpdated else { return nil }
-        return parts.indices.first { part in
-            !updated[part] && round.outstanding.keys.allSatisfy { has($0, part: part) }
+        if lookAtAll {
+            lookAtAll = false
+            candidates.removeAll(keepingCapacity: true)
+            candidates.append(contentsOf: parts.indices.reversed())
         }
+        while let part = candidates.popLast() {
+            if !updated[part] && round.outstanding.keys.allSatisfy({ has($0, part: part) }) { return part }
+        }
+        return nil
     }
 
     /// The sum (fast) or the mean (exact, into `mean`) over `part`, from the attempts answered or outstanding in
@@ -186,6 +201,7 @@ final class PartwiseRound {
         guard updated[part] else { return }
         updated[part] = false
         updatedCount -= 1
+        candidates.append(part)
     }
 
     /// Hands every attempt's memory back to `pool`.

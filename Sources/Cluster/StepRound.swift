@@ -77,6 +77,7 @@ final class StepRound {
             sent.append((member, attempt, ranges))
         }
         waiting = Array(pieces)
+        parts?.attemptsChanged()
         return sent
     }
 
@@ -100,6 +101,7 @@ final class StepRound {
     func complete(_ attempt: UInt64, with frame: GradientFrame) {
         guard let a = outstanding.removeValue(forKey: attempt) else { return }
         completedAttempts[attempt] = a.ranges[0].lowerBound
+        parts?.attemptsChanged()
         results.append(Result(member: a.member, firstMicroShard: a.ranges[0].lowerBound, frame: frame))
     }
 
@@ -113,6 +115,7 @@ final class StepRound {
             moved += assignment.ranges
         }
         waiting = Self.merged(waiting + moved)
+        parts?.attemptsChanged()
         return (moved.sorted { $0.lowerBound < $1.lowerBound }, Array(mine.keys))
     }
 
