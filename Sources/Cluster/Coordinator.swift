@@ -132,11 +132,11 @@ public final class Coordinator: GradientSource {
         // Two I/O threads: two workers' megabyte results are read from their connections side by side.
         context = try Context(ioThreads: 2)
         router = try Socket(context, .router)
-        // In parts, a worker still sending its own parts may have a step's weight parts waiting for it (their
-        // messages share one buffer, so only their count grows).
+        // In parts, a worker still sending its own parts may have a step's weight parts waiting for it, twice over
+        // when parts are undone and updated again (their messages share one buffer, so only their count grows).
         try SocketTuning.coordinator(router, maximumMessageBytes: limits.maximumFrameBytes,
                                      heartbeat: settings.heartbeat, silence: settings.silence,
-                                     queuedPerWorker: 2 * partCount + Int(SocketTuning.highWaterMark))
+                                     queuedPerWorker: 3 * partCount + Int(SocketTuning.highWaterMark))
         if let keys = settings.keys {
             // The handler must be listening before the first connection, or libzmq would admit every key.
             let shared = SharedLog(log)

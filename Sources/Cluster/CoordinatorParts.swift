@@ -116,9 +116,8 @@ extension Coordinator: PartwiseGradientSource {
                 + (exact && microShards > 2 ? "their sum's limbs, packed" : "\(expected)")), round)
             return
         }
-        let part = first / Codec.partParameters
-        // Updated already with the values of a worker lost since, who computed the same micro-shards.
-        guard !parts.updated[part] else { return }
+        // Kept even for a part updated already (from a worker lost since, who computed the same micro-shards): the part
+        // is updated again from them if another worker's values there are refused.
         if settings.verbose {
             let now = clock.now
             if partTimings.firstPart == nil { partTimings.firstPart = now }
@@ -135,8 +134,10 @@ extension Coordinator: PartwiseGradientSource {
     }
 
     /// An attempt taken back from a worker: its values are let go, and when the worker is lost for what it sent, the
-    /// parts already updated from them are undone, to be updated again from the micro-shards' new answers. The
-    /// weights those parts sent on are then wrong: every worker gets the next step's weights whole.
+    /// parts already updated from them are undone, to be updated again from the micro-shards' new answers (and from
+    /// the other attempts' values there, kept for this). The weights those parts sent on are then wrong: every worker
+    /// gets the next step's weights whole. An attempt of the same worker answered in full earlier in the step passed
+    /// every check, and stays.
     func forgetParts(of attempts: [UInt64], valuesRefused: Bool, by label: String) {
         guard let step = partStep else { return }
         var undone: [Int] = []

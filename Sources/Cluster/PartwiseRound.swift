@@ -112,10 +112,10 @@ final class PartwiseRound {
     /// The step's attempts or waiting micro-shards changed: any part may now be ready.
     func attemptsChanged() { lookAtAll = true }
 
-    /// Whether `attempt` has sent every array of every part not yet updated.
+    /// Whether `attempt` has sent every array of every part (those updated already too: one may be updated again).
     func hasEverything(of attempt: UInt64) -> Bool {
-        guard let a = attempts[attempt] else { return isUpdated }
-        return parts.indices.allSatisfy { part in updated[part] || (0..<a.arrays).allSatisfy { a.values[$0 * parts.count + part] != nil } }
+        guard let a = attempts[attempt] else { return false }
+        return a.values.allSatisfy { $0 != nil }
     }
 
     private func has(_ attempt: UInt64, part: Int) -> Bool {
