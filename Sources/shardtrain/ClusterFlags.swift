@@ -43,9 +43,11 @@ struct ClusterFlags: ParsableArguments {
         }
         let perBatch = (job.options.batchSize + job.options.microShardSize - 1) / job.options.microShardSize
         if perBatch < workers {
+            let idle = workers - perBatch
             logToStandardError("warning: batch_size \(job.options.batchSize) / micro_shard \(job.options.microShardSize) "
-                + "makes \(perBatch) micro-shard\(perBatch == 1 ? "" : "s") per batch, so \(workers - perBatch) of the "
-                + "\(workers) workers get no work in a step; lower micro_shard (and hold it fixed when comparing runs)")
+                + "makes \(perBatch) micro-shard\(perBatch == 1 ? "" : "s") per batch, so \(idle) of the "
+                + "\(workers) workers \(idle == 1 ? "gets" : "get") no work in a step; lower micro_shard (and hold it "
+                + "fixed when comparing runs)")
         }
         var settings = Coordinator.Settings(endpoint: endpoint, workers: workers)
         settings.minimumWorkers = minWorkers
@@ -77,7 +79,7 @@ func servingWorkers(_ coordinator: () -> Coordinator?, _ body: () throws -> Void
         try body()
         coordinator()?.shutdown()
     } catch {
-        coordinator()?.shutdown(reason: "the run stopped: \(error)", disposition: .failed)
+        coordinator()?.shutdown(reason: "\(error)", disposition: .failed)
         throw error
     }
 }

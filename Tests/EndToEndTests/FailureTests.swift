@@ -184,6 +184,10 @@ extension FailureTests {
         let otherJob = try Command.run(["train", "--config", "examples/xor.yaml", "--lr", "0.1", "--checkpoint", folder,
                                         "--resume"])
         #expect(otherJob.status == 2 && otherJob.stderr.contains("is a checkpoint of another job"), "\(otherJob.stderr)")
+        let otherModel = try Command.run(["train", "--config", "examples/spirals.yaml", "--checkpoint", folder,
+                                          "--resume"])
+        #expect(otherModel.status == 2 && otherModel.stderr.contains("is a checkpoint of another job"),
+                "\(otherModel.stderr)")
         let longer = try Command.run(["train", "--config", "examples/xor.yaml", "--epochs", "5", "--checkpoint", folder,
                                       "--resume"])
         #expect(longer.status == 0 && longer.stderr.contains("resumed from"), "\(longer.stderr)")

@@ -144,9 +144,9 @@ public final class Checkpointer {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw CheckpointUnreadable(message: "\(path): cannot be read")
         }
-        let parameters: [Float], metadata: [String: String], tensors: [String: [Float]]
+        // The metadata first: a checkpoint of another model is another job's, not a damaged file.
+        let metadata: [String: String], tensors: [String: [Float]]
         do {
-            parameters = try Safetensors.decode(data, layout: trainer.spec.layout, name: path)
             (metadata, tensors) = try Safetensors.readExtras(data, name: path)
         } catch let error as InputError {
             throw CheckpointUnreadable(message: error.message)
@@ -170,6 +170,12 @@ public final class Checkpointer {
         guard theirData == fingerprint else {
             throw InputError("\(path) was written for other training data (fingerprint \(theirData.prefix(12))…, "
                 + "this data \(fingerprint.prefix(12))…); resume with the same data, or use another --checkpoint folder")
+        }
+        let parameters: [Float]
+        do {
+            parameters = try Safetensors.decode(data, layout: trainer.spec.layout, name: path)
+        } catch let error as InputError {
+            throw CheckpointUnreadable(message: error.message)
         }
         guard let step = Int(try field("step")), step >= 0, let optimizerSteps = Int(try field("optimizer_steps")),
               let lossBits = UInt64(try field("epoch_loss_sum"), radix: 16), let correct = Int(try field("epoch_correct")),
