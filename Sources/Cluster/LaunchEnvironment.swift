@@ -54,6 +54,8 @@ public struct LaunchPlace: Sendable, Equatable {
             throw LaunchError("rank \(resolvedRank) is not within a world of \(resolvedWorld) processes (0 to "
                 + "\(resolvedWorld - 1))")
         }
+        // One process trains in-process: no coordinator to find.
+        if resolvedWorld == 1 && (resolvedHost ?? "").isEmpty { resolvedHost = "127.0.0.1" }
         guard let resolvedHost, !resolvedHost.isEmpty else {
             throw LaunchError("no coordinator host: give --master-addr, or set MASTER_ADDR (torchrun) or "
                 + "SLURM_JOB_NODELIST (srun)")

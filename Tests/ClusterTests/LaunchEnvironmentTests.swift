@@ -27,6 +27,10 @@ struct LaunchEnvironmentTests {
         let flags = try LaunchPlace.resolve(rank: 1, worldSize: 2, host: "127.0.0.1", port: 4000, environment: [
             "SLURM_PROCID": "0", "SLURM_NTASKS": "3", "SLURM_JOB_NODELIST": "cn[007-009]"])
         #expect(flags.rank == 1 && flags.worldSize == 2 && flags.coordinatorHost == "127.0.0.1" && flags.port == 4000)
+        // One process needs no coordinator host.
+        let alone = try LaunchPlace.resolve(rank: nil, worldSize: nil, host: nil, port: nil,
+                                            environment: ["RANK": "0", "WORLD_SIZE": "1"])
+        #expect(alone.rank == 0 && alone.worldSize == 1)
         #expect(try LaunchPlace(rank: 0, worldSize: 2, coordinatorHost: "localhost", port: 5000, source: "")
             .bindEndpoint() == "tcp://127.0.0.1:5000")
     }
