@@ -295,6 +295,10 @@ public final class Coordinator: GradientSource {
                    lastTimings.send * 1000, lastTimings.wait * 1000, lastTimings.reduce * 1000, text))
     }
 
+    /// Tells every worker still known to stop, waits up to a second for each to acknowledge, and closes the socket:
+    /// the last call on a coordinator. The wait matters: a worker whose connection closes before it has read the
+    /// message may never see it (libzmq drops what a closed connection had not delivered) and would wait for its
+    /// --idle-timeout instead of exiting.
     public func shutdown(reason: String = "training finished", disposition: Disposition = .finished) {
         var waiting = Set<[UInt8]>()
         // Lost members too: one that is alive again may be on its way back in, and would otherwise keep knocking

@@ -74,9 +74,4 @@ extension Coordinator {
             try pump(round, timeout: .milliseconds(200))
         }
     }
-
-    /// Tells every worker still known to stop, waits up to a second for each to acknowledge, and closes the socket:
-    /// the last call on a coordinator. The wait matters: a worker whose connection closes before it has read the
-    /// message may never see it (libzmq drops what a closed connection had not delivered) and would wait for its
-    /// --idle-timeout instead of exiting.
 }

@@ -291,11 +291,7 @@ extension Coordinator {
         default: false
         }
         if wasActive || saysWhy || settings.verbose { log(line + " (\(table.active.count) left)") }
-        let valuesRefused = switch reason {
-        case .mismatched, .malformed, .refused: true
-        default: false
-        }
-        forgetParts(of: released, valuesRefused: valuesRefused, by: table[index].label)
+        forgetParts(of: released, valuesRefused: reason.refusesItsValues, by: table[index].label)
     }
 
     // MARK: Sending and refusing

@@ -140,15 +140,15 @@ extension Coordinator: PartwiseGradientSource {
     /// every check, and stays.
     func forgetParts(of attempts: [UInt64], valuesRefused: Bool, by label: String) {
         guard let step = partStep else { return }
-        var undone: [Int] = []
-        for attempt in attempts { undone += step.parts.forget(attempt, into: &partStores) }
+        var undone = Set<Int>()
+        for attempt in attempts { undone.formUnion(step.parts.forget(attempt, into: &partStores)) }
         guard valuesRefused, !undone.isEmpty else { return }
-        for part in Set(undone).sorted() {
+        for part in undone {
             step.undo(step.parts.parts[part])
             step.parts.reopen(part)
         }
         for member in table.members.indices { table[member].partsStep = nil }
-        log("step \(step.round.step): \(Set(undone).count) of \(step.parts.parts.count) parts of the weights held "
+        log("step \(step.round.step): \(undone.count) of \(step.parts.parts.count) parts of the weights held "
             + "\(label)'s refused values; they are undone and will be updated again without them")
     }
 

@@ -26,6 +26,14 @@ public enum LossReason: Sendable, CustomStringConvertible {
     case tooSlow(Duration)
     case refused(String)
 
+    /// Lost for what it sent: the values it sent are not to be trusted.
+    var refusesItsValues: Bool {
+        switch self {
+        case .mismatched, .malformed, .refused: true
+        default: false
+        }
+    }
+
     public var description: String {
         switch self {
         case .silent(let d): "silent for \(Seconds(d))"

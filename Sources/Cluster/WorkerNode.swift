@@ -261,12 +261,11 @@ public final class WorkerNode {
                         let microShardCount = ranges.reduce(0) { $0 + $1.count }
                         let floatLimit = slot != nil || !(packs || inParts) ? GradientFrame.maximumFloatShards : 2
                         let floatShards = options.reduction == .exact && microShardCount <= floatLimit ? microShardCount : 0
-                        let partsPayload = payload
                         // In parts, with one thread computing, each part goes as soon as backward has finished it.
                         var sender: PartSender?
                         if inParts {
                             let arrays = max(floatShards, 1)
-                            sender = PartSender(payload: partsPayload, arrays: arrays, count: parameters.count,
+                            sender = PartSender(payload: payload, arrays: arrays, count: parameters.count,
                                                 send: { try self.send(dealer, $0) }) { array, part, packed, diverged in
                                 try Codec.gradientPartHeader(job: jobID, step: step, worker: workerID, attempt: attempt,
                                                              array: array, arrays: arrays, part: part, packed: packed,
@@ -287,7 +286,7 @@ public final class WorkerNode {
                         var summary: ExactSummary?
                         if floatShards > 0 {
                             // The sum's memory, limbs until now, holds Floats for this result.
-                            let floats = partsPayload.bytes.bindMemory(to: Float.self, capacity: floatShards * parameters.count)
+                            let floats = payload.bytes.bindMemory(to: Float.self, capacity: floatShards * parameters.count)
                             for (i, index) in ranges.joined().enumerated() {
                                 floatIndices[i] = index
                                 floatTargets[i] = floats + parameters.count * i
@@ -312,7 +311,7 @@ public final class WorkerNode {
                         // the first Float moved by a finite 0.1 %), so the tests can check that `equivalence` catches
                         // an exact run that differs.
                         if Self.flipsBit, options.reduction == .exact {
-                            let first = floatShards > 0 ? partsPayload.bytes
+                            let first = floatShards > 0 ? payload.bytes
                                 : UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!)
                             if floatShards > 0 {
                                 let value = first.load(as: Float.self)
