@@ -36,8 +36,8 @@ struct Evaluate: ParsableCommand {
             }
             for (label, samples) in sets {
                 let result = try trained.evaluate(samples)
-                print("\(label): loss = \(Reporting.fixed(result.loss, 4))"
-                    + (result.accuracy.map { ", accuracy = \(Reporting.fixed($0, 4))" } ?? "")
+                print("\(label): loss = \(Reporting.number(result.loss, 4))"
+                    + (result.accuracy.map { ", accuracy = \(Reporting.number($0, 4))" } ?? "")
                     + " (\(samples.count) samples)")
             }
         }

@@ -48,7 +48,7 @@ final class ProgressLine {
         let progress = trainer.epochProgress
         var text = "epoch \(trainer.epoch) of \(epochs)  step \(trainer.step)/\(trainer.totalSteps)  "
             + "\(Self.grouped(perSecond * Double(trainer.options.batchSize))) samples/s  ETA \(Self.clock(left))"
-        if progress.samples > 0 { text += String(format: "  loss %.4f", progress.lossSum / Double(progress.samples)) }
+        if progress.samples > 0 { text += "  loss " + Reporting.number(progress.lossSum / Double(progress.samples), 4) }
         Self.lock.withLock {
             FileHandle.standardError.write(Data("\r\u{1b}[K\(text)".utf8))
             shown = true

@@ -2,7 +2,8 @@ import Foundation
 
 /// The training loss, defined as PyTorch defines it with `reduction='mean'`.
 ///
-/// The engine never divides inside a slice: each function returns the SUM over the slice of per-sample losses and
+/// Each sample's loss is summed in Double, so a loss beyond float32's range from finite outputs (an MSE of 4.8e38) is
+/// a number, not ∞: only a NaN or ∞ among the gradients stops a run. The engine never divides inside a slice: each function returns the SUM over the slice of per-sample losses and
 /// writes the gradient of that sum. A per-sample loss is the mean over its output elements (MSE, MAE, both BCEs) or
 /// the sample's cross-entropy, so dividing the sum by the sample count gives PyTorch's mean exactly as defined.
 public enum Loss: String, Sendable, CaseIterable {
@@ -49,13 +50,13 @@ func mseLoss(_ predictions: UnsafePointer<Float>, _ targets: UnsafePointer<Float
     let scale = 1 / Float(cols)
     var total = 0.0
     for r in 0..<rows {
-        var sample: Float = 0
+        var sample = 0.0
         for c in 0..<cols {
             let i = r * cols + c, diff = predictions[i] - targets[i]
-            sample += diff * diff
+            sample += Double(diff) * Double(diff)
             gradient?[i] = 2 * diff * scale
         }
-        total += Double(sample * scale)
+        total += sample / Double(cols)
     }
     return total
 }
@@ -66,13 +67,13 @@ func l1Loss(_ predictions: UnsafePointer<Float>, _ targets: UnsafePointer<Float>
     let scale = 1 / Float(cols)
     var total = 0.0
     for r in 0..<rows {
-        var sample: Float = 0
+        var sample = 0.0
         for c in 0..<cols {
             let i = r * cols + c, diff = predictions[i] - targets[i]
-            sample += abs(diff)
+            sample += Double(abs(diff))
             gradient?[i] = diff > 0 ? scale : (diff < 0 ? -scale : 0)
         }
-        total += Double(sample * scale)
+        total += sample / Double(cols)
     }
     return total
 }
@@ -84,14 +85,14 @@ func binaryCrossEntropy(_ probabilities: UnsafePointer<Float>, _ targets: Unsafe
     let scale = 1 / Float(cols)
     var total = 0.0
     for r in 0..<rows {
-        var sample: Float = 0
+        var sample = 0.0
         for c in 0..<cols {
             let i = r * cols + c, p = probabilities[i], y = targets[i]
             let logP = max(Foundation.log(p), -100), logNotP = max(Foundation.log(1 - p), -100)
-            sample -= y * logP + (1 - y) * logNotP
+            sample -= Double(y * logP + (1 - y) * logNotP)
             gradient?[i] = (p - y) / max((1 - p) * p, 1e-12) * scale
         }
-        total += Double(sample * scale)
+        total += sample / Double(cols)
     }
     return total
 }
@@ -103,20 +104,23 @@ func binaryCrossEntropyWithLogits(_ logits: UnsafePointer<Float>, _ targets: Uns
     let scale = 1 / Float(cols)
     var total = 0.0
     for r in 0..<rows {
-        var sample: Float = 0
+        var sample = 0.0
         for c in 0..<cols {
             let i = r * cols + c, x = logits[i], y = targets[i]
-            sample += max(x, 0) - x * y + Foundation.log1p(Foundation.exp(-abs(x)))
+            sample += Double(max(x, 0) - x * y + Foundation.log1p(Foundation.exp(-abs(x))))
             gradient?[i] = (1 / (1 + Foundation.exp(-x)) - y) * scale
         }
-        total += Double(sample * scale)
+        total += sample / Double(cols)
     }
     return total
 }
 
-/// Cross-entropy from logits with a stable log-softmax: `logΣe^z − z_target` for a class index, or
-/// `−Σ_c y_c (z_c − logΣe^z)` for per-class probabilities; gradient `softmax(z)·Σy − y`.
-/// A prediction is correct when the arg-max logit is the target class (or the target's arg-max).
+/// Cross-entropy from logits through log-softmax as PyTorch's `log_softmax` forms it: `log p_c = (z_c − peak) −
+/// log Σ e^{z − peak}`. The shift is subtracted before the log-sum is added back, so a confident sample's small loss
+/// is not the difference of two numbers at the logits' magnitude (logits [100, 95, 0], target 0: the loss is
+/// log(1 + e^−5) to float32's precision, where `peak + log Σ − z_target` is off by 2e-4 of it).
+/// Loss `−log p_target` for a class index, or `−Σ_c y_c log p_c` for per-class probabilities; gradient
+/// `p·Σy − y`. A prediction is correct when the arg-max logit is the target class (or the target's arg-max).
 func crossEntropyLoss(_ logits: UnsafePointer<Float>, _ targets: UnsafePointer<Float>, rows: Int, classes: Int,
                   targetWidth: Int, gradient: UnsafeMutablePointer<Float>?) -> (lossSum: Double, correct: Int) {
     var total = 0.0
@@ -125,32 +129,40 @@ func crossEntropyLoss(_ logits: UnsafePointer<Float>, _ targets: UnsafePointer<F
         let z = logits + r * classes, t = targets + r * targetWidth
         var peak = z[0], predicted = 0
         for c in 1..<classes where z[c] > peak { peak = z[c]; predicted = c }
-        var expSum: Float = 0
-        for c in 0..<classes { expSum += Foundation.exp(z[c] - peak) }
-        let logSumExp = peak + Foundation.log(expSum)
+        // Σ e^{z − peak} is 1 (the peak's own term) plus the rest: log1p of the rest keeps its low bits, which
+        // a sum rounded near 1 would drop.
+        var rest: Float = 0
+        for c in 0..<classes where c != predicted { rest += Foundation.exp(z[c] - peak) }
+        let logExpSum = Foundation.log1p(rest)
         let g = gradient.map { $0 + r * classes }
         if targetWidth == 1 {
             let target = Int(t[0])
-            total += Double(logSumExp - z[target])
+            total -= Double(logProbability(z[target], peak, logExpSum))
             if predicted == target { correct += 1 }
             if let g {
-                for c in 0..<classes { g[c] = Foundation.exp(z[c] - logSumExp) }
-                g[target] -= 1
+                for c in 0..<classes where c != target { g[c] = Foundation.exp(logProbability(z[c], peak, logExpSum)) }
+                // p − 1 as expm1(log p): near 1 the difference would cancel.
+                g[target] = Foundation.expm1(logProbability(z[target], peak, logExpSum))
             }
         } else {
-            var sample: Float = 0, mass: Float = 0, targetClass = 0
+            var sample = 0.0, mass: Float = 0, targetClass = 0
             for c in 0..<classes {
-                sample -= t[c] * (z[c] - logSumExp)
+                sample -= Double(t[c] * logProbability(z[c], peak, logExpSum))
                 mass += t[c]
                 if t[c] > t[targetClass] { targetClass = c }
             }
-            total += Double(sample)
+            total += sample
             if predicted == targetClass { correct += 1 }
-            if let g { for c in 0..<classes { g[c] = Foundation.exp(z[c] - logSumExp) * mass - t[c] } }
+            if let g { for c in 0..<classes { g[c] = Foundation.exp(logProbability(z[c], peak, logExpSum)) * mass - t[c] } }
         }
     }
     return (total, correct)
 }
+
+/// log p for a logit `z`: the shift first, the log-sum after (a free function: a nested one capturing the row would
+/// allocate its context in a debug build's steady-state step).
+@inline(__always)
+private func logProbability(_ z: Float, _ peak: Float, _ logExpSum: Float) -> Float { (z - peak) - logExpSum }
 
 /// Samples whose every output falls on the target's side of `threshold` (targets split at 0.5).
 func thresholdMatches(_ output: UnsafePointer<Float>, _ targets: UnsafePointer<Float>, rows: Int, cols: Int,

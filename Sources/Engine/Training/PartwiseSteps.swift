@@ -96,7 +96,7 @@ extension Trainer {
                 updated += part.count
                 guard finite, optimizer.update(part, parameters: parameters.pointer, gradients: gradients, scale: scale,
                                                learningRate: learningRate, checkFinite: !exact) else {
-                    throw divergence(learningRate)
+                    throw divergence(learningRate, gradients: gradients, range: part)
                 }
             } undo: { part in
                 stepBackup.restore(part, of: buffers)

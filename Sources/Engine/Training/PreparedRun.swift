@@ -48,12 +48,12 @@ public struct PreparedRun {
         }
         var lines: [String] = []
         let final = trainer.evaluate(data)
-        lines.append("Final: loss = \(Reporting.fixed(final.loss, 4))"
-            + (final.accuracy.map { ", accuracy = \(Reporting.fixed($0, 4))" } ?? ""))
+        lines.append("Final: loss = \(Reporting.number(final.loss, 4))"
+            + (final.accuracy.map { ", accuracy = \(Reporting.number($0, 4))" } ?? ""))
         if let validation = trainer.validation {
             let held = trainer.evaluate(validation)
-            lines.append("Validation: loss = \(Reporting.fixed(held.loss, 4))"
-                + (held.accuracy.map { ", accuracy = \(Reporting.fixed($0, 4))" } ?? ""))
+            lines.append("Validation: loss = \(Reporting.number(held.loss, 4))"
+                + (held.accuracy.map { ", accuracy = \(Reporting.number($0, 4))" } ?? ""))
         }
         return lines
     }

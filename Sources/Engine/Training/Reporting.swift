@@ -4,10 +4,10 @@ import Foundation
 public enum Reporting {
     /// `Epoch 0: loss = 0.2643`, with accuracy and validation figures where they apply.
     public static func epochLine(_ r: EpochReport) -> String {
-        var line = "Epoch \(r.epoch): loss = \(fixed(r.loss, 4))"
-        if let a = r.accuracy { line += ", accuracy = \(fixed(a, 4))" }
-        if let v = r.validationLoss { line += ", val_loss = \(fixed(v, 4))" }
-        if let v = r.validationAccuracy { line += ", val_accuracy = \(fixed(v, 4))" }
+        var line = "Epoch \(r.epoch): loss = \(number(r.loss, 4))"
+        if let a = r.accuracy { line += ", accuracy = \(number(a, 4))" }
+        if let v = r.validationLoss { line += ", val_loss = \(number(v, 4))" }
+        if let v = r.validationAccuracy { line += ", val_accuracy = \(number(v, 4))" }
         return line
     }
 
@@ -56,7 +56,14 @@ public enum Reporting {
         return "[\(cells.joined(separator: " "))]"
     }
 
-    package static func fixed(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
+    /// `digits` decimals, or as many significant digits after the point in scientific notation when fixed would hide
+    /// the value: a loss of 4.8e38 prints as `4.8000e+38`, not 39 digits, and one of 3e-7 as `3.0000e-07`, not 0.
+    package static func number(_ value: Double, _ digits: Int) -> String {
+        let magnitude = abs(value)
+        let scientific = value.isFinite && magnitude != 0
+            && (magnitude >= 1e6 || magnitude < 0.5 * pow(10, Double(-digits)))
+        return String(format: scientific ? "%.\(digits)e" : "%.\(digits)f", value)
+    }
 
     static func json(_ value: Double) -> String { value.isFinite ? "\(value)" : "null" }
 }

@@ -187,15 +187,27 @@ public final class Trainer {
                               checkFinite: !exact)
         guard updated else {
             // A fast update may have been applied in part, so the trainer refuses every later step too.
-            diverged = divergence(learningRate)
+            diverged = divergence(learningRate, gradients: exact ? gradient.pointer : sum.floats)
             throw diverged!
         }
         step += 1
         return SliceStatistics(samples: sum.samples, lossSum: sum.lossSum, correct: sum.correct)
     }
 
-    func divergence(_ learningRate: Float) -> TrainingError {
-        TrainingError(message: "training diverged at step \(step) (epoch \(epoch)): a gradient is NaN or infinite; "
+    /// The run has diverged: names what overflowed — the first tensor whose gradient in `gradients` (the whole
+    /// buffer, read in `range`) holds a NaN or ∞, else the loss — the step, and what to do.
+    func divergence(_ learningRate: Float, gradients: UnsafePointer<Float>? = nil, range: Range<Int>? = nil)
+        -> TrainingError {
+        var what = sum.lossSum.isFinite ? "a gradient is NaN or infinite" : "the loss is NaN or infinite"
+        let layers = spec.layout.layers
+        if let gradients, let index = (range ?? 0..<parameters.count).first(where: { !gradients[$0].isFinite }),
+           let layer = layers.lastIndex(where: { $0.weightOffset <= index }) {
+            let dense = layers[layer], isWeight = index < dense.biasOffset
+            let tensor = "\(dense.moduleIndex).\(isWeight ? "weight" : "bias")"
+            let element = index - (isWeight ? dense.weightOffset : dense.biasOffset)
+            what = "the gradient of layer \(layer + 1) of \(layers.count) (\(tensor)[\(element)]) is \(gradients[index])"
+        }
+        return TrainingError(message: "training diverged at step \(step) (epoch \(epoch)): \(what); "
             + "lower the learning rate (now \(learningRate)) or check the data")
     }
 
