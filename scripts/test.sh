@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Sets up and runs the whole test suite (unit and end-to-end); extra arguments go to `swift test`.
+# Sets up and runs the whole test suite (unit and end-to-end, then several hosts in network namespaces and deploy/);
+# extra arguments go to `swift test`. The Swift tests run with every core kept busy by a CPU hog, as a shared CI
+# machine would be (SHARDTRAIN_TEST_LOAD=0 runs them on an idle machine). Everything the tests write goes to one
+# temporary folder, removed at the end. The last line is the verdict.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
@@ -11,16 +14,24 @@ if ! command -v rsvg-convert >/dev/null 2>&1; then
   echo "test setup: installing librsvg2-bin" >&2
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq librsvg2-bin >/dev/null
 fi
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+# shellcheck source=scripts/test-support.sh
+source "$root/scripts/test-support.sh"
+scratch="$(mktemp -d "${TMPDIR:-/tmp}/shardtrain-test.XXXXXX")"
+log="$scratch/swift-test.log"
+trap 'stop_cpu_hog; rm -rf "$scratch"' EXIT
+export TMPDIR="$scratch/tmp"
+mkdir -p "$TMPDIR"
+
+[ "${SHARDTRAIN_TEST_LOAD:-1}" = 0 ] || start_cpu_hog
 status=0
 swift test --skip-build --disable-xctest "$@" 2>&1 | tee "$log" || status=$?
-# One plain closing line with the counts, whatever the runner printed before it.
-passed=$(grep -E '^✔ Test .* passed after' "$log" | grep -vc '^✔ Test run ' || true)
-failed=$(grep -E '^✘ Test .* failed after' "$log" | grep -vc '^✘ Test run ' || true)
-echo "${passed} passed, ${failed} failed"
+stop_cpu_hog
+counts="$(swift_test_counts "$log")"
 # Several hosts in network namespaces, over TCP with CurveZMQ.
-SHARDTRAIN="$root/.build/debug/shardtrain" "$root/scripts/test-hosts.sh" || status=$?
+hosts=passed
+SHARDTRAIN="$root/.build/debug/shardtrain" "$root/scripts/test-hosts.sh" || { status=1; hosts=failed; }
 # deploy/: static checks of the Docker, Compose and Kubernetes files, and the sbatch script on a real Slurm cluster.
-SHARDTRAIN="$root/.build/debug/shardtrain" "$root/deploy/test.sh" || status=$?
+deploy=passed
+SHARDTRAIN="$root/.build/debug/shardtrain" "$root/deploy/test.sh" || { status=1; deploy=failed; }
+echo "swift test: ${counts}; hosts: ${hosts}; deploy: ${deploy}$([ "$status" -eq 0 ] && echo " — all passed" || echo " — FAILED")"
 exit "$status"

@@ -238,7 +238,11 @@ extension Coordinator {
     private func keepAlive(_ round: StepRound?) throws {
         let now = clock.now
         loseExitedProcesses(round)
-        for index in table.members.indices where table[index].state != .lost {
+        // A member computing an assignment may be silent for long: it beats between micro-shards, and a busy machine
+        // or a large model stretches that. Its liveness is then its connection's: libzmq's I/O thread answers ZMTP
+        // pings while the worker computes, and drops the connection after `silence` when the process is stopped, gone
+        // or cut off, so the next send finds it unroutable (`send(to:)`). An idle member has nothing to do but beat.
+        for index in table.members.indices where table[index].state != .lost && round?.holds(index) != true {
             let silent = now - table[index].lastHeard
             if silent > settings.silence { lose(index, .silent(silent), round) }
         }
@@ -303,7 +307,9 @@ extension Coordinator {
             try router.send([Message(copying: table[index].identity)] + frames, wait: false)
             return true
         } catch let error as ZMQError where error.unroutable {
-            lose(index, .unreachable, round)
+            // libzmq drops a connection silent for `silence`: say so, rather than only that it is gone.
+            let silent = clock.now - table[index].lastHeard
+            lose(index, silent > settings.silence ? .silent(silent) : .unreachable, round)
         } catch let error as ZMQError where error.wouldBlock {
             lose(index, .overloaded, round)
         } catch {

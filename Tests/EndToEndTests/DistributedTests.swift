@@ -57,10 +57,11 @@ struct DistributedTests {
     func killedLocalWorker() throws {
         let log = Command.temporaryPath("killed.log"), out = Command.temporaryPath("killed-local.st")
         let process = try Command.start(["train", "--config", FailureTests.jobFile, "--workers", "3", "--heartbeat", "0.2",
-                                         "--save", out], stderr: log)
+                                         "--verbose", "--save", out], stderr: log)
         let ready = try Command.waitForLine(in: log, containing: "ready (3/3)", timeout: 60)
         let pid = try #require(Int32(ready.split(separator: "pid ")[1].prefix { $0.isNumber }))
-        Thread.sleep(forTimeInterval: 0.5)
+        // Mid-run, whatever the machine's load: after a step the coordinator has logged, long before the last (600).
+        try FailureTests.waitForStep(50, in: log)
         kill(pid, SIGKILL)
         let status = Command.wait(process, timeout: 120)
         #expect(status == 0, "exit status \(String(describing: status))")
@@ -80,7 +81,7 @@ struct DistributedTests {
 
     @Test("a worker started before its coordinator waits, then joins and trains")
     func workerFirst() throws {
-        let port = Command.freePort()
+        let port = Command.reservedPort()
         let workerLog = Command.temporaryPath("early-worker.log")
         let worker = try Command.start(["worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "early"],
                                        stderr: workerLog)
@@ -132,7 +133,7 @@ extension DistributedTests {
         let local = try Command.run(["train", "--config", job, "--save", "\(folder)/a.st"])
         #expect(local.status == 0, "\(local.stderr)")
 
-        let port = Command.freePort()
+        let port = Command.reservedPort()
         let log = "\(folder)/coordinator.log"
         let coordinator = try Command.start(["coordinator", "--config", job, "--bind", "tcp://127.0.0.1:\(port)",
                                              "--workers", "1", "--save", "\(folder)/b.st"], stderr: log)

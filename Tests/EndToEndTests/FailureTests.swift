@@ -62,7 +62,7 @@ struct FailureTests {
           arguments: [11, 29])
     func chaos(seed: UInt64) throws {
         var generator = Xoshiro(seed: seed)
-        let port = Command.freePort()
+        let port = Command.reservedPort()
         let log = Command.temporaryPath("chaos-\(seed).log"), out = Command.temporaryPath("chaos-\(seed).st")
         // The second seed's weights go as their change from the step before, through the kills and the rejoins.
         let coordinator = try Self.coordinator(port, log: log, ["--workers", "3", "--save", out]
@@ -90,7 +90,7 @@ struct FailureTests {
 
     @Test("the coordinator killed with SIGKILL and restarted with --resume: workers rejoin, the same bits; its checkpoint also resumes in-process")
     func coordinatorKilled() throws {
-        let port = Command.freePort()
+        let port = Command.reservedPort()
         let folder = Command.temporaryPath("ckpt-killed")
         try? FileManager.default.removeItem(atPath: folder)
         let log = Command.temporaryPath("killed-coordinator.log"), out = Command.temporaryPath("killed-coordinator.st")
@@ -145,19 +145,18 @@ struct FailureTests {
                 "resumed:\n\(resumed.stdout)\nuninterrupted:\n\(Self.reference.stdout)")
     }
 
-    @Test("a SIGSTOPped worker is lost within 3 heartbeats and its micro-shards move; after SIGCONT it rejoins")
+    @Test("a SIGSTOPped worker is lost as silent and its micro-shards move; after SIGCONT it rejoins")
     func stoppedWorker() throws {
-        let port = Command.freePort()
+        let port = Command.reservedPort()
         let log = Command.temporaryPath("stopped.log"), out = Command.temporaryPath("stopped.st")
         let coordinator = try Self.coordinator(port, log: log, ["--workers", "2", "--save", out, "--weights-as-change"])
         let workers = try (1...2).map { try Self.worker(port, name: "s\($0)", log: log + ".w\($0)") }
         defer { Self.expectAllEnded([coordinator] + workers) }
         try Self.waitForStep(100, in: log)
         kill(workers[0].processIdentifier, SIGSTOP)
-        let stopped = Date()
-        let line = try Command.waitForLine(in: log, containing: "\"s1\" (", timeout: 10, and: "lost:")
-        let seconds = Date().timeIntervalSince(stopped)
-        #expect(seconds < 1.5, "declared lost after \(seconds) s with a 0.2 s heartbeat: \(line)")
+        // How soon is libzmq's and the coordinator's heartbeat (0.2 s here; the silence limit is 3 of them): a test
+        // of it would race the machine's load, so this one waits for the event and checks its reason.
+        let line = try Command.waitForLine(in: log, containing: "\"s1\" (", timeout: 60, and: "lost:")
         #expect(line.contains("silent for"), "\(line)")
         kill(workers[0].processIdentifier, SIGCONT)
         #expect(Command.wait(coordinator, timeout: 120) == 0)

@@ -20,7 +20,7 @@ struct HardeningTests {
 
     @Test("descriptors exhausted by idle connections mid-run: checkpoints and --save are still written, the same bits")
     func descriptorsExhausted() throws {
-        let port = Command.freePort(), log = Command.temporaryPath("exhausted.log")
+        let port = Command.reservedPort(), log = Command.temporaryPath("exhausted.log")
         let out = Command.temporaryPath("exhausted.st"), folder = Command.temporaryPath("exhausted-checkpoints")
         try? FileManager.default.removeItem(atPath: out)
         try? FileManager.default.removeItem(atPath: folder)

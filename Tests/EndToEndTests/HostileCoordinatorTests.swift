@@ -158,7 +158,7 @@ struct HostilePeersTests {
     @Test("30 fake workers sending random protocol messages: the run ends with the in-process bits, bounded log and memory")
     func randomPeers() throws {
         var mix = HostileCoordinatorTests.Mix(state: 0xDEAD_BEEF_1234_5678)
-        let port = Command.freePort(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = Command.reservedPort(), endpoint = "tcp://127.0.0.1:\(port)"
         let log = Command.temporaryPath("peers.log"), out = Command.temporaryPath("peers.st")
         let coordinator = try Command.start(["coordinator", "--config", FailureTests.jobFile, "--bind", endpoint,
                                              "--workers", "1", "--heartbeat", "0.2", "--save", out], stderr: log)

@@ -96,7 +96,7 @@ struct MisbehavingWorkerTests {
           arguments: lies)
     func impossibleResult(lie: Lie) throws {
         let (status, text) = try runFakeWorker(
-            endpoint: "tcp://127.0.0.1:\(Command.freePort())", name: "liar", flags: ["--reduction", lie.reduction],
+            endpoint: "tcp://127.0.0.1:\(Command.reservedPort())", name: "liar", flags: ["--reduction", lie.reduction],
             ready: { try Codec.ready(job: $0.job, worker: $0.worker, hasData: true, products: $0.products) },
             answer: { joined, step, attempt, _ in try Self.answer(lie, joined, step, attempt) })
         #expect(status == 4)
@@ -119,7 +119,7 @@ struct MisbehavingWorkerTests {
     @Test("exact mode refuses a worker whose products of the job differ from the coordinator's, naming both")
     func differentProducts() throws {
         let (status, text) = try runFakeWorker(
-            endpoint: "tcp://127.0.0.1:\(Command.freePort())", name: "other-cpu", flags: ["--join-timeout", "3"],
+            endpoint: "tcp://127.0.0.1:\(Command.reservedPort())", name: "other-cpu", flags: ["--join-timeout", "3"],
             ready: { try Codec.ready(job: $0.job, worker: $0.worker, hasData: true, products: $0.products ^ 1) },
             answer: { _, _, _, _ in [] })
         #expect(status == 4)
@@ -131,7 +131,7 @@ struct MisbehavingWorkerTests {
     @Test("a micro-shard's Floats holding a NaN stop the run as diverged (exit 3), as a worker's overflow does")
     func nonFiniteFloats() throws {
         let (status, text) = try runFakeWorker(
-            endpoint: "tcp://127.0.0.1:\(Command.freePort())", name: "nan", flags: [],
+            endpoint: "tcp://127.0.0.1:\(Command.reservedPort())", name: "nan", flags: [],
             ready: { try Codec.ready(job: $0.job, worker: $0.worker, hasData: true, products: $0.products) },
             answer: { joined, step, attempt, _ in
                 try Self.answer(Lie(floatShards: 1, floatValue: .nan, expected: ""), joined, step, attempt)
@@ -199,7 +199,7 @@ struct MisbehavingWorkerTests {
                       ("values in the message", "a result's values in its message where they were asked for in parts")])
     func impossibleParts(kind: String, expected: String) throws {
         let (status, text) = try runFakeWorker(
-            endpoint: "tcp://127.0.0.1:\(Command.freePort())", name: "parts", flags: ["--overlap", "on"],
+            endpoint: "tcp://127.0.0.1:\(Command.reservedPort())", name: "parts", flags: ["--overlap", "on"],
             ready: { try Codec.ready(job: $0.job, worker: $0.worker, hasData: true, products: $0.products) },
             before: { joined, step, attempt in
                 let part = 0 ..< joined.count

@@ -47,7 +47,7 @@ struct OverlapTests {
 
     @Test("a worker killed with SIGKILL mid-run and a new one added: the same bits; no process left")
     func workerKilled() throws {
-        let port = Command.freePort()
+        let port = Command.reservedPort()
         let log = Command.temporaryPath("overlap-killed.log"), out = Command.temporaryPath("overlap-killed.st")
         let coordinator = try Command.start(["coordinator", "--config", Self.jobFile, "--bind", "tcp://127.0.0.1:\(port)",
                                              "--heartbeat", "0.2", "--verbose", "--workers", "3", "--overlap", "on",
@@ -120,7 +120,7 @@ struct OverlapTests {
     func automatic() throws {
         // The choice is said before workers are awaited; none come, so each coordinator gives up after 0.3 s.
         func inParts(bind host: String, _ extra: [String] = []) throws -> Bool {
-            let run = try Command.run(["coordinator", "--config", Self.jobFile, "--bind", "tcp://\(host):\(Command.freePort())",
+            let run = try Command.run(["coordinator", "--config", Self.jobFile, "--bind", "tcp://\(host):\(Command.reservedPort())",
                                        "--workers", "2", "--join-timeout", "0.3", "--verbose", "--insecure"] + extra)
             #expect(run.status != 0 && run.stderr.contains("workers joined within"), "\(run.stderr)")
             return run.stderr.contains("results and weights go in parts (--overlap)")

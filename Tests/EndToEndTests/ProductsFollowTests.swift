@@ -27,7 +27,7 @@ struct ProductsFollowTests {
         #expect(FileManager.default.contents(atPath: "\(folder)/alone.st")
                 != FileManager.default.contents(atPath: "\(folder)/native.st"))
 
-        let port = Command.freePort()
+        let port = Command.reservedPort()
         let log = "\(folder)/coordinator.log", workerLog = "\(folder)/worker.log"
         let coordinator = try Command.start(["coordinator"] + Self.job + ["--bind", "tcp://127.0.0.1:\(port)",
                                              "--workers", "1", "--save", "\(folder)/distributed.st"],
@@ -54,7 +54,7 @@ struct ProductsFollowTests {
     @Test("a worker whose ONEDNN_MAX_CPU_ISA the user set does not follow: it names both and stops (status 4)",
           .enabled(if: canFollow))
     func pinnedWorkerStops() throws {
-        let port = Command.freePort()
+        let port = Command.reservedPort()
         let log = Command.temporaryPath("pinned-coordinator.log")
         let coordinator = try Command.start(["coordinator"] + Self.job + ["--bind", "tcp://127.0.0.1:\(port)",
                                              "--workers", "1", "--join-timeout", "60"],

@@ -82,7 +82,7 @@ struct RefusedPartsTests {
     }
 
     func startCoordinator(workers: Int, name: String) throws -> (Process, port: Int, log: String, out: String) {
-        let port = Command.freePort()
+        let port = Command.reservedPort()
         let log = Command.temporaryPath("\(name).log"), out = Command.temporaryPath("\(name).st")
         let coordinator = try Command.start(["coordinator", "--config", Self.run.file, "--bind", "tcp://127.0.0.1:\(port)",
                                              "--workers", String(workers), "--overlap", "on", "--heartbeat", "0.2",

@@ -154,7 +154,8 @@ def main():
     p.add_argument("--weights-as-change", action="store_true", help="pass --weights-as-change to the coordinator")
     p.add_argument("--overlap", action="store_true",
                    help="also run exact and fast mode with --overlap on (the others with off), in the same interleaved runs")
-    p.add_argument("--json", default=os.path.join(HERE, "hosts-results.json"))
+    p.add_argument("--json", metavar="PATH", help="write the figures here as JSON (the committed ones are "
+                   "scripts/bench/hosts-results.json; nothing is written without this flag)")
     p.add_argument("--smoke", action="store_true", help="one short run at 1gbit, with and without --overlap, without DDP or JSON")
     a = p.parse_args()
     if a.smoke:
@@ -203,11 +204,11 @@ def main():
                       f"{e.get('reduce_ms', 0):.2f}", flush=True)
     finally:
         remove_hosts()
-    if not a.smoke:
+    if a.json and not a.smoke:
         with open(a.json, "w") as f:
             json.dump({"parameters": parameters, "batch": a.batch, "micro_shard": a.micro_shard, "rows": rows}, f,
                       indent=1)
-        print(f"wrote {os.path.relpath(a.json, ROOT)}")
+        print(f"wrote {a.json}")
 
 
 if __name__ == "__main__":

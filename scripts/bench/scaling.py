@@ -89,7 +89,8 @@ def xor_round_trip(folder):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--smoke", action="store_true")
-    p.add_argument("--json", default=os.path.join(HERE, "scaling-results.json"))
+    p.add_argument("--json", metavar="PATH", help="write the figures here as JSON (the committed ones are "
+                   "scripts/bench/scaling-results.json; nothing is written without this flag)")
     p.add_argument("--batches", type=int, nargs="+", default=[256, 512, 1024])
     p.add_argument("--optimizers", nargs="+", default=["sgd", "adam"], choices=["sgd", "adam"])
     p.add_argument("--repeats", type=int, default=3, help="interleaved runs of each configuration (the median is kept)")
@@ -132,10 +133,10 @@ def main():
                           flush=True)
         xor = xor_round_trip(folder)
         print(f"XOR, 1 worker: {xor:.1f} µs per step, coordinator round trip included")
-    if not a.smoke:
+    if a.json and not a.smoke:
         with open(a.json, "w") as f:
             json.dump({"rows": rows, "xor_us_per_step": xor}, f, indent=1)
-        print(f"wrote {os.path.relpath(a.json, ROOT)}")
+        print(f"wrote {a.json}")
 
 
 if __name__ == "__main__":

@@ -16,19 +16,21 @@ public final class PeerGuard {
     private var arrival: [[UInt8]] = []
     private var cutOff: Set<[UInt8]> = []
     private let log: (String) -> Void
-    private let clock = ContinuousClock()
+    /// The time (injected by tests, which move it by hand).
+    private let now: () -> ContinuousClock.Instant
     private var windowStart: ContinuousClock.Instant
     private var linesInWindow = 0
     private var unlogged = 0
 
     public init(limit: Int = 5, trackedPeers: Int = 1024, linesPerWindow: Int = 20, window: Duration = .seconds(10),
-                log: @escaping (String) -> Void) {
+                now: @escaping () -> ContinuousClock.Instant = { ContinuousClock.now }, log: @escaping (String) -> Void) {
         self.limit = limit
         self.trackedPeers = trackedPeers
         self.linesPerWindow = linesPerWindow
         self.window = window
         self.log = log
-        windowStart = clock.now
+        self.now = now
+        windowStart = now()
     }
 
     /// Whether messages from `peer` are to be dropped unread.
@@ -60,10 +62,10 @@ public final class PeerGuard {
     }
 
     private func write(_ line: String) {
-        let now = clock.now
-        if now - windowStart >= window {
-            if unlogged > 0 { log("\(unlogged) more refusals were not logged in the last \(Int((now - windowStart) / .seconds(1))) s") }
-            windowStart = now
+        let time = now()
+        if time - windowStart >= window {
+            if unlogged > 0 { log("\(unlogged) more refusals were not logged in the last \(Int((time - windowStart) / .seconds(1))) s") }
+            windowStart = time
             linesInWindow = 0
             unlogged = 0
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Runs the built `shardtrain` binary as a user would.
 enum Command {
@@ -20,10 +21,11 @@ enum Command {
     }
 
     /// Runs the binary to its end; `environment` adds to (or, with an empty value, removes from) this process's.
-    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+    /// `raw`: `arguments[0]` names the program to run, the rest are its arguments.
+    static func run(_ arguments: [String], environment: [String: String] = [:], raw: Bool = false) throws -> Result {
         let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
+        process.executableURL = raw ? URL(fileURLWithPath: arguments[0]) : binary
+        process.arguments = raw ? Array(arguments.dropFirst()) : arguments
         process.environment = merged(environment)
         process.currentDirectoryURL = repository
         let out = Pipe(), err = Pipe()
@@ -127,20 +129,36 @@ extension Command {
 }
 
 extension Command {
-    /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0 and released).
-    static func freePort() -> Int {
+    /// A loopback TCP port for one coordinator of this test process: never handed out twice here, free when chosen,
+    /// and below the kernel's ephemeral range (`ip_local_port_range`), so neither an outgoing connection nor a `:*`
+    /// bind of any process can be given it meanwhile — the race a port bound to 0 and released would run.
+    static func reservedPort() -> Int {
+        let ephemeralStart = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+            .flatMap { Int($0.split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") } ?? 32768
+        return portLock.withLock { next in
+            while true {
+                // Test processes running side by side start at different places (by pid) and count up.
+                if next == 0 { next = 10000 + Int(getpid() % 500) * 40 }
+                let port = next
+                next = next + 1 >= ephemeralStart ? 10000 : next + 1
+                if isFree(port) { return port }
+            }
+        }
+    }
+
+    private static let portLock = Mutex(0)
+
+    private static func isFree(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(fd, pointer, length) == 0 ? getsockname(fd, pointer, &length) : -1
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
             }
         }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
