@@ -164,7 +164,11 @@ public final class Coordinator: GradientSource {
             keyCheck?.stop()
             handshakes.stop(watching: router)
             router.close()
-            throw ClusterError("cannot listen on \(settings.endpoint): \(error); pick a free port or address")
+            // An address in use, not on this machine or not allowed is bad input (exit 2), as a bad endpoint is.
+            let code = (error as? ZMQError)?.code ?? 0
+            let badInput = [EADDRINUSE, EADDRNOTAVAIL, ENODEV, EINVAL, EACCES].contains(code)
+            let text = "cannot listen on \(settings.endpoint): \(error); pick a free port or address"
+            throw badInput ? InputError(text) as Error : ClusterError(text)
         }
         guardian = PeerGuard(limit: 5, log: log)
         lastHeartbeat = clock.now

@@ -157,7 +157,9 @@ extension Coordinator {
         if started {
             log("\(member.label) is ready and takes micro-shards from the next assignment on")
         } else {
-            log("\(member.label) ready (\(table.active.count)/\(settings.workers))")
+            let count = table.active.count
+            log("\(member.label) ready (" + (count <= settings.workers ? "\(count)/\(settings.workers))"
+                : "\(count) ready, \(settings.workers) needed to start; all take micro-shards)"))
         }
     }
 
@@ -241,8 +243,9 @@ extension Coordinator {
         // A member computing an assignment may be silent for long: it beats between micro-shards, and a busy machine
         // or a large model stretches that. Its liveness is then its connection's: libzmq's I/O thread answers ZMTP
         // pings while the worker computes, and drops the connection after `silence` when the process is stopped, gone
-        // or cut off, so the next send finds it unroutable (`send(to:)`). An idle member has nothing to do but beat.
-        for index in table.members.indices where table[index].state != .lost && round?.holds(index) != true {
+        // or cut off, so the next send finds it unroutable (`send(to:)`). The same holds for one still preparing its
+        // data (a large built-in data set takes seconds to generate). An idle member has nothing to do but beat.
+        for index in table.members.indices where table[index].state == .ready && round?.holds(index) != true {
             let silent = now - table[index].lastHeard
             if silent > settings.silence { lose(index, .silent(silent), round) }
         }
@@ -273,7 +276,6 @@ extension Coordinator {
         // A connection that is gone is most often a process that has exited: say so when this coordinator knows.
         if case .unreachable = reason { loseExitedProcesses(round) }
         guard table[index].state != .lost else { return }
-        let wasActive = table[index].isActive
         table[index].state = .lost
         // Its shared memory is let go (results of this step still held keep their own hold on the mapping), so
         // workers that come and go do not pile up mappings.
@@ -281,20 +283,17 @@ extension Coordinator {
         table[index].readsWeightsRegion = false
         var line = "\(table[index].label) lost: \(reason)"
         var released: [UInt64] = []
+        let left = table.active.count
         if let round {
             let (moved, attempts) = round.release(index)
             released = attempts
             if !moved.isEmpty {
                 line += "; step \(round.step) (epoch \(round.epoch), batch \(round.batchIndex)): micro-shards "
-                    + "\(describe(moved)) go to the other workers"
+                    + "\(describe(moved)) " + (left == 0 ? "wait for a worker" : "go to the other workers")
             }
         }
-        // A refusal, or a worker's own reason for leaving, is said even for one that never became active.
-        let saysWhy = switch reason {
-        case .refused, .reportedError: true
-        default: false
-        }
-        if wasActive || saysWhy || settings.verbose { log(line + " (\(table.active.count) left)") }
+        // Always said, with its reason, whether or not it had become active: a loss is an event.
+        log(line + (left == 0 ? " (no workers left)" : " (\(left) left)"))
         forgetParts(of: released, valuesRefused: reason.refusesItsValues, by: table[index].label)
     }
 

@@ -106,13 +106,15 @@ public enum EndpointReach {
     }
 
     /// The refusal for a plaintext endpoint that reaches other machines; nil when it is allowed.
-    public static func plaintextRefusal(_ endpoint: String, keyed: Bool, insecure: Bool, listening: Bool) -> String? {
+    /// `keysToGive`: the flags that would give this command its keys.
+    public static func plaintextRefusal(_ endpoint: String, keyed: Bool, insecure: Bool, listening: Bool,
+                                        keysToGive: String) -> String? {
         guard !keyed, !insecure, !isLocal(endpoint) else { return nil }
         return listening
             ? "\(endpoint) can be reached from other machines, and without keys anyone who reaches it can join, "
-                + "send gradients and receive the data; give --key and --authorized (make keys with `shardtrain "
+                + "send gradients and receive the data; give \(keysToGive) (make keys with `shardtrain "
                 + "keygen`), bind a loopback address, or give --insecure on a network you trust"
-            : "\(endpoint) is on another machine and this worker has no keys: give --key and --coordinator-key, "
+            : "\(endpoint) is on another machine and this worker has no keys: give \(keysToGive), "
                 + "or --insecure if the coordinator runs without keys on a network you trust"
     }
 }

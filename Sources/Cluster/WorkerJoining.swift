@@ -17,37 +17,46 @@ extension WorkerNode {
         }
     }
 
+    /// The hello: who this worker is, what it runs, and the member id it had (0 for none).
+    private func hello(resuming previousID: UInt32) throws -> [Message] {
+        try Codec.hello(fields: ["build": "shardtrain protocol \(Header.protocolVersion)",
+                                 "host": ProcessInfo.processInfo.hostName, "name": settings.name,
+                                 "blas": BLASKernel.loaded, "onednn": OneDNN.isa],
+                        cores: ProcessInfo.processInfo.activeProcessorCount, pid: getpid(), resuming: previousID)
+    }
+
     /// Says hello until a coordinator answers with the job, backing off while none is there; nil when the
     /// coordinator says its run has finished.
     func join(_ dealer: Socket, previousID: UInt32) throws -> Session? {
-        let hello = try Codec.hello(fields: ["build": "shardtrain protocol \(Header.protocolVersion)",
-                                             "host": ProcessInfo.processInfo.hostName, "name": settings.name,
-                                             "blas": BLASKernel.loaded, "onednn": OneDNN.isa],
-                                    cores: ProcessInfo.processInfo.activeProcessorCount, pid: getpid(),
-                                    resuming: previousID)
         var backoff = Duration.milliseconds(100)
         var said = false
         let deadline = clock.now + settings.idleTimeout
+        // Said once, as soon as the first tries have gone unanswered, then the tries go on until --idle-timeout.
+        func sayWaiting() {
+            guard !said else { return }
+            said = true
+            // Say why when it can be told: a name that does not resolve (yet: DNS may lag a new pod).
+            let why = EndpointReach.resolutionProblem(settings.endpoint).map { ": \($0)" } ?? ""
+            log("\(settings.name): nothing answers at \(settings.endpoint) yet\(why); retrying until --idle-timeout "
+                + "(\(Seconds(settings.idleTimeout)))")
+        }
         while clock.now < deadline {
             try checkParent()
             try checkHandshake()
             do {
-                try dealer.send(hello, wait: false)
+                // Built anew for every try: sending a message empties it, so a hello resent after a lost answer (a
+                // network blip, a restarted coordinator) would otherwise go out as empty frames.
+                try dealer.send(try hello(resuming: previousID), wait: false)
             } catch let error as ZMQError where error.wouldBlock {
                 // A connection takes a moment to come up; say so only when it is really waiting.
-                if !said && backoff >= .milliseconds(800) {
-                    // Say why when it can be told: a name that does not resolve (yet: DNS may lag a new pod).
-                    let why = EndpointReach.resolutionProblem(settings.endpoint).map { ": \($0)" } ?? ""
-                    log("\(settings.name): waiting for the coordinator at \(settings.endpoint)\(why); retrying until "
-                        + "--idle-timeout (\(Seconds(settings.idleTimeout)))")
-                    said = true
-                }
+                if backoff >= .milliseconds(800) { sayWaiting() }
                 Thread.sleep(forTimeInterval: backoff / .seconds(1))
                 backoff = min(backoff * 2, .seconds(2))
                 continue
             }
             // Sent; wait for the job a while, then say hello again (the coordinator may have restarted).
             let waitUntil = min(deadline, clock.now + .seconds(2))
+            defer { if clock.now >= waitUntil { sayWaiting() } }
             while clock.now < waitUntil {
                 guard try Socket.poll([dealer], timeout: waitUntil - clock.now)[0],
                       case .frames(let frames)? = try dealer.receive(maximumFrames: Codec.maximumFrames) else { continue }

@@ -370,7 +370,7 @@ public final class WorkerNode {
                         switch disposition {
                         case .finished: return .finished
                         case .rejoin: return .rejoin(reason)
-                        case .failed: throw ClusterError("the coordinator stopped the run: \(reason)")
+                        case .failed: throw CoordinatorStoppedRun(reason: reason)
                         }
                     case .error(let text):
                         throw ClusterError("the coordinator reported: \(text)")

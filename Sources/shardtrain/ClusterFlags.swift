@@ -79,7 +79,8 @@ func servingWorkers(_ coordinator: () -> Coordinator?, _ body: () throws -> Void
         try body()
         coordinator()?.shutdown()
     } catch {
-        coordinator()?.shutdown(reason: "\(error)", disposition: .failed)
+        let reason = (error as? Interrupted)?.reasonForWorkers ?? "\(error)"
+        coordinator()?.shutdown(reason: reason, disposition: .failed)
         throw error
     }
 }

@@ -11,23 +11,27 @@ struct CoordinatorCommand: ParsableCommand {
 
     @OptionGroup var flags: TrainingFlags
     @OptionGroup var cluster: ClusterFlags
-    @OptionGroup(title: "Keys") var keys: KeyFlags
+    @OptionGroup(title: "Keys") var keys: CoordinatorKeyFlags
     @Option(help: "Endpoint to listen on, e.g. tcp://0.0.0.0:5555.") var bind = "tcp://0.0.0.0:5555"
     @Option(help: "Workers that must join before step 1 (more may join later).") var workers: Int
 
     func run() throws {
         try reportingFailures {
             guard workers >= 1 else { throw InputError("--workers \(workers): a coordinator needs at least 1") }
-            guard keys.coordinatorKey == nil else { throw InputError("--coordinator-key is for workers") }
+            if let threads = flags.threads {
+                throw InputError("--threads \(threads): a coordinator computes no micro-shards; give --threads to each "
+                    + "`shardtrain worker`")
+            }
             if let problem = EndpointReach.problem(bind) { throw InputError("--bind \(problem)") }
-            try coordinate(flags: flags, cluster: cluster, keys: keys, bind: bind, workers: workers)
+            try coordinate(flags: flags, cluster: cluster, keys: try keys.coordinatorKeys(listeningOn: bind), bind: bind,
+                           workers: workers)
         }
     }
 }
 
 /// Listens on `bind`, waits for `workers` workers, trains with them and tells them how the run ended.
-func coordinate(flags: TrainingFlags, cluster: ClusterFlags, keys: KeyFlags, bind: String, workers: Int) throws {
-    let coordinatorKeys = try keys.coordinatorKeys(listeningOn: bind)
+func coordinate(flags: TrainingFlags, cluster: ClusterFlags, keys coordinatorKeys: CoordinatorKeys?, bind: String,
+                workers: Int) throws {
     var coordinator: Coordinator?
     try servingWorkers({ coordinator }) {
         try flags.train(makeSource: { job, training in

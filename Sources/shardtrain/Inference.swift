@@ -52,7 +52,7 @@ struct Evaluate: ParsableCommand {
             var column = target
             if column == nil, case .csv(_, let named) = job.data { column = named }
             guard let column else { throw InputError("--data \(path): give --target, the CSV column holding targets") }
-            return try CSV.read(path, target: column)
+            return try CSV.read(path, target: column, targetSetting: "--target")
         }
         guard let targets else { throw InputError("--data \(path): a .npy file of features needs --targets FILE.npy") }
         let x = try NPY.read(path), y = try NPY.read(targets)

@@ -17,7 +17,7 @@ struct Launch: ParsableCommand {
 
     @OptionGroup var flags: TrainingFlags
     @OptionGroup var cluster: ClusterFlags
-    @OptionGroup(title: "Keys (one shared --key serves every rank)") var keys: KeyFlags
+    @OptionGroup(title: "Keys (one shared --key serves every rank)") var keys: SharedKeyFlags
     @Option(help: "This process's rank (default: RANK or SLURM_PROCID).") var rank: Int?
     @Option(help: "Processes in the run, coordinator included (default: WORLD_SIZE or SLURM_NTASKS).") var worldSize: Int?
     @Option(help: "The coordinator's host (default: MASTER_ADDR or the first host of SLURM_JOB_NODELIST).")
@@ -39,7 +39,8 @@ struct Launch: ParsableCommand {
                 let bind: String
                 do { bind = try place.bindEndpoint() } catch let error as LaunchError { throw ClusterError(error.message) }
                 logToStandardError("launch: rank 0 of \(place.worldSize) (\(place.source)): coordinator on \(bind)")
-                try coordinate(flags: flags, cluster: cluster, keys: keys, bind: bind, workers: place.worldSize - 1)
+                try coordinate(flags: flags, cluster: cluster, keys: try keys.coordinatorKeys(listeningOn: bind),
+                               bind: bind, workers: place.worldSize - 1)
             } else {
                 // Every rank refuses the same bad flags as rank 0 (a worker rank needs no copy of the job file).
                 try flags.overrides().check()

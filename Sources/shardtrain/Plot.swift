@@ -2,7 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 
-/// `shardtrain plot METRICS.jsonl… --output curves.svg`: training curves of one or more runs as an SVG.
+/// `shardtrain plot METRICS.jsonl… [--output curves.svg]`: training curves of one or more runs as an SVG.
 struct Plot: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Draw loss (training and validation) and accuracy against epoch from --metrics files, runs overlaid.",
@@ -10,14 +10,16 @@ struct Plot: ParsableCommand {
 
     @Argument(help: ArgumentHelp("Metrics files (JSON lines, from --metrics); each is one run in the legend.",
                                  valueName: "metrics")) var files: [String]
-    @Option(help: ArgumentHelp("The SVG file to write.", valueName: "file")) var output: String
+    @Option(help: ArgumentHelp("The SVG file to write (default: the first metrics file's name with .svg, beside it).",
+                               valueName: "file")) var output: String?
 
     func validate() throws {
         guard !files.isEmpty else { throw ValidationError("give at least one metrics file") }
-        guard output.hasSuffix(".svg") else { throw ValidationError("--output \(output): give a .svg file") }
+        if let output, !output.hasSuffix(".svg") { throw ValidationError("--output \(output): give a .svg file") }
     }
 
     func run() throws {
+        let output = self.output ?? URL(fileURLWithPath: files[0]).deletingPathExtension().path + ".svg"
         try reportingFailures {
             let runs = try files.map { try Curves.read($0) }
             do {
@@ -109,9 +111,13 @@ struct Curves {
         }
         body += "<line x1=\"\(width - right + 20)\" y1=\"\(legendY + 8)\" x2=\"\(width - right + 50)\" y2=\"\(legendY + 8)\" "
             + "stroke=\"#444\" stroke-width=\"2\"/><text x=\"\(width - right + 58)\" y=\"\(legendY + 12)\">training</text>"
-        body += "<line x1=\"\(width - right + 20)\" y1=\"\(legendY + 30)\" x2=\"\(width - right + 50)\" y2=\"\(legendY + 30)\" "
-            + "stroke=\"#444\" stroke-width=\"2\" stroke-dasharray=\"6 4\"/><text x=\"\(width - right + 58)\" "
-            + "y=\"\(legendY + 34)\">validation</text>\n"
+        // The dashed line's entry only where some run has validation figures.
+        if runs.contains(where: { $0.series.keys.contains { $0.hasPrefix("val_") } }) {
+            body += "<line x1=\"\(width - right + 20)\" y1=\"\(legendY + 30)\" x2=\"\(width - right + 50)\" y2=\"\(legendY + 30)\" "
+                + "stroke=\"#444\" stroke-width=\"2\" stroke-dasharray=\"6 4\"/><text x=\"\(width - right + 58)\" "
+                + "y=\"\(legendY + 34)\">validation</text>"
+        }
+        body += "\n"
         return """
             <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" \
             viewBox="0 0 \(Int(width)) \(Int(height))" font-family="sans-serif" font-size="13">

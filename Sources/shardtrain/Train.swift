@@ -20,10 +20,24 @@ struct Train: ParsableCommand {
             guard workers > 0 else { return try flags.train() }
             var local: LocalWorkers?
             var coordinator: Coordinator?
-            let endpoint = "ipc:///tmp/shardtrain-\(getpid())-\(UInt32.random(in: 0 ... .max)).ipc"
+            let threads = flags.threads ?? 1, cores = ProcessInfo.processInfo.activeProcessorCount
+            if workers * threads > cores {
+                logToStandardError("warning: \(workers) workers × \(threads) thread\(threads == 1 ? "" : "s") = "
+                    + "\(workers * threads) compute threads on \(cores) core\(cores == 1 ? "" : "s"): they take turns, "
+                    + "which is slower than --workers × --threads ≤ \(cores)")
+            }
+            let name = "shardtrain-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+            #if os(Linux)
+            // Linux's abstract namespace: no file, so none is left behind even when this process is SIGKILLed.
+            let endpoint = "ipc://@\(name)"
+            #else
+            let endpoint = "ipc://\(NSTemporaryDirectory())\(name).ipc"
+            #endif
             defer {
                 local?.terminate()
+                #if !os(Linux)
                 try? FileManager.default.removeItem(atPath: String(endpoint.dropFirst("ipc://".count)))
+                #endif
             }
             try servingWorkers({ coordinator }) {
                 try flags.train(makeSource: { job, training in
@@ -31,7 +45,7 @@ struct Train: ParsableCommand {
                                                        workers: workers, verbose: flags.verbose)
                     coordinator = made
                     // --threads means the threads of each worker here, as it does for `shardtrain worker`.
-                    local = try LocalWorkers(count: workers, endpoint: endpoint, threads: flags.threads ?? 1)
+                    local = try LocalWorkers(count: workers, endpoint: endpoint, threads: threads)
                     made.processCheck = { local?.check(log: logToStandardError) }
                     try made.waitForWorkers()
                     return made

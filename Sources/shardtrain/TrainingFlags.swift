@@ -104,8 +104,11 @@ struct TrainingFlags: ParsableArguments {
         defer { progress?.finish() }
         do {
             try trainer.run(onEpoch: { report in
-                progress?.clear()
-                if report.epoch % run.logEvery == 0 { print(Reporting.epochLine(report)) }
+                // Cleared only to print a line: on short epochs it would otherwise be blank most of the time.
+                if report.epoch % run.logEvery == 0 {
+                    progress?.clear()
+                    print(Reporting.epochLine(report))
+                }
                 // Distributed: each worker's samples and busy seconds over the epoch.
                 let shares = (trainer.source as? Coordinator)?.takeShares().map {
                     "\"\($0.worker)\":{\"samples\":\($0.samples),\"seconds\":\(String(format: "%.4f", $0.seconds))}"
@@ -125,12 +128,13 @@ struct TrainingFlags: ParsableArguments {
                         + "many open files); training goes on and the next checkpoint tries again")
                 }
                 if let signal = Interruption.signal {
-                    throw Interrupted(signal: signal, checkpoint: try checkpointer?.write(trainer))
+                    throw Interrupted(signal: signal, checkpoint: try checkpointer?.write(trainer), steps: trainer.step)
                 }
             })
-        } catch let stop as Interrupted where stop.checkpoint == nil && checkpointer != nil {
+        } catch let stop as Interrupted {
             // Stopped inside a step: the trainer still holds the state from before it.
-            throw Interrupted(signal: stop.signal, checkpoint: try checkpointer?.write(trainer))
+            throw Interrupted(signal: stop.signal, checkpoint: try stop.checkpoint ?? checkpointer?.write(trainer),
+                              steps: trainer.step)
         }
         print(run.closingLines().joined(separator: "\n"))
         // The weights first: they are the run's result, written through the file opened at the start.

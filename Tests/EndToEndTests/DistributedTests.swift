@@ -86,7 +86,7 @@ struct DistributedTests {
         let worker = try Command.start(["worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "early"],
                                        stderr: workerLog)
         defer { kill(worker.processIdentifier, SIGKILL) }
-        _ = try Command.waitForLine(in: workerLog, containing: "waiting for the coordinator", timeout: 20)
+        _ = try Command.waitForLine(in: workerLog, containing: "nothing answers at", timeout: 20)
         let result = try Command.run(["coordinator", "--config", "examples/xor.yaml", "--bind", "tcp://127.0.0.1:\(port)",
                                       "--workers", "1", "--epochs", "20"])
         #expect(result.status == 0, "\(result.stderr)")

@@ -3,17 +3,19 @@ import Foundation
 /// Reads a CSV file with a header row: the column named `target` becomes the target, every other column a feature.
 /// Fields are numbers; double-quoted fields are accepted. Errors name the line and the column.
 public enum CSV {
-    public static func read(_ path: String, target: String) throws -> Dataset {
+    /// `targetSetting`: what a user sets to name the target column (the job's `data.target`, or a command's flag).
+    public static func read(_ path: String, target: String, targetSetting: String = "data.target") throws -> Dataset {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw InputError("\(path): cannot read the file; check the path (relative paths start at the job file)")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw InputError("\(path): not UTF-8 text")
         }
-        return try parse(text, target: target, name: path)
+        return try parse(text, target: target, name: path, targetSetting: targetSetting)
     }
 
-    static func parse(_ text: String, target: String, name: String) throws -> Dataset {
+    static func parse(_ text: String, target: String, name: String, targetSetting: String = "data.target") throws
+        -> Dataset {
         var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated()
             .map { (number: $0.offset + 1, fields: fields(of: $0.element)) }
         lines.removeAll { $0.fields.count == 1 && $0.fields[0].isEmpty }
@@ -21,7 +23,7 @@ public enum CSV {
         try checkHeader(header.fields, name: name)
         guard let targetColumn = header.fields.firstIndex(of: target) else {
             throw InputError("\(name): no column named '\(target)' in the header "
-                + "(\(header.fields.joined(separator: ", "))); set data.target to one of them")
+                + "(\(header.fields.joined(separator: ", "))); set \(targetSetting) to one of them")
         }
         let width = header.fields.count
         guard width >= 2 else { throw InputError("\(name): needs at least one feature column besides '\(target)'") }

@@ -48,6 +48,23 @@ public struct Job: Sendable, Equatable {
         return try parse(text, file: path, folder: folder)
     }
 
+    /// Where and what, in one line: Yams' own text quotes the whole mapping or a snippet over several lines.
+    static func describe(_ error: YamlError) -> String {
+        switch error {
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            let keys = duplicates.sorted().map { "'\($0)'" }.joined(separator: ", ")
+            return "line \(context.mark.line): \(keys) appear\(duplicates.count == 1 ? "s" : "") more than once in one "
+                + "mapping; keep one"
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
+             .composer(_, let problem, let mark, _):
+            return "line \(mark.line), column \(mark.column): \(problem)"
+        case .reader(let problem, _, _, _):
+            return problem
+        default:
+            return String(String(describing: error).split(separator: "\n").first ?? "")
+        }
+    }
+
     /// Parses job text (YAML, or JSON, which is YAML too).
     public static func parse(_ text: String, file: String, folder: String) throws -> Job {
         let root: Node
@@ -56,8 +73,10 @@ public struct Job: Sendable, Equatable {
             root = node
         } catch let error as InputError {
             throw error
+        } catch let error as YamlError {
+            throw InputError("\(file): not valid YAML or JSON: \(Self.describe(error))")
         } catch {
-            throw InputError("\(file): not valid YAML or JSON: \(String(describing: error).split(separator: "\n").joined(separator: " "))")
+            throw InputError("\(file): not valid YAML or JSON: \(String(describing: error).split(separator: "\n")[0])")
         }
         var top = try JobReader(root, file: file, path: "")
         return try JobParser(file: file, folder: folder).job(&top)

@@ -80,9 +80,23 @@ struct JobReader {
             throw fail(key, value, "expected a number, got \(Self.shown(value))")
         }
         guard range.contains(number) else {
-            throw fail(key, value, "must lie in \(range.lowerBound)…\(range.upperBound), got \(number)")
+            throw fail(key, value, "\(Self.requirement(range)), got \(number)")
         }
         return number
+    }
+
+    /// What a range asks of a number, as a person would say it.
+    static func requirement(_ range: ClosedRange<Double>) -> String {
+        let unbounded = range.upperBound == .greatestFiniteMagnitude
+        switch range.lowerBound {
+        case _ where unbounded && range.lowerBound > 0 && range.lowerBound <= .leastNormalMagnitude: return "must be positive"
+        case _ where unbounded: return "must be at least \(Self.number(range.lowerBound))"
+        default: return "must lie in \(Self.number(range.lowerBound))…\(Self.number(range.upperBound))"
+        }
+    }
+
+    private static func number(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : "\(value)"
     }
 
     /// A number the engine keeps as a Float: refused when float32 cannot hold it (it would become 0 or ∞).

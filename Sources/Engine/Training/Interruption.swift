@@ -45,15 +45,28 @@ public enum Interruption {
 public struct Interrupted: Error, CustomStringConvertible {
     public let signal: Int32
     public let checkpoint: String?
+    /// Optimizer steps the run had taken (nil: not known where it was thrown).
+    public let steps: Int?
 
-    public init(signal: Int32, checkpoint: String?) {
+    public init(signal: Int32, checkpoint: String?, steps: Int? = nil) {
         self.signal = signal
         self.checkpoint = checkpoint
+        self.steps = steps
     }
 
+    public var signalName: String { signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "signal \(signal)" }
+
     public var description: String {
-        let name = signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "signal \(signal)"
-        return "stopped by \(name)" + (checkpoint.map { "; checkpoint written to \($0); continue with --resume" }
-            ?? "; no --checkpoint folder was given, so the progress is lost")
+        if let checkpoint { return "stopped by \(signalName); checkpoint written to \(checkpoint); continue with --resume" }
+        guard let steps, steps > 0 else {
+            return "stopped by \(signalName)" + (steps == 0 ? " before the first step" : "")
+        }
+        return "stopped by \(signalName) after \(steps) step\(steps == 1 ? "" : "s"); no --checkpoint folder was given, "
+            + "so they are lost"
+    }
+
+    /// What the coordinator's workers are told: why the run stopped, without the advice meant for whoever runs it.
+    public var reasonForWorkers: String {
+        "the run was stopped by \(signalName)" + (checkpoint == nil ? "" : " (a checkpoint was written)")
     }
 }
