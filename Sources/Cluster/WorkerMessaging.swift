@@ -59,6 +59,9 @@ extension WorkerNode {
 
     func checkParent() throws {
         if let parent = settings.parentPID, getppid() != parent {
+            // Its socket file is left behind when it was killed (SIGKILL runs no cleanup): the local workers remove
+            // it, each trying (a second removal finds nothing).
+            if settings.endpoint.hasPrefix("ipc://") { unlink(String(settings.endpoint.dropFirst("ipc://".count))) }
             throw ClusterError("the process that started this worker (pid \(parent)) is gone; stopping")
         }
     }

@@ -26,18 +26,12 @@ struct Train: ParsableCommand {
                     + "\(workers * threads) compute threads on \(cores) core\(cores == 1 ? "" : "s"): they take turns, "
                     + "which is slower than --workers × --threads ≤ \(cores)")
             }
-            let name = "shardtrain-\(getpid())-\(UInt32.random(in: 0 ... .max))"
-            #if os(Linux)
-            // Linux's abstract namespace: no file, so none is left behind even when this process is SIGKILLed.
-            let endpoint = "ipc://@\(name)"
-            #else
-            let endpoint = "ipc://\(NSTemporaryDirectory())\(name).ipc"
-            #endif
+            // A file (made 0600 by the coordinator's bind), not Linux's abstract namespace, which any local user
+            // could connect to. Removed at the end; after a SIGKILL, by the local workers as they stop.
+            let endpoint = "ipc:///tmp/shardtrain-\(getpid())-\(UInt32.random(in: 0 ... .max)).ipc"
             defer {
                 local?.terminate()
-                #if !os(Linux)
                 try? FileManager.default.removeItem(atPath: String(endpoint.dropFirst("ipc://".count)))
-                #endif
             }
             try servingWorkers({ coordinator }) {
                 try flags.train(makeSource: { job, training in

@@ -40,7 +40,8 @@ extension EquivalenceCommandTests {
                                      environment: ["SHARDTRAIN_TEST_FLIP_BIT": "1"])
         #expect(result.status == 1, "\(result.stdout)\n\(result.stderr)")
         #expect(result.lines.contains { $0.hasPrefix("exact     1 ") && $0.contains(" ≠") }, "\(result.stdout)")
-        #expect(result.stderr.contains("error: an exact run differs from the in-process one"), "\(result.stderr)")
+        #expect(result.lines.last { !$0.isEmpty } == "verdict: DIFFERENT — exact with 1 worker gave other bits than in-process",
+                "\(result.stdout)")
     }
 }
 

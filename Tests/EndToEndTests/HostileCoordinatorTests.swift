@@ -142,6 +142,36 @@ struct HostileCoordinatorTests {
         }
     }
 
+    @Test("a hello left unanswered (a network blip, a coordinator restarting) is said again whole, not as empty frames")
+    func helloResentWhole() throws {
+        let context = try Context()
+        let router = try Socket(context, .router)
+        defer { router.close() }
+        try SocketTuning.coordinator(router, maximumMessageBytes: 64 << 20)
+        try router.bind("tcp://127.0.0.1:*")
+        let log = Command.temporaryPath("hello-resent.log")
+        let worker = try Command.start(["worker", "--connect", router.lastEndpoint, "--name", "patient",
+                                        "--idle-timeout", "60"], stderr: log)
+        defer {
+            kill(worker.processIdentifier, SIGKILL)
+            _ = Command.wait(worker, timeout: 10)
+        }
+        // Three hellos, none answered: each must decode as the first does (it resends one every 2 s).
+        var hellos: [[Int]] = []
+        let deadline = Date().addingTimeInterval(60)
+        while hellos.count < 3 && Date() < deadline {
+            guard try Socket.poll([router], timeout: .milliseconds(200))[0],
+                  case .frames(let frames)? = try router.receive(maximumFrames: 8) else { continue }
+            let decoded = try? Codec.decode(Array(frames.dropFirst()), limits: Limits())
+            guard case .hello? = decoded?.payload else {
+                Issue.record("hello \(hellos.count + 1) does not decode: frame sizes \(frames.dropFirst().map(\.count))")
+                break
+            }
+            hellos.append(frames.dropFirst().map(\.count))
+        }
+        #expect(hellos.count == 3 && Set(hellos).count == 1 && hellos[0].allSatisfy { $0 > 0 }, "\(hellos)")
+    }
+
     static func residentKilobytes(_ pid: Int32) -> Int {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }

@@ -56,10 +56,7 @@ struct OneLineTests {
         try FailureTests.waitForStep(5, in: log)
         kill(run.processIdentifier, SIGKILL)
         #expect(Command.wait(run, timeout: 60) != nil)
-        let left = try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())
-            .filter { $0.hasPrefix("shardtrain-\(run.processIdentifier)-") }
-        #expect(left.isEmpty, "\(left)")
-        // Its local worker notices its parent is gone and exits.
+        // Its local worker notices its parent is gone, removes the socket file and exits.
         let text = try String(contentsOfFile: log, encoding: .utf8)
         for line in text.split(separator: "\n") where line.contains(" joined with ") {
             if let pid = Int32(line.split(separator: "pid ")[1].prefix { $0.isNumber }) {
@@ -71,6 +68,9 @@ struct OneLineTests {
                 #expect(ended, "worker pid \(pid) outlived its parent")
             }
         }
+        let left = try FileManager.default.contentsOfDirectory(atPath: "/tmp")
+            .filter { $0.hasPrefix("shardtrain-\(run.processIdentifier)-") }
+        #expect(left.isEmpty, "\(left)")
     }
 
     @Test("a worker started with SIGINT ignored (as a script's background job is) still stops on SIGINT")

@@ -119,6 +119,21 @@ struct TrainCommandTests {
                 "\(result.stderr)")
     }
 
+    @Test("more threads than micro-shards or cores (the default on a machine of 3 or more): the bits of one thread")
+    func manyThreads() throws {
+        let one = Command.temporaryPath("digits-threads-1.st")
+        let reference = try Command.run(["train", "--config", "examples/digits/digits.yaml", "--epochs", "1",
+                                         "--threads", "1", "--save", one])
+        #expect(reference.status == 0, "\(reference.stderr)")
+        for threads in [3, 8, 100] {
+            let out = Command.temporaryPath("digits-threads-\(threads).st")
+            let run = try Command.run(["train", "--config", "examples/digits/digits.yaml", "--epochs", "1",
+                                       "--threads", String(threads), "--save", out])
+            #expect(run.status == 0 && run.stdout == reference.stdout, "--threads \(threads): \(run.stderr)")
+            #expect(FileManager.default.contents(atPath: out) == FileManager.default.contents(atPath: one))
+        }
+    }
+
     @Test("sizes that once aborted train: a micro-shard far beyond the batch, a batch far beyond the data, a 30,000-layer model with a worker")
     func oddSizesTrain() throws {
         let huge = try Command.run(["train", "--config", "examples/xor.yaml", "--micro-shard", "1000000000000"])

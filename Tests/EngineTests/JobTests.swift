@@ -50,7 +50,7 @@ struct JobTests {
             .microShard: ("2", "x", "expected a whole number, got 'x'"),
             .reduction: ("fast", "sloppy", "unknown reduction 'sloppy'; use exact or fast"),
             .gemm: ("openblas", "mkl", "unknown GEMM library 'mkl'; use onednn or openblas"),
-            .validationSplit: ("0.25", "1.5", "must lie in 0.0…0.99, got 1.5"),
+            .validationSplit: ("0.25", "1.5", "must lie in 0…0.99, got 1.5"),
             .logEvery: ("4", "0", "must be at least 1, got 0"),
         ]
         #expect(Set(cases.keys) == Set(JobSetting.allCases), "every setting is covered")
@@ -96,7 +96,7 @@ struct JobTests {
 
     @Test("unknown keys and bad values are refused naming the key", arguments: [
         ("optimizer: {name: sgd, lr: 0.5, momentom: 0.9}", "j.yaml:7: optimizer.momentom: unknown key"),
-        ("optimizer: {name: sgd, lr: -1}", "optimizer.lr: must lie in"),
+        ("optimizer: {name: sgd, lr: -1}", "optimizer.lr: must be positive, got -1.0"),
         ("optimizer: {name: lion}", "unknown optimizer 'lion'"),
         ("optimizer: {name: sgd, nesterov: true}", "nesterov: needs momentum"),
         ("loss: hinge", "loss: unknown loss 'hinge'"),

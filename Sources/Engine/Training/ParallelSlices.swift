@@ -44,8 +44,10 @@ public final class ParallelSlices {
             let (me, batch, data, parameters, sum) = work.value
             let rows: Range<Int>
             if me.reduction == .exact {
-                let run = me.share(of: microShards, thread: thread)
-                rows = run.lowerBound * size ..< min(run.upperBound * size, batch.count)
+                // A thread's run may be empty, or start past the batch's end (more threads than micro-shards, a
+                // short last batch): clamped, it is an empty range rather than an inverted one.
+                let run = me.share(of: microShards, thread: thread), end = min(run.upperBound * size, batch.count)
+                rows = min(run.lowerBound * size, end) ..< end
             } else {
                 rows = me.share(of: samples, thread: thread)
             }
