@@ -101,7 +101,7 @@ def shardtrain(batch, reduction, steps, folder, port, micro_shard, flags):
     env = {"OPENBLAS_NUM_THREADS": "1"}
     with open(os.path.join(folder, "coordinator.log"), "w") as log:
         coordinator = spawn("coord", [BIN, "coordinator", "--config", job, "--bind", endpoint, "--workers", "2",
-                                      "--insecure", "--threads", "1", "--metrics", metrics, "--verbose",
+                                      "--insecure", "--metrics", metrics, "--verbose",
                                       "--log-every", "1000000"] + flags, log, env)
     workers = []
     for host in ("w1", "w2"):
