@@ -41,14 +41,39 @@ public final class LocalWorkers {
         Interruption.register(child: process.processIdentifier)
     }
 
+    /// How each worker this object has reaped itself ended (a `waitpid` status).
+    private var reaped: [Int32: Int32] = [:]
+
+    /// Whether the worker has ended, and how (nil: still running). Reaped here with `waitpid`, not left to
+    /// Foundation: on a busy machine its child monitor was seen to miss exits, leaving zombies that `isRunning`
+    /// called alive and `waitUntilExit` waited on for ever.
+    private func ending(of process: Process) -> String? {
+        let pid = process.processIdentifier
+        if reaped[pid] == nil {
+            var status: Int32 = 0
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid {
+                reaped[pid] = status
+            } else if result < 0 && errno == ECHILD && !process.isRunning {
+                // Foundation reaped it first.
+                return process.terminationReason == .uncaughtSignal ? "was killed by signal \(process.terminationStatus)"
+                    : "exited with status \(process.terminationStatus)"
+            } else {
+                return nil
+            }
+        }
+        let status = reaped[pid]!
+        let signal = status & 0x7f
+        return signal != 0 ? "was killed by signal \(signal)" : "exited with status \((status >> 8) & 0xff)"
+    }
+
     /// A worker that has exited since the last call: its pid and how it ended (a replacement is started while the
     /// restart budget lasts); nil when all run.
     public func check(log: (String) -> Void = { _ in }) -> (pid: Int32, ending: String)? {
-        for (name, process) in processes where !process.isRunning && !reported.contains(process.processIdentifier) {
+        for (name, process) in processes where !reported.contains(process.processIdentifier) {
+            guard let how = ending(of: process) else { continue }
             let pid = process.processIdentifier
             reported.insert(pid)
-            let how = process.terminationReason == .uncaughtSignal ? "was killed by signal \(process.terminationStatus)"
-                : "exited with status \(process.terminationStatus)"
             if restarts < restartLimit, (try? start(name: name)) != nil {
                 restarts += 1
                 log("local worker \(name) (pid \(pid)) \(how); started a replacement (\(restarts) of \(restartLimit))")
@@ -60,11 +85,14 @@ public final class LocalWorkers {
 
     /// Stops every worker still running and waits for it.
     public func terminate() {
-        for (_, process) in processes where process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        for (_, process) in processes where ending(of: process) == nil { kill(process.processIdentifier, SIGTERM) }
         let deadline = Date().addingTimeInterval(2)
-        while processes.contains(where: { $0.process.isRunning }) && Date() < deadline { usleep(10_000) }
-        for (_, process) in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        for (_, process) in processes { process.waitUntilExit() }
+        while processes.contains(where: { ending(of: $0.process) == nil }) && Date() < deadline { usleep(10_000) }
+        for (_, process) in processes where ending(of: process) == nil {
+            kill(process.processIdentifier, SIGKILL)
+            // SIGKILL ends it at once; only its reaping is left (by this call, or Foundation's monitor meanwhile).
+            while ending(of: process) == nil { usleep(1_000) }
+        }
         processes.removeAll()
     }
 

@@ -116,6 +116,7 @@ struct TrainingFlags: ParsableArguments {
                 metricsFile?.append(Reporting.metricsLine(report, extra: shares.map {
                     ["\"workers\":{\($0.joined(separator: ","))}"] } ?? []))
             }, afterStep: { trainer in
+                try metricsFile?.check()
                 progress?.update(trainer)
                 if metricsSteps, let metricsFile, let last = trainer.lastStep {
                     // Recorded after the step: its epoch is that of the step before the counter moved on.
@@ -136,6 +137,7 @@ struct TrainingFlags: ParsableArguments {
             throw Interrupted(signal: stop.signal, checkpoint: try stop.checkpoint ?? checkpointer?.write(trainer),
                               steps: trainer.step)
         }
+        try metricsFile?.check()
         print(run.closingLines().joined(separator: "\n"))
         // The weights first: they are the run's result, written through the file opened at the start.
         try saveFile?.commit(Safetensors.encode(trainer.parameters.array, layout: run.job.model.layout,
@@ -148,23 +150,44 @@ struct TrainingFlags: ParsableArguments {
     }
 }
 
-/// Writes one line per epoch to the metrics file: created anew for a run, appended to when resuming one.
+/// Writes one line per epoch to the metrics file: created anew for a run, appended to when resuming one. A write
+/// that fails (a full disk, `/dev/full`) is an error, raised at the next step rather than lost.
 final class MetricsFile {
-    private let handle: FileHandle
+    private let path: String
+    private let descriptor: Int32
+    private var failure: String?
 
     init(_ path: String, append: Bool) throws {
-        let exists = FileManager.default.fileExists(atPath: path)
-        guard (append && exists) || FileManager.default.createFile(atPath: path, contents: nil),
-              let handle = FileHandle(forWritingAtPath: path) else {
-            throw InputError("--metrics \(path): cannot create the file; check that the folder exists and is writable")
+        self.path = path
+        try ReservedFile.refuseForeignLink(path, what: "--metrics")
+        descriptor = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0o644)
+        guard descriptor >= 0 else {
+            throw InputError("--metrics \(path): cannot create the file (\(String(cString: strerror(errno)))); check "
+                + "that the folder exists and is writable")
         }
-        if append { handle.seekToEndOfFile() }
-        self.handle = handle
     }
 
-    func append(_ line: String) { handle.write(Data((line + "\n").utf8)) }
+    func append(_ line: String) {
+        guard failure == nil else { return }
+        let bytes = Array((line + "\n").utf8)
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress! + written, $0.count - written) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                failure = String(cString: strerror(errno))
+                return
+            }
+            written += n
+        }
+    }
 
-    deinit { try? handle.close() }
+    /// Throws if a line could not be written.
+    func check() throws {
+        if let failure { throw InputError("--metrics \(path): cannot write to it (\(failure)); the metrics are lost") }
+    }
+
+    deinit { close(descriptor) }
 }
 
 /// Runs a command body, turning known failures into one line on standard error and an exit status:

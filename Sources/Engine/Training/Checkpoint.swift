@@ -19,7 +19,19 @@ public final class Checkpointer {
     private var next: ReservedFile?
 
     static let filePrefix = "checkpoint-", fileSuffix = ".safetensors"
-    static let formatVersion = "1"
+    /// 2: with `shardtrain.sha256`, the digest of everything else in the file.
+    static let formatVersion = "2"
+    static let digestKey = "shardtrain.sha256"
+
+    /// SHA-256 of the metadata (every key but the digest's, sorted, `key=value` lines), then the weights' and each
+    /// optimizer state's float32 bytes in order: a flipped byte anywhere in what a resume reads changes it.
+    static func digest(metadata: [String: String], parameters: [Float], state: [[Float]]) -> String {
+        var digest = SHA256()
+        let text = metadata.filter { $0.key != digestKey }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)\n" }
+        digest.update(Array(text.joined().utf8))
+        for values in [parameters] + state { values.withUnsafeBytes { digest.update($0) } }
+        return digest.hexDigest()
+    }
 
     public init(folder: String, job: Job, fingerprint: String, kept: Int = 3) throws {
         self.folder = folder
@@ -43,7 +55,7 @@ public final class Checkpointer {
         next = try reserve()
     }
 
-    /// Reserved files of runs that were killed before they could remove theirs (`.next.safetensors.PID.tmp`).
+    /// Reserved files of runs that were killed before they could remove theirs (`.next.safetensors.PID.RANDOM.tmp`).
     private func removeAbandonedReservations() {
         let prefix = ".next" + Self.fileSuffix + "."
         for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where name.hasPrefix(prefix) {
@@ -55,7 +67,7 @@ public final class Checkpointer {
 
     private func reserve(patience: Duration = .seconds(10)) throws -> ReservedFile {
         try ReservedFile((folder as NSString).appendingPathComponent("next" + Self.fileSuffix), what: "--checkpoint",
-                         patience: patience)
+                         mode: 0o600, patience: patience)
     }
 
     /// The job as far as it decides the bits of every step: its canonical text with the run's length and the
@@ -94,6 +106,8 @@ public final class Checkpointer {
         metadata["shardtrain.epoch_correct"] = String(progress.correct)
         metadata["shardtrain.epoch_samples"] = String(progress.samples)
         let extra = trainer.optimizer.state.enumerated().map { ("\(Safetensors.extraPrefix)optimizer.\($0.offset)", $0.element.array) }
+        metadata[Self.digestKey] = Self.digest(metadata: metadata, parameters: trainer.parameters.array,
+                                               state: extra.map(\.1))
         let data = Safetensors.encode(trainer.parameters.array, layout: trainer.spec.layout, metadata: metadata,
                                       extra: extra)
         let name = Self.filePrefix + String(format: "%010d", trainer.step) + Self.fileSuffix
@@ -177,10 +191,26 @@ public final class Checkpointer {
         } catch let error as InputError {
             throw CheckpointUnreadable(message: error.message)
         }
-        guard let step = Int(try field("step")), step >= 0, let optimizerSteps = Int(try field("optimizer_steps")),
+        guard let step = Int(try field("step")), let optimizerSteps = Int(try field("optimizer_steps")),
               let lossBits = UInt64(try field("epoch_loss_sum"), radix: 16), let correct = Int(try field("epoch_correct")),
               let samples = Int(try field("epoch_samples")) else {
             throw CheckpointUnreadable(message: "\(path): malformed step or epoch fields in its metadata")
+        }
+        // Each field within what this job allows (a step past the run's end, a count past an epoch's samples and
+        // numbers near Int.max are not a state this job can be in).
+        let lossSum = Double(bitPattern: lossBits)
+        let perEpoch = trainer.plan.batchesPerEpoch, epochSamples = trainer.training.count
+        let problems = [
+            (0...trainer.totalSteps).contains(step) ? nil
+                : "step \(step) is not within this job's 0…\(trainer.totalSteps)",
+            optimizerSteps == step ? nil : "optimizer_steps \(optimizerSteps) differs from step \(step)",
+            (0...epochSamples).contains(samples) && samples <= (step % max(perEpoch, 1)) * trainer.options.batchSize
+                ? nil : "epoch_samples \(samples) is not possible \(step % max(perEpoch, 1)) steps into an epoch",
+            (0...samples).contains(correct) ? nil : "epoch_correct \(correct) is not within 0…\(samples)",
+            lossSum.isFinite && lossSum >= 0 ? nil : "epoch_loss_sum \(lossSum) is not a finite sum of losses",
+        ].compactMap { $0 }
+        if let problem = problems.first {
+            throw InputError("\(path): \(problem); the checkpoint was damaged or changed — resume from another")
         }
         let count = trainer.optimizer.state.count
         var state: [[Float]] = []
@@ -191,6 +221,10 @@ public final class Checkpointer {
                     + "wrong size")
             }
             state.append(values)
+        }
+        guard metadata[Self.digestKey] == Self.digest(metadata: metadata, parameters: parameters, state: state) else {
+            throw InputError("\(path): its contents do not match the SHA-256 it was written with (damaged or changed "
+                + "since); resume from another checkpoint, or remove this one")
         }
         trainer.restore(step: step, progress: EpochProgress(lossSum: Double(bitPattern: lossBits), correct: correct,
                                                              samples: samples),

@@ -12,20 +12,40 @@ public final class ReservedFile {
     /// Opens the temporary file; throws `InputError` naming `what` (e.g. "--save") and the reason. While the process
     /// is out of descriptors it tries again for up to `patience` (connections that never finish their handshake are
     /// dropped within seconds, and give theirs back).
-    public init(_ path: String, what: String, patience: Duration = .seconds(10)) throws {
+    ///
+    /// The temporary name is `.NAME.PID.RANDOM.tmp`, created exclusively and never through a symlink (`O_EXCL`,
+    /// `O_NOFOLLOW`): in a shared folder another user cannot plant a link there to have this process overwrite a
+    /// file of theirs choosing. `mode` is the finished file's (checkpoints 0600: they hold the whole run).
+    public init(_ path: String, what: String, mode: mode_t = 0o644, patience: Duration = .seconds(10)) throws {
         self.path = path
+        try Self.refuseForeignLink(path, what: what)
         let url = URL(fileURLWithPath: path)
-        temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp").path
+        let folder = url.deletingLastPathComponent()
+        var name = ""
         let deadline = ContinuousClock.now + patience
         repeat {
-            descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            name = folder.appendingPathComponent(".\(url.lastPathComponent).\(getpid()).\(UInt64.random(in: 0 ... .max)).tmp").path
+            descriptor = open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            if descriptor < 0, errno == EEXIST { continue }  // another name, then
             guard descriptor < 0, errno == EMFILE || errno == ENFILE, ContinuousClock.now < deadline else { break }
             usleep(100_000)
         } while true
+        temporary = name
         guard descriptor >= 0 else {
             throw InputError("\(what) \(path): cannot create it (\(String(cString: strerror(errno)))); check that the "
                 + "folder exists and is writable")
         }
+        // The umask may have taken bits away; never more than asked.
+        fchmod(descriptor, mode)
+    }
+
+    /// A destination that is a symlink owned by another user is refused: renaming over it would replace their link,
+    /// and following it would write where they chose.
+    package static func refuseForeignLink(_ path: String, what: String) throws {
+        var info = stat()
+        guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK, info.st_uid != geteuid() else { return }
+        throw InputError("\(what) \(path): is a symbolic link owned by another user (uid \(info.st_uid)); write to a "
+            + "path of your own")
     }
 
     deinit {
@@ -56,6 +76,7 @@ public final class ReservedFile {
         guard ok, fsync(descriptor) == 0 else { throw failure("write") }
         close(descriptor)
         descriptor = -1
+        do { try Self.refuseForeignLink(path, what: "writing") } catch { unlink(temporary); throw error }
         guard rename(temporary, path) == 0 else {
             let error = failure("rename")
             unlink(temporary)

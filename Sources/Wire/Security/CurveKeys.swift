@@ -15,7 +15,8 @@ public struct CurvePublicKey: Hashable, Sendable, CustomStringConvertible {
     /// Checks `text` is 40 Z85 characters that decode to 32 bytes.
     public init(z85 text: String) throws {
         guard Self.isZ85Key(text) else {
-            throw KeyError("'\(text.prefix(60))' is not a CurveZMQ key (40 Z85 characters)")
+            // Not echoed: a line that is not a public key may be a secret one (a file mixed up, a stray character).
+            throw KeyError("not a CurveZMQ public key (40 Z85 characters; this line has \(text.count))")
         }
         z85 = text
     }
@@ -145,10 +146,28 @@ public enum KeyFiles {
 
     /// The non-comment lines of a small text file, with their line numbers.
     private static func keyLines(_ path: String, what: String) throws -> [(line: Int, text: String)] {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
+        // A regular file of this user's (or root's): a FIFO or device would block or never end, and a key file
+        // another user owns may have been put there by them.
+        var info = stat()
+        guard stat(path, &info) == 0 else {
             throw KeyError("cannot read the \(what) \(path): \(String(cString: strerror(errno)))")
         }
-        defer { try? handle.close() }
+        guard info.st_mode & S_IFMT == S_IFREG else { throw KeyError("the \(what) \(path) is not a regular file") }
+        guard info.st_uid == geteuid() || info.st_uid == 0 else {
+            throw KeyError("the \(what) \(path) is owned by another user (uid \(info.st_uid)); use key files of your own")
+        }
+        // O_NONBLOCK: should the file have been swapped for a FIFO since, the open does not wait for a writer.
+        let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw KeyError("cannot read the \(what) \(path): \(String(cString: strerror(errno)))")
+        }
+        var opened = stat()
+        guard fstat(descriptor, &opened) == 0, opened.st_mode & S_IFMT == S_IFREG else {
+            close(descriptor)
+            throw KeyError("the \(what) \(path) is not a regular file")
+        }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: false)
+        defer { close(descriptor) }
         // Key files are tiny; a huge one is not a key file and is not read into memory.
         let bytes = (try? handle.read(upToCount: 1 << 20)) ?? Data()
         guard bytes.count < 1 << 20 else { throw KeyError("\(path) is not a key file (over 1 MB)") }
