@@ -177,6 +177,9 @@ public final class Coordinator: GradientSource {
     /// The endpoint workers connect to (a `tcp://…:*` bind resolved to its port).
     public var endpoint: String { router.lastEndpoint }
 
+    /// Workers one coordinator can hold (its member table's size).
+    public static let maximumWorkers = MemberTable.capacity
+
     /// `endpoint` as another machine would write it: a wildcard bind (0.0.0.0, ::) names this host instead.
     var reachableEndpoint: String {
         let bound = endpoint

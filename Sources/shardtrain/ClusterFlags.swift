@@ -26,7 +26,11 @@ struct ClusterFlags: ParsableArguments {
             throw ValidationError("--overlap sends the weights in parts as Floats, and --weights-as-change sends them "
                 + "whole as their change: choose one")
         }
-        for (flag, value) in [("--heartbeat", heartbeat), ("--join-timeout", joinTimeout),
+        // Workers refuse a job whose heartbeat exceeds an hour: so does this.
+        guard heartbeat.isFinite, heartbeat >= 0.01, heartbeat <= 3600 else {
+            throw ValidationError("--heartbeat \(heartbeat): give seconds between 0.01 and 3600")
+        }
+        for (flag, value) in [("--join-timeout", joinTimeout),
                               ("--worker-timeout", workerTimeout), ("--rejoin-timeout", rejoinTimeout)] {
             guard value.isFinite, value >= 0.01, value <= 1e6 else {
                 throw ValidationError("\(flag) \(value): give seconds between 0.01 and 1000000")
@@ -38,6 +42,10 @@ struct ClusterFlags: ParsableArguments {
     /// A coordinator for the run on `endpoint`, logging to standard error, with these flags' settings.
     func coordinator(job: Job, training: Dataset, endpoint: String, workers: Int, verbose: Bool,
                      keys: CoordinatorKeys? = nil) throws -> Coordinator {
+        guard workers <= Coordinator.maximumWorkers else {
+            throw InputError("\(workers) workers: a coordinator holds at most \(Coordinator.maximumWorkers); start "
+                + "fewer, each with more --threads")
+        }
         guard minWorkers <= workers else {
             throw InputError("--min-workers \(minWorkers) is more than the \(workers) workers the run starts with")
         }

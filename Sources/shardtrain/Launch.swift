@@ -37,7 +37,8 @@ struct Launch: ParsableCommand {
             guard place.worldSize > 1 else { return try flags.train() }
             if place.rank == 0 {
                 let bind: String
-                do { bind = try place.bindEndpoint() } catch let error as LaunchError { throw ClusterError(error.message) }
+                // An address that does not resolve to this machine is bad input, as any endpoint is (exit 2).
+                do { bind = try place.bindEndpoint() } catch let error as LaunchError { throw InputError(error.message) }
                 logToStandardError("launch: rank 0 of \(place.worldSize) (\(place.source)): coordinator on \(bind)")
                 try coordinate(flags: flags, cluster: cluster, keys: try keys.coordinatorKeys(listeningOn: bind),
                                bind: bind, workers: place.worldSize - 1)

@@ -111,6 +111,12 @@ struct OneLineTests {
              "cannot listen on \(endpoint)"),
             (["launch", "--config", "examples/xor.yaml", "--rank", "0", "--world-size", "2", "--master-addr", "192.0.2.1"],
              "give --key (make keys"),
+            (["launch", "--config", "examples/xor.yaml", "--rank", "0", "--world-size", "2", "--master-addr",
+              "no-such-host.invalid"], "no-such-host.invalid"),
+            (["coordinator", "--config", "examples/xor.yaml", "--workers", "5000", "--bind",
+              "tcp://127.0.0.1:\(Command.reservedPort())"], "5000 workers: a coordinator holds at most 4096"),
+            (["coordinator", "--config", "examples/xor.yaml", "--workers", "1", "--heartbeat", "5000"],
+             "--heartbeat 5000.0: give seconds between 0.01 and 3600"),
         ]
         for (arguments, message) in cases {
             let result = try Command.run(arguments)

@@ -258,4 +258,20 @@ struct CodecTests {
                                   Message(copying: [UInt8](repeating: 0, count: 20))], limits: Limits())
         }
     }
+
+    @Test("a peer's text is decoded printable: a newline cannot forge a log line, escape codes do not reach the terminal")
+    func peerTextIsPrintable() throws {
+        let text = "oops\nw9 \"x\" lost: forged\u{1B}[2J\u{7}é"
+        let expected = "oops\\u{A}w9 \"x\" lost: forged\\u{1B}[2J\\u{7}é"
+        guard case .error(let error)? = try? Codec.decode(Codec.error(text, job: 1, step: 0, worker: 0), limits: Limits()).payload,
+              case .shutdown(let reason, _)? = try? Codec.decode(Codec.shutdown(text, job: 1, disposition: .failed),
+                                                                 limits: Limits()).payload,
+              case .hello(let fields)? = try? Codec.decode(Codec.hello(fields: ["name": "a\u{1B}]0;b"], cores: 1, pid: 1,
+                                                                       resuming: 0), limits: Limits()).payload else {
+            Issue.record("did not decode")
+            return
+        }
+        #expect(error == expected && reason == expected, "\(error)")
+        #expect(fields["name"] == "a\\u{1B}]0;b", "\(fields)")
+    }
 }

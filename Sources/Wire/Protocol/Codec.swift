@@ -157,7 +157,7 @@ public enum Codec {
             var fields: [String: String] = [:]
             for line in text.split(separator: "\n") {
                 guard let equals = line.firstIndex(of: "=") else { throw .badText(.hello, "line without '=': \(line.prefix(40))") }
-                fields[String(line[..<equals])] = String(line[line.index(after: equals)...])
+                fields[printable(String(line[..<equals]))] = printable(String(line[line.index(after: equals)...]))
             }
             guard f[0] >= 1, f[0] <= 4096 else { throw .badField(.hello, "cores \(f[0]) is not 1…4096") }
             fields["cores"] = String(f[0])
@@ -351,12 +351,12 @@ public enum Codec {
             return .data(samples: Int(f[0]), featureWidth: Int(f[1]), targetWidth: Int(f[2]),
                          FloatFrame(message: frame!, count: expected / 4))
         case .error:
-            return .error(try text(frame!, .error, limit: limits.maximumTextBytes))
+            return .error(printable(try text(frame!, .error, limit: limits.maximumTextBytes)))
         case .shutdown:
             guard let disposition = Disposition(rawValue: f[0]) else {
                 throw .badField(.shutdown, "disposition \(f[0]) is not 0, 1 or 2")
             }
-            return .shutdown(try text(frame!, .shutdown, limit: limits.maximumTextBytes), disposition)
+            return .shutdown(printable(try text(frame!, .shutdown, limit: limits.maximumTextBytes)), disposition)
         }
     }
 
@@ -369,6 +369,20 @@ public enum Codec {
     static func parameterCount(_ limits: Limits, _ type: MessageType) throws(WireError) -> Int {
         guard let count = limits.parameterCount else { throw .unexpected(type, "no job has been agreed yet") }
         return count
+    }
+
+    /// A peer's text as it may be printed: control characters (a newline that would forge a log line, escape codes
+    /// that would clear the screen) shown as `\u{1B}`, the rest as sent.
+    package static func printable(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if scalar.properties.generalCategory == .control {
+                out += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 
     private static func text(_ frame: Message, _ type: MessageType, limit: Int) throws(WireError) -> String {
