@@ -106,6 +106,9 @@ struct TrainCommandTests {
                   + "data: {builtin: spirals, samples: 100, classes: 2}",
               "model: {layers: [{units: 8}, {units: 2, activation: softmax}]}\nloss: cross_entropy\n"
                   + "data: {builtin: spirals, samples: 1000000000000, classes: 2}",
+              // No model.inputs: the width is the built-in set's, counted before it is generated.
+              "model: {layers: [{units: 8}, {units: 2, activation: softmax}]}\nloss: cross_entropy\n"
+                  + "data: {builtin: blobs, samples: 1000, classes: 2, features: 50000000}",
           ])
     func tooLarge(job: String) throws {
         let file = Command.temporaryPath("too-large.yaml")

@@ -187,6 +187,30 @@ struct IDXAndNPYTests {
             "\($0)".contains("1 dimensions; images files have 3") }
     }
 
+    @Test("a gzipped IDX file is read only as far as its header announces: a bomb and an impossible size are refused")
+    func idxBombs() throws {
+        let folder = Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        func zipped(_ name: String, _ data: Data) throws -> String {
+            try data.write(to: URL(fileURLWithPath: "\(folder)/\(name)"))
+            let gzip = Process()
+            gzip.executableURL = URL(fileURLWithPath: "/bin/gzip")
+            gzip.arguments = ["\(folder)/\(name)"]
+            try gzip.run()
+            gzip.waitUntilExit()
+            return "\(folder)/\(name).gz"
+        }
+        try Self.idx([3], [7, 0, 9]).write(to: URL(fileURLWithPath: "\(folder)/labels"))
+        // 12 pixels announced, then 64 MB more: refused after reading 12 + 1 of them (before, all were read).
+        let bomb = try zipped("bomb", Self.idx([3, 2, 2], [UInt8](repeating: 1, count: 12 + (64 << 20))))
+        #expect { try IDX.read(images: bomb, labels: "\(folder)/labels") } throws: {
+            "\($0)".contains("decompresses to more than the 28 bytes its header announces") }
+        // 100 million 280 × 280 images announced in a file of a few bytes: refused before any payload is read.
+        let huge = try zipped("huge", Self.idx([100_000_000, 280, 280], []))
+        #expect { try IDX.read(images: huge, labels: "\(folder)/labels") } throws: {
+            "\($0)".contains("its header announces 7840000000016 bytes, more than this machine can hold") }
+    }
+
     @Test("npy uint8 and bool arrays read as their values")
     func smallDtypes() throws {
         func npy(_ descr: String, _ shape: String, _ payload: [UInt8]) -> Data {

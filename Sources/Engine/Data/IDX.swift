@@ -48,24 +48,75 @@ public enum IDX {
         return (Array(bytes[(4 + 4 * count)...]), shape)
     }
 
-    /// The file's bytes, through `gzip -dc` when its name ends in .gz.
+    /// The file's bytes, through `gzip -dc` when its name ends in .gz. Decompressed as a stream and never past what
+    /// the header announces (plus one byte, to tell a longer file): a small file that inflates to gigabytes is refused
+    /// when it passes that, not held; and an announced size beyond this machine's memory is refused before reading.
     static func contents(_ path: String) throws -> [UInt8] {
         guard FileManager.default.isReadableFile(atPath: path) else {
             throw InputError("\(path): cannot read the file; check the path (relative paths start at the job file)")
         }
         guard path.hasSuffix(".gz") else { return [UInt8](FileManager.default.contents(atPath: path) ?? Data()) }
-        let gzip = Process(), output = Pipe(), errors = Pipe()
+        let gzip = Process(), output = Pipe()
         gzip.executableURL = URL(fileURLWithPath: "/bin/gzip")
         gzip.arguments = ["-dc", path]
         gzip.standardOutput = output
-        gzip.standardError = errors
+        gzip.standardError = FileHandle.nullDevice
         do { try gzip.run() } catch { throw InputError("\(path): cannot run gzip to decompress it (\(error))") }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        gzip.waitUntilExit()
-        guard gzip.terminationStatus == 0 else {
-            throw InputError("\(path): not a readable gzip file (\(message.trimmingCharacters(in: .whitespacesAndNewlines)))")
+        let reader = output.fileHandleForReading
+        var finished = false
+        defer {
+            try? reader.close()
+            if !finished {
+                kill(gzip.processIdentifier, SIGKILL)
+                _ = exitStatus(of: gzip)
+            }
         }
-        return [UInt8](data)
+        var bytes: [UInt8] = []
+        func read(upTo total: Int) {
+            while bytes.count < total, let chunk = try? reader.read(upToCount: min(total - bytes.count, 1 << 20)),
+                  !chunk.isEmpty {
+                bytes.append(contentsOf: chunk)
+            }
+        }
+        // The header: 4 bytes, then 4 per dimension (at most 3 here); the payload is the dimensions' product.
+        read(upTo: 4)
+        let dimensions = bytes.count == 4 ? Int(bytes[3]) : 0
+        var announced = 4 + 4 * dimensions
+        read(upTo: min(announced, 16))
+        if (1...3).contains(dimensions), bytes.count == announced {
+            var payload = 1
+            for d in 0..<dimensions {
+                let size = (0..<4).reduce(0) { $0 << 8 | Int(bytes[4 + 4 * d + $1]) }
+                let (next, overflow) = payload.multipliedReportingOverflow(by: size)
+                payload = overflow ? Int.max / 2 : next
+            }
+            announced += payload
+        }
+        if let available = ResourceCheck.availableBytes(), Double(announced) > available / 2 {
+            throw InputError("\(path): its header announces \(announced) bytes, more than this machine can hold "
+                + "(\(ResourceCheck.bytes(available)) available)")
+        }
+        read(upTo: announced + 1)
+        guard bytes.count <= announced else {
+            throw InputError("\(path): it decompresses to more than the \(announced) bytes its header announces; it is "
+                + "damaged or not an IDX file")
+        }
+        // Everything gzip had is read: its own verdict on it (a bad checksum, a truncated stream).
+        finished = true
+        guard exitStatus(of: gzip) == 0 else { throw InputError("\(path): not a readable gzip file") }
+        return bytes
+    }
+
+    /// A child's exit status, reaped with `waitpid` (Foundation's monitor was seen to miss exits on a busy machine);
+    /// nil when it ended by a signal. Waits for it, once; later calls return what the first saw.
+    private static func exitStatus(of process: Process) -> Int32? {
+        var status: Int32 = 0
+        var result: Int32
+        repeat { result = waitpid(process.processIdentifier, &status, 0) } while result < 0 && errno == EINTR
+        if result < 0 {  // Foundation reaped it first
+            while process.isRunning { usleep(1_000) }
+            return process.terminationReason == .exit ? process.terminationStatus : nil
+        }
+        return status & 0x7f == 0 ? (status >> 8) & 0xff : nil
     }
 }

@@ -25,7 +25,8 @@ public enum ResourceCheck {
                              ("threads", options.threads)] where value > maximumSize {
             throw InputError("\(key) \(value) is beyond \(maximumSize)")
         }
-        let inputs = Double(max(job.model.inputs, featureWidth ?? 0, 1))
+        // A built-in set's width counts before it is generated (a job may leave model.inputs to the data).
+        let inputs = Double(max(job.model.inputs, featureWidth ?? job.data.declaredFeatureWidth ?? 0, 1))
         var widths = [inputs]
         for (index, layer) in job.model.layers.enumerated() where Double(layer.units) > Double(maximumSize) {
             throw InputError("model.layers[\(index)].units \(layer.units) is beyond \(maximumSize)")
@@ -127,6 +128,15 @@ extension DataSource {
         switch self {
         case .xor: 4
         case .spirals(let samples, _, _), .blobs(let samples, _, _, _), .regression(let samples, _, _): samples
+        case .npy, .csv, .idx: nil
+        }
+    }
+
+    /// The feature width a built-in set declares (nil for files).
+    var declaredFeatureWidth: Int? {
+        switch self {
+        case .xor, .spirals: 2
+        case .blobs(_, _, let features, _), .regression(_, let features, _): features
         case .npy, .csv, .idx: nil
         }
     }
