@@ -211,6 +211,32 @@ struct IDXAndNPYTests {
             "\($0)".contains("its header announces 7840000000016 bytes, more than this machine can hold") }
     }
 
+    @Test("npy headers numpy would not write are refused: a key twice, a nested shape, an unknown or missing key")
+    func strictNPYHeaders() throws {
+        func npy(_ dict: String, payload: Int = 12) -> Data {
+            var header = dict
+            while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+            header += "\n"
+            return Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count), 0] + Array(header.utf8)
+                + [UInt8](repeating: 0, count: payload))
+        }
+        // As numpy 1.x and 2.x write them.
+        #expect(try NPY.parse(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }"), name: "a").rows == 3)
+        #expect(try NPY.parse(npy("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 4), }", payload: 64),
+                              name: "b").columns == 4)
+        let refused: [(String, String)] = [
+            ("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), 'shape': (1,), }", "has the key 'shape' twice"),
+            ("{'descr': '<f4', 'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", "has the key 'descr' twice"),
+            ("{'descr': '<f4', 'fortran_order': False, 'shape': ((2, 3), 4), }", "not a tuple of whole numbers"),
+            ("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), 'extra': 1, }", "has the key 'extra'"),
+            ("{'descr': '<f4', 'shape': (3,), }", "has no 'fortran_order' entry"),
+            ("{'descr': '<f4', 'fortran_order': 0, 'shape': (3,), }", "not True or False"),
+        ]
+        for (dict, message) in refused {
+            #expect { try NPY.parse(npy(dict), name: "x.npy") } throws: { "\($0)".contains(message) }
+        }
+    }
+
     @Test("npy uint8 and bool arrays read as their values")
     func smallDtypes() throws {
         func npy(_ descr: String, _ shape: String, _ payload: [UInt8]) -> Data {

@@ -30,9 +30,8 @@ public enum NPY {
               let header = String(bytes: bytes[headerStart ..< headerStart + headerLength], encoding: .utf8) else {
             throw InputError("\(name): .npy header of \(headerLength) bytes runs past the end of the file")
         }
-        let descr = try field("descr", in: header, name: name)
-        let fortran = try field("fortran_order", in: header, name: name)
-        let shapeText = try field("shape", in: header, name: name)
+        let fields = try headerFields(header, name: name)
+        let descr = fields["descr"]!, fortran = fields["fortran_order"]!, shapeText = fields["shape"]!
         if fortran == "True" {
             throw InputError("\(name): array is in Fortran order; save it with numpy.ascontiguousarray first")
         }
@@ -112,20 +111,62 @@ public enum NPY {
     }
 
     /// The text of one key's value in the header's Python dict literal.
-    private static func field(_ key: String, in header: String, name: String) throws -> String {
-        guard let keyRange = header.range(of: "'\(key)':") else {
-            throw InputError("\(name): .npy header has no '\(key)' entry: \(header.trimmingCharacters(in: .whitespacesAndNewlines))")
+    /// The header's dict as numpy writes it and `numpy.lib.format` reads it: exactly the keys 'descr' (a quoted
+    /// string), 'fortran_order' (True or False) and 'shape' (a tuple of whole numbers, not nested), each once; the
+    /// values as their text. Anything else is refused, so no two readers can see different arrays in one file.
+    static func headerFields(_ header: String, name: String) throws -> [String: String] {
+        func refuse(_ why: String) -> InputError {
+            InputError("\(name): .npy header \(why): \(header.trimmingCharacters(in: .whitespacesAndNewlines).prefix(120))")
         }
-        let rest = header[keyRange.upperBound...].drop(while: { $0 == " " })
-        let end: String.Index
-        if rest.first == "(" {
-            guard let close = rest.firstIndex(of: ")") else {
-                throw InputError("\(name): .npy header's '\(key)' tuple is not closed")
+        var rest = Substring(header.trimmingCharacters(in: .whitespacesAndNewlines))
+        func skipSpaces() { rest = rest.drop { $0 == " " } }
+        func take(_ text: String) -> Bool {
+            skipSpaces()
+            guard rest.hasPrefix(text) else { return false }
+            rest = rest.dropFirst(text.count)
+            return true
+        }
+        guard take("{") else { throw refuse("is not a dict") }
+        var fields: [String: String] = [:]
+        while !take("}") {
+            guard take("'"), let close = rest.firstIndex(of: "'") else { throw refuse("has a key that is not quoted") }
+            let key = String(rest[..<close])
+            rest = rest[rest.index(after: close)...]
+            guard take(":") else { throw refuse("has no ':' after '\(key)'") }
+            skipSpaces()
+            let value: String
+            switch key {
+            case "descr":
+                guard rest.first == "'", let close = rest.dropFirst().firstIndex(of: "'") else {
+                    throw refuse("has a 'descr' that is not a quoted string")
+                }
+                value = String(rest[...close])
+            case "fortran_order":
+                guard let word = ["True", "False"].first(where: { rest.hasPrefix($0) }) else {
+                    throw refuse("has a 'fortran_order' that is not True or False")
+                }
+                value = word
+            case "shape":
+                guard rest.first == "(", let close = rest.firstIndex(of: ")") else {
+                    throw refuse("has a 'shape' that is not a tuple")
+                }
+                value = String(rest[...close])
+                guard !value.dropFirst().contains("("),
+                      value.dropFirst().dropLast().allSatisfy({ $0.isNumber || $0 == "," || $0 == " " }) else {
+                    throw refuse("has a 'shape' that is not a tuple of whole numbers")
+                }
+            default:
+                throw refuse("has the key '\(key)'; numpy writes only 'descr', 'fortran_order' and 'shape'")
             }
-            end = rest.index(after: close)
-        } else {
-            end = rest.firstIndex(where: { $0 == "," || $0 == "}" }) ?? rest.endIndex
+            guard fields.updateValue(value, forKey: key) == nil else { throw refuse("has the key '\(key)' twice") }
+            rest = rest.dropFirst(value.count)
+            if take("}") { break }
+            guard take(",") else { throw refuse("has no ',' after '\(key)'") }
         }
-        return String(rest[..<end]).trimmingCharacters(in: .whitespaces)
+        guard rest.allSatisfy({ $0 == " " }) else { throw refuse("has text after its dict") }
+        for key in ["descr", "fortran_order", "shape"] where fields[key] == nil {
+            throw refuse("has no '\(key)' entry")
+        }
+        return fields
     }
 }
