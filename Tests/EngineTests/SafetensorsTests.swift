@@ -40,6 +40,12 @@ struct SafetensorsTests {
         ("wrong dtype", "dtype I64"),
         ("offsets outside", "data_offsets"),
         ("nan", "non-finite"),
+        // What the reference library refuses too: overlapping tensors, offsets that are not integers, metadata
+        // that is not strings, and bytes no tensor holds.
+        ("overlapping", "tensors overlap or leave a gap"),
+        ("float offsets", "not whole numbers"),
+        ("number metadata", "metadata must map strings to strings"),
+        ("trailing bytes", "the tensors cover"),
     ])
     func refusesBadFiles(kind: String, message: String) throws {
         let good = Safetensors.encode(Array(repeating: 0.5, count: spec.layout.parameterCount), layout: spec.layout,
@@ -78,6 +84,25 @@ struct SafetensorsTests {
             var entry = header["2.bias"] as! [String: Any]
             entry["data_offsets"] = [payload.count, payload.count + 8]
             header["2.bias"] = entry
+            bytes = rebuild()
+        case "overlapping":
+            // 0.bias and 2.bias both read the first bytes of 0.weight's span... and 2.bias's own bytes go unread.
+            var entry = header["2.bias"] as! [String: Any]
+            let first = (header["0.weight"] as! [String: Any])["data_offsets"] as! [Int]
+            entry["data_offsets"] = [first[0], first[0] + ((entry["data_offsets"] as! [Int])[1] - (entry["data_offsets"] as! [Int])[0])]
+            header["2.bias"] = entry
+            bytes = rebuild()
+        case "float offsets":
+            var entry = header["2.bias"] as! [String: Any]
+            let offsets = entry["data_offsets"] as! [Int]
+            entry["data_offsets"] = [Double(offsets[0]) + 0.5, Double(offsets[1]) + 0.5]
+            header["2.bias"] = entry
+            bytes = rebuild()
+        case "number metadata":
+            header["__metadata__"] = ["format": 1]
+            bytes = rebuild()
+        case "trailing bytes":
+            payload.append(contentsOf: [0, 0, 0, 0])
             bytes = rebuild()
         default:
             payload.replaceSubrange(0..<4, with: withUnsafeBytes(of: Float.nan.bitPattern.littleEndian) { Data($0) })

@@ -85,6 +85,54 @@ public enum Safetensors {
         return (header, dataStart)
     }
 
+    /// What the reference library checks of every file, whatever is read from it: metadata is a map of strings to
+    /// strings; every tensor has a known dtype, a shape of whole numbers and whole-number `data_offsets` that hold
+    /// exactly its elements; and the tensors tile the data without gap or overlap, to its last byte.
+    private static func checkLayout(_ header: [String: Any], payload: Int, name: String) throws {
+        func whole(_ value: Any) -> Int? {
+            // JSON 1.5 and 2.0 are numbers too; only integers are offsets and sizes.
+            guard let number = value as? NSNumber, !"fd".contains(String(cString: number.objCType)) else { return nil }
+            return number.intValue
+        }
+        if let metadata = header["__metadata__"], !(metadata is [String: String]) {
+            throw InputError("\(name): the safetensors metadata must map strings to strings")
+        }
+        var spans: [(begin: Int, end: Int, key: String)] = []
+        for (key, value) in header where key != "__metadata__" {
+            guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
+                  let width = elementWidth(dtype), let shapeValues = entry["shape"] as? [Any],
+                  let offsetValues = entry["data_offsets"] as? [Any] else {
+                throw InputError("\(name): tensor '\(key)' needs a dtype (F32, F64, F16 or BF16), a shape and data_offsets")
+            }
+            let shape = shapeValues.compactMap(whole), offsets = offsetValues.compactMap(whole)
+            guard shape.count == shapeValues.count, shape.allSatisfy({ $0 >= 0 }), offsets.count == 2,
+                  offsetValues.count == 2, offsets[0] >= 0, offsets[0] <= offsets[1] else {
+                throw InputError("\(name): tensor '\(key)' has a shape or data_offsets that are not whole numbers in order")
+            }
+            var elements = 1
+            for size in shape {
+                let (next, overflow) = elements.multipliedReportingOverflow(by: size)
+                guard !overflow else { throw InputError("\(name): tensor '\(key)' has shape \(shape), too large") }
+                elements = next
+            }
+            guard offsets[1] - offsets[0] == elements * width else {
+                throw InputError("\(name): tensor '\(key)' has data_offsets \(offsets) for \(elements) \(dtype) values")
+            }
+            spans.append((offsets[0], offsets[1], key))
+        }
+        var end = 0
+        for span in spans.sorted(by: { ($0.begin, $0.end) < ($1.begin, $1.end) }) {
+            guard span.begin == end else {
+                throw InputError("\(name): tensor '\(span.key)' starts at byte \(span.begin) of the data, where "
+                    + "\(end) was expected: tensors overlap or leave a gap")
+            }
+            end = span.end
+        }
+        guard end == payload else {
+            throw InputError("\(name): the tensors cover \(end) of the file's \(payload) data bytes")
+        }
+    }
+
     /// The metadata and the `extraPrefix` tensors (1-D F32) of a file `encode` wrote with `extra`.
     public static func readExtras(_ data: Data, name: String) throws -> (metadata: [String: String],
                                                                           tensors: [String: [Float]]) {
@@ -104,6 +152,7 @@ public enum Safetensors {
                 (0 ..< (offsets[1] - offsets[0]) / 4).map { element("F32", raw.baseAddress! + start + 4 * $0) }
             }
         }
+        try checkLayout(header, payload: bytes.count - dataStart, name: name)
         return (metadata, tensors)
     }
 
@@ -151,6 +200,8 @@ public enum Safetensors {
                     + "\(bad - tensor.offset)")
             }
         }
+        // After the checks that name what a model needs: those say more than a layout's flaw would.
+        try checkLayout(header, payload: payload, name: name)
         return parameters
     }
 
