@@ -43,8 +43,13 @@ struct DataTests {
     @Test("CSV errors name the line and column", arguments: [
         ("a,b\n1,2\n", "no column named 'label'"),
         ("a,label\n1,2\n3\n", "line 3 has 1 fields; the header has 2"),
-        ("a,label\n1,2\nx,1\n", "line 3, column 'a': 'x' is not a finite number"),
+        ("a,label\n1,2\nx,1\n", "line 3, column 'a': 'x' is not a finite decimal number"),
         ("a,label\n", "no data rows"),
+        // Stricter than Swift's own parser, as Python's float() and pandas are: no hex floats, nothing after a NUL.
+        ("a,label\n0x1p3,1\n", "line 2, column 'a': '0x1p3' is not a finite decimal number"),
+        ("a,label\n1\u{0}99,1\n", "line 2, column 'a': '1\\u{0}99' is not a finite decimal number"),
+        ("a,label\n1e,1\n", "'1e' is not a finite decimal number"),
+        ("a,label\n1.5.2,1\n", "'1.5.2' is not a finite decimal number"),
     ])
     func refusesBadCSV(text: String, message: String) {
         #expect {

@@ -33,15 +33,40 @@ public enum CSV {
                 throw InputError("\(name): line \(line.number) has \(line.fields.count) fields; the header has \(width)")
             }
             for (column, field) in line.fields.enumerated() {
-                guard let value = Float(field.trimmingCharacters(in: .whitespaces)), value.isFinite else {
+                guard let value = number(field.trimmingCharacters(in: .whitespaces)) else {
                     throw InputError("\(name): line \(line.number), column '\(header.fields[column])': "
-                        + "'\(field)' is not a finite number")
+                        + "\(shown(field)) is not a finite decimal number")
                 }
                 if column == targetColumn { targets.append(value) } else { features.append(value) }
             }
         }
         guard !targets.isEmpty else { throw InputError("\(name): the header has no data rows under it") }
         return try Dataset(name: name, features: features, featureWidth: width - 1, targets: targets, targetWidth: 1)
+    }
+
+    /// A decimal number as CSV readers (Python's float, pandas) take it: a sign, digits with at most one point, an
+    /// exponent. Swift's own parser also takes hex floats, and stops at a NUL byte ("1\0junk" would be 1).
+    static func number(_ text: String) -> Float? {
+        var sawDigit = false, sawPoint = false, sawExponent = false, previous: UInt8 = 0
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): sawDigit = true
+            case UInt8(ascii: "."): guard !sawPoint && !sawExponent else { return nil }; sawPoint = true
+            case UInt8(ascii: "e"), UInt8(ascii: "E"): guard sawDigit && !sawExponent else { return nil }; sawExponent = true
+            case UInt8(ascii: "+"), UInt8(ascii: "-"):
+                guard previous == 0 || previous == UInt8(ascii: "e") || previous == UInt8(ascii: "E") else { return nil }
+            default: return nil
+            }
+            previous = byte
+        }
+        guard sawDigit, let value = Float(text), value.isFinite else { return nil }
+        return value
+    }
+
+    /// A field as an error shows it: quoted, at most 40 characters, control characters (a NUL) escaped.
+    static func shown(_ field: String) -> String {
+        "'" + field.prefix(40).unicodeScalars.map { $0.properties.generalCategory == .control
+            ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined() + "'"
     }
 
     /// A CSV file of features only (for predictions): every column but `excluding` (when the file has it), with
@@ -62,9 +87,9 @@ public enum CSV {
                 throw InputError("\(path): line \(line.number) has \(line.fields.count) fields; the header has \(width)")
             }
             for (column, field) in line.fields.enumerated() where column != skipped {
-                guard let value = Float(field), value.isFinite else {
-                    throw InputError("\(path): line \(line.number), column '\(header.fields[column])': '\(field.prefix(40))' "
-                        + "is not a finite number")
+                guard let value = number(field.trimmingCharacters(in: .whitespaces)) else {
+                    throw InputError("\(path): line \(line.number), column '\(header.fields[column])': \(shown(field)) "
+                        + "is not a finite decimal number")
                 }
                 values.append(value)
             }
