@@ -95,6 +95,8 @@ public final class Coordinator: GradientSource {
     /// On an ipc endpoint (every worker on this machine): the weights, for the workers that map it instead.
     let weightsRegion: SharedRegion?
     var lastHeartbeat: ContinuousClock.Instant
+    /// Heartbeat rounds sent so far (a member still preparing its data gets one round in three).
+    var heartbeatRounds = 0
     var started = false
     let clock = ContinuousClock()
     /// With `overlap`, the step being updated part by part, and memory for results' parts, reused.

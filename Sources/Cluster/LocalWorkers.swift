@@ -31,6 +31,9 @@ public final class LocalWorkers {
         // One BLAS thread per worker: several workers share the cores, and an idle OpenBLAS pool still spins.
         environment["OPENBLAS_NUM_THREADS"] = "1"
         environment["SHARDTRAIN_PARENT_PID"] = String(getpid())
+        // A crash ends the worker at once, reported by its exit status: the Swift runtime's backtracer would
+        // otherwise leave helper processes behind, holding this process's output open.
+        environment["SWIFT_BACKTRACE"] = "enable=no"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = ["worker", "--connect", endpoint, "--name", name, "--threads", String(threads)]

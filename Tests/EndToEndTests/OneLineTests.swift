@@ -41,9 +41,9 @@ struct OneLineTests {
             batch_size: 64
             micro_shard: 32
             steps: 2
-            data: {builtin: blobs, samples: 4000, classes: 2, features: 784}
+            data: {builtin: blobs, samples: 2000, classes: 2, features: 784}
             """.write(toFile: job, atomically: true, encoding: .utf8)
-        // A 0.2 s heartbeat: each worker of a debug build spends many of them generating 4,000 × 784 samples first.
+        // A 0.2 s heartbeat: each worker of a debug build spends many of them generating 2,000 × 784 samples first.
         let result = try Command.run(["train", "--config", job, "--workers", "2", "--heartbeat", "0.2"])
         #expect(result.status == 0 && !result.stderr.contains(" lost: ") && result.stderr.contains("ready (2/2)"),
                 "\(result.stderr)")
