@@ -4,6 +4,8 @@
 # with an unlisted key and a plaintext one are refused and named; the saved weights' SHA-256 must equal the
 # in-process run's (the weights go as their change from the step before: --weights-as-change). Then a model of four
 # parts, where --overlap's default turns on across hosts: results and weights in parts, the same SHA-256 as in-process.
+# Last, a worker host whose link goes down for 8 s mid-run and comes back: the worker is lost, says hello again when
+# the link returns, rejoins, and the run ends with the in-process SHA-256 (--min-workers 2 holds the run until it has).
 # Needs root and `ip netns`; skips with a message otherwise. Removes every namespace it made and every process it started, whatever
 # happens.
 set -euo pipefail
@@ -125,3 +127,41 @@ expected="$(sha256sum < "$work/parts-reference.st" | cut -d' ' -f1)"
 actual="$(sha256sum < "$work/parts.st" | cut -d' ' -f1)"
 [ "$expected" = "$actual" ] || fail "SHA-256 $actual in parts across hosts, $expected in-process"
 say "results and weights in parts (--overlap on by default across hosts): the in-process run's SHA-256 $actual"
+
+# A worker's link down for 8 s (longer than the 1.5 s a silent worker is given) and back: with --min-workers 2 the
+# run waits for it, so it must rejoin — its hellos must be whole after the outage — and the bits must not change.
+cat > "$work/blip.yaml" <<'JOB'
+model: {layers: [{units: 32, activation: relu}, {units: 3, activation: softmax}]}
+loss: cross_entropy
+optimizer: {name: adam, lr: 0.002}
+batch_size: 64
+micro_shard: 8
+epochs: 40
+seed: 5
+data: {builtin: blobs, samples: 1200, classes: 3, features: 16, noise: 2.0}
+JOB
+"$shardtrain" train --config "$work/blip.yaml" --threads 1 --save "$work/blip-reference.st" >/dev/null
+on coord "$shardtrain" coordinator --config "$work/blip.yaml" --bind "$endpoint" --workers 2 --min-workers 2 \
+  --heartbeat 0.5 --rejoin-timeout 120 --verbose --key "$work/coordinator.key" --authorized "$work/authorized" \
+  --save "$work/blip.st" > /dev/null 2> "$work/blip-coordinator.log" &
+pids=($!)
+for name in alpha beta; do
+  host=w1; [ "$name" = beta ] && host=w2
+  on "$host" "$shardtrain" worker --connect "$endpoint" --name "$name" --key "$work/$name.key" \
+    --coordinator-key "$work/coordinator.pub" --idle-timeout 120 2> "$work/blip-$name.log" &
+  pids+=($!)
+done
+for _ in $(seq 1200); do grep -q "^step 30:" "$work/blip-coordinator.log" && break; sleep 0.1; done
+grep -q "^step 30:" "$work/blip-coordinator.log" || fail "the run with a link outage did not reach step 30"
+on w1 ip link set "${tag}w1" down
+sleep 8  # the outage itself: how long the link is down, not a wait for something to happen
+on w1 ip link set "${tag}w1" up
+wait "${pids[0]}" || fail "the coordinator of the run with a link outage exited with status $?"
+for pid in "${pids[@]:1}"; do wait "$pid" || fail "a worker of the run with a link outage exited with status $?"; done
+grep -q "\"alpha\" (.*) lost: " "$work/blip-coordinator.log" || fail "the cut-off worker was not lost"
+[ "$(grep -c "\"alpha\" (.*) joined" "$work/blip-coordinator.log")" -ge 2 ] || fail "the cut-off worker did not rejoin"
+! grep -q "malformed" "$work/blip-coordinator.log" || fail "the rejoining worker's messages were malformed"
+expected="$(sha256sum < "$work/blip-reference.st" | cut -d' ' -f1)"
+actual="$(sha256sum < "$work/blip.st" | cut -d' ' -f1)"
+[ "$expected" = "$actual" ] || fail "SHA-256 $actual after a link outage, $expected in-process"
+say "a worker's link down for 8 s: lost, rejoined when it came back, and the in-process run's SHA-256 $actual"
