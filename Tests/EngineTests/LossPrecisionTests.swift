@@ -117,3 +117,18 @@ struct LossPrecisionTests {
         #expect(Reporting.number(.infinity, 4) == "inf")
     }
 }
+
+/// What a stop by a signal says, to whoever ran the command and to the workers.
+struct InterruptedWordingTests {
+    @Test("a stop says what it keeps or loses: a checkpoint, N steps, or nothing yet; workers hear no advice")
+    func wording() {
+        #expect(Interrupted(signal: SIGINT, checkpoint: nil, steps: 0).description == "stopped by SIGINT before the first step")
+        #expect(Interrupted(signal: SIGTERM, checkpoint: nil, steps: 1).description
+                == "stopped by SIGTERM after 1 step; no --checkpoint folder was given, so it is lost")
+        let saved = Interrupted(signal: SIGTERM, checkpoint: "ck/checkpoint-0000000012.safetensors", steps: 12)
+        #expect(saved.description == "stopped by SIGTERM; checkpoint written to ck/checkpoint-0000000012.safetensors; "
+                + "continue with --resume")
+        #expect(saved.reasonForWorkers == "the run was stopped by SIGTERM (a checkpoint was written)")
+        #expect(!Interrupted(signal: SIGINT, checkpoint: nil).reasonForWorkers.contains("--resume"))
+    }
+}

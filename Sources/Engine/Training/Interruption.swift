@@ -62,7 +62,7 @@ public struct Interrupted: Error, CustomStringConvertible {
             return "stopped by \(signalName)" + (steps == 0 ? " before the first step" : "")
         }
         return "stopped by \(signalName) after \(steps) step\(steps == 1 ? "" : "s"); no --checkpoint folder was given, "
-            + "so they are lost"
+            + (steps == 1 ? "so it is lost" : "so they are lost")
     }
 
     /// What the coordinator's workers are told: why the run stopped, without the advice meant for whoever runs it.
