@@ -128,6 +128,18 @@ actual="$(sha256sum < "$work/parts.st" | cut -d' ' -f1)"
 [ "$expected" = "$actual" ] || fail "SHA-256 $actual in parts across hosts, $expected in-process"
 say "results and weights in parts (--overlap on by default across hosts): the in-process run's SHA-256 $actual"
 
+# libzmq binds a host that names an interface to that interface: one called `localhost` is not loopback, so a
+# plaintext coordinator must be refused there as on any reachable address.
+on w3 ip link add localhost type veth peer name "${tag}lp"
+on w3 ip addr add 10.99.0.1/24 dev localhost
+on w3 ip link set localhost up
+status=0
+on w3 "$shardtrain" coordinator --config "$work/job.yaml" --bind tcp://localhost:5599 --workers 1 --join-timeout 1 \
+  > /dev/null 2> "$work/interface-bind.log" || status=$?
+[ "$status" -eq 2 ] && grep -q -- "--insecure" "$work/interface-bind.log" \
+  || fail "a plaintext bind to an interface named localhost was not refused (status $status)"
+say "a plaintext bind to an interface named localhost is refused, as libzmq would listen on that interface"
+
 # A worker's link down for 8 s (longer than the 1.5 s a silent worker is given) and back: with --min-workers 2 the
 # run waits for it, so it must rejoin — its hellos must be whole after the outage — and the bits must not change.
 cat > "$work/blip.yaml" <<'JOB'

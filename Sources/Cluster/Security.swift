@@ -31,9 +31,26 @@ public enum EndpointReach {
         if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
         // A source;destination pair is judged as not local.
         guard let host = tcpHost(endpoint), !endpoint.contains(";") else { return false }
-        if host == "lo" || host == "localhost" { return true }
         if host.isEmpty || host == "*" { return false }
+        // libzmq takes a host that names a network interface as that interface, before any address or host name:
+        // an interface called `localhost` or `127.0.0.1` would be listened on. Such a host is local only when the
+        // interface is the loopback one.
+        if let loopback = interfaceIsLoopback(host) { return loopback }
+        if host == "localhost" { return true }
         return resolvesToLoopbackOnly(host)
+    }
+
+    /// Whether the network interface named `name` is a loopback interface; nil when no interface has that name.
+    private static func interfaceIsLoopback(_ name: String) -> Bool? {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0, let list else { return nil }
+        defer { freeifaddrs(list) }
+        var found: Bool?
+        for entry in sequence(first: list, next: { $0.pointee.ifa_next }) where String(cString: entry.pointee.ifa_name) == name {
+            let loopback = entry.pointee.ifa_flags & UInt32(IFF_LOOPBACK) != 0
+            found = (found ?? true) && loopback
+        }
+        return found
     }
 
     /// Whether the two ends of `endpoint` may share memory (`SharedRegion`s): an ipc socket's peers run on one
