@@ -68,7 +68,7 @@ struct FileSafetyTests {
             expected = "do not match the SHA-256 it was written with"
         case "step":
             try Self.changeMetadata(newest, "shardtrain.step", to: "999")
-            expected = "step 999 is not within this job's 0…20"
+            expected = "is at step 999, past this run's last step 20"
         case "optimizer_steps":
             try Self.changeMetadata(newest, "shardtrain.optimizer_steps", to: String(Int64.max))
             expected = "optimizer_steps \(Int64.max) differs from step 12"
@@ -98,6 +98,14 @@ struct FileSafetyTests {
         #expect(try FailureTests.digest(resumedOut) == FailureTests.digest(whole))
     }
 
+    @Test("a checkpoint past the run's end (fewer epochs given on --resume) is refused saying so, not called damaged")
+    func shorterRun() throws {
+        let (folder, _) = try Self.checkpointed("files-ckpt-shorter")
+        let resumed = try Command.run(["train", "--config", Self.job, "--epochs", "1", "--checkpoint", folder, "--resume"])
+        #expect(resumed.status == 2 && resumed.stderr.contains("is at step 12, past this run's last step 5")
+                && !resumed.stderr.contains("damaged"), "\(resumed.stderr)")
+    }
+
     @Test("--save and --metrics refuse a symbolic link another user owns; --metrics to a full device is an error")
     func links() throws {
         let victim = Command.temporaryPath("files-victim"), link = Command.temporaryPath("files-link.st")
@@ -125,6 +133,9 @@ struct FileSafetyTests {
         #expect(mkfifo("\(folder)/fifo.key", 0o600) == 0)
         let fifo = try Command.run(["worker", "--connect", "tcp://127.0.0.1:9", "--key", "\(folder)/fifo.key"])
         #expect(fifo.status == 2 && fifo.stderr.contains("is not a regular file"), "\(fifo.stderr)")
+        let fifoPublic = try Command.run(["worker", "--connect", "tcp://127.0.0.1:9", "--key", "\(folder)/own.key",
+                                          "--coordinator-key", "\(folder)/fifo.key"])
+        #expect(fifoPublic.status == 2 && fifoPublic.stderr.contains("is not a regular file"), "\(fifoPublic.stderr)")
         try FileManager.default.copyItem(atPath: "\(folder)/own.key", toPath: "\(folder)/theirs.key")
         if chown("\(folder)/theirs.key", 65534, 65534) == 0 {
             let theirs = try Command.run(["worker", "--connect", "tcp://127.0.0.1:9", "--key", "\(folder)/theirs.key"])

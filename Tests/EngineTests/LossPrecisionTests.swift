@@ -57,6 +57,14 @@ struct LossPrecisionTests {
         }
     }
 
+    @Test("a class with no target mass adds nothing to the loss, even where its probability underflows to 0")
+    func zeroTargetMass() {
+        var gradient = [Float](repeating: .nan, count: 2)
+        // log p of class 1 is −200 − log(1 + e^−200): finite; with −1e30 it is −∞ in float32, times a target of 0.
+        let (loss, _) = crossEntropyLoss([0, -1e30], [1, 0], rows: 1, classes: 2, targetWidth: 2, gradient: &gradient)
+        #expect(loss == 0 && gradient == [0, 0], "loss \(loss), gradient \(gradient)")
+    }
+
     @Test("a per-sample loss beyond float32's range is a number, and training goes on while gradients are finite",
           arguments: [Reduction.exact, .fast])
     func lossBeyondFloat32(reduction: Reduction) throws {

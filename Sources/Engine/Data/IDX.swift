@@ -80,7 +80,11 @@ public enum IDX {
         }
         // The header: 4 bytes, then 4 per dimension (at most 3 here); the payload is the dimensions' product.
         read(upTo: 4)
-        let dimensions = bytes.count == 4 ? Int(bytes[3]) : 0
+        // Not an IDX header of unsigned bytes: `array` names what is wrong from these few bytes.
+        guard bytes.count == 4, bytes[0] == 0, bytes[1] == 0, bytes[2] == 0x08, (1...3).contains(Int(bytes[3])) else {
+            return bytes
+        }
+        let dimensions = Int(bytes[3])
         var announced = 4 + 4 * dimensions
         read(upTo: min(announced, 16))
         if (1...3).contains(dimensions), bytes.count == announced {

@@ -115,8 +115,9 @@ func binaryCrossEntropyWithLogits(_ logits: UnsafePointer<Float>, _ targets: Uns
     return total
 }
 
-/// Cross-entropy from logits through log-softmax as PyTorch's `log_softmax` forms it: `log p_c = (z_c − peak) −
-/// log Σ e^{z − peak}`. The shift is subtracted before the log-sum is added back, so a confident sample's small loss
+/// Cross-entropy from logits through log-softmax in PyTorch's shifted form, `log p_c = (z_c − peak) −
+/// log Σ e^{z − peak}`, with the sum's log taken as log1p of its non-peak terms (PyTorch takes log of the sum, so
+/// the last bits may differ, ours the closer to float64). The shift is subtracted before the log-sum is added back, so a confident sample's small loss
 /// is not the difference of two numbers at the logits' magnitude (logits [100, 95, 0], target 0: the loss is
 /// log(1 + e^−5) to float32's precision, where `peak + log Σ − z_target` is off by 2e-4 of it).
 /// Loss `−log p_target` for a class index, or `−Σ_c y_c log p_c` for per-class probabilities; gradient
@@ -147,7 +148,8 @@ func crossEntropyLoss(_ logits: UnsafePointer<Float>, _ targets: UnsafePointer<F
         } else {
             var sample = 0.0, mass: Float = 0, targetClass = 0
             for c in 0..<classes {
-                sample -= Double(t[c] * logProbability(z[c], peak, logExpSum))
+                // A class with no target mass adds nothing, even where its log-probability is −∞ (0·−∞ is NaN).
+                if t[c] != 0 { sample -= Double(t[c] * logProbability(z[c], peak, logExpSum)) }
                 mass += t[c]
                 if t[c] > t[targetClass] { targetClass = c }
             }

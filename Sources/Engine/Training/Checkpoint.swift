@@ -209,6 +209,10 @@ public final class Checkpointer {
             (0...samples).contains(correct) ? nil : "epoch_correct \(correct) is not within 0…\(samples)",
             lossSum.isFinite && lossSum >= 0 ? nil : "epoch_loss_sum \(lossSum) is not a finite sum of losses",
         ].compactMap { $0 }
+        if step > trainer.totalSteps, step <= Int(Int32.max) {
+            throw InputError("\(path) is at step \(step), past this run's last step \(trainer.totalSteps): give at least "
+                + "as many epochs (or steps) as the run that wrote it, or use another --checkpoint folder")
+        }
         if let problem = problems.first {
             throw InputError("\(path): \(problem); the checkpoint was damaged or changed — resume from another")
         }

@@ -15,7 +15,8 @@ public final class ReservedFile {
     ///
     /// The temporary name is `.NAME.PID.RANDOM.tmp`, created exclusively and never through a symlink (`O_EXCL`,
     /// `O_NOFOLLOW`): in a shared folder another user cannot plant a link there to have this process overwrite a
-    /// file of theirs choosing. `mode` is the finished file's (checkpoints 0600: they hold the whole run).
+    /// file of theirs choosing. `mode` is the most the finished file gets, less the umask's bits (checkpoints 0600:
+    /// they hold the whole run).
     public init(_ path: String, what: String, mode: mode_t = 0o644, patience: Duration = .seconds(10)) throws {
         self.path = path
         try Self.refuseForeignLink(path, what: what)
@@ -35,8 +36,6 @@ public final class ReservedFile {
             throw InputError("\(what) \(path): cannot create it (\(String(cString: strerror(errno)))); check that the "
                 + "folder exists and is writable")
         }
-        // The umask may have taken bits away; never more than asked.
-        fchmod(descriptor, mode)
     }
 
     /// A destination that is a symlink owned by another user is refused: renaming over it would replace their link,

@@ -122,12 +122,13 @@ public enum KeyFiles {
         }
         var keys: [CurvePublicKey] = []
         for file in files {
+            // Read once, through keyLines' checks (a regular file of this user's: a FIFO cannot hang this).
+            let lines = try keyLines(file, what: "public key", keepComments: true)
             // A secret key parses as a key too: refuse to take one for a public key (and to have it lying around).
-            if let head = FileManager.default.contents(atPath: file)?.prefix(200),
-               String(decoding: head, as: UTF8.self).hasPrefix("# shardtrain CurveZMQ secret key") {
+            if lines.first?.text.hasPrefix("# shardtrain CurveZMQ secret key") == true {
                 throw KeyError("\(file) is a secret key file; give the public key (its .pub file) here")
             }
-            for (line, text) in try keyLines(file, what: "public key") {
+            for (line, text) in lines where !text.hasPrefix("#") {
                 do { keys.append(try CurvePublicKey(z85: text)) } catch let error as KeyError {
                     throw KeyError("\(file) line \(line): \(error.message)")
                 }
@@ -145,7 +146,9 @@ public enum KeyFiles {
     }
 
     /// The non-comment lines of a small text file, with their line numbers.
-    private static func keyLines(_ path: String, what: String) throws -> [(line: Int, text: String)] {
+    /// The file's non-empty lines (comments too with `keepComments`), trimmed.
+    private static func keyLines(_ path: String, what: String, keepComments: Bool = false) throws
+        -> [(line: Int, text: String)] {
         // A regular file of this user's (or root's): a FIFO or device would block or never end, and a key file
         // another user owns may have been put there by them.
         var info = stat()
@@ -174,7 +177,7 @@ public enum KeyFiles {
         guard let text = String(data: bytes, encoding: .utf8) else { throw KeyError("\(path) is not UTF-8 text") }
         return text.split(separator: "\n", omittingEmptySubsequences: false).enumerated().compactMap { index, line in
             let trimmed = line.trimmingCharacters(in: .whitespaces)
-            return trimmed.isEmpty || trimmed.hasPrefix("#") ? nil : (index + 1, trimmed)
+            return trimmed.isEmpty || (trimmed.hasPrefix("#") && !keepComments) ? nil : (index + 1, trimmed)
         }
     }
 }
