@@ -80,18 +80,25 @@ status=0
 on w3 "$shardtrain" worker --connect "$endpoint" --name plain --insecure --idle-timeout 30 2> "$work/plain.log" || status=$?
 [ "$status" -eq 4 ] && grep -q "requires CurveZMQ keys" "$work/plain.log" || fail "the plaintext worker was not refused"
 
-# The authorised workers alpha (on w1) and beta (on w2), logging to PREFIXalpha.log and PREFIXbeta.log; then waits
-# for the coordinator (the first of pids) and them.
-run_authorised() {
-  local prefix="$1" name host
+# Starts the authorised workers alpha (on w1) and beta (on w2), logging to PREFIXalpha.log and PREFIXbeta.log, trying
+# to reach the coordinator for IDLE seconds (default 30).
+start_authorised() {
+  local prefix="$1" idle="${2:-30}" name host
   for name in alpha beta; do
     host=w1; [ "$name" = beta ] && host=w2
     on "$host" "$shardtrain" worker --connect "$endpoint" --name "$name" --key "$work/$name.key" \
-      --coordinator-key "$work/coordinator.pub" --idle-timeout 30 2> "$work/$prefix$name.log" &
+      --coordinator-key "$work/coordinator.pub" --idle-timeout "$idle" 2> "$work/$prefix$name.log" &
     pids+=($!)
   done
-  wait "${pids[0]}" || fail "the coordinator ($prefix) exited with status $?"
-  for pid in "${pids[@]:1}"; do wait "$pid" || fail "a worker ($prefix) exited with status $?"; done
+}
+# Waits for the coordinator (the first of pids) and the workers; each must exit 0.
+wait_for_run() {
+  wait "${pids[0]}" || fail "the coordinator ($1) exited with status $?"
+  for pid in "${pids[@]:1}"; do wait "$pid" || fail "a worker ($1) exited with status $?"; done
+}
+run_authorised() {
+  start_authorised "$1"
+  wait_for_run "$1"
 }
 run_authorised ""
 
@@ -157,19 +164,13 @@ on coord "$shardtrain" coordinator --config "$work/blip.yaml" --bind "$endpoint"
   --heartbeat 0.5 --rejoin-timeout 120 --verbose --key "$work/coordinator.key" --authorized "$work/authorized" \
   --save "$work/blip.st" > /dev/null 2> "$work/blip-coordinator.log" &
 pids=($!)
-for name in alpha beta; do
-  host=w1; [ "$name" = beta ] && host=w2
-  on "$host" "$shardtrain" worker --connect "$endpoint" --name "$name" --key "$work/$name.key" \
-    --coordinator-key "$work/coordinator.pub" --idle-timeout 120 2> "$work/blip-$name.log" &
-  pids+=($!)
-done
+start_authorised blip- 120
 for _ in $(seq 1200); do grep -q "^step 30:" "$work/blip-coordinator.log" && break; sleep 0.1; done
 grep -q "^step 30:" "$work/blip-coordinator.log" || fail "the run with a link outage did not reach step 30"
 on w1 ip link set "${tag}w1" down
 sleep 8  # the outage itself: how long the link is down, not a wait for something to happen
 on w1 ip link set "${tag}w1" up
-wait "${pids[0]}" || fail "the coordinator of the run with a link outage exited with status $?"
-for pid in "${pids[@]:1}"; do wait "$pid" || fail "a worker of the run with a link outage exited with status $?"; done
+wait_for_run "with a link outage"
 grep -q "\"alpha\" (.*) lost: " "$work/blip-coordinator.log" || fail "the cut-off worker was not lost"
 [ "$(grep -c "\"alpha\" (.*) joined" "$work/blip-coordinator.log")" -ge 2 ] || fail "the cut-off worker did not rejoin"
 ! grep -q "malformed" "$work/blip-coordinator.log" || fail "the rejoining worker's messages were malformed"

@@ -44,30 +44,15 @@ public final class LocalWorkers {
         Interruption.register(child: process.processIdentifier)
     }
 
-    /// How each worker this object has reaped itself ended (a `waitpid` status).
-    private var reaped: [Int32: Int32] = [:]
+    /// How each worker that has ended ended (a child is reaped once).
+    private var endings: [ObjectIdentifier: ChildExit] = [:]
 
-    /// Whether the worker has ended, and how (nil: still running). Reaped here with `waitpid`, not left to
-    /// Foundation: on a busy machine its child monitor was seen to miss exits, leaving zombies that `isRunning`
-    /// called alive and `waitUntilExit` waited on for ever.
-    private func ending(of process: Process) -> String? {
-        let pid = process.processIdentifier
-        if reaped[pid] == nil {
-            var status: Int32 = 0
-            let result = waitpid(pid, &status, WNOHANG)
-            if result == pid {
-                reaped[pid] = status
-            } else if result < 0 && errno == ECHILD && !process.isRunning {
-                // Foundation reaped it first.
-                return process.terminationReason == .uncaughtSignal ? "was killed by signal \(process.terminationStatus)"
-                    : "exited with status \(process.terminationStatus)"
-            } else {
-                return nil
-            }
-        }
-        let status = reaped[pid]!
-        let signal = status & 0x7f
-        return signal != 0 ? "was killed by signal \(signal)" : "exited with status \((status >> 8) & 0xff)"
+    /// How the worker ended; nil while it runs.
+    private func ending(of process: Process) -> ChildExit? {
+        if let known = endings[ObjectIdentifier(process)] { return known }
+        let ending = ChildExit.reap(process, wait: false)
+        endings[ObjectIdentifier(process)] = ending
+        return ending
     }
 
     /// A worker that has exited since the last call: its pid and how it ended (a replacement is started while the

@@ -72,10 +72,8 @@ struct DistributedTests {
         #expect(text.contains("started a replacement"), "\(text.suffix(1500))")
         #expect(try FailureTests.digest(out) == FailureTests.reference.digest)
         // Every worker process it started, the replacement included, is gone.
-        for line in text.split(separator: "\n") where line.contains(" joined with ") {
-            if let other = Int32(line.split(separator: "pid ")[1].prefix { $0.isNumber }) {
-                #expect(kill(other, 0) != 0, "worker pid \(other) still running")
-            }
+        for other in Command.workerPIDs(inLog: text) {
+            #expect(kill(other, 0) != 0, "worker pid \(other) still running")
         }
     }
 

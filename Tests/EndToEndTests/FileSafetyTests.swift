@@ -6,19 +6,15 @@ import Testing
 @Suite(.serialized)
 struct FileSafetyTests {
     /// A short job whose checkpoints are small: 4 epochs of 5 steps.
-    static let job: String = {
-        let path = Command.temporaryPath("files-job.yaml")
-        try? """
-            model: {layers: [{units: 8, activation: relu}, {units: 3, activation: softmax}]}
-            loss: cross_entropy
-            batch_size: 40
-            micro_shard: 8
-            epochs: 4
-            seed: 5
-            data: {builtin: spirals, samples: 200, classes: 3}
-            """.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }()
+    static let job = Command.job("files-job.yaml", """
+        model: {layers: [{units: 8, activation: relu}, {units: 3, activation: softmax}]}
+        loss: cross_entropy
+        batch_size: 40
+        micro_shard: 8
+        epochs: 4
+        seed: 5
+        data: {builtin: spirals, samples: 200, classes: 3}
+        """)
 
     /// Rewrites a checkpoint's safetensors header with one metadata field changed (the tensors stay as they are).
     static func changeMetadata(_ path: String, _ key: String, to value: String) throws {

@@ -5,18 +5,14 @@ import Testing
 @Suite(.serialized)
 struct OneLineTests {
     /// A job long enough to be stopped in the middle (hundreds of thousands of steps).
-    static let longJob: String = {
-        let path = Command.temporaryPath("one-line-long.yaml")
-        try? """
-            model: {layers: [{units: 16, activation: relu}, {units: 4, activation: softmax}]}
-            loss: cross_entropy
-            batch_size: 96
-            micro_shard: 8
-            epochs: 100000
-            data: {builtin: blobs, samples: 960, classes: 4, features: 8, noise: 3.0}
-            """.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }()
+    static let longJob = Command.job("one-line-long.yaml", """
+        model: {layers: [{units: 16, activation: relu}, {units: 4, activation: softmax}]}
+        loss: cross_entropy
+        batch_size: 96
+        micro_shard: 8
+        epochs: 100000
+        data: {builtin: blobs, samples: 960, classes: 4, features: 8, noise: 3.0}
+        """)
 
     @Test("SIGINT to train --workers 2: one stop line (the local workers repeat nothing), no socket file left")
     func interruptedOnce() throws {
@@ -34,15 +30,14 @@ struct OneLineTests {
 
     @Test("workers generating a large built-in data set are not lost to silence meanwhile (no false alarm)")
     func preparingIsNotSilence() throws {
-        let job = Command.temporaryPath("one-line-large-data.yaml")
-        try """
+        let job = Command.job("one-line-large-data.yaml", """
             model: {layers: [{units: 4, activation: relu}, {units: 2, activation: softmax}]}
             loss: cross_entropy
             batch_size: 64
             micro_shard: 32
             steps: 2
             data: {builtin: blobs, samples: 2000, classes: 2, features: 784}
-            """.write(toFile: job, atomically: true, encoding: .utf8)
+            """)
         // A 0.2 s heartbeat: each worker of a debug build spends many of them generating 2,000 × 784 samples first.
         let result = try Command.run(["train", "--config", job, "--workers", "2", "--heartbeat", "0.2"])
         #expect(result.status == 0 && !result.stderr.contains(" lost: ") && result.stderr.contains("ready (2/2)"),
@@ -58,15 +53,13 @@ struct OneLineTests {
         #expect(Command.wait(run, timeout: 60) != nil)
         // Its local worker notices its parent is gone, removes the socket file and exits.
         let text = try String(contentsOfFile: log, encoding: .utf8)
-        for line in text.split(separator: "\n") where line.contains(" joined with ") {
-            if let pid = Int32(line.split(separator: "pid ")[1].prefix { $0.isNumber }) {
-                var ended = false
-                for _ in 0..<600 where !ended {
-                    ended = kill(pid, 0) != 0
-                    if !ended { Thread.sleep(forTimeInterval: 0.1) }
-                }
-                #expect(ended, "worker pid \(pid) outlived its parent")
+        for pid in Command.workerPIDs(inLog: text) {
+            var ended = false
+            for _ in 0..<600 where !ended {
+                ended = kill(pid, 0) != 0
+                if !ended { Thread.sleep(forTimeInterval: 0.1) }
             }
+            #expect(ended, "worker pid \(pid) outlived its parent")
         }
         let left = try FileManager.default.contentsOfDirectory(atPath: "/tmp")
             .filter { $0.hasPrefix("shardtrain-\(run.processIdentifier)-") }
@@ -166,15 +159,14 @@ struct OneLineTests {
         let picture = try String(contentsOfFile: svg, encoding: .utf8)
         #expect(picture.contains(">training</text>") && !picture.contains(">validation</text>"))
 
-        let job = Command.temporaryPath("one-line-uneven.yaml")
-        try """
+        let job = Command.job("one-line-uneven.yaml", """
             model: {layers: [{units: 4, activation: relu}, {units: 3, activation: softmax}]}
             loss: cross_entropy
             batch_size: 50
             micro_shard: 16
             steps: 4
             data: {builtin: spirals, samples: 200, classes: 3}
-            """.write(toFile: job, atomically: true, encoding: .utf8)
+            """)
         let checked = try Command.run(["equivalence", "--config", job, "--workers", "1,2"])
         #expect(checked.status == 0, "\(checked.stderr)")
         #expect(checked.lines.first == "50 samples per batch in 4 micro-shards: 3 of 16 and 1 of 2", "\(checked.stdout)")

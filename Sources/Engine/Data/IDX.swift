@@ -68,7 +68,7 @@ public enum IDX {
             try? reader.close()
             if !finished {
                 kill(gzip.processIdentifier, SIGKILL)
-                _ = exitStatus(of: gzip)
+                _ = ChildExit.reap(gzip, wait: true)
             }
         }
         var bytes: [UInt8] = []
@@ -86,8 +86,8 @@ public enum IDX {
         }
         let dimensions = Int(bytes[3])
         var announced = 4 + 4 * dimensions
-        read(upTo: min(announced, 16))
-        if (1...3).contains(dimensions), bytes.count == announced {
+        read(upTo: announced)
+        if bytes.count == announced {
             var payload = 1
             for d in 0..<dimensions {
                 let size = (0..<4).reduce(0) { $0 << 8 | Int(bytes[4 + 4 * d + $1]) }
@@ -107,20 +107,7 @@ public enum IDX {
         }
         // Everything gzip had is read: its own verdict on it (a bad checksum, a truncated stream).
         finished = true
-        guard exitStatus(of: gzip) == 0 else { throw InputError("\(path): not a readable gzip file") }
+        guard ChildExit.reap(gzip, wait: true) == .exited(0) else { throw InputError("\(path): not a readable gzip file") }
         return bytes
-    }
-
-    /// A child's exit status, reaped with `waitpid` (Foundation's monitor was seen to miss exits on a busy machine);
-    /// nil when it ended by a signal. Waits for it, once; later calls return what the first saw.
-    private static func exitStatus(of process: Process) -> Int32? {
-        var status: Int32 = 0
-        var result: Int32
-        repeat { result = waitpid(process.processIdentifier, &status, 0) } while result < 0 && errno == EINTR
-        if result < 0 {  // Foundation reaped it first
-            while process.isRunning { usleep(1_000) }
-            return process.terminationReason == .exit ? process.terminationStatus : nil
-        }
-        return status & 0x7f == 0 ? (status >> 8) & 0xff : nil
     }
 }

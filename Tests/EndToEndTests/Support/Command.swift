@@ -72,6 +72,20 @@ enum Command {
         return path
     }
 
+    /// A job file of `text` in the temporary folder, named `name`; its path.
+    static func job(_ name: String, _ text: String) -> String {
+        let path = temporaryPath(name)
+        try? text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// The pids of the workers a coordinator's log says joined ("… (host, pid 4242) joined with …").
+    static func workerPIDs(inLog text: String) -> [Int32] {
+        text.split(separator: "\n").filter { $0.contains(" joined with ") }.compactMap { line in
+            line.split(separator: "pid ").dropFirst().first.flatMap { Int32($0.prefix { $0.isNumber }) }
+        }
+    }
+
     static func temporaryPath(_ name: String) -> String {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("shardtrain-e2e-\(getpid())")
         try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
