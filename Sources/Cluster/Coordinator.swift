@@ -47,15 +47,7 @@ public final class Coordinator: GradientSource {
 
     /// Each worker's share since the last call (samples computed, seconds from assignment to result), and resets
     /// the counts: what `--metrics` records per epoch.
-    public func takeShares() -> [(worker: String, samples: Int, seconds: Double)] {
-        var shares: [(String, Int, Double)] = []
-        for index in table.members.indices where table[index].sharedSamples > 0 {
-            shares.append(("w\(table[index].id)", table[index].sharedSamples, table[index].sharedSeconds))
-            table[index].sharedSamples = 0
-            table[index].sharedSeconds = 0
-        }
-        return shares
-    }
+    public func takeShares() -> [(worker: String, samples: Int, seconds: Double)] { core.takeShares() }
 
     /// Where the last step's time went, in seconds.
     public struct StepTimings: Sendable {
@@ -73,7 +65,12 @@ public final class Coordinator: GradientSource {
     /// Called once when fewer than `minimumWorkers` are left, before waiting for more (writes a checkpoint).
     public var onStarved: (() throws -> Void)?
 
-    var table = MemberTable()
+    /// Every decision: members, the step's round, what each member holds. This class is its shell.
+    var core: CoordinatorCore
+    /// The result regions of members that offered one, mapped.
+    var resultRegions: [Int: SharedRegion] = [:]
+    /// The current step's weights as a message, made when a member first needs them in that form.
+    var stepWeights: ((WeightsForm) throws -> Message)?
     let job: Job
     let training: Dataset
     let jobID: UInt64
@@ -89,15 +86,11 @@ public final class Coordinator: GradientSource {
     var payloads: [SharedPayload]
     /// The same for the weights' change from the step before (`cdelta_encode`).
     private var changePayloads: [SharedPayload] = []
-    /// With `weightsAsChange`, the last step whose weights went out as a message, and those weights: a worker holding
-    /// them is sent the next step's as their change, about 60 % of the bytes.
-    private var sentWeights: (step: Int, weights: Buffer<Float>)?
+    /// With `weightsAsChange`, the weights of the last step that went out as a message (`core.messageWeightsStep`): a
+    /// worker holding them is sent the next step's as their change from these, about 60 % of the bytes.
+    private var sentWeights: Buffer<Float>?
     /// On an ipc endpoint (every worker on this machine): the weights, for the workers that map it instead.
     let weightsRegion: SharedRegion?
-    var lastHeartbeat: ContinuousClock.Instant
-    /// Heartbeat rounds sent so far (a member still preparing its data gets one round in three).
-    var heartbeatRounds = 0
-    var started = false
     let clock = ContinuousClock()
     /// With `overlap`, the step being updated part by part, and memory for results' parts, reused.
     var partStep: PartStep?
@@ -173,7 +166,12 @@ public final class Coordinator: GradientSource {
             throw badInput ? InputError(text) as Error : ClusterError(text)
         }
         guardian = PeerGuard(limit: 5, log: log)
-        lastHeartbeat = clock.now
+        core = CoordinatorCore(
+            settings: settings,
+            admission: .init(reduction: job.options.reduction, library: job.options.library,
+                             blasKernel: BLASKernel.loaded, productsFingerprint: productsFingerprint,
+                             samples: training.count, microShardSize: job.options.microShardSize),
+            partCount: partCount, hasWeightsRegion: weightsRegion != nil, now: clock.now)
     }
 
     /// The endpoint workers connect to (a `tcp://…:*` bind resolved to its port).
@@ -196,17 +194,17 @@ public final class Coordinator: GradientSource {
     /// Waits until `settings.workers` workers have joined and hold the data.
     public func waitForWorkers() throws {
         let deadline = clock.now + settings.joinTimeout
-        while table.active.count < settings.workers {
+        while core.activeCount < settings.workers {
             guard clock.now < deadline else {
-                let joined = table.active.map { table[$0].label }.joined(separator: ", ")
+                let joined = core.table.active.map { core.label($0) }.joined(separator: ", ")
                 let keyFlags = settings.keys == nil ? "" : " --key FILE --coordinator-key FILE"
-                throw ClusterError("only \(table.active.count) of \(settings.workers) workers joined within "
+                throw ClusterError("only \(core.activeCount) of \(settings.workers) workers joined within "
                     + "\(Seconds(settings.joinTimeout))\(joined.isEmpty ? "" : ": \(joined)"); start more with "
                     + "`shardtrain worker --connect \(reachableEndpoint)\(keyFlags)` or raise --join-timeout")
             }
-            try pump(nil, timeout: min(deadline - clock.now, .milliseconds(200)))
+            try pump(timeout: min(deadline - clock.now, .milliseconds(200)))
         }
-        started = true
+        core.started = true
     }
 
     // MARK: A step
@@ -232,60 +230,36 @@ public final class Coordinator: GradientSource {
         let begun = clock.now
         // The mean is taken while every worker waits for the next weights: this machine's cores are free for it.
         sum.meanThreads = ProcessInfo.processInfo.activeProcessorCount
-        let round = StepRound(step: step, epoch: epoch, batchIndex: batchIndex, microShards: microShards,
-                              batchSamples: batch.count, microShardSize: job.options.microShardSize)
-        // The weights as a message are made when a worker first needs them (one reading the region never does).
-        var message: Message?
-        let weights = {
-            if let message { return message }
-            let payload = self.idlePayload()
-            payload.bytes.copyMemory(from: parameters.pointer, byteCount: payload.byteCount)
-            message = try Message(sharing: payload)
-            return message!
-        }
-        // The change from the last weights sent as a message, made when a worker holding those first needs it.
-        var change: Message?
-        var sentAsMessage = false
-        let weightsFor = { (member: Int) throws -> (message: Message, changeFrom: Int?) in
-            sentAsMessage = true
-            guard self.settings.weightsAsChange, let sent = self.sentWeights,
-                  self.table[member].weightsStep == sent.step else {
-                return (try weights(), nil)
-            }
-            if change == nil {
-                let payload = Self.idle(&self.changePayloads, byteCount: cdelta_bound(parameters.count))
-                let length = cdelta_encode(UnsafeRawPointer(sent.weights.pointer).assumingMemoryBound(to: UInt32.self),
-                                           UnsafeRawPointer(parameters.pointer).assumingMemoryBound(to: UInt32.self),
-                                           parameters.count, payload.bytes.assumingMemoryBound(to: UInt8.self))
-                change = try Message(sharing: payload, byteCount: length)
-            }
-            return (change!, sent.step)
-        }
+        core.beginStep(step: step, epoch: epoch, batchIndex: batchIndex, microShards: microShards,
+                       batchSamples: batch.count)
+        stepWeights = wholeOrChange(of: parameters)
+        defer { stepWeights = nil }
         // Nothing reads the region between steps: a step's workers have all answered, or been lost, before this.
         weightsRegion?.slot(0).copyMemory(from: UnsafeRawBufferPointer(start: parameters.pointer, count: 4 * parameters.count))
-        try handOut(round, weights: weightsFor)
+        try handOut()
         let sent = clock.now
         // Exact sums are order-free, so each result is added as it arrives, while slower workers still compute;
         // fast sums are added in micro-shard order at the end, so the same split gives the same bits.
         var added = 0
         func addArrived() {
-            while added < round.results.count { add(round.results[added], to: sum); added += 1 }
+            let results = core.round!.results
+            while added < results.count { add(results[added], to: sum); added += 1 }
         }
-        while !round.isComplete {
-            try pump(round, timeout: settings.heartbeat / 4)
+        while !core.round!.isComplete {
+            try pump(timeout: settings.heartbeat / 4)
             if sum.reduction == .exact { addArrived() }
-            if round.waitingCount > 0 { try handOut(round, weights: weightsFor) }
+            if core.round!.waitingCount > 0 { try handOut() }
         }
+        if sum.reduction == .exact { addArrived() }
+        let (round, sentAsMessage) = core.endStep()
         if sentAsMessage && settings.weightsAsChange {
             // The weights every worker sent them now holds: the next step's go to it as their change from these.
-            let kept = sentWeights?.weights ?? Buffer<Float>(count: parameters.count)
+            let kept = sentWeights ?? Buffer<Float>(count: parameters.count)
             kept.pointer.update(from: parameters.pointer, count: parameters.count)
-            sentWeights = (step, kept)
+            sentWeights = kept
         }
         let gathered = clock.now
-        if sum.reduction == .exact {
-            addArrived()
-        } else {
+        if sum.reduction == .fast {
             for result in round.orderedResults { add(result, to: sum) }
         }
         heldRound = round
@@ -295,11 +269,31 @@ public final class Coordinator: GradientSource {
         if settings.verbose { logStep(round) }
     }
 
+    /// The step's weights whole, or as their change from those last sent as a message, each made the first time a
+    /// member needs it (one reading the region never does).
+    private func wholeOrChange(of parameters: Buffer<Float>) -> (WeightsForm) throws -> Message {
+        var whole: Message?, change: Message?
+        return { [unowned self] form in
+            if case .change = form, let base = self.sentWeights {
+                if let change { return change }
+                let payload = Self.idle(&self.changePayloads, byteCount: cdelta_bound(parameters.count))
+                let length = cdelta_encode(UnsafeRawPointer(base.pointer).assumingMemoryBound(to: UInt32.self),
+                                           UnsafeRawPointer(parameters.pointer).assumingMemoryBound(to: UInt32.self),
+                                           parameters.count, payload.bytes.assumingMemoryBound(to: UInt8.self))
+                change = try Message(sharing: payload, byteCount: length)
+                return change!
+            }
+            if let whole { return whole }
+            let payload = self.idlePayload()
+            payload.bytes.copyMemory(from: parameters.pointer, byteCount: payload.byteCount)
+            whole = try Message(sharing: payload)
+            return whole!
+        }
+    }
+
     /// The step's timings and each worker's share, for --verbose.
     func logStep(_ round: StepRound) {
-        var shares: [UInt32: Int] = [:]
-        for r in round.results { shares[table[r.member].id, default: 0] += r.frame.samples }
-        let text = shares.sorted { $0.key < $1.key }.map { "w\($0.key) \($0.value) samples" }.joined(separator: ", ")
+        let text = core.shares(of: round)
         log(String(format: "step %d: send %.3f ms, wait %.3f ms, reduce %.3f ms; %@", round.step,
                    lastTimings.send * 1000, lastTimings.wait * 1000, lastTimings.reduce * 1000, text))
     }
@@ -312,7 +306,7 @@ public final class Coordinator: GradientSource {
         var waiting = Set<[UInt8]>()
         // Lost members too: one that is alive again may be on its way back in, and would otherwise keep knocking
         // until its --idle-timeout. Only the others are waited for.
-        for member in table.members {
+        for member in core.table.members {
             if (try? router.send([Message(copying: member.identity)]
                 + Codec.shutdown(reason, job: jobID, disposition: disposition), wait: false)) != nil,
                member.state != .lost {

@@ -6,7 +6,8 @@ import Wire
 /// every worker's values there are in and sends its new weights at once, so they travel down while the rest of the
 /// gradients still come up. What a step needs while its parts are updated.
 struct PartStep {
-    let round: StepRound
+    let step: Int
+    let batchSamples: Int
     let parts: PartwiseRound
     let sum: GradientSum
     let mean: UnsafeMutablePointer<Float>
@@ -33,10 +34,11 @@ extension Coordinator: PartwiseGradientSource {
                            update: (Range<Int>, UnsafePointer<Float>, Float, Bool) throws -> Void,
                            undo: (Range<Int>) -> Void) throws {
         let begun = clock.now
-        let round = StepRound(step: step, epoch: epoch, batchIndex: batchIndex, microShards: microShards,
-                              batchSamples: batch.count, microShardSize: job.options.microShardSize)
+        core.beginStep(step: step, epoch: epoch, batchIndex: batchIndex, microShards: microShards,
+                       batchSamples: batch.count)
         let parts = PartwiseRound(parameterCount: parameters.count, microShards: microShards)
-        round.parts = parts
+        core.partsComplete = { parts.hasEverything(of: $0) }
+        defer { core.partsComplete = { _ in false } }
         // This step's weights, for a worker that does not hold them: those the last step's parts made, or a copy (the
         // parameters change part by part).
         let whole: SharedPayload
@@ -49,19 +51,21 @@ extension Coordinator: PartwiseGradientSource {
         partsMade = nil
         defer { parts.recycle(into: &partStores) }
         let weights = try Message(sharing: whole)
+        stepWeights = { _ in weights }
+        defer { stepWeights = nil }
         let next = idlePayload(excluding: whole)
         var sent = begun
         do {
             try withoutActuallyEscaping(update) { update in try withoutActuallyEscaping(undo) { undo in
-                partStep = PartStep(round: round, parts: parts, sum: sum, mean: mean, parameters: parameters,
+                partStep = PartStep(step: step, batchSamples: batch.count, parts: parts, sum: sum, mean: mean, parameters: parameters,
                                     next: next, update: update, undo: undo)
                 defer { partStep = nil }
-                try handOut(round) { _ in (weights, nil) }
+                try handOut()
                 sent = clock.now
-                while !round.isComplete || !parts.isUpdated {
-                    try pump(round, timeout: settings.heartbeat / 4)
+                while !core.round!.isComplete || !parts.isUpdated {
+                    try pump(timeout: settings.heartbeat / 4)
                     try updateReadyParts()
-                    if round.waitingCount > 0 { try handOut(round) { _ in (weights, nil) } }
+                    if core.round!.waitingCount > 0 { try handOut() }
                 }
             } }
         } catch {
@@ -72,6 +76,7 @@ extension Coordinator: PartwiseGradientSource {
             }
             throw error
         }
+        let (round, _) = core.endStep()
         // In micro-shard order, as a whole step adds them: fast loss sums are Doubles.
         for result in round.orderedResults {
             let frame = result.frame
@@ -92,30 +97,9 @@ extension Coordinator: PartwiseGradientSource {
         partTimings = PartTimings()
     }
 
-    /// A part of a result: kept, and the parts every micro-shard has now reached updated.
-    func part(_ index: Int, _ header: Header, attempt: UInt64, array: Int, arrays: Int, first: Int, _ values: PartValues,
-              _ round: StepRound?) throws {
-        let member = table[index]
-        guard let round, let parts = round.parts, header.step == UInt64(round.step) else {
-            // Once per result (its first part comes last), not once per part.
-            if settings.verbose && first == 0 {
-                log("dropped \(member.label)'s result parts for step \(header.step): not the current step's")
-            }
-            return
-        }
-        guard let assignment = round.assignment(attempt, of: index) else { return }  // given to another worker since
-        let microShards = assignment.ranges.reduce(0) { $0 + $1.count }
-        let exact = job.options.reduction == .exact
-        var limbs = false
-        if case .packedLimbs = values { limbs = true }
-        // Fast: one sum's Floats. Exact: each of one or two micro-shards' Floats, or the sum's limbs packed.
-        let expected = limbs ? 1 : exact ? microShards : 1
-        guard header.worker == member.id, arrays == expected, exact || !limbs, limbs || !exact || microShards <= 2 else {
-            lose(index, .mismatched("parts of \(arrays) arrays\(limbs ? " of packed limbs" : "") for micro-shards "
-                + "\(describe(assignment.ranges)), where \(job.options.reduction) mode takes "
-                + (exact && microShards > 2 ? "their sum's limbs, packed" : "\(expected)")), round)
-            return
-        }
+    /// A part of a result the core checked: kept, and the parts every micro-shard has now reached updated.
+    func keepPart(_ member: Int, _ order: PartOrder) throws {
+        guard let step = partStep else { return }
         // Kept even for a part updated already (from a worker lost since, who computed the same micro-shards): the part
         // is updated again from them if another worker's values there are refused.
         if settings.verbose {
@@ -123,9 +107,9 @@ extension Coordinator: PartwiseGradientSource {
             if partTimings.firstPart == nil { partTimings.firstPart = now }
             partTimings.lastPart = now
         }
-        if let wrong = parts.take(values, attempt: attempt, array: array, arrays: arrays, first: first,
-                                  microShards: microShards, pool: &partStores) {
-            lose(index, .mismatched(wrong), round)
+        if let wrong = step.parts.take(order.values, attempt: order.attempt, array: order.array, arrays: order.arrays,
+                                       first: order.first, microShards: order.microShards, pool: &partStores) {
+            try perform(core.lost(member, .mismatched(wrong)))
             return
         }
         // A NaN or ∞ among fast values is the run diverging, as among an exact micro-shard's Floats: the update
@@ -147,8 +131,8 @@ extension Coordinator: PartwiseGradientSource {
             step.undo(step.parts.parts[part])
             step.parts.reopen(part)
         }
-        for member in table.members.indices { table[member].partsStep = nil }
-        log("step \(step.round.step): \(undone.count) of \(step.parts.parts.count) parts of the weights held "
+        core.partsUndone()
+        log("step \(step.step): \(undone.count) of \(step.parts.parts.count) parts of the weights held "
             + "\(label)'s refused values; they are undone and will be updated again without them")
     }
 
@@ -158,27 +142,18 @@ extension Coordinator: PartwiseGradientSource {
         let begun = clock.now
         defer { if settings.verbose { partTimings.updating += clock.now - begun } }
         let exact = job.options.reduction == .exact
-        let samples = step.round.batchSamples
+        let samples = step.batchSamples
         // One part at a time, readiness checked again each time: a send that fails loses its worker, whose
         // micro-shards then wait again.
-        while let part = step.parts.nextReadyPart(step.round) {
-            let (gradients, finite) = step.parts.reduce(part, step.round, reduction: job.options.reduction,
+        while let round = core.round, let part = step.parts.nextReadyPart(round) {
+            let (gradients, finite) = step.parts.reduce(part, round, reduction: job.options.reduction,
                                                         samples: samples, sum: step.sum, mean: step.mean)
             let range = step.parts.parts[part]
             // The update takes the whole buffer's address: the part's, moved back to where parameter 0 would be.
             try step.update(range, gradients - range.lowerBound, exact ? 1 : 1 / Float(samples), finite)
             (step.next.bytes + 4 * range.lowerBound).copyMemory(from: step.parameters.pointer + range.lowerBound,
                                                                  byteCount: 4 * range.count)
-            let nextStep = step.round.step + 1
-            for member in table.active {
-                if table[member].partsStep != nextStep {
-                    table[member].partsStep = nextStep
-                    table[member].partsSent = 0
-                }
-                let frames = [try Codec.weightsPartHeader(job: jobID, step: UInt64(nextStep), part: range),
-                              try Message(sharing: step.next, byteCount: 4 * range.count, from: 4 * range.lowerBound)]
-                if send(to: member, frames, step.round) { table[member].partsSent += 1 }
-            }
+            try perform(core.partUpdated(part, nextStep: step.step + 1))
         }
     }
 }

@@ -32,6 +32,8 @@ final class PartwiseRound {
     /// part count.
     private var candidates: [Int] = []
     private var lookAtAll = true
+    /// The round's revision when every part was last looked at.
+    private var seenRevision = -1
     /// Pointers to the arrays of a part's sum, in micro-shard order, and to its limb sums: at most one per
     /// micro-shard, since the live attempts hold disjoint micro-shards and each array is one micro-shard's or more.
     private let pointers: UnsafeMutablePointer<UnsafePointer<Float>?>
@@ -109,9 +111,6 @@ final class PartwiseRound {
         return nil
     }
 
-    /// The step's attempts or waiting micro-shards changed: any part may now be ready.
-    func attemptsChanged() { lookAtAll = true }
-
     /// Whether `attempt` has sent every array of every part (those updated already too: one may be updated again).
     func hasEverything(of attempt: UInt64) -> Bool {
         guard let a = attempts[attempt] else { return false }
@@ -126,6 +125,11 @@ final class PartwiseRound {
     /// A part not yet updated that every micro-shard's values have reached, if there is one.
     func nextReadyPart(_ round: StepRound) -> Int? {
         guard round.waitingCount == 0, !isUpdated else { return nil }
+        // The step's attempts or waiting micro-shards changed since: any part may now be ready.
+        if round.revision != seenRevision {
+            seenRevision = round.revision
+            lookAtAll = true
+        }
         if lookAtAll {
             lookAtAll = false
             candidates.removeAll(keepingCapacity: true)

@@ -91,7 +91,7 @@ struct JobAnnouncementTests {
 struct ResultSlotTests {
     @Test("a member's result slots are given once per step: two assignments get both, a third gets none, a new step starts over")
     func slotsOncePerStep() {
-        let round = StepRound(step: 3, epoch: 0, batchIndex: 0, microShards: 6, batchSamples: 6, microShardSize: 1)
+        var round = StepRound(step: 3, epoch: 0, batchIndex: 0, microShards: 6, batchSamples: 6, microShardSize: 1)
         let now = ContinuousClock.now
         // Member 0 takes everything three times over (as when the others are lost one after another).
         var slots: [Int?] = []
@@ -102,7 +102,7 @@ struct ResultSlotTests {
             }
         }
         #expect(slots == [0, 1, nil])
-        let next = StepRound(step: 4, epoch: 0, batchIndex: 0, microShards: 2, batchSamples: 2, microShardSize: 1)
+        var next = StepRound(step: 4, epoch: 0, batchIndex: 0, microShards: 2, batchSamples: 2, microShardSize: 1)
         let attempts = next.distribute(over: [0, 1], speeds: [1, 1], now: now).map(\.attempt)
         #expect(attempts.map { next.claimSlot(for: $0) } == [0, 0], "each member's first slot, in a new step")
         #expect(next.assignment(attempts[0], of: 0)?.resultSlot == 0)

@@ -4,6 +4,11 @@ import Synchronization
 public struct Envelope {
     public let header: Header
     public let payload: Payload
+
+    package init(header: Header, payload: Payload) {
+        self.header = header
+        self.payload = payload
+    }
 }
 
 /// Checked payloads. Large ones keep their frame and are read in place.

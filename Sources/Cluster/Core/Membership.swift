@@ -81,8 +81,8 @@ public struct Member: Sendable {
     var partsSent = 0
     /// Told to rejoin after it was lost (said once).
     var toldToRejoin = false
-    /// The member's result region, mapped when it offered one this coordinator could use.
-    var resultRegion: SharedRegion?
+    /// The member offered a result region and the coordinator mapped it: its results may come in its slots.
+    var hasResultRegion = false
     /// The member mapped the coordinator's weights region: its weights go there, not in a message.
     var readsWeightsRegion = false
     /// Samples computed and seconds spent on them since the last `takeShares` (for per-epoch metrics).

@@ -2,8 +2,9 @@ import Wire
 
 /// One step's micro-shards as the coordinator hands them out: which ranges wait for a worker, which are out under
 /// which attempt number, and the results that came back. A lost worker's outstanding ranges return to `waiting`
-/// and go out again under new attempts; an answer to an attempt no longer outstanding is dropped.
-final class StepRound {
+/// and go out again under new attempts; an answer to an attempt no longer outstanding is dropped. A value: the
+/// coordinator's core owns the current one.
+struct StepRound {
     struct Assignment {
         let member: Int
         let ranges: [Range<Int>]
@@ -30,13 +31,18 @@ final class StepRound {
     private var nextAttempt: UInt64 = 1
     /// Attempts answered in full.
     private(set) var completedAttempts: [UInt64: Int] = [:]
-    /// With results in parts: their parts so far, and which parts are updated.
-    var parts: PartwiseRound?
+    /// Results come in parts (`--overlap`).
+    let inParts: Bool
+    /// Counts changes to the outstanding and waiting micro-shards: the parts' bookkeeping looks at every part again
+    /// after one.
+    private(set) var revision = 0
     /// Result-region slots given out this step, per member: each holds its result until the step's sum is read, so
     /// none is given twice in a step (a member that takes over a lost one's micro-shards gets the other, then none).
     private var claimedSlots: [Int: Set<Int>] = [:]
 
-    init(step: Int, epoch: Int, batchIndex: Int, microShards: Int, batchSamples: Int, microShardSize: Int) {
+    init(step: Int, epoch: Int, batchIndex: Int, microShards: Int, batchSamples: Int, microShardSize: Int,
+         inParts: Bool = false) {
+        self.inParts = inParts
         self.step = step
         self.epoch = epoch
         self.batchIndex = batchIndex
@@ -54,7 +60,7 @@ final class StepRound {
 
     /// Splits the waiting micro-shards over `members` in proportion to `speeds`: each gets the ranges of its share
     /// (possibly several, when earlier losses left gaps). Returns (member, attempt, ranges) to send.
-    func distribute(over members: [Int], speeds: [Double], now: ContinuousClock.Instant)
+    mutating func distribute(over members: [Int], speeds: [Double], now: ContinuousClock.Instant)
         -> [(member: Int, attempt: UInt64, ranges: [Range<Int>])] {
         guard !waiting.isEmpty, !members.isEmpty else { return [] }
         let shares = Sharding.split(waitingCount, speeds: speeds)
@@ -77,13 +83,13 @@ final class StepRound {
             sent.append((member, attempt, ranges))
         }
         waiting = Array(pieces)
-        parts?.attemptsChanged()
+        revision += 1
         return sent
     }
 
     /// A result-region slot of assignment `attempt`'s member not yet given out this step, now given to it; nil when
     /// both are (its answer then comes as a message).
-    func claimSlot(for attempt: UInt64) -> Int? {
+    mutating func claimSlot(for attempt: UInt64) -> Int? {
         guard let member = outstanding[attempt]?.member else { return nil }
         let taken = claimedSlots[member, default: []]
         guard let slot = (0..<SharedRegion.resultSlots).first(where: { !taken.contains($0) }) else { return nil }
@@ -98,16 +104,17 @@ final class StepRound {
         return a
     }
 
-    func complete(_ attempt: UInt64, with frame: GradientFrame) {
+    mutating func complete(_ attempt: UInt64, with frame: GradientFrame) {
         guard let a = outstanding.removeValue(forKey: attempt) else { return }
         completedAttempts[attempt] = a.ranges[0].lowerBound
-        parts?.attemptsChanged()
+        revision += 1
         results.append(Result(member: a.member, firstMicroShard: a.ranges[0].lowerBound, frame: frame))
     }
 
     /// Takes back everything `member` holds (its answers so far stay); returns the ranges moved and the attempts
     /// they were out under.
-    func release(_ member: Int) -> (ranges: [Range<Int>], attempts: [UInt64]) {
+    @discardableResult
+    mutating func release(_ member: Int) -> (ranges: [Range<Int>], attempts: [UInt64]) {
         let mine = outstanding.filter { $0.value.member == member }
         var moved: [Range<Int>] = []
         for (attempt, assignment) in mine {
@@ -115,7 +122,7 @@ final class StepRound {
             moved += assignment.ranges
         }
         waiting = Self.merged(waiting + moved)
-        parts?.attemptsChanged()
+        revision += 1
         return (moved.sorted { $0.lowerBound < $1.lowerBound }, Array(mine.keys))
     }
 

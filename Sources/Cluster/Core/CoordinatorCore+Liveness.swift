@@ -1,0 +1,91 @@
+import Wire
+
+/// Heartbeats out, and members lost: silent, too slow, exited, unreachable, or for what they sent.
+extension CoordinatorCore {
+    /// Why a send to a member failed.
+    enum SendFailure {
+        /// No connection routes to it (libzmq dropped it, or it never was).
+        case unroutable
+        /// Its send queue is full: it stopped reading.
+        case queueFull
+        case other
+    }
+
+    /// Time passed: silent and too-slow members are lost, and heartbeats go out when due.
+    mutating func tick(at now: ContinuousClock.Instant) -> [CoordinatorAction] {
+        // A member computing an assignment may be silent for long: it beats between micro-shards, and a busy machine
+        // or a large model stretches that. Its liveness is then its connection's: libzmq's I/O thread answers ZMTP
+        // pings while the worker computes, and drops the connection after `silence` when the process is stopped, gone
+        // or cut off, so the next send finds it unroutable (`sendFailed`). The same holds for one still preparing its
+        // data (a large built-in data set takes seconds to generate). An idle member has nothing to do but beat.
+        for index in table.members.indices where table[index].state == .ready && round?.holds(index) != true {
+            let silent = now - table[index].lastHeard
+            if silent > settings.silence { lose(index, .silent(silent)) }
+        }
+        for (_, assignment) in round?.outstanding ?? [:] where now - assignment.sentAt > settings.workerTimeout {
+            lose(assignment.member, .tooSlow(settings.workerTimeout))
+        }
+        guard now - lastHeartbeat >= settings.heartbeat else { return drain() }
+        lastHeartbeat = now
+        heartbeatRounds += 1
+        // A member preparing its data reads nothing until it is ready: beats queued for it would fill its receive
+        // queue, and then libzmq stops reading its connection — its ZMTP pings' answers included — and drops it
+        // (libzmq 4.3.4 may then abort the worker). One round in three still finds a connection that is gone.
+        for index in table.members.indices where table[index].state != .lost
+            && (table[index].state != .joining || heartbeatRounds % 3 == 0) {
+            emit(.send(member: index, .heartbeat(step: round?.step ?? 0)))
+        }
+        return drain()
+    }
+
+    /// A send to `member` failed.
+    mutating func sendFailed(_ member: Int, _ failure: SendFailure, at now: ContinuousClock.Instant)
+        -> [CoordinatorAction] {
+        switch failure {
+        case .unroutable:
+            // libzmq drops a connection silent for `silence`: say so, rather than only that it is gone.
+            let silent = now - table[member].lastHeard
+            lose(member, silent > settings.silence ? .silent(silent) : .unreachable)
+        case .queueFull: lose(member, .overloaded)
+        case .other: lose(member, .unreachable)
+        }
+        return drain()
+    }
+
+    /// A worker process this coordinator started has exited, ending as `ending`.
+    mutating func exited(pid: Int32, ending: String) -> [CoordinatorAction] {
+        if let index = table.members.indices.first(where: { table[$0].pid == String(pid) && table[$0].state != .lost }) {
+            lose(index, .exited(ending))
+        }
+        return drain()
+    }
+
+    /// `member` is lost for `reason` (one the shell found: a message its peer guard refused, a part's values).
+    mutating func lost(_ member: Int, _ reason: LossReason) -> [CoordinatorAction] {
+        lose(member, reason)
+        return drain()
+    }
+
+    /// Declares a member lost and takes back its outstanding micro-shards, naming both.
+    mutating func lose(_ index: Int, _ reason: LossReason) {
+        guard table[index].state != .lost else { return }
+        table[index].state = .lost
+        table[index].hasResultRegion = false
+        table[index].readsWeightsRegion = false
+        var line = "\(table[index].label) lost: \(reason)"
+        var released: [UInt64] = []
+        let left = activeCount
+        if var round {
+            let (moved, attempts) = round.release(index)
+            self.round = round
+            released = attempts
+            if !moved.isEmpty {
+                line += "; step \(round.step) (epoch \(round.epoch), batch \(round.batchIndex)): micro-shards "
+                    + "\(describe(moved)) " + (left == 0 ? "wait for a worker" : "go to the other workers")
+            }
+        }
+        // Always said, with its reason, whether or not it had become active: a loss is an event.
+        emit(.log(line + (left == 0 ? " (no workers left)" : " (\(left) left)")))
+        emit(.lost(member: index, attempts: released, valuesRefused: reason.refusesItsValues, label: table[index].label))
+    }
+}

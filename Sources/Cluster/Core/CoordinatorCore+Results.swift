@@ -1,0 +1,92 @@
+import Engine
+import Wire
+
+/// Results and their parts, checked against the assignment they answer before anything of them is used.
+extension CoordinatorCore {
+    mutating func result(_ index: Int, _ header: Header, _ frame: GradientFrame, at now: ContinuousClock.Instant) {
+        let member = table[index]
+        if let slot = frame.regionSlot, !member.hasResultRegion {
+            lose(index, .mismatched("a result in slot \(slot) of a result region it has not offered"))
+            return
+        }
+        guard var round, header.step == UInt64(round.step) else {
+            if settings.verbose { emit(.log("dropped \(member.label)'s result for step \(header.step): not the current step")) }
+            return
+        }
+        guard let assignment = round.assignment(frame.attempt, of: index) else {
+            if settings.verbose {
+                emit(.log("dropped \(member.label)'s late result (attempt \(frame.attempt)) for step \(round.step): its "
+                    + "micro-shards were given to another worker"))
+            }
+            return
+        }
+        if let wrong = mismatch(of: frame, header, member: member, assignment: assignment, inParts: round.inParts) {
+            lose(index, .mismatched(wrong))
+            return
+        }
+        round.complete(frame.attempt, with: frame)
+        let microShards = assignment.ranges.reduce(0) { $0 + $1.count }
+        let seconds = max((now - assignment.sentAt) / .seconds(1), 1e-6)
+        let speed = Double(microShards) / seconds
+        table[index].sharedSamples += frame.samples
+        table[index].sharedSeconds += seconds
+        table[index].speed = member.speed == 1.0 ? speed : 0.7 * member.speed + 0.3 * speed
+        if !round.holds(index) { table[index].state = .ready }
+        self.round = round
+    }
+
+    /// Why `frame` cannot be `member`'s answer to `assignment`; nil if it can.
+    private func mismatch(of frame: GradientFrame, _ header: Header, member: Member, assignment: StepRound.Assignment,
+                          inParts: Bool) -> String? {
+        guard frame.regionSlot == assignment.resultSlot || frame.regionSlot == nil else {
+            return "a result in slot \(frame.regionSlot!) of its region, where the assignment named "
+                + (assignment.resultSlot.map { "slot \($0)" } ?? "none")
+        }
+        guard header.worker == member.id, frame.samples == assignment.samples,
+              frame.exact == (admission.reduction == .exact) else {
+            return "\(frame.samples) samples, \(frame.exact ? "exact" : "fast"), for micro-shards "
+                + "\(describe(assignment.ranges)) of \(assignment.samples) samples"
+        }
+        guard frame.inParts == inParts else {
+            return frame.inParts ? "a result in parts where its values were asked for in the message"
+                : "a result's values in its message where they were asked for in parts"
+        }
+        guard !frame.inParts || partsComplete(frame.attempt) else {
+            return "a result whose parts did not all come before it"
+        }
+        let microShards = assignment.ranges.reduce(0) { $0 + $1.count }
+        guard frame.floatShards == 0 || frame.floatShards == microShards else {
+            return "\(frame.floatShards) micro-shards' Floats for micro-shards \(describe(assignment.ranges))"
+        }
+        return ResultCheck.implausibility(frame, microShards: microShards, samples: assignment.samples)
+    }
+
+    /// A part of a result: checked against its assignment, then handed to the shell to keep.
+    mutating func part(_ index: Int, _ header: Header, _ order: PartOrder) {
+        let member = table[index]
+        guard let round, round.inParts, header.step == UInt64(round.step) else {
+            // Once per result (its first part comes last), not once per part.
+            if settings.verbose && order.first == 0 {
+                emit(.log("dropped \(member.label)'s result parts for step \(header.step): not the current step's"))
+            }
+            return
+        }
+        guard let assignment = round.assignment(order.attempt, of: index) else { return }  // given to another since
+        let microShards = assignment.ranges.reduce(0) { $0 + $1.count }
+        let exact = admission.reduction == .exact
+        var limbs = false
+        if case .packedLimbs = order.values { limbs = true }
+        // Fast: one sum's Floats. Exact: each of one or two micro-shards' Floats, or the sum's limbs packed.
+        let expected = limbs ? 1 : exact ? microShards : 1
+        guard header.worker == member.id, order.arrays == expected, exact || !limbs, limbs || !exact || microShards <= 2
+        else {
+            lose(index, .mismatched("parts of \(order.arrays) arrays\(limbs ? " of packed limbs" : "") for micro-shards "
+                + "\(describe(assignment.ranges)), where \(admission.reduction) mode takes "
+                + (exact && microShards > 2 ? "their sum's limbs, packed" : "\(expected)")))
+            return
+        }
+        var checked = order
+        checked.microShards = microShards
+        emit(.takePart(member: index, checked))
+    }
+}

@@ -1,0 +1,211 @@
+import Engine
+import Wire
+
+/// Everything the coordinator decides, as a value with no socket and no clock of its own: the member table, the
+/// step's round and what each member holds. Each `mutating` method below is an event — a decoded message, a tick of
+/// the caller's clock, a send that failed, a process that exited — and returns the actions it calls for, in order:
+/// messages to send, lines to log, losses for the shell's own bookkeeping. `Coordinator` is the shell that owns the
+/// socket, the time and the memory the actions name; the unit tests drive this directly. Only the events change
+/// its state (the extensions in this folder); the shell reads it.
+struct CoordinatorCore {
+    /// What a ready worker must match to join this job.
+    struct Admission {
+        var reduction: Reduction
+        var library: GEMMLibrary
+        /// The coordinator's OpenBLAS kernel (`BLASKernel.loaded`).
+        var blasKernel: String
+        /// Exact mode: what every worker's products of the job must hash to.
+        var productsFingerprint: UInt64
+        /// Samples in the training data, sent to a worker without a matching copy.
+        var samples: Int
+        var microShardSize: Int
+    }
+
+    let settings: Coordinator.Settings
+    let admission: Admission
+    /// The parts a job's parameters come in.
+    let partCount: Int
+    /// The coordinator maps its weights into shared memory (an ipc endpoint).
+    let hasWeightsRegion: Bool
+    var table = MemberTable()
+    /// The step being handed out and gathered, between `beginStep` and `endStep`.
+    var round: StepRound?
+    /// Whether `round`'s attempt has sent every part of its result (the shell's parts bookkeeping knows).
+    var partsComplete: (UInt64) -> Bool = { _ in false }
+    /// Training has started: later members join a running step.
+    var started = false
+    var lastHeartbeat: ContinuousClock.Instant
+    /// Heartbeat rounds sent so far (a member still preparing its data gets one round in three).
+    var heartbeatRounds = 0
+    /// With `weightsAsChange`, the last step whose weights went out whole or as a change: a member holding them is
+    /// sent the next step's as their change.
+    private(set) var messageWeightsStep: Int?
+    private var sentAsMessage = false
+    private var actions: [CoordinatorAction] = []
+
+    init(settings: Coordinator.Settings, admission: Admission, partCount: Int, hasWeightsRegion: Bool,
+         now: ContinuousClock.Instant) {
+        self.settings = settings
+        self.admission = admission
+        self.partCount = partCount
+        self.hasWeightsRegion = hasWeightsRegion
+        lastHeartbeat = now
+    }
+
+    var activeCount: Int { table.active.count }
+
+    mutating func emit(_ action: CoordinatorAction) { actions.append(action) }
+
+    /// The actions emitted since the last call.
+    mutating func drain() -> [CoordinatorAction] {
+        defer { actions.removeAll(keepingCapacity: true) }
+        return actions
+    }
+
+    func label(_ member: Int) -> String { table[member].label }
+
+    // MARK: Steps
+
+    /// A step begins: its micro-shards wait for `handOut`.
+    mutating func beginStep(step: Int, epoch: Int, batchIndex: Int, microShards: Int, batchSamples: Int) {
+        round = StepRound(step: step, epoch: epoch, batchIndex: batchIndex, microShards: microShards,
+                          batchSamples: batchSamples, microShardSize: admission.microShardSize,
+                          inParts: settings.overlap)
+        sentAsMessage = false
+    }
+
+    /// The step's round, complete, taken from the core; whether any member was sent the weights as a message.
+    mutating func endStep() -> (round: StepRound, sentAsMessage: Bool) {
+        let finished = round!
+        round = nil
+        if sentAsMessage && settings.weightsAsChange { messageWeightsStep = finished.step }
+        return (finished, sentAsMessage)
+    }
+
+    /// Hands the round's waiting micro-shards to the active members in proportion to their speeds, each with the
+    /// weights it lacks in the form it can take.
+    mutating func handOut(at now: ContinuousClock.Instant) -> [CoordinatorAction] {
+        guard var round else { return [] }
+        let active = table.active
+        for (member, attempt, ranges) in round.distribute(over: active, speeds: active.map { table[$0].speed }, now: now) {
+            if table[member].weightsStep != round.step {
+                let form = weightsForm(for: member, step: round.step)
+                if form == .whole || form.isChange { sentAsMessage = true }
+                emit(.send(member: member, .weights(step: round.step, form)))
+            }
+            let slot = table[member].hasResultRegion ? round.claimSlot(for: attempt) : nil
+            emit(.send(member: member, .assignment(AssignmentOrder(
+                step: round.step, epoch: round.epoch, batch: round.batchIndex, attempt: attempt, ranges: ranges,
+                resultSlot: slot, inParts: round.inParts))))
+            // A send that fails loses the member, and its ranges wait again for the next hand-out.
+            table[member].weightsStep = round.step
+            table[member].state = .assigned
+        }
+        self.round = round
+        return drain()
+    }
+
+    private func weightsForm(for member: Int, step: Int) -> WeightsForm {
+        let holder = table[member]
+        if settings.overlap && holder.partsStep == step && holder.partsSent == partCount { return .fromParts }
+        if holder.readsWeightsRegion { return .inRegion }
+        if settings.weightsAsChange, let sent = messageWeightsStep, holder.weightsStep == sent {
+            return .change(from: sent)
+        }
+        return .whole
+    }
+
+    /// A part of the next step's weights is made: it goes to every active member, who then holds it.
+    mutating func partUpdated(_ part: Int, nextStep: Int) -> [CoordinatorAction] {
+        for member in table.active {
+            if table[member].partsStep != nextStep {
+                table[member].partsStep = nextStep
+                table[member].partsSent = 0
+            }
+            emit(.send(member: member, .weightsPart(step: nextStep, part: part)))
+            table[member].partsSent += 1
+        }
+        return drain()
+    }
+
+    /// Parts already sent were undone: no member holds the next step's weights from its parts.
+    mutating func partsUndone() {
+        for member in table.members.indices { table[member].partsStep = nil }
+    }
+
+    /// Each worker's share since the last call (samples computed, seconds from assignment to result), and resets
+    /// the counts.
+    mutating func takeShares() -> [(worker: String, samples: Int, seconds: Double)] {
+        var shares: [(String, Int, Double)] = []
+        for index in table.members.indices where table[index].sharedSamples > 0 {
+            shares.append(("w\(table[index].id)", table[index].sharedSamples, table[index].sharedSeconds))
+            table[index].sharedSamples = 0
+            table[index].sharedSeconds = 0
+        }
+        return shares
+    }
+
+    /// Samples each member computed in `round`, as --verbose lists them: "w1 32 samples, w2 32 samples".
+    func shares(of round: StepRound) -> String {
+        var shares: [UInt32: Int] = [:]
+        for r in round.results { shares[table[r.member].id, default: 0] += r.frame.samples }
+        return shares.sorted { $0.key < $1.key }.map { "w\($0.key) \($0.value) samples" }.joined(separator: ", ")
+    }
+}
+
+/// What the core asks of its shell.
+enum CoordinatorAction {
+    /// Send to a member, unless it is lost by the time this is done (then it is not sent); `then` is logged once it
+    /// is sent. A send that fails goes back to the core as `sendFailed`.
+    case send(member: Int, Outgoing, then: String? = nil)
+    /// Send to a peer whatever its state (one not or no longer a member); a failure is ignored.
+    case reply(identity: [UInt8], Outgoing)
+    case log(String)
+    /// A member was lost: its shared memory is let go, and the parts' bookkeeping forgets these attempts (undoing the
+    /// parts updated from them when `valuesRefused`).
+    case lost(member: Int, attempts: [UInt64], valuesRefused: Bool, label: String)
+    /// A part of a result passed the core's checks: the shell keeps its values (and reports back if they are no
+    /// part of a real result).
+    case takePart(member: Int, PartOrder)
+}
+
+/// A message the shell encodes for a member (its id and the job's fill the header).
+enum Outgoing: Equatable {
+    case job
+    case data
+    case heartbeat(step: Int)
+    case shutdown(String, Disposition)
+    case error(String)
+    case weights(step: Int, WeightsForm)
+    case weightsPart(step: Int, part: Int)
+    case assignment(AssignmentOrder)
+}
+
+/// How a member gets a step's weights.
+enum WeightsForm: Equatable {
+    /// The Floats, in the message.
+    case whole
+    /// Their change from the step's weights it holds (`cdelta_encode`).
+    case change(from: Int)
+    /// It reads them from the coordinator's weights region.
+    case inRegion
+    /// It holds them already, from the parts the last step's update sent.
+    case fromParts
+
+    var isChange: Bool { if case .change = self { true } else { false } }
+}
+
+struct AssignmentOrder: Equatable {
+    var step: Int, epoch: Int, batch: Int
+    var attempt: UInt64
+    var ranges: [Range<Int>]
+    var resultSlot: Int?
+    var inParts: Bool
+}
+
+/// A part of a result, checked against its assignment.
+struct PartOrder {
+    var attempt: UInt64, array: Int, arrays: Int, first: Int
+    var values: PartValues
+    var microShards: Int
+}
