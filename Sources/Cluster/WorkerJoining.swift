@@ -27,7 +27,7 @@ extension WorkerNode {
 
     /// Says hello until a coordinator answers with the job, backing off while none is there; nil when the
     /// coordinator says its run has finished.
-    func join(_ dealer: Socket, previousID: UInt32) throws -> Session? {
+    func join(_ dealer: Socket, previousID: UInt32) throws -> Joined? {
         var backoff = Duration.milliseconds(100)
         var said = false
         let deadline = clock.now + settings.idleTimeout
@@ -100,7 +100,7 @@ extension WorkerNode {
                     let width = announcement.job.model.inputs + max(1, announcement.job.model.outputs)
                     let (bytes, overflow) = announcement.samples.multipliedReportingOverflow(by: width * 4)
                     limits.maximumDataBytes = overflow ? Int.max : bytes
-                    return Session(jobID: envelope.header.job, workerID: envelope.header.worker,
+                    return Joined(jobID: envelope.header.job, workerID: envelope.header.worker,
                                    announcement: announcement, heartbeat: heartbeat, limits: limits,
                                    weightsRegion: mapWeights(weightsOffer, parameterCount: parameterCount))
                 case .error(let text):
@@ -167,7 +167,7 @@ extension WorkerNode {
 
     /// The samples: kept from the last session when the fingerprint matches, else this machine's own copy when it
     /// matches, else the coordinator's.
-    func prepareData(_ dealer: Socket, _ session: Session, held: (fingerprint: String, job: Job, data: Dataset)?)
+    func prepareData(_ dealer: Socket, _ session: Joined, held: (fingerprint: String, job: Job, data: Dataset)?)
         throws -> (Job, Dataset) {
         let announcement = session.announcement
         if let held, held.fingerprint == announcement.fingerprint, held.job == announcement.job {

@@ -1,31 +1,10 @@
-import CDelta
 import Foundation
 import Wire
 import Engine
 
-/// How a worker takes weights in and gets its messages out: a weights change applied, a send that never blocks for
-/// good, a payload awaited until libzmq lets go of it, the parent process watched.
+/// How a worker gets its messages out: a send that never blocks for good, a payload awaited until libzmq lets go of
+/// it, the parent process watched.
 extension WorkerNode {
-    /// Applies step `step`'s weights, sent as their change from step `base`'s, to `parameters` (which hold step
-    /// `held`'s); nil when it did, else why not.
-    func apply(_ change: Message, from base: UInt64, holding held: UInt64?, step: UInt64,
-                       to parameters: Buffer<Float>) -> String? {
-        guard held == base else {
-            return "step \(step)'s weights came as a change from step \(base)'s, and this worker holds "
-                + "\(held.map { "step \($0)'s" } ?? "none"); join again"
-        }
-        let applied = change.withUnsafeBytes { bytes in
-            cdelta_apply(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count,
-                         UnsafeMutableRawPointer(parameters.pointer).assumingMemoryBound(to: UInt32.self),
-                         parameters.count)
-        }
-        guard applied == 1 else {
-            return "step \(step)'s weights came as a change of \(change.count) bytes that is not one of "
-                + "\(parameters.count) weights; join again"
-        }
-        return nil
-    }
-
     /// Waits until libzmq has let go of `payload` (an earlier result still being sent), up to --idle-timeout.
     func waitUntilIdle(_ payload: SharedPayload, step: UInt64) throws {
         let idleBy = clock.now + settings.idleTimeout

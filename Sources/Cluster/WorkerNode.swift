@@ -33,7 +33,7 @@ public final class WorkerNode {
     }
 
     /// What a coordinator told this worker when it joined.
-    struct Session {
+    struct Joined {
         let jobID: UInt64
         let workerID: UInt32
         let announcement: JobAnnouncement
@@ -57,10 +57,6 @@ public final class WorkerNode {
         self.log = log
     }
 
-    #if DEBUG
-    private static let flipsBit = ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_FLIP_BIT"] == "1"
-    #endif
-
     /// Joins and works until a coordinator says stop; throws if it cannot go on (the message says why).
     public func run() throws {
         let context = try Context()
@@ -81,38 +77,38 @@ public final class WorkerNode {
         var previousID: UInt32 = 0
         var held: (fingerprint: String, job: Job, data: Dataset)?
         while true {
-            guard var session = try join(dealer, previousID: previousID) else {
+            guard var joined = try join(dealer, previousID: previousID) else {
                 log("\(settings.name): the run finished before this worker joined again; stopping")
                 return
             }
-            let joined = session
-            try followKernel(session.announcement) { text in
-                try? send(dealer, Codec.error(text, job: joined.jobID, step: 0, worker: joined.workerID))
+            let told = joined
+            try followKernel(joined.announcement) { text in
+                try? send(dealer, Codec.error(text, job: told.jobID, step: 0, worker: told.workerID))
                 // The message must leave before a re-execution ends this process's sockets.
                 Thread.sleep(forTimeInterval: 0.1)
             }
-            session.products = session.announcement.job.productsFingerprint(samples: session.announcement.samples)
-            let (job, data) = try prepareData(dealer, session, held: held)
-            held = (session.announcement.fingerprint, job, data)
+            joined.products = joined.announcement.job.productsFingerprint(samples: joined.announcement.samples)
+            let (job, data) = try prepareData(dealer, joined, held: held)
+            held = (joined.announcement.fingerprint, job, data)
             // On the coordinator's machine (an ipc endpoint), results can be handed over in shared memory.
             let region = EndpointReach.sharesMemory(settings.endpoint)
                 ? SharedRegion(creatingFor: job.model.layout.parameterCount * GradientSum.bytesPerParameter(job.options.reduction),
                                slots: SharedRegion.resultSlots)
                 : nil
-            try send(dealer, Codec.ready(job: session.jobID, worker: session.workerID, hasData: true,
-                                         region: region?.offer, readsWeightsRegion: session.weightsRegion != nil,
-                                         products: session.products))
+            try send(dealer, Codec.ready(job: joined.jobID, worker: joined.workerID, hasData: true,
+                                         region: region?.offer, readsWeightsRegion: joined.weightsRegion != nil,
+                                         products: joined.products))
             // The coordinator names local workers itself; a remote one says where it is.
             if settings.parentPID == nil {
-                log("\(settings.name): joined as w\(session.workerID); \(job.options.library.kernels)")
+                log("\(settings.name): joined as w\(joined.workerID); \(job.options.library.kernels)")
             }
-            switch try work(dealer, session, job: job, data: data, region: region) {
+            switch try work(dealer, joined, job: job, data: data, region: region) {
             case .finished:
                 if settings.parentPID == nil { log("\(settings.name): the run finished; stopping") }
                 return
             case .rejoin(let why):
                 log("\(settings.name): \(why); joining again")
-                previousID = session.workerID
+                previousID = joined.workerID
             }
         }
     }
@@ -121,63 +117,27 @@ public final class WorkerNode {
 
     /// Computes assignments and sends heartbeats until the coordinator says stop, asks this worker to join again,
     /// or falls silent for three heartbeats.
-    private func work(_ dealer: Socket, _ session: Session, job: Job, data: Dataset,
+    private func work(_ dealer: Socket, _ joined: Joined, job: Job, data: Dataset,
                       region: SharedRegion?) throws -> SessionEnd {
-        let options = job.options
-        let (jobID, workerID, limits, heartbeat) = (session.jobID, session.workerID, session.limits, session.heartbeat)
+        let heartbeat = joined.heartbeat
         BLAS.setThreads(1)
-        let slices = ParallelSlices(spec: job.model, loss: job.loss, targetWidth: data.targetWidth,
-                                    microShardSize: options.microShardSize, reduction: options.reduction,
-                                    largestSlice: min(options.batchSize, data.count), threads: settings.threads,
-                                    library: options.library)
-        let plan = BatchPlan(sampleCount: data.count, batchSize: options.batchSize, shuffle: options.shuffle,
-                             dropLast: options.dropLast, seed: options.seed)
-        var parameters = Buffer<Float>(count: job.model.layout.parameterCount)
-        // The next step's weights as their parts arrive, while `parameters` keep this step's: a lost worker's
-        // micro-shards of this step may still come to this one.
-        let incoming = IncomingWeights(count: parameters.count)
-        // An exact sum's limbs, packed part by part.
-        let packedParts = PackedParts()
-        // Without a result region, two sums in turn, each sent zero-copy: one may still be in libzmq's hands while the
-        // next is computed. With one, its two slots (an assignment names the slot to leave its result in) and a sum of
-        // its own for an assignment that names none (the coordinator may still hold both slots' results); each
-        // region sum keeps the region mapped while libzmq may still be sending from it.
-        let sums = region.map { region in
-            (0..<SharedRegion.resultSlots).map {
-                GradientSum(count: parameters.count, reduction: options.reduction, in: region.slot($0), keeping: region)
-            } + [GradientSum(count: parameters.count, reduction: options.reduction)]
-        } ?? (0..<2).map { _ in GradientSum(count: parameters.count, reduction: options.reduction) }
-        let outgoing = sums.map { sum in
-            SharedPayload(borrowing: UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!),
-                          byteCount: sum.valueBytes.count, owner: sum)
-        }
-        // Exact results sent as messages go packed where bytes cost more than packing them (~3 ns per parameter
-        // each way): encrypted, or to another machine. Plaintext loopback copies bytes faster than that.
-        let packs = options.reduction == .exact && (settings.keys != nil || !EndpointReach.isLocal(settings.endpoint))
-        let packedOutgoing = packs ? sums.map { _ in SharedPayload(byteCount: cexact_pack_bound(parameters.count)) } : []
-        var turn = 0
-        let order = Buffer<Int>(count: data.count)
-        var orderEpoch = -1
         var weightsStep: UInt64?
         var lastHeard = clock.now, lastSent = clock.now
-        // Where an assignment's micro-shards go when they are sent as Floats.
-        let floatIndices = UnsafeMutablePointer<Int>.allocate(capacity: Codec.maximumPartArrays)
-        let floatTargets = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: Codec.maximumPartArrays)
-        let floatStatistics = UnsafeMutablePointer<SliceStatistics>.allocate(capacity: Codec.maximumPartArrays)
-        defer {
-            floatIndices.deallocate()
-            floatTargets.deallocate()
-            floatStatistics.deallocate()
-        }
-        // Micro-shards computed between two chances to send a heartbeat.
-        let chunk = 4 * max(1, settings.threads)
-
         func beat() {
             guard clock.now - lastSent >= heartbeat else { return }
             lastSent = clock.now
-            try? dealer.send(Codec.heartbeat(job: jobID, step: weightsStep ?? 0, worker: workerID), wait: false)
+            try? dealer.send(Codec.heartbeat(job: joined.jobID, step: weightsStep ?? 0, worker: joined.workerID),
+                             wait: false)
         }
-
+        let session = WorkerSession(
+            job: job, data: data, ids: .init(job: joined.jobID, worker: joined.workerID), threads: settings.threads,
+            weightsRegion: joined.weightsRegion, resultRegion: region,
+            packs: settings.keys != nil || !EndpointReach.isLocal(settings.endpoint),
+            send: { [unowned self] frames in
+                try self.send(dealer, frames)
+                lastSent = self.clock.now
+            },
+            waitUntilIdle: { [unowned self] in try self.waitUntilIdle($0, step: $1) }, beat: beat)
         while true {
             try checkParent()
             beat()
@@ -186,197 +146,13 @@ public final class WorkerNode {
                     lastHeard = clock.now
                     let envelope: Envelope
                     do {
-                        envelope = try Codec.decode(frames, limits: limits)
+                        envelope = try Codec.decode(frames, limits: joined.limits)
                     } catch {
                         if case .wrongJob = error { return .rejoin("a new coordinator answers at \(settings.endpoint)") }
                         throw ClusterError("malformed message from the coordinator: \(error)")
                     }
-                    let step = envelope.header.step
-                    switch envelope.payload {
-                    case .weights(let frame):
-                        frame.copy(into: parameters.pointer)
-                        weightsStep = step
-                    case .weightsChange(let base, let change):
-                        // A change that does not apply leaves the weights unusable until whole ones come (after
-                        // joining again).
-                        let held = weightsStep
-                        weightsStep = nil
-                        if let problem = apply(change, from: base, holding: held, step: step, to: parameters) {
-                            try send(dealer, Codec.error(problem, job: jobID, step: step, worker: workerID))
-                            continue
-                        }
-                        weightsStep = step
-                    case .weightsPart(let first, let frame):
-                        incoming.take(frame, from: first, step: step)
-                    case .weightsFromParts:
-                        weightsStep = nil
-                        if let problem = incoming.missing(step: step) {
-                            try send(dealer, Codec.error(problem, job: jobID, step: step, worker: workerID))
-                            continue
-                        }
-                        swap(&parameters, &incoming.weights)
-                        incoming.clear()
-                        weightsStep = step
-                    case .weightsInRegion:
-                        guard let weights = session.weightsRegion else {
-                            throw ClusterError("the coordinator said step \(step)'s weights are in a shared region this "
-                                + "worker has not mapped")
-                        }
-                        UnsafeMutableRawPointer(parameters.pointer).copyMemory(from: weights.slot(0).baseAddress!,
-                                                                               byteCount: 4 * parameters.count)
-                        weightsStep = step
-                    case .assignment(let epoch, let batchIndex, let attempt, let ranges, let resultSlot, let inParts):
-                        guard weightsStep == step else {
-                            try send(dealer, Codec.error("assignment for step \(step) arrived without its weights",
-                                                        job: jobID, step: step, worker: workerID))
-                            continue
-                        }
-                        guard batchIndex < UInt64(plan.batchesPerEpoch), epoch < UInt64(Int32.max) else {
-                            try send(dealer, Codec.error("assignment for batch \(batchIndex) of epoch \(epoch) is outside "
-                                + "the job's \(plan.batchesPerEpoch) batches", job: jobID, step: step, worker: workerID))
-                            continue
-                        }
-                        let shardCount = slices.computers[0].microShardCount(batchSize: plan.range(ofBatch: Int(batchIndex)).count)
-                        guard let last = ranges.last, last.upperBound <= shardCount else {
-                            try send(dealer, Codec.error("assignment \(describe(ranges)) is outside batch \(batchIndex)'s "
-                                + "\(shardCount) micro-shards", job: jobID, step: step, worker: workerID))
-                            continue
-                        }
-                        if orderEpoch != Int(epoch) {
-                            plan.writeOrder(epoch: Int(epoch), into: order.elements)
-                            orderEpoch = Int(epoch)
-                        }
-                        let batch = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(order.elements)[plan.range(ofBatch: Int(batchIndex))])
-                        let slot = region == nil ? nil : resultSlot
-                        // No region: two sums in turn. A region: the named slot, or the sum of its own.
-                        let index = region == nil ? turn : slot ?? SharedRegion.resultSlots
-                        let sum = sums[index], payload = outgoing[index]
-                        turn = 1 - turn
-                        try waitUntilIdle(payload, step: step)
-                        sum.reset()
-                        // A few exact micro-shards go as their Floats (no more bytes than limbs, and neither the pass
-                        // into limbs here nor their check there), written where the limbs would be. Where bytes are
-                        // dear, packed limbs (~6.3 bytes a parameter) win over more than two micro-shards' Floats.
-                        // In parts, up to two micro-shards' Floats, or the sum's limbs packed part by part.
-                        let microShardCount = ranges.reduce(0) { $0 + $1.count }
-                        let floatLimit = slot != nil || !(packs || inParts) ? GradientFrame.maximumFloatShards : 2
-                        let floatShards = options.reduction == .exact && microShardCount <= floatLimit ? microShardCount : 0
-                        // In parts, with one thread computing, each part goes as soon as backward has finished it.
-                        var sender: PartSender?
-                        if inParts {
-                            let arrays = max(floatShards, 1)
-                            sender = PartSender(payload: payload, arrays: arrays, count: parameters.count,
-                                                send: { try self.send(dealer, $0) }) { array, part, packed, diverged in
-                                try Codec.gradientPartHeader(job: jobID, step: step, worker: workerID, attempt: attempt,
-                                                             array: array, arrays: arrays, part: part, packed: packed,
-                                                             diverged: diverged)
-                            }
-                            // Floats are final in place as backward finishes each layer; limbs only at the end.
-                            let oneComputer = settings.threads == 1 || floatShards == 1
-                            let oneSlice = floatShards > 0 || (options.reduction == .fast && ranges.count == 1
-                                && microShardCount <= chunk)
-                            if oneComputer && oneSlice {
-                                sender!.skippedCalls = (arrays - 1) * job.model.layers.count
-                                slices.computers[0].network.onLayerGradient = { [unowned sender = sender!] in
-                                    sender.layerDone(finalFrom: $0)
-                                }
-                            }
-                        }
-                        defer { slices.computers[0].network.onLayerGradient = nil }
-                        var summary: ExactSummary?
-                        if floatShards > 0 {
-                            // The sum's memory, limbs until now, holds Floats for this result.
-                            let floats = payload.bytes.bindMemory(to: Float.self, capacity: floatShards * parameters.count)
-                            for (i, index) in ranges.joined().enumerated() {
-                                floatIndices[i] = index
-                                floatTargets[i] = floats + parameters.count * i
-                            }
-                            slices.gradients(batch: batch, microShards: UnsafeBufferPointer(start: floatIndices, count: floatShards),
-                                             data: data, parameters: parameters.pointer,
-                                             into: UnsafeBufferPointer(start: floatTargets, count: floatShards),
-                                             statistics: floatStatistics)
-                            summary = GradientSum.exactSummary(of: UnsafeBufferPointer(start: floatStatistics, count: floatShards))
-                            beat()
-                        } else {
-                            for range in ranges {
-                                for start in stride(from: range.lowerBound, to: range.upperBound, by: chunk) {
-                                    slices.accumulate(batch: batch, microShards: start ..< min(start + chunk, range.upperBound),
-                                                      data: data, parameters: parameters.pointer, into: sum)
-                                    beat()
-                                }
-                            }
-                        }
-                        #if DEBUG
-                        // Test builds only: a worker whose first parameter's sum is off (a unit of its high limb, or
-                        // the first Float moved by a finite 0.1 %), so the tests can check that `equivalence` catches
-                        // an exact run that differs.
-                        if Self.flipsBit, options.reduction == .exact {
-                            let first = floatShards > 0 ? payload.bytes
-                                : UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!)
-                            if floatShards > 0 {
-                                let value = first.load(as: Float.self)
-                                first.storeBytes(of: value * 1.001 + 0.001, as: Float.self)
-                            } else {
-                                first.storeBytes(of: first.load(as: Int64.self) ^ 1, as: Int64.self)
-                            }
-                        }
-                        #endif
-                        if let sender {
-                            let stats = summary ?? ExactSummary(samples: sum.samples, correct: sum.correct,
-                                                                loss: sum.lossWords, overflowed: sum.overflowed)
-                            if options.reduction == .exact && floatShards == 0 {
-                                let out = try packedParts.payload(byteCount: cexact_pack_bound(parameters.count)) {
-                                    try waitUntilIdle($0, step: step)
-                                }
-                                try sender.sendPackedLimbs(of: sum.valueBytes.baseAddress!, diverged: stats.overflowed,
-                                                           into: out)
-                            }
-                            try finishParts(dealer, sender, statistics: stats, exact: options.reduction == .exact,
-                                            job: jobID, step: step, worker: workerID, attempt: attempt)
-                            lastSent = clock.now
-                            continue
-                        }
-                        // In the region: an empty frame. Packed: only when smaller (it always is for real gradients).
-                        var values: Message?, packed = false
-                        if slot != nil {
-                            values = try Message(copying: [UInt8]())
-                        } else if floatShards > 0 {
-                            values = try Message(sharing: payload, byteCount: 4 * parameters.count * floatShards)
-                        } else if packs {
-                            let target = packedOutgoing[index]
-                            try waitUntilIdle(target, step: step)
-                            let length = cexact_pack(sum.valueBytes.baseAddress!, parameters.count,
-                                                     target.bytes.assumingMemoryBound(to: UInt8.self))
-                            if length < sum.valueBytes.count {
-                                values = try Message(sharing: target, byteCount: length)
-                                packed = true
-                            }
-                        }
-                        let stats = summary ?? ExactSummary(samples: sum.samples, correct: sum.correct,
-                                                            loss: sum.lossWords, overflowed: sum.overflowed)
-                        try send(dealer, [Codec.gradientHeader(job: jobID, step: step, worker: workerID,
-                                                              samples: stats.samples, correct: stats.correct,
-                                                              lossHigh: stats.loss.high, lossLow: stats.loss.low,
-                                                              lossWindow: stats.loss.window,
-                                                              exact: options.reduction == .exact,
-                                                              overflowed: stats.overflowed, attempt: attempt,
-                                                              regionSlot: slot, packed: packed, floatShards: floatShards),
-                                         values ?? Message(sharing: payload)])
-                        lastSent = clock.now
-                    case .shutdown(let reason, let disposition):
-                        // Acknowledged, so the coordinator knows it was read before it closes; kept until sent.
-                        try? dealer.send(Codec.shutdown("received", job: jobID, disposition: disposition), wait: false)
-                        try? SocketTuning.flushOnClose(dealer, within: .seconds(1))
-                        switch disposition {
-                        case .finished: return .finished
-                        case .rejoin: return .rejoin(reason)
-                        case .failed: throw CoordinatorStoppedRun(reason: reason)
-                        }
-                    case .error(let text):
-                        throw ClusterError("the coordinator reported: \(text)")
-                    default:
-                        continue
-                    }
+                    if let end = try dispatch(envelope, to: session, dealer, joined) { return end }
+                    weightsStep = session.weights.step
                 }
             }
             let silent = clock.now - lastHeard
@@ -384,5 +160,36 @@ public final class WorkerNode {
                 return .rejoin("the coordinator has been silent for \(Seconds(silent))")
             }
         }
+    }
+
+    /// One message from the coordinator: weights taken, an assignment computed and answered, or the session's end.
+    private func dispatch(_ envelope: Envelope, to session: WorkerSession, _ dealer: Socket, _ joined: Joined) throws
+        -> SessionEnd? {
+        let step = envelope.header.step
+        let report = { (problem: String) in
+            try self.send(dealer, Codec.error(problem, job: joined.jobID, step: step, worker: joined.workerID))
+        }
+        switch envelope.payload {
+        case let weights where weights.carriesWeights:
+            if let problem = try session.weights.take(weights, step: step) { try report(problem) }
+        case .assignment(let epoch, let batch, let attempt, let ranges, let resultSlot, let inParts):
+            let request = AssignmentRequest(step: step, epoch: epoch, batch: batch, attempt: attempt, ranges: ranges,
+                                            resultSlot: resultSlot, inParts: inParts)
+            if let problem = session.refusal(of: request) { try report(problem) } else { try session.run(request) }
+        case .shutdown(let reason, let disposition):
+            // Acknowledged, so the coordinator knows it was read before it closes; kept until sent.
+            try? dealer.send(Codec.shutdown("received", job: joined.jobID, disposition: disposition), wait: false)
+            try? SocketTuning.flushOnClose(dealer, within: .seconds(1))
+            switch disposition {
+            case .finished: return .finished
+            case .rejoin: return .rejoin(reason)
+            case .failed: throw CoordinatorStoppedRun(reason: reason)
+            }
+        case .error(let text):
+            throw ClusterError("the coordinator reported: \(text)")
+        default:
+            break
+        }
+        return nil
     }
 }

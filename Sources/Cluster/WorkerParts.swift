@@ -125,18 +125,3 @@ final class PartSender {
         firstSent = 0
     }
 }
-
-extension WorkerNode {
-    /// Sends what `sender` has not, then the result's counts.
-    func finishParts(_ dealer: Socket, _ sender: PartSender, statistics: ExactSummary, exact: Bool, job: UInt64,
-                     step: UInt64, worker: UInt32, attempt: UInt64) throws {
-        if let failure = sender.failure { throw failure }
-        try sender.sendParts()
-        try send(dealer, [Codec.gradientHeader(job: job, step: step, worker: worker, samples: statistics.samples,
-                                               correct: statistics.correct, lossHigh: statistics.loss.high,
-                                               lossLow: statistics.loss.low, lossWindow: statistics.loss.window,
-                                               exact: exact, overflowed: statistics.overflowed, attempt: attempt,
-                                               inParts: true),
-                          Message(copying: [UInt8]())])
-    }
-}

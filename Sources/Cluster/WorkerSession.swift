@@ -1,0 +1,269 @@
+import CExactSum
+import Engine
+import Foundation
+import Wire
+
+/// An assignment as a worker received it: micro-shards `ranges` of batch `batch` of epoch `epoch`, at step `step`.
+struct AssignmentRequest {
+    var step: UInt64, epoch: UInt64, batch: UInt64, attempt: UInt64
+    var ranges: [Range<Int>]
+    /// The slot of this worker's result region to leave the result in (nil: in a message).
+    var resultSlot: Int?
+    var inParts: Bool
+
+    var microShards: Int { ranges.reduce(0) { $0 + $1.count } }
+}
+
+/// One job's work in a worker: it holds the weights, computes the micro-shards of an assignment and sends the result
+/// in the form the assignment asks for. It owns no socket and no clock: sending, waiting for libzmq to let go of a
+/// buffer and heartbeats are the shell's (`WorkerNode`).
+final class WorkerSession {
+    struct IDs {
+        var job: UInt64, worker: UInt32
+    }
+
+    let weights: WorkerWeights
+    private let ids: IDs
+    private let options: TrainingOptions
+    private let layers: Int
+    private let data: Dataset
+    private let slices: ParallelSlices
+    private let plan: BatchPlan
+    private let order: Buffer<Int>
+    private var orderEpoch = -1
+    /// Without a result region, two sums in turn, each sent zero-copy: one may still be in libzmq's hands while the
+    /// next is computed. With one, its two slots (an assignment names the slot to leave its result in) and a sum of
+    /// its own for an assignment that names none (the coordinator may still hold both slots' results); each region
+    /// sum keeps the region mapped while libzmq may still be sending from it.
+    private let sums: [GradientSum]
+    private let outgoing: [SharedPayload]
+    private let hasRegion: Bool
+    private var turn = 0
+    /// Exact results sent as messages go packed where bytes cost more than packing them (~3 ns per parameter each
+    /// way): encrypted, or to another machine. Plaintext loopback copies bytes faster than that.
+    private let packs: Bool
+    private let packedOutgoing: [SharedPayload]
+    /// An exact sum's limbs, packed part by part.
+    private let packedParts = PackedParts()
+    /// Where an assignment's micro-shards go when they are sent as Floats.
+    private let floatIndices: UnsafeMutablePointer<Int>
+    private let floatTargets: UnsafeMutablePointer<UnsafeMutablePointer<Float>>
+    private let floatStatistics: UnsafeMutablePointer<SliceStatistics>
+    private let threads: Int
+    /// Micro-shards computed between two chances to send a heartbeat.
+    private let chunk: Int
+    private let send: ([Message]) throws -> Void
+    private let waitUntilIdle: (SharedPayload, UInt64) throws -> Void
+    private let beat: () -> Void
+
+    #if DEBUG
+    private static let flipsBit = ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_FLIP_BIT"] == "1"
+    #endif
+
+    init(job: Job, data: Dataset, ids: IDs, threads: Int, weightsRegion: SharedRegion?, resultRegion: SharedRegion?,
+         packs: Bool, send: @escaping ([Message]) throws -> Void,
+         waitUntilIdle: @escaping (SharedPayload, UInt64) throws -> Void, beat: @escaping () -> Void) {
+        options = job.options
+        layers = job.model.layers.count
+        self.data = data
+        self.ids = ids
+        let count = job.model.layout.parameterCount
+        weights = WorkerWeights(count: count, region: weightsRegion)
+        slices = ParallelSlices(spec: job.model, loss: job.loss, targetWidth: data.targetWidth,
+                                microShardSize: options.microShardSize, reduction: options.reduction,
+                                largestSlice: min(options.batchSize, data.count), threads: threads,
+                                library: options.library)
+        plan = BatchPlan(sampleCount: data.count, batchSize: options.batchSize, shuffle: options.shuffle,
+                         dropLast: options.dropLast, seed: options.seed)
+        order = Buffer<Int>(count: data.count)
+        let reduction = options.reduction
+        sums = resultRegion.map { region in
+            (0..<SharedRegion.resultSlots).map {
+                GradientSum(count: count, reduction: reduction, in: region.slot($0), keeping: region)
+            } + [GradientSum(count: count, reduction: reduction)]
+        } ?? (0..<2).map { _ in GradientSum(count: count, reduction: reduction) }
+        outgoing = sums.map { sum in
+            SharedPayload(borrowing: UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!),
+                          byteCount: sum.valueBytes.count, owner: sum)
+        }
+        hasRegion = resultRegion != nil
+        self.packs = packs && reduction == .exact
+        packedOutgoing = self.packs ? sums.map { _ in SharedPayload(byteCount: cexact_pack_bound(count)) } : []
+        floatIndices = .allocate(capacity: Codec.maximumPartArrays)
+        floatTargets = .allocate(capacity: Codec.maximumPartArrays)
+        floatStatistics = .allocate(capacity: Codec.maximumPartArrays)
+        self.threads = threads
+        chunk = 4 * max(1, threads)
+        self.send = send
+        self.waitUntilIdle = waitUntilIdle
+        self.beat = beat
+    }
+
+    deinit {
+        floatIndices.deallocate()
+        floatTargets.deallocate()
+        floatStatistics.deallocate()
+    }
+
+    private var parameterCount: Int { weights.parameters.count }
+
+    /// Why this worker cannot compute `request`, as the error to send; nil if it can.
+    func refusal(of request: AssignmentRequest) -> String? {
+        guard weights.step == request.step else {
+            return "assignment for step \(request.step) arrived without its weights"
+        }
+        guard request.batch < UInt64(plan.batchesPerEpoch), request.epoch < UInt64(Int32.max) else {
+            return "assignment for batch \(request.batch) of epoch \(request.epoch) is outside the job's "
+                + "\(plan.batchesPerEpoch) batches"
+        }
+        let shardCount = slices.computers[0].microShardCount(batchSize: plan.range(ofBatch: Int(request.batch)).count)
+        guard let last = request.ranges.last, last.upperBound <= shardCount else {
+            return "assignment \(describe(request.ranges)) is outside batch \(request.batch)'s \(shardCount) micro-shards"
+        }
+        return nil
+    }
+
+    /// Computes `request` (checked with `refusal`) and sends its result.
+    func run(_ request: AssignmentRequest) throws {
+        if orderEpoch != Int(request.epoch) {
+            plan.writeOrder(epoch: Int(request.epoch), into: order.elements)
+            orderEpoch = Int(request.epoch)
+        }
+        let batch = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(order.elements)[plan.range(ofBatch: Int(request.batch))])
+        let slot = hasRegion ? request.resultSlot : nil
+        // No region: two sums in turn. A region: the named slot, or the sum of its own.
+        let index = hasRegion ? slot ?? SharedRegion.resultSlots : turn
+        let sum = sums[index], payload = outgoing[index]
+        turn = 1 - turn
+        try waitUntilIdle(payload, request.step)
+        sum.reset()
+        // A few exact micro-shards go as their Floats (no more bytes than limbs, and neither the pass into limbs here
+        // nor their check there), written where the limbs would be. Where bytes are dear, packed limbs (~6.3 bytes a
+        // parameter) win over more than two micro-shards' Floats. In parts, up to two micro-shards' Floats, or the
+        // sum's limbs packed part by part.
+        let floatLimit = slot != nil || !(packs || request.inParts) ? GradientFrame.maximumFloatShards : 2
+        let floatShards = options.reduction == .exact && request.microShards <= floatLimit ? request.microShards : 0
+        let sender = request.inParts ? partSender(request, payload: payload, floatShards: floatShards) : nil
+        defer { slices.computers[0].network.onLayerGradient = nil }
+        let statistics = compute(request, batch: batch, into: sum, payload: payload, floatShards: floatShards)
+        #if DEBUG
+        if Self.flipsBit { flipBit(sum: sum, payload: payload, floatShards: floatShards) }
+        #endif
+        if let sender {
+            try sendParts(request, sender, sum: sum, statistics: statistics, floatShards: floatShards)
+        } else {
+            try sendWhole(request, sum: sum, payload: payload, index: index, statistics: statistics, slot: slot,
+                          floatShards: floatShards)
+        }
+    }
+
+    /// The assignment's micro-shards into `sum`, or (`floatShards` > 0) each one's Floats into `payload`; their counts.
+    private func compute(_ request: AssignmentRequest, batch: UnsafeBufferPointer<Int>, into sum: GradientSum,
+                         payload: SharedPayload, floatShards: Int) -> ExactSummary {
+        let parameters = weights.parameters.pointer
+        guard floatShards > 0 else {
+            for range in request.ranges {
+                for start in stride(from: range.lowerBound, to: range.upperBound, by: chunk) {
+                    slices.accumulate(batch: batch, microShards: start ..< min(start + chunk, range.upperBound),
+                                      data: data, parameters: parameters, into: sum)
+                    beat()
+                }
+            }
+            return ExactSummary(samples: sum.samples, correct: sum.correct, loss: sum.lossWords,
+                                overflowed: sum.overflowed)
+        }
+        // The sum's memory, limbs until now, holds Floats for this result.
+        let floats = payload.bytes.bindMemory(to: Float.self, capacity: floatShards * parameterCount)
+        for (i, index) in request.ranges.joined().enumerated() {
+            floatIndices[i] = index
+            floatTargets[i] = floats + parameterCount * i
+        }
+        slices.gradients(batch: batch, microShards: UnsafeBufferPointer(start: floatIndices, count: floatShards),
+                         data: data, parameters: parameters,
+                         into: UnsafeBufferPointer(start: floatTargets, count: floatShards), statistics: floatStatistics)
+        beat()
+        return GradientSum.exactSummary(of: UnsafeBufferPointer(start: floatStatistics, count: floatShards))
+    }
+
+    /// The result's header and its values: in the region (an empty frame), as Floats, packed limbs (only when smaller,
+    /// which they always are for real gradients) or limbs.
+    private func sendWhole(_ request: AssignmentRequest, sum: GradientSum, payload: SharedPayload, index: Int,
+                           statistics: ExactSummary, slot: Int?, floatShards: Int) throws {
+        var values: Message?, packed = false
+        if slot != nil {
+            values = try Message(copying: [UInt8]())
+        } else if floatShards > 0 {
+            values = try Message(sharing: payload, byteCount: 4 * parameterCount * floatShards)
+        } else if packs {
+            let target = packedOutgoing[index]
+            try waitUntilIdle(target, request.step)
+            let length = cexact_pack(sum.valueBytes.baseAddress!, parameterCount,
+                                     target.bytes.assumingMemoryBound(to: UInt8.self))
+            if length < sum.valueBytes.count {
+                values = try Message(sharing: target, byteCount: length)
+                packed = true
+            }
+        }
+        try send([header(request, statistics, slot: slot, packed: packed, floatShards: floatShards),
+                  values ?? Message(sharing: payload)])
+    }
+
+    private func header(_ request: AssignmentRequest, _ statistics: ExactSummary, slot: Int? = nil, packed: Bool = false,
+                        floatShards: Int = 0, inParts: Bool = false) throws -> Message {
+        try Codec.gradientHeader(job: ids.job, step: request.step, worker: ids.worker, samples: statistics.samples,
+                                 correct: statistics.correct, lossHigh: statistics.loss.high,
+                                 lossLow: statistics.loss.low, lossWindow: statistics.loss.window,
+                                 exact: options.reduction == .exact, overflowed: statistics.overflowed,
+                                 attempt: request.attempt, regionSlot: slot, packed: packed, floatShards: floatShards,
+                                 inParts: inParts)
+    }
+
+    /// In parts: a sender of the result's arrays; with one thread computing, each part goes as soon as backward has
+    /// finished it.
+    private func partSender(_ request: AssignmentRequest, payload: SharedPayload, floatShards: Int) -> PartSender {
+        let arrays = max(floatShards, 1)
+        let ids = ids
+        let sender = PartSender(payload: payload, arrays: arrays, count: parameterCount, send: send) { array, part, packed, diverged in
+            try Codec.gradientPartHeader(job: ids.job, step: request.step, worker: ids.worker, attempt: request.attempt,
+                                         array: array, arrays: arrays, part: part, packed: packed, diverged: diverged)
+        }
+        // Floats are final in place as backward finishes each layer; limbs only at the end.
+        let oneComputer = threads == 1 || floatShards == 1
+        let oneSlice = floatShards > 0 || (options.reduction == .fast && request.ranges.count == 1
+            && request.microShards <= chunk)
+        if oneComputer && oneSlice {
+            sender.skippedCalls = (arrays - 1) * layers
+            slices.computers[0].network.onLayerGradient = { [unowned sender] in sender.layerDone(finalFrom: $0) }
+        }
+        return sender
+    }
+
+    /// Sends what `sender` has not (an exact sum's limbs packed part by part), then the result's counts.
+    private func sendParts(_ request: AssignmentRequest, _ sender: PartSender, sum: GradientSum,
+                           statistics: ExactSummary, floatShards: Int) throws {
+        if options.reduction == .exact && floatShards == 0 {
+            let out = try packedParts.payload(byteCount: cexact_pack_bound(parameterCount)) {
+                try waitUntilIdle($0, request.step)
+            }
+            try sender.sendPackedLimbs(of: sum.valueBytes.baseAddress!, diverged: statistics.overflowed, into: out)
+        }
+        if let failure = sender.failure { throw failure }
+        try sender.sendParts()
+        try send([header(request, statistics, inParts: true), Message(copying: [UInt8]())])
+    }
+
+    #if DEBUG
+    /// Test builds only: a worker whose first parameter's sum is off (a unit of its high limb, or the first Float moved
+    /// by a finite 0.1 %), so the tests can check that `equivalence` catches an exact run that differs.
+    private func flipBit(sum: GradientSum, payload: SharedPayload, floatShards: Int) {
+        guard options.reduction == .exact else { return }
+        let first = floatShards > 0 ? payload.bytes : UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!)
+        if floatShards > 0 {
+            let value = first.load(as: Float.self)
+            first.storeBytes(of: value * 1.001 + 0.001, as: Float.self)
+        } else {
+            first.storeBytes(of: first.load(as: Int64.self) ^ 1, as: Int64.self)
+        }
+    }
+    #endif
+}
