@@ -60,7 +60,7 @@ let package = Package(
             exclude: ["Fixtures"]
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Engine"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Engine"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Engine", "Wire", "CDelta"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["shardtrain", "Wire", "Engine"]
