@@ -31,6 +31,22 @@ enum ResultCheck {
         return frame.withValues { limbsImplausibility($0, microShards: microShards, threads: threads) }
     }
 
+    /// Whether `frame` says its sum saw a NaN or ∞, or holds one among its Floats (a fast sum, or micro-shards'
+    /// Floats). An exact sum's limbs hold none: a worker's sum that saw one says so.
+    static func holdsNonFinite(_ frame: GradientFrame) -> Bool {
+        if frame.overflowed { return true }
+        guard !frame.inParts, !frame.exact || frame.floatShards > 0 else { return false }
+        return frame.withValues { bytes in
+            // Exponent bits all set: NaN or ∞. Integer operations only, so the pass vectorises.
+            var found: UInt32 = 0
+            for i in 0..<bytes.count / 4 {
+                let word = bytes.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)
+                found |= (word & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0
+            }
+            return found != 0
+        }
+    }
+
     /// Why `bytes`, an exact sum of `microShards` micro-shards in `cexact_merge`'s layout, cannot be one; nil if it
     /// can.
     static func limbsImplausibility(_ bytes: UnsafeRawBufferPointer, microShards: Int, threads: Int) -> String? {

@@ -279,3 +279,55 @@ import Wire
         #expect(actions.logged("a result's values in its message where they were asked for in parts"))
     }
 }
+
+/// A NaN or ∞ in one member's result is computed again by another before the run is called diverged.
+@Suite struct CoordinatorCoreNonFiniteTests {
+    @Test("a NaN where another member computes the same micro-shards finite loses the first, named; the step goes on",
+          arguments: [Reduction.fast, .exact])
+    func oneMembersNaN(reduction: Reduction) throws {
+        var h = CoreHarness(reduction: reduction)
+        try h.join(1, 2)
+        h.beginStep(1, microShards: 4)
+        let orders = h.handOut().assignments.map(\.order)
+        try h.answer(2, orders[1])
+        let suspected = try h.answer(1, orders[0], value: .nan)
+        #expect(suspected.logs == ["step 1: w1 \"p1\" (h, pid 1001)'s result for micro-shards 0-1 holds a NaN or ∞; "
+            + "w2 \"p2\" (h, pid 1002) computes them again before the run is called diverged"])
+        let recheck = suspected.assignments
+        #expect(recheck.map(\.member) == [1] && recheck[0].order.ranges == [0..<2] && recheck[0].order.attempt == 3)
+        #expect(suspected.weights.isEmpty, "w2 holds the step's weights")
+        let checked = try h.answer(2, recheck[0].order)
+        #expect(checked.logs == ["w1 \"p1\" (h, pid 1001) lost: sent a mismatched result (a NaN or ∞ for micro-shards "
+            + "0-1 of step 1, which w2 \"p2\" (h, pid 1002) computed finite) (1 left)"])
+        #expect(h.core.round!.isComplete && h.core.round!.results.allSatisfy { $0.member == 1 })
+    }
+
+    @Test("a NaN that another member finds too is the run diverging: that result is taken and nobody is lost")
+    func bothNaN() throws {
+        var h = CoreHarness()
+        try h.join(1, 2)
+        h.beginStep(1, microShards: 4)
+        let orders = h.handOut().assignments.map(\.order)
+        let recheck = try h.answer(1, orders[0], value: .infinity).assignments[0].order
+        let second = try h.answer(2, recheck, value: .nan)
+        #expect(second.losses.isEmpty && second.logs.isEmpty)
+        let own = try h.answer(2, orders[1], value: .nan)
+        #expect(own.assignments.isEmpty, "w1's result was checked already: w2's own is not checked by it")
+        #expect(h.core.round!.isComplete && h.core.round!.results.count == 2)
+    }
+
+    @Test("alone, a member's NaN is taken at once (the step then stops the run as diverged); finite Floats are taken")
+    func noChecker() throws {
+        var alone = CoreHarness()
+        try alone.join(1)
+        alone.beginStep(1)
+        let order = alone.handOut().assignments[0].order
+        #expect(try alone.answer(1, order, value: .nan).isEmpty)
+        #expect(alone.core.round!.isComplete)
+        var exact = CoreHarness(reduction: .exact)
+        try exact.join(1, 2)
+        exact.beginStep(1)
+        let finite = exact.handOut().assignments[0].order
+        #expect(try exact.answer(1, finite).assignments.isEmpty, "finite Floats are taken")
+    }
+}

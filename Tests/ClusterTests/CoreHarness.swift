@@ -80,7 +80,7 @@ struct CoreHarness {
     /// `peer`'s answer to `order`, as a worker encodes it (fast: one sum's Floats; exact: each micro-shard's Floats).
     func resultFrames(_ peer: Int, _ order: AssignmentOrder, samples: Int? = nil, correct: Int = 0, worker: UInt32? = nil,
                       step: Int? = nil, exact: Bool? = nil, floatShards: Int? = nil, regionSlot: Int? = nil,
-                      inParts: Bool = false) throws -> [Message] {
+                      inParts: Bool = false, value: Float = 0) throws -> [Message] {
         let microShards = order.ranges.reduce(0) { $0 + $1.count }
         let exact = exact ?? (reduction == .exact)
         let shards = floatShards ?? (exact ? microShards : 0)
@@ -90,13 +90,18 @@ struct CoreHarness {
                                               overflowed: false, attempt: order.attempt, regionSlot: regionSlot,
                                               floatShards: shards, inParts: inParts)
         let floats = regionSlot != nil || inParts ? 0 : Self.parameterCount * max(1, shards)
-        return [header, try Message(copying: [UInt8](repeating: 0, count: 4 * floats))]
+        if exact && shards == 0 {
+            return [header, try Message(copying: [UInt8](repeating: 0, count: GradientFrame.exactBytesPerParameter
+                * Self.parameterCount))]
+        }
+        return [header, try [Float](repeating: value, count: floats).withUnsafeBytes { try Message(copying: $0) }]
     }
 
     @discardableResult
-    mutating func answer(_ peer: Int, _ order: AssignmentOrder, after seconds: Double = 0.1) throws -> [CoordinatorAction] {
+    mutating func answer(_ peer: Int, _ order: AssignmentOrder, after seconds: Double = 0.1, value: Float = 0) throws
+        -> [CoordinatorAction] {
         now += .milliseconds(Int(seconds * 1000))
-        return try receive(peer, resultFrames(peer, order))
+        return try receive(peer, resultFrames(peer, order, value: value))
     }
 
     /// Moves the clock and lets the core see it.

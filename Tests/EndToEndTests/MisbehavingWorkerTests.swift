@@ -54,17 +54,17 @@ struct MisbehavingWorkerTests {
     /// here), joins it as one fake worker named `name`, answers its job with `ready` and each assignment with
     /// `answer` (given the assignment's step, attempt and result slot), until the coordinator exits; returns its
     /// exit status and log.
-    func runFakeWorker(endpoint: String, name: String, flags: [String] = [],
+    func runFakeWorker(endpoint: String, name: String, flags: [String] = [], workers: Int = 1,
                        ready: (Joined) throws -> [Message],
                        before: (Joined, _ step: UInt64, _ attempt: UInt64) throws -> [[Message]] = { _, _, _ in [] },
                        answer: (Joined, _ step: UInt64, _ attempt: UInt64, _ slot: Int?) throws -> [Message])
         throws -> (status: Int32?, log: String) {
         let log = Command.temporaryPath("\(name).log")
         let coordinator = try Command.start(["coordinator", "--config", "examples/xor.yaml", "--bind", endpoint,
-                                             "--workers", "1", "--rejoin-timeout", "2"] + flags, stderr: log,
+                                             "--workers", "\(workers)", "--rejoin-timeout", "2"] + flags, stderr: log,
                                             environment: ["OPENBLAS_CORETYPE": "Haswell"])
         defer { kill(coordinator.processIdentifier, SIGKILL) }
-        _ = try Command.waitForLine(in: log, containing: "waiting for 1 worker ", timeout: 30)
+        _ = try Command.waitForLine(in: log, containing: "waiting for \(workers) worker", timeout: 30)
         let dealer = try Socket(Context(), .dealer)
         try dealer.connect(endpoint)
         try dealer.send(Codec.hello(fields: ["name": name, "host": "test", "blas": "Haswell", "onednn": "avx2"],
@@ -138,6 +138,29 @@ struct MisbehavingWorkerTests {
             })
         #expect(status == 3)
         #expect(text.contains("training diverged at step 0") && !text.contains(" lost: "), "\(text)")
+    }
+
+    @Test("a NaN from one worker where another computes the same micro-shards finite loses that worker; the run ends with the in-process SHA-256")
+    func oneWorkersNaN() throws {
+        let port = Command.reservedPort(), out = Command.temporaryPath("nan-beside.st")
+        let reference = Command.temporaryPath("nan-reference.st")
+        #expect(try Command.run(["train", "--config", "examples/xor.yaml", "--threads", "1", "--save", reference]).status == 0)
+        var real: Process?
+        defer { if let real { FailureTests.expectAllEnded([real]) } }
+        let (status, text) = try runFakeWorker(
+            endpoint: "tcp://127.0.0.1:\(port)", name: "nan", flags: ["--save", out], workers: 2,
+            ready: { joined in
+                real = try Command.start(["worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "honest"],
+                                         stderr: Command.temporaryPath("nan-honest.log"))
+                return try Codec.ready(job: joined.job, worker: joined.worker, hasData: true, products: joined.products)
+            },
+            answer: { joined, step, attempt, _ in
+                try Self.answer(Lie(floatShards: 1, floatValue: .nan, expected: ""), joined, step, attempt)
+            })
+        #expect(status == 0, "\(text)")
+        #expect(text.contains("holds a NaN or ∞; w2 \"honest\"") && text.contains("w1 \"nan\" (test, pid 1) lost: sent a "
+            + "mismatched result (a NaN or ∞ for micro-shards 0 of step"), "\(text)")
+        #expect(try FailureTests.digest(out) == FailureTests.digest(reference))
     }
 
     /// A fake worker on this machine that offers a result region: one whose token does not match (not mapped; a

@@ -24,6 +24,10 @@ extension CoordinatorCore {
             lose(index, .mismatched(wrong))
             return
         }
+        if recheckNonFinite(frame, of: index, assignment: assignment, in: &round, at: now) {
+            self.round = round
+            return
+        }
         round.complete(frame.attempt, with: frame)
         let microShards = assignment.ranges.reduce(0) { $0 + $1.count }
         let seconds = max((now - assignment.sentAt) / .seconds(1), 1e-6)
@@ -33,6 +37,29 @@ extension CoordinatorCore {
         table[index].speed = member.speed == 1.0 ? speed : 0.7 * member.speed + 0.3 * speed
         if !round.holds(index) { table[index].state = .ready }
         self.round = round
+        // A result checking another's NaN or ∞: finite, it shows the other member's values wrong; not, the run did
+        // diverge, and this result stops it.
+        if let suspect = round.rechecks[frame.attempt], !ResultCheck.holdsNonFinite(frame) {
+            lose(suspect, .mismatched("a NaN or ∞ for micro-shards \(describe(assignment.ranges)) of step \(round.step), "
+                + "which \(member.label) computed finite"))
+        }
+    }
+
+    /// A result holding a NaN or ∞ where another member could compute the same micro-shards is not taken yet: the
+    /// fastest other member computes them again, and the run is called diverged only if it finds one too. (Results in
+    /// parts are updated part by part as they come, and a member's second such result this step stands.)
+    private mutating func recheckNonFinite(_ frame: GradientFrame, of index: Int, assignment: StepRound.Assignment,
+                                           in round: inout StepRound, at now: ContinuousClock.Instant) -> Bool {
+        guard !round.inParts, round.rechecks[frame.attempt] == nil, !round.suspects.contains(index) else { return false }
+        let others = table.active.filter { $0 != index && !round.suspects.contains($0) }
+        guard let checker = others.max(by: { table[$0].speed < table[$1].speed }),
+              ResultCheck.holdsNonFinite(frame),
+              let (attempt, ranges) = round.recheck(frame.attempt, by: checker, now: now) else { return false }
+        emit(.log("step \(round.step): \(table[index].label)'s result for micro-shards \(describe(ranges)) holds a NaN or "
+            + "∞; \(table[checker].label) computes them again before the run is called diverged"))
+        assign(checker, attempt: attempt, ranges: ranges, in: &round)
+        if !round.holds(index) { table[index].state = .ready }
+        return true
     }
 
     /// Why `frame` cannot be `member`'s answer to `assignment`; nil if it can.

@@ -88,21 +88,26 @@ struct CoordinatorCore {
         guard var round else { return [] }
         let active = table.active
         for (member, attempt, ranges) in round.distribute(over: active, speeds: active.map { table[$0].speed }, now: now) {
-            if table[member].weightsStep != round.step {
-                let form = weightsForm(for: member, step: round.step)
-                if form == .whole || form.isChange { sentAsMessage = true }
-                emit(.send(member: member, .weights(step: round.step, form)))
-            }
-            let slot = table[member].hasResultRegion ? round.claimSlot(for: attempt) : nil
-            emit(.send(member: member, .assignment(AssignmentOrder(
-                step: round.step, epoch: round.epoch, batch: round.batchIndex, attempt: attempt, ranges: ranges,
-                resultSlot: slot, inParts: round.inParts))))
-            // A send that fails loses the member, and its ranges wait again for the next hand-out.
-            table[member].weightsStep = round.step
-            table[member].state = .assigned
+            assign(member, attempt: attempt, ranges: ranges, in: &round)
         }
         self.round = round
         return drain()
+    }
+
+    /// Sends `member` assignment `attempt` of `round`, with the weights it lacks in the form it can take. A send that
+    /// fails loses the member, and its ranges wait again for the next hand-out.
+    mutating func assign(_ member: Int, attempt: UInt64, ranges: [Range<Int>], in round: inout StepRound) {
+        if table[member].weightsStep != round.step {
+            let form = weightsForm(for: member, step: round.step)
+            if form == .whole || form.isChange { sentAsMessage = true }
+            emit(.send(member: member, .weights(step: round.step, form)))
+        }
+        let slot = table[member].hasResultRegion ? round.claimSlot(for: attempt) : nil
+        emit(.send(member: member, .assignment(AssignmentOrder(
+            step: round.step, epoch: round.epoch, batch: round.batchIndex, attempt: attempt, ranges: ranges,
+            resultSlot: slot, inParts: round.inParts))))
+        table[member].weightsStep = round.step
+        table[member].state = .assigned
     }
 
     private func weightsForm(for member: Int, step: Int) -> WeightsForm {

@@ -36,6 +36,11 @@ struct StepRound {
     /// Counts changes to the outstanding and waiting micro-shards: the parts' bookkeeping looks at every part again
     /// after one.
     private(set) var revision = 0
+    /// Results holding a NaN or ∞ being computed again by another member: the attempt doing so, and the member whose
+    /// result it checks.
+    private(set) var rechecks: [UInt64: Int] = [:]
+    /// Members whose result this step was checked again (theirs are not checked twice).
+    private(set) var suspects: Set<Int> = []
     /// Result-region slots given out this step, per member: each holds its result until the step's sum is read, so
     /// none is given twice in a step (a member that takes over a lost one's micro-shards gets the other, then none).
     private var claimedSlots: [Int: Set<Int>] = [:]
@@ -109,6 +114,21 @@ struct StepRound {
         completedAttempts[attempt] = a.ranges[0].lowerBound
         revision += 1
         results.append(Result(member: a.member, firstMicroShard: a.ranges[0].lowerBound, frame: frame))
+    }
+
+    /// Takes `attempt` (answered with a NaN or ∞) back from its member and gives its micro-shards to `checker` under a
+    /// new attempt; nil if it is not outstanding.
+    mutating func recheck(_ attempt: UInt64, by checker: Int, now: ContinuousClock.Instant)
+        -> (attempt: UInt64, ranges: [Range<Int>])? {
+        guard let taken = outstanding.removeValue(forKey: attempt) else { return nil }
+        let new = nextAttempt
+        nextAttempt += 1
+        outstanding[new] = Assignment(member: checker, ranges: taken.ranges, samples: taken.samples, sentAt: now,
+                                      resultSlot: nil)
+        rechecks[new] = taken.member
+        suspects.insert(taken.member)
+        revision += 1
+        return (new, taken.ranges)
     }
 
     /// Takes back everything `member` holds (its answers so far stay); returns the ranges moved and the attempts
