@@ -80,11 +80,58 @@ struct JobAnnouncementTests {
         #expect(table.admit(identity: [4, 5, 6], fields: ["name": "\u{1b}[31mred\u{7}"], now: now) == 7)
         #expect(table[7].name == "[31mred", "control characters are dropped from names")
         // A worker whose old entry is lost and whose hello took a lower place is found at its new place.
-        table[4000].state = .lost
         table[11].state = .lost
+        table[4000].state = .lost
         let old = table[4000].identity
         #expect(table.admit(identity: old, fields: [:], now: now) == 11)
         #expect(table.index(of: old) == 11, "the newest entry for an identity, wherever it sits")
+    }
+
+    @Test("a place lost longer than the expiry goes to a newcomer before the table grows; one lost more recently does not")
+    func expiry() {
+        var table = MemberTable()
+        table.expiry = .seconds(60)
+        var now = ContinuousClock.now
+        for peer in 0..<3 { _ = table.admit(identity: [UInt8(peer)], fields: [:], now: now) }
+        table[1].lostAt = now
+        table[1].state = .lost
+        now += .seconds(30)
+        table[2].lostAt = now
+        table[2].state = .lost
+        #expect(table.admit(identity: [9], fields: [:], now: now + .seconds(29)) == 3, "none expired yet: a new place")
+        #expect(table.admit(identity: [10], fields: [:], now: now + .seconds(31)) == 1, "the oldest loss expired")
+        #expect(table.index(of: [1]) == nil, "the expired member's identity no longer finds it")
+        #expect(table.admit(identity: [11], fields: [:], now: now + .seconds(61)) == 2)
+        #expect(table.liveInOrder == [0, 1, 2, 3] && table.members.count == 4)
+    }
+
+    @Test("an identity flood: 20,000 hellos, each lost, leave a table no larger than the live members and a minute's losses")
+    func flood() {
+        var table = MemberTable()
+        table.expiry = .seconds(1)
+        var now = ContinuousClock.now
+        for peer in 0..<20_000 {
+            let place = table.admit(identity: [UInt8(peer & 255), UInt8(peer >> 8 & 255), 7], fields: [:], now: now)!
+            table[place].lostAt = now
+            table[place].state = .lost
+            now += .milliseconds(10)
+        }
+        #expect(table.members.count <= 101, "\(table.members.count) places for at most 100 losses a second")
+        #expect(table.live.isEmpty)
+    }
+}
+
+@Suite struct LineBudgetTests {
+    @Test("20 lines per 10 s window; the rest are counted and summed up once the window has passed")
+    func budget() {
+        var budget = LineBudget(what: "join lines")
+        var now = ContinuousClock.now
+        let first = (0..<30).map { _ in budget.take(at: now) }
+        #expect(first.filter(\.allowed).count == 20 && first.allSatisfy { $0.summary == nil })
+        now += .seconds(11)
+        let next = budget.take(at: now)
+        #expect(next.allowed && next.summary == "10 more join lines were not logged in the last 11 s")
+        #expect(budget.take(at: now + .seconds(20)).summary == nil, "nothing withheld since")
     }
 }
 

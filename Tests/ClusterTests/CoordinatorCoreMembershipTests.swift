@@ -236,3 +236,25 @@ import Wire
         #expect(h.core.round!.waitingCount == 3)
     }
 }
+
+@Suite struct CoordinatorCoreFloodTests {
+    @Test("a flood of hellos: 20 join lines per 10 s, the rest summed up; members that never became ready are lost within the same budget")
+    func joinLines() throws {
+        var h = CoreHarness()
+        var joined = 0
+        for peer in 0..<50 {
+            for case .send(_, .job, let then?) in try h.hello(peer) { _ = then; joined += 1 }
+        }
+        #expect(joined == 20)
+        h.now += .seconds(11)
+        let next = try h.hello(60)
+        #expect(next.logs == ["30 more join and loss lines of workers that never became ready were not logged in the last 11 s"])
+        var lossLines = 0
+        for peer in 0..<50 { lossLines += h.core.sendFailed(h.member(peer), .unroutable, at: h.now).logs.count }
+        #expect(lossLines == 19, "the budget's 20 lines less the one the last join took")
+        try h.join(70)
+        h.beginStep(1)
+        _ = h.handOut()
+        #expect(h.core.lost(h.member(70), .unreachable).logs.count == 1, "a member that was ready: always said")
+    }
+}

@@ -13,12 +13,13 @@ extension CoordinatorCore {
 
     /// Time passed: silent and too-slow members are lost, and heartbeats go out when due.
     mutating func tick(at now: ContinuousClock.Instant) -> [CoordinatorAction] {
+        self.now = now
         // A member computing an assignment may be silent for long: it beats between micro-shards, and a busy machine
         // or a large model stretches that. Its liveness is then its connection's: libzmq's I/O thread answers ZMTP
         // pings while the worker computes, and drops the connection after `silence` when the process is stopped, gone
         // or cut off, so the next send finds it unroutable (`sendFailed`). The same holds for one still preparing its
         // data (a large built-in data set takes seconds to generate). An idle member has nothing to do but beat.
-        for index in table.members.indices where table[index].state == .ready && round?.holds(index) != true {
+        for index in table.liveInOrder where table[index].state == .ready && round?.holds(index) != true {
             let silent = now - table[index].lastHeard
             if silent > settings.silence { lose(index, .silent(silent)) }
         }
@@ -31,8 +32,7 @@ extension CoordinatorCore {
         // A member preparing its data reads nothing until it is ready: beats queued for it would fill its receive
         // queue, and then libzmq stops reading its connection — its ZMTP pings' answers included — and drops it
         // (libzmq 4.3.4 may then abort the worker). One round in three still finds a connection that is gone.
-        for index in table.members.indices where table[index].state != .lost
-            && (table[index].state != .joining || heartbeatRounds % 3 == 0) {
+        for index in table.liveInOrder where table[index].state != .joining || heartbeatRounds % 3 == 0 {
             emit(.send(member: index, .heartbeat(step: round?.step ?? 0)))
         }
         return drain()
@@ -41,6 +41,7 @@ extension CoordinatorCore {
     /// A send to `member` failed.
     mutating func sendFailed(_ member: Int, _ failure: SendFailure, at now: ContinuousClock.Instant)
         -> [CoordinatorAction] {
+        self.now = now
         switch failure {
         case .unroutable:
             // libzmq drops a connection silent for `silence`: say so, rather than only that it is gone.
@@ -54,7 +55,7 @@ extension CoordinatorCore {
 
     /// A worker process this coordinator started has exited, ending as `ending`.
     mutating func exited(pid: Int32, ending: String) -> [CoordinatorAction] {
-        if let index = table.members.indices.first(where: { table[$0].pid == String(pid) && table[$0].state != .lost }) {
+        if let index = table.liveInOrder.first(where: { table[$0].pid == String(pid) }) {
             lose(index, .exited(ending))
         }
         return drain()
@@ -69,6 +70,8 @@ extension CoordinatorCore {
     /// Declares a member lost and takes back its outstanding micro-shards, naming both.
     mutating func lose(_ index: Int, _ reason: LossReason) {
         guard table[index].state != .lost else { return }
+        let newcomer = table[index].state == .joining
+        table[index].lostAt = now
         table[index].state = .lost
         table[index].hasResultRegion = false
         table[index].readsWeightsRegion = false
@@ -84,8 +87,10 @@ extension CoordinatorCore {
                     + "\(describe(moved)) " + (left == 0 ? "wait for a worker" : "go to the other workers")
             }
         }
-        // Always said, with its reason, whether or not it had become active: a loss is an event.
-        emit(.log(line + (left == 0 ? " (no workers left)" : " (\(left) left)")))
+        // Always said, with its reason, whether or not it had become active: a loss is an event (within the budget of
+        // newcomers' lines for one that never became ready).
+        line += left == 0 ? " (no workers left)" : " (\(left) left)"
+        if let line = newcomer ? newcomerLine(line) : line { emit(.log(line)) }
         emit(.lost(member: index, attempts: released, valuesRefused: reason.refusesItsValues, label: table[index].label))
     }
 }

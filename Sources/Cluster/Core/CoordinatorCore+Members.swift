@@ -14,6 +14,7 @@ extension CoordinatorCore {
     /// A decoded, checked message from the peer `identity`.
     mutating func receive(_ envelope: Envelope, from identity: [UInt8], at now: ContinuousClock.Instant,
                           _ received: Received = Received()) -> [CoordinatorAction] {
+        self.now = now
         if case .hello(let fields) = envelope.payload {
             hello(identity, fields, key: received.key, at: now)
             return drain()
@@ -57,8 +58,8 @@ extension CoordinatorCore {
             return
         }
         let member = table[index]
-        emit(.send(member: index, .job, then: "\(member.label) joined with \(member.cores) cores, build \(member.build), "
-            + "\(kernels(of: member))\(key)"))
+        let line = "\(member.label) joined with \(member.cores) cores, build \(member.build), \(kernels(of: member))\(key)"
+        emit(.send(member: index, .job, then: newcomerLine(line)))
     }
 
     /// What computes a member's products for this job: "oneDNN avx512_core_bf16" or "BLAS Cooperlake".

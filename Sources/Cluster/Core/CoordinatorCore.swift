@@ -35,6 +35,10 @@ struct CoordinatorCore {
     /// Training has started: later members join a running step.
     var started = false
     var lastHeartbeat: ContinuousClock.Instant
+    /// The latest time an event brought (for events that come without one).
+    var now: ContinuousClock.Instant
+    /// Join and loss lines of members that never became ready: bounded, as a flood of identities would write one each.
+    var newcomerLines = LineBudget(what: "join and loss lines of workers that never became ready")
     /// Heartbeat rounds sent so far (a member still preparing its data gets one round in three).
     var heartbeatRounds = 0
     /// With `weightsAsChange`, the last step whose weights went out whole or as a change: a member holding them is
@@ -50,11 +54,19 @@ struct CoordinatorCore {
         self.partCount = partCount
         self.hasWeightsRegion = hasWeightsRegion
         lastHeartbeat = now
+        self.now = now
     }
 
     var activeCount: Int { table.active.count }
 
     mutating func emit(_ action: CoordinatorAction) { actions.append(action) }
+
+    /// `line` if the budget of newcomers' lines allows it now (after the summary of those withheld, if one is due).
+    mutating func newcomerLine(_ line: String) -> String? {
+        let (allowed, summary) = newcomerLines.take(at: now)
+        if let summary { emit(.log(summary)) }
+        return allowed ? line : nil
+    }
 
     /// The actions emitted since the last call.
     mutating func drain() -> [CoordinatorAction] {
@@ -85,6 +97,7 @@ struct CoordinatorCore {
     /// Hands the round's waiting micro-shards to the active members in proportion to their speeds, each with the
     /// weights it lacks in the form it can take.
     mutating func handOut(at now: ContinuousClock.Instant) -> [CoordinatorAction] {
+        self.now = now
         guard var round else { return [] }
         let active = table.active
         for (member, attempt, ranges) in round.distribute(over: active, speeds: active.map { table[$0].speed }, now: now) {

@@ -81,6 +81,8 @@ public struct Member: Sendable {
     var partsSent = 0
     /// Told to rejoin after it was lost (said once).
     var toldToRejoin = false
+    /// When it was lost.
+    var lostAt: ContinuousClock.Instant?
     /// The member offered a result region and the coordinator mapped it: its results may come in its slots.
     var hasResultRegion = false
     /// The member mapped the coordinator's weights region: its weights go there, not in a message.
@@ -94,33 +96,49 @@ public struct Member: Sendable {
     var isActive: Bool { state == .ready || state == .assigned }
 }
 
-/// Every worker that has said hello, in order of arrival; lost ones stay for the record (and to answer them).
+/// Every worker that has said hello; lost ones stay for a while for the record (and to answer them). Bounded and
+/// indexed whatever the peers do: an identity finds its member in one lookup, the members not lost are kept apart
+/// (heartbeats and silence checks go over those only), and a lost member's place is reused once it has been lost for
+/// `expiry`, or at once when the table is full.
 struct MemberTable {
     private(set) var members: [Member] = []
     private var nextID: UInt32 = 1
+    /// The newest member with each routing identity.
+    private var byIdentity: [[UInt8]: Int] = [:]
+    /// Members not lost, by place.
+    private(set) var live = Set<Int>()
+    /// Lost members' places in the order they were lost (a place may be listed again after it was reused and lost).
+    private var lostOrder: [Int] = []
+    /// How long a lost member is remembered before its place may go to a newcomer.
+    var expiry: Duration = .seconds(60)
 
     subscript(index: Int) -> Member {
         get { members[index] }
-        set { members[index] = newValue }
-    }
-
-    /// The newest member (highest id) with this routing identity: places are reused, so not always the last.
-    func index(of identity: [UInt8]) -> Int? {
-        var newest: Int?
-        for index in members.indices where members[index].identity == identity {
-            if newest == nil || members[index].id > members[newest!].id { newest = index }
+        set {
+            let wasLost = members[index].state == .lost
+            members[index] = newValue
+            if newValue.state == .lost {
+                live.remove(index)
+                if !wasLost { lostOrder.append(index) }
+            } else {
+                live.insert(index)
+            }
         }
-        return newest
     }
 
-    var active: [Int] { members.indices.filter { members[$0].isActive } }
+    /// The newest member (highest id) with this routing identity.
+    func index(of identity: [UInt8]) -> Int? { byIdentity[identity] }
+
+    /// Members not lost, in place order.
+    var liveInOrder: [Int] { live.sorted() }
+    var active: [Int] { liveInOrder.filter { members[$0].isActive } }
     var lost: [Member] { members.filter { $0.state == .lost } }
 
     /// Members the table holds at most: past it, a lost member's place is reused (hellos cannot grow it).
     static let capacity = 4096
 
-    /// Admits a worker; when the table is full, the oldest lost member that `inUse` does not name gives up its
-    /// place. Nil when there is none.
+    /// Admits a worker into the place of a member lost for longer than `expiry`, else a new place, else (the table
+    /// full) the place of the member lost longest ago; never a place `inUse` names. Nil when there is none.
     mutating func admit(identity: [UInt8], fields: [String: String], now: ContinuousClock.Instant,
                         inUse: (Int) -> Bool = { _ in false }) -> Int? {
         func clean(_ key: String) -> String {
@@ -133,17 +151,38 @@ struct MemberTable {
                             pid: clean("pid"), cores: clean("cores"), build: clean("build"), blas: clean("blas"),
                             oneDNN: clean("onednn"),
                             lastHeard: now)
-        let slot: Int
-        if members.count < Self.capacity {
+        var slot: Int
+        if let expired = reusable(inUse: inUse, lostBefore: now - expiry) {
+            slot = expired
+        } else if members.count < Self.capacity {
             members.append(member)
             slot = members.count - 1
-        } else if let reusable = members.indices.first(where: { members[$0].state == .lost && !inUse($0) }) {
-            members[reusable] = member
-            slot = reusable
+        } else if let oldest = reusable(inUse: inUse, lostBefore: nil) {
+            slot = oldest
         } else {
             return nil
         }
+        if members[slot].id != member.id {
+            // A lost member's place: its identity no longer finds it.
+            if byIdentity[members[slot].identity] == slot { byIdentity[members[slot].identity] = nil }
+            members[slot] = member
+        }
+        byIdentity[identity] = slot
+        live.insert(slot)
         nextID &+= 1
         return slot
+    }
+
+    /// Takes the place of the member lost longest ago (before `lostBefore`, if given) that `inUse` does not name out of
+    /// the lost order. A place is listed once: it leaves the list when reused, and only a reused place is lost again.
+    private mutating func reusable(inUse: (Int) -> Bool, lostBefore: ContinuousClock.Instant?) -> Int? {
+        for (index, place) in lostOrder.enumerated() {
+            if let lostBefore, let lostAt = members[place].lostAt, lostAt > lostBefore { return nil }
+            if !inUse(place) {
+                lostOrder.remove(at: index)
+                return place
+            }
+        }
+        return nil
     }
 }
