@@ -331,3 +331,108 @@ import Wire
         #expect(try exact.answer(1, finite).assignments.isEmpty, "finite Floats are taken")
     }
 }
+
+/// A member that beats but answers slowly, or never, does not hold a step up.
+@Suite struct CoordinatorCoreSlowMemberTests {
+    /// Three members, step 1 of 6 micro-shards handed out; members 1 and 2 answer in 0.1 s, member 3 does not.
+    static func stalled() throws -> (CoreHarness, [AssignmentOrder]) {
+        var h = CoreHarness(workers: 3) { $0.workerTimeout = .seconds(30) }
+        try h.join(1, 2, 3)
+        h.beginStep(1, microShards: 6)
+        let orders = h.handOut().assignments.map(\.order)
+        try h.answer(1, orders[0])
+        try h.answer(2, orders[1])
+        return (h, orders)
+    }
+
+    @Test("an assignment over 4 times slower than the step's answers, and 2 heartbeats, goes to an idle member too; the first answer is taken")
+    func backup() throws {
+        var (h, orders) = try Self.stalled()
+        #expect(h.advance(.seconds(1)).assignments.isEmpty, "within two heartbeats")
+        let actions = h.advance(.seconds(1.5))
+        #expect(actions.logged("step 1: w3 \"p3\" (h, pid 1003) has not answered micro-shards 4-5 in 2.7 s (the slowest "
+            + "answer lately took 0.2 s); w"), "\(actions.logs)")
+        let backup = actions.assignments
+        #expect(backup.count == 1 && backup[0].order.ranges == [4..<6] && backup[0].member != h.member(3))
+        #expect(actions.weights.isEmpty, "the helper holds the step's weights")
+        let helper = backup[0].member == h.member(1) ? 1 : 2
+        try h.answer(helper, backup[0].order)
+        #expect(h.core.round!.isComplete && h.core.round!.results.count == 3)
+        #expect(h.core.table[h.member(3)].state == .ready && h.core.table[h.member(3)].speed < 1)
+        #expect(h.core.round!.orderedResults.map(\.firstMicroShard) == [0, 2, 4])
+        _ = orders
+    }
+
+    @Test("the slow member's late answer is dropped, and it is not lost for it")
+    func lateAnswer() throws {
+        var (h, orders) = try Self.stalled()
+        let backup = h.advance(.seconds(2.5)).assignments[0]
+        try h.answer(backup.member == h.member(1) ? 1 : 2, backup.order)
+        let late = try h.answer(3, orders[2])
+        #expect(late.losses.isEmpty && h.core.table[h.member(3)].unansweredSince == nil)
+        #expect(h.core.round!.results.count == 3)
+    }
+
+    @Test("a member that answers nothing for --worker-timeout after its assignment went to another is lost as too slow")
+    func neverAnswers() throws {
+        var (h, _) = try Self.stalled()
+        let backup = h.advance(.seconds(2.5)).assignments[0]
+        try h.answer(backup.member == h.member(1) ? 1 : 2, backup.order)
+        _ = h.core.endStep()
+        for peer in [1, 2, 3] { h.core.table[h.member(peer)].lastHeard = h.now + .seconds(30) }
+        #expect(h.advance(.seconds(20)).losses.isEmpty)
+        let lost = h.advance(.seconds(11))
+        #expect(lost.logs == ["w3 \"p3\" (h, pid 1003) lost: returned no result within --worker-timeout (30.0 s) (2 left)"])
+    }
+
+    @Test("if the slow member answers first after all, the backup is withdrawn")
+    func originalFirst() throws {
+        var (h, orders) = try Self.stalled()
+        let backup = h.advance(.seconds(2.5)).assignments[0]
+        try h.answer(3, orders[2])
+        #expect(h.core.round!.isComplete && h.core.table[backup.member].state == .ready)
+        #expect(h.core.round!.outstanding.isEmpty)
+    }
+
+    @Test("a member lost holding an assignment out twice leaves its twin to finish it: nothing waits again")
+    func lostWithTwin() throws {
+        var (h, _) = try Self.stalled()
+        _ = h.advance(.seconds(2.5))
+        let actions = h.core.lost(h.member(3), .unreachable)
+        #expect(!actions.logged("micro-shards"), "\(actions.logs)")
+        #expect(h.core.round!.waitingCount == 0 && h.core.round!.outstanding.count == 1)
+    }
+
+    @Test("with no answer yet in the run, a backup waits ten heartbeats, and goes only to an idle member")
+    func firstStep() throws {
+        var h = CoreHarness()
+        try h.join(1, 2)
+        h.beginStep(1, microShards: 1)
+        let orders = h.handOut().assignments
+        #expect(orders.count == 1, "one micro-shard: one member works, the other is idle")
+        for peer in [1, 2] { h.core.table[h.member(peer)].lastHeard = h.now + .seconds(60) }
+        #expect(h.advance(.seconds(9.5)).assignments.isEmpty)
+        let helped = h.advance(.seconds(1))
+        #expect(helped.logged("has not answered micro-shards 0 in 10.5 s (no answer yet to compare)"), "\(helped.logs)")
+        #expect(helped.assignments.count == 1 && helped.assignments[0].member != orders[0].member)
+        #expect(h.advance(.seconds(30)).assignments.isEmpty, "out twice already; nobody else idle")
+    }
+
+    @Test("a worker lost twice in a row as too slow is not admitted again; one that answers between is")
+    func twiceTooSlow() throws {
+        var h = CoreHarness(workers: 1) { $0.workerTimeout = .seconds(5) }
+        for round in 1...2 {
+            try h.join(1)
+            h.beginStep(round)
+            _ = h.handOut()
+            h.core.table[h.member(1)].lastHeard = h.now + .seconds(10)
+            #expect(h.advance(.seconds(6)).logged("lost: returned no result within --worker-timeout"))
+        }
+        let refused = try h.hello(1)
+        guard case .shutdown(let why, .failed)? = refused.replies.first else { Issue.record("\(refused)"); return }
+        #expect(why == "this worker was lost twice in a row for returning no result within --worker-timeout (5.0 s); "
+            + "it is not admitted again in this run")
+        #expect(refused.logged("refused a hello from peer 0x0001 (p1): this worker was lost twice"))
+        #expect(h.core.table.members.count == 2, "not admitted")
+    }
+}

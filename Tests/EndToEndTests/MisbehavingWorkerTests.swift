@@ -83,7 +83,8 @@ struct MisbehavingWorkerTests {
                 try dealer.send(ready(joined!))
             case .assignment(_, _, let attempt, _, let slot, _):
                 for message in try before(joined!, envelope.header.step, attempt) { try dealer.send(message) }
-                try dealer.send(answer(joined!, envelope.header.step, attempt, slot))
+                let answer = try answer(joined!, envelope.header.step, attempt, slot)
+                if !answer.isEmpty { try dealer.send(answer) }
             default:
                 continue
             }
@@ -160,6 +161,27 @@ struct MisbehavingWorkerTests {
         #expect(status == 0, "\(text)")
         #expect(text.contains("holds a NaN or ∞; w2 \"honest\"") && text.contains("w1 \"nan\" (test, pid 1) lost: sent a "
             + "mismatched result (a NaN or ∞ for micro-shards 0 of step"), "\(text)")
+        #expect(try FailureTests.digest(out) == FailureTests.digest(reference))
+    }
+
+    @Test("a worker that takes assignments and never answers does not hold the run up: its micro-shards go to another worker too; the same SHA-256")
+    func neverAnswers() throws {
+        let port = Command.reservedPort(), out = Command.temporaryPath("stalled-beside.st")
+        let reference = Command.temporaryPath("stalled-reference.st")
+        #expect(try Command.run(["train", "--config", "examples/xor.yaml", "--threads", "1", "--save", reference]).status == 0)
+        var real: Process?
+        defer { if let real { FailureTests.expectAllEnded([real]) } }
+        let (status, text) = try runFakeWorker(
+            endpoint: "tcp://127.0.0.1:\(port)", name: "stalled", flags: ["--save", out, "--heartbeat", "0.2"], workers: 2,
+            ready: { joined in
+                real = try Command.start(["worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "honest"],
+                                         stderr: Command.temporaryPath("stalled-honest.log"))
+                return try Codec.ready(job: joined.job, worker: joined.worker, hasData: true, products: joined.products)
+            },
+            answer: { _, _, _, _ in [] })
+        #expect(status == 0, "\(text)")
+        #expect(text.contains("w1 \"stalled\" (test, pid 1) has not answered micro-shards")
+                    && text.contains("w2 \"honest\"") && text.contains("computes them too"), "\(text)")
         #expect(try FailureTests.digest(out) == FailureTests.digest(reference))
     }
 

@@ -26,6 +26,12 @@ extension CoordinatorCore {
         for (_, assignment) in round?.outstanding ?? [:] where now - assignment.sentAt > settings.workerTimeout {
             lose(assignment.member, .tooSlow(settings.workerTimeout))
         }
+        for index in table.liveInOrder {
+            if let since = table[index].unansweredSince, now - since > settings.workerTimeout {
+                lose(index, .tooSlow(settings.workerTimeout))
+            }
+        }
+        backUpSlowAssignments(at: now)
         guard now - lastHeartbeat >= settings.heartbeat else { return drain() }
         lastHeartbeat = now
         heartbeatRounds += 1
@@ -36,6 +42,28 @@ extension CoordinatorCore {
             emit(.send(member: index, .heartbeat(step: round?.step ?? 0)))
         }
         return drain()
+    }
+
+    /// Gives the micro-shards of an assignment far slower than the answers lately to an idle member too (the first
+    /// answer is taken): a member that beats but computes slowly, or not at all, does not hold the step up. Slower
+    /// means four times the slowest answer of this step or the last, and two heartbeats at least; with no answer yet in
+    /// the run, ten heartbeats.
+    private mutating func backUpSlowAssignments(at now: ContinuousClock.Instant) {
+        guard var round, !round.inParts, round.waitingCount == 0 else { return }
+        let lately = max(round.slowestAnswer, lastStepSlowest)
+        let patience = lately > .zero ? max(lately * 4, settings.heartbeat * 2) : settings.heartbeat * 10
+        for (attempt, slow) in round.outstanding.sorted(by: { $0.key < $1.key })
+        where round.twins[attempt] == nil && now - slow.sentAt > patience {
+            let idle = table.active.filter { $0 != slow.member && !round.holds($0) && !round.suspects.contains($0) }
+            guard let helper = idle.max(by: { table[$0].speed < table[$1].speed }),
+                  let backup = round.backup(attempt, by: helper, now: now) else { break }
+            let compared = lately > .zero ? "the slowest answer lately took \(Seconds(lately))" : "no answer yet to compare"
+            emit(.log("step \(round.step): \(table[slow.member].label) has not answered micro-shards "
+                + "\(describe(slow.ranges)) in \(Seconds(now - slow.sentAt)) (\(compared)); \(table[helper].label) "
+                + "computes them too"))
+            assign(helper, attempt: backup, ranges: slow.ranges, in: &round)
+        }
+        self.round = round
     }
 
     /// A send to `member` failed.
@@ -75,6 +103,11 @@ extension CoordinatorCore {
         table[index].state = .lost
         table[index].hasResultRegion = false
         table[index].readsWeightsRegion = false
+        if case .tooSlow = reason {
+            // Bounded as the table is: identities come from the network.
+            if tooSlowStreak.count >= MemberTable.capacity { tooSlowStreak.removeAll() }
+            tooSlowStreak[table[index].identity, default: 0] += 1
+        }
         var line = "\(table[index].label) lost: \(reason)"
         var released: [UInt64] = []
         let left = activeCount

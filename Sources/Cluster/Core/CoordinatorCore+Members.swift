@@ -50,6 +50,15 @@ extension CoordinatorCore {
     private mutating func hello(_ identity: [UInt8], _ fields: [String: String], key: String,
                                 at now: ContinuousClock.Instant) {
         if let old = table.index(of: identity), table[old].state != .lost { lose(old, .restarted) }
+        if tooSlowStreak[identity, default: 0] >= 2 {
+            let why = "this worker was lost twice in a row for returning no result within --worker-timeout "
+                + "(\(Seconds(settings.workerTimeout))); it is not admitted again in this run"
+            emit(.reply(identity: identity, .shutdown(why, .failed)))
+            if let line = newcomerLine("refused a hello from \(PeerGuard.name(identity)) (\(Codec.printable(fields["name"] ?? "?"))): \(why)") {
+                emit(.log(line))
+            }
+            return
+        }
         let round = self.round
         guard let index = table.admit(identity: identity, fields: fields, now: now,
                                       inUse: { round?.references($0) ?? false }) else {

@@ -4,6 +4,8 @@ import Wire
 /// Results and their parts, checked against the assignment they answer before anything of them is used.
 extension CoordinatorCore {
     mutating func result(_ index: Int, _ header: Header, _ frame: GradientFrame, at now: ContinuousClock.Instant) {
+        // Slow perhaps, but not stalled: it answers.
+        table[index].unansweredSince = nil
         let member = table[index]
         if let slot = frame.regionSlot, !member.hasResultRegion {
             lose(index, .mismatched("a result in slot \(slot) of a result region it has not offered"))
@@ -16,7 +18,7 @@ extension CoordinatorCore {
         guard let assignment = round.assignment(frame.attempt, of: index) else {
             if settings.verbose {
                 emit(.log("dropped \(member.label)'s late result (attempt \(frame.attempt)) for step \(round.step): its "
-                    + "micro-shards were given to another worker"))
+                    + "micro-shards were given to another worker, or computed by one first"))
             }
             return
         }
@@ -28,14 +30,21 @@ extension CoordinatorCore {
             self.round = round
             return
         }
-        round.complete(frame.attempt, with: frame)
-        let microShards = assignment.ranges.reduce(0) { $0 + $1.count }
-        let seconds = max((now - assignment.sentAt) / .seconds(1), 1e-6)
-        let speed = Double(microShards) / seconds
+        let withdrawn = round.complete(frame.attempt, with: frame)
+        round.slowestAnswer = max(round.slowestAnswer, now - assignment.sentAt)
         table[index].sharedSamples += frame.samples
-        table[index].sharedSeconds += seconds
-        table[index].speed = member.speed == 1.0 ? speed : 0.7 * member.speed + 0.3 * speed
+        table[index].sharedSeconds += max((now - assignment.sentAt) / .seconds(1), 1e-6)
+        measure(index, assignment, at: now)
+        tooSlowStreak[member.identity] = nil
         if !round.holds(index) { table[index].state = .ready }
+        if let withdrawn {
+            // Its twin answered first: the slower member's speed says so, and it must still answer something within
+            // --worker-timeout of this assignment.
+            measure(withdrawn.member, withdrawn, at: now)
+            table[withdrawn.member].unansweredSince = min(table[withdrawn.member].unansweredSince ?? withdrawn.sentAt,
+                                                          withdrawn.sentAt)
+            if !round.holds(withdrawn.member) { table[withdrawn.member].state = .ready }
+        }
         self.round = round
         // A result checking another's NaN or ∞: finite, it shows the other member's values wrong; not, the run did
         // diverge, and this result stops it.
@@ -54,12 +63,22 @@ extension CoordinatorCore {
         let others = table.active.filter { $0 != index && !round.suspects.contains($0) }
         guard let checker = others.max(by: { table[$0].speed < table[$1].speed }),
               ResultCheck.holdsNonFinite(frame),
-              let (attempt, ranges) = round.recheck(frame.attempt, by: checker, now: now) else { return false }
+              let (attempt, ranges, isNew) = round.recheck(frame.attempt, by: checker, now: now) else { return false }
+        let by = round.outstanding[attempt].map { table[$0.member].label } ?? table[checker].label
         emit(.log("step \(round.step): \(table[index].label)'s result for micro-shards \(describe(ranges)) holds a NaN or "
-            + "∞; \(table[checker].label) computes them again before the run is called diverged"))
-        assign(checker, attempt: attempt, ranges: ranges, in: &round)
+            + "∞; \(by) computes them again before the run is called diverged"))
+        if isNew { assign(checker, attempt: attempt, ranges: ranges, in: &round) }
         if !round.holds(index) { table[index].state = .ready }
         return true
+    }
+
+    /// Updates `member`'s speed (micro-shards per second, a moving average) from `assignment`, answered or
+    /// withdrawn now.
+    private mutating func measure(_ member: Int, _ assignment: StepRound.Assignment, at now: ContinuousClock.Instant) {
+        let microShards = assignment.ranges.reduce(0) { $0 + $1.count }
+        let speed = Double(microShards) / max((now - assignment.sentAt) / .seconds(1), 1e-6)
+        let old = table[member].speed
+        table[member].speed = old == 1.0 ? speed : 0.7 * old + 0.3 * speed
     }
 
     /// Why `frame` cannot be `member`'s answer to `assignment`; nil if it can.

@@ -35,6 +35,11 @@ struct CoordinatorCore {
     /// Training has started: later members join a running step.
     var started = false
     var lastHeartbeat: ContinuousClock.Instant
+    /// Losses in a row for returning nothing within --worker-timeout, by routing identity (a worker keeps its identity
+    /// when it joins again); at two it is not admitted again.
+    var tooSlowStreak: [[UInt8]: Int] = [:]
+    /// The slowest answer of the last step (what a slow assignment is compared with before this step has any).
+    var lastStepSlowest: Duration = .zero
     /// The latest time an event brought (for events that come without one).
     var now: ContinuousClock.Instant
     /// Join and loss lines of members that never became ready: bounded, as a flood of identities would write one each.
@@ -90,6 +95,7 @@ struct CoordinatorCore {
     mutating func endStep() -> (round: StepRound, sentAsMessage: Bool) {
         let finished = round!
         round = nil
+        lastStepSlowest = finished.slowestAnswer
         if sentAsMessage && settings.weightsAsChange { messageWeightsStep = finished.step }
         return (finished, sentAsMessage)
     }

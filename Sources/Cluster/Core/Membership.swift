@@ -83,6 +83,9 @@ public struct Member: Sendable {
     var toldToRejoin = false
     /// When it was lost.
     var lostAt: ContinuousClock.Instant?
+    /// When an assignment it has not answered was sent, after it was withdrawn (another member answered it first):
+    /// a member that answers nothing for --worker-timeout from then is lost as too slow.
+    var unansweredSince: ContinuousClock.Instant?
     /// The member offered a result region and the coordinator mapped it: its results may come in its slots.
     var hasResultRegion = false
     /// The member mapped the coordinator's weights region: its weights go there, not in a message.

@@ -41,6 +41,11 @@ struct StepRound {
     private(set) var rechecks: [UInt64: Int] = [:]
     /// Members whose result this step was checked again (theirs are not checked twice).
     private(set) var suspects: Set<Int> = []
+    /// Assignments out twice, each attempt with its twin: a slow member's micro-shards given to an idle one too; the
+    /// first answer is taken and the other attempt withdrawn.
+    private(set) var twins: [UInt64: UInt64] = [:]
+    /// The longest an answer this step took.
+    var slowestAnswer: Duration = .zero
     /// Result-region slots given out this step, per member: each holds its result until the step's sum is read, so
     /// none is given twice in a step (a member that takes over a lost one's micro-shards gets the other, then none).
     private var claimedSlots: [Int: Set<Int>] = [:]
@@ -109,26 +114,51 @@ struct StepRound {
         return a
     }
 
-    mutating func complete(_ attempt: UInt64, with frame: GradientFrame) {
-        guard let a = outstanding.removeValue(forKey: attempt) else { return }
+    /// Takes `attempt`'s answer; returns its twin's assignment, withdrawn, if it had one.
+    @discardableResult
+    mutating func complete(_ attempt: UInt64, with frame: GradientFrame) -> Assignment? {
+        guard let a = outstanding.removeValue(forKey: attempt) else { return nil }
         completedAttempts[attempt] = a.ranges[0].lowerBound
         revision += 1
         results.append(Result(member: a.member, firstMicroShard: a.ranges[0].lowerBound, frame: frame))
+        guard let twin = twins.removeValue(forKey: attempt) else { return nil }
+        twins[twin] = nil
+        return outstanding.removeValue(forKey: twin)
+    }
+
+    /// Gives `attempt`'s micro-shards to `member` too, under a new attempt; nil if it is not outstanding or is out
+    /// twice already.
+    mutating func backup(_ attempt: UInt64, by member: Int, now: ContinuousClock.Instant) -> UInt64? {
+        guard let slow = outstanding[attempt], twins[attempt] == nil else { return nil }
+        let new = nextAttempt
+        nextAttempt += 1
+        outstanding[new] = Assignment(member: member, ranges: slow.ranges, samples: slow.samples, sentAt: now,
+                                      resultSlot: nil)
+        twins[new] = attempt
+        twins[attempt] = new
+        revision += 1
+        return new
     }
 
     /// Takes `attempt` (answered with a NaN or ∞) back from its member and gives its micro-shards to `checker` under a
-    /// new attempt; nil if it is not outstanding.
+    /// new attempt; when they are out twice already, their twin is the check instead (`isNew` false). Nil if
+    /// `attempt` is not outstanding.
     mutating func recheck(_ attempt: UInt64, by checker: Int, now: ContinuousClock.Instant)
-        -> (attempt: UInt64, ranges: [Range<Int>])? {
+        -> (attempt: UInt64, ranges: [Range<Int>], isNew: Bool)? {
         guard let taken = outstanding.removeValue(forKey: attempt) else { return nil }
+        suspects.insert(taken.member)
+        revision += 1
+        if let twin = twins.removeValue(forKey: attempt) {
+            twins[twin] = nil
+            rechecks[twin] = taken.member
+            return (twin, taken.ranges, false)
+        }
         let new = nextAttempt
         nextAttempt += 1
         outstanding[new] = Assignment(member: checker, ranges: taken.ranges, samples: taken.samples, sentAt: now,
                                       resultSlot: nil)
         rechecks[new] = taken.member
-        suspects.insert(taken.member)
-        revision += 1
-        return (new, taken.ranges)
+        return (new, taken.ranges, true)
     }
 
     /// Takes back everything `member` holds (its answers so far stay); returns the ranges moved and the attempts
@@ -139,6 +169,11 @@ struct StepRound {
         var moved: [Range<Int>] = []
         for (attempt, assignment) in mine {
             outstanding[attempt] = nil
+            // Out twice: the twin still computes them.
+            if let twin = twins.removeValue(forKey: attempt) {
+                twins[twin] = nil
+                continue
+            }
             moved += assignment.ranges
         }
         waiting = Self.merged(waiting + moved)
