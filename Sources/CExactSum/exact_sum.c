@@ -207,7 +207,7 @@ INLINE int wire_mean_body(const unsigned char *restrict t0, const unsigned char 
         for (int k = 0; k < sums; k++) {
             memcpy(&h[k], t[k] + 8 * i, 8);
             memcpy(&l[k], t[k] + 8 * (count + i), 8);
-            w[k] = ((const int8_t *)(t[k] + 16 * count))[i];
+            w[k] = ((const int8_t *)(t[k] + cexact_windows_offset(count)))[i];
             window = max32(window, w[k]);
         }
         uint64_t high = 0, low = 0;
@@ -275,7 +275,7 @@ INLINE uint32_t combine_body(uint64_t *high, uint64_t *low, int8_t *windows, int
         for (int s = 0; s < sum_count; s++) {
             const unsigned char *theirs = (const unsigned char *)sums[s];
             const unsigned char *their_high = theirs + 8 * start, *their_low = theirs + 8 * (count + start);
-            const int8_t *their_windows = (const int8_t *)(theirs + 16 * count + start);
+            const int8_t *their_windows = (const int8_t *)(theirs + cexact_windows_offset(count) + start);
             if (holds_nothing) {
                 memcpy(h, their_high, 8 * n);
                 memcpy(l, their_low, 8 * n);
@@ -308,7 +308,7 @@ INLINE uint32_t combine_body(uint64_t *high, uint64_t *low, int8_t *windows, int
     attributes static void merge_##suffix(uint64_t *high, uint64_t *low, int8_t *windows, const void *theirs,       \
                                           size_t count) {                                                            \
         const unsigned char *bytes = (const unsigned char *)theirs;                                                  \
-        merge_body(high, low, windows, bytes, bytes + 8 * count, (const int8_t *)(bytes + 16 * count), count);       \
+        merge_body(high, low, windows, bytes, bytes + cexact_low_limbs_offset(count), (const int8_t *)(bytes + cexact_windows_offset(count)), count);       \
     }                                                                                                                \
     attributes static int mean_##suffix(const uint64_t *high, const uint64_t *low, const int8_t *windows,           \
                                         float *mean, size_t count, double divisor) {                                 \

@@ -24,7 +24,7 @@ static inline uint64_t fold(int64_t v) { return (uint64_t)(v ^ (v >> 63)); }
 
 size_t cexact_pack_bound(size_t count) {
     size_t blocks = (count + PACK_BLOCK - 1) / PACK_BLOCK;
-    return 17 * count + 4 * blocks + 8; /* + 8: each store writes a whole word */
+    return CEXACT_BYTES_PER_PARAMETER * count + 4 * blocks + 8; /* + 8: each store writes a whole word */
 }
 
 /* Packs `count` parameters whose high limbs, low limbs and windows start at the three pointers. */
@@ -73,12 +73,12 @@ static size_t pack_arrays(const unsigned char *high_bytes, const unsigned char *
 
 size_t cexact_pack(const void *sum, size_t count, unsigned char *out) {
     const unsigned char *bytes = (const unsigned char *)sum;
-    return pack_arrays(bytes, bytes + 8 * count, (const int8_t *)(bytes + 16 * count), count, out);
+    return pack_arrays(bytes, bytes + cexact_low_limbs_offset(count), (const int8_t *)(bytes + cexact_windows_offset(count)), count, out);
 }
 
 size_t cexact_pack_range(const void *sum, size_t count, size_t first, size_t end, unsigned char *out) {
     const unsigned char *bytes = (const unsigned char *)sum;
-    return pack_arrays(bytes + 8 * first, bytes + 8 * (count + first), (const int8_t *)(bytes + 16 * count + first),
+    return pack_arrays(bytes + 8 * first, bytes + cexact_low_limbs_offset(count) + 8 * first, (const int8_t *)(bytes + cexact_windows_offset(count) + first),
                        end - first, out);
 }
 
@@ -95,7 +95,7 @@ static inline int64_t load_signed(const unsigned char *p, int n, const unsigned 
 
 int cexact_unpack(const unsigned char *in, size_t length, size_t count, void *sum) {
     unsigned char *bytes = (unsigned char *)sum;
-    int8_t *windows = (int8_t *)(bytes + 16 * count);
+    int8_t *windows = (int8_t *)(bytes + cexact_windows_offset(count));
     const unsigned char *p = in, *end = in + length;
     for (size_t start = 0; start < count; start += PACK_BLOCK) {
         size_t n = count - start < PACK_BLOCK ? count - start : PACK_BLOCK;

@@ -1,3 +1,4 @@
+import CExactSum
 import Foundation
 import Engine
 import Wire
@@ -69,7 +70,7 @@ enum ResultCheck {
             }
             return any != 0
         }
-        let windows = (bytes.baseAddress! + 16 * count).assumingMemoryBound(to: Int8.self)
+        let windows = (bytes.baseAddress! + cexact_windows_offset(count)).assumingMemoryBound(to: Int8.self)
         var highest: UInt8 = 0
         for index in 0..<count { highest = max(highest, UInt8(bitPattern: windows[index] &- lowest)) }
         guard !limbsOutside else {

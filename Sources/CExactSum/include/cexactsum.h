@@ -25,6 +25,14 @@
 
 enum { CEXACT_LOWEST_WINDOW = -3, CEXACT_HIGHEST_FLOAT_WINDOW = 2, CEXACT_HIGHEST_WINDOW = 20 };
 
+/* The one layout of a sum of `count` parameters, wherever it lies — a sum's memory, a worker's result region, a
+ * result message — and so the only place it is defined: `count` high limbs (int64, little-endian), then `count` low
+ * limbs, then `count` windows (int8); CEXACT_BYTES_PER_PARAMETER bytes a parameter. Engine's GradientSum, Wire's
+ * result frames and the packed form (pack.c) all read and write it through these. */
+enum { CEXACT_BYTES_PER_PARAMETER = 17 };
+static inline size_t cexact_low_limbs_offset(size_t count) { return 8 * count; }
+static inline size_t cexact_windows_offset(size_t count) { return 16 * count; }
+
 /* Adds `shards` (1 to 4) Float arrays of `count` values to the limbs and windows (`empty`: the limbs hold nothing
  * yet and are overwritten). Returns the largest magnitude bits seen: 0x7F800000 or more means a NaN or infinity. */
 uint32_t cexact_add(uint64_t *high, uint64_t *low, int8_t *windows, const float *const *gradients, int shards,
@@ -55,7 +63,7 @@ size_t cexact_pack(const void *sum, size_t count, unsigned char *out);
 /* Packs parameters `first` to `end` (exclusive) of `sum` (of `count`), as cexact_pack packs a sum of just those: what
  * cexact_unpack of `end - first` parameters reads (out holds cexact_pack_bound(end - first) bytes). */
 size_t cexact_pack_range(const void *sum, size_t count, size_t first, size_t end, unsigned char *out);
-/* Unpacks `length` bytes into `sum` (cexact_merge's layout, 17 * count bytes); returns 1 if they are exactly one
+/* Unpacks `length` bytes into `sum` (the layout above, CEXACT_BYTES_PER_PARAMETER * count bytes); returns 1 if they are exactly one
  * packed sum of `count` parameters, 0 if not (what was written is then not a sum). Reads nothing past `length`. */
 int cexact_unpack(const unsigned char *in, size_t length, size_t count, void *sum);
 

@@ -31,7 +31,7 @@ public final class GradientSum {
     /// Micro-shards one exact sum may hold (job validation keeps batch_size / micro_shard within it).
     public static let maximumMicroShards = 4096
     /// Bytes per parameter of a sum's values: exact, two Int64 limbs and a window byte; fast, one Float32.
-    public static func bytesPerParameter(_ reduction: Reduction) -> Int { reduction == .exact ? 17 : 4 }
+    public static func bytesPerParameter(_ reduction: Reduction) -> Int { reduction == .exact ? Int(CEXACT_BYTES_PER_PARAMETER) : 4 }
     /// The windows a gradient and a loss sum may have (anything else is not a real result).
     public static let gradientWindows = CEXACT_LOWEST_WINDOW...CEXACT_HIGHEST_FLOAT_WINDOW
     public static let lossWindows = CEXACT_LOWEST_WINDOW...CEXACT_HIGHEST_WINDOW
@@ -114,7 +114,7 @@ public final class GradientSum {
     }
 
     private var windows: UnsafeMutablePointer<Int8> {
-        UnsafeMutableRawPointer(storage + 2 * count).assumingMemoryBound(to: Int8.self)
+        (UnsafeMutableRawPointer(storage) + cexact_windows_offset(count)).assumingMemoryBound(to: Int8.self)
     }
 
     /// The sum of per-sample losses.

@@ -1,3 +1,4 @@
+import CExactSum
 import Synchronization
 
 /// A decoded message: its header and its checked payload.
@@ -48,7 +49,7 @@ public final class UnpackedSum: @unchecked Sendable {
     private static let pool = Mutex<[UnsafeMutableRawBufferPointer]>([])
 
     init(count: Int) {
-        let size = 17 * count
+        let size = GradientFrame.exactBytesPerParameter * count
         let reused = Self.pool.withLock { free -> UnsafeMutableRawBufferPointer? in
             guard let index = free.firstIndex(where: { $0.count == size }) else { return nil }
             return free.remove(at: index)
@@ -150,7 +151,7 @@ public struct GradientFrame {
     private var otherValues: (bytes: UnsafeRawBufferPointer, owner: AnyObject)?
 
     /// Bytes per parameter of an exact frame: two Int64 limbs and a window byte.
-    public static let exactBytesPerParameter = 17
+    public static let exactBytesPerParameter = Int(CEXACT_BYTES_PER_PARAMETER)
     /// The most micro-shards an exact result may carry as Floats: as many as fit in the limbs' bytes.
     public static let maximumFloatShards = 4
 
