@@ -17,8 +17,7 @@ extension Codec {
 
     /// A part of step `step`'s weights: send it followed by a frame of its Floats.
     public static func weightsPartHeader(job: UInt64, step: UInt64, part: Range<Int>) throws -> Message {
-        try Message(copying: Header(type: .weightsPart, job: job, step: step, frames: 1,
-                                    fields: [UInt64(part.lowerBound), UInt64(part.count)]).encoded())
+        try Message(copying: header(WeightsPartFields(part: part), job: job, step: step).encoded())
     }
 
     /// A part of array `array` of `arrays` of a result: send it followed by a frame of its Floats, or (`packed`, the
@@ -26,9 +25,9 @@ extension Codec {
     public static func gradientPartHeader(job: UInt64, step: UInt64, worker: UInt32, attempt: UInt64, array: Int,
                                           arrays: Int, part: Range<Int>, packed: Bool = false,
                                           diverged: Bool = false) throws -> Message {
-        try Message(copying: Header(type: .gradientPart, job: job, step: step, worker: worker, frames: 1,
-                                    fields: [attempt, UInt64(array), UInt64(arrays), UInt64(part.lowerBound),
-                                             UInt64(part.count), packed ? (diverged ? 2 : 1) : 0]).encoded())
+        let form: GradientPartFields.Form = packed ? (diverged ? .packedLimbsDiverged : .packedLimbs) : .floats
+        let fields = GradientPartFields(attempt: attempt, array: array, arrays: arrays, part: part, form: form)
+        return try Message(copying: header(fields, job: job, step: step, worker: worker).encoded())
     }
 
     /// The part a `weightsPart` or `gradientPart` names, checked: it starts on a part's boundary and is that part's
