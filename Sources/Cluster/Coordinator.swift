@@ -10,60 +10,60 @@ import Wire
 /// a bit of the result.
 ///
 /// One thread owns the socket: the trainer's.
-public final class Coordinator: GradientSource {
-    public struct Settings: Sendable {
-        public var endpoint: String
+package final class Coordinator: GradientSource {
+    package struct Settings: Sendable {
+        package var endpoint: String
         /// Workers that must have joined before step 1.
-        public var workers: Int
+        package var workers: Int
         /// Below this many workers the run checkpoints and waits `rejoinTimeout` for more.
-        public var minimumWorkers = 1
-        public var heartbeat: Duration = .seconds(1)
+        package var minimumWorkers = 1
+        package var heartbeat: Duration = .seconds(1)
         /// How long to wait for `workers` to join.
-        public var joinTimeout: Duration = .seconds(120)
+        package var joinTimeout: Duration = .seconds(120)
         /// How long a worker may take to return an assignment before it is declared lost.
-        public var workerTimeout: Duration = .seconds(30)
+        package var workerTimeout: Duration = .seconds(30)
         /// How long to wait for workers when fewer than `minimumWorkers` are left.
-        public var rejoinTimeout: Duration = .seconds(300)
+        package var rejoinTimeout: Duration = .seconds(300)
         /// Log every step's timings and shares.
-        public var verbose = false
+        package var verbose = false
         /// CurveZMQ: this coordinator's key and the workers it admits (nil: plaintext).
-        public var keys: CoordinatorKeys?
+        package var keys: CoordinatorKeys?
         /// Send a worker that holds the previous step's weights the new ones as their change (`cdelta_encode`):
         /// fewer bytes for a little work, which pays on slow links only.
-        public var weightsAsChange = false
+        package var weightsAsChange = false
         /// Results come in parts, and each part of the parameters is updated and its new weights sent as soon as
         /// every worker's values there are in: the weights travel down while gradients still come up, which pays
         /// where workers are on other machines.
-        public var overlap = false
+        package var overlap = false
 
-        public init(endpoint: String, workers: Int) {
+        package init(endpoint: String, workers: Int) {
             self.endpoint = endpoint
             self.workers = workers
         }
 
         /// A worker silent this long is lost.
-        public var silence: Duration { heartbeat * 3 }
+        package var silence: Duration { heartbeat * 3 }
     }
 
     /// Each worker's share since the last call (samples computed, seconds from assignment to result), and resets
     /// the counts: what `--metrics` records per epoch.
-    public func takeShares() -> [(worker: String, samples: Int, seconds: Double)] { core.takeShares() }
+    package func takeShares() -> [(worker: String, samples: Int, seconds: Double)] { core.takeShares() }
 
     /// Where the last step's time went, in seconds.
-    public struct StepTimings: Sendable {
-        public var send = 0.0, wait = 0.0, reduce = 0.0
+    package struct StepTimings: Sendable {
+        package var send = 0.0, wait = 0.0, reduce = 0.0
     }
 
-    public let settings: Settings
-    public internal(set) var lastTimings = StepTimings()
+    package let settings: Settings
+    package internal(set) var lastTimings = StepTimings()
     /// The last step's round: its results' messages stay alive until the trainer has read the sum holding them.
     private var heldRound: StepRound?
     /// Where a result's micro-shard Floats are listed for the sum.
     private let floatPointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: GradientFrame.maximumFloatShards)
     /// Checked while waiting: the pid and ending of a worker process this coordinator started that has exited.
-    public var processCheck: (() -> (pid: Int32, ending: String)?)?
+    package var processCheck: (() -> (pid: Int32, ending: String)?)?
     /// Called once when fewer than `minimumWorkers` are left, before waiting for more (writes a checkpoint).
-    public var onStarved: (() throws -> Void)?
+    package var onStarved: (() throws -> Void)?
 
     /// Every decision: members, the step's round, what each member holds. This class is its shell.
     var core: CoordinatorCore
@@ -103,7 +103,7 @@ public final class Coordinator: GradientSource {
     /// Exact mode: the fingerprint of this job's matrix products here (`Products.fingerprint`).
     let productsFingerprint: UInt64
 
-    public init(job: Job, training: Dataset, settings: Settings, log: @escaping (String) -> Void) throws {
+    package init(job: Job, training: Dataset, settings: Settings, log: @escaping (String) -> Void) throws {
         self.job = job
         self.training = training
         self.settings = settings
@@ -175,10 +175,10 @@ public final class Coordinator: GradientSource {
     }
 
     /// The endpoint workers connect to (a `tcp://…:*` bind resolved to its port).
-    public var endpoint: String { router.lastEndpoint }
+    package var endpoint: String { router.lastEndpoint }
 
     /// Workers one coordinator can hold (its member table's size).
-    public static let maximumWorkers = MemberTable.capacity
+    package static let maximumWorkers = MemberTable.capacity
 
     /// `endpoint` as another machine would write it: a wildcard bind (0.0.0.0, ::) names this host instead.
     var reachableEndpoint: String {
@@ -192,7 +192,7 @@ public final class Coordinator: GradientSource {
     // MARK: Joining
 
     /// Waits until `settings.workers` workers have joined and hold the data.
-    public func waitForWorkers() throws {
+    package func waitForWorkers() throws {
         let deadline = clock.now + settings.joinTimeout
         while core.activeCount < settings.workers {
             guard clock.now < deadline else {
@@ -225,7 +225,7 @@ public final class Coordinator: GradientSource {
         }
     }
 
-    public func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
+    package func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
                            parameters: Buffer<Float>, into sum: GradientSum) throws {
         let begun = clock.now
         // The mean is taken while every worker waits for the next weights: this machine's cores are free for it.
@@ -302,7 +302,7 @@ public final class Coordinator: GradientSource {
     /// the last call on a coordinator. The wait matters: a worker whose connection closes before it has read the
     /// message may never see it (libzmq drops what a closed connection had not delivered) and would wait for its
     /// --idle-timeout instead of exiting.
-    public func shutdown(reason: String = "training finished", disposition: Disposition = .finished) {
+    package func shutdown(reason: String = "training finished", disposition: Disposition = .finished) {
         var waiting = Set<[UInt8]>()
         // Lost members too: one that is alive again may be on its way back in, and would otherwise keep knocking
         // until its --idle-timeout. Only the others are waited for.

@@ -27,9 +27,9 @@ struct PartTimings {
 }
 
 extension Coordinator: PartwiseGradientSource {
-    public var updatesInParts: Bool { settings.overlap }
+    package var updatesInParts: Bool { settings.overlap }
 
-    public func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
+    package func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
                            parameters: Buffer<Float>, into sum: GradientSum, mean: UnsafeMutablePointer<Float>,
                            update: (Range<Int>, UnsafePointer<Float>, Float, Bool) throws -> Void,
                            undo: (Range<Int>) -> Void) throws {

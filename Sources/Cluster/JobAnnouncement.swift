@@ -3,18 +3,18 @@ import Engine
 /// What a coordinator tells a joining worker: the job (canonical text) and the fingerprint of the training samples
 /// the worker must hold, so it can check its own copy instead of receiving it, and the coordinator's OpenBLAS kernel
 /// and oneDNN instruction set, which an exact-mode worker follows.
-public struct JobAnnouncement: Sendable, Equatable {
-    public var job: Job
-    public var samples: Int
-    public var fingerprint: String
-    public var blas: String
-    public var oneDNN: String
+package struct JobAnnouncement: Sendable, Equatable {
+    package var job: Job
+    package var samples: Int
+    package var fingerprint: String
+    package var blas: String
+    package var oneDNN: String
 
     static let prefix = "shardtrain-job"
     /// The largest announcement a worker reads; a coordinator refuses to announce a larger job.
-    public static let maximumBytes = 64 << 20
+    package static let maximumBytes = 64 << 20
 
-    public init(job: Job, samples: Int, fingerprint: String, blas: String, oneDNN: String) {
+    package init(job: Job, samples: Int, fingerprint: String, blas: String, oneDNN: String) {
         self.job = job
         self.samples = samples
         self.fingerprint = fingerprint
@@ -23,12 +23,12 @@ public struct JobAnnouncement: Sendable, Equatable {
     }
 
     /// A first line `shardtrain-job samples=N fingerprint=HEX blas=KERNEL onednn=ISA`, then the job text.
-    public var bytes: [UInt8] {
+    package var bytes: [UInt8] {
         Array(("\(Self.prefix) samples=\(samples) fingerprint=\(fingerprint) blas=\(blas) onednn=\(oneDNN)\n"
             + job.canonicalText).utf8)
     }
 
-    public init(bytes: [UInt8]) throws {
+    package init(bytes: [UInt8]) throws {
         let text = String(decoding: bytes, as: UTF8.self)
         guard let newline = text.firstIndex(of: "\n") else { throw ClusterError("job announcement has no header line") }
         let fields = text[..<newline].split(separator: " ")

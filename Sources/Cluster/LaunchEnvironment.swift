@@ -2,16 +2,16 @@ import Foundation
 
 /// A process's place in one run, as the launcher that started it tells: torchrun's convention (which Kubeflow's
 /// PyTorchJob sets for every replica) or Slurm's `srun`. Rank 0 is the coordinator; every other rank is a worker.
-public struct LaunchPlace: Sendable, Equatable {
-    public var rank: Int
-    public var worldSize: Int
+package struct LaunchPlace: Sendable, Equatable {
+    package var rank: Int
+    package var worldSize: Int
     /// The coordinator's host (a name or an address).
-    public var coordinatorHost: String
-    public var port: Int
+    package var coordinatorHost: String
+    package var port: Int
     /// Which launcher's variables gave the place (for the log line).
-    public var source: String
+    package var source: String
 
-    public init(rank: Int, worldSize: Int, coordinatorHost: String, port: Int, source: String) {
+    package init(rank: Int, worldSize: Int, coordinatorHost: String, port: Int, source: String) {
         self.rank = rank
         self.worldSize = worldSize
         self.coordinatorHost = coordinatorHost
@@ -20,11 +20,11 @@ public struct LaunchPlace: Sendable, Equatable {
     }
 
     /// torchrun's default port, used when neither a flag nor MASTER_PORT gives one.
-    public static let defaultPort = 29500
+    package static let defaultPort = 29500
 
     /// The place from explicit values (flags), else torchrun's variables, else Slurm's; a missing or malformed
     /// value is an error naming the variable and what to set.
-    public static func resolve(rank: Int?, worldSize: Int?, host: String?, port: Int?,
+    package static func resolve(rank: Int?, worldSize: Int?, host: String?, port: Int?,
                                environment: [String: String]) throws -> LaunchPlace {
         func integer(_ name: String) throws -> Int? {
             guard let text = environment[name] else { return nil }
@@ -66,12 +66,12 @@ public struct LaunchPlace: Sendable, Equatable {
     }
 
     /// Where rank 0 listens: the address the coordinator's host resolves to (so a loopback name stays loopback).
-    public func bindEndpoint() throws -> String {
+    package func bindEndpoint() throws -> String {
         "tcp://\(try Self.resolveAddress(coordinatorHost)):\(port)"
     }
 
     /// Where the other ranks connect.
-    public var connectEndpoint: String {
+    package var connectEndpoint: String {
         coordinatorHost.contains(":") ? "tcp://[\(coordinatorHost)]:\(port)" : "tcp://\(coordinatorHost):\(port)"
     }
 
@@ -100,16 +100,16 @@ public struct LaunchPlace: Sendable, Equatable {
 }
 
 /// A launch environment that does not say where this process belongs.
-public struct LaunchError: Error, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+package struct LaunchError: Error, CustomStringConvertible {
+    package let message: String
+    package init(_ message: String) { self.message = message }
+    package var description: String { message }
 }
 
 /// Slurm's compressed host lists, expanded as `scontrol show hostnames` does: `node[01-03,7],gpu-a[1-2]-x` →
 /// node01 node02 node03 node7 gpu-a1-x gpu-a2-x; zero padding is kept, several bracket groups multiply.
-public enum SlurmHostList {
-    public static func expand(_ list: String) throws -> [String] {
+package enum SlurmHostList {
+    package static func expand(_ list: String) throws -> [String] {
         var names: [String] = []
         for item in try splitTopLevel(list) where !item.isEmpty { names += try expandName(Substring(item)) }
         guard !names.isEmpty else { throw LaunchError("SLURM_JOB_NODELIST '\(list)' names no host") }

@@ -4,18 +4,18 @@ import Foundation
 /// Worker processes of this same binary on this machine, for `shardtrain train --workers N`: started with
 /// single-threaded products, restarted when one exits (up to `restartLimit` times in all), and stopped on exit — with
 /// SIGTERM, then SIGKILL for one that does not go (a stopped process ignores everything else).
-public final class LocalWorkers {
+package final class LocalWorkers {
     private var processes: [(name: String, process: Process)] = []
     private var reported: Set<Int32> = []
     private let endpoint: String
     private let executable: String
     private var restarts = 0
-    public let restartLimit: Int
+    package let restartLimit: Int
 
     private let threads: Int
 
     /// Starts `count` workers connecting to `endpoint`, each computing on `threads` threads.
-    public init(count: Int, endpoint: String, threads: Int = 1,
+    package init(count: Int, endpoint: String, threads: Int = 1,
                 executable: String = LocalWorkers.currentExecutable) throws {
         self.endpoint = endpoint
         self.executable = executable
@@ -57,7 +57,7 @@ public final class LocalWorkers {
 
     /// A worker that has exited since the last call: its pid and how it ended (a replacement is started while the
     /// restart budget lasts); nil when all run.
-    public func check(log: (String) -> Void = { _ in }) -> (pid: Int32, ending: String)? {
+    package func check(log: (String) -> Void = { _ in }) -> (pid: Int32, ending: String)? {
         for (name, process) in processes where !reported.contains(process.processIdentifier) {
             guard let how = ending(of: process) else { continue }
             let pid = process.processIdentifier
@@ -72,7 +72,7 @@ public final class LocalWorkers {
     }
 
     /// Stops every worker still running and waits for it.
-    public func terminate() {
+    package func terminate() {
         for (_, process) in processes where ending(of: process) == nil { kill(process.processIdentifier, SIGTERM) }
         let deadline = Date().addingTimeInterval(2)
         while processes.contains(where: { ending(of: $0.process) == nil }) && Date() < deadline { usleep(10_000) }
@@ -85,7 +85,7 @@ public final class LocalWorkers {
     }
 
     /// This process's own executable.
-    public static var currentExecutable: String {
+    package static var currentExecutable: String {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 }

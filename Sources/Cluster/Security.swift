@@ -2,32 +2,32 @@ import Foundation
 import Wire
 
 /// A coordinator's CurveZMQ identity and the worker keys it admits.
-public struct CoordinatorKeys: Sendable {
-    public var keyPair: CurveKeyPair
-    public var authorized: Set<CurvePublicKey>
+package struct CoordinatorKeys: Sendable {
+    package var keyPair: CurveKeyPair
+    package var authorized: Set<CurvePublicKey>
 
-    public init(keyPair: CurveKeyPair, authorized: Set<CurvePublicKey>) {
+    package init(keyPair: CurveKeyPair, authorized: Set<CurvePublicKey>) {
         self.keyPair = keyPair
         self.authorized = authorized
     }
 }
 
 /// A worker's CurveZMQ identity and the coordinator key it expects.
-public struct WorkerKeys: Sendable {
-    public var keyPair: CurveKeyPair
-    public var coordinatorKey: CurvePublicKey
+package struct WorkerKeys: Sendable {
+    package var keyPair: CurveKeyPair
+    package var coordinatorKey: CurvePublicKey
 
-    public init(keyPair: CurveKeyPair, coordinatorKey: CurvePublicKey) {
+    package init(keyPair: CurveKeyPair, coordinatorKey: CurvePublicKey) {
         self.keyPair = keyPair
         self.coordinatorKey = coordinatorKey
     }
 }
 
 /// Whether an endpoint can be reached from (or reaches) other machines, which decides whether keys are needed.
-public enum EndpointReach {
+package enum EndpointReach {
     /// True for ipc:// and inproc://, and for tcp:// whose host is a loopback address, the loopback interface, or
     /// a name that resolves to loopback addresses only. `*`, 0.0.0.0 and real addresses are not local.
-    public static func isLocal(_ endpoint: String) -> Bool {
+    package static func isLocal(_ endpoint: String) -> Bool {
         if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
         // A source;destination pair is judged as not local.
         guard let host = tcpHost(endpoint), !endpoint.contains(";") else { return false }
@@ -55,11 +55,11 @@ public enum EndpointReach {
 
     /// Whether the two ends of `endpoint` may share memory (`SharedRegion`s): an ipc socket's peers run on one
     /// machine. A tcp loopback peer may sit in another network or pid namespace, so it is not assumed to.
-    public static func sharesMemory(_ endpoint: String) -> Bool { endpoint.hasPrefix("ipc://") }
+    package static func sharesMemory(_ endpoint: String) -> Bool { endpoint.hasPrefix("ipc://") }
 
     /// What is wrong with `endpoint` as a ZeroMQ address this project uses, or nil: `tcp://HOST:PORT`,
     /// `ipc://PATH` or `inproc://NAME`.
-    public static func problem(_ endpoint: String) -> String? {
+    package static func problem(_ endpoint: String) -> String? {
         if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") {
             return endpoint.split(separator: "/", omittingEmptySubsequences: false).count > 2
                 && endpoint.count > "ipc://".count ? nil : "\(endpoint) names no path"
@@ -79,7 +79,7 @@ public enum EndpointReach {
     }
 
     /// Why the host of a tcp endpoint cannot be resolved now (nil when it can, or is not tcp).
-    public static func resolutionProblem(_ endpoint: String) -> String? {
+    package static func resolutionProblem(_ endpoint: String) -> String? {
         guard let host = tcpHost(endpoint) else { return nil }
         do {
             _ = try LaunchPlace.resolveAddress(host)
@@ -124,7 +124,7 @@ public enum EndpointReach {
 
     /// The refusal for a plaintext endpoint that reaches other machines; nil when it is allowed.
     /// `keysToGive`: the flags that would give this command its keys.
-    public static func plaintextRefusal(_ endpoint: String, keyed: Bool, insecure: Bool, listening: Bool,
+    package static func plaintextRefusal(_ endpoint: String, keyed: Bool, insecure: Bool, listening: Bool,
                                         keysToGive: String) -> String? {
         guard !keyed, !insecure, !isLocal(endpoint) else { return nil }
         return listening

@@ -7,20 +7,20 @@ import Wire
 /// A worker process: joins a coordinator, holds the training data, and computes the micro-shards it is assigned
 /// with the shared engine until told to stop. It holds no training state, so when its coordinator goes silent it
 /// simply joins again — the same coordinator, or one restarted with `--resume` on the same endpoint.
-public final class WorkerNode {
-    public struct Settings: Sendable {
-        public var endpoint: String
-        public var name: String
+package final class WorkerNode {
+    package struct Settings: Sendable {
+        package var endpoint: String
+        package var name: String
         /// Threads computing micro-shards (each with single-threaded products).
-        public var threads = 1
+        package var threads = 1
         /// How long to keep trying to reach a coordinator before giving up.
-        public var idleTimeout: Duration = .seconds(120)
+        package var idleTimeout: Duration = .seconds(120)
         /// Stop when this process (the one that started us) is gone.
-        public var parentPID: Int32?
+        package var parentPID: Int32?
         /// CurveZMQ: this worker's key and its coordinator's (nil: plaintext).
-        public var keys: WorkerKeys?
+        package var keys: WorkerKeys?
 
-        public init(endpoint: String, name: String) {
+        package init(endpoint: String, name: String) {
             self.endpoint = endpoint
             self.name = name
         }
@@ -52,13 +52,13 @@ public final class WorkerNode {
     let routingID = (0..<16).map { _ in UInt8.random(in: 0 ... 255) }
     var checkHandshake: () throws -> Void = {}
 
-    public init(settings: Settings, log: @escaping (String) -> Void) {
+    package init(settings: Settings, log: @escaping (String) -> Void) {
         self.settings = settings
         self.log = log
     }
 
     /// Joins and works until a coordinator says stop; throws if it cannot go on (the message says why).
-    public func run() throws {
+    package func run() throws {
         let context = try Context()
         let dealer = try Socket(context, .dealer)
         // Sizes are unknown until the job arrives; the decoder still checks every length against the job.

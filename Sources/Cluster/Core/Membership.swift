@@ -2,7 +2,7 @@ import Wire
 import Foundation
 
 /// Where a worker is in its life with this coordinator.
-public enum MemberState: Sendable, Equatable {
+package enum MemberState: Sendable, Equatable {
     /// Said hello and was sent the job; getting its data ready.
     case joining
     /// Holds job and data; takes micro-shards from the next assignment on.
@@ -14,7 +14,7 @@ public enum MemberState: Sendable, Equatable {
 }
 
 /// Why a member was lost: said in the log line that names it.
-public enum LossReason: Sendable, CustomStringConvertible {
+package enum LossReason: Sendable, CustomStringConvertible {
     case silent(Duration)
     case exited(String)
     case restarted
@@ -34,7 +34,7 @@ public enum LossReason: Sendable, CustomStringConvertible {
         }
     }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .silent(let d): "silent for \(Seconds(d))"
         case .exited(let ending): ending
@@ -58,21 +58,21 @@ struct Seconds: CustomStringConvertible {
 }
 
 /// A worker as the coordinator knows it.
-public struct Member: Sendable {
-    public let id: UInt32
-    public let identity: [UInt8]
-    public let name: String
-    public let host: String
-    public let pid: String
-    public let cores: String
-    public let build: String
+package struct Member: Sendable {
+    package let id: UInt32
+    package let identity: [UInt8]
+    package let name: String
+    package let host: String
+    package let pid: String
+    package let cores: String
+    package let build: String
     /// Its OpenBLAS kernel and oneDNN instruction set.
-    public let blas: String
-    public let oneDNN: String
-    public internal(set) var state = MemberState.joining
+    package let blas: String
+    package let oneDNN: String
+    package internal(set) var state = MemberState.joining
     var lastHeard: ContinuousClock.Instant
     /// Measured micro-shards per second (an exponential moving average; 1 before the first result).
-    public internal(set) var speed = 1.0
+    package internal(set) var speed = 1.0
     /// The step whose weights it holds.
     var weightsStep: Int?
     /// The step whose weights it was sent in parts, and how many parts (all of them: it holds them, and the step's
@@ -94,7 +94,7 @@ public struct Member: Sendable {
     var sharedSamples = 0, sharedSeconds = 0.0
 
     /// How every coordinator line names this worker: `w2 "name" (host, pid 1234)`.
-    public var label: String { "w\(id) \"\(name)\" (\(host), pid \(pid))" }
+    package var label: String { "w\(id) \"\(name)\" (\(host), pid \(pid))" }
 
     var isActive: Bool { state == .ready || state == .assigned }
 }

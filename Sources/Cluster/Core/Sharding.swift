@@ -1,10 +1,10 @@
 /// Splits a batch's micro-shards into contiguous runs, one per worker, in proportion to each worker's measured
 /// speed. Which worker computes what never changes the result in exact mode; it only balances the wait.
-public enum Sharding {
+package enum Sharding {
     /// Contiguous ranges covering `0..<microShards`. When there are at least as many micro-shards as workers each
     /// gets one (so every worker's speed keeps being measured); the rest go by `speeds[i] / Σ speeds`, largest
     /// remainders rounded up, ties to the lower index. With fewer micro-shards than workers the fastest get them.
-    public static func split(_ microShards: Int, speeds: [Double]) -> [Range<Int>] {
+    package static func split(_ microShards: Int, speeds: [Double]) -> [Range<Int>] {
         precondition(!speeds.isEmpty, "no workers to split over")
         let weights = speeds.map { $0.isFinite && $0 > 0 ? $0 : 1e-9 }
         let floor = microShards >= weights.count ? 1 : 0

@@ -2,9 +2,9 @@ import Foundation
 
 /// Reads a CSV file with a header row: the column named `target` becomes the target, every other column a feature.
 /// Fields are numbers; double-quoted fields are accepted. Errors name the line and the column.
-public enum CSV {
+package enum CSV {
     /// `targetSetting`: what a user sets to name the target column (the job's `data.target`, or a command's flag).
-    public static func read(_ path: String, target: String, targetSetting: String = "data.target") throws -> Dataset {
+    package static func read(_ path: String, target: String, targetSetting: String = "data.target") throws -> Dataset {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw InputError("\(path): cannot read the file; check the path (relative paths start at the job file)")
         }
@@ -71,7 +71,7 @@ public enum CSV {
 
     /// A CSV file of features only (for predictions): every column but `excluding` (when the file has it), with
     /// the header's names.
-    public static func readFeatures(_ path: String, excluding: String?) throws -> (values: [Float], columns: Int) {
+    package static func readFeatures(_ path: String, excluding: String?) throws -> (values: [Float], columns: Int) {
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
             throw InputError("\(path): cannot read the file as UTF-8 text; check the path")
         }

@@ -2,16 +2,16 @@
 ///
 /// Class-index targets are one column of whole numbers; regression and probability targets have one column per
 /// output.
-public struct Dataset: Sendable, Equatable {
-    public let name: String
+package struct Dataset: Sendable, Equatable {
+    package let name: String
     /// Where the targets came from, for messages about them (a separate targets file, or `name`).
-    public var targetsName: String
-    public let features: [Float]
-    public let targets: [Float]
-    public let featureWidth: Int
-    public let targetWidth: Int
+    package var targetsName: String
+    package let features: [Float]
+    package let targets: [Float]
+    package let featureWidth: Int
+    package let targetWidth: Int
 
-    public init(name: String, features: [Float], featureWidth: Int, targets: [Float], targetWidth: Int) throws {
+    package init(name: String, features: [Float], featureWidth: Int, targets: [Float], targetWidth: Int) throws {
         guard featureWidth > 0, features.count % featureWidth == 0 else {
             throw InputError("\(name): \(features.count) feature values do not split into rows of \(featureWidth)")
         }
@@ -29,10 +29,10 @@ public struct Dataset: Sendable, Equatable {
         self.targetWidth = targetWidth
     }
 
-    public var count: Int { features.count / featureWidth }
+    package var count: Int { features.count / featureWidth }
 
     /// The samples at `indices`, in that order.
-    public func subset(_ indices: some Collection<Int>, name: String) -> Dataset {
+    package func subset(_ indices: some Collection<Int>, name: String) -> Dataset {
         var f: [Float] = [], t: [Float] = []
         f.reserveCapacity(indices.count * featureWidth)
         t.reserveCapacity(indices.count * targetWidth)
@@ -45,7 +45,7 @@ public struct Dataset: Sendable, Equatable {
     }
 
     /// Splits off a seeded random `fraction` of the samples as a held-out set: (training, validation).
-    public func split(validationFraction fraction: Double, seed: UInt64) -> (Dataset, Dataset) {
+    package func split(validationFraction fraction: Double, seed: UInt64) -> (Dataset, Dataset) {
         let held = Int((Double(count) * fraction).rounded())
         var order = Array(0..<count)
         var random = Xoshiro(seed: seed, stream: RandomStream.validationSplit)

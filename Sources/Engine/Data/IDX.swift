@@ -3,8 +3,8 @@ import Foundation
 /// Reads MNIST's IDX files (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, optionally gzipped): unsigned
 /// bytes, big-endian dimensions. Images become one row of pixels scaled to [0, 1] per sample; labels one class
 /// index. Every size is checked against the file's real length.
-public enum IDX {
-    public static func read(images: String, labels: String) throws -> Dataset {
+package enum IDX {
+    package static func read(images: String, labels: String) throws -> Dataset {
         let (imageBytes, imageShape) = try array(images, dimensions: 3...3, what: "images")
         let (labelBytes, labelShape) = try array(labels, dimensions: 1...1, what: "labels")
         guard imageShape[0] == labelShape[0] else {

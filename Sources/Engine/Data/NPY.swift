@@ -2,9 +2,9 @@ import Foundation
 
 /// Reads NumPy `.npy` arrays (format 1.0–3.0): little-endian float32, float64, int32 or int64, uint8 (images) or
 /// bool (labels), C order, one or two dimensions. Every field is checked against the file's real size before use.
-public enum NPY {
+package enum NPY {
     /// The array as Floats with its shape `[rows, columns]` (a 1-D array is one column).
-    public static func read(_ path: String) throws -> (values: [Float], rows: Int, columns: Int) {
+    package static func read(_ path: String) throws -> (values: [Float], rows: Int, columns: Int) {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw InputError("\(path): cannot read the file; check the path (relative paths start at the job file)")
         }
@@ -89,7 +89,7 @@ public enum NPY {
     }
 
     /// Writes a `[rows, columns]` array (a 1-D one when `columns` is nil) as float32, or as int64 when `integers`.
-    public static func write(_ values: [Float], rows: Int, columns: Int?, integers: Bool = false, to path: String) throws {
+    package static func write(_ values: [Float], rows: Int, columns: Int?, integers: Bool = false, to path: String) throws {
         let shape = columns.map { "(\(rows), \($0))" } ?? "(\(rows),)"
         var header = "{'descr': '\(integers ? "<i8" : "<f4")', 'fortran_order': False, 'shape': \(shape), }"
         // Magic, version and length take 10 bytes; the header is padded with spaces to a multiple of 64, then \n.

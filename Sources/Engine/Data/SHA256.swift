@@ -1,7 +1,7 @@
 import Foundation
 
 /// SHA-256 (FIPS 180-4), for data-set fingerprints that every process computes the same way.
-public struct SHA256 {
+package struct SHA256 {
     private var state: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
     private var pending: [UInt8] = []
@@ -18,9 +18,9 @@ public struct SHA256 {
         0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
     ]
 
-    public init() {}
+    package init() {}
 
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    package mutating func update(_ bytes: UnsafeRawBufferPointer) {
         length &+= UInt64(bytes.count)
         var offset = 0
         if !pending.isEmpty {
@@ -39,10 +39,10 @@ public struct SHA256 {
         pending += bytes[offset...]
     }
 
-    public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
+    package mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
 
     /// The digest as 64 lowercase hex digits.
-    public mutating func hexDigest() -> String {
+    package mutating func hexDigest() -> String {
         var tail: [UInt8] = [0x80] + [UInt8](repeating: 0, count: (119 - pending.count) % 64)
         let bits = length &* 8
         for shift in stride(from: 56, through: 0, by: -8) { tail.append(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
@@ -77,7 +77,7 @@ public struct SHA256 {
 
 extension Dataset {
     /// SHA-256 of the samples' widths and bytes: equal fingerprints mean equal data, sample for sample.
-    public var fingerprint: String {
+    package var fingerprint: String {
         var hash = SHA256()
         let widths = [UInt64(featureWidth), UInt64(targetWidth)].map(\.littleEndian)
         widths.withUnsafeBytes { hash.update($0) }

@@ -1,14 +1,14 @@
 /// Built-in data sets, generated from a seed with the engine's portable generator, so every process and platform
 /// builds the same samples.
-public enum Synthetic {
+package enum Synthetic {
     /// The seed's XOR problem: four points, one 0/1 target.
-    public static func xor() -> Dataset {
+    package static func xor() -> Dataset {
         try! Dataset(name: "xor", features: [0, 0, 0, 1, 1, 0, 1, 1], featureWidth: 2,
                      targets: [0, 1, 1, 0], targetWidth: 1)
     }
 
     /// Interleaved spirals in the plane, one arm per class; targets are class indices.
-    public static func spirals(samples: Int, classes: Int, noise: Double, seed: UInt64) -> Dataset {
+    package static func spirals(samples: Int, classes: Int, noise: Double, seed: UInt64) -> Dataset {
         var random = Xoshiro(seed: seed, stream: RandomStream.syntheticData)
         var features: [Float] = [], targets: [Float] = []
         for i in 0..<samples {
@@ -25,7 +25,7 @@ public enum Synthetic {
     }
 
     /// Gaussian blobs: one centre per class drawn uniformly in [−5, 5]^features, points spread with std `noise`.
-    public static func blobs(samples: Int, classes: Int, features width: Int, noise: Double, seed: UInt64) -> Dataset {
+    package static func blobs(samples: Int, classes: Int, features width: Int, noise: Double, seed: UInt64) -> Dataset {
         var random = Xoshiro(seed: seed, stream: RandomStream.syntheticData)
         let centres = (0..<classes * width).map { _ in 10 * random.nextUnitDouble() - 5 }
         var features: [Float] = [], targets: [Float] = []
@@ -38,7 +38,7 @@ public enum Synthetic {
     }
 
     /// Noisy regression: x ~ N(0, 1)^features, y = w·x + 0.5·sin(2·x₀) + noise·N(0, 1), w drawn from [−1, 1].
-    public static func regression(samples: Int, features width: Int, noise: Double, seed: UInt64) -> Dataset {
+    package static func regression(samples: Int, features width: Int, noise: Double, seed: UInt64) -> Dataset {
         var random = Xoshiro(seed: seed, stream: RandomStream.syntheticData)
         let weights = (0..<width).map { _ in 2 * random.nextUnitDouble() - 1 }
         var features: [Float] = [], targets: [Float] = []

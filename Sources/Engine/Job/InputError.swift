@@ -1,9 +1,9 @@
 /// Bad input from a user: a job file, a data file, a weights file or a flag. The message is one line naming what
 /// was wrong, the offending value and what to do; the run stops before training starts.
-public struct InputError: Error, CustomStringConvertible, Equatable {
-    public let message: String
+package struct InputError: Error, CustomStringConvertible, Equatable {
+    package let message: String
 
-    public init(_ message: String) { self.message = message }
+    package init(_ message: String) { self.message = message }
 
-    public var description: String { message }
+    package var description: String { message }
 }

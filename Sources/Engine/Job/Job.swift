@@ -2,7 +2,7 @@ import Foundation
 import Yams
 
 /// Where a job's samples come from.
-public enum DataSource: Sendable, Equatable {
+package enum DataSource: Sendable, Equatable {
     case xor
     case spirals(samples: Int, classes: Int, noise: Double)
     case blobs(samples: Int, classes: Int, features: Int, noise: Double)
@@ -16,20 +16,20 @@ public enum DataSource: Sendable, Equatable {
 }
 
 /// A training job as a job file (YAML or JSON) describes it.
-public struct Job: Sendable, Equatable {
+package struct Job: Sendable, Equatable {
     /// The model; `inputs` of 0 means "as many as the data has features".
-    public var model: ModelSpec
-    public var loss: Loss
-    public var options: TrainingOptions
-    public var data: DataSource
+    package var model: ModelSpec
+    package var loss: Loss
+    package var options: TrainingOptions
+    package var data: DataSource
     /// Seed of the synthetic data sets (defaults to the job's seed).
-    public var dataSeed: UInt64?
+    package var dataSeed: UInt64?
     /// Fraction of the samples held out and evaluated after each epoch (0 for none).
-    public var validationSplit = 0.0
+    package var validationSplit = 0.0
     /// Print a line every this many epochs (default: five lines over the run).
-    public var logEvery: Int?
+    package var logEvery: Int?
 
-    public init(model: ModelSpec, loss: Loss, options: TrainingOptions, data: DataSource) {
+    package init(model: ModelSpec, loss: Loss, options: TrainingOptions, data: DataSource) {
         self.model = model
         self.loss = loss
         self.options = options
@@ -37,7 +37,7 @@ public struct Job: Sendable, Equatable {
     }
 
     /// Reads a job file; relative data paths are taken from the file's folder.
-    public static func load(_ path: String) throws -> Job {
+    package static func load(_ path: String) throws -> Job {
         guard let contents = FileManager.default.contents(atPath: path) else {
             throw InputError("\(path): cannot read the job file; check the path")
         }
@@ -66,7 +66,7 @@ public struct Job: Sendable, Equatable {
     }
 
     /// Parses job text (YAML, or JSON, which is YAML too).
-    public static func parse(_ text: String, file: String, folder: String) throws -> Job {
+    package static func parse(_ text: String, file: String, folder: String) throws -> Job {
         let root: Node
         do {
             guard let node = try Yams.compose(yaml: text) else { throw InputError("\(file): the job file is empty") }
@@ -86,7 +86,7 @@ public struct Job: Sendable, Equatable {
 extension Job {
     /// The row counts of the micro-shards an exact run over `samples` training samples computes: full micro-shards,
     /// and the short ones a batch or the epoch's last batch ends with.
-    public func microShardRows(samples: Int) -> [Int] {
+    package func microShardRows(samples: Int) -> [Int] {
         let batch = min(options.batchSize, max(1, samples)), size = options.microShardSize
         var batches: Set<Int> = [batch]
         if samples % batch != 0 && !options.dropLast { batches.insert(samples % batch) }

@@ -1,23 +1,23 @@
 /// Command-line values that take precedence over the job file.
-public struct JobOverrides: Sendable {
+package struct JobOverrides: Sendable {
     /// One-value settings as given on the command line, read and checked as the job file's are (`JobSetting`).
-    public var settings: [JobSetting: String] = [:]
+    package var settings: [JobSetting: String] = [:]
     /// An optimizer named anew, and a learning rate (inside the file's optimizer section).
-    public var optimizer: String?
-    public var learningRate: Double?
+    package var optimizer: String?
+    package var learningRate: Double?
     /// Threads computing micro-shards (not part of the job: it never changes the bits).
-    public var threads: Int?
+    package var threads: Int?
 
-    public init() {}
+    package init() {}
 
     /// Overrides from the settings given (nil: not given).
-    public init(settings given: [JobSetting: String?]) {
+    package init(settings given: [JobSetting: String?]) {
         settings = given.compactMapValues { $0 }
     }
 
     /// Checks the values alone, as `apply` would, for a process that never reads the job file (`launch`'s worker
     /// ranks): the settings only replace one-value fields, so any job shows whether they are acceptable.
-    public func check() throws {
+    package func check() throws {
         let any = Job(model: ModelSpec(inputs: 1, layers: [LayerSpec(units: 1, activation: .identity)]), loss: .mse,
                       options: TrainingOptions(), data: .xor)
         _ = try apply(to: any)
@@ -25,7 +25,7 @@ public struct JobOverrides: Sendable {
 
     /// Applies the overrides; an optimizer named anew starts from `torch.optim`'s defaults unless it is the one the
     /// file already configures.
-    public func apply(to job: Job) throws -> Job {
+    package func apply(to job: Job) throws -> Job {
         var job = job
         if settings[.epochs] != nil && settings[.steps] != nil {
             throw InputError("give \(JobSetting.epochs.flag) or \(JobSetting.steps.flag), not both")

@@ -4,7 +4,7 @@ import Yams
 /// own readers). Each is declared here once: its key, how a value is read and checked, where it goes in the `Job`,
 /// how the canonical text writes it, and the command-line flag that replaces it. The job file's parser, the
 /// canonical text, the command line's overrides and its help all go through this table.
-public enum JobSetting: String, CaseIterable, Sendable {
+package enum JobSetting: String, CaseIterable, Sendable {
     // In the canonical text's order.
     case batchSize = "batch_size"
     case epochs
@@ -19,13 +19,13 @@ public enum JobSetting: String, CaseIterable, Sendable {
     case logEvery = "log_every"
 
     /// The job file's key.
-    public var key: String { rawValue }
+    package var key: String { rawValue }
 
     /// The command-line flag that replaces the file's value (`--no-shuffle` sets `shuffle` to false).
-    public var flag: String { self == .shuffle ? "--no-shuffle" : "--" + key.replacingOccurrences(of: "_", with: "-") }
+    package var flag: String { self == .shuffle ? "--no-shuffle" : "--" + key.replacingOccurrences(of: "_", with: "-") }
 
     /// What the setting's flag does (its help).
-    public var help: String {
+    package var help: String {
         switch self {
         case .batchSize: "Samples per batch."
         case .epochs: "Epochs to train (replaces the job's epochs or steps)."

@@ -1,7 +1,7 @@
 extension Job {
     /// The job as a job file (JSON, which is YAML) that parses back to an equal `Job`: every value explicit, every
     /// Float written as its exact decimal, data paths absolute. This is what a coordinator sends its workers.
-    public var canonicalText: String {
+    package var canonicalText: String {
         func number(_ value: Float) -> String { "\(Double(value))" }
         func number(_ value: Double) -> String { "\(value)" }
         func string(_ text: String) -> String {

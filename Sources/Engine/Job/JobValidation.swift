@@ -1,6 +1,6 @@
 extension Job {
     /// Loads (or generates) the job's samples.
-    public func loadData() throws -> Dataset {
+    package func loadData() throws -> Dataset {
         let seed = dataSeed ?? options.seed
         switch data {
         case .xor:
@@ -30,7 +30,7 @@ extension Job {
 
     /// The samples a run trains on, as every process computes them: loaded or generated, checked against the model,
     /// and with the held-out split removed.
-    public func trainingSamples() throws -> (job: Job, training: Dataset, validation: Dataset?) {
+    package func trainingSamples() throws -> (job: Job, training: Dataset, validation: Dataset?) {
         try ResourceCheck.check(self)  // before a built-in set is generated
         let data = try loadData()
         let job = try checked(against: data)
@@ -46,7 +46,7 @@ extension Job {
 
     /// The job made concrete for `data`: the model's input width filled in, and every mismatch between model,
     /// loss and data refused with a message naming the key.
-    public func checked(against data: Dataset) throws -> Job {
+    package func checked(against data: Dataset) throws -> Job {
         var job = self
         if job.model.inputs == 0 { job.model.inputs = data.featureWidth }
         guard job.model.inputs == data.featureWidth else {

@@ -3,15 +3,15 @@ import Foundation
 /// Sizes checked before anything is allocated or generated: counts that would overflow, and the memory a job needs
 /// against the memory there is. A job that cannot fit is refused in one line saying both, never aborted by the
 /// allocator.
-public enum ResourceCheck {
+package enum ResourceCheck {
     /// Beyond these no run is meaningful, and products of them stay far from Int's range.
-    public static let maximumEpochs = 1_000_000_000
-    public static let maximumSteps = 1 << 40
-    public static let maximumSize = 1 << 40
+    package static let maximumEpochs = 1_000_000_000
+    package static let maximumSteps = 1 << 40
+    package static let maximumSize = 1 << 40
 
     /// Refuses lengths, sizes and models whose counts overflow or that cannot fit in memory; `samples` and the
     /// widths are the data's when known (nil: from the job, as for a built-in set before it is generated).
-    public static func check(_ job: Job, samples: Int? = nil, featureWidth: Int? = nil, targetWidth: Int? = nil,
+    package static func check(_ job: Job, samples: Int? = nil, featureWidth: Int? = nil, targetWidth: Int? = nil,
                              available: Double? = ResourceCheck.availableBytes()) throws {
         let options = job.options
         switch options.length {
@@ -70,7 +70,7 @@ public enum ResourceCheck {
 
     /// The memory this process may still use: the smaller of the machine's available memory and what its cgroup
     /// (a container's limit) leaves; nil when neither can be read.
-    public static func availableBytes() -> Double? {
+    package static func availableBytes() -> Double? {
         var best: Double?
         if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
@@ -100,7 +100,7 @@ public enum ResourceCheck {
 
 extension DataSource {
     /// The files the samples are read from (none for a built-in set).
-    public var files: [String] {
+    package var files: [String] {
         switch self {
         case .xor, .spirals, .blobs, .regression: []
         case .npy(let features, let targets): [features, targets]
@@ -111,7 +111,7 @@ extension DataSource {
 
     /// Why these files should not be read as data (not regular files, or larger than `limit` bytes together);
     /// nil when they may. A worker asks this of paths a coordinator named before opening any.
-    public func unreadableFiles(limit: Double?) -> String? {
+    package func unreadableFiles(limit: Double?) -> String? {
         var total = 0.0
         for path in files {
             var info = stat()

@@ -6,7 +6,7 @@ import Foundation
 /// a number, not ∞: only a NaN or ∞ among the gradients stops a run. The engine never divides inside a slice: each function returns the SUM over the slice of per-sample losses and
 /// writes the gradient of that sum. A per-sample loss is the mean over its output elements (MSE, MAE, both BCEs) or
 /// the sample's cross-entropy, so dividing the sum by the sample count gives PyTorch's mean exactly as defined.
-public enum Loss: String, Sendable, CaseIterable {
+package enum Loss: String, Sendable, CaseIterable {
     /// `nn.MSELoss`: mean of (ŷ − y)².
     case mse
     /// `nn.L1Loss`: mean of |ŷ − y|.
@@ -19,10 +19,10 @@ public enum Loss: String, Sendable, CaseIterable {
     case crossEntropy = "cross_entropy"
 
     /// Whether the loss reads the output layer's pre-activation (logits) rather than its activation.
-    public var readsLogits: Bool { self == .bceLogits || self == .crossEntropy }
+    package var readsLogits: Bool { self == .bceLogits || self == .crossEntropy }
 
     /// Whether the run reports accuracy.
-    public var isClassification: Bool { self != .mse && self != .mae }
+    package var isClassification: Bool { self != .mse && self != .mae }
 
     /// Sum of per-sample losses over `rows` samples, the gradient of that sum into `gradient`, and the number of
     /// correct predictions (0 for regression losses). `output` is the logits when `readsLogits`, else the

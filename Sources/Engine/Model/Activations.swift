@@ -4,7 +4,7 @@ import Foundation
 ///
 /// Forward is fused with the bias add: it takes `z = W·x` as GEMM left it, adds the bias in place, and writes
 /// `a = f(z)`. Both stay in the workspace because backward needs them.
-public enum Activation: Sendable, Equatable, CustomStringConvertible {
+package enum Activation: Sendable, Equatable, CustomStringConvertible {
     case relu
     case leakyReLU(negativeSlope: Float)
     case sigmoid
@@ -16,7 +16,7 @@ public enum Activation: Sendable, Equatable, CustomStringConvertible {
     case softmax
 
     /// The name used in job files and in PyTorch's `nn` module list.
-    public var description: String {
+    package var description: String {
         switch self {
         case .relu: "relu"
         case .leakyReLU: "leaky_relu"

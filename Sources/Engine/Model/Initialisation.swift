@@ -4,7 +4,7 @@ extension ModelSpec {
     /// The uniform forms need only the generator and a square root, both exact, so a seed gives the same weights on
     /// every platform. Bounds: He `√(6 / ((1 + slope²)·fan_in))`, Xavier `√(6 / (fan_in + fan_out))`, as
     /// `torch.nn.init.kaiming_uniform_` and `xavier_uniform_` define them.
-    public func initialise(_ parameters: Buffer<Float>, seed: UInt64) {
+    package func initialise(_ parameters: Buffer<Float>, seed: UInt64) {
         precondition(parameters.count == layout.parameterCount, "parameter buffer does not fit the model")
         var random = Xoshiro(seed: seed, stream: RandomStream.initialisation)
         for (layer, dense) in zip(layers, layout.layers) {

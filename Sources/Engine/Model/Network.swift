@@ -1,10 +1,10 @@
 /// Statistics of one slice of a batch: everything the coordinator needs, as sums, so slices combine by adding.
-public struct SliceStatistics: Sendable, Equatable {
-    public var samples: Int
-    public var lossSum: Double
-    public var correct: Int
+package struct SliceStatistics: Sendable, Equatable {
+    package var samples: Int
+    package var lossSum: Double
+    package var correct: Int
 
-    public init(samples: Int = 0, lossSum: Double = 0, correct: Int = 0) {
+    package init(samples: Int = 0, lossSum: Double = 0, correct: Int = 0) {
         self.samples = samples
         self.lossSum = lossSum
         self.correct = correct
@@ -15,23 +15,23 @@ public struct SliceStatistics: Sendable, Equatable {
 ///
 /// Forward keeps each layer's pre-activation `z` and activation `a`; backward walks the layers from the loss to
 /// the input by the chain rule. All memory is allocated here, once: a training step allocates nothing.
-public final class Network {
-    public let spec: ModelSpec
-    public let layout: ParameterLayout
-    public let loss: Loss
+package final class Network {
+    package let spec: ModelSpec
+    package let layout: ParameterLayout
+    package let loss: Loss
     /// Samples the workspace holds at once.
-    public let capacity: Int
+    package let capacity: Int
 
     /// Input rows the caller fills before `forward` (capacity × inputs).
-    public let input: Buffer<Float>
+    package let input: Buffer<Float>
     /// Target rows the caller fills before `gradientSum` (capacity × target width).
-    public let targets: Buffer<Float>
-    public let targetWidth: Int
+    package let targets: Buffer<Float>
+    package let targetWidth: Int
     /// Width of the output layer.
-    public let outputWidth: Int
+    package let outputWidth: Int
     /// Called in `gradientSum` as each layer's gradient is written (last layer first), with the first parameter
     /// from which the gradient is now final: a worker sends those parts while backward goes on.
-    public var onLayerGradient: ((_ finalFrom: Int) -> Void)?
+    package var onLayerGradient: ((_ finalFrom: Int) -> Void)?
 
     // Per-layer views and activations, copied out of `spec` so the step's loops index plain arrays.
     private let dense: [ParameterLayout.Dense]
@@ -45,7 +45,7 @@ public final class Network {
     /// Where the products go: oneDNN or OpenBLAS, as the job says (see `GEMMLibrary`).
     package let products: Products
 
-    public init(spec: ModelSpec, loss: Loss, targetWidth: Int, capacity: Int, library: GEMMLibrary) {
+    package init(spec: ModelSpec, loss: Loss, targetWidth: Int, capacity: Int, library: GEMMLibrary) {
         precondition(capacity > 0 && !spec.layers.isEmpty, "a network needs layers and a positive capacity")
         self.spec = spec
         self.layout = spec.layout
@@ -66,10 +66,10 @@ public final class Network {
     }
 
     /// The output layer's activations after `forward` (rows × outputs).
-    public var output: UnsafePointer<Float> { UnsafePointer(activations[activations.count - 1].pointer) }
+    package var output: UnsafePointer<Float> { UnsafePointer(activations[activations.count - 1].pointer) }
 
     /// Runs the first `rows` input rows through every layer, keeping what backward needs.
-    public func forward(rows: Int, parameters: UnsafePointer<Float>) {
+    package func forward(rows: Int, parameters: UnsafePointer<Float>) {
         precondition(rows > 0 && rows <= capacity, "forward of \(rows) rows exceeds capacity \(capacity)")
         var x = UnsafePointer(input.pointer)
         for l in 0..<dense.count {
@@ -86,7 +86,7 @@ public final class Network {
     }
 
     /// Loss sum and correct count of the first `rows` samples after `forward`, without gradients.
-    public func evaluate(rows: Int) -> SliceStatistics {
+    package func evaluate(rows: Int) -> SliceStatistics {
         let (lossSum, correct) = loss.evaluate(output: lossInput, targets: targets.pointer, rows: rows,
                                                cols: outputWidth, targetWidth: targetWidth, gradient: nil)
         return SliceStatistics(samples: rows, lossSum: lossSum, correct: correct)
@@ -94,7 +94,7 @@ public final class Network {
 
     /// Forward and backward over the first `rows` samples: writes the gradient of the SUM of their losses into
     /// `gradient` (overwriting it; same layout as the parameters) and returns the slice's statistics.
-    public func gradientSum(rows: Int, parameters: UnsafePointer<Float>,
+    package func gradientSum(rows: Int, parameters: UnsafePointer<Float>,
                             gradient: UnsafeMutablePointer<Float>) -> SliceStatistics {
         forward(rows: rows, parameters: parameters)
         let last = dense.count - 1

@@ -3,20 +3,20 @@ import Foundation
 
 /// Adam (`torch.optim.Adam`) and, with `decoupledWeightDecay`, AdamW (`torch.optim.AdamW`): momentum on the
 /// gradient and on its square, both bias-corrected, with optional AMSGrad.
-public final class Adam: Optimizer {
-    public struct Options: Sendable, Equatable {
-        public var lr: Float = 0.001
-        public var beta1: Float = 0.9
-        public var beta2: Float = 0.999
-        public var eps: Float = 1e-8
-        public var weightDecay: Float = 0
-        public var amsgrad = false
+package final class Adam: Optimizer {
+    package struct Options: Sendable, Equatable {
+        package var lr: Float = 0.001
+        package var beta1: Float = 0.9
+        package var beta2: Float = 0.999
+        package var eps: Float = 1e-8
+        package var weightDecay: Float = 0
+        package var amsgrad = false
         /// AdamW: decay the weights directly instead of adding an L2 term to the gradient.
-        public var decoupledWeightDecay = false
-        public init() {}
+        package var decoupledWeightDecay = false
+        package init() {}
 
         /// AdamW's defaults (weight decay 0.01).
-        public static var adamW: Options {
+        package static var adamW: Options {
             var o = Options()
             o.decoupledWeightDecay = true
             o.weightDecay = 0.01
@@ -24,15 +24,15 @@ public final class Adam: Optimizer {
         }
     }
 
-    public let options: Options
-    public let parameterCount: Int
-    public var steps = 0
-    public var threads = 1
+    package let options: Options
+    package let parameterCount: Int
+    package var steps = 0
+    package var threads = 1
     private let firstMoment: Buffer<Float>
     private let secondMoment: Buffer<Float>
     private let secondMomentMax: Buffer<Float>
 
-    public init(_ options: Options, parameterCount: Int) {
+    package init(_ options: Options, parameterCount: Int) {
         self.options = options
         self.parameterCount = parameterCount
         firstMoment = Buffer(count: parameterCount)
@@ -40,11 +40,11 @@ public final class Adam: Optimizer {
         secondMomentMax = Buffer(count: options.amsgrad ? parameterCount : 0)
     }
 
-    public var state: [Buffer<Float>] {
+    package var state: [Buffer<Float>] {
         [firstMoment, secondMoment] + (options.amsgrad ? [secondMomentMax] : [])
     }
 
-    public func update(_ part: Range<Int>, parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
+    package func update(_ part: Range<Int>, parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
                        scale: Float, learningRate lr: Float, checkFinite: Bool) -> Bool {
         let o = options
         let m = firstMoment.pointer, v = secondMoment.pointer

@@ -1,7 +1,7 @@
 /// Updates the flat parameter buffer from the flat mean-gradient buffer, as `torch.optim` does.
 ///
 /// State (moments, momentum buffers) is flat and laid out like the parameters, so it saves and ships as buffers.
-public protocol Optimizer: AnyObject {
+package protocol Optimizer: AnyObject {
     /// Steps taken so far (set when resuming from a checkpoint).
     var steps: Int { get set }
     /// The optimizer's state buffers, each laid out like the parameters.
@@ -24,7 +24,7 @@ public protocol Optimizer: AnyObject {
 extension Optimizer {
     /// One update of every parameter, and the step counted.
     @discardableResult
-    public func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, scale: Float,
+    package func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, scale: Float,
                      learningRate: Float, checkFinite: Bool) -> Bool {
         let updated = update(0..<parameterCount, parameters: parameters, gradients: gradients, scale: scale,
                              learningRate: learningRate, checkFinite: checkFinite)
@@ -34,7 +34,7 @@ extension Optimizer {
     }
 
     @discardableResult
-    public func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, scale: Float,
+    package func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, scale: Float,
                      learningRate: Float) -> Bool {
         step(parameters: parameters, gradients: gradients, scale: scale, learningRate: learningRate,
              checkFinite: false)
@@ -49,13 +49,13 @@ extension Optimizer {
 }
 
 /// An optimizer and its hyper-parameters, with `torch.optim`'s names and defaults.
-public enum OptimizerConfig: Sendable, Equatable {
+package enum OptimizerConfig: Sendable, Equatable {
     case sgd(SGD.Options)
     case rmsprop(RMSProp.Options)
     case adam(Adam.Options)
 
     /// The base learning rate.
-    public var learningRate: Float {
+    package var learningRate: Float {
         get {
             switch self {
             case .sgd(let o): o.lr
@@ -73,7 +73,7 @@ public enum OptimizerConfig: Sendable, Equatable {
     }
 
     /// A fresh optimizer for `count` parameters.
-    public func make(parameterCount count: Int) -> Optimizer {
+    package func make(parameterCount count: Int) -> Optimizer {
         switch self {
         case .sgd(let o): SGD(o, parameterCount: count)
         case .rmsprop(let o): RMSProp(o, parameterCount: count)

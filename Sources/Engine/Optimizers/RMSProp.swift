@@ -1,25 +1,25 @@
 /// RMSProp (`torch.optim.RMSprop`): per-parameter step sizes from a running mean of squared gradients, optionally
 /// centered (divides by an estimate of the variance instead) and with momentum.
-public final class RMSProp: Optimizer {
-    public struct Options: Sendable, Equatable {
-        public var lr: Float = 0.01
-        public var alpha: Float = 0.99
-        public var eps: Float = 1e-8
-        public var weightDecay: Float = 0
-        public var momentum: Float = 0
-        public var centered = false
-        public init() {}
+package final class RMSProp: Optimizer {
+    package struct Options: Sendable, Equatable {
+        package var lr: Float = 0.01
+        package var alpha: Float = 0.99
+        package var eps: Float = 1e-8
+        package var weightDecay: Float = 0
+        package var momentum: Float = 0
+        package var centered = false
+        package init() {}
     }
 
-    public let options: Options
-    public let parameterCount: Int
-    public var steps = 0
-    public var threads = 1
+    package let options: Options
+    package let parameterCount: Int
+    package var steps = 0
+    package var threads = 1
     private let squareAverage: Buffer<Float>
     private let gradientAverage: Buffer<Float>
     private let momentumBuffer: Buffer<Float>
 
-    public init(_ options: Options, parameterCount: Int) {
+    package init(_ options: Options, parameterCount: Int) {
         self.options = options
         self.parameterCount = parameterCount
         squareAverage = Buffer(count: parameterCount)
@@ -27,11 +27,11 @@ public final class RMSProp: Optimizer {
         momentumBuffer = Buffer(count: options.momentum > 0 ? parameterCount : 0)
     }
 
-    public var state: [Buffer<Float>] {
+    package var state: [Buffer<Float>] {
         [squareAverage] + (options.centered ? [gradientAverage] : []) + (options.momentum > 0 ? [momentumBuffer] : [])
     }
 
-    public func update(_ part: Range<Int>, parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
+    package func update(_ part: Range<Int>, parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
                        scale: Float, learningRate lr: Float, checkFinite: Bool) -> Bool {
         precondition(part.lowerBound % 8 == 0, "an RMSProp update part starts on a block of eight")
         if checkFinite && !gradientsAreFinite(gradients + part.lowerBound, count: part.count) { return false }

@@ -1,31 +1,31 @@
 import CUpdate
 
 /// Stochastic gradient descent with optional momentum, dampening, Nesterov and L2 weight decay (`torch.optim.SGD`).
-public final class SGD: Optimizer {
-    public struct Options: Sendable, Equatable {
-        public var lr: Float = 0.01
-        public var momentum: Float = 0
-        public var dampening: Float = 0
-        public var nesterov = false
-        public var weightDecay: Float = 0
-        public init() {}
+package final class SGD: Optimizer {
+    package struct Options: Sendable, Equatable {
+        package var lr: Float = 0.01
+        package var momentum: Float = 0
+        package var dampening: Float = 0
+        package var nesterov = false
+        package var weightDecay: Float = 0
+        package init() {}
     }
 
-    public let options: Options
-    public let parameterCount: Int
-    public var steps = 0
-    public var threads = 1
+    package let options: Options
+    package let parameterCount: Int
+    package var steps = 0
+    package var threads = 1
     private let velocity: Buffer<Float>
 
-    public init(_ options: Options, parameterCount: Int) {
+    package init(_ options: Options, parameterCount: Int) {
         self.options = options
         self.parameterCount = parameterCount
         velocity = Buffer(count: options.momentum == 0 ? 0 : parameterCount)
     }
 
-    public var state: [Buffer<Float>] { options.momentum == 0 ? [] : [velocity] }
+    package var state: [Buffer<Float>] { options.momentum == 0 ? [] : [velocity] }
 
-    public func update(_ part: Range<Int>, parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
+    package func update(_ part: Range<Int>, parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
                        scale: Float, learningRate lr: Float, checkFinite: Bool) -> Bool {
         let o = options, first = steps == 0
         // Without momentum there is no velocity buffer; the loop then never reads it.

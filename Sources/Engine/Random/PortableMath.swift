@@ -2,11 +2,11 @@
 ///
 /// Platform math libraries may differ in the last bit; these do not, so initial weights and synthetic data
 /// sets are the same bits everywhere. Accurate to a few ulps, which is ample for drawing random numbers.
-public enum PortableMath {
-    public static func sqrt(_ x: Double) -> Double { x.squareRoot() }
+package enum PortableMath {
+    package static func sqrt(_ x: Double) -> Double { x.squareRoot() }
 
     /// Natural logarithm for finite x > 0.
-    public static func log(_ x: Double) -> Double {
+    package static func log(_ x: Double) -> Double {
         precondition(x > 0 && x.isFinite, "PortableMath.log needs a finite positive argument, got \(x)")
         // x = m · 2^e with m in [√½, √2), then log m = 2·atanh((m−1)/(m+1)) by its odd series.
         var e = Double(x.exponent)
@@ -24,11 +24,11 @@ public enum PortableMath {
         return e * 0.6931471805599453 + 2 * sum
     }
 
-    public static func sin(_ x: Double) -> Double { sincos(x).sin }
-    public static func cos(_ x: Double) -> Double { sincos(x).cos }
+    package static func sin(_ x: Double) -> Double { sincos(x).sin }
+    package static func cos(_ x: Double) -> Double { sincos(x).cos }
 
     /// sin and cos of a finite x, reduced to |r| ≤ π/4 by quarter turns.
-    public static func sincos(_ x: Double) -> (sin: Double, cos: Double) {
+    package static func sincos(_ x: Double) -> (sin: Double, cos: Double) {
         precondition(x.isFinite && abs(x) < 1e9, "PortableMath.sincos needs |x| < 1e9, got \(x)")
         let quarter = (x * 0.6366197723675814).rounded()  // x / (π/2)
         // π/2 split in two so that the reduction keeps ~70 bits.

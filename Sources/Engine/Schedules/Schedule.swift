@@ -4,8 +4,8 @@ import Foundation
 ///
 /// Closed forms of PyTorch's schedulers: `StepLR`, `ExponentialLR`, `CosineAnnealingLR`, and a warm-up that is
 /// `SequentialLR([LinearLR(start_factor, total_iters: warmup), shape], milestones: [warmup])`.
-public struct Schedule: Sendable, Equatable {
-    public enum Shape: Sendable, Equatable {
+package struct Schedule: Sendable, Equatable {
+    package enum Shape: Sendable, Equatable {
         case constant
         /// Multiply by `gamma` every `stepSize` units.
         case step(stepSize: Int, gamma: Double)
@@ -16,16 +16,16 @@ public struct Schedule: Sendable, Equatable {
     }
 
     /// What one unit of schedule time is.
-    public enum Unit: String, Sendable { case epoch, step }
+    package enum Unit: String, Sendable { case epoch, step }
 
-    public var shape: Shape = .constant
+    package var shape: Shape = .constant
     /// Units of linear warm-up before the shape starts (0 for none).
-    public var warmup = 0
+    package var warmup = 0
     /// The warm-up's first factor of the base rate (PyTorch `LinearLR`'s default, 1/3).
-    public var warmupStartFactor = 1.0 / 3.0
-    public var unit: Unit = .epoch
+    package var warmupStartFactor = 1.0 / 3.0
+    package var unit: Unit = .epoch
 
-    public init(shape: Shape = .constant, warmup: Int = 0, warmupStartFactor: Double = 1.0 / 3.0,
+    package init(shape: Shape = .constant, warmup: Int = 0, warmupStartFactor: Double = 1.0 / 3.0,
                 unit: Unit = .epoch) {
         self.shape = shape
         self.warmup = warmup
@@ -34,7 +34,7 @@ public struct Schedule: Sendable, Equatable {
     }
 
     /// The learning rate at schedule time `t` (0-based) for base rate `base`.
-    public func rate(base: Float, at t: Int) -> Float {
+    package func rate(base: Float, at t: Int) -> Float {
         let lr = Double(base)
         if t < warmup {
             let factor = warmupStartFactor + (1 - warmupStartFactor) * Double(t) / Double(warmup)

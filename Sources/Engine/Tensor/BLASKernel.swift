@@ -9,17 +9,17 @@ import Foundation
 /// cannot be changed after loading, so `selectAtLaunch` re-executes the program with `OPENBLAS_CORETYPE` set to the
 /// best kernel the CPU's features allow, after a self-check of that kernel in a child process. An
 /// `OPENBLAS_CORETYPE` the user set always wins.
-public enum BLASKernel {
+package enum BLASKernel {
     /// Environment variables the selection uses between a process and its re-execution (and its children).
-    public enum Variable {
+    package enum Variable {
         /// OpenBLAS's own override, read when the library loads.
-        public static let coreType = "OPENBLAS_CORETYPE"
+        package static let coreType = "OPENBLAS_CORETYPE"
         /// The kernel shardtrain chose for this process tree; set, selection is not repeated.
-        public static let selected = "SHARDTRAIN_BLAS_SELECTED"
+        package static let selected = "SHARDTRAIN_BLAS_SELECTED"
         /// The kernel OpenBLAS had loaded before shardtrain chose (for the report).
-        public static let loadedBefore = "SHARDTRAIN_BLAS_LOADED_BEFORE"
+        package static let loadedBefore = "SHARDTRAIN_BLAS_LOADED_BEFORE"
         /// `1`: the `OPENBLAS_CORETYPE` in the environment is a machine-wide default shardtrain may replace.
-        public static let replaceable = "SHARDTRAIN_BLAS_REPLACEABLE"
+        package static let replaceable = "SHARDTRAIN_BLAS_REPLACEABLE"
         /// `1`: the kernel is an exact-mode coordinator's, which this worker re-executed itself to follow.
         static let followed = "SHARDTRAIN_BLAS_FOLLOWED"
         /// Set in a self-check child: run the check, print the kernel name, exit.
@@ -27,7 +27,7 @@ public enum BLASKernel {
     }
 
     /// How this process came to run its kernel.
-    public enum Origin: Sendable, Equatable {
+    package enum Origin: Sendable, Equatable {
         /// OpenBLAS's own choice, which is already the best this CPU allows (or no better one passed its check).
         case library
         /// Set by the user in `OPENBLAS_CORETYPE`.
@@ -38,13 +38,13 @@ public enum BLASKernel {
         case followed(replacing: String)
     }
 
-    nonisolated(unsafe) public private(set) static var origin = Origin.library
+    nonisolated(unsafe) package private(set) static var origin = Origin.library
 
     /// The loaded kernel's name, e.g. "Haswell", "SkylakeX", "Cooperlake".
-    public static var loaded: String { BLAS.kernel }
+    package static var loaded: String { BLAS.kernel }
 
     /// The kernel and how it was chosen, for `--verbose` and the worker join lines.
-    public static var description: String {
+    package static var description: String {
         switch origin {
         case .library: return "\(loaded)"
         case .explicit: return "\(loaded) (OPENBLAS_CORETYPE)"
@@ -63,7 +63,7 @@ public enum BLASKernel {
     ]
 
     /// The kernels worth trying for `cpu`, best first (an OpenBLAS build may lack some: the self-check tells).
-    public static func candidates(for cpu: CPUFeatures) -> [String] {
+    package static func candidates(for cpu: CPUFeatures) -> [String] {
         var names: [String] = []
         let avx512 = cpu.avx512f && cpu.avx512dq && cpu.avx512bw && cpu.avx512vl
         if avx512 && cpu.avx512bf16 && cpu.amxTile && cpu.amxBF16 { names.append("SapphireRapids") }
@@ -76,13 +76,13 @@ public enum BLASKernel {
     }
 
     /// Kernels stronger than `loaded` that `cpu` can run, best first; empty when `loaded` is unknown or best.
-    public static func upgrades(from loaded: String, cpu: CPUFeatures) -> [String] {
+    package static func upgrades(from loaded: String, cpu: CPUFeatures) -> [String] {
         guard let current = strength[loaded.lowercased()] else { return [] }
         return candidates(for: cpu).filter { (strength[$0.lowercased()] ?? -1) > current }
     }
 
     /// Whether `cpu` can run `kernel` (a kernel not listed here is assumed runnable only when it is `loaded`).
-    public static func canRun(_ kernel: String, cpu: CPUFeatures) -> Bool {
+    package static func canRun(_ kernel: String, cpu: CPUFeatures) -> Bool {
         guard let wanted = strength[kernel.lowercased()] else { return kernel.lowercased() == loaded.lowercased() }
         if wanted <= 2 { return true }
         return candidates(for: cpu).contains { $0.lowercased() == kernel.lowercased() }
@@ -93,7 +93,7 @@ public enum BLASKernel {
     /// Call first in `main`: answers a self-check request, or re-executes this program with a stronger kernel when
     /// OpenBLAS loaded a weaker one than the CPU allows and none was set by the user. Returns when this process
     /// keeps its kernel.
-    public static func selectAtLaunch() {
+    package static func selectAtLaunch() {
         let environment = ProcessInfo.processInfo.environment
         if environment[Variable.selfCheck] == "1" {
             let passed = selfCheck()
@@ -131,7 +131,7 @@ public enum BLASKernel {
 
     /// Re-executes this program with `kernel` once it passes its self-check; returns an error message when it
     /// cannot (the kernel failed its check, or the CPU cannot run it).
-    public static func follow(_ kernel: String) -> String? {
+    package static func follow(_ kernel: String) -> String? {
         guard canRun(kernel, cpu: .current) else { return "this CPU (\(CPUFeatures.current.summary)) cannot run it" }
         if case .failure(let why) = checkInChild(kernel) { return why }
         setenv(Variable.followed, "1", 1)
@@ -179,7 +179,7 @@ public enum BLASKernel {
     }
 
     /// A few products of odd shapes and every transpose, against a double-precision reference.
-    public static func selfCheck() -> Bool {
+    package static func selfCheck() -> Bool {
         var state: UInt64 = 0x9E37_79B9_7F4A_7C15
         func next() -> Float {
             state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
@@ -211,15 +211,15 @@ public enum BLASKernel {
 }
 
 /// What cpuid says this CPU (and its OS) can run.
-public struct CPUFeatures: Sendable, Equatable {
-    public var vendorAMD = false
-    public var sse42 = false, avx = false, fma = false, avx2 = false
-    public var avx512f = false, avx512dq = false, avx512bw = false, avx512vl = false, avx512bf16 = false
-    public var amxTile = false, amxBF16 = false
+package struct CPUFeatures: Sendable, Equatable {
+    package var vendorAMD = false
+    package var sse42 = false, avx = false, fma = false, avx2 = false
+    package var avx512f = false, avx512dq = false, avx512bw = false, avx512vl = false, avx512bf16 = false
+    package var amxTile = false, amxBF16 = false
 
-    public init() {}
+    package init() {}
 
-    public static let current: CPUFeatures = {
+    package static let current: CPUFeatures = {
         let f = ccpu_read()
         var features = CPUFeatures()
         features.vendorAMD = f.vendorAMD != 0
@@ -238,7 +238,7 @@ public struct CPUFeatures: Sendable, Equatable {
     }()
 
     /// e.g. "AVX-512 F/DQ/BW/VL, AVX-512 BF16, AVX2, FMA".
-    public var summary: String {
+    package var summary: String {
         var parts: [String] = []
         let avx512 = [("F", avx512f), ("DQ", avx512dq), ("BW", avx512bw), ("VL", avx512vl)].filter(\.1).map(\.0)
         if !avx512.isEmpty { parts.append("AVX-512 " + avx512.joined(separator: "/")) }

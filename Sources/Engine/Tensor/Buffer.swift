@@ -3,15 +3,15 @@
 /// Parameters, gradients, optimizer moments and every training workspace live in these: one allocation when a
 /// model or trainer is built, none in a training step. Access goes through raw pointers, so hot loops see no
 /// copy-on-write or exclusivity checks.
-public final class Buffer<Element: BitwiseCopyable> {
+package final class Buffer<Element: BitwiseCopyable> {
     /// Number of elements.
-    public let count: Int
+    package let count: Int
     /// The first element. Valid for `count` elements for the buffer's lifetime.
-    public let pointer: UnsafeMutablePointer<Element>
+    package let pointer: UnsafeMutablePointer<Element>
 
     /// Allocates `count` elements, every byte zero, plus zero padding up to `Buffer.padded(count)` elements so that
     /// vector loops may run over whole 16-element blocks.
-    public init(count: Int) {
+    package init(count: Int) {
         precondition(count >= 0, "Buffer count must be non-negative, got \(count)")
         self.count = count
         let capacity = Self.padded(count)
@@ -22,10 +22,10 @@ public final class Buffer<Element: BitwiseCopyable> {
     }
 
     /// `count` rounded up to a whole number of 16-element blocks (at least one).
-    public static func padded(_ count: Int) -> Int { max(16, (count + 15) & ~15) }
+    package static func padded(_ count: Int) -> Int { max(16, (count + 15) & ~15) }
 
     /// Allocates a buffer holding a copy of `values`.
-    public convenience init(_ values: [Element]) {
+    package convenience init(_ values: [Element]) {
         self.init(count: values.count)
         values.withUnsafeBufferPointer { source in
             if let base = source.baseAddress { pointer.update(from: base, count: values.count) }
@@ -35,18 +35,18 @@ public final class Buffer<Element: BitwiseCopyable> {
     deinit { UnsafeMutableRawPointer(pointer).deallocate() }
 
     /// The elements as a buffer pointer (no copy).
-    public var elements: UnsafeMutableBufferPointer<Element> { .init(start: pointer, count: count) }
+    package var elements: UnsafeMutableBufferPointer<Element> { .init(start: pointer, count: count) }
 
     /// A copy of the elements as an array (for tests, reports and files; never in a training step).
-    public var array: [Element] { Array(elements) }
+    package var array: [Element] { Array(elements) }
 
     /// Sets every element to zero bits.
-    public func zero() {
+    package func zero() {
         UnsafeMutableRawPointer(pointer).initializeMemory(as: UInt8.self, repeating: 0,
                                                            count: count * MemoryLayout<Element>.stride)
     }
 
-    public subscript(index: Int) -> Element {
+    package subscript(index: Int) -> Element {
         get { pointer[index] }
         set { pointer[index] = newValue }
     }

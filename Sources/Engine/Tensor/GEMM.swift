@@ -1,7 +1,7 @@
 import CBLAS
 
 /// Whether a GEMM operand is read as stored or transposed (a BLAS flag, never a copy).
-public enum Transpose: Sendable {
+package enum Transpose: Sendable {
     case none, transposed
 
     var cblas: CBLAS_TRANSPOSE { self == .none ? CblasNoTrans : CblasTrans }
@@ -13,7 +13,7 @@ public enum Transpose: Sendable {
 /// `Products` (which every layer's product goes through) calls it for `gemm: openblas`; the kernel self-check too.
 /// Leading dimensions are those of the matrices as stored.
 @inline(__always)
-public func gemm(
+package func gemm(
     _ transA: Transpose, _ transB: Transpose,
     m: Int, n: Int, k: Int,
     alpha: Float = 1,
@@ -28,12 +28,12 @@ public func gemm(
 }
 
 /// Controls OpenBLAS's thread pool for this process.
-public enum BLAS {
+package enum BLAS {
     /// Sets how many threads OpenBLAS uses for the products of this process.
-    public static func setThreads(_ count: Int) { openblas_set_num_threads(Int32(max(1, count))) }
+    package static func setThreads(_ count: Int) { openblas_set_num_threads(Int32(max(1, count))) }
 
     /// The CPU kernel OpenBLAS selected (for example "Haswell" or "SkylakeX").
-    public static var kernel: String {
+    package static var kernel: String {
         guard let name = openblas_get_corename() else { return "unknown" }
         return String(cString: name)
     }

@@ -6,21 +6,21 @@ import Foundation
 /// oneDNN's matmul primitives, planned once per shape, are the default: faster than OpenBLAS on a step's products
 /// (`scripts/bench-gemm.sh` measures both). Either library's bits depend on the instruction set it runs, so exact
 /// mode admits a worker only when its products of the job match the coordinator's bit for bit (`fingerprint`).
-public enum GEMMLibrary: String, Sendable, CaseIterable {
+package enum GEMMLibrary: String, Sendable, CaseIterable {
     case oneDNN = "onednn"
     case openBLAS = "openblas"
 
     /// What computes this library's products in a process running `isa` (oneDNN) and `kernel` (OpenBLAS), as join
     /// lines name it: "oneDNN avx512_core_bf16", "BLAS Cooperlake".
-    public func kernels(oneDNN isa: String, blas kernel: String) -> String {
+    package func kernels(oneDNN isa: String, blas kernel: String) -> String {
         self == .oneDNN ? "oneDNN \(isa)" : "BLAS \(kernel)"
     }
 
     /// What computes this library's products here.
-    public var kernels: String { kernels(oneDNN: OneDNN.isa, blas: BLASKernel.description) }
+    package var kernels: String { kernels(oneDNN: OneDNN.isa, blas: BLASKernel.description) }
 
     /// The library and what it runs on this CPU, for `--verbose`, the join lines and the benchmarks.
-    public var description: String {
+    package var description: String {
         switch self {
         case .openBLAS: "OpenBLAS \(BLAS.kernel)"
         case .oneDNN: String(cString: matmul_library_name())
@@ -113,7 +113,7 @@ extension Job {
     /// Exact mode: the fingerprint of this job's products over `samples` training samples, on this process's library
     /// and kernels (`Products.fingerprint` at every micro-shard size the run computes), which the coordinator and
     /// every worker compare; 0 in fast mode.
-    public func productsFingerprint(samples: Int) -> UInt64 {
+    package func productsFingerprint(samples: Int) -> UInt64 {
         guard options.reduction == .exact else { return 0 }
         return Products.fingerprint(library: options.library, spec: model, rows: microShardRows(samples: samples))
     }

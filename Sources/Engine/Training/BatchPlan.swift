@@ -3,14 +3,14 @@
 /// 1000 samples with batch 100 give 10 iterations per epoch. Each epoch's order is a seeded shuffle (or the data's
 /// own order), a pure function of (seed, epoch), so any process can rebuild it. The last partial batch is kept
 /// unless `dropLast` is set.
-public struct BatchPlan: Sendable, Equatable {
-    public let sampleCount: Int
-    public let batchSize: Int
-    public let shuffle: Bool
-    public let dropLast: Bool
-    public let seed: UInt64
+package struct BatchPlan: Sendable, Equatable {
+    package let sampleCount: Int
+    package let batchSize: Int
+    package let shuffle: Bool
+    package let dropLast: Bool
+    package let seed: UInt64
 
-    public init(sampleCount: Int, batchSize: Int, shuffle: Bool, dropLast: Bool, seed: UInt64) {
+    package init(sampleCount: Int, batchSize: Int, shuffle: Bool, dropLast: Bool, seed: UInt64) {
         precondition(sampleCount > 0 && batchSize > 0, "a batch plan needs samples and a positive batch size")
         self.sampleCount = sampleCount
         self.batchSize = batchSize
@@ -20,12 +20,12 @@ public struct BatchPlan: Sendable, Equatable {
     }
 
     /// Iterations per epoch.
-    public var batchesPerEpoch: Int {
+    package var batchesPerEpoch: Int {
         dropLast ? sampleCount / batchSize : (sampleCount + batchSize - 1) / batchSize
     }
 
     /// Writes epoch `epoch`'s sample order into `order` (`sampleCount` elements), without allocating.
-    public func writeOrder(epoch: Int, into order: UnsafeMutableBufferPointer<Int>) {
+    package func writeOrder(epoch: Int, into order: UnsafeMutableBufferPointer<Int>) {
         precondition(order.count == sampleCount, "order buffer holds \(order.count), plan has \(sampleCount)")
         for i in 0..<sampleCount { order[i] = i }
         if shuffle {
@@ -35,7 +35,7 @@ public struct BatchPlan: Sendable, Equatable {
     }
 
     /// The positions in the epoch order of batch `batch`.
-    public func range(ofBatch batch: Int) -> Range<Int> {
+    package func range(ofBatch batch: Int) -> Range<Int> {
         let start = batch * batchSize
         return start ..< min(start + batchSize, sampleCount)
     }

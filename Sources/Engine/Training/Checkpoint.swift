@@ -8,9 +8,9 @@ import Foundation
 ///
 /// Files are written to a temporary name, fsync'ed and renamed (then the folder fsync'ed), so a kill at any instant
 /// leaves the previous checkpoint whole; the newest `kept` are kept.
-public final class Checkpointer {
-    public let folder: String
-    public let kept: Int
+package final class Checkpointer {
+    package let folder: String
+    package let kept: Int
     private let jobHash: String
     private let fingerprint: String
     /// The checkpoint of the trainer's current state, once written or resumed from (it is not written twice).
@@ -33,7 +33,7 @@ public final class Checkpointer {
         return digest.hexDigest()
     }
 
-    public init(folder: String, job: Job, fingerprint: String, kept: Int = 3) throws {
+    package init(folder: String, job: Job, fingerprint: String, kept: Int = 3) throws {
         self.folder = folder
         self.kept = kept
         jobHash = Self.hash(job)
@@ -72,7 +72,7 @@ public final class Checkpointer {
 
     /// The job as far as it decides the bits of every step: its canonical text with the run's length and the
     /// printing interval left out, so a resumed run may be given more epochs.
-    public static func hash(_ job: Job) -> String {
+    package static func hash(_ job: Job) -> String {
         var normalised = job
         normalised.options.length = .steps(1)
         normalised.logEvery = nil
@@ -83,13 +83,13 @@ public final class Checkpointer {
 
     /// Writes the trainer's state unless its step's checkpoint is already the latest; returns the file's path.
     @discardableResult
-    public func write(_ trainer: Trainer) throws -> String {
+    package func write(_ trainer: Trainer) throws -> String {
         try write(trainer, required: true)!
     }
 
     /// Like `write`, but a routine checkpoint (`required` false) is skipped, returning nil, when no file could be
     /// opened for it (the process is out of descriptors): training goes on, and the next one tries again.
-    public func write(_ trainer: Trainer, required: Bool) throws -> String? {
+    package func write(_ trainer: Trainer, required: Bool) throws -> String? {
         try trainer.withStateBeforeStep { try writeState(of: trainer, required: required) }
     }
 
@@ -122,7 +122,7 @@ public final class Checkpointer {
     }
 
     /// The checkpoints in the folder, newest (highest step) first.
-    public func files() -> [String] {
+    package func files() -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
         return names.filter { $0.hasPrefix(Self.filePrefix) && $0.hasSuffix(Self.fileSuffix) }.sorted(by: >)
             .map { (folder as NSString).appendingPathComponent($0) }
@@ -134,7 +134,7 @@ public final class Checkpointer {
 
     /// Restores the newest checkpoint that reads whole into `trainer`; returns its path, or nil when the folder
     /// holds none. One of another job or data is refused, saying what differs.
-    public func resume(_ trainer: Trainer, log: (String) -> Void) throws -> String? {
+    package func resume(_ trainer: Trainer, log: (String) -> Void) throws -> String? {
         var unreadable: [String] = []
         for path in files() {
             do {

@@ -2,7 +2,7 @@ import Dispatch
 import CExactSum
 
 /// How micro-shard gradients are added up.
-public enum Reduction: String, Sendable, CaseIterable {
+package enum Reduction: String, Sendable, CaseIterable {
     /// Fixed-point sums: the same bits for any grouping of micro-shards, so for any number of workers.
     case exact
     /// Float sums of one GEMM per slice: fastest, but the bits depend on how the batch was split.
@@ -25,40 +25,40 @@ public enum Reduction: String, Sendable, CaseIterable {
 /// micro-shards as their Floats (`add(floats:summary:)`), which the mean takes in the same way as the trainer's own.
 /// Only a NaN or ∞ marks the sum `overflowed` (the run has diverged). Each micro-shard adds at most 2⁵⁰ to a
 /// limb, so up to `maximumMicroShards` (2¹²) micro-shards add without the true sum leaving 64 bits.
-public final class GradientSum {
+package final class GradientSum {
     /// The largest magnitude one value's deposit adds to either limb (2⁵⁰: see Sources/CExactSum).
-    public static let depositLimit: Int64 = 1 << 50
+    package static let depositLimit: Int64 = 1 << 50
     /// Micro-shards one exact sum may hold (job validation keeps batch_size / micro_shard within it).
-    public static let maximumMicroShards = 4096
+    package static let maximumMicroShards = 4096
     /// Bytes per parameter of a sum's values: exact, two Int64 limbs and a window byte; fast, one Float32.
-    public static func bytesPerParameter(_ reduction: Reduction) -> Int { reduction == .exact ? Int(CEXACT_BYTES_PER_PARAMETER) : 4 }
+    package static func bytesPerParameter(_ reduction: Reduction) -> Int { reduction == .exact ? Int(CEXACT_BYTES_PER_PARAMETER) : 4 }
     /// The windows a gradient and a loss sum may have (anything else is not a real result).
-    public static let gradientWindows = CEXACT_LOWEST_WINDOW...CEXACT_HIGHEST_FLOAT_WINDOW
-    public static let lossWindows = CEXACT_LOWEST_WINDOW...CEXACT_HIGHEST_WINDOW
+    package static let gradientWindows = CEXACT_LOWEST_WINDOW...CEXACT_HIGHEST_FLOAT_WINDOW
+    package static let lossWindows = CEXACT_LOWEST_WINDOW...CEXACT_HIGHEST_WINDOW
 
-    public let reduction: Reduction
-    public let count: Int
+    package let reduction: Reduction
+    package let count: Int
     /// Exact mode: all `high` limbs, all `low` limbs, then every parameter's window as an Int8, in the parameter
     /// layout, in one allocation so it goes to the wire as it is (empty in fast mode).
     private let storage: UnsafeMutablePointer<Int64>
     /// Fast mode: Float gradient sums in the parameter layout (empty in exact mode).
-    public let floats: UnsafeMutablePointer<Float>
+    package let floats: UnsafeMutablePointer<Float>
     /// What keeps the memory of `storage` or `floats`: this sum's own buffer, or the caller's owner of it.
     private let owned: AnyObject?
     /// Exact mode: the loss sum's limbs and window.
     private var lossLimbs = cexact_scalar_empty()
     /// Fast mode: sum of per-sample losses.
-    public private(set) var floatLossSum = 0.0
-    public private(set) var samples = 0
-    public private(set) var correct = 0
+    package private(set) var floatLossSum = 0.0
+    package private(set) var samples = 0
+    package private(set) var correct = 0
     /// True once an added value was NaN or infinite (held Floats are looked at when they are taken in).
-    public var overflowed: Bool {
+    package var overflowed: Bool {
         settleHeld()
         return sawNonFinite
     }
     private var sawNonFinite = false
     /// Nothing added since `reset`.
-    public private(set) var isEmpty = true
+    package private(set) var isEmpty = true
     /// Exact mode: the limbs hold nothing yet, so the next pass overwrites them (reset needs no memset).
     private var limbsEmpty = true
     /// In-process and coordinator sums (the trainer sets it): the last micro-shards' Floats and other processes'
@@ -67,18 +67,18 @@ public final class GradientSum {
     /// micro-shards, or the last workers' results, costs one read of each input and one write of the mean. The
     /// caller keeps what it handed over untouched until the sum is next read, added to or reset — as the trainer
     /// does, reading the mean right after a step's sums arrive.
-    public var holdsInputs = false
+    package var holdsInputs = false
     /// What is held: at most `heldCapacity` Float arrays and as many wire sums.
     private let heldFloats = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: GradientSum.heldCapacity)
     private let heldSums = UnsafeMutablePointer<UnsafeRawPointer?>.allocate(capacity: GradientSum.heldCapacity)
     private var heldFloatCount = 0, heldSumCount = 0
-    public static let heldCapacity = 8
+    package static let heldCapacity = 8
     /// Threads a mean of held inputs may use (the coordinator sets it: its workers wait idle meanwhile).
-    public var meanThreads = 1
+    package var meanThreads = 1
     /// Whether each run of a threaded mean was finite.
     private let partResults = UnsafeMutablePointer<Bool>.allocate(capacity: maximumParts)
 
-    public convenience init(count: Int, reduction: Reduction) {
+    package convenience init(count: Int, reduction: Reduction) {
         let owned = Buffer<Int64>(count: (Self.bytesPerParameter(reduction) * count + 7) / 8)
         self.init(count: count, reduction: reduction, memory: UnsafeMutableRawPointer(owned.pointer), owned: owned)
     }
@@ -86,7 +86,7 @@ public final class GradientSum {
     /// A sum kept in `memory` (8-byte aligned, `bytesPerParameter(reduction) × count` bytes) that `owner` keeps
     /// alive, and the sum keeps `owner`: a worker's result region, so a result is computed where the coordinator
     /// reads it.
-    public convenience init(count: Int, reduction: Reduction, in memory: UnsafeMutableRawBufferPointer,
+    package convenience init(count: Int, reduction: Reduction, in memory: UnsafeMutableRawBufferPointer,
                             keeping owner: AnyObject) {
         precondition(memory.count >= Self.bytesPerParameter(reduction) * count && Int(bitPattern: memory.baseAddress) % 8 == 0,
                      "memory for a gradient sum is too small or misaligned")
@@ -118,12 +118,12 @@ public final class GradientSum {
     }
 
     /// The sum of per-sample losses.
-    public var lossSum: Double {
+    package var lossSum: Double {
         guard reduction == .exact else { return floatLossSum }
         return cexact_scalar_value(lossLimbs)
     }
 
-    public func reset() {
+    package func reset() {
         isEmpty = true
         limbsEmpty = true
         heldFloatCount = 0
@@ -136,7 +136,7 @@ public final class GradientSum {
     }
 
     /// Adds one slice's Float gradient sum and statistics.
-    public func add(gradient: UnsafePointer<Float>, statistics: SliceStatistics) {
+    package func add(gradient: UnsafePointer<Float>, statistics: SliceStatistics) {
         switch reduction {
         case .exact:
             var one = gradient, stats = statistics
@@ -163,7 +163,7 @@ public final class GradientSum {
     /// adding them one by one) and summed in registers; the stored limbs are read and written once, which quarters
     /// the memory traffic of the accumulators. `final`: the caller hands over no more Floats before the sum is read,
     /// so a sum that `holdsInputs` may keep these by reference.
-    public func addExact(_ gradients: UnsafeBufferPointer<UnsafePointer<Float>>,
+    package func addExact(_ gradients: UnsafeBufferPointer<UnsafePointer<Float>>,
                          _ statistics: UnsafeBufferPointer<SliceStatistics>, final: Bool) {
         precondition(reduction == .exact && (1...4).contains(gradients.count) && gradients.count == statistics.count,
                      "addExact takes one to four exact micro-shards")
@@ -190,7 +190,7 @@ public final class GradientSum {
     /// Exact mode: adds micro-shards' Float gradients computed elsewhere (a worker's, read in place), with their
     /// counts, loss limbs and divergence as `exactSummary` gives them. A sum that `holdsInputs` keeps them by
     /// reference (the caller keeps them untouched until the sum is next read), up to `heldCapacity` at a time.
-    public func add(floats gradients: UnsafeBufferPointer<UnsafePointer<Float>>, summary: ExactSummary) {
+    package func add(floats gradients: UnsafeBufferPointer<UnsafePointer<Float>>, summary: ExactSummary) {
         precondition(reduction == .exact && gradients.count <= Self.heldCapacity, "adding more than eight Floats at once, or Floats to a fast sum")
         if holdsInputs {
             if heldFloatCount + gradients.count > Self.heldCapacity { settleHeld() }
@@ -207,7 +207,7 @@ public final class GradientSum {
 
     /// Exact mode: what a sum of these micro-shards says of them besides its values — for a worker that sends the
     /// micro-shards' Floats themselves.
-    public static func exactSummary(of statistics: UnsafeBufferPointer<SliceStatistics>) -> ExactSummary {
+    package static func exactSummary(of statistics: UnsafeBufferPointer<SliceStatistics>) -> ExactSummary {
         var loss = cexact_scalar_empty(), summary = ExactSummary()
         for s in statistics {
             if s.lossSum.isFinite { loss = cexact_scalar_add(loss, s.lossSum) }
@@ -236,10 +236,10 @@ public final class GradientSum {
     }
 
     /// Fast mode, empty sum: the buffer a slice may write its gradient into directly, then `add` it in place.
-    public var writableFloats: UnsafeMutablePointer<Float>? { reduction == .fast && isEmpty ? floats : nil }
+    package var writableFloats: UnsafeMutablePointer<Float>? { reduction == .fast && isEmpty ? floats : nil }
 
     /// Adds another sum of the same mode and size (another worker's slice of the batch).
-    public func add(_ other: GradientSum) {
+    package func add(_ other: GradientSum) {
         precondition(other.count == count && other.reduction == reduction && other !== self,
                      "adding unlike gradient sums, or a sum to itself")
         guard !other.isEmpty else { return }
@@ -257,14 +257,14 @@ public final class GradientSum {
     }
 
     /// The loss sum as words for the wire: exact, its limbs and window; fast, the Float64's bits.
-    public var lossWords: LossWords {
+    package var lossWords: LossWords {
         reduction == .exact
             ? LossWords(lossLimbs)
             : LossWords(high: Int64(bitPattern: floatLossSum.bitPattern), low: 0, window: 0)
     }
 
     /// The values as bytes for the wire: exact, all high limbs, all low limbs, then the windows; fast, the Floats.
-    public var valueBytes: UnsafeRawBufferPointer {
+    package var valueBytes: UnsafeRawBufferPointer {
         settleHeld()
         return UnsafeRawBufferPointer(start: reduction == .exact ? UnsafeRawPointer(storage) : UnsafeRawPointer(floats),
                                count: Self.bytesPerParameter(reduction) * count)
@@ -273,7 +273,7 @@ public final class GradientSum {
     /// Adds a sum another process computed, read in place from its bytes (`valueBytes`' layout and `lossWords`).
     /// Exact windows must lie in `gradientWindows` and `lossWindows` (a result from the wire is checked first).
     /// A sum that `holdsInputs` keeps exact bytes by reference until it is read.
-    public func add(bytes: UnsafeRawBufferPointer, samples: Int, correct: Int, lossWords: LossWords,
+    package func add(bytes: UnsafeRawBufferPointer, samples: Int, correct: Int, lossWords: LossWords,
                     overflowed: Bool) {
         precondition(bytes.count == Self.bytesPerParameter(reduction) * count, "gradient bytes do not fit the model")
         switch reduction {
@@ -305,7 +305,7 @@ public final class GradientSum {
 
     /// Adds another process's counts, loss and divergence alone: its values were taken in part by part elsewhere
     /// (`PartwiseGradientSource`).
-    public func addStatistics(samples: Int, correct: Int, lossWords: LossWords, overflowed: Bool) {
+    package func addStatistics(samples: Int, correct: Int, lossWords: LossWords, overflowed: Bool) {
         if reduction == .fast { floatLossSum += Double(bitPattern: UInt64(bitPattern: lossWords.high)) }
         addCounts(samples: samples, correct: correct, loss: lossWords.limbs, overflowed: overflowed)
     }
@@ -327,7 +327,7 @@ public final class GradientSum {
     /// Writes the mean gradient, `sum × (1 / samples)`, as Floats; returns false if the run has diverged (a NaN or ∞
     /// was added, or the mean lies beyond float32).
     @discardableResult
-    public func writeMean(into mean: UnsafeMutablePointer<Float>) -> Bool {
+    package func writeMean(into mean: UnsafeMutablePointer<Float>) -> Bool {
         precondition(samples > 0, "mean of an empty gradient sum")
         switch reduction {
         case .exact where heldFloatCount + heldSumCount > 0:
@@ -356,7 +356,7 @@ public final class GradientSum {
     }
 
     /// Fast mode: whether every Float sum is finite.
-    public var floatsAreFinite: Bool { Self.allFinite(floats, count: count) && !sawNonFinite }
+    package var floatsAreFinite: Bool { Self.allFinite(floats, count: count) && !sawNonFinite }
 
     /// Whether every Float is finite (an integer pass over the exponent bits, which vectorises).
     package static func allFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {

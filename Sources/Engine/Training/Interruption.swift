@@ -3,19 +3,19 @@ import Foundation
 /// SIGTERM and SIGINT as a request to stop at the next safe point (a step boundary, or a wait for workers), so a
 /// checkpoint can be written first, as Slurm's and Kubernetes' preemption expects. A second signal ends the process
 /// at once, after sending SIGTERM to the child processes registered here.
-public enum Interruption {
+package enum Interruption {
     nonisolated(unsafe) private static var received: sig_atomic_t = 0
     // Children to signal from the handler: a fixed array, since a handler may not allocate or lock.
     nonisolated(unsafe) private static let children = UnsafeMutablePointer<pid_t>.allocate(capacity: 256)
     nonisolated(unsafe) private static var childCount: sig_atomic_t = 0
 
     /// The signal received, if any.
-    public static var signal: Int32? { received == 0 ? nil : Int32(received) }
+    package static var signal: Int32? { received == 0 ? nil : Int32(received) }
 
     /// The exit status for a run stopped by `signal`: 128 + its number, as shells report it.
-    public static func exitStatus(_ signal: Int32) -> Int32 { 128 + signal }
+    package static func exitStatus(_ signal: Int32) -> Int32 { 128 + signal }
 
-    public static func install() {
+    package static func install() {
         let handler: @convention(c) (Int32) -> Void = { number in
             if Interruption.received != 0 {
                 for i in 0..<Int(Interruption.childCount) { kill(Interruption.children[i], SIGTERM) }
@@ -34,7 +34,7 @@ public enum Interruption {
     }
 
     /// A child process to stop if this one is ended by a second signal.
-    public static func register(child pid: pid_t) {
+    package static func register(child pid: pid_t) {
         guard childCount < 256 else { return }
         children[Int(childCount)] = pid
         childCount += 1
@@ -42,21 +42,21 @@ public enum Interruption {
 }
 
 /// The run was stopped by a signal (after writing a checkpoint when one was asked for).
-public struct Interrupted: Error, CustomStringConvertible {
-    public let signal: Int32
-    public let checkpoint: String?
+package struct Interrupted: Error, CustomStringConvertible {
+    package let signal: Int32
+    package let checkpoint: String?
     /// Optimizer steps the run had taken (nil: not known where it was thrown).
-    public let steps: Int?
+    package let steps: Int?
 
-    public init(signal: Int32, checkpoint: String?, steps: Int? = nil) {
+    package init(signal: Int32, checkpoint: String?, steps: Int? = nil) {
         self.signal = signal
         self.checkpoint = checkpoint
         self.steps = steps
     }
 
-    public var signalName: String { signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "signal \(signal)" }
+    package var signalName: String { signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "signal \(signal)" }
 
-    public var description: String {
+    package var description: String {
         if let checkpoint { return "stopped by \(signalName); checkpoint written to \(checkpoint); continue with --resume" }
         guard let steps, steps > 0 else {
             return "stopped by \(signalName)" + (steps == 0 ? " before the first step" : "")
@@ -66,7 +66,7 @@ public struct Interrupted: Error, CustomStringConvertible {
     }
 
     /// What the coordinator's workers are told: why the run stopped, without the advice meant for whoever runs it.
-    public var reasonForWorkers: String {
+    package var reasonForWorkers: String {
         "the run was stopped by \(signalName)" + (checkpoint == nil ? "" : " (a checkpoint was written)")
     }
 }

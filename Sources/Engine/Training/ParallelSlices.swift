@@ -5,14 +5,14 @@ import Dispatch
 ///
 /// Threads take contiguous runs. In exact mode the result has the same bits for any thread count (the sums are
 /// integer); in fast mode each thread's run is one GEMM and the Float sums depend on the count.
-public final class ParallelSlices {
-    public let threads: Int
-    public let reduction: Reduction
+package final class ParallelSlices {
+    package let threads: Int
+    package let reduction: Reduction
     /// One per thread; the first also serves evaluation and prediction.
-    public let computers: [SliceComputer]
+    package let computers: [SliceComputer]
     private let partials: [GradientSum]
 
-    public init(spec: ModelSpec, loss: Loss, targetWidth: Int, microShardSize: Int, reduction: Reduction,
+    package init(spec: ModelSpec, loss: Loss, targetWidth: Int, microShardSize: Int, reduction: Reduction,
                 largestSlice: Int, threads: Int, library: GEMMLibrary) {
         self.threads = max(1, threads)
         self.reduction = reduction
@@ -30,7 +30,7 @@ public final class ParallelSlices {
     /// Exact sums split whole micro-shards over the threads (each run starts on a micro-shard boundary); fast sums
     /// have no micro-shard bits to keep, so threads split the samples themselves and a batch of one micro-shard
     /// still uses every thread.
-    public func accumulate(batch: UnsafeBufferPointer<Int>, microShards: Range<Int>, data: Dataset,
+    package func accumulate(batch: UnsafeBufferPointer<Int>, microShards: Range<Int>, data: Dataset,
                            parameters: UnsafePointer<Float>, into sum: GradientSum) {
         let size = computers[0].microShardSize
         let samples = microShards.lowerBound * size ..< min(microShards.upperBound * size, batch.count)
@@ -67,7 +67,7 @@ public final class ParallelSlices {
 
     /// Exact mode: writes the gradient sum of each micro-shard `microShards[i]` of `batch` into `targets[i]` and its
     /// statistics into `statistics[i]`, the threads taking contiguous runs.
-    public func gradients(batch: UnsafeBufferPointer<Int>, microShards: UnsafeBufferPointer<Int>, data: Dataset,
+    package func gradients(batch: UnsafeBufferPointer<Int>, microShards: UnsafeBufferPointer<Int>, data: Dataset,
                           parameters: UnsafePointer<Float>, into targets: UnsafeBufferPointer<UnsafeMutablePointer<Float>>,
                           statistics: UnsafeMutablePointer<SliceStatistics>) {
         precondition(reduction == .exact && targets.count == microShards.count, "one target per exact micro-shard")

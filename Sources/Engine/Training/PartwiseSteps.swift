@@ -1,7 +1,7 @@
 /// A source that finishes a step's gradient part by part — a coordinator whose workers send their sums in parts —
 /// so the trainer updates each part of the parameters as soon as its sum is final, and the new weights of the first
 /// parts can travel while later parts still arrive.
-public protocol PartwiseGradientSource: GradientSource {
+package protocol PartwiseGradientSource: GradientSource {
     /// Whether this run's steps go part by part.
     var updatesInParts: Bool { get }
     /// As `accumulate`, but calls `update` once for each part of the parameters (together they cover every
@@ -75,7 +75,7 @@ extension Trainer {
 
     /// Runs `body` with the state from before the step in progress (a step updated part by part may be half done):
     /// what a checkpoint written in the middle of a step must hold.
-    public func withStateBeforeStep<R>(_ body: () throws -> R) rethrows -> R {
+    package func withStateBeforeStep<R>(_ body: () throws -> R) rethrows -> R {
         guard !stepBackup.isEmpty else { return try body() }
         let buffers = steppedBuffers
         stepBackup.exchange(with: buffers)

@@ -1,20 +1,20 @@
 /// A job read, overridden, checked against its data and turned into a ready trainer: everything refusable is
 /// refused here, before the first step.
-public struct PreparedRun {
-    public let job: Job
-    public let trainer: Trainer
+package struct PreparedRun {
+    package let job: Job
+    package let trainer: Trainer
     /// Print an epoch line when `epoch % logEvery == 0`.
-    public let logEvery: Int
+    package let logEvery: Int
 
     /// `makeSource` may supply the step's gradients from elsewhere (worker processes), given the checked job and
     /// its training samples; nil keeps them in this process.
-    public init(jobFile: String, overrides: JobOverrides, initialWeights: String?,
+    package init(jobFile: String, overrides: JobOverrides, initialWeights: String?,
                 makeSource: (Job, Dataset) throws -> GradientSource? = { _, _ in nil }) throws {
         let parsed = try overrides.apply(to: Job.load(jobFile))
         try self.init(job: parsed, initialWeights: initialWeights, makeSource: makeSource)
     }
 
-    public init(job parsed: Job, initialWeights: String?,
+    package init(job parsed: Job, initialWeights: String?,
                 makeSource: (Job, Dataset) throws -> GradientSource? = { _, _ in nil }) throws {
         let (job, training, validation) = try parsed.trainingSamples()
         let initial = try initialWeights.map { try Safetensors.read($0, layout: job.model.layout) }
@@ -30,7 +30,7 @@ public struct PreparedRun {
     }
 
     /// One line describing the run.
-    public var summary: String {
+    package var summary: String {
         let widths = ([job.model.inputs] + job.model.layers.map(\.units)).map(String.init).joined(separator: "→")
         return "\(trainer.training.name): \(trainer.training.count) samples, model \(widths) "
             + "(\(job.model.layout.parameterCount) parameters), \(job.loss.rawValue), batch \(job.options.batchSize), "
@@ -39,7 +39,7 @@ public struct PreparedRun {
 
     /// After training: predictions beside targets for a small data set (as the seed prints them), else the final
     /// loss and accuracy.
-    public func closingLines() -> [String] {
+    package func closingLines() -> [String] {
         let data = trainer.training
         if data.count <= 16 {
             let predictions = trainer.predict(data)

@@ -1,9 +1,9 @@
 import Foundation
 
 /// Console and metrics-file text for a run, shared by every way of running a job.
-public enum Reporting {
+package enum Reporting {
     /// `Epoch 0: loss = 0.2643`, with accuracy and validation figures where they apply.
-    public static func epochLine(_ r: EpochReport) -> String {
+    package static func epochLine(_ r: EpochReport) -> String {
         var line = "Epoch \(r.epoch): loss = \(number(r.loss, 4))"
         if let a = r.accuracy { line += ", accuracy = \(number(a, 4))" }
         if let v = r.validationLoss { line += ", val_loss = \(number(v, 4))" }
@@ -14,7 +14,7 @@ public enum Reporting {
     /// One JSON object for the metrics file.
     /// `time` is the wall clock (Unix seconds) when the epoch ended; the learning rate is written as the shortest
     /// decimal of the float32 the optimizer used (0.01, not 0.009999999776482582).
-    public static func metricsLine(_ r: EpochReport, time: Date = Date(), extra: [String] = []) -> String {
+    package static func metricsLine(_ r: EpochReport, time: Date = Date(), extra: [String] = []) -> String {
         var fields = ["\"epoch\":\(r.epoch)", "\"step\":\(r.step)",
                       "\"time\":\(String(format: "%.3f", time.timeIntervalSince1970))", "\"loss\":\(json(r.loss))"]
         if let a = r.accuracy { fields.append("\"accuracy\":\(json(a))") }
@@ -26,7 +26,7 @@ public enum Reporting {
     }
 
     /// One JSON object for a step (`--metrics-steps`): its mean loss before the update, the rate it used.
-    public static func stepLine(step: Int, epoch: Int, statistics: SliceStatistics, learningRate: Float,
+    package static func stepLine(step: Int, epoch: Int, statistics: SliceStatistics, learningRate: Float,
                                 time: Date = Date()) -> String {
         var fields = ["\"record\":\"step\"", "\"step\":\(step)", "\"epoch\":\(epoch)",
                       "\"time\":\(String(format: "%.3f", time.timeIntervalSince1970))",
@@ -38,7 +38,7 @@ public enum Reporting {
 
     /// Values rounded to `digits` decimals and printed as NumPy prints a float array: `[0.5 0.5 0.5 0.5]`,
     /// `[0.5  0.5  0.98 0.02]`, `[0. 1. 1. 0.]`: each value with the decimals it needs, points aligned.
-    public static func numpyArray(_ values: [Float], digits: Int = 2) -> String {
+    package static func numpyArray(_ values: [Float], digits: Int = 2) -> String {
         let scale = Foundation.pow(10, Double(digits))
         let texts = values.map { value -> (whole: String, fraction: String) in
             let rounded = (Double(value) * scale).rounded() / scale

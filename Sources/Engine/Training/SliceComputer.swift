@@ -5,10 +5,10 @@
 /// mode each micro-shard is one forward/backward with the same shapes wherever it runs, and its gradient enters
 /// the `GradientSum` in fixed point, so any split of the micro-shards gives the same bits. In fast mode a slice is
 /// one forward/backward over all its samples.
-public final class SliceComputer {
-    public let network: Network
-    public let microShardSize: Int
-    public let reduction: Reduction
+package final class SliceComputer {
+    package let network: Network
+    package let microShardSize: Int
+    package let reduction: Reduction
     /// Fast mode: where a slice's gradient goes when the sum already holds one.
     private let scratch: Buffer<Float>
     /// Exact mode: gradients of up to four micro-shards waiting to enter the sum in one pass.
@@ -17,7 +17,7 @@ public final class SliceComputer {
     private let pendingStatistics = UnsafeMutablePointer<SliceStatistics>.allocate(capacity: 4)
 
     /// `largestSlice` bounds the samples a fast-mode slice may hold (the batch size).
-    public init(spec: ModelSpec, loss: Loss, targetWidth: Int, microShardSize: Int, reduction: Reduction,
+    package init(spec: ModelSpec, loss: Loss, targetWidth: Int, microShardSize: Int, reduction: Reduction,
                 largestSlice: Int, library: GEMMLibrary) {
         self.microShardSize = microShardSize
         self.reduction = reduction
@@ -37,10 +37,10 @@ public final class SliceComputer {
     }
 
     /// Micro-shards in a batch of `batchSize` samples.
-    public func microShardCount(batchSize: Int) -> Int { (batchSize + microShardSize - 1) / microShardSize }
+    package func microShardCount(batchSize: Int) -> Int { (batchSize + microShardSize - 1) / microShardSize }
 
     /// Adds the gradient sum of micro-shards `microShards` of `batch` (sample indices into `data`) to `sum`.
-    public func accumulate(batch: UnsafeBufferPointer<Int>, microShards: Range<Int>, data: Dataset,
+    package func accumulate(batch: UnsafeBufferPointer<Int>, microShards: Range<Int>, data: Dataset,
                            parameters: UnsafePointer<Float>, into sum: GradientSum) {
         let start = microShards.lowerBound * microShardSize
         let end = min(microShards.upperBound * microShardSize, batch.count)
@@ -50,7 +50,7 @@ public final class SliceComputer {
 
     /// Exact mode: writes micro-shard `microShard` of `batch`'s gradient sum into `gradient` (the parameter layout)
     /// and returns its statistics — the Floats a worker may send instead of their limbs.
-    public func gradient(batch: UnsafeBufferPointer<Int>, microShard: Int, data: Dataset, parameters: UnsafePointer<Float>,
+    package func gradient(batch: UnsafeBufferPointer<Int>, microShard: Int, data: Dataset, parameters: UnsafePointer<Float>,
                          into gradient: UnsafeMutablePointer<Float>) -> SliceStatistics {
         let start = microShard * microShardSize, end = min(start + microShardSize, batch.count)
         precondition(reduction == .exact && start >= 0 && start < end,
@@ -90,7 +90,7 @@ public final class SliceComputer {
     }
 
     /// Loss sum and correct count of every sample of `data`, forward only, in chunks.
-    public func evaluate(data: Dataset, parameters: UnsafePointer<Float>) -> SliceStatistics {
+    package func evaluate(data: Dataset, parameters: UnsafePointer<Float>) -> SliceStatistics {
         var total = SliceStatistics()
         forEachChunk(of: data, parameters: parameters) { rows, _ in
             let chunk = network.evaluate(rows: rows)
@@ -102,7 +102,7 @@ public final class SliceComputer {
     }
 
     /// The model's outputs for every sample of `data` (`count × outputs`).
-    public func predict(data: Dataset, parameters: UnsafePointer<Float>) -> [Float] {
+    package func predict(data: Dataset, parameters: UnsafePointer<Float>) -> [Float] {
         let width = network.spec.outputs
         var outputs: [Float] = []
         outputs.reserveCapacity(data.count * width)

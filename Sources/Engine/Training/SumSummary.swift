@@ -1,13 +1,13 @@
 import CExactSum
 
 /// An exact sum's counts, loss limbs and divergence, without its values.
-public struct ExactSummary: Equatable, Sendable {
-    public var samples = 0
-    public var correct = 0
-    public var loss = LossWords(high: 0, low: 0, window: Int8(CEXACT_LOWEST_WINDOW))
-    public var overflowed = false
+package struct ExactSummary: Equatable, Sendable {
+    package var samples = 0
+    package var correct = 0
+    package var loss = LossWords(high: 0, low: 0, window: Int8(CEXACT_LOWEST_WINDOW))
+    package var overflowed = false
 
-    public init(samples: Int = 0, correct: Int = 0, loss: LossWords, overflowed: Bool) {
+    package init(samples: Int = 0, correct: Int = 0, loss: LossWords, overflowed: Bool) {
         self.samples = samples
         self.correct = correct
         self.loss = loss
@@ -18,12 +18,12 @@ public struct ExactSummary: Equatable, Sendable {
 }
 
 /// A loss sum as it travels: exact, its limbs and window; fast, the Float64's bits in `high`.
-public struct LossWords: Equatable, Sendable {
-    public var high: Int64
-    public var low: Int64
-    public var window: Int8
+package struct LossWords: Equatable, Sendable {
+    package var high: Int64
+    package var low: Int64
+    package var window: Int8
 
-    public init(high: Int64, low: Int64, window: Int8) {
+    package init(high: Int64, low: Int64, window: Int8) {
         self.high = high
         self.low = low
         self.window = window

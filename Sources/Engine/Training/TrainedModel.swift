@@ -2,23 +2,23 @@ import Foundation
 
 /// A job's model with trained weights from a safetensors file, for `evaluate` and `predict`: the same forward pass
 /// as training, so a loss computed here is the loss training reports.
-public struct TrainedModel {
-    public let job: Job
-    public let weightsPath: String
+package struct TrainedModel {
+    package let job: Job
+    package let weightsPath: String
 
-    public init(job: Job, weights: String) {
+    package init(job: Job, weights: String) {
         self.job = job
         weightsPath = weights
     }
 
     /// Mean loss (and accuracy, for classification) on `data`, checked against the model as training data is.
-    public func evaluate(_ data: Dataset) throws -> (loss: Double, accuracy: Double?) {
+    package func evaluate(_ data: Dataset) throws -> (loss: Double, accuracy: Double?) {
         let checked = try job.checked(against: data)
         return try trainer(for: checked, data: data).evaluate(data)
     }
 
     /// What predictions mean for this job's loss.
-    public enum Output: String, CaseIterable, Sendable {
+    package enum Output: String, CaseIterable, Sendable {
         /// One probability per output unit (softmax, sigmoid; bce_logits' logits through the sigmoid).
         case probabilities
         /// The class index (argmax; for one sigmoid unit, 1 when its probability is at least 0.5).
@@ -28,10 +28,10 @@ public struct TrainedModel {
     }
 
     /// The output kind a job's loss calls for by default.
-    public var defaultOutput: Output { job.loss.isClassification ? .probabilities : .values }
+    package var defaultOutput: Output { job.loss.isClassification ? .probabilities : .values }
 
     /// Predictions for `features` (`rows × columns`): rows × outputs values, or rows class indices.
-    public func predict(features: [Float], columns: Int, as output: Output) throws -> (values: [Float], columns: Int) {
+    package func predict(features: [Float], columns: Int, as output: Output) throws -> (values: [Float], columns: Int) {
         var job = self.job
         let inferred = job.model.inputs == 0
         if inferred { job.model.inputs = columns }

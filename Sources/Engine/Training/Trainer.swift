@@ -1,5 +1,5 @@
 /// Where a step's gradient sum comes from: this process's threads, or worker processes.
-public protocol GradientSource: AnyObject {
+package protocol GradientSource: AnyObject {
     /// Adds the gradient sum of all `microShards` micro-shards of `batch` (sample indices, in epoch order; batch
     /// number `batchIndex` of `epoch`) at `parameters` into `sum`, which is empty and `holdsInputs`: what a source
     /// hands over stays untouched until its next `accumulate`.
@@ -12,33 +12,33 @@ public protocol GradientSource: AnyObject {
 /// Each step sums the batch's micro-shard gradients (from a `GradientSource`: by default this process's threads),
 /// divides once by the batch's sample count, and hands the mean to the optimizer. Buffers are built here; the
 /// steady-state step allocates nothing.
-public final class Trainer {
-    public let spec: ModelSpec
-    public let loss: Loss
-    public let options: TrainingOptions
-    public let training: Dataset
-    public let validation: Dataset?
-    public let parameters: Buffer<Float>
+package final class Trainer {
+    package let spec: ModelSpec
+    package let loss: Loss
+    package let options: TrainingOptions
+    package let training: Dataset
+    package let validation: Dataset?
+    package let parameters: Buffer<Float>
     /// The last exact step's mean gradient.
     let gradient: Buffer<Float>
     /// What a step updated part by part has changed so far, as it was.
     let stepBackup = StepBackup()
-    public let optimizer: Optimizer
-    public let plan: BatchPlan
+    package let optimizer: Optimizer
+    package let plan: BatchPlan
     /// Optimizer steps taken.
-    public private(set) var step = 0
+    package private(set) var step = 0
     /// The epoch the next step belongs to.
-    public var epoch: Int { step / max(plan.batchesPerEpoch, 1) }
+    package var epoch: Int { step / max(plan.batchesPerEpoch, 1) }
     /// The statistics of the current epoch's steps so far (a checkpoint carries them, so a resumed run prints the
     /// same lines).
-    public private(set) var epochProgress = EpochProgress()
+    package private(set) var epochProgress = EpochProgress()
     /// Set when a step diverged; the parameters may then be partly stepped, so no later step runs.
     private var diverged: TrainingError?
     /// The statistics and learning rate of the step just taken (for per-step records).
-    public private(set) var lastStep: (statistics: SliceStatistics, learningRate: Float)?
+    package private(set) var lastStep: (statistics: SliceStatistics, learningRate: Float)?
 
     /// Where each step's gradient sums come from: this process, or a coordinator's workers.
-    public let source: GradientSource
+    package let source: GradientSource
     /// The source, when it finishes steps part by part (looked up once: a cast per step would allocate).
     private let partwiseSource: PartwiseGradientSource?
     /// Evaluates the validation set and predictions in this process.
@@ -49,7 +49,7 @@ public final class Trainer {
     private var orderEpoch = -1
 
     /// A trainer starting from `initialParameters`, or from the seeded initialisation when nil.
-    public init(spec: ModelSpec, loss: Loss, options: TrainingOptions, training: Dataset, validation: Dataset? = nil,
+    package init(spec: ModelSpec, loss: Loss, options: TrainingOptions, training: Dataset, validation: Dataset? = nil,
                 initialParameters: [Float]? = nil, source: GradientSource? = nil) {
         self.spec = spec
         self.loss = loss
@@ -92,7 +92,7 @@ public final class Trainer {
     }
 
     /// Steps the configured length asks for.
-    public var totalSteps: Int {
+    package var totalSteps: Int {
         switch options.length {
         case .epochs(let n): n * plan.batchesPerEpoch
         case .steps(let n): n
@@ -101,7 +101,7 @@ public final class Trainer {
 
     /// Trains from the current step to the configured length, reporting after each epoch (and after a final
     /// partial one); `afterStep` runs after every step and its report, where a checkpoint or a stop belongs.
-    public func run(onEpoch report: (EpochReport) -> Void, afterStep: (Trainer) throws -> Void = { _ in }) throws {
+    package func run(onEpoch report: (EpochReport) -> Void, afterStep: (Trainer) throws -> Void = { _ in }) throws {
         let clock = ContinuousClock()
         let batches = plan.batchesPerEpoch
         guard batches > 0 else {
@@ -139,7 +139,7 @@ public final class Trainer {
     }
 
     /// Continues from a checkpoint's state (which `Checkpoint` has checked against this job).
-    public func restore(step: Int, progress: EpochProgress, parameters values: [Float], optimizerSteps: Int,
+    package func restore(step: Int, progress: EpochProgress, parameters values: [Float], optimizerSteps: Int,
                         optimizerState: [[Float]]) {
         precondition(values.count == parameters.count && optimizerState.count == optimizer.state.count,
                      "checkpoint state does not fit the trainer")
@@ -217,22 +217,22 @@ public final class Trainer {
     }
 
     /// Mean loss and accuracy of the current parameters on `data`.
-    public func evaluate(_ data: Dataset) -> (loss: Double, accuracy: Double?) {
+    package func evaluate(_ data: Dataset) -> (loss: Double, accuracy: Double?) {
         let s = computer.evaluate(data: data, parameters: parameters.pointer)
         return (s.lossSum / Double(s.samples), loss.isClassification ? Double(s.correct) / Double(s.samples) : nil)
     }
 
     /// The model's outputs for `data` with the current parameters.
-    public func predict(_ data: Dataset) -> [Float] { computer.predict(data: data, parameters: parameters.pointer) }
+    package func predict(_ data: Dataset) -> [Float] { computer.predict(data: data, parameters: parameters.pointer) }
 }
 
 /// Sums over the steps of an epoch so far.
-public struct EpochProgress: Sendable, Equatable {
-    public var lossSum = 0.0
-    public var correct = 0
-    public var samples = 0
+package struct EpochProgress: Sendable, Equatable {
+    package var lossSum = 0.0
+    package var correct = 0
+    package var samples = 0
 
-    public init(lossSum: Double = 0, correct: Int = 0, samples: Int = 0) {
+    package init(lossSum: Double = 0, correct: Int = 0, samples: Int = 0) {
         self.lossSum = lossSum
         self.correct = correct
         self.samples = samples

@@ -1,46 +1,46 @@
 /// How long to train.
-public enum TrainingLength: Sendable, Equatable {
+package enum TrainingLength: Sendable, Equatable {
     case epochs(Int)
     case steps(Int)
 }
 
 /// Everything about a run except the model and the data.
-public struct TrainingOptions: Sendable, Equatable {
-    public var batchSize = 32
-    public var length: TrainingLength = .epochs(1)
-    public var shuffle = true
-    public var dropLast = false
-    public var seed: UInt64 = 0
-    public var optimizer: OptimizerConfig = .adam(Adam.Options())
-    public var schedule = Schedule()
+package struct TrainingOptions: Sendable, Equatable {
+    package var batchSize = 32
+    package var length: TrainingLength = .epochs(1)
+    package var shuffle = true
+    package var dropLast = false
+    package var seed: UInt64 = 0
+    package var optimizer: OptimizerConfig = .adam(Adam.Options())
+    package var schedule = Schedule()
     /// Samples per micro-shard: the unit of work whose gradient is computed identically wherever it runs.
-    public var microShardSize = 128
-    public var reduction: Reduction = .exact
+    package var microShardSize = 128
+    package var reduction: Reduction = .exact
     /// Threads computing micro-shards in this process (each with single-threaded products when more than one).
-    public var threads = 1
+    package var threads = 1
     /// The library of every matrix product (see `GEMMLibrary`).
-    public var library = GEMMLibrary.oneDNN
+    package var library = GEMMLibrary.oneDNN
 
-    public init() {}
+    package init() {}
 }
 
 /// One epoch's summary, as printed and written to the metrics file.
-public struct EpochReport: Sendable, Equatable {
-    public var epoch: Int
+package struct EpochReport: Sendable, Equatable {
+    package var epoch: Int
     /// Optimizer steps taken so far.
-    public var step: Int
+    package var step: Int
     /// Mean per-sample loss over the epoch's batches, each measured before its update.
-    public var loss: Double
+    package var loss: Double
     /// Fraction of correct predictions over the epoch (classification losses only).
-    public var accuracy: Double?
-    public var validationLoss: Double?
-    public var validationAccuracy: Double?
-    public var learningRate: Float
-    public var samplesPerSecond: Double
+    package var accuracy: Double?
+    package var validationLoss: Double?
+    package var validationAccuracy: Double?
+    package var learningRate: Float
+    package var samplesPerSecond: Double
 }
 
 /// A run that cannot go on.
-public struct TrainingError: Error, CustomStringConvertible {
-    public let message: String
-    public var description: String { message }
+package struct TrainingError: Error, CustomStringConvertible {
+    package let message: String
+    package var description: String { message }
 }

@@ -4,8 +4,8 @@ import Foundation
 /// can be written even when the process has since run out of descriptors (a flood of connections), and so an
 /// unwritable destination is reported before training rather than after. `commit` writes, fsyncs and renames it
 /// into place; a reservation never committed is removed.
-public final class ReservedFile {
-    public let path: String
+package final class ReservedFile {
+    package let path: String
     private let temporary: String
     private var descriptor: Int32
 
@@ -17,7 +17,7 @@ public final class ReservedFile {
     /// `O_NOFOLLOW`): in a shared folder another user cannot plant a link there to have this process overwrite a
     /// file of theirs choosing. `mode` is the most the finished file gets, less the umask's bits (checkpoints 0600:
     /// they hold the whole run).
-    public init(_ path: String, what: String, mode: mode_t = 0o644, patience: Duration = .seconds(10)) throws {
+    package init(_ path: String, what: String, mode: mode_t = 0o644, patience: Duration = .seconds(10)) throws {
         self.path = path
         try Self.refuseForeignLink(path, what: what)
         let url = URL(fileURLWithPath: path)
@@ -56,7 +56,7 @@ public final class ReservedFile {
 
     /// Writes `data`, flushes it to disk and renames it to `path`, or to `destination` in the same folder (then
     /// flushes the folder, when a descriptor for it can be had). A reservation commits once.
-    public func commit(_ data: Data, as destination: String? = nil) throws {
+    package func commit(_ data: Data, as destination: String? = nil) throws {
         let path = destination ?? self.path
         precondition(descriptor >= 0, "a reserved file is committed once")
         func failure(_ what: String) -> InputError {

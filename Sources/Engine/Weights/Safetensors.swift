@@ -5,14 +5,14 @@ import Foundation
 ///
 /// Layout: an 8-byte little-endian header length, a JSON header `{name: {dtype, shape, data_offsets}}`, then the
 /// raw little-endian tensor bytes.
-public enum Safetensors {
+package enum Safetensors {
     /// Largest header accepted: far above any real model's, small enough to refuse a hostile length field.
     static let maximumHeaderBytes = 100 << 20
     /// Names of tensors that are not the model's (a checkpoint's optimizer state).
-    public static let extraPrefix = "shardtrain."
+    package static let extraPrefix = "shardtrain."
 
     /// Writes the parameters as F32 tensors, in layout order.
-    public static func write(_ parameters: [Float], layout: ParameterLayout, to path: String,
+    package static func write(_ parameters: [Float], layout: ParameterLayout, to path: String,
                              metadata: [String: String] = [:]) throws {
         do {
             try encode(parameters, layout: layout, metadata: metadata).write(to: URL(fileURLWithPath: path))
@@ -23,7 +23,7 @@ public enum Safetensors {
     }
 
     /// `extra` tensors (1-D F32, named outside the model's names) follow the model's.
-    public static func encode(_ parameters: [Float], layout: ParameterLayout, metadata: [String: String],
+    package static func encode(_ parameters: [Float], layout: ParameterLayout, metadata: [String: String],
                        extra: [(name: String, values: [Float])] = []) -> Data {
         precondition(parameters.count == layout.parameterCount, "parameters do not fit the layout")
         var entries: [String] = []
@@ -60,7 +60,7 @@ public enum Safetensors {
 
     /// Reads a weights file into the flat parameter layout; every tensor the layout names must be present with its
     /// shape, and nothing else.
-    public static func read(_ path: String, layout: ParameterLayout) throws -> [Float] {
+    package static func read(_ path: String, layout: ParameterLayout) throws -> [Float] {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw InputError("\(path): cannot read the weights file; check the path")
         }
@@ -134,7 +134,7 @@ public enum Safetensors {
     }
 
     /// The metadata and the `extraPrefix` tensors (1-D F32) of a file `encode` wrote with `extra`.
-    public static func readExtras(_ data: Data, name: String) throws -> (metadata: [String: String],
+    package static func readExtras(_ data: Data, name: String) throws -> (metadata: [String: String],
                                                                           tensors: [String: [Float]]) {
         let bytes = [UInt8](data)
         let (header, dataStart) = try parseHeader(bytes, name: name)

@@ -2,45 +2,45 @@ import CDelta
 import CExactSum
 
 /// What a receiver accepts: sizes come from the job, so no length field can make it allocate or read more.
-public struct Limits: Sendable, Equatable {
+package struct Limits: Sendable, Equatable {
     /// Floats in the weights and gradients (nil before a job is known: such messages are then refused).
-    public var parameterCount: Int?
+    package var parameterCount: Int?
     /// The job's id (nil before one is known).
-    public var job: UInt64?
+    package var job: UInt64?
     /// Micro-shard ranges one assignment may carry.
-    public var maximumRanges = 4096
+    package var maximumRanges = 4096
     /// Bytes of a hello, error or shutdown text.
-    public var maximumTextBytes = 4096
+    package var maximumTextBytes = 4096
     /// Bytes of a job description.
-    public var maximumJobBytes = 1 << 20
+    package var maximumJobBytes = 1 << 20
     /// Bytes of a data message (0: none expected).
-    public var maximumDataBytes = 0
+    package var maximumDataBytes = 0
 
-    public init(parameterCount: Int? = nil, job: UInt64? = nil) {
+    package init(parameterCount: Int? = nil, job: UInt64? = nil) {
         self.parameterCount = parameterCount
         self.job = job
     }
 
     /// The largest legal frame, for ZMQ_MAXMSGSIZE: the exact gradient, or the job description, plus a margin.
-    public var maximumFrameBytes: Int {
+    package var maximumFrameBytes: Int {
         max(GradientFrame.exactBytesPerParameter * (parameterCount ?? 0), maximumJobBytes, maximumTextBytes, maximumDataBytes) + 4096
     }
 }
 
 /// Builds and checks protocol messages. Decoding never traps, never reads past a frame and never allocates by a
 /// length it was told: every size is compared with the frame's real size and with `Limits` first.
-public enum Codec {
+package enum Codec {
     /// Frames in any legal message, the ROUTER's identity frame included.
-    public static let maximumFrames = 3
+    package static let maximumFrames = 3
     // MARK: Encoding (each message type's fields are written by its `HeaderFields`)
 
-    public static func hello(fields: [String: String], cores: Int, pid: Int32, resuming worker: UInt32 = 0)
+    package static func hello(fields: [String: String], cores: Int, pid: Int32, resuming worker: UInt32 = 0)
         throws -> [Message] {
         let text = fields.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")
         return try frames(header(HelloFields(cores: cores, pid: pid, previousWorker: worker)), Array(text.utf8))
     }
 
-    public static func job(_ description: [UInt8], job: UInt64, worker: UInt32, parameterCount: Int,
+    package static func job(_ description: [UInt8], job: UInt64, worker: UInt32, parameterCount: Int,
                            maximumMicroShards: Int, exact: Bool, heartbeat: Duration,
                            weightsRegion: RegionOffer? = nil) throws -> [Message] {
         let fields = JobFields(parameterCount: parameterCount, maximumMicroShards: maximumMicroShards, exact: exact,
@@ -51,14 +51,14 @@ public enum Codec {
     /// The weights header; send it followed by a frame over the shared weights (`Message(sharing:)`), by an
     /// empty frame when they are in the coordinator's weights region (`inRegion`) or came in parts (`fromParts`), or
     /// by their change from step `changeFrom`'s weights (`cdelta_encode`).
-    public static func weightsHeader(job: UInt64, step: UInt64, parameterCount: Int, inRegion: Bool = false,
+    package static func weightsHeader(job: UInt64, step: UInt64, parameterCount: Int, inRegion: Bool = false,
                                      changeFrom base: UInt64? = nil, fromParts: Bool = false) throws -> Message {
         let form: WeightsFields.Form = fromParts ? .fromParts : inRegion ? .inRegion : base.map { .change(from: $0) } ?? .floats
         return try Message(copying: header(WeightsFields(parameterCount: parameterCount, form: form), job: job,
                                            step: step).encoded())
     }
 
-    public static func assignment(job: UInt64, step: UInt64, worker: UInt32, epoch: UInt64, batch: UInt64,
+    package static func assignment(job: UInt64, step: UInt64, worker: UInt32, epoch: UInt64, batch: UInt64,
                                   attempt: UInt64 = 0, ranges: [Range<Int>], resultSlot: Int? = nil,
                                   inParts: Bool = false) throws -> [Message] {
         var bytes: [UInt8] = []
@@ -74,7 +74,7 @@ public enum Codec {
     /// `regionSlot`: the values are in that slot of the worker's result region (send an empty frame after);
     /// `packed`: the frame holds them as `cexact_pack` writes them; `floatShards` (1 to 4): the values are that
     /// many micro-shards' Float gradient sums rather than limbs.
-    public static func gradientHeader(job: UInt64, step: UInt64, worker: UInt32, samples: Int, correct: Int,
+    package static func gradientHeader(job: UInt64, step: UInt64, worker: UInt32, samples: Int, correct: Int,
                                       lossHigh: Int64, lossLow: Int64, lossWindow: Int8 = 0, exact: Bool,
                                       overflowed: Bool, attempt: UInt64, regionSlot: Int? = nil,
                                       packed: Bool = false, floatShards: Int = 0, inParts: Bool = false) throws -> Message {
@@ -84,7 +84,7 @@ public enum Codec {
         return try Message(copying: header(fields, job: job, step: step, worker: worker).encoded())
     }
 
-    public static func ready(job: UInt64, worker: UInt32, hasData: Bool, region: RegionOffer? = nil,
+    package static func ready(job: UInt64, worker: UInt32, hasData: Bool, region: RegionOffer? = nil,
                              readsWeightsRegion: Bool = false, products: UInt64 = 0) throws -> [Message] {
         let fields = ReadyFields(hasData: hasData, region: region, readsWeightsRegion: readsWeightsRegion,
                                  products: products)
@@ -92,20 +92,20 @@ public enum Codec {
     }
 
     /// The data header; send it followed by a frame of features then targets (Float32).
-    public static func dataHeader(job: UInt64, samples: Int, featureWidth: Int, targetWidth: Int) throws -> Message {
+    package static func dataHeader(job: UInt64, samples: Int, featureWidth: Int, targetWidth: Int) throws -> Message {
         try Message(copying: header(DataFields(samples: samples, featureWidth: featureWidth, targetWidth: targetWidth),
                                     job: job).encoded())
     }
 
-    public static func heartbeat(job: UInt64, step: UInt64, worker: UInt32) throws -> [Message] {
+    package static func heartbeat(job: UInt64, step: UInt64, worker: UInt32) throws -> [Message] {
         [try Message(copying: Header(type: .heartbeat, job: job, step: step, worker: worker).encoded())]
     }
 
-    public static func error(_ text: String, job: UInt64, step: UInt64, worker: UInt32) throws -> [Message] {
+    package static func error(_ text: String, job: UInt64, step: UInt64, worker: UInt32) throws -> [Message] {
         try frames(Header(type: .error, job: job, step: step, worker: worker, frames: 1), Array(text.utf8.prefix(4000)))
     }
 
-    public static func shutdown(_ reason: String, job: UInt64, disposition: Disposition = .finished) throws -> [Message] {
+    package static func shutdown(_ reason: String, job: UInt64, disposition: Disposition = .finished) throws -> [Message] {
         try frames(header(ShutdownFields(disposition: disposition), job: job), Array(reason.utf8.prefix(4000)))
     }
 
@@ -122,13 +122,13 @@ public enum Codec {
     // MARK: Decoding
 
     /// The message type its header frame names, without checking the rest (nil if the header itself is bad).
-    public static func type(of frames: [Message]) -> MessageType? {
+    package static func type(of frames: [Message]) -> MessageType? {
         guard let first = frames.first else { return nil }
         return first.withUnsafeBytes { try? Header.decode($0) }?.type
     }
 
     /// Checks and decodes `frames` (header first, no identity frame).
-    public static func decode(_ frames: [Message], limits: Limits) throws(WireError) -> Envelope {
+    package static func decode(_ frames: [Message], limits: Limits) throws(WireError) -> Envelope {
         guard let first = frames.first else { throw .noFrames }
         guard frames.count <= maximumFrames else { throw .tooManyFrames(frames.count) }
         let header = try read(first) { bytes throws(WireError) in try Header.decode(bytes) }

@@ -5,24 +5,24 @@ import CExactSum
 extension Codec {
     /// Parameters in a part of the weights or of a result (the last part holds what is left): 256 KiB of Floats,
     /// small enough that the last part's round trip is short, large enough that a part's message costs little.
-    public static let partParameters = 65536
+    package static let partParameters = 65536
 
     /// Arrays one result may send in parts: a batch's micro-shards at most.
-    public static let maximumPartArrays = 4096
+    package static let maximumPartArrays = 4096
 
     /// The parts of `count` parameters.
-    public static func parts(of count: Int) -> [Range<Int>] {
+    package static func parts(of count: Int) -> [Range<Int>] {
         stride(from: 0, to: count, by: partParameters).map { $0 ..< min($0 + partParameters, count) }
     }
 
     /// A part of step `step`'s weights: send it followed by a frame of its Floats.
-    public static func weightsPartHeader(job: UInt64, step: UInt64, part: Range<Int>) throws -> Message {
+    package static func weightsPartHeader(job: UInt64, step: UInt64, part: Range<Int>) throws -> Message {
         try Message(copying: header(WeightsPartFields(part: part), job: job, step: step).encoded())
     }
 
     /// A part of array `array` of `arrays` of a result: send it followed by a frame of its Floats, or (`packed`, the
     /// only array) of its exact limbs as `cexact_pack_range` packs them; `diverged`: those limbs' sum saw a NaN or ∞.
-    public static func gradientPartHeader(job: UInt64, step: UInt64, worker: UInt32, attempt: UInt64, array: Int,
+    package static func gradientPartHeader(job: UInt64, step: UInt64, worker: UInt32, attempt: UInt64, array: Int,
                                           arrays: Int, part: Range<Int>, packed: Bool = false,
                                           diverged: Bool = false) throws -> Message {
         let form: GradientPartFields.Form = packed ? (diverged ? .packedLimbsDiverged : .packedLimbs) : .floats

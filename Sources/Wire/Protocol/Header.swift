@@ -10,19 +10,19 @@
 /// | 24 | worker `u32` | the worker's id given at join (0 before) |
 /// | 28 | frames `u32` | payload frames after this one |
 /// | 32 | fields `6 × u64` | type-specific values, see `MessageType` |
-public struct Header: Sendable, Equatable {
-    public static let magic: UInt32 = 0x4E52_5453
-    public static let protocolVersion: UInt16 = 8
-    public static let byteCount = 80
+package struct Header: Sendable, Equatable {
+    package static let magic: UInt32 = 0x4E52_5453
+    package static let protocolVersion: UInt16 = 8
+    package static let byteCount = 80
 
-    public var type: MessageType
-    public var job: UInt64
-    public var step: UInt64
-    public var worker: UInt32
-    public var frames: UInt32
-    public var fields: [UInt64]
+    package var type: MessageType
+    package var job: UInt64
+    package var step: UInt64
+    package var worker: UInt32
+    package var frames: UInt32
+    package var fields: [UInt64]
 
-    public init(type: MessageType, job: UInt64 = 0, step: UInt64 = 0, worker: UInt32 = 0, frames: UInt32 = 0,
+    package init(type: MessageType, job: UInt64 = 0, step: UInt64 = 0, worker: UInt32 = 0, frames: UInt32 = 0,
                 fields: [UInt64] = []) {
         self.type = type
         self.job = job
@@ -65,7 +65,7 @@ public struct Header: Sendable, Equatable {
 }
 
 /// What a message is. New types take new numbers; a receiver refuses numbers it does not know, by name.
-public enum MessageType: UInt16, Sendable, CaseIterable {
+package enum MessageType: UInt16, Sendable, CaseIterable {
     /// Worker → coordinator on join. Fields: cores, pid, the worker id it had before when it joins again (0 for a
     /// new worker). Frame: text `key=value` lines: blas, build, host, name.
     case hello = 1

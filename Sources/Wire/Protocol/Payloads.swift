@@ -2,9 +2,9 @@ import CExactSum
 import Synchronization
 
 /// A decoded message: its header and its checked payload.
-public struct Envelope {
-    public let header: Header
-    public let payload: Payload
+package struct Envelope {
+    package let header: Header
+    package let payload: Payload
 
     package init(header: Header, payload: Payload) {
         self.header = header
@@ -13,7 +13,7 @@ public struct Envelope {
 }
 
 /// Checked payloads. Large ones keep their frame and are read in place.
-public enum Payload {
+package enum Payload {
     case hello(fields: [String: String])
     /// `weightsRegion`: where the coordinator's weights region is, for a worker on its machine.
     case job(description: [UInt8], parameterCount: Int, maximumMicroShards: Int, exact: Bool, heartbeat: Duration,
@@ -44,8 +44,8 @@ public enum Payload {
 /// A result's values copied into 64-byte-aligned memory of 17 bytes per parameter, in a buffer a pool reuses: a
 /// packed exact sum unpacked into `cexact_merge`'s layout, or micro-shards' Floats off their alignment. A result
 /// stays held until its step's mean, so a coordinator needs a few at most, each megabytes.
-public final class UnpackedSum: @unchecked Sendable {
-    public let bytes: UnsafeMutableRawBufferPointer
+package final class UnpackedSum: @unchecked Sendable {
+    package let bytes: UnsafeMutableRawBufferPointer
     private static let pool = Mutex<[UnsafeMutableRawBufferPointer]>([])
 
     init(count: Int) {
@@ -70,12 +70,12 @@ public final class UnpackedSum: @unchecked Sendable {
 
 /// Where a process keeps a `SharedRegion` for the other side to map: a worker's result region (in `ready`), the
 /// coordinator's weights region (in `job`).
-public struct RegionOffer: Equatable, Sendable {
-    public let pid: Int32
-    public let descriptor: Int32
-    public let token: UInt64
+package struct RegionOffer: Equatable, Sendable {
+    package let pid: Int32
+    package let descriptor: Int32
+    package let token: UInt64
 
-    public init(pid: Int32, descriptor: Int32, token: UInt64) {
+    package init(pid: Int32, descriptor: Int32, token: UInt64) {
         self.pid = pid
         self.descriptor = descriptor
         self.token = token
@@ -92,7 +92,7 @@ public struct RegionOffer: Equatable, Sendable {
 }
 
 /// What a shutdown asks of a worker.
-public enum Disposition: UInt64, Sendable {
+package enum Disposition: UInt64, Sendable {
     /// The run finished: exit 0.
     case finished = 0
     /// The run failed or was stopped: exit non-zero.
@@ -104,56 +104,56 @@ public enum Disposition: UInt64, Sendable {
 /// A result part's values: Floats (a fast sum's, or one exact micro-shard's), or an exact sum's limbs packed as
 /// `cexact_pack_range` packs them (unpacked, and checked, where they are used; `diverged`: the sum saw a NaN or ∞,
 /// so its limbs mean nothing and the step stops the run).
-public enum PartValues {
+package enum PartValues {
     case floats(FloatFrame)
     case packedLimbs(Message, diverged: Bool)
 }
 
 /// A frame of little-endian Float32 values, read in place.
-public struct FloatFrame {
-    public let message: Message
-    public let count: Int
+package struct FloatFrame {
+    package let message: Message
+    package let count: Int
 
     /// Copies the values into `destination` (`count` elements).
-    public func copy(into destination: UnsafeMutablePointer<Float>) {
+    package func copy(into destination: UnsafeMutablePointer<Float>) {
         message.withUnsafeBytes { UnsafeMutableRawPointer(destination).copyMemory(from: $0.baseAddress!, byteCount: count * 4) }
     }
 }
 
 /// A worker's gradient sum: statistics from the header, values read in place from the frame.
-public struct GradientFrame {
-    public let samples: Int
-    public let correct: Int
+package struct GradientFrame {
+    package let samples: Int
+    package let correct: Int
     /// Exact: the loss sum's (high, low) limbs and their window; fast: the loss sum's Float64 bits in `high`.
-    public let lossHigh: Int64
-    public let lossLow: Int64
-    public let lossWindow: Int8
-    public let exact: Bool
-    public let overflowed: Bool
+    package let lossHigh: Int64
+    package let lossLow: Int64
+    package let lossWindow: Int8
+    package let exact: Bool
+    package let overflowed: Bool
     /// The assignment's attempt this answers.
-    public let attempt: UInt64
+    package let attempt: UInt64
     /// Exact: `parameterCount` Int64 high limbs, as many low limbs, then as many Int8 windows
     /// (`exactBytesPerParameter` bytes each), or `floatShards` micro-shards' gradient sums of `parameterCount`
     /// Float32 each; fast: `parameterCount` Float32. Empty when the values are in a slot of the worker's result
     /// region.
-    public let message: Message
+    package let message: Message
     /// The slot of the worker's `SharedRegion` holding the values, when they are there.
-    public let regionSlot: Int?
+    package let regionSlot: Int?
     /// Whether the frame carried the values packed (`cexact_pack`); they are then read from their unpacked copy.
-    public let packed: Bool
+    package let packed: Bool
     /// Whether the values came before in `gradientPart`s (the frame is then empty).
-    public let inParts: Bool
+    package let inParts: Bool
     /// Exact: 0 when the values are the sum's limbs; otherwise the assignment's micro-shards (at most
     /// `maximumFloatShards`), each one's Float gradient sum in turn — what a worker sends when that is no more
     /// bytes than limbs, saving it the pass into them and the coordinator their check.
-    public let floatShards: Int
+    package let floatShards: Int
     /// The values when not in the frame itself: in the region (`inRegion`) or copied, and what keeps them.
     private var otherValues: (bytes: UnsafeRawBufferPointer, owner: AnyObject)?
 
     /// Bytes per parameter of an exact frame: two Int64 limbs and a window byte.
-    public static let exactBytesPerParameter = Int(CEXACT_BYTES_PER_PARAMETER)
+    package static let exactBytesPerParameter = Int(CEXACT_BYTES_PER_PARAMETER)
     /// The most micro-shards an exact result may carry as Floats: as many as fit in the limbs' bytes.
-    public static let maximumFloatShards = 4
+    package static let maximumFloatShards = 4
 
     init(samples: Int, correct: Int, lossHigh: Int64, lossLow: Int64, lossWindow: Int8, exact: Bool,
          overflowed: Bool, attempt: UInt64, message: Message, regionSlot: Int?, packed: Bool = false,
@@ -175,13 +175,13 @@ public struct GradientFrame {
     }
 
     /// This frame reading its values from `region`'s slot (which must be `regionSlot`'s, of the frame's size).
-    public func inRegion(_ region: SharedRegion) -> GradientFrame {
+    package func inRegion(_ region: SharedRegion) -> GradientFrame {
         var frame = self
         frame.otherValues = (UnsafeRawBufferPointer(region.slot(regionSlot!)), region)
         return frame
     }
 
-    public func withValues<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    package func withValues<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         if let otherValues { return try body(otherValues.bytes) }
         return try message.withUnsafeBytes(body)
     }

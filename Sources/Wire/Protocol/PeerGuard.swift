@@ -6,12 +6,12 @@ import Foundation
 /// Bounded whatever the peers do: at most `trackedPeers` identities are remembered (the oldest forgotten first, so
 /// fresh identities cannot grow it), each peer's first refusal and its cut-off are logged, and at most
 /// `linesPerWindow` lines per `window` are written in all — the rest are counted and summed up in one line.
-public final class PeerGuard {
+package final class PeerGuard {
     /// Refused messages a peer may send before it is cut off.
-    public let limit: Int
-    public let trackedPeers: Int
-    public let linesPerWindow: Int
-    public let window: Duration
+    package let limit: Int
+    package let trackedPeers: Int
+    package let linesPerWindow: Int
+    package let window: Duration
     private var violations: [[UInt8]: Int] = [:]
     private var arrival: [[UInt8]] = []
     private var cutOff: Set<[UInt8]> = []
@@ -22,7 +22,7 @@ public final class PeerGuard {
     private var linesInWindow = 0
     private var unlogged = 0
 
-    public init(limit: Int = 5, trackedPeers: Int = 1024, linesPerWindow: Int = 20, window: Duration = .seconds(10),
+    package init(limit: Int = 5, trackedPeers: Int = 1024, linesPerWindow: Int = 20, window: Duration = .seconds(10),
                 now: @escaping () -> ContinuousClock.Instant = { ContinuousClock.now }, log: @escaping (String) -> Void) {
         self.limit = limit
         self.trackedPeers = trackedPeers
@@ -34,14 +34,14 @@ public final class PeerGuard {
     }
 
     /// Whether messages from `peer` are to be dropped unread.
-    public func isCutOff(_ peer: [UInt8]) -> Bool { cutOff.contains(peer) }
+    package func isCutOff(_ peer: [UInt8]) -> Bool { cutOff.contains(peer) }
 
     /// Identities remembered now (never more than `trackedPeers`).
-    public var trackedCount: Int { violations.count }
+    package var trackedCount: Int { violations.count }
 
     /// Records a refused message from `peer` (described by `name`); returns true if the peer is now cut off.
     @discardableResult
-    public func refused(_ peer: [UInt8], name: String, _ error: WireError) -> Bool {
+    package func refused(_ peer: [UInt8], name: String, _ error: WireError) -> Bool {
         if violations[peer] == nil {
             if violations.count >= trackedPeers, !arrival.isEmpty {
                 let oldest = arrival.removeFirst()
@@ -78,7 +78,7 @@ public final class PeerGuard {
     }
 
     /// A printable name for a ROUTER identity frame.
-    public static func name(_ identity: [UInt8]) -> String {
+    package static func name(_ identity: [UInt8]) -> String {
         "peer 0x" + identity.prefix(32).map { String(format: "%02x", $0) }.joined()
     }
 }

@@ -1,5 +1,5 @@
 /// Why a received message was refused. Each says what was wrong and the offending value, in one line.
-public enum WireError: Error, Equatable, CustomStringConvertible {
+package enum WireError: Error, Equatable, CustomStringConvertible {
     case noFrames
     case tooManyFrames(Int)
     case headerSize(Int)
@@ -14,7 +14,7 @@ public enum WireError: Error, Equatable, CustomStringConvertible {
     case badRanges(String)
     case badField(MessageType, String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .noFrames: "empty message"
         case .tooManyFrames(let n): "message of \(n) frames; the protocol uses at most \(Codec.maximumFrames)"

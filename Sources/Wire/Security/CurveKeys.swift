@@ -2,18 +2,18 @@ import CZeroMQ
 import Foundation
 
 /// A CurveZMQ key problem: an unreadable, malformed or exposed key file, or a bad authorised list.
-public struct KeyError: Error, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+package struct KeyError: Error, CustomStringConvertible {
+    package let message: String
+    package init(_ message: String) { self.message = message }
+    package var description: String { message }
 }
 
 /// A Curve25519 public key in Z85 text (40 characters), the form libzmq's socket options take.
-public struct CurvePublicKey: Hashable, Sendable, CustomStringConvertible {
-    public let z85: String
+package struct CurvePublicKey: Hashable, Sendable, CustomStringConvertible {
+    package let z85: String
 
     /// Checks `text` is 40 Z85 characters that decode to 32 bytes.
-    public init(z85 text: String) throws {
+    package init(z85 text: String) throws {
         guard Self.isZ85Key(text) else {
             // Not echoed: a line that is not a public key may be a secret one (a file mixed up, a stray character).
             throw KeyError("not a CurveZMQ public key (40 Z85 characters; this line has \(text.count))")
@@ -22,8 +22,8 @@ public struct CurvePublicKey: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Short and stable, for logs: the key's first 12 characters.
-    public var fingerprint: String { String(z85.prefix(12)) }
-    public var description: String { z85 }
+    package var fingerprint: String { String(z85.prefix(12)) }
+    package var description: String { z85 }
 
     static func isZ85Key(_ text: String) -> Bool {
         guard text.utf8.count == 40 else { return false }
@@ -33,12 +33,12 @@ public struct CurvePublicKey: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A CurveZMQ key pair: the secret half stays in a file only its owner can read.
-public struct CurveKeyPair: Sendable {
-    public let publicKey: CurvePublicKey
-    public let secretZ85: String
+package struct CurveKeyPair: Sendable {
+    package let publicKey: CurvePublicKey
+    package let secretZ85: String
 
     /// A fresh key pair from libzmq's generator (libsodium's randomness).
-    public static func generate() throws -> CurveKeyPair {
+    package static func generate() throws -> CurveKeyPair {
         var publicText = [CChar](repeating: 0, count: 41), secretText = [CChar](repeating: 0, count: 41)
         guard zmq_curve_keypair(&publicText, &secretText) == 0 else {
             throw KeyError("this libzmq cannot make CurveZMQ keys (built without CURVE)")
@@ -48,7 +48,7 @@ public struct CurveKeyPair: Sendable {
     }
 
     /// The pair of a Z85 secret key (its public half is derived).
-    public init(secretZ85: String) throws {
+    package init(secretZ85: String) throws {
         guard CurvePublicKey.isZ85Key(secretZ85) else { throw KeyError("not a CurveZMQ secret key (40 Z85 characters)") }
         var publicText = [CChar](repeating: 0, count: 41)
         guard zmq_curve_public(&publicText, secretZ85) == 0 else { throw KeyError("not a CurveZMQ secret key") }
@@ -64,9 +64,9 @@ public struct CurveKeyPair: Sendable {
 
 /// Key files: `NAME.key` holds the secret key (mode 0600) and `NAME.pub` the public one, each a Z85 line; lines
 /// starting with `#` are comments.
-public enum KeyFiles {
+package enum KeyFiles {
     /// Writes `base.key` (0600, never overwriting) and `base.pub`; returns the two paths.
-    public static func write(_ pair: CurveKeyPair, base: String) throws -> (secret: String, public: String) {
+    package static func write(_ pair: CurveKeyPair, base: String) throws -> (secret: String, public: String) {
         let secretPath = base + ".key", publicPath = base + ".pub"
         for path in [secretPath, publicPath] where FileManager.default.fileExists(atPath: path) {
             throw KeyError("\(path) already exists; remove it or pick another --output")
@@ -88,7 +88,7 @@ public enum KeyFiles {
     }
 
     /// Reads a secret key file, refusing one that others may read or change (as ssh does).
-    public static func readSecret(_ path: String) throws -> CurveKeyPair {
+    package static func readSecret(_ path: String) throws -> CurveKeyPair {
         var info = stat()
         guard stat(path, &info) == 0 else {
             throw KeyError("cannot read the key \(path): \(String(cString: strerror(errno))); make one with "
@@ -107,7 +107,7 @@ public enum KeyFiles {
     }
 
     /// Reads a file of public keys (one per line), or a folder's `*.pub` files.
-    public static func readPublicKeys(_ path: String) throws -> [CurvePublicKey] {
+    package static func readPublicKeys(_ path: String) throws -> [CurvePublicKey] {
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
             throw KeyError("cannot read the public keys \(path): no such file or folder")
@@ -139,7 +139,7 @@ public enum KeyFiles {
     }
 
     /// Reads one public key (a worker's `--coordinator-key`).
-    public static func readPublicKey(_ path: String) throws -> CurvePublicKey {
+    package static func readPublicKey(_ path: String) throws -> CurvePublicKey {
         let keys = try readPublicKeys(path)
         guard keys.count == 1 else { throw KeyError("\(path) holds \(keys.count) keys; give the file of one") }
         return keys[0]

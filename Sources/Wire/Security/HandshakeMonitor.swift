@@ -6,8 +6,8 @@ import Synchronization
 /// such a connection and tries again, which would leave a misconfigured worker waiting in silence.
 ///
 /// Owned by the thread that owns the monitored socket.
-public final class HandshakeMonitor {
-    public enum Event: Equatable, Sendable {
+package final class HandshakeMonitor {
+    package enum Event: Equatable, Sendable {
         /// A connection was accepted (listening side) from this peer address (nil: closed before it could be read).
         case accepted(address: String?, descriptor: Int32)
         case disconnected(descriptor: Int32)
@@ -27,7 +27,7 @@ public final class HandshakeMonitor {
     private static let counter = Mutex(0)
 
     /// Starts monitoring `socket` (connection, handshake and disconnection events), read on the same thread.
-    public init(_ socket: Socket, context: Context) throws {
+    package init(_ socket: Socket, context: Context) throws {
         monitored = socket
         reader = try Self.reader(of: try Self.publish(socket), context: context)
     }
@@ -49,10 +49,10 @@ public final class HandshakeMonitor {
     }
 
     /// The socket to poll for events.
-    public var socket: Socket { reader }
+    package var socket: Socket { reader }
 
     /// The events waiting, oldest first (never blocks).
-    public func drain() -> [Event] { Self.drain(reader) }
+    package func drain() -> [Event] { Self.drain(reader) }
 
     /// The events waiting on an event reader, oldest first (never blocks).
     static func drain(_ reader: Socket) -> [Event] {
@@ -81,7 +81,7 @@ public final class HandshakeMonitor {
     }
 
     /// Stops the socket's events, then closes the reader (in that order: see `Socket.stopMonitor`).
-    public func close() {
+    package func close() {
         monitored.stopMonitor()
         reader.close()
     }

@@ -5,8 +5,8 @@ import Synchronization
 /// The ZeroMQ authentication handler (ZAP, RFC 27) of one context: admits a CurveZMQ client only when its public
 /// key is authorised, and names the user by that key. It answers on its own thread, bound before any CURVE server
 /// socket of the context binds, because libzmq admits every client when no handler is there.
-public final class ZAPHandler: Sendable {
-    public static let endpoint = "inproc://zeromq.zap.01"
+package final class ZAPHandler: Sendable {
+    package static let endpoint = "inproc://zeromq.zap.01"
     /// Refusals logged (one per key and address); later ones are only counted, so strangers cannot flood the log.
     static let loggedRefusalLimit = 100
 
@@ -14,7 +14,7 @@ public final class ZAPHandler: Sendable {
     private let thread: SocketThread
 
     /// Starts the handler for `context`; returns once it is listening.
-    public init(context: Context, authorized: Set<CurvePublicKey>, log: @escaping @Sendable (String) -> Void) throws {
+    package init(context: Context, authorized: Set<CurvePublicKey>, log: @escaping @Sendable (String) -> Void) throws {
         // The thread holds the refusal count, not this handler: dropping the handler stops the thread.
         let refusals = Refusals()
         self.refusals = refusals
@@ -30,10 +30,10 @@ public final class ZAPHandler: Sendable {
     }
 
     /// Peers refused so far.
-    public var refusedCount: Int { refusals.state.withLock { $0.total } }
+    package var refusedCount: Int { refusals.state.withLock { $0.total } }
 
     /// Stops the thread and closes its socket (once; waits for it).
-    public func stop() { thread.stop() }
+    package func stop() { thread.stop() }
 
     /// Reads one request and replies: 200 for an authorised CURVE key, 400 otherwise, 500 for another ZAP version.
     private static func answer(_ socket: Socket, authorized: Set<CurvePublicKey>, refusals: Refusals,

@@ -3,10 +3,10 @@ import CZeroMQ
 /// A libzmq context: owns the I/O threads; terminated exactly once when the last reference goes.
 ///
 /// libzmq contexts are thread-safe, so this one may be shared; the sockets made from it may not.
-public final class Context: @unchecked Sendable {
+package final class Context: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
 
-    public init(ioThreads: Int = 1) throws {
+    package init(ioThreads: Int = 1) throws {
         guard let handle = zmq_ctx_new() else { throw ZMQError.last("zmq_ctx_new") }
         self.handle = handle
         try check(zmq_ctx_set(handle, ZMQ_IO_THREADS, Int32(ioThreads)), "zmq_ctx_set(IO_THREADS)")
@@ -19,17 +19,17 @@ public final class Context: @unchecked Sendable {
     /// Terminates the context (once): blocks until its sockets are closed and their queued messages have left or
     /// their linger has passed. From deinit every Socket is gone (each holds a reference); called directly, close
     /// the sockets first.
-    public func terminate() {
+    package func terminate() {
         guard !isTerminated else { return }
         isTerminated = true
         while zmq_ctx_term(handle) == -1 && zmq_errno() == EINTR {}
     }
 
     /// Whether this libzmq has CurveZMQ security.
-    public static var hasCurve: Bool { zmq_has("curve") == 1 }
+    package static var hasCurve: Bool { zmq_has("curve") == 1 }
 
     /// libzmq's version, e.g. "4.3.4".
-    public static var version: String {
+    package static var version: String {
         var major: Int32 = 0, minor: Int32 = 0, patch: Int32 = 0
         zmq_version(&major, &minor, &patch)
         return "\(major).\(minor).\(patch)"

@@ -4,22 +4,22 @@ import Synchronization
 /// One message frame: an owned, heap-allocated `zmq_msg_t`, closed exactly once.
 ///
 /// After a successful send libzmq owns the content and the frame is empty. Received content is read in place.
-public final class Message {
+package final class Message {
     let raw: UnsafeMutablePointer<zmq_msg_t>
 
     /// An empty frame, ready to receive into.
-    public init() {
+    package init() {
         raw = .allocate(capacity: 1)
         zmq_msg_init(raw)
     }
 
     /// A frame holding a copy of `bytes`.
-    public init(copying bytes: UnsafeRawBufferPointer) throws {
+    package init(copying bytes: UnsafeRawBufferPointer) throws {
         raw = try Self.filled(with: bytes)
     }
 
     /// A frame holding a copy of `bytes`.
-    public init(copying bytes: [UInt8]) throws {
+    package init(copying bytes: [UInt8]) throws {
         raw = try bytes.withUnsafeBytes { try Self.filled(with: $0) }
     }
 
@@ -37,7 +37,7 @@ public final class Message {
     /// A zero-copy frame over `payload`'s bytes: libzmq reads them in place and releases the payload (from any of
     /// its threads) when the last frame referring to it is gone.
     /// A frame over `byteCount` bytes of `payload` from `offset` (to its end when nil).
-    public init(sharing payload: SharedPayload, byteCount: Int? = nil, from offset: Int = 0) throws {
+    package init(sharing payload: SharedPayload, byteCount: Int? = nil, from offset: Int = 0) throws {
         precondition(offset >= 0 && offset + (byteCount ?? 0) <= payload.byteCount, "a frame beyond its payload")
         raw = .allocate(capacity: 1)
         let hint = Unmanaged.passRetained(payload).toOpaque()
@@ -56,7 +56,7 @@ public final class Message {
     }
 
     /// Another frame over the same content (reference-counted by libzmq, no copy).
-    public func share() throws -> Message {
+    package func share() throws -> Message {
         let other = Message()
         try check(zmq_msg_copy(other.raw, raw), "zmq_msg_copy")
         return other
@@ -68,19 +68,19 @@ public final class Message {
     }
 
     /// Bytes in the frame.
-    public var count: Int { zmq_msg_size(raw) }
+    package var count: Int { zmq_msg_size(raw) }
 
     /// Reads the frame's bytes in place.
-    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    package func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try body(UnsafeRawBufferPointer(start: zmq_msg_data(raw), count: zmq_msg_size(raw)))
     }
 
     /// A copy of the bytes (tests and small frames).
-    public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+    package var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
 
     /// A property of the connection a received frame came in on: "User-Id" (what the ZAP handler named the peer:
     /// its public key) or "Peer-Address".
-    public func property(_ name: String) -> String? {
+    package func property(_ name: String) -> String? {
         guard let value = zmq_msg_gets(raw, name) else { return nil }
         return String(cString: value)
     }
@@ -89,23 +89,23 @@ public final class Message {
 /// Bytes that several outgoing frames share without copies, e.g. one step's weights sent to every worker.
 ///
 /// The owner must not change the bytes while `inFlight` is above zero: libzmq may still be reading them.
-public final class SharedPayload: @unchecked Sendable {
-    public let bytes: UnsafeMutableRawPointer
-    public let byteCount: Int
+package final class SharedPayload: @unchecked Sendable {
+    package let bytes: UnsafeMutableRawPointer
+    package let byteCount: Int
     /// Frames libzmq still holds over these bytes.
     let inFlight = Atomic<Int>(0)
 
     // The object that owns borrowed bytes, kept alive while frames refer to them (nil: the bytes are our own).
     private let owner: AnyObject?
 
-    public init(byteCount: Int) {
+    package init(byteCount: Int) {
         self.byteCount = byteCount
         bytes = .allocate(byteCount: max(byteCount, 1), alignment: 64)
         owner = nil
     }
 
     /// Shares bytes that `owner` keeps (for example a gradient sum's buffer), without copying them.
-    public init(borrowing bytes: UnsafeMutableRawPointer, byteCount: Int, owner: AnyObject) {
+    package init(borrowing bytes: UnsafeMutableRawPointer, byteCount: Int, owner: AnyObject) {
         self.bytes = bytes
         self.byteCount = byteCount
         self.owner = owner
@@ -114,5 +114,5 @@ public final class SharedPayload: @unchecked Sendable {
     deinit { if owner == nil { bytes.deallocate() } }
 
     /// Whether libzmq has released every frame over these bytes, so they may be rewritten.
-    public var isIdle: Bool { inFlight.load(ordering: .acquiring) == 0 }
+    package var isIdle: Bool { inFlight.load(ordering: .acquiring) == 0 }
 }

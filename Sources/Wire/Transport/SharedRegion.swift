@@ -18,26 +18,26 @@ import Foundation
 /// (so a pid from another pid namespace cannot name some other process's memory). The writer can change a slot at
 /// any time, as it could send any bytes: the reader checks what it reads as it checks a message, and the arithmetic
 /// it does on the values cannot trap whatever they are.
-public final class SharedRegion: @unchecked Sendable {
+package final class SharedRegion: @unchecked Sendable {
     /// Slots of a worker's result region.
-    public static let resultSlots = 2
+    package static let resultSlots = 2
     /// The header: 8 bytes of magic, then the 8-byte token; slots start on the next page.
     private static let headerBytes = 4096
     private static let magic: UInt64 = 0x314E_4752_4E52_5453  // "STRNRGN1"
 
-    public let slotBytes: Int
-    public let slotCount: Int
-    public let size: Int
+    package let slotBytes: Int
+    package let slotCount: Int
+    package let size: Int
     /// The writer's descriptor (its /proc path is what the reader opens); -1 in a reader's mapping.
-    public let descriptor: Int32
-    public let token: UInt64
+    package let descriptor: Int32
+    package let token: UInt64
     private let base: UnsafeMutableRawPointer
 
     private static func stride(_ slotBytes: Int) -> Int { (slotBytes + 4095) / 4096 * 4096 }
     private static func size(_ slotBytes: Int, _ slots: Int) -> Int { headerBytes + slots * stride(slotBytes) }
 
     /// A region to write, of `slots` slots of `slotBytes` bytes; nil where memfds are not available.
-    public init?(creatingFor slotBytes: Int, slots: Int) {
+    package init?(creatingFor slotBytes: Int, slots: Int) {
         var mapping: UnsafeMutableRawPointer?
         let size = Self.size(slotBytes, slots)
         let fd = cplatform_region_create(size, &mapping)
@@ -53,7 +53,7 @@ public final class SharedRegion: @unchecked Sendable {
     }
 
     /// A read-only view of `offer`'s region of `slots` slots of `slotBytes`; throws saying why it cannot be used.
-    public init(mapping offer: RegionOffer, slots: Int, slotBytes: Int) throws {
+    package init(mapping offer: RegionOffer, slots: Int, slotBytes: Int) throws {
         let size = Self.size(slotBytes, slots)
         var why: UnsafePointer<CChar>?
         guard offer.pid > 0, offer.descriptor >= 0,
@@ -80,10 +80,10 @@ public final class SharedRegion: @unchecked Sendable {
     }
 
     /// How a reader in process `pid` (this one) finds this region.
-    public var offer: RegionOffer { RegionOffer(pid: getpid(), descriptor: descriptor, token: token) }
+    package var offer: RegionOffer { RegionOffer(pid: getpid(), descriptor: descriptor, token: token) }
 
     /// Slot `index`'s bytes (`index` below `slotCount`; writable only in the writer's region).
-    public func slot(_ index: Int) -> UnsafeMutableRawBufferPointer {
+    package func slot(_ index: Int) -> UnsafeMutableRawBufferPointer {
         precondition((0..<slotCount).contains(index), "region slot \(index) does not exist")
         return UnsafeMutableRawBufferPointer(start: base + Self.headerBytes + index * Self.stride(slotBytes),
                                              count: slotBytes)
@@ -91,7 +91,7 @@ public final class SharedRegion: @unchecked Sendable {
 }
 
 /// Why a shared region cannot be used.
-public struct RegionError: Error, CustomStringConvertible {
-    public let description: String
+package struct RegionError: Error, CustomStringConvertible {
+    package let description: String
     init(_ description: String) { self.description = description }
 }

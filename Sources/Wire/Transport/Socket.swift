@@ -2,7 +2,7 @@ import CZeroMQ
 import Foundation
 
 /// The socket kinds the protocol uses: the coordinator binds a ROUTER, workers connect DEALERs.
-public enum SocketKind: Sendable {
+package enum SocketKind: Sendable {
     case router, dealer
     /// A socket monitor's reader (see `HandshakeMonitor`).
     case pair
@@ -21,7 +21,7 @@ public enum SocketKind: Sendable {
 /// A ZeroMQ socket must only be used by one thread. This type is deliberately not `Sendable`, so Swift 6's
 /// strict concurrency refuses to hand it to another task or thread; debug builds also check every call is made on
 /// the thread that created it.
-public final class Socket {
+package final class Socket {
     let handle: UnsafeMutableRawPointer
     // Keeps the context alive until this socket is closed (zmq_ctx_term would block otherwise).
     private let context: Context
@@ -29,7 +29,7 @@ public final class Socket {
     private let owner = pthread_self()
     #endif
 
-    public init(_ context: Context, _ kind: SocketKind) throws {
+    package init(_ context: Context, _ kind: SocketKind) throws {
         guard let handle = zmq_socket(context.handle, kind.zmqType) else { throw ZMQError.last("zmq_socket") }
         self.handle = handle
         self.context = context
@@ -42,7 +42,7 @@ public final class Socket {
 
     /// Closes the socket (once; later calls do nothing). Messages still queued leave within its ZMQ_LINGER, as long as
     /// the context is then terminated rather than abandoned at exit.
-    public func close() {
+    package func close() {
         guard !isClosed else { return }
         isClosed = true
         zmq_close(handle)
@@ -56,18 +56,18 @@ public final class Socket {
         #endif
     }
 
-    public func bind(_ endpoint: String) throws {
+    package func bind(_ endpoint: String) throws {
         checkThread()
         try check(zmq_bind(handle, endpoint), "zmq_bind(\(endpoint))")
     }
 
-    public func connect(_ endpoint: String) throws {
+    package func connect(_ endpoint: String) throws {
         checkThread()
         try check(zmq_connect(handle, endpoint), "zmq_connect(\(endpoint))")
     }
 
     /// The endpoint actually bound (resolves `tcp://127.0.0.1:*` to its port).
-    public var lastEndpoint: String {
+    package var lastEndpoint: String {
         var buffer = [CChar](repeating: 0, count: 512)
         var size = buffer.count
         guard zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buffer, &size) == 0 else { return "" }
@@ -75,7 +75,7 @@ public final class Socket {
     }
 
     /// Publishes this socket's connection events on `endpoint` (an inproc:// address) for a PAIR socket to read.
-    public func monitor(_ endpoint: String, events: Int32) throws {
+    package func monitor(_ endpoint: String, events: Int32) throws {
         checkThread()
         try check(zmq_socket_monitor(handle, endpoint, events), "zmq_socket_monitor(\(endpoint))")
     }
@@ -84,36 +84,36 @@ public final class Socket {
     /// with a blocking send from its I/O thread, so an event for a reader that is gone (a closing connection's
     /// "disconnected") would stall that thread, and with it every socket of the context, for good.
     /// Like `close`, callable from a deinit on any thread once nothing else uses the socket.
-    public func stopMonitor() {
+    package func stopMonitor() {
         guard !isClosed else { return }
         _ = zmq_socket_monitor(handle, nil, 0)
     }
 
     /// A string option (ZMQ_CURVE_SERVERKEY and the like, in Z85).
-    public func set(_ option: Int32, text value: String) throws {
+    package func set(_ option: Int32, text value: String) throws {
         try set(option, bytes: Array(value.utf8))
     }
 
     /// A byte-string option (ZMQ_ROUTING_ID).
-    public func set(_ option: Int32, bytes value: [UInt8]) throws {
+    package func set(_ option: Int32, bytes value: [UInt8]) throws {
         checkThread()
         try check(value.withUnsafeBytes { zmq_setsockopt(handle, option, $0.baseAddress, $0.count) }, "zmq_setsockopt(\(option))")
     }
 
-    public func set(_ option: Int32, _ value: Int32) throws {
+    package func set(_ option: Int32, _ value: Int32) throws {
         checkThread()
         var v = value
         try check(zmq_setsockopt(handle, option, &v, MemoryLayout<Int32>.size), "zmq_setsockopt(\(option))")
     }
 
-    public func set(_ option: Int32, int64 value: Int64) throws {
+    package func set(_ option: Int32, int64 value: Int64) throws {
         checkThread()
         var v = value
         try check(zmq_setsockopt(handle, option, &v, MemoryLayout<Int64>.size), "zmq_setsockopt(\(option))")
     }
 
     /// Sends the frames as one multipart message. With `wait: false` a full queue throws `wouldBlock`.
-    public func send(_ frames: [Message], wait: Bool = true) throws {
+    package func send(_ frames: [Message], wait: Bool = true) throws {
         checkThread()
         for (index, frame) in frames.enumerated() {
             var flags: Int32 = wait ? 0 : ZMQ_DONTWAIT
@@ -127,7 +127,7 @@ public final class Socket {
 
     /// Receives one multipart message, or nil if none is waiting (`wait: false`). A message with more than
     /// `maximumFrames` frames is read to its end and dropped: the result is then `.tooManyFrames`.
-    public func receive(maximumFrames: Int, wait: Bool = false) throws -> Received? {
+    package func receive(maximumFrames: Int, wait: Bool = false) throws -> Received? {
         checkThread()
         var frames: [Message] = []
         var dropped = 0
@@ -144,14 +144,14 @@ public final class Socket {
         return dropped == 0 ? .frames(frames) : .tooManyFrames(first: frames, total: frames.count + dropped)
     }
 
-    public enum Received {
+    package enum Received {
         case frames([Message])
         /// The message had more frames than allowed; the first ones are kept so the sender can be named.
         case tooManyFrames(first: [Message], total: Int)
     }
 
     /// Waits up to `timeout` for any of `sockets` to have a message; returns which do. Never blocks longer.
-    public static func poll(_ sockets: [Socket], timeout: Duration) throws -> [Bool] {
+    package static func poll(_ sockets: [Socket], timeout: Duration) throws -> [Bool] {
         var items = sockets.map { zmq_pollitem_t(socket: $0.handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0) }
         // A deadline already passed gives a negative timeout, which zmq_poll would take as "wait forever".
         let milliseconds = max(0, Int((timeout / .milliseconds(1)).rounded(.up)))

@@ -1,14 +1,14 @@
 import CZeroMQ
 
 /// The socket options the protocol relies on, set on purpose.
-public enum SocketTuning {
+package enum SocketTuning {
     /// Messages queued per peer before sends block (or fail with `wait: false`). Gradient and weight messages are
     /// megabytes each; a step has one or two in flight per worker, so 64 bounds memory while never stalling a step.
-    public static let highWaterMark: Int32 = 64
+    package static let highWaterMark: Int32 = 64
     /// ZMTP heartbeats before a job sets them: a ping every second, a peer silent for 10 s is dropped by libzmq.
-    public static let defaultHeartbeat = Duration.seconds(1), defaultSilence = Duration.seconds(10)
+    package static let defaultHeartbeat = Duration.seconds(1), defaultSilence = Duration.seconds(10)
     /// Milliseconds a connection may take over its handshake (CurveZMQ's included) before it is dropped.
-    public static let handshakeLimit: Int32 = 5000
+    package static let handshakeLimit: Int32 = 5000
 
     /// The coordinator's ROUTER. ROUTER_MANDATORY makes a send to a vanished worker an error (`unroutable`)
     /// instead of a silent drop; ROUTER_HANDOVER lets a worker that reconnects under its routing id take its place;
@@ -17,7 +17,7 @@ public enum SocketTuning {
     /// silent for as long as the application declares a worker lost (`silence`), never sooner.
     /// `queuedPerWorker`: messages that may wait for one worker (a step in parts sends it one per part, while it may
     /// still be busy sending its own).
-    public static func coordinator(_ socket: Socket, maximumMessageBytes: Int, heartbeat: Duration = defaultHeartbeat,
+    package static func coordinator(_ socket: Socket, maximumMessageBytes: Int, heartbeat: Duration = defaultHeartbeat,
                                    silence: Duration = defaultSilence, queuedPerWorker: Int = Int(highWaterMark)) throws {
         try socket.set(ZMQ_ROUTER_MANDATORY, 1)
         try socket.set(ZMQ_ROUTER_HANDOVER, 1)
@@ -31,7 +31,7 @@ public enum SocketTuning {
     /// A worker's DEALER, with a routing id that stays the same across reconnects so the coordinator knows it.
     /// IMMEDIATE queues nothing until the connection is up, so a worker that starts before its coordinator does
     /// not pile up stale messages; reconnects back off from 100 ms to 2 s.
-    public static func worker(_ socket: Socket, maximumMessageBytes: Int, routingID: [UInt8]? = nil,
+    package static func worker(_ socket: Socket, maximumMessageBytes: Int, routingID: [UInt8]? = nil,
                               heartbeat: Duration = defaultHeartbeat, silence: Duration = defaultSilence) throws {
         if let routingID { try socket.set(ZMQ_ROUTING_ID, bytes: routingID) }
         try socket.set(ZMQ_IMMEDIATE, 1)
@@ -42,7 +42,7 @@ public enum SocketTuning {
 
     /// Makes `socket` a CurveZMQ server with this key pair: every connection is authenticated (by the context's
     /// ZAP handler, which must be running) and encrypted.
-    public static func curveServer(_ socket: Socket, keyPair: CurveKeyPair) throws {
+    package static func curveServer(_ socket: Socket, keyPair: CurveKeyPair) throws {
         try socket.set(ZMQ_CURVE_SERVER, 1)
         try socket.set(ZMQ_CURVE_SECRETKEY, text: keyPair.secretZ85)
         try socket.set(ZMQ_ZAP_DOMAIN, text: "shardtrain")
@@ -51,14 +51,14 @@ public enum SocketTuning {
     }
 
     /// Makes `socket` a CurveZMQ client of the server with public key `server`.
-    public static func curveClient(_ socket: Socket, keyPair: CurveKeyPair, server: CurvePublicKey) throws {
+    package static func curveClient(_ socket: Socket, keyPair: CurveKeyPair, server: CurvePublicKey) throws {
         try socket.set(ZMQ_CURVE_SERVERKEY, text: server.z85)
         try socket.set(ZMQ_CURVE_PUBLICKEY, text: keyPair.publicKey.z85)
         try socket.set(ZMQ_CURVE_SECRETKEY, text: keyPair.secretZ85)
     }
 
     /// Lets the last messages (a shutdown) leave when the socket closes, waiting at most `within`.
-    public static func flushOnClose(_ socket: Socket, within: Duration) throws {
+    package static func flushOnClose(_ socket: Socket, within: Duration) throws {
         try socket.set(ZMQ_LINGER, Int32((within / .milliseconds(1)).rounded()))
     }
 
