@@ -125,22 +125,25 @@ package final class Coordinator: GradientSource {
         payloads = [SharedPayload(byteCount: 4 * count), SharedPayload(byteCount: 4 * count)]
         weightsRegion = EndpointReach.sharesMemory(settings.endpoint) ? SharedRegion(creatingFor: 4 * count, slots: 1) : nil
         // Two I/O threads: two workers' megabyte results are read from their connections side by side.
-        context = try Context(ioThreads: 2)
-        router = try Socket(context, .router)
+        let context = try Context(ioThreads: 2)
+        self.context = context
+        let router = try Socket(context, .router)
+        self.router = router
         // In parts, a worker still sending its own parts may have a step's weight parts waiting for it, twice over
         // when parts are undone and updated again (their messages share one buffer, so only their count grows).
         try SocketTuning.coordinator(router, maximumMessageBytes: limits.maximumFrameBytes,
                                      heartbeat: settings.heartbeat, silence: settings.silence,
                                      queuedPerWorker: 3 * partCount + Int(SocketTuning.highWaterMark))
-        if let keys = settings.keys {
+        let keyCheck = try settings.keys.map { keys in
             // The handler must be listening before the first connection, or libzmq would admit every key.
             let shared = SharedLog(log)
-            keyCheck = try ZAPHandler(context: context, authorized: keys.authorized, log: { shared.write($0) })
+            let handler = try ZAPHandler(context: context, authorized: keys.authorized, log: { shared.write($0) })
             try SocketTuning.curveServer(router, keyPair: keys.keyPair)
-        } else {
-            keyCheck = nil
+            return handler
         }
+        self.keyCheck = keyCheck
         let handshakeLog = HandshakeLog(log: log)
+        let handshakes: HandshakeWatcher
         do {
             handshakes = try HandshakeWatcher(router, context: context) { handshakeLog.note($0) }
         } catch {
@@ -148,22 +151,12 @@ package final class Coordinator: GradientSource {
             router.close()
             throw error
         }
-        do {
-            // An ipc socket file is made by the bind: only this user may connect to it, whatever the umask.
-            let ipc = settings.endpoint.hasPrefix("ipc://")
-            let previousMask = ipc ? umask(0o077) : 0
-            defer { if ipc { umask(previousMask) } }
-            try router.bind(settings.endpoint)
-        } catch {
-            // The helper threads hold sockets of this context: stop them, or it could never be terminated.
+        self.handshakes = handshakes
+        // The helper threads hold sockets of this context: stop them, or it could never be terminated.
+        try Self.bind(router, to: settings.endpoint) {
             keyCheck?.stop()
             handshakes.stop(watching: router)
             router.close()
-            // An address in use, not on this machine or not allowed is bad input (exit 2), as a bad endpoint is.
-            let code = (error as? ZMQError)?.code ?? 0
-            let badInput = [EADDRINUSE, EADDRNOTAVAIL, ENODEV, EINVAL, EACCES].contains(code)
-            let text = "cannot listen on \(settings.endpoint): \(error); pick a free port or address"
-            throw badInput ? InputError(text) as Error : ClusterError(text)
         }
         guardian = PeerGuard(limit: 5, log: log)
         core = CoordinatorCore(
@@ -172,6 +165,24 @@ package final class Coordinator: GradientSource {
                              blasKernel: BLASKernel.loaded, productsFingerprint: productsFingerprint,
                              samples: training.count, microShardSize: job.options.microShardSize),
             partCount: partCount, hasWeightsRegion: weightsRegion != nil, now: clock.now)
+    }
+
+    /// Binds `router` to `endpoint`, calling `undo` when it cannot. An ipc socket file is made by the bind: only this
+    /// user may connect to it, whatever the umask. An address in use, not on this machine or not allowed is bad input
+    /// (exit 2), as a bad endpoint is.
+    private static func bind(_ router: Socket, to endpoint: String, undo: () -> Void) throws {
+        do {
+            let ipc = endpoint.hasPrefix("ipc://")
+            let previousMask = ipc ? umask(0o077) : 0
+            defer { if ipc { umask(previousMask) } }
+            try router.bind(endpoint)
+        } catch {
+            undo()
+            let code = (error as? ZMQError)?.code ?? 0
+            let badInput = [EADDRINUSE, EADDRNOTAVAIL, ENODEV, EINVAL, EACCES].contains(code)
+            let text = "cannot listen on \(endpoint): \(error); pick a free port or address"
+            throw badInput ? InputError(text) as Error : ClusterError(text)
+        }
     }
 
     /// The endpoint workers connect to (a `tcp://…:*` bind resolved to its port).

@@ -86,15 +86,18 @@ extension Coordinator: PartwiseGradientSource {
         partsMade = (step + 1, next)
         let gathered = clock.now
         lastTimings = StepTimings(send: (sent - begun) / .seconds(1), wait: (gathered - sent) / .seconds(1), reduce: 0)
-        if settings.verbose {
-            logStep(round)
-            let ms = { (d: Duration) in String(format: "%.3f", d / .milliseconds(1)) }
-            if let first = partTimings.firstPart, let last = partTimings.lastPart {
-                log("step \(step) in parts: the first came \(ms(first - sent)) ms after the assignments, the last "
-                    + "\(ms(last - sent)) ms; summing, updating and sending parts took \(ms(partTimings.updating)) ms")
-            }
-        }
+        if settings.verbose { logPartsStep(round, sent: sent) }
         partTimings = PartTimings()
+    }
+
+    /// --verbose: the step's timings and shares, and when its parts came.
+    private func logPartsStep(_ round: StepRound, sent: ContinuousClock.Instant) {
+        logStep(round)
+        let ms = { (d: Duration) in String(format: "%.3f", d / .milliseconds(1)) }
+        if let first = partTimings.firstPart, let last = partTimings.lastPart {
+            log("step \(round.step) in parts: the first came \(ms(first - sent)) ms after the assignments, the last "
+                + "\(ms(last - sent)) ms; summing, updating and sending parts took \(ms(partTimings.updating)) ms")
+        }
     }
 
     /// A part of a result the core checked: kept, and the parts every micro-shard has now reached updated.

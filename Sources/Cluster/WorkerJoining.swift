@@ -60,49 +60,12 @@ extension WorkerNode {
             while clock.now < waitUntil {
                 guard try Socket.poll([dealer], timeout: waitUntil - clock.now)[0],
                       case .frames(let frames)? = try dealer.receive(maximumFrames: Codec.maximumFrames) else { continue }
-                // Leftovers of an earlier session (weights, assignments) do not decode without a job: skip them.
-                // A job description may be large (a deep model's text): up to the announcement's own bound.
-                var joining = Limits()
-                joining.maximumJobBytes = JobAnnouncement.maximumBytes
-                let envelope: Envelope
-                do {
-                    envelope = try Codec.decode(frames, limits: joining)
-                } catch {
-                    // A job this worker cannot read is the end of it; anything else is a leftover to skip.
-                    if Codec.type(of: frames) == .job {
-                        throw ClusterError("the coordinator's job message is malformed: \(error)")
-                    }
-                    continue
-                }
+                guard let envelope = try joiningMessage(frames) else { continue }
                 switch envelope.payload {
                 case .job(let description, let parameterCount, _, _, let heartbeat, let weightsOffer):
-                    // Checked as a job file from disk is, and against this machine's memory, before any use: a
-                    // job this worker cannot run is refused here and the coordinator told why.
-                    let announcement: JobAnnouncement
-                    do {
-                        announcement = try JobAnnouncement(bytes: description)
-                        var sized = announcement.job
-                        sized.options.threads = settings.threads  // this worker's threads, not the job's
-                        try ResourceCheck.check(sized, samples: announcement.samples)
-                        guard announcement.samples >= 1 else { throw ClusterError("the job announces no samples") }
-                        guard announcement.job.model.layout.parameterCount == parameterCount else {
-                            throw ClusterError("the job's model has \(announcement.job.model.layout.parameterCount) "
-                                + "parameters but the coordinator announced \(parameterCount)")
-                        }
-                    } catch {
-                        let why = "\(settings.name) cannot run the coordinator's job: \(error)"
-                        try? dealer.send(Codec.error(why, job: envelope.header.job, step: 0,
-                                                     worker: envelope.header.worker), wait: false)
-                        try? SocketTuning.flushOnClose(dealer, within: .seconds(1))
-                        throw ClusterError(why)
-                    }
-                    var limits = Limits(parameterCount: parameterCount, job: envelope.header.job)
-                    let width = announcement.job.model.inputs + max(1, announcement.job.model.outputs)
-                    let (bytes, overflow) = announcement.samples.multipliedReportingOverflow(by: width * 4)
-                    limits.maximumDataBytes = overflow ? Int.max : bytes
-                    return Joined(jobID: envelope.header.job, workerID: envelope.header.worker,
-                                   announcement: announcement, heartbeat: heartbeat, limits: limits,
-                                   weightsRegion: mapWeights(weightsOffer, parameterCount: parameterCount))
+                    let header = envelope.header
+                    return try accept(description, parameterCount: parameterCount, job: header.job, worker: header.worker,
+                                      heartbeat: heartbeat, weightsOffer: weightsOffer, dealer)
                 case .error(let text):
                     throw ClusterError("the coordinator refused this worker: \(text)")
                 case .shutdown(_, .finished):
@@ -116,6 +79,51 @@ extension WorkerNode {
         }
         throw ClusterError("no coordinator answered at \(settings.endpoint) within --idle-timeout "
             + "(\(Seconds(settings.idleTimeout))); check the address and that the coordinator is running")
+    }
+
+    /// A message while joining, decoded; nil for a leftover of an earlier session (weights, assignments), which does
+    /// not decode without a job. A job this worker cannot read is the end of it.
+    private func joiningMessage(_ frames: [Message]) throws -> Envelope? {
+        // A job description may be large (a deep model's text): up to the announcement's own bound.
+        var joining = Limits()
+        joining.maximumJobBytes = JobAnnouncement.maximumBytes
+        do {
+            return try Codec.decode(frames, limits: joining)
+        } catch {
+            guard Codec.type(of: frames) != .job else {
+                throw ClusterError("the coordinator's job message is malformed: \(error)")
+            }
+            return nil
+        }
+    }
+
+    /// The job a coordinator sent, checked as a job file from disk is, and against this machine's memory, before any
+    /// use: a job this worker cannot run is refused here and the coordinator told why.
+    private func accept(_ description: [UInt8], parameterCount: Int, job: UInt64, worker: UInt32, heartbeat: Duration,
+                        weightsOffer: RegionOffer?, _ dealer: Socket) throws -> Joined {
+        let announcement: JobAnnouncement
+        do {
+            announcement = try JobAnnouncement(bytes: description)
+            var sized = announcement.job
+            sized.options.threads = settings.threads  // this worker's threads, not the job's
+            try ResourceCheck.check(sized, samples: announcement.samples)
+            guard announcement.samples >= 1 else { throw ClusterError("the job announces no samples") }
+            guard announcement.job.model.layout.parameterCount == parameterCount else {
+                throw ClusterError("the job's model has \(announcement.job.model.layout.parameterCount) "
+                    + "parameters but the coordinator announced \(parameterCount)")
+            }
+        } catch {
+            let why = "\(settings.name) cannot run the coordinator's job: \(error)"
+            try? dealer.send(Codec.error(why, job: job, step: 0, worker: worker), wait: false)
+            try? SocketTuning.flushOnClose(dealer, within: .seconds(1))
+            throw ClusterError(why)
+        }
+        var limits = Limits(parameterCount: parameterCount, job: job)
+        let width = announcement.job.model.inputs + max(1, announcement.job.model.outputs)
+        let (bytes, overflow) = announcement.samples.multipliedReportingOverflow(by: width * 4)
+        limits.maximumDataBytes = overflow ? Int.max : bytes
+        return Joined(jobID: job, workerID: worker, announcement: announcement, heartbeat: heartbeat, limits: limits,
+                      weightsRegion: mapWeights(weightsOffer, parameterCount: parameterCount))
     }
 
     /// Exact mode needs the coordinator's kernels: re-executes this worker with its OpenBLAS kernel or oneDNN
