@@ -17,6 +17,9 @@ extension Coordinator {
             if slice > .zero, try Socket.poll([router], timeout: slice)[0] {
                 while let received = try router.receive(maximumFrames: Codec.maximumFrames + 1) {
                     try handle(received)
+                    // A long run of messages (a large model's parts, unpacked and updated as they come) must not
+                    // keep the heartbeats back.
+                    if core.heartbeatDue(at: clock.now) { try perform(core.tick(at: clock.now)) }
                 }
             }
             try loseExitedProcesses()

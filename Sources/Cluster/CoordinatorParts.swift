@@ -157,6 +157,9 @@ extension Coordinator: PartwiseGradientSource {
             (step.next.bytes + 4 * range.lowerBound).copyMemory(from: step.parameters.pointer + range.lowerBound,
                                                                  byteCount: 4 * range.count)
             try perform(core.partUpdated(part, nextStep: step.step + 1))
+            // Updating many parts takes a while (seconds for a large model in a debug build): the workers, waiting,
+            // must still hear from this coordinator, or they would take it for gone.
+            if core.heartbeatDue(at: clock.now) { try perform(core.tick(at: clock.now)) }
         }
     }
 }

@@ -11,6 +11,9 @@ extension CoordinatorCore {
         case other
     }
 
+    /// Whether heartbeats are due at `now` (a long stretch of work in the shell ticks when they are).
+    func heartbeatDue(at now: ContinuousClock.Instant) -> Bool { now - lastHeartbeat >= settings.heartbeat }
+
     /// Time passed: silent and too-slow members are lost, and heartbeats go out when due.
     mutating func tick(at now: ContinuousClock.Instant) -> [CoordinatorAction] {
         self.now = now
