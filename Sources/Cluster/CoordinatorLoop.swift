@@ -19,7 +19,7 @@ extension Coordinator {
                     try handle(received)
                     // A long run of messages (a large model's parts, unpacked and updated as they come) must not
                     // keep the heartbeats back.
-                    if core.heartbeatDue(at: clock.now) { try perform(core.tick(at: clock.now)) }
+                    try perform(core.heartbeats(at: clock.now))
                 }
             }
             try loseExitedProcesses()

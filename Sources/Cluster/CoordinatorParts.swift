@@ -159,7 +159,7 @@ extension Coordinator: PartwiseGradientSource {
             try perform(core.partUpdated(part, nextStep: step.step + 1))
             // Updating many parts takes a while (seconds for a large model in a debug build): the workers, waiting,
             // must still hear from this coordinator, or they would take it for gone.
-            if core.heartbeatDue(at: clock.now) { try perform(core.tick(at: clock.now)) }
+            try perform(core.heartbeats(at: clock.now))
         }
     }
 }

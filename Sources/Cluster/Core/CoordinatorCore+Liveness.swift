@@ -11,8 +11,25 @@ extension CoordinatorCore {
         case other
     }
 
-    /// Whether heartbeats are due at `now` (a long stretch of work in the shell ticks when they are).
-    func heartbeatDue(at now: ContinuousClock.Instant) -> Bool { now - lastHeartbeat >= settings.heartbeat }
+    /// Heartbeats out if they are due, and nothing else: what a long stretch of work in the shell calls (members are
+    /// judged only by `tick`, once the messages waiting have been read, so queued beats count).
+    mutating func heartbeats(at now: ContinuousClock.Instant) -> [CoordinatorAction] {
+        self.now = now
+        beatIfDue(at: now)
+        return drain()
+    }
+
+    private mutating func beatIfDue(at now: ContinuousClock.Instant) {
+        guard now - lastHeartbeat >= settings.heartbeat else { return }
+        lastHeartbeat = now
+        heartbeatRounds += 1
+        // A member preparing its data reads nothing until it is ready: beats queued for it would fill its receive
+        // queue, and then libzmq stops reading its connection — its ZMTP pings' answers included — and drops it
+        // (libzmq 4.3.4 may then abort the worker). One round in three still finds a connection that is gone.
+        for index in table.liveInOrder where table[index].state != .joining || heartbeatRounds % 3 == 0 {
+            emit(.send(member: index, .heartbeat(step: round?.step ?? 0)))
+        }
+    }
 
     /// Time passed: silent and too-slow members are lost, and heartbeats go out when due.
     mutating func tick(at now: ContinuousClock.Instant) -> [CoordinatorAction] {
@@ -35,15 +52,7 @@ extension CoordinatorCore {
             }
         }
         backUpSlowAssignments(at: now)
-        guard now - lastHeartbeat >= settings.heartbeat else { return drain() }
-        lastHeartbeat = now
-        heartbeatRounds += 1
-        // A member preparing its data reads nothing until it is ready: beats queued for it would fill its receive
-        // queue, and then libzmq stops reading its connection — its ZMTP pings' answers included — and drops it
-        // (libzmq 4.3.4 may then abort the worker). One round in three still finds a connection that is gone.
-        for index in table.liveInOrder where table[index].state != .joining || heartbeatRounds % 3 == 0 {
-            emit(.send(member: index, .heartbeat(step: round?.step ?? 0)))
-        }
+        beatIfDue(at: now)
         return drain()
     }
 
