@@ -93,9 +93,17 @@ func servingWorkers(_ coordinator: () -> Coordinator?, _ body: () throws -> Void
     }
 }
 
-/// After a run is prepared: a coordinator short of workers writes a checkpoint before it waits for more.
-func checkpointWhenStarved(_ coordinator: Coordinator?, _ run: PreparedRun, _ checkpointer: Checkpointer?) {
-    guard let coordinator, let checkpointer else { return }
+/// After a run is prepared (its trainer built, its checkpoint read): the coordinator, listening since before, waits
+/// for its workers now, so none waits through the preparation unheard; and when short of workers later, it writes a
+/// checkpoint before it waits for more.
+func waitForWorkers(_ coordinator: Coordinator?, _ run: PreparedRun, _ checkpointer: Checkpointer?) throws {
+    guard let coordinator else { return }
+    checkpointWhenStarved(coordinator, run, checkpointer)
+    try coordinator.waitForWorkers()
+}
+
+private func checkpointWhenStarved(_ coordinator: Coordinator, _ run: PreparedRun, _ checkpointer: Checkpointer?) {
+    guard let checkpointer else { return }
     // Weak: the trainer holds the coordinator, which would otherwise never be released, and a coordinator that is
     // not released never closes its socket — its last messages (the workers' shutdown) may then be lost at exit.
     coordinator.onStarved = { [weak trainer = run.trainer] in

@@ -41,8 +41,7 @@ func coordinate(flags: TrainingFlags, cluster: ClusterFlags, keys coordinatorKey
             let security = coordinatorKeys.map { "CurveZMQ, key \($0.keyPair.publicKey.fingerprint)…, "
                 + "\($0.authorized.count) authorised" } ?? "plaintext"
             logToStandardError("waiting for \(workers) worker\(workers == 1 ? "" : "s") on \(made.endpoint) (\(security))")
-            try made.waitForWorkers()
             return made
-        }, prepared: { checkpointWhenStarved(coordinator, $0, $1) })
+        }, prepared: { try waitForWorkers(coordinator, $0, $1) })
     }
 }

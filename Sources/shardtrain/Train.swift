@@ -41,9 +41,8 @@ struct Train: ParsableCommand {
                     // --threads means the threads of each worker here, as it does for `shardtrain worker`.
                     local = try LocalWorkers(count: workers, endpoint: endpoint, threads: threads)
                     made.processCheck = { local?.check(log: logToStandardError) }
-                    try made.waitForWorkers()
                     return made
-                }, prepared: { checkpointWhenStarved(coordinator, $0, $1) })
+                }, prepared: { try waitForWorkers(coordinator, $0, $1) })
             }
         }
     }

@@ -71,7 +71,7 @@ struct TrainingFlags: ParsableArguments {
     /// Prepares the run (refusing bad input before any step), trains, prints and saves. `makeSource` supplies
     /// worker processes when the run is distributed; `prepared` sees the run and its checkpointer before step 1.
     func train(makeSource: (Job, Dataset) throws -> GradientSource? = { _, _ in nil },
-               prepared: (PreparedRun, Checkpointer?) -> Void = { _, _ in }) throws {
+               prepared: (PreparedRun, Checkpointer?) throws -> Void = { _, _ in }) throws {
         let overrides = try overrides()
         // Opened now: an unwritable path is reported before training, and the weights can be written at the end
         // even if descriptors have run out by then.
@@ -97,7 +97,7 @@ struct TrainingFlags: ParsableArguments {
                 logToStandardError("no checkpoint in \(checkpointer.folder) yet; starting at step 0")
             }
         }
-        prepared(run, checkpointer)
+        try prepared(run, checkpointer)
         let metricsFile = try metrics.map { try MetricsFile($0, append: resume) }
         let every = checkpointEvery ?? max(trainer.plan.batchesPerEpoch, 1)
         let progress = ProgressLine.start(enabled: !noProgress)

@@ -258,3 +258,18 @@ import Wire
         #expect(h.core.lost(h.member(70), .unreachable).logs.count == 1, "a member that was ready: always said")
     }
 }
+
+@Suite struct CoordinatorCoreRepeatedHelloTests {
+    @Test("a hello said again before the job arrived is the same member: the job goes again, nobody is lost")
+    func repeatedHello() throws {
+        var h = CoreHarness()
+        try h.hello(1)
+        h.now += .seconds(2)
+        let again = try h.hello(1)
+        #expect(again.sends.map(\.outgoing) == [.job] && again.sends[0].member == 0 && again.logs.isEmpty)
+        #expect(h.core.table.members.count == 1 && h.core.table[0].state == .joining)
+        #expect(h.core.table[0].lastHeard == h.now)
+        try h.ready(1)
+        #expect(h.core.activeCount == 1)
+    }
+}
