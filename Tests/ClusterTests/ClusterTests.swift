@@ -117,7 +117,7 @@ struct JobAnnouncementTests {
             now += .milliseconds(10)
         }
         #expect(table.members.count <= 101, "\(table.members.count) places for at most 100 losses a second")
-        #expect(table.live.isEmpty)
+        #expect(table.liveInOrder.isEmpty)
     }
 }
 

@@ -61,21 +61,23 @@ extension CoordinatorCore {
     /// means four times the slowest answer of this step or the last, and two heartbeats at least; with no answer yet in
     /// the run, ten heartbeats.
     private mutating func backUpSlowAssignments(at now: ContinuousClock.Instant) {
-        guard var round, !round.inParts, round.waitingCount == 0 else { return }
-        let lately = max(round.slowestAnswer, lastStepSlowest)
+        guard let current = round, !current.inParts, current.waitingCount == 0 else { return }
+        let lately = max(current.slowestAnswer, lastStepSlowest)
         let patience = lately > .zero ? max(lately * 4, settings.heartbeat * 2) : settings.heartbeat * 10
-        for (attempt, slow) in round.outstanding.sorted(by: { $0.key < $1.key })
-        where round.twins[attempt] == nil && now - slow.sentAt > patience {
-            let idle = table.active.filter { $0 != slow.member && !round.holds($0) && !round.suspects.contains($0) }
+        // Looked at every tick: nothing is allocated unless an assignment is that slow.
+        guard current.outstanding.contains(where: { current.twins[$0.key] == nil && now - $0.value.sentAt > patience })
+        else { return }
+        for (attempt, slow) in current.outstanding.sorted(by: { $0.key < $1.key })
+        where round!.twins[attempt] == nil && now - slow.sentAt > patience {
+            let idle = table.active.filter { $0 != slow.member && !round!.holds($0) && !round!.suspects.contains($0) }
             guard let helper = idle.max(by: { table[$0].speed < table[$1].speed }),
-                  let backup = round.backup(attempt, by: helper, now: now) else { break }
+                  let backup = round!.backup(attempt, by: helper, now: now) else { break }
             let compared = lately > .zero ? "the slowest answer lately took \(Seconds(lately))" : "no answer yet to compare"
-            emit(.log("step \(round.step): \(table[slow.member].label) has not answered micro-shards "
+            emit(.log("step \(current.step): \(table[slow.member].label) has not answered micro-shards "
                 + "\(describe(slow.ranges)) in \(Seconds(now - slow.sentAt)) (\(compared)); \(table[helper].label) "
                 + "computes them too"))
-            assign(helper, attempt: backup, ranges: slow.ranges, in: &round)
+            assign(helper, attempt: backup, ranges: slow.ranges)
         }
-        self.round = round
     }
 
     /// A send to `member` failed.
@@ -123,12 +125,11 @@ extension CoordinatorCore {
         var line = "\(table[index].label) lost: \(reason)"
         var released: [UInt64] = []
         let left = activeCount
-        if var round {
-            let (moved, attempts) = round.release(index)
-            self.round = round
+        if let step = round?.step {
+            let (moved, attempts) = round!.release(index)
             released = attempts
             if !moved.isEmpty {
-                line += "; step \(round.step) (epoch \(round.epoch), batch \(round.batchIndex)): micro-shards "
+                line += "; step \(step) (epoch \(round!.epoch), batch \(round!.batchIndex)): micro-shards "
                     + "\(describe(moved)) " + (left == 0 ? "wait for a worker" : "go to the other workers")
             }
         }

@@ -11,45 +11,42 @@ extension CoordinatorCore {
             lose(index, .mismatched("a result in slot \(slot) of a result region it has not offered"))
             return
         }
-        guard var round, header.step == UInt64(round.step) else {
+        guard let step = round?.step, header.step == UInt64(step) else {
             if settings.verbose { emit(.log("dropped \(member.label)'s result for step \(header.step): not the current step")) }
             return
         }
-        guard let assignment = round.assignment(frame.attempt, of: index) else {
+        guard let assignment = round!.assignment(frame.attempt, of: index) else {
             if settings.verbose {
-                emit(.log("dropped \(member.label)'s late result (attempt \(frame.attempt)) for step \(round.step): its "
+                emit(.log("dropped \(member.label)'s late result (attempt \(frame.attempt)) for step \(step): its "
                     + "micro-shards were given to another worker, or computed by one first"))
             }
             return
         }
-        if let wrong = mismatch(of: frame, header, member: member, assignment: assignment, inParts: round.inParts) {
+        if let wrong = mismatch(of: frame, header, member: member, assignment: assignment, inParts: round!.inParts) {
             lose(index, .mismatched(wrong))
             return
         }
-        if recheckNonFinite(frame, of: index, assignment: assignment, in: &round, at: now) {
-            self.round = round
-            return
-        }
-        let withdrawn = round.complete(frame.attempt, with: frame)
-        round.slowestAnswer = max(round.slowestAnswer, now - assignment.sentAt)
+        if recheckNonFinite(frame, of: index, at: now) { return }
+        // The round is changed where it lies (`round!`), never through a copy, which would copy its tables.
+        let withdrawn = round!.complete(frame.attempt, with: frame)
+        round!.slowestAnswer = max(round!.slowestAnswer, now - assignment.sentAt)
         table[index].sharedSamples += frame.samples
         table[index].sharedSeconds += max((now - assignment.sentAt) / .seconds(1), 1e-6)
         measure(index, assignment, at: now)
         tooSlowStreak[member.identity] = nil
-        if !round.holds(index) { table[index].state = .ready }
+        if !round!.holds(index) { table[index].state = .ready }
         if let withdrawn {
             // Its twin answered first: the slower member's speed says so, and it must still answer something within
             // --worker-timeout of this assignment.
             measure(withdrawn.member, withdrawn, at: now)
             table[withdrawn.member].unansweredSince = min(table[withdrawn.member].unansweredSince ?? withdrawn.sentAt,
                                                           withdrawn.sentAt)
-            if !round.holds(withdrawn.member) { table[withdrawn.member].state = .ready }
+            if !round!.holds(withdrawn.member) { table[withdrawn.member].state = .ready }
         }
-        self.round = round
         // A result checking another's NaN or ∞: finite, it shows the other member's values wrong; not, the run did
         // diverge, and this result stops it.
-        if let suspect = round.rechecks[frame.attempt], !ResultCheck.holdsNonFinite(frame) {
-            lose(suspect, .mismatched("a NaN or ∞ for micro-shards \(describe(assignment.ranges)) of step \(round.step), "
+        if let suspect = round!.rechecks[frame.attempt], !ResultCheck.holdsNonFinite(frame) {
+            lose(suspect, .mismatched("a NaN or ∞ for micro-shards \(describe(assignment.ranges)) of step \(step), "
                 + "which \(member.label) computed finite"))
         }
     }
@@ -57,18 +54,17 @@ extension CoordinatorCore {
     /// A result holding a NaN or ∞ where another member could compute the same micro-shards is not taken yet: the
     /// fastest other member computes them again, and the run is called diverged only if it finds one too. (Results in
     /// parts are updated part by part as they come, and a member's second such result this step stands.)
-    private mutating func recheckNonFinite(_ frame: GradientFrame, of index: Int, assignment: StepRound.Assignment,
-                                           in round: inout StepRound, at now: ContinuousClock.Instant) -> Bool {
-        guard !round.inParts, round.rechecks[frame.attempt] == nil, !round.suspects.contains(index) else { return false }
-        let others = table.active.filter { $0 != index && !round.suspects.contains($0) }
+    private mutating func recheckNonFinite(_ frame: GradientFrame, of index: Int, at now: ContinuousClock.Instant) -> Bool {
+        guard !round!.inParts, round!.rechecks[frame.attempt] == nil, !round!.suspects.contains(index) else { return false }
+        let others = table.active.filter { $0 != index && !round!.suspects.contains($0) }
         guard let checker = others.max(by: { table[$0].speed < table[$1].speed }),
               ResultCheck.holdsNonFinite(frame),
-              let (attempt, ranges, isNew) = round.recheck(frame.attempt, by: checker, now: now) else { return false }
-        let by = round.outstanding[attempt].map { table[$0.member].label } ?? table[checker].label
-        emit(.log("step \(round.step): \(table[index].label)'s result for micro-shards \(describe(ranges)) holds a NaN or "
-            + "∞; \(by) computes them again before the run is called diverged"))
-        if isNew { assign(checker, attempt: attempt, ranges: ranges, in: &round) }
-        if !round.holds(index) { table[index].state = .ready }
+              let (attempt, ranges, isNew) = round!.recheck(frame.attempt, by: checker, now: now) else { return false }
+        let by = round!.outstanding[attempt].map { table[$0.member].label } ?? table[checker].label
+        emit(.log("step \(round!.step): \(table[index].label)'s result for micro-shards \(describe(ranges)) holds a "
+            + "NaN or ∞; \(by) computes them again before the run is called diverged"))
+        if isNew { assign(checker, attempt: attempt, ranges: ranges) }
+        if !round!.holds(index) { table[index].state = .ready }
         return true
     }
 

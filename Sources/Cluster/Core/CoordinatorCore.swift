@@ -75,8 +75,9 @@ struct CoordinatorCore {
 
     /// The actions emitted since the last call.
     mutating func drain() -> [CoordinatorAction] {
-        defer { actions.removeAll(keepingCapacity: true) }
-        return actions
+        let out = actions
+        actions = []
+        return out
     }
 
     func label(_ member: Int) -> String { table[member].label }
@@ -104,28 +105,29 @@ struct CoordinatorCore {
     /// weights it lacks in the form it can take.
     mutating func handOut(at now: ContinuousClock.Instant) -> [CoordinatorAction] {
         self.now = now
-        guard var round else { return [] }
+        guard round != nil else { return [] }
         let active = table.active
-        for (member, attempt, ranges) in round.distribute(over: active, speeds: active.map { table[$0].speed }, now: now) {
-            assign(member, attempt: attempt, ranges: ranges, in: &round)
+        // The round is changed where it lies (`round!`), never through a copy, which would copy its tables.
+        for (member, attempt, ranges) in round!.distribute(over: active, speeds: active.map { table[$0].speed }, now: now) {
+            assign(member, attempt: attempt, ranges: ranges)
         }
-        self.round = round
         return drain()
     }
 
-    /// Sends `member` assignment `attempt` of `round`, with the weights it lacks in the form it can take. A send that
-    /// fails loses the member, and its ranges wait again for the next hand-out.
-    mutating func assign(_ member: Int, attempt: UInt64, ranges: [Range<Int>], in round: inout StepRound) {
-        if table[member].weightsStep != round.step {
-            let form = weightsForm(for: member, step: round.step)
+    /// Sends `member` assignment `attempt` of the round, with the weights it lacks in the form it can take. A send
+    /// that fails loses the member, and its ranges wait again for the next hand-out.
+    mutating func assign(_ member: Int, attempt: UInt64, ranges: [Range<Int>]) {
+        let step = round!.step
+        if table[member].weightsStep != step {
+            let form = weightsForm(for: member, step: step)
             if form == .whole || form.isChange { sentAsMessage = true }
-            emit(.send(member: member, .weights(step: round.step, form)))
+            emit(.send(member: member, .weights(step: step, form)))
         }
-        let slot = table[member].hasResultRegion ? round.claimSlot(for: attempt) : nil
+        let slot = table[member].hasResultRegion ? round!.claimSlot(for: attempt) : nil
         emit(.send(member: member, .assignment(AssignmentOrder(
-            step: round.step, epoch: round.epoch, batch: round.batchIndex, attempt: attempt, ranges: ranges,
-            resultSlot: slot, inParts: round.inParts))))
-        table[member].weightsStep = round.step
+            step: step, epoch: round!.epoch, batch: round!.batchIndex, attempt: attempt, ranges: ranges,
+            resultSlot: slot, inParts: round!.inParts))))
+        table[member].weightsStep = step
         table[member].state = .assigned
     }
 

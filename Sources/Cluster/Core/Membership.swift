@@ -108,8 +108,8 @@ struct MemberTable {
     private var nextID: UInt32 = 1
     /// The newest member with each routing identity.
     private var byIdentity: [[UInt8]: Int] = [:]
-    /// Members not lost, by place.
-    private(set) var live = Set<Int>()
+    /// Members not lost, by place, in order (kept sorted as it changes: read every tick, it allocates nothing then).
+    private(set) var liveInOrder: [Int] = []
     /// Lost members' places in the order they were lost (a place may be listed again after it was reused and lost).
     private var lostOrder: [Int] = []
     /// How long a lost member is remembered before its place may go to a newcomer.
@@ -121,10 +121,10 @@ struct MemberTable {
             let wasLost = members[index].state == .lost
             members[index] = newValue
             if newValue.state == .lost {
-                live.remove(index)
+                removeLive(index)
                 if !wasLost { lostOrder.append(index) }
             } else {
-                live.insert(index)
+                insertLive(index)
             }
         }
     }
@@ -132,9 +132,17 @@ struct MemberTable {
     /// The newest member (highest id) with this routing identity.
     func index(of identity: [UInt8]) -> Int? { byIdentity[identity] }
 
-    /// Members not lost, in place order.
-    var liveInOrder: [Int] { live.sorted() }
     var active: [Int] { liveInOrder.filter { members[$0].isActive } }
+
+    private mutating func insertLive(_ index: Int) {
+        let at = liveInOrder.partitioningIndex { $0 >= index }
+        if at == liveInOrder.count || liveInOrder[at] != index { liveInOrder.insert(index, at: at) }
+    }
+
+    private mutating func removeLive(_ index: Int) {
+        let at = liveInOrder.partitioningIndex { $0 >= index }
+        if at < liveInOrder.count && liveInOrder[at] == index { liveInOrder.remove(at: at) }
+    }
     var lost: [Member] { members.filter { $0.state == .lost } }
 
     /// Members the table holds at most: past it, a lost member's place is reused (hellos cannot grow it).
@@ -171,7 +179,7 @@ struct MemberTable {
             members[slot] = member
         }
         byIdentity[identity] = slot
-        live.insert(slot)
+        insertLive(slot)
         nextID &+= 1
         return slot
     }
@@ -187,5 +195,18 @@ struct MemberTable {
             }
         }
         return nil
+    }
+}
+
+extension Array {
+    /// The first index whose element satisfies `belongs`, where every element that does follows every one that does
+    /// not (a binary search).
+    func partitioningIndex(where belongs: (Element) -> Bool) -> Int {
+        var low = 0, high = count
+        while low < high {
+            let middle = (low + high) / 2
+            if belongs(self[middle]) { high = middle } else { low = middle + 1 }
+        }
+        return low
     }
 }
