@@ -45,6 +45,24 @@ struct FileSafetyTests {
         return (folder, "\(folder)/\(newest)")
     }
 
+    @Test("a checkpoint given as weights (--init, evaluate) is checked against its SHA-256: untouched it is taken, one flipped bit is refused in one line")
+    func checkpointAsWeights() throws {
+        let (_, newest) = try Self.checkpointed("files-ckpt-init")
+        let job = Self.job
+        let untouched = try Command.run(["evaluate", "--config", job, "--weights", newest])
+        #expect(untouched.status == 0, "\(untouched.stderr)")
+        var data = try Data(contentsOf: URL(fileURLWithPath: newest))
+        data[data.count - 5] ^= 0x01  // one bit of the last optimizer state tensor: the weights themselves still read
+        try data.write(to: URL(fileURLWithPath: newest))
+        for command in [["evaluate", "--config", job, "--weights", newest],
+                        ["train", "--config", job, "--steps", "1", "--init", newest]] {
+            let run = try Command.run(command)
+            #expect(run.status == 2, "\(command[0]): \(run.stderr)")
+            #expect(run.stderr.contains("do not match the SHA-256 it was written with")
+                        && run.stderr.split(separator: "\n").count == 1, "\(command[0]): \(run.stderr)")
+        }
+    }
+
     @Test("checkpoints are written 0600; one changed on disk is refused on --resume in one line, never resumed or crashed on",
           arguments: ["flip", "step", "optimizer_steps", "epoch_samples", "epoch_correct", "negative"])
     func damagedCheckpoint(change: String) throws {

@@ -60,11 +60,22 @@ package enum Safetensors {
 
     /// Reads a weights file into the flat parameter layout; every tensor the layout names must be present with its
     /// shape, and nothing else.
+    /// A checkpoint given as weights (`--init`, `evaluate`, `predict`) is checked against the SHA-256 it was written
+    /// with, as `--resume` checks it.
     package static func read(_ path: String, layout: ParameterLayout) throws -> [Float] {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw InputError("\(path): cannot read the weights file; check the path")
         }
-        return try decode(data, layout: layout, name: path)
+        let parameters = try decode(data, layout: layout, name: path)
+        let (metadata, extras) = try readExtras(data, name: path)
+        if let written = metadata[Checkpointer.digestKey] {
+            let state = (0...).lazy.map { extras["\(extraPrefix)optimizer.\($0)"] }.prefix { $0 != nil }.map { $0! }
+            guard written == Checkpointer.digest(metadata: metadata, parameters: parameters, state: Array(state)) else {
+                throw InputError("\(path): its contents do not match the SHA-256 it was written with (damaged or "
+                    + "changed since); use another checkpoint or weights file")
+            }
+        }
+        return parameters
     }
 
     /// The JSON header and where the tensor data starts, checked against the file's size.
