@@ -142,16 +142,20 @@ struct HostileCoordinatorTests {
         }
     }
 
-    @Test("a hello left unanswered (a network blip, a coordinator restarting) is said again whole, not as empty frames")
-    func helloResentWhole() throws {
-        let context = try Context()
-        let router = try Socket(context, .router)
-        defer { router.close() }
+    /// A fake coordinator's ROUTER on a loopback port, and a real worker connected to it, logging to `log`.
+    static func routerAndWorker(name: String, log: String) throws -> (router: Socket, worker: Process) {
+        let router = try Socket(Context(), .router)
         try SocketTuning.coordinator(router, maximumMessageBytes: 64 << 20)
         try router.bind("tcp://127.0.0.1:*")
-        let log = Command.temporaryPath("hello-resent.log")
-        let worker = try Command.start(["worker", "--connect", router.lastEndpoint, "--name", "patient",
-                                        "--idle-timeout", "60"], stderr: log)
+        let worker = try Command.start(["worker", "--connect", router.lastEndpoint, "--name", name, "--idle-timeout", "60"],
+                                       stderr: log)
+        return (router, worker)
+    }
+
+    @Test("a hello left unanswered (a network blip, a coordinator restarting) is said again whole, not as empty frames")
+    func helloResentWhole() throws {
+        let (router, worker) = try Self.routerAndWorker(name: "patient", log: Command.temporaryPath("hello-resent.log"))
+        defer { router.close() }
         defer {
             kill(worker.processIdentifier, SIGKILL)
             _ = Command.wait(worker, timeout: 10)
@@ -174,14 +178,9 @@ struct HostileCoordinatorTests {
 
     @Test("after the job, a frame larger than the job can need is refused by the worker's connection before it is read: the worker carries on and stops when told, status 0")
     func oversizedFrame() throws {
-        let context = try Context()
-        let router = try Socket(context, .router)
-        defer { router.close() }
-        try SocketTuning.coordinator(router, maximumMessageBytes: 64 << 20)
-        try router.bind("tcp://127.0.0.1:*")
         let log = Command.temporaryPath("oversized.log")
-        let worker = try Command.start(["worker", "--connect", router.lastEndpoint, "--name", "bounded",
-                                        "--idle-timeout", "60"], stderr: log)
+        let (router, worker) = try Self.routerAndWorker(name: "bounded", log: log)
+        defer { router.close() }
         defer { FailureTests.expectAllEnded([worker]) }
         let parameterCount = 2 * 4 + 4 + 4 * 2 + 2
         let dataset = try Dataset(name: "fake", features: [0, 0, 0, 1, 1, 0, 1, 1], featureWidth: 2,
