@@ -33,7 +33,9 @@ extension WorkerNode {
         let deadline = clock.now + settings.idleTimeout
         // Said once, as soon as the first tries have gone unanswered, then the tries go on until --idle-timeout.
         func sayWaiting() {
-            guard !said else { return }
+            // A local worker's coordinator is the process that started it, which may still be preparing its run (a large
+            // model takes seconds): nothing to say.
+            guard !said, settings.parentPID == nil else { return }
             said = true
             // Say why when it can be told: a name that does not resolve (yet: DNS may lag a new pod).
             let why = EndpointReach.resolutionProblem(settings.endpoint).map { ": \($0)" } ?? ""
