@@ -69,8 +69,7 @@ extension Coordinator {
     /// result in a slot of it reads its values there.
     private func inMemory(_ envelope: Envelope, from identity: [UInt8], _ context: inout CoordinatorCore.Received)
         -> Envelope {
-        guard let index = core.table.index(of: identity), core.table[index].state == .joining
-            || core.table[index].isActive else { return envelope }
+        guard let index = core.table.index(of: identity), core.table[index].state != .lost else { return envelope }
         switch envelope.payload {
         case .ready(true, let offer?, _, _) where core.table[index].state == .joining && !settings.overlap:
             if let region = mapRegion(offer, of: core.table[index]) {

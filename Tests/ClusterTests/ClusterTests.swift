@@ -121,20 +121,6 @@ struct JobAnnouncementTests {
     }
 }
 
-@Suite struct LineBudgetTests {
-    @Test("20 lines per 10 s window; the rest are counted and summed up once the window has passed")
-    func budget() {
-        var budget = LineBudget(what: "join lines")
-        var now = ContinuousClock.now
-        let first = (0..<30).map { _ in budget.take(at: now) }
-        #expect(first.filter(\.allowed).count == 20 && first.allSatisfy { $0.summary == nil })
-        now += .seconds(11)
-        let next = budget.take(at: now)
-        #expect(next.allowed && next.summary == "10 more join lines were not logged in the last 11 s")
-        #expect(budget.take(at: now + .seconds(20)).summary == nil, "nothing withheld since")
-    }
-}
-
 struct ResultSlotTests {
     @Test("a member's result slots are given once per step: two assignments get both, a third gets none, a new step starts over")
     func slotsOncePerStep() {

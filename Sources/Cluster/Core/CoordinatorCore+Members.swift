@@ -49,14 +49,16 @@ extension CoordinatorCore {
 
     private mutating func hello(_ identity: [UInt8], _ fields: [String: String], key: String,
                                 at now: ContinuousClock.Instant) {
-        if let old = table.index(of: identity), table[old].state == .joining {
-            // Said again before the job reached it (a worker says hello every 2 s until it has the job, and this
-            // coordinator may have been busy): the same member, sent the same job again.
-            table[old].lastHeard = now
-            emit(.send(member: old, .job))
-            return
+        if let old = table.index(of: identity) {
+            if table[old].state == .joining {
+                // Said again before the job reached it (a worker says hello every 2 s until it has the job, and this
+                // coordinator may have been busy): the same member, sent the same job again.
+                table[old].lastHeard = now
+                emit(.send(member: old, .job))
+                return
+            }
+            if table[old].state != .lost { lose(old, .restarted) }
         }
-        if let old = table.index(of: identity), table[old].state != .lost { lose(old, .restarted) }
         if tooSlowStreak[identity, default: 0] >= 2 {
             let why = "this worker was lost twice in a row for returning no result within --worker-timeout "
                 + "(\(Seconds(settings.workerTimeout))); it is not admitted again in this run"

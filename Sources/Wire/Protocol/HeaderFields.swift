@@ -122,7 +122,9 @@ struct GradientFlags: OptionSet {
     static let inRegion = GradientFlags(rawValue: 4)
     static let packed = GradientFlags(rawValue: 16)
     static let inParts = GradientFlags(rawValue: 1 << 16)
-    /// Every bit a flags word may have set.
+    /// The flags above, together.
+    static let all: GradientFlags = [.fast, .overflowed, .inRegion, .packed, .inParts]
+    /// Every bit a flags word may have set: the flags, the slot, the Floats' count and the loss window.
     static let legal: UInt64 = 0x1_FFFF
 }
 
@@ -155,7 +157,7 @@ struct GradientFields: HeaderFields {
             throw .badField(.gradient, "flags \(f[4]) beyond bits 0 (fast), 1 (overflowed), 2-3 (in the result "
                 + "region, its slot), 4 (packed), 5-7 (micro-shard Floats), 8-15 (loss window) and 16 (in parts)")
         }
-        flags = GradientFlags(rawValue: f[4] & (1 | 2 | 4 | 16 | 1 << 16))
+        flags = GradientFlags(rawValue: f[4]).intersection(.all)
         regionSlot = flags.contains(.inRegion) ? Int(f[4] >> 3 & 1) : nil
         floatShards = Int(f[4] >> 5 & 7)
         lossWindow = Int8(truncatingIfNeeded: f[4] >> 8)
@@ -296,15 +298,6 @@ struct GradientPartFields: HeaderFields {
     }
 }
 
-/// Heartbeats and errors carry no fields.
-struct NoFields: HeaderFields {
-    static let type = MessageType.heartbeat
-    static let names: [String] = []
-    var words: [UInt64] { [] }
-    init() {}
-    init(checking f: [UInt64]) throws(WireError) {}
-}
-
 extension MessageType {
     /// The names of this type's header fields, in order.
     var fieldNames: [String] {
@@ -314,7 +307,7 @@ extension MessageType {
         case .weights: WeightsFields.names
         case .assignment: AssignmentFields.names
         case .gradient: GradientFields.names
-        case .heartbeat, .error: NoFields.names
+        case .heartbeat, .error: []  // no fields
         case .shutdown: ShutdownFields.names
         case .ready: ReadyFields.names
         case .data: DataFields.names

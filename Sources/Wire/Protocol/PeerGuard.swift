@@ -18,9 +18,7 @@ package final class PeerGuard {
     private let log: (String) -> Void
     /// The time (injected by tests, which move it by hand).
     private let now: () -> ContinuousClock.Instant
-    private var windowStart: ContinuousClock.Instant
-    private var linesInWindow = 0
-    private var unlogged = 0
+    private var lines: LineBudget
 
     package init(limit: Int = 5, trackedPeers: Int = 1024, linesPerWindow: Int = 20, window: Duration = .seconds(10),
                 now: @escaping () -> ContinuousClock.Instant = { ContinuousClock.now }, log: @escaping (String) -> Void) {
@@ -30,7 +28,7 @@ package final class PeerGuard {
         self.window = window
         self.log = log
         self.now = now
-        windowStart = now()
+        lines = LineBudget(what: "refusals", linesPerWindow: linesPerWindow, window: window, startingAt: now())
     }
 
     /// Whether messages from `peer` are to be dropped unread.
@@ -62,19 +60,9 @@ package final class PeerGuard {
     }
 
     private func write(_ line: String) {
-        let time = now()
-        if time - windowStart >= window {
-            if unlogged > 0 { log("\(unlogged) more refusals were not logged in the last \(Int((time - windowStart) / .seconds(1))) s") }
-            windowStart = time
-            linesInWindow = 0
-            unlogged = 0
-        }
-        guard linesInWindow < linesPerWindow else {
-            unlogged += 1
-            return
-        }
-        linesInWindow += 1
-        log(line)
+        let (allowed, summary) = lines.take(at: now())
+        if let summary { log(summary) }
+        if allowed { log(line) }
     }
 
     /// A printable name for a ROUTER identity frame.
