@@ -60,24 +60,27 @@ package final class WorkerNode {
     /// Joins and works until a coordinator says stop; throws if it cannot go on (the message says why).
     package func run() throws {
         let context = try Context()
-        var connection = try connect(context, maximumMessageBytes: Self.joiningMessageBytes)
-        defer { connection.close() }
+        let dealer = try Socket(context, .dealer)
+        // Sizes are unknown until the job arrives; the decoder still checks every length against the job.
+        try SocketTuning.worker(dealer, maximumMessageBytes: Int(Int32.max), routingID: routingID)
+        if let keys = settings.keys {
+            try SocketTuning.curveClient(dealer, keyPair: keys.keyPair, server: keys.coordinatorKey)
+        }
+        let monitor = try HandshakeMonitor(dealer, context: context)
+        defer { monitor.close() }
         var verdict = HandshakeVerdict(endpoint: settings.endpoint, keys: settings.keys)
         // A refused key or a mismatch ends the worker at once; libzmq alone would retry in silence.
         checkHandshake = {
-            if let refusal = verdict.judge(connection.monitor.drain()) { throw ClusterError(refusal) }
+            if let refusal = verdict.judge(monitor.drain()) { throw ClusterError(refusal) }
         }
+        try dealer.connect(settings.endpoint)
         var previousID: UInt32 = 0
         var held: (fingerprint: String, job: Job, data: Dataset)?
         while true {
-            guard var joined = try join(connection.dealer, previousID: previousID) else {
+            guard var joined = try join(dealer, previousID: previousID) else {
                 log("\(settings.name): the run finished before this worker joined again; stopping")
                 return
             }
-            // From here every message is this job's: a connection whose frames are bounded by what the job can need
-            // (its weights, its data), under the same routing id, takes the old one's place at the coordinator.
-            try connection.replace(with: connect(context, maximumMessageBytes: joined.limits.maximumFrameBytes))
-            let dealer = connection.dealer
             let told = joined
             try followKernel(joined.announcement) { text in
                 try? send(dealer, Codec.error(text, job: told.jobID, step: 0, worker: told.workerID))
@@ -106,41 +109,7 @@ package final class WorkerNode {
             case .rejoin(let why):
                 log("\(settings.name): \(why); joining again")
                 previousID = joined.workerID
-                try connection.replace(with: connect(context, maximumMessageBytes: Self.joiningMessageBytes))
             }
-        }
-    }
-
-    /// The largest frame a worker takes before it has a job: the job's description, or an error's or a shutdown's
-    /// text (libzmq drops a connection that sends a longer one before allocating it).
-    static let joiningMessageBytes = JobAnnouncement.maximumBytes + 8192
-
-    /// A DEALER to the coordinator under this worker's routing id, whose frames are at most `maximumMessageBytes`,
-    /// and what watches its handshakes.
-    private func connect(_ context: Context, maximumMessageBytes: Int) throws -> Connection {
-        let dealer = try Socket(context, .dealer)
-        try SocketTuning.worker(dealer, maximumMessageBytes: maximumMessageBytes, routingID: routingID)
-        if let keys = settings.keys {
-            try SocketTuning.curveClient(dealer, keyPair: keys.keyPair, server: keys.coordinatorKey)
-        }
-        let monitor = try HandshakeMonitor(dealer, context: context)
-        try dealer.connect(settings.endpoint)
-        return Connection(dealer: dealer, monitor: monitor)
-    }
-
-    /// The worker's connection to its coordinator; replaced when what it may receive changes.
-    struct Connection {
-        private(set) var dealer: Socket
-        private(set) var monitor: HandshakeMonitor
-
-        mutating func replace(with other: Connection) {
-            close()
-            self = other
-        }
-
-        func close() {
-            monitor.close()
-            dealer.close()
         }
     }
 

@@ -176,47 +176,6 @@ struct HostileCoordinatorTests {
         #expect(hellos.count == 3 && Set(hellos).count == 1 && hellos[0].allSatisfy { $0 > 0 }, "\(hellos)")
     }
 
-    @Test("after the job, a frame larger than the job can need is refused by the worker's connection before it is read: the worker carries on and stops when told, status 0")
-    func oversizedFrame() throws {
-        let log = Command.temporaryPath("oversized.log")
-        let (router, worker) = try Self.routerAndWorker(name: "bounded", log: log)
-        defer { router.close() }
-        defer { FailureTests.expectAllEnded([worker]) }
-        let parameterCount = 2 * 4 + 4 + 4 * 2 + 2
-        let dataset = try Dataset(name: "fake", features: [0, 0, 0, 1, 1, 0, 1, 1], featureWidth: 2,
-                                  targets: [0, 1, 1, 0], targetWidth: 1)
-        let header = "shardtrain-job samples=4 fingerprint=\(dataset.fingerprint) blas=Haswell onednn=avx2\n"
-        var identity: [UInt8]?, sentLarge = false
-        let deadline = Date().addingTimeInterval(60)
-        while worker.isRunning && Date() < deadline {
-            if sentLarge, let identity {
-                // Told to stop until it hears: on the connection it makes again after refusing the frame.
-                _ = try? router.send([Message(copying: identity)] + Codec.shutdown("done", job: 77), wait: false)
-            }
-            guard try Socket.poll([router], timeout: .milliseconds(100))[0],
-                  case .frames(let frames)? = try router.receive(maximumFrames: 4) else { continue }
-            identity = frames[0].bytes
-            let decoded = try? Codec.decode(Array(frames.dropFirst()), limits: Limits(parameterCount: parameterCount, job: 77))
-            switch decoded?.payload {
-            case .hello?:
-                _ = try? router.send([Message(copying: identity!)] + Codec.job(
-                    Array((header + Self.goodJob).utf8), job: 77, worker: 1, parameterCount: parameterCount,
-                    maximumMicroShards: 4096, exact: false, heartbeat: .milliseconds(200)), wait: false)
-            case .ready? where !sentLarge:
-                // 64 MB where the job's largest message is its 88 bytes of weights (and a megabyte of job text).
-                _ = try? router.send([Message(copying: identity!),
-                                      Codec.weightsHeader(job: 77, step: 0, parameterCount: parameterCount),
-                                      Message(copying: [UInt8](repeating: 0, count: 64 << 20))], wait: false)
-                sentLarge = true
-            default:
-                continue
-            }
-        }
-        #expect(Command.wait(worker, timeout: 20) == 0)
-        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        #expect(sentLarge && !text.contains("payload of"), "\(text)")
-    }
-
     static func residentKilobytes(_ pid: Int32) -> Int {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
