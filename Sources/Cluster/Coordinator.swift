@@ -10,7 +10,7 @@ import Wire
 /// a bit of the result.
 ///
 /// One thread owns the socket: the trainer's.
-package final class Coordinator: GradientSource {
+package final class Coordinator {
     package struct Settings: Sendable {
         package var endpoint: String
         /// Workers that must have joined before step 1.
@@ -92,6 +92,8 @@ package final class Coordinator: GradientSource {
     /// On an ipc endpoint (every worker on this machine): the weights, for the workers that map it instead.
     let weightsRegion: SharedRegion?
     let clock = ContinuousClock()
+    /// Without `overlap`: the step the trainer has begun, summed whole when it asks for its update.
+    var wholeOrder: StepOrder?
     /// With `overlap`, the step being updated part by part, and memory for results' parts, reused.
     var partStep: PartStep?
     var partStores: [Buffer<Float>] = []
@@ -236,13 +238,14 @@ package final class Coordinator: GradientSource {
         }
     }
 
-    package func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
-                           parameters: Buffer<Float>, into sum: GradientSum) throws {
+    /// A whole step: every result summed into `order.sum` as it arrives (exact) or in micro-shard order (fast).
+    func sumWholeStep(_ order: StepOrder) throws {
+        let step = order.step, parameters = order.parameters, sum = order.sum
         let begun = clock.now
         // The mean is taken while every worker waits for the next weights: this machine's cores are free for it.
         sum.meanThreads = ProcessInfo.processInfo.activeProcessorCount
-        core.beginStep(step: step, epoch: epoch, batchIndex: batchIndex, microShards: microShards,
-                       batchSamples: batch.count)
+        core.beginStep(step: step, epoch: order.epoch, batchIndex: order.batchIndex, microShards: order.microShards,
+                       batchSamples: order.batch.count)
         stepWeights = wholeOrChange(of: parameters)
         defer { stepWeights = nil }
         // Nothing reads the region between steps: a step's workers have all answered, or been lost, before this.

@@ -8,7 +8,8 @@ extension Coordinator {
     // MARK: The poll loop
 
     /// Receives and handles messages for up to `timeout`, and lets the core see the time pass (heartbeats out; silent,
-    /// exited and too-slow workers lost). Returns early once the step is done or has micro-shards to hand out again.
+    /// exited and too-slow workers lost). Returns early once the step is done, has micro-shards to hand out again, or
+    /// has a part for the trainer.
     func pump(timeout: Duration) throws {
         if let signal = Interruption.signal { throw Interrupted(signal: signal, checkpoint: nil) }
         let deadline = clock.now + timeout
@@ -20,11 +21,13 @@ extension Coordinator {
                     // A long run of messages (a large model's parts, unpacked and updated as they come) must not
                     // keep the heartbeats back.
                     try perform(core.heartbeats(at: clock.now))
+                    // A part the trainer can update now: it does, while later messages wait in the socket.
+                    if hasPartEvent { break }
                 }
             }
             try loseExitedProcesses()
             try perform(core.tick(at: clock.now))
-            if let round = core.round, round.isComplete || round.waitingCount > 0 { return }
+            if let round = core.round, round.isComplete || round.waitingCount > 0 || hasPartEvent { return }
         } while clock.now < deadline
     }
 

@@ -2,20 +2,21 @@ import Engine
 import Foundation
 import Wire
 
-/// Steps whose results arrive in parts (`--overlap`): the coordinator updates each part of the parameters as soon as
-/// every worker's values there are in and sends its new weights at once, so they travel down while the rest of the
+/// Steps whose results arrive in parts (`--overlap`): the trainer updates each part of the parameters as soon as
+/// every worker's values there are in, and its new weights go out at once, so they travel down while the rest of the
 /// gradients still come up. What a step needs while its parts are updated.
 struct PartStep {
-    let step: Int
-    let batchSamples: Int
+    let order: StepOrder
     let parts: PartwiseRound
-    let sum: GradientSum
-    let mean: UnsafeMutablePointer<Float>
-    let parameters: Buffer<Float>
     /// The next step's weights, part by part, for the messages that carry them.
     let next: SharedPayload
-    let update: (Range<Int>, UnsafePointer<Float>, Float, Bool) throws -> Void
-    let undo: (Range<Int>) -> Void
+    /// When the step began, and when its assignments went out.
+    let begun: ContinuousClock.Instant
+    var sent: ContinuousClock.Instant
+    /// The part handed to the trainer to update: its new weights go out when the trainer asks for more.
+    var applying: (part: Int, since: ContinuousClock.Instant)?
+    /// Parts updated from values refused since, for the trainer to put back before they are updated again.
+    var undoing: [Range<Int>] = []
 }
 
 /// Where a step in parts spent its time, for --verbose: when the first and last result parts came, and the time
@@ -26,68 +27,125 @@ struct PartTimings {
     var updating: Duration = .zero
 }
 
-extension Coordinator: PartwiseGradientSource {
-    package var updatesInParts: Bool { settings.overlap }
+/// The trainer's side of a step: a whole step is one part, handed over once every result is summed; in parts, each
+/// part as soon as it is final. The trainer applies every update itself.
+extension Coordinator: GradientSource {
+    package func begin(_ order: StepOrder) throws {
+        // A step given up half-way (the trainer stopped) lets go of what it held.
+        endPartStep()
+        if settings.overlap { try beginParts(order) } else { wholeOrder = order }
+    }
 
-    package func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
-                           parameters: Buffer<Float>, into sum: GradientSum, mean: UnsafeMutablePointer<Float>,
-                           update: (Range<Int>, UnsafePointer<Float>, Float, Bool) throws -> Void,
-                           undo: (Range<Int>) -> Void) throws {
+    package func next() throws -> StepEvent? {
+        guard settings.overlap else {
+            guard let order = wholeOrder else { return nil }
+            wholeOrder = nil
+            try sumWholeStep(order)
+            return .update(order.sum.wholeStep(mean: order.mean))
+        }
+        do {
+            return try nextPartEvent()
+        } catch {
+            // The trainer undoes them: a checkpoint holds the state from before the step.
+            if let step = partStep, step.parts.updatedCount > 0 {
+                log("step \(step.order.step) stopped with \(step.parts.updatedCount) of \(step.parts.parts.count) parts "
+                    + "of the weights updated; they are undone")
+            }
+            endPartStep()
+            throw error
+        }
+    }
+
+    /// Hands the step's work out, results to come in parts.
+    private func beginParts(_ order: StepOrder) throws {
         let begun = clock.now
-        core.beginStep(step: step, epoch: epoch, batchIndex: batchIndex, microShards: microShards,
-                       batchSamples: batch.count)
-        let parts = PartwiseRound(parameterCount: parameters.count, microShards: microShards)
+        core.beginStep(step: order.step, epoch: order.epoch, batchIndex: order.batchIndex,
+                       microShards: order.microShards, batchSamples: order.batch.count)
+        let parts = PartwiseRound(parameterCount: order.parameters.count, microShards: order.microShards)
         core.partsComplete = { parts.hasEverything(of: $0) }
-        defer { core.partsComplete = { _ in false } }
         // This step's weights, for a worker that does not hold them: those the last step's parts made, or a copy (the
         // parameters change part by part).
         let whole: SharedPayload
-        if let made = partsMade, made.step == step {
+        if let made = partsMade, made.step == order.step {
             whole = made.weights
         } else {
             whole = idlePayload()
-            whole.bytes.copyMemory(from: parameters.pointer, byteCount: whole.byteCount)
+            whole.bytes.copyMemory(from: order.parameters.pointer, byteCount: whole.byteCount)
         }
         partsMade = nil
-        defer { parts.recycle(into: &partStores) }
         let weights = try Message(sharing: whole)
         stepWeights = { _ in weights }
-        defer { stepWeights = nil }
-        let next = idlePayload(excluding: whole)
-        var sent = begun
-        do {
-            try withoutActuallyEscaping(update) { update in try withoutActuallyEscaping(undo) { undo in
-                partStep = PartStep(step: step, batchSamples: batch.count, parts: parts, sum: sum, mean: mean, parameters: parameters,
-                                    next: next, update: update, undo: undo)
-                defer { partStep = nil }
-                try handOut()
-                sent = clock.now
-                while !core.round!.isComplete || !parts.isUpdated {
-                    try pump(timeout: settings.heartbeat / 4)
-                    try updateReadyParts()
-                    if core.round!.waitingCount > 0 { try handOut() }
-                }
-            } }
-        } catch {
-            // The trainer undoes them: a checkpoint holds the state from before the step.
-            if parts.updatedCount > 0 {
-                log("step \(step) stopped with \(parts.updatedCount) of \(parts.parts.count) parts of the weights "
-                    + "updated; they are undone")
-            }
-            throw error
+        partStep = PartStep(order: order, parts: parts, next: idlePayload(excluding: whole), begun: begun, sent: begun)
+        try handOut()
+        partStep!.sent = clock.now
+    }
+
+    /// The trainer has updated the part it was given, if any: its new weights go to every worker. Then the next part
+    /// to put back or to update, waiting for results as long as none is; nil when the step is done.
+    private func nextPartEvent() throws -> StepEvent? {
+        guard partStep != nil else { return nil }
+        if let (part, since) = partStep!.applying {
+            partStep!.applying = nil
+            try sendUpdated(part)
+            if settings.verbose { partTimings.updating += clock.now - since }
         }
+        while true {
+            if !partStep!.undoing.isEmpty { return .undo(partStep!.undoing.removeFirst()) }
+            if let round = core.round, let part = partStep!.parts.nextReadyPart(round) { return reduce(part, round) }
+            if core.round!.isComplete && partStep!.parts.isUpdated {
+                finishParts()
+                return nil
+            }
+            try pump(timeout: settings.heartbeat / 4)
+            if core.round!.waitingCount > 0 { try handOut() }
+        }
+    }
+
+    /// Whether the step in parts has something for the trainer: the poll loop returns early for it.
+    var hasPartEvent: Bool {
+        guard let step = partStep, let round = core.round else { return false }
+        return !step.undoing.isEmpty || step.parts.nextReadyPart(round) != nil
+    }
+
+    /// The gradient of `part`, every micro-shard's values there in, for the trainer to update.
+    private func reduce(_ part: Int, _ round: StepRound) -> StepEvent {
+        let step = partStep!, order = step.order, exact = job.options.reduction == .exact
+        partStep!.applying = (part, clock.now)
+        let (gradients, finite) = step.parts.reduce(part, round, reduction: job.options.reduction,
+                                                    samples: order.batch.count, sum: order.sum, mean: order.mean)
+        let range = step.parts.parts[part]
+        // The gradients as a whole buffer's: the part's, moved back to where parameter 0 would be.
+        return .update(ReadyPart(range: range, gradients: gradients - range.lowerBound,
+                                 scale: exact ? 1 : 1 / Float(order.batch.count), finite: finite, closesStep: false))
+    }
+
+    /// Sends the new weights of `part`, which the trainer has updated, to every active worker.
+    private func sendUpdated(_ part: Int) throws {
+        let step = partStep!, range = step.parts.parts[part]
+        (step.next.bytes + 4 * range.lowerBound).copyMemory(from: step.order.parameters.pointer + range.lowerBound,
+                                                             byteCount: 4 * range.count)
+        try perform(core.partUpdated(part, nextStep: step.order.step + 1))
+        // Updating many parts takes a while (seconds for a large model in a debug build): the workers, waiting, must
+        // still hear from this coordinator, or they would take it for gone.
+        try perform(core.heartbeats(at: clock.now))
+    }
+
+    /// Every part is updated and every result in: the step's counts go to the trainer's sum.
+    private func finishParts() {
+        let step = partStep!
         let (round, _) = core.endStep()
         // In micro-shard order, as a whole step adds them: fast loss sums are Doubles.
         for result in round.orderedResults {
             let frame = result.frame
-            sum.addStatistics(samples: frame.samples, correct: frame.correct, lossWords: frame.lossWords,
-                              overflowed: frame.overflowed)
+            step.order.sum.addStatistics(samples: frame.samples, correct: frame.correct, lossWords: frame.lossWords,
+                                         overflowed: frame.overflowed)
         }
-        partsMade = (step + 1, next)
+        partsMade = (step.order.step + 1, step.next)
         let gathered = clock.now
-        lastTimings = StepTimings(send: (sent - begun) / .seconds(1), wait: (gathered - sent) / .seconds(1), reduce: 0)
-        if settings.verbose { logPartsStep(round, sent: sent) }
-        partTimings = PartTimings()
+        lastTimings = StepTimings(send: (step.sent - step.begun) / .seconds(1), wait: (gathered - step.sent) / .seconds(1),
+                                  reduce: 0)
+        if settings.verbose { logPartsStep(round, sent: step.sent) }
+        endPartStep()
     }
 
     /// --verbose: the step's timings and shares, and when its parts came.
@@ -100,7 +158,17 @@ extension Coordinator: PartwiseGradientSource {
         }
     }
 
-    /// A part of a result the core checked: kept, and the parts every micro-shard has now reached updated.
+    /// Lets go of the step in parts' memory and weights, if there is one.
+    func endPartStep() {
+        guard let step = partStep else { return }
+        step.parts.recycle(into: &partStores)
+        core.partsComplete = { _ in false }
+        stepWeights = nil
+        partTimings = PartTimings()
+        partStep = nil
+    }
+
+    /// A part of a result the core checked: kept until the part is summed.
     func keepPart(_ member: Int, _ order: PartOrder) throws {
         guard let step = partStep else { return }
         // Kept even for a part updated already (from a worker lost since, who computed the same micro-shards): the part
@@ -113,11 +181,7 @@ extension Coordinator: PartwiseGradientSource {
         if let wrong = step.parts.take(order.values, attempt: order.attempt, array: order.array, arrays: order.arrays,
                                        first: order.first, microShards: order.microShards, pool: &partStores) {
             try perform(core.lost(member, .mismatched(wrong)))
-            return
         }
-        // A NaN or ∞ among fast values is the run diverging, as among an exact micro-shard's Floats: the update
-        // checks them as it reads them and the step stops the run.
-        try updateReadyParts()
     }
 
     /// An attempt taken back from a worker: its values are let go, and when the worker is lost for what it sent, the
@@ -130,36 +194,12 @@ extension Coordinator: PartwiseGradientSource {
         var undone = Set<Int>()
         for attempt in attempts { undone.formUnion(step.parts.forget(attempt, into: &partStores)) }
         guard valuesRefused, !undone.isEmpty else { return }
-        for part in undone {
-            step.undo(step.parts.parts[part])
+        for part in undone.sorted() {
+            partStep!.undoing.append(step.parts.parts[part])
             step.parts.reopen(part)
         }
         core.partsUndone()
-        log("step \(step.step): \(undone.count) of \(step.parts.parts.count) parts of the weights held "
+        log("step \(step.order.step): \(undone.count) of \(step.parts.parts.count) parts of the weights held "
             + "\(label)'s refused values; they are undone and will be updated again without them")
-    }
-
-    /// Updates every part whose values are all in, and sends each one's new weights to every active worker.
-    func updateReadyParts() throws {
-        guard let step = partStep else { return }
-        let begun = clock.now
-        defer { if settings.verbose { partTimings.updating += clock.now - begun } }
-        let exact = job.options.reduction == .exact
-        let samples = step.batchSamples
-        // One part at a time, readiness checked again each time: a send that fails loses its worker, whose
-        // micro-shards then wait again.
-        while let round = core.round, let part = step.parts.nextReadyPart(round) {
-            let (gradients, finite) = step.parts.reduce(part, round, reduction: job.options.reduction,
-                                                        samples: samples, sum: step.sum, mean: step.mean)
-            let range = step.parts.parts[part]
-            // The update takes the whole buffer's address: the part's, moved back to where parameter 0 would be.
-            try step.update(range, gradients - range.lowerBound, exact ? 1 : 1 / Float(samples), finite)
-            (step.next.bytes + 4 * range.lowerBound).copyMemory(from: step.parameters.pointer + range.lowerBound,
-                                                                 byteCount: 4 * range.count)
-            try perform(core.partUpdated(part, nextStep: step.step + 1))
-            // Updating many parts takes a while (seconds for a large model in a debug build): the workers, waiting,
-            // must still hear from this coordinator, or they would take it for gone.
-            try perform(core.heartbeats(at: clock.now))
-        }
     }
 }

@@ -135,8 +135,10 @@ final class PartwiseRound {
             candidates.removeAll(keepingCapacity: true)
             candidates.append(contentsOf: parts.indices.reversed())
         }
-        while let part = candidates.popLast() {
+        // The part found stays a candidate (asking twice finds it again); `reduce` marks it updated.
+        while let part = candidates.last {
             if !updated[part] && round.outstanding.keys.allSatisfy({ has($0, part: part) }) { return part }
+            candidates.removeLast()
         }
         return nil
     }

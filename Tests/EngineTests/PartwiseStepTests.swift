@@ -9,7 +9,13 @@ import Testing
 
     /// This process's micro-shards, handed to the trainer part by part; it can stop a step after some parts, or
     /// look at the trainer in the middle of one.
-    final class PartsSource: PartwiseGradientSource {
+    final class PartsSource: GradientSource {
+        /// What the next calls do: hand the trainer an event, or run something first.
+        enum Scripted {
+            case event(StepEvent)
+            case run(() throws -> Void)
+        }
+
         let local: LocalGradientSource
         let parts: [Range<Int>]
         var stop: (step: Int, afterParts: Int)?
@@ -17,7 +23,8 @@ import Testing
         /// Parts to update first with wrong gradients, then undo, then update with the right ones (values refused
         /// after use).
         var wrongFirst: Set<Int> = []
-        var updatesInParts: Bool { true }
+        private let wrong: Buffer<Float>
+        private var script: [Scripted] = []
 
         init(_ options: TrainingOptions, spec: ModelSpec, data: Dataset, partSize: Int) {
             local = LocalGradientSource(ParallelSlices(spec: spec, loss: .crossEntropy, targetWidth: data.targetWidth,
@@ -26,34 +33,39 @@ import Testing
                                                        threads: 1, library: options.library), data: data)
             let count = spec.layout.parameterCount
             parts = stride(from: 0, to: count, by: partSize).map { $0 ..< min($0 + partSize, count) }
+            wrong = Buffer(count: count)
+            wrong.elements.initialize(repeating: 0.25)
         }
 
-        func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
-                        parameters: Buffer<Float>, into sum: GradientSum) throws {
-            Issue.record("the trainer asked for a whole step")
-        }
-
-        func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
-                        parameters: Buffer<Float>, into sum: GradientSum, mean: UnsafeMutablePointer<Float>,
-                        update: (Range<Int>, UnsafePointer<Float>, Float, Bool) throws -> Void,
-                        undo: (Range<Int>) -> Void) throws {
-            try local.accumulate(step: step, epoch: epoch, batchIndex: batchIndex, batch: batch,
-                                 microShards: microShards, parameters: parameters, into: sum)
-            let exact = sum.reduction == .exact
-            let finite = exact ? sum.writeMean(into: mean) : true
+        func begin(_ order: StepOrder) throws {
+            local.begin(order)
+            guard case .update(let whole)? = local.next() else { throw Stop() }
+            script = []
             // Last part first: the order must not matter.
             for (done, part) in parts.reversed().enumerated() {
-                if let stop, stop.step == step, stop.afterParts == done { throw Stop() }
+                let step = order.step
+                script.append(.run { [unowned self] in if let stop, stop.step == step, stop.afterParts == done { throw Stop() } })
                 if wrongFirst.contains(done) {
-                    let wrong = [Float](repeating: 0.25, count: sum.count)
-                    try wrong.withUnsafeBufferPointer { try update(part, $0.baseAddress!, 1, true) }
-                    midStep?(step, -1)
-                    undo(part)
+                    script.append(.event(.update(ReadyPart(range: part, gradients: wrong.pointer, scale: 1, finite: true,
+                                                           closesStep: false))))
+                    script.append(.run { [unowned self] in midStep?(step, -1) })
+                    script.append(.event(.undo(part)))
                 }
-                try update(part, exact ? UnsafePointer(mean) : UnsafePointer(sum.floats),
-                           exact ? 1 : 1 / Float(sum.samples), finite)
-                midStep?(step, done + 1)
+                script.append(.event(.update(ReadyPart(range: part, gradients: whole.gradients, scale: whole.scale,
+                                                       finite: whole.finite, closesStep: false))))
+                script.append(.run { [unowned self] in midStep?(step, done + 1) })
             }
+            script.reverse()
+        }
+
+        func next() throws -> StepEvent? {
+            while let item = script.popLast() {
+                switch item {
+                case .event(let event): return event
+                case .run(let body): try body()
+                }
+            }
+            return nil
         }
     }
 

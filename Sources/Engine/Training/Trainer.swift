@@ -1,12 +1,3 @@
-/// Where a step's gradient sum comes from: this process's threads, or worker processes.
-package protocol GradientSource: AnyObject {
-    /// Adds the gradient sum of all `microShards` micro-shards of `batch` (sample indices, in epoch order; batch
-    /// number `batchIndex` of `epoch`) at `parameters` into `sum`, which is empty and `holdsInputs`: what a source
-    /// hands over stays untouched until its next `accumulate`.
-    func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
-                    parameters: Buffer<Float>, into sum: GradientSum) throws
-}
-
 /// The trainer: forward → loss → backward → update over epochs and batches.
 ///
 /// Each step sums the batch's micro-shard gradients (from a `GradientSource`: by default this process's threads),
@@ -19,7 +10,7 @@ package final class Trainer {
     package let training: Dataset
     package let validation: Dataset?
     package let parameters: Buffer<Float>
-    /// The last exact step's mean gradient.
+    /// Where a source writes a step's mean gradient.
     let gradient: Buffer<Float>
     /// What a step updated part by part has changed so far, as it was.
     let stepBackup = StepBackup()
@@ -37,10 +28,10 @@ package final class Trainer {
     /// The statistics and learning rate of the step just taken (for per-step records).
     package private(set) var lastStep: (statistics: SliceStatistics, learningRate: Float)?
 
-    /// Where each step's gradient sums come from: this process, or a coordinator's workers.
+    /// Where each step's gradients come from: this process, or a coordinator's workers.
     package let source: GradientSource
-    /// The source, when it finishes steps part by part (looked up once: a cast per step would allocate).
-    private let partwiseSource: PartwiseGradientSource?
+    /// The buffers a step changes: the parameters, then the optimizer's state.
+    let steppedBuffers: [Buffer<Float>]
     /// Evaluates the validation set and predictions in this process.
     package let computer: SliceComputer
     let sum: GradientSum
@@ -83,7 +74,7 @@ package final class Trainer {
             self.source = local
             computer = local.slices.computers[0]
         }
-        partwiseSource = self.source as? PartwiseGradientSource
+        steppedBuffers = [parameters] + optimizer.state
         sum = GradientSum(count: count, reduction: options.reduction)
         // Read right after each step's sums arrive (the sources keep what they hand over until the next step).
         sum.holdsInputs = true
@@ -154,44 +145,52 @@ package final class Trainer {
         epochProgress = progress
     }
 
-    /// One optimizer step on batch `batch` of the current epoch's order.
+    /// One optimizer step on batch `batch` of the current epoch's order: the source's parts updated as they come,
+    /// and anything thrown undoes those already updated.
     private func takeStep(batch: Int, learningRate: Float) throws -> SliceStatistics {
         if let diverged { throw diverged }
         let range = plan.range(ofBatch: batch)
         sum.reset()
         let indices = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(order.elements)[range])
-        if let partwise = partwiseSource, partwise.updatesInParts {
-            do {
-                try takePartwiseStep(partwise, batch: batch, indices: indices,
-                                     microShards: computer.microShardCount(batchSize: range.count),
-                                     learningRate: learningRate)
-            } catch let error as TrainingError {
-                diverged = error
-                throw error
+        var updated = 0
+        do {
+            try source.begin(StepOrder(step: step, epoch: epoch, batchIndex: batch, batch: indices,
+                                       microShards: computer.microShardCount(batchSize: range.count),
+                                       parameters: parameters, sum: sum, mean: gradient.pointer))
+            while let event = try source.next() {
+                switch event {
+                case .update(let part):
+                    try update(part, learningRate: learningRate)
+                    updated += part.range.count
+                case .undo(let part):
+                    stepBackup.restore(part, of: steppedBuffers)
+                    updated -= part.count
+                }
             }
-            step += 1
-            return SliceStatistics(samples: sum.samples, lossSum: sum.lossSum, correct: sum.correct)
+            guard !sum.overflowed else { throw divergence(learningRate) }
+        } catch {
+            stepBackup.restore(steppedBuffers)
+            // An update may have been applied in part (a fast one checks as it goes), so no later step runs.
+            if let error = error as? TrainingError { diverged = error }
+            throw error
         }
-        try source.accumulate(step: step, epoch: epoch, batchIndex: batch, batch: indices,
-                              microShards: computer.microShardCount(batchSize: range.count), parameters: parameters,
-                              into: sum)
-        // Exact sums become a mean in one division, which checks it; a fast sum goes to the optimizer scaled, which
-        // checks it as it updates (saving two passes).
-        let exact = sum.reduction == .exact
-        let inputsFinite = exact ? sum.writeMean(into: gradient.pointer) : !sum.overflowed
-        // The update may use the threads the mean did: this process's own, or a coordinator's idle cores.
-        optimizer.threads = sum.meanThreads
-        let updated = inputsFinite
-            && optimizer.step(parameters: parameters.pointer, gradients: exact ? gradient.pointer : sum.floats,
-                              scale: exact ? 1 : 1 / Float(sum.samples), learningRate: learningRate,
-                              checkFinite: !exact)
-        guard updated else {
-            // A fast update may have been applied in part, so the trainer refuses every later step too.
-            diverged = divergence(learningRate, gradients: exact ? gradient.pointer : sum.floats)
-            throw diverged!
-        }
+        precondition(updated == parameters.count, "a step updated \(updated) of \(parameters.count) parameters")
+        stepBackup.forget()
+        optimizer.steps = optimizer.steps + 1  // not `+=`: see `Optimizer.step`
         step += 1
         return SliceStatistics(samples: sum.samples, lossSum: sum.lossSum, correct: sum.correct)
+    }
+
+    /// Updates `part` of the parameters (keeping them as they were, when the step may still be undone).
+    private func update(_ part: ReadyPart, learningRate: Float) throws {
+        if !part.closesStep { stepBackup.keep(part.range, of: steppedBuffers) }
+        // The update may use the threads the mean did: this process's own, or a coordinator's idle cores.
+        optimizer.threads = sum.meanThreads
+        guard part.finite, optimizer.update(part.range, parameters: parameters.pointer, gradients: part.gradients,
+                                            scale: part.scale, learningRate: learningRate,
+                                            checkFinite: sum.reduction == .fast) else {
+            throw divergence(learningRate, gradients: part.gradients, range: part.range)
+        }
     }
 
     /// The run has diverged: names what overflowed — the first tensor whose gradient in `gradients` (the whole
@@ -242,22 +241,5 @@ package struct EpochProgress: Sendable, Equatable {
         lossSum += s.lossSum
         correct += s.correct
         samples += s.samples
-    }
-}
-
-/// Micro-shards computed on this process's threads.
-final class LocalGradientSource: GradientSource {
-    let slices: ParallelSlices
-    let data: Dataset
-
-    init(_ slices: ParallelSlices, data: Dataset) {
-        self.slices = slices
-        self.data = data
-    }
-
-    func accumulate(step: Int, epoch: Int, batchIndex: Int, batch: UnsafeBufferPointer<Int>, microShards: Int,
-                    parameters: Buffer<Float>, into sum: GradientSum) throws {
-        slices.accumulate(batch: batch, microShards: 0 ..< microShards, data: data, parameters: parameters.pointer,
-                          into: sum)
     }
 }
