@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "shardtrain", targets: ["shardtrain"]),
         .library(name: "Engine", targets: ["Engine"]),
+        .library(name: "Jobs", targets: ["Jobs"]),
         .library(name: "Wire", targets: ["Wire"]),
     ],
     dependencies: [
@@ -37,14 +38,22 @@ let package = Package(
         .target(name: "Wire", dependencies: ["CZeroMQ", "CPlatform", "CExactSum", "CDelta"]),
         // oneDNN's matmul primitives, the default GEMM; Debian: libdnnl-dev (no pkg-config file, so linked by name).
         .target(name: "CMatmul", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
+        // What every layer shares with the system: bad input, signals, child processes, files written safely, SHA-256.
+        .target(name: "Platform"),
+        // The computation: tensors, layers, losses, optimizers, schedules, exact sums, the trainer.
         .target(
             name: "Engine",
-            dependencies: ["CBLAS", "CMatmul", "CUpdate", "CPlatform", "CExactSum", .product(name: "Yams", package: "Yams")]
+            dependencies: ["Platform", "CBLAS", "CMatmul", "CUpdate", "CPlatform", "CExactSum"]
         ),
-        .target(name: "Cluster", dependencies: ["Engine", "Wire", "CDelta"]),
+        // Jobs and their files: the job file, data files, weights and checkpoints, a run prepared from them.
+        .target(
+            name: "Jobs",
+            dependencies: ["Engine", "Platform", .product(name: "Yams", package: "Yams")]
+        ),
+        .target(name: "Cluster", dependencies: ["Engine", "Jobs", "Platform", "Wire", "CDelta"]),
         .executableTarget(
             name: "shardtrain",
-            dependencies: ["Engine", "Cluster", "CPlatform",
+            dependencies: ["Engine", "Jobs", "Platform", "Cluster", "CPlatform",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Test-only: counts heap allocations so a test can prove the training step makes none.
@@ -52,18 +61,18 @@ let package = Package(
         // Measurements behind scripts/bench.sh.
         .executableTarget(
             name: "shardtrain-bench",
-            dependencies: ["Engine", "Wire", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Engine", "Jobs", "Platform", "Wire", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(
             name: "EngineTests",
-            dependencies: ["Engine", "AllocationCounter"],
+            dependencies: ["Engine", "Jobs", "Platform", "AllocationCounter"],
             exclude: ["Fixtures"]
         ),
-        .testTarget(name: "WireTests", dependencies: ["Wire", "Engine"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Engine", "Wire", "CDelta"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "Engine", "Jobs", "Platform"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Engine", "Jobs", "Platform", "Wire", "CDelta"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["shardtrain", "Wire", "Engine"]
+            dependencies: ["shardtrain", "Wire", "Engine", "Jobs", "Platform"]
         ),
     ],
     swiftLanguageModes: [.v6]

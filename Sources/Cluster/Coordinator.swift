@@ -1,6 +1,8 @@
 import CDelta
 import Engine
 import Foundation
+import Jobs
+import Platform
 import Wire
 
 /// The distributed side of training: a table of workers (joining → ready → assigned → lost) driven by one poll

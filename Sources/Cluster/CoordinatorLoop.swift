@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import Platform
 import Wire
 
 /// The coordinator's one poll loop, the shell around `CoordinatorCore`: it receives and decodes, feeds the core

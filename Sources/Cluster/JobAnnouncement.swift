@@ -1,4 +1,5 @@
 import Engine
+import Jobs
 
 /// What a coordinator tells a joining worker: the job (canonical text) and the fingerprint of the training samples
 /// the worker must hold, so it can check its own copy instead of receiving it, and the coordinator's OpenBLAS kernel

@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import Platform
 
 /// Worker processes of this same binary on this machine, for `shardtrain train --workers N`: started with
 /// single-threaded products, restarted when one exits (up to `restartLimit` times in all), and stopped on exit — with

@@ -1,5 +1,7 @@
 import Engine
 import Foundation
+import Jobs
+import Platform
 import Wire
 
 /// Joining: saying hello until a coordinator answers with a job this worker can run, following its GEMM kernels, and

@@ -2,6 +2,7 @@ import CDelta
 import CExactSum
 import Engine
 import Foundation
+import Jobs
 import Wire
 
 /// A worker process: joins a coordinator, holds the training data, and computes the micro-shards it is assigned

@@ -1,6 +1,7 @@
 import CExactSum
 import Engine
 import Foundation
+import Jobs
 import Wire
 
 /// An assignment as a worker received it: micro-shards `ranges` of batch `batch` of epoch `epoch`, at step `step`.

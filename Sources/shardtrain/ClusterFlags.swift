@@ -2,6 +2,8 @@ import ArgumentParser
 import Cluster
 import Engine
 import Foundation
+import Jobs
+import Platform
 
 /// The flags of every run with workers (`train --workers N`, `coordinator`): membership, heartbeats and timeouts.
 struct ClusterFlags: ParsableArguments {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Cluster
 import Engine
 import Foundation
+import Platform
 
 /// `shardtrain coordinator --config JOB --bind tcp://0.0.0.0:5555 --workers N`: waits for N workers, then trains.
 struct CoordinatorCommand: ParsableCommand {

@@ -2,6 +2,8 @@ import ArgumentParser
 import Cluster
 import Engine
 import Foundation
+import Jobs
+import Platform
 
 /// The reductions an equivalence check covers.
 enum ReductionChoice: String, ExpressibleByArgument, CaseIterable {

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Jobs
+import Platform
 
 extension TrainedModel.Output: ExpressibleByArgument {}
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Cluster
 import Engine
 import Foundation
+import Platform
 import Wire
 
 /// CurveZMQ flags, one group per command so that each shows only its own: a coordinator's (its key, whom it admits), a

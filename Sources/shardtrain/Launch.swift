@@ -2,6 +2,7 @@ import ArgumentParser
 import Cluster
 import Engine
 import Foundation
+import Platform
 
 /// `shardtrain launch --config JOB [train flags]`: one command line for every process of a run. Its place comes from
 /// the launcher (torchrun/Kubeflow: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; srun: SLURM_PROCID, SLURM_NTASKS,

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Platform
 
 /// `shardtrain plot METRICS.jsonl… [--output curves.svg]`: training curves of one or more runs as an SVG.
 struct Plot: ParsableCommand {

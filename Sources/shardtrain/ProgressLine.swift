@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import Jobs
 
 /// A Keras-like progress line on standard error while a run trains, redrawn in place at most five times a second:
 /// epoch, step, samples per second, time left and the epoch's running loss. Only on a terminal, never mixed into

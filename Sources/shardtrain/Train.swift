@@ -2,6 +2,7 @@ import ArgumentParser
 import Cluster
 import Engine
 import Foundation
+import Platform
 
 /// `shardtrain train --config JOB [--workers N]`: in this process, or with N local worker processes.
 struct Train: ParsableCommand {

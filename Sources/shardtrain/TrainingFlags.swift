@@ -3,6 +3,8 @@ import CPlatform
 import Cluster
 import Engine
 import Foundation
+import Jobs
+import Platform
 
 extension Reduction: ExpressibleByArgument {}
 extension GEMMLibrary: ExpressibleByArgument {}

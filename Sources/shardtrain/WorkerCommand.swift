@@ -2,6 +2,7 @@ import ArgumentParser
 import Cluster
 import Engine
 import Foundation
+import Platform
 
 /// `shardtrain worker --connect tcp://HOST:5555`: joins a coordinator and computes until it says stop.
 struct WorkerCommand: ParsableCommand {

@@ -1,6 +1,8 @@
-import Engine
-import Testing
 @testable import Cluster
+import Engine
+import Jobs
+import Platform
+import Testing
 
 struct ShardingTests {
     @Test("ranges cover every micro-shard once, in order, in proportion to speed")

@@ -1,8 +1,9 @@
+@testable import Cluster
 import Engine
 import Foundation
+import Jobs
 import Testing
 import Wire
-@testable import Cluster
 
 /// A coordinator core with a clock the test moves and peers that speak through real encoded and decoded messages:
 /// what the shell would feed it, with no socket and no process.

@@ -1,9 +1,10 @@
 import CDelta
+@testable import Cluster
 import Engine
 import Foundation
+import Jobs
 import Testing
 import Wire
-@testable import Cluster
 
 /// A worker's session without a socket or a process: weights in each form, assignments checked and computed, and the
 /// result messages it sends decoded as the coordinator decodes them.

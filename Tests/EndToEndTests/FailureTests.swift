@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import Platform
 import Testing
 
 /// Real processes and real signals: workers killed, stopped and added mid-run, the coordinator killed and restarted

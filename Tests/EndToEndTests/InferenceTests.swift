@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Testing
 
 /// `evaluate` and `predict` against what training itself reports: evaluate's figures are the train command's

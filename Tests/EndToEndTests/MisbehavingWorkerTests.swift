@@ -1,6 +1,7 @@
 import CExactSum
 import Engine
 import Foundation
+import Jobs
 import Testing
 import Wire
 

@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Testing
 
 /// One event, one line, in words that fit it: what the commands say when stopped, refused or misdirected.

@@ -1,6 +1,8 @@
-import Foundation
-import Testing
 @testable import Engine
+import Foundation
+@testable import Jobs
+@testable import Platform
+import Testing
 
 struct DataTests {
     @Test("reads numpy-written float32, float64, int32 and int64 arrays")

@@ -1,6 +1,8 @@
-import Foundation
-import Testing
 @testable import Engine
+import Foundation
+@testable import Jobs
+@testable import Platform
+import Testing
 
 struct JobTests {
     static let base = """

@@ -1,6 +1,8 @@
-import Foundation
-import Testing
 @testable import Engine
+import Foundation
+@testable import Jobs
+@testable import Platform
+import Testing
 
 /// Losses where float32 arithmetic can lose what PyTorch keeps: confident and near-tie logits against float64
 /// (values from Python's `math` in float64 on the same float32 inputs), and losses beyond float32's range.

@@ -1,6 +1,7 @@
-import Foundation
-import Testing
 @testable import Engine
+import Foundation
+@testable import Jobs
+import Testing
 
 /// Forward outputs, losses, gradients, optimizer trajectories and schedules against PyTorch 2.13
 /// (fixtures from scripts/make_goldens.py).

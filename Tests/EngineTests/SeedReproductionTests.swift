@@ -1,5 +1,6 @@
-import Testing
 @testable import Engine
+@testable import Jobs
+import Testing
 
 /// The seed tutorial's XOR program: its own initial weights reproduce its numpy run; the default initialisation
 /// learns.

@@ -1,4 +1,5 @@
 import Engine
+import Jobs
 import Wire
 
 /// Messages from peers: a hello admits a member, a ready one joins the steps, and everything else refreshes it.

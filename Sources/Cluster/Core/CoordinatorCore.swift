@@ -1,4 +1,5 @@
 import Engine
+import Jobs
 import Wire
 
 /// Everything the coordinator decides, as a value with no socket and no clock of its own: the member table, the

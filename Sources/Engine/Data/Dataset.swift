@@ -1,3 +1,4 @@
+import Platform
 /// Samples in memory: features `[count, featureWidth]` and targets `[count, targetWidth]`, row-major Floats.
 ///
 /// Class-index targets are one column of whole numbers; regression and probability targets have one column per
@@ -52,5 +53,17 @@ package struct Dataset: Sendable, Equatable {
         order.withUnsafeMutableBufferPointer { random.shuffle($0) }
         let validation = order[..<held].sorted(), training = order[held...].sorted()
         return (subset(training, name: name), subset(validation, name: "\(name) (validation)"))
+    }
+}
+
+extension Dataset {
+    /// SHA-256 of the samples' widths and bytes: equal fingerprints mean equal data, sample for sample.
+    package var fingerprint: String {
+        var hash = SHA256()
+        let widths = [UInt64(featureWidth), UInt64(targetWidth)].map(\.littleEndian)
+        widths.withUnsafeBytes { hash.update($0) }
+        features.withUnsafeBytes { hash.update($0) }
+        targets.withUnsafeBytes { hash.update($0) }
+        return hash.hexDigest()
     }
 }

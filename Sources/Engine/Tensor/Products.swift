@@ -109,16 +109,6 @@ package final class Products {
     }
 }
 
-extension Job {
-    /// Exact mode: the fingerprint of this job's products over `samples` training samples, on this process's library
-    /// and kernels (`Products.fingerprint` at every micro-shard size the run computes), which the coordinator and
-    /// every worker compare; 0 in fast mode.
-    package func productsFingerprint(samples: Int) -> UInt64 {
-        guard options.reduction == .exact else { return 0 }
-        return Products.fingerprint(library: options.library, spec: model, rows: microShardRows(samples: samples))
-    }
-}
-
 extension Products {
     /// A hash of the bits of every product a network of `spec` makes on a micro-shard of each of `rows` samples
     /// (forward, weight gradients, input gradients; the shapes and strides `Network` uses), on fixed made-up inputs.

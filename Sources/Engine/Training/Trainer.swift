@@ -1,3 +1,4 @@
+import Platform
 /// The trainer: forward → loss → backward → update over epochs and batches.
 ///
 /// Each step sums the batch's micro-shard gradients (from a `GradientSource`: by default this process's threads),

@@ -1,4 +1,6 @@
+import Engine
 import Foundation
+import Platform
 
 /// Sizes checked before anything is allocated or generated: counts that would overflow, and the memory a job needs
 /// against the memory there is. A job that cannot fit is refused in one line saying both, never aborted by the

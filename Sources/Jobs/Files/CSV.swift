@@ -1,4 +1,6 @@
+import Engine
 import Foundation
+import Platform
 
 /// Reads a CSV file with a header row: the column named `target` becomes the target, every other column a feature.
 /// Fields are numbers; double-quoted fields are accepted. Errors name the line and the column.

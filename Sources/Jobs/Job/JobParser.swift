@@ -1,3 +1,5 @@
+import Engine
+import Platform
 import Yams
 
 /// Turns the job file's mappings into a `Job`, one section at a time.

@@ -1,3 +1,5 @@
+import Engine
+import Platform
 import Yams
 
 /// Walks one YAML/JSON mapping of a job file, turning each key into a typed value and refusing keys nobody read.

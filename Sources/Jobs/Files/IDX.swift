@@ -1,4 +1,6 @@
+import Engine
 import Foundation
+import Platform
 
 /// Reads MNIST's IDX files (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, optionally gzipped): unsigned
 /// bytes, big-endian dimensions. Images become one row of pixels scaled to [0, 1] per sample; labels one class

@@ -1,4 +1,6 @@
+import Engine
 import Foundation
+import Platform
 
 /// A run's whole state in one safetensors file: the weights under their usual names (so `--init` and PyTorch read
 /// them), the optimizer's state as `shardtrain.optimizer.N` tensors, and in the metadata the step, the current

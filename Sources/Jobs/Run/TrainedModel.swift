@@ -1,4 +1,6 @@
+import Engine
 import Foundation
+import Platform
 
 /// A job's model with trained weights from a safetensors file, for `evaluate` and `predict`: the same forward pass
 /// as training, so a loss computed here is the loss training reports.

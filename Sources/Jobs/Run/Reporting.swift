@@ -1,4 +1,6 @@
+import Engine
 import Foundation
+import Platform
 
 /// Console and metrics-file text for a run, shared by every way of running a job.
 package enum Reporting {

@@ -1,3 +1,5 @@
+import Engine
+import Platform
 extension Job {
     /// Loads (or generates) the job's samples.
     package func loadData() throws -> Dataset {

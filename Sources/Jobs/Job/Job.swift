@@ -1,4 +1,6 @@
+import Engine
 import Foundation
+import Platform
 import Yams
 
 /// Where a job's samples come from.
@@ -96,5 +98,15 @@ extension Job {
             if b % size != 0 { rows.insert(b % size) }
         }
         return rows.sorted()
+    }
+}
+
+extension Job {
+    /// Exact mode: the fingerprint of this job's products over `samples` training samples, on this process's library
+    /// and kernels (`Products.fingerprint` at every micro-shard size the run computes), which the coordinator and
+    /// every worker compare; 0 in fast mode.
+    package func productsFingerprint(samples: Int) -> UInt64 {
+        guard options.reduction == .exact else { return 0 }
+        return Products.fingerprint(library: options.library, spec: model, rows: microShardRows(samples: samples))
     }
 }

@@ -1,3 +1,5 @@
+import Engine
+import Platform
 extension Job {
     /// The job as a job file (JSON, which is YAML) that parses back to an equal `Job`: every value explicit, every
     /// Float written as its exact decimal, data paths absolute. This is what a coordinator sends its workers.

@@ -1,3 +1,5 @@
+import Engine
+import Platform
 /// A job read, overridden, checked against its data and turned into a ready trainer: everything refusable is
 /// refused here, before the first step.
 package struct PreparedRun {

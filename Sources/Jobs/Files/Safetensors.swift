@@ -1,4 +1,6 @@
+import Engine
 import Foundation
+import Platform
 
 /// Model weights in the safetensors format, named and shaped as a PyTorch `nn.Sequential` of the same layers
 /// (see `ParameterLayout`), so `model.load_state_dict(safetensors.torch.load_file(path))` loads them strictly.

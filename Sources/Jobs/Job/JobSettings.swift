@@ -1,3 +1,5 @@
+import Engine
+import Platform
 import Yams
 
 /// The job's settings that are one value each (the sections — model, loss, optimizer, schedule, data — have their

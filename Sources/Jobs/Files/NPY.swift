@@ -1,4 +1,6 @@
+import Engine
 import Foundation
+import Platform
 
 /// Reads NumPy `.npy` arrays (format 1.0–3.0): little-endian float32, float64, int32 or int64, uint8 (images) or
 /// bool (labels), C order, one or two dimensions. Every field is checked against the file's real size before use.

@@ -1,3 +1,5 @@
+import Engine
+import Platform
 /// Command-line values that take precedence over the job file.
 package struct JobOverrides: Sendable {
     /// One-value settings as given on the command line, read and checked as the job file's are (`JobSetting`).

@@ -74,15 +74,3 @@ package struct SHA256 {
         for (i, v) in [a, b, c, d, e, f, g, h].enumerated() { state[i] &+= v }
     }
 }
-
-extension Dataset {
-    /// SHA-256 of the samples' widths and bytes: equal fingerprints mean equal data, sample for sample.
-    package var fingerprint: String {
-        var hash = SHA256()
-        let widths = [UInt64(featureWidth), UInt64(targetWidth)].map(\.littleEndian)
-        widths.withUnsafeBytes { hash.update($0) }
-        features.withUnsafeBytes { hash.update($0) }
-        targets.withUnsafeBytes { hash.update($0) }
-        return hash.hexDigest()
-    }
-}
