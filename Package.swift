@@ -33,9 +33,7 @@ let package = Package(
         .target(name: "CExactSum", dependencies: ["CPlatform"]),
         // SGD's and Adam's elementwise updates, built for SSE2, AVX2 and AVX-512 and chosen at run time.
         .target(name: "CUpdate", dependencies: ["CPlatform"]),
-        // The weights as their change from the step before: a worker's download across machines.
-        .target(name: "CDelta"),
-        .target(name: "Wire", dependencies: ["CZeroMQ", "CPlatform", "CExactSum", "CDelta"]),
+        .target(name: "Wire", dependencies: ["CZeroMQ", "CPlatform", "CExactSum"]),
         // oneDNN's matmul primitives, the default GEMM; Debian: libdnnl-dev (no pkg-config file, so linked by name).
         .target(name: "CMatmul", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
         // What every layer shares with the system: bad input, signals, child processes, files written safely, SHA-256.
@@ -50,7 +48,7 @@ let package = Package(
             name: "Jobs",
             dependencies: ["Engine", "Platform", .product(name: "Yams", package: "Yams")]
         ),
-        .target(name: "Cluster", dependencies: ["Engine", "Jobs", "Platform", "Wire", "CDelta"]),
+        .target(name: "Cluster", dependencies: ["Engine", "Jobs", "Platform", "Wire"]),
         .executableTarget(
             name: "shardtrain",
             dependencies: ["Engine", "Jobs", "Platform", "Cluster", "CPlatform",
@@ -69,7 +67,7 @@ let package = Package(
             exclude: ["Fixtures"]
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Engine", "Jobs", "Platform"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Engine", "Jobs", "Platform", "Wire", "CDelta"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Engine", "Jobs", "Platform", "Wire"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["shardtrain", "Wire", "Engine", "Jobs", "Platform"]

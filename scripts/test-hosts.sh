@@ -2,7 +2,7 @@
 # Several hosts on one machine: network namespaces joined by veth pairs to a bridge (10.88.<n>.0/24). A coordinator
 # host and three worker hosts over real TCP with CurveZMQ: two authorised workers train; on the third host a worker
 # with an unlisted key and a plaintext one are refused and named; the saved weights' SHA-256 must equal the
-# in-process run's (the weights go as their change from the step before: --weights-as-change). Then a model of four
+# in-process run's (whole steps: --overlap off). Then a model of four
 # parts, where --overlap's default turns on across hosts: results and weights in parts, the same SHA-256 as in-process.
 # Last, a worker host whose link goes down for 8 s mid-run and comes back: the worker is lost, says hello again when
 # the link returns, rejoins, and the run ends with the in-process SHA-256 (--min-workers 2 holds the run until it has).
@@ -65,7 +65,7 @@ for name in coordinator alpha beta stranger; do "$shardtrain" keygen --output "$
 cp "$work/alpha.pub" "$work/beta.pub" "$work/authorized/"
 
 endpoint="tcp://$net.1:5555"
-on coord "$shardtrain" coordinator --config "$work/job.yaml" --bind "$endpoint" --workers 2 --heartbeat 0.5 --weights-as-change \
+on coord "$shardtrain" coordinator --config "$work/job.yaml" --bind "$endpoint" --workers 2 --heartbeat 0.5 --overlap off \
   --key "$work/coordinator.key" --authorized "$work/authorized" --save "$work/out.st" > "$work/coordinator.out" 2> "$work/coordinator.log" &
 pids+=($!)
 for _ in $(seq 100); do grep -q "waiting for 2 workers" "$work/coordinator.log" && break; sleep 0.1; done

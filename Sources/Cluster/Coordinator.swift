@@ -1,4 +1,3 @@
-import CDelta
 import Engine
 import Foundation
 import Jobs
@@ -30,9 +29,6 @@ package final class Coordinator {
         package var verbose = false
         /// CurveZMQ: this coordinator's key and the workers it admits (nil: plaintext).
         package var keys: CoordinatorKeys?
-        /// Send a worker that holds the previous step's weights the new ones as their change (`cdelta_encode`):
-        /// fewer bytes for a little work, which pays on slow links only.
-        package var weightsAsChange = false
         /// Results come in parts, and each part of the parameters is updated and its new weights sent as soon as
         /// every worker's values there are in: the weights travel down while gradients still come up, which pays
         /// where workers are on other machines.
@@ -71,8 +67,8 @@ package final class Coordinator {
     var core: CoordinatorCore
     /// The result regions of members that offered one, mapped.
     var resultRegions: [Int: SharedRegion] = [:]
-    /// The current step's weights as a message, made when a member first needs them in that form.
-    var stepWeights: ((WeightsForm) throws -> Message)?
+    /// The current step's weights as a message, made when a member first needs them so.
+    var stepWeights: (() throws -> Message)?
     let job: Job
     let training: Dataset
     let jobID: UInt64
@@ -86,11 +82,6 @@ package final class Coordinator {
     let log: (String) -> Void
     // Weight buffers handed to libzmq without copying; one is rewritten only when libzmq has let go of it.
     var payloads: [SharedPayload]
-    /// The same for the weights' change from the step before (`cdelta_encode`).
-    private var changePayloads: [SharedPayload] = []
-    /// With `weightsAsChange`, the weights of the last step that went out as a message (`core.messageWeightsStep`): a
-    /// worker holding them is sent the next step's as their change from these, about 60 % of the bytes.
-    private var sentWeights: Buffer<Float>?
     /// On an ipc endpoint (every worker on this machine): the weights, for the workers that map it instead.
     let weightsRegion: SharedRegion?
     let clock = ContinuousClock()
@@ -248,7 +239,7 @@ package final class Coordinator {
         sum.meanThreads = ProcessInfo.processInfo.activeProcessorCount
         core.beginStep(step: step, epoch: order.epoch, batchIndex: order.batchIndex, microShards: order.microShards,
                        batchSamples: order.batch.count)
-        stepWeights = wholeOrChange(of: parameters)
+        stepWeights = wholeWeights(of: parameters)
         defer { stepWeights = nil }
         // Nothing reads the region between steps: a step's workers have all answered, or been lost, before this.
         weightsRegion?.slot(0).copyMemory(from: UnsafeRawBufferPointer(start: parameters.pointer, count: 4 * parameters.count))
@@ -267,13 +258,7 @@ package final class Coordinator {
             if core.round!.waitingCount > 0 { try handOut() }
         }
         if sum.reduction == .exact { addArrived() }
-        let (round, sentAsMessage) = core.endStep()
-        if sentAsMessage && settings.weightsAsChange {
-            // The weights every worker sent them now holds: the next step's go to it as their change from these.
-            let kept = sentWeights ?? Buffer<Float>(count: parameters.count)
-            kept.pointer.update(from: parameters.pointer, count: parameters.count)
-            sentWeights = kept
-        }
+        let round = core.endStep()
         let gathered = clock.now
         if sum.reduction == .fast {
             for result in round.orderedResults { add(result, to: sum) }
@@ -285,20 +270,11 @@ package final class Coordinator {
         if settings.verbose { logStep(round) }
     }
 
-    /// The step's weights whole, or as their change from those last sent as a message, each made the first time a
-    /// member needs it (one reading the region never does).
-    private func wholeOrChange(of parameters: Buffer<Float>) -> (WeightsForm) throws -> Message {
-        var whole: Message?, change: Message?
-        return { [unowned self] form in
-            if case .change = form, let base = self.sentWeights {
-                if let change { return change }
-                let payload = Self.idle(&self.changePayloads, byteCount: cdelta_bound(parameters.count))
-                let length = cdelta_encode(UnsafeRawPointer(base.pointer).assumingMemoryBound(to: UInt32.self),
-                                           UnsafeRawPointer(parameters.pointer).assumingMemoryBound(to: UInt32.self),
-                                           parameters.count, payload.bytes.assumingMemoryBound(to: UInt8.self))
-                change = try Message(sharing: payload, byteCount: length)
-                return change!
-            }
+    /// The step's weights as a message, made the first time a member needs them so (one reading the region never
+    /// does).
+    private func wholeWeights(of parameters: Buffer<Float>) -> () throws -> Message {
+        var whole: Message?
+        return { [unowned self] in
             if let whole { return whole }
             let payload = self.idlePayload()
             payload.bytes.copyMemory(from: parameters.pointer, byteCount: payload.byteCount)

@@ -8,14 +8,9 @@ extension Coordinator {
     /// A weight buffer libzmq no longer holds; a new one when a stalled peer still holds every one (rare: it is
     /// dropped within the silence limit, and its buffers come back).
     func idlePayload(excluding kept: SharedPayload? = nil) -> SharedPayload {
-        Self.idle(&payloads, byteCount: payloads[0].byteCount, excluding: kept)
-    }
-
-    static func idle(_ pool: inout [SharedPayload], byteCount: Int, excluding kept: SharedPayload? = nil)
-        -> SharedPayload {
-        if let free = pool.first(where: { $0.isIdle && $0 !== kept }) { return free }
-        let fresh = SharedPayload(byteCount: byteCount)
-        pool.append(fresh)
+        if let free = payloads.first(where: { $0.isIdle && $0 !== kept }) { return free }
+        let fresh = SharedPayload(byteCount: payloads[0].byteCount)
+        payloads.append(fresh)
         return fresh
     }
 

@@ -196,11 +196,7 @@ extension Coordinator {
                     try Message(copying: [UInt8]())]
         case .whole:
             return [try Codec.weightsHeader(job: jobID, step: UInt64(step), parameterCount: count),
-                    try stepWeights!(form).share()]
-        case .change(let base):
-            return [try Codec.weightsHeader(job: jobID, step: UInt64(step), parameterCount: count,
-                                            changeFrom: UInt64(base)),
-                    try stepWeights!(form).share()]
+                    try stepWeights!().share()]
         }
     }
 

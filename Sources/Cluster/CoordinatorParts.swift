@@ -74,7 +74,7 @@ extension Coordinator: GradientSource {
         }
         partsMade = nil
         let weights = try Message(sharing: whole)
-        stepWeights = { _ in weights }
+        stepWeights = { weights }
         partStep = PartStep(order: order, parts: parts, next: idlePayload(excluding: whole), begun: begun, sent: begun)
         try handOut()
         partStep!.sent = clock.now
@@ -133,7 +133,7 @@ extension Coordinator: GradientSource {
     /// Every part is updated and every result in: the step's counts go to the trainer's sum.
     private func finishParts() {
         let step = partStep!
-        let (round, _) = core.endStep()
+        let round = core.endStep()
         // In micro-shard order, as a whole step adds them: fast loss sums are Doubles.
         for result in round.orderedResults {
             let frame = result.frame

@@ -1,4 +1,3 @@
-import CDelta
 import CExactSum
 import Engine
 import Foundation

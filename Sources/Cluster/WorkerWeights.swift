@@ -1,9 +1,8 @@
-import CDelta
 import Engine
 import Wire
 
-/// The weights a worker holds and the step they are of, taking each form the coordinator sends them in: whole, as
-/// their change from a step held, part by part for the next step (kept apart, since this step's micro-shards may
+/// The weights a worker holds and the step they are of, taking each form the coordinator sends them in: whole, part
+/// by part for the next step (kept apart, since this step's micro-shards may
 /// still come), or in the coordinator's shared region.
 final class WorkerWeights {
     private(set) var parameters: Buffer<Float>
@@ -25,10 +24,6 @@ final class WorkerWeights {
         switch payload {
         case .weights(let frame):
             frame.copy(into: parameters.pointer)
-        case .weightsChange(let base, let change):
-            let held = self.step
-            self.step = nil
-            if let problem = apply(change, from: base, holding: held, step: step) { return problem }
         case .weightsPart(let first, let frame):
             incoming.take(frame, from: first, step: step)
             return nil
@@ -50,32 +45,13 @@ final class WorkerWeights {
         self.step = step
         return nil
     }
-
-    /// Applies step `step`'s weights, sent as their change from step `base`'s, to the parameters (which hold step
-    /// `held`'s); nil when it did, else why not.
-    private func apply(_ change: Message, from base: UInt64, holding held: UInt64?, step: UInt64) -> String? {
-        guard held == base else {
-            return "step \(step)'s weights came as a change from step \(base)'s, and this worker holds "
-                + "\(held.map { "step \($0)'s" } ?? "none"); join again"
-        }
-        let applied = change.withUnsafeBytes { bytes in
-            cdelta_apply(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count,
-                         UnsafeMutableRawPointer(parameters.pointer).assumingMemoryBound(to: UInt32.self),
-                         parameters.count)
-        }
-        guard applied == 1 else {
-            return "step \(step)'s weights came as a change of \(change.count) bytes that is not one of "
-                + "\(parameters.count) weights; join again"
-        }
-        return nil
-    }
 }
 
 extension Payload {
     /// Whether this is one of the forms the weights come in.
     var carriesWeights: Bool {
         switch self {
-        case .weights, .weightsChange, .weightsPart, .weightsFromParts, .weightsInRegion: true
+        case .weights, .weightsPart, .weightsFromParts, .weightsInRegion: true
         default: false
         }
     }

@@ -14,19 +14,18 @@ struct ClusterFlags: ParsableArguments {
     @Option(help: "Seconds a worker may take over one assignment before it is lost and its work moves.")
     var workerTimeout = 30.0
     @Option(help: "Seconds to wait for workers when fewer than --min-workers are left.") var rejoinTimeout = 300.0
-    @Flag(help: ArgumentHelp("Send a worker each step's weights as their change from the step before: about 60 % "
-        + "of the bytes, for 1-2 ms of work a step; faster on links of a few Gbit/s or less, slower on faster ones."))
-    var weightsAsChange = false
+    /// Removed: said so, rather than "unknown option", to whoever still passes it.
+    @Flag(help: .hidden) var weightsAsChange = false
     @Option(help: ArgumentHelp("Results and weights in parts of 65,536 parameters: each part of the weights is "
         + "updated and sent back as soon as every worker's values there are in, so weights go down while gradients "
         + "still come up, and workers send a layer's parts as backward finishes it. auto: on when the endpoint is "
-        + "not on this machine (workers on other machines) and --weights-as-change is not given."))
+        + "not on this machine (workers on other machines)."))
     var overlap = OverlapChoice.auto
 
     func validate() throws {
-        if overlap == .on && weightsAsChange {
-            throw ValidationError("--overlap sends the weights in parts as Floats, and --weights-as-change sends them "
-                + "whole as their change: choose one")
+        if weightsAsChange {
+            throw ValidationError("--weights-as-change is no longer offered: on the slow links where it helped, "
+                + "--overlap (on by default across machines) is faster; drop the flag")
         }
         // Workers refuse a job whose heartbeat exceeds an hour: so does this.
         guard heartbeat.isFinite, heartbeat >= 0.01, heartbeat <= 3600 else {
@@ -66,11 +65,10 @@ struct ClusterFlags: ParsableArguments {
         settings.workerTimeout = .seconds(workerTimeout)
         settings.rejoinTimeout = .seconds(rejoinTimeout)
         settings.verbose = verbose
-        settings.weightsAsChange = weightsAsChange
         settings.overlap = switch overlap {
         case .on: true
         case .off: false
-        case .auto: !weightsAsChange && !EndpointReach.isLocal(endpoint)
+        case .auto: !EndpointReach.isLocal(endpoint)
         }
         if verbose && settings.overlap { logToStandardError("results and weights go in parts (--overlap)") }
         settings.keys = keys

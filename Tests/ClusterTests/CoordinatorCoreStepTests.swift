@@ -39,21 +39,8 @@ import Wire
         #expect(h.handOut().weights.map(\.form) == [.inRegion])
     }
 
-    @Test("with --weights-as-change, a member holding the last weights sent gets their change, a newcomer them whole")
-    func weightsAsChange() throws {
-        var h = CoreHarness { $0.weightsAsChange = true }
-        try h.join(1)
-        h.beginStep(1)
-        for (_, order) in h.handOut().assignments { try h.answer(1, order) }
-        #expect(h.core.endStep().sentAsMessage && h.core.messageWeightsStep == 1)
-        try h.join(2)
-        h.beginStep(2)
-        let forms = h.handOut().weights
-        #expect(forms.map(\.form) == [.change(from: 1), .whole])
-    }
-
-    @Test("without --weights-as-change the weights always go whole")
-    func noChange() throws {
+    @Test("a member that does not read the weights region gets them whole every step")
+    func wholeEveryStep() throws {
         var h = CoreHarness()
         try h.join(1)
         for step in 1...2 {
@@ -63,7 +50,6 @@ import Wire
             for (_, order) in actions.assignments { try h.answer(1, order) }
             _ = h.core.endStep()
         }
-        #expect(h.core.messageWeightsStep == nil)
     }
 
     @Test("a member that holds the step's weights is not sent them again when it takes over micro-shards")

@@ -1,4 +1,3 @@
-import CDelta
 @testable import Cluster
 import Engine
 import Foundation
@@ -118,29 +117,6 @@ import Wire
             partBytes += floats.message.withUnsafeBytes { Array($0) }
         }
         #expect(partBytes == wholeBytes)
-    }
-
-    @Test("weights as a change apply only to the step they were made from, and then give the new weights' bits")
-    func change() throws {
-        let h = try Harness()
-        _ = try h.give(Self.weights, step: 1)
-        let target: [Float] = [0.5, 2, -3e-20]
-        var change = [UInt8](repeating: 0, count: cdelta_bound(3))
-        let length = Self.weights.withUnsafeBytes { old in target.withUnsafeBytes { new in
-            cdelta_encode(old.bindMemory(to: UInt32.self).baseAddress!, new.bindMemory(to: UInt32.self).baseAddress!, 3,
-                          &change)
-        } }
-        let encoded = try Message(copying: Array(change.prefix(length)))
-        let wrongBase = [try Codec.weightsHeader(job: Self.jobID, step: 2, parameterCount: 3, changeFrom: 0), encoded]
-        #expect(try h.session.weights.take(h.decode(wrongBase).payload, step: 2)
-            == "step 2's weights came as a change from step 0's, and this worker holds step 1's; join again")
-        #expect(h.session.weights.step == nil, "unusable until whole weights come")
-        _ = try h.give(Self.weights, step: 1)
-        let frames = [try Codec.weightsHeader(job: Self.jobID, step: 2, parameterCount: 3, changeFrom: 1),
-                      try Message(copying: Array(change.prefix(length)))]
-        #expect(try h.session.weights.take(h.decode(frames).payload, step: 2) == nil)
-        #expect(h.session.weights.step == 2)
-        #expect(h.session.weights.parameters.elements.map(\.bitPattern) == target.map(\.bitPattern))
     }
 
     @Test("weights from parts need every part; without them the worker says how many it holds")

@@ -65,9 +65,7 @@ struct FailureTests {
         var generator = Xoshiro(seed: seed)
         let port = Command.reservedPort()
         let log = Command.temporaryPath("chaos-\(seed).log"), out = Command.temporaryPath("chaos-\(seed).st")
-        // The second seed's weights go as their change from the step before, through the kills and the rejoins.
-        let coordinator = try Self.coordinator(port, log: log, ["--workers", "3", "--save", out]
-            + (seed == 29 ? ["--weights-as-change"] : []))
+        let coordinator = try Self.coordinator(port, log: log, ["--workers", "3", "--save", out])
         var workers = try (1...3).map { try Self.worker(port, name: "c\($0)", log: log + ".w\($0)") }
         defer { Self.expectAllEnded([coordinator] + workers) }
         // Seeded, so a failing chaos run can be repeated.
@@ -150,7 +148,7 @@ struct FailureTests {
     func stoppedWorker() throws {
         let port = Command.reservedPort()
         let log = Command.temporaryPath("stopped.log"), out = Command.temporaryPath("stopped.st")
-        let coordinator = try Self.coordinator(port, log: log, ["--workers", "2", "--save", out, "--weights-as-change"])
+        let coordinator = try Self.coordinator(port, log: log, ["--workers", "2", "--save", out])
         let workers = try (1...2).map { try Self.worker(port, name: "s\($0)", log: log + ".w\($0)") }
         defer { Self.expectAllEnded([coordinator] + workers) }
         try Self.waitForStep(100, in: log)

@@ -108,15 +108,14 @@ struct OverlapTests {
         #expect(try FailureTests.digest(out) == Self.manyParts.digest)
     }
 
-    @Test("--overlap with --weights-as-change is refused, naming both")
-    func refusedWithChange() throws {
-        let run = try Command.run(["train", "--config", Self.jobFile, "--workers", "2", "--overlap", "on",
-                                   "--weights-as-change"])
-        #expect(run.status == 2 && run.stderr.contains("--overlap") && run.stderr.contains("--weights-as-change"),
-                "\(run.status) \(run.stderr)")
+    @Test("--weights-as-change, no longer offered, is refused in one line that says what to use instead")
+    func changeRefused() throws {
+        let run = try Command.run(["train", "--config", Self.jobFile, "--workers", "2", "--weights-as-change"])
+        #expect(run.status == 2 && run.stderr.contains("--weights-as-change is no longer offered")
+                && run.stderr.contains("--overlap"), "\(run.status) \(run.stderr)")
     }
 
-    @Test("--overlap auto: on where workers are on other machines, off on this one or with --weights-as-change")
+    @Test("--overlap auto: on where workers are on other machines, off on this one")
     func automatic() throws {
         // The choice is said before workers are awaited; none come, so each coordinator gives up after 0.3 s.
         func inParts(bind host: String, _ extra: [String] = []) throws -> Bool {
@@ -128,7 +127,6 @@ struct OverlapTests {
         #expect(try inParts(bind: "0.0.0.0"))
         #expect(try inParts(bind: "0.0.0.0", ["--reduction", "fast"]))
         #expect(try !inParts(bind: "127.0.0.1"))
-        #expect(try !inParts(bind: "0.0.0.0", ["--weights-as-change"]))
         #expect(try !inParts(bind: "0.0.0.0", ["--overlap", "off"]))
         #expect(try inParts(bind: "127.0.0.1", ["--overlap", "on"]))
     }

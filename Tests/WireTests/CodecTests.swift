@@ -205,7 +205,7 @@ struct CodecTests {
     @Test("malformed messages are refused, each with its reason", arguments: [
         ([header(size: 79), [UInt8](repeating: 0, count: 20)], "header frame of 79 bytes"),
         ([header(magic: 0xDEADBEEF), [UInt8](repeating: 0, count: 20)], "bad magic 0xdeadbeef"),
-        ([header(version: 9), [UInt8](repeating: 0, count: 20)], "protocol version 9 but this build speaks 8"),
+        ([header(version: 8), [UInt8](repeating: 0, count: 20)], "protocol version 8 but this build speaks 9"),
         ([header(99), [UInt8](repeating: 0, count: 20)], "unknown message type 99"),
         ([header(frames: 2), [UInt8](repeating: 0, count: 20)], "declares 2 payload frames, carries 1"),
         ([header()], "declares 1 payload frames, carries 0"),

@@ -34,7 +34,7 @@ struct ProtocolTableTests {
             HelloFields(cores: 8, pid: 4242, previousWorker: 3),
             JobFields(parameterCount: 1000, maximumMicroShards: 64, exact: true, heartbeat: .milliseconds(250),
                       weightsRegion: region),
-            WeightsFields(parameterCount: 1000, form: .change(from: 6)),
+            WeightsFields(parameterCount: 1000, form: .fromParts),
             AssignmentFields(epoch: 2, batch: 9, attempt: 31, resultSlot: 1, inParts: false),
             GradientFields(samples: 64, correct: 60, lossHigh: -5, lossLow: 7, lossWindow: -2, exact: true,
                            overflowed: true, attempt: 4, regionSlot: 1, packed: false, floatShards: 3, inParts: false),

@@ -151,7 +151,6 @@ def main():
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--micro-shard", type=int, default=128, help="exact mode's micro-shard size")
-    p.add_argument("--weights-as-change", action="store_true", help="pass --weights-as-change to the coordinator")
     p.add_argument("--overlap", action="store_true",
                    help="also run exact and fast mode with --overlap on (the others with off), in the same interleaved runs")
     p.add_argument("--json", metavar="PATH", help="write the figures here as JSON (the committed ones are "
@@ -169,13 +168,11 @@ def main():
     try:
         make_hosts()
         with tempfile.TemporaryDirectory() as folder:
-            change = ", weights as their change" if a.weights_as_change else ""
             variants = {"exact": ["exact", ["--overlap", "off"]], "fast": ["fast", ["--overlap", "off"]]}
             if a.overlap:
                 variants.update({"exact overlap": ["exact", ["--overlap", "on"]], "fast overlap": ["fast", ["--overlap", "on"]]})
-            common = ["--weights-as-change"] if a.weights_as_change else []
             print(f"mnist-mlp ({parameters:,} parameters), global batch {a.batch}, SGD momentum, 2 worker hosts, "
-                  f"1 thread each, exact mode's micro-shard {a.micro_shard}{change}; medians of {a.repeats} interleaved runs")
+                  f"1 thread each, exact mode's micro-shard {a.micro_shard}; medians of {a.repeats} interleaved runs")
             names = list(variants)
             print(f"{'link':>7} | " + " ".join(f"{n:>13}" for n in names) + f" {'DDP':>7} | "
                   + " ".join(f"{n + ' / DDP':>19}" for n in names) + " | exact ms per step: step send wait reduce")
@@ -187,7 +184,7 @@ def main():
                     for name, (reduction, flags) in variants.items():
                         port += 1
                         runs[name].append(shardtrain(a.batch, reduction, a.steps, folder, port, a.micro_shard,
-                                                     common + flags))
+                                                     flags))
                     if has_torch:
                         port += 1
                         runs["ddp"].append(ddp(a.batch, a.steps, folder, port))

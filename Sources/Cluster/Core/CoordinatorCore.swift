@@ -47,10 +47,6 @@ struct CoordinatorCore {
     var newcomerLines = LineBudget(what: "join and loss lines of workers that never became ready")
     /// Heartbeat rounds sent so far (a member still preparing its data gets one round in three).
     var heartbeatRounds = 0
-    /// With `weightsAsChange`, the last step whose weights went out whole or as a change: a member holding them is
-    /// sent the next step's as their change.
-    private(set) var messageWeightsStep: Int?
-    private var sentAsMessage = false
     private var actions: [CoordinatorAction] = []
 
     init(settings: Coordinator.Settings, admission: Admission, partCount: Int, hasWeightsRegion: Bool,
@@ -90,16 +86,14 @@ struct CoordinatorCore {
         round = StepRound(step: step, epoch: epoch, batchIndex: batchIndex, microShards: microShards,
                           batchSamples: batchSamples, microShardSize: admission.microShardSize,
                           inParts: settings.overlap)
-        sentAsMessage = false
     }
 
-    /// The step's round, complete, taken from the core; whether any member was sent the weights as a message.
-    mutating func endStep() -> (round: StepRound, sentAsMessage: Bool) {
+    /// The step's round, complete, taken from the core.
+    mutating func endStep() -> StepRound {
         let finished = round!
         round = nil
         lastStepSlowest = finished.slowestAnswer
-        if sentAsMessage && settings.weightsAsChange { messageWeightsStep = finished.step }
-        return (finished, sentAsMessage)
+        return finished
     }
 
     /// Hands the round's waiting micro-shards to the active members in proportion to their speeds, each with the
@@ -120,9 +114,7 @@ struct CoordinatorCore {
     mutating func assign(_ member: Int, attempt: UInt64, ranges: [Range<Int>]) {
         let step = round!.step
         if table[member].weightsStep != step {
-            let form = weightsForm(for: member, step: step)
-            if form == .whole || form.isChange { sentAsMessage = true }
-            emit(.send(member: member, .weights(step: step, form)))
+            emit(.send(member: member, .weights(step: step, weightsForm(for: member, step: step))))
         }
         let slot = table[member].hasResultRegion ? round!.claimSlot(for: attempt) : nil
         emit(.send(member: member, .assignment(AssignmentOrder(
@@ -135,11 +127,7 @@ struct CoordinatorCore {
     private func weightsForm(for member: Int, step: Int) -> WeightsForm {
         let holder = table[member]
         if settings.overlap && holder.partsStep == step && holder.partsSent == partCount { return .fromParts }
-        if holder.readsWeightsRegion { return .inRegion }
-        if settings.weightsAsChange, let sent = messageWeightsStep, holder.weightsStep == sent {
-            return .change(from: sent)
-        }
-        return .whole
+        return holder.readsWeightsRegion ? .inRegion : .whole
     }
 
     /// A part of the next step's weights is made: it goes to every active member, who then holds it.
@@ -212,14 +200,10 @@ enum Outgoing: Equatable {
 enum WeightsForm: Equatable {
     /// The Floats, in the message.
     case whole
-    /// Their change from the step's weights it holds (`cdelta_encode`).
-    case change(from: Int)
     /// It reads them from the coordinator's weights region.
     case inRegion
     /// It holds them already, from the parts the last step's update sent.
     case fromParts
-
-    var isChange: Bool { if case .change = self { true } else { false } }
 }
 
 struct AssignmentOrder: Equatable {

@@ -1,4 +1,3 @@
-import CDelta
 import CExactSum
 
 /// What a receiver accepts: sizes come from the job, so no length field can make it allocate or read more.
@@ -48,12 +47,11 @@ package enum Codec {
         return try frames(header(fields, job: job, worker: worker), description)
     }
 
-    /// The weights header; send it followed by a frame over the shared weights (`Message(sharing:)`), by an
-    /// empty frame when they are in the coordinator's weights region (`inRegion`) or came in parts (`fromParts`), or
-    /// by their change from step `changeFrom`'s weights (`cdelta_encode`).
+    /// The weights header; send it followed by a frame over the shared weights (`Message(sharing:)`), or by an
+    /// empty frame when they are in the coordinator's weights region (`inRegion`) or came in parts (`fromParts`).
     package static func weightsHeader(job: UInt64, step: UInt64, parameterCount: Int, inRegion: Bool = false,
-                                     changeFrom base: UInt64? = nil, fromParts: Bool = false) throws -> Message {
-        let form: WeightsFields.Form = fromParts ? .fromParts : inRegion ? .inRegion : base.map { .change(from: $0) } ?? .floats
+                                     fromParts: Bool = false) throws -> Message {
+        let form: WeightsFields.Form = fromParts ? .fromParts : inRegion ? .inRegion : .floats
         return try Message(copying: header(WeightsFields(parameterCount: parameterCount, form: form), job: job,
                                            step: step).encoded())
     }

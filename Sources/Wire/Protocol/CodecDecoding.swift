@@ -1,4 +1,3 @@
-import CDelta
 import CExactSum
 
 /// Each message type's frame, checked against its header's fields (already checked by its `HeaderFields`) and the
@@ -34,13 +33,6 @@ extension Codec {
                 throw .payloadSize(type: .weights, bytes: bytes, expected: "0 (the weights came in parts)")
             }
             return .weightsFromParts
-        case .change(let base):
-            // At least a control byte (a model has a parameter); the change itself is checked as it is applied.
-            guard f.parameterCount == UInt64(count), bytes >= 1, bytes <= cdelta_bound(count) else {
-                throw .payloadSize(type: .weights, bytes: bytes, expected: "1…\(cdelta_bound(count)) (a change of \(count) Float32)")
-            }
-            guard base < step else { throw .badField(.weights, "step \(step)'s weights as a change from step \(base)'s") }
-            return .weightsChange(base: base, frame)
         case .inRegion:
             guard f.parameterCount == UInt64(count), bytes == 0 else {
                 throw .payloadSize(type: .weights, bytes: bytes, expected: "0 (the weights are in the coordinator's "

@@ -12,7 +12,7 @@
 /// | 32 | fields `6 × u64` | type-specific values, see `MessageType` |
 package struct Header: Sendable, Equatable {
     package static let magic: UInt32 = 0x4E52_5453
-    package static let protocolVersion: UInt16 = 8
+    package static let protocolVersion: UInt16 = 9
     package static let byteCount = 80
 
     package var type: MessageType
@@ -74,9 +74,9 @@ package enum MessageType: UInt16, Sendable, CaseIterable {
     /// 0 when it has none). Frame: the job description (opaque bytes to this layer).
     case job = 2
     /// Coordinator → worker: the weights for `step`. Fields: parameter count; their form: 0 as Floats, 1 in the
-    /// coordinator's weights region, 2 as their change from step field 2's weights (which the worker holds), 3 the
-    /// `weightsPart`s of `step` sent before (every one). Frame: `count` little-endian Float32, empty when they are in
-    /// the region or in parts, or the change (`cdelta_encode`).
+    /// coordinator's weights region, 3 the `weightsPart`s of `step` sent before (every one); 2, once their change
+    /// from an earlier step's, is refused. Frame: `count` little-endian Float32, empty when they are in the region or
+    /// in parts.
     case weights = 3
     /// Coordinator → worker: micro-shards to compute for `step`. Fields: epoch, batch, attempt (unique within the
     /// step; the gradient echoes it, so a late answer to a range since given to another worker is recognised), the

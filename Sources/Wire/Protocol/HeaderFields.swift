@@ -58,13 +58,14 @@ struct JobFields: HeaderFields {
 }
 
 struct WeightsFields: HeaderFields {
-    /// How the weights come: the word's values 0 to 3.
+    /// How the weights come: the word's values 0, 1 and 3 (2, their change from an earlier step's, is no longer
+    /// sent: parts beat it where it paid, on slow links).
     enum Form: Equatable {
-        case floats, inRegion, change(from: UInt64), fromParts
+        case floats, inRegion, fromParts
     }
 
     static let type = MessageType.weights
-    static let names = ["parameter count", "form", "change's base step"]
+    static let names = ["parameter count", "form"]
     var parameterCount: UInt64, form: Form
 
     init(parameterCount: Int, form: Form) {
@@ -74,10 +75,9 @@ struct WeightsFields: HeaderFields {
 
     var words: [UInt64] {
         switch form {
-        case .floats: [parameterCount, 0, 0]
-        case .inRegion: [parameterCount, 1, 0]
-        case .change(let base): [parameterCount, 2, base]
-        case .fromParts: [parameterCount, 3, 0]
+        case .floats: [parameterCount, 0]
+        case .inRegion: [parameterCount, 1]
+        case .fromParts: [parameterCount, 3]
         }
     }
 
@@ -86,9 +86,8 @@ struct WeightsFields: HeaderFields {
         switch f[1] {
         case 0: form = .floats
         case 1: form = .inRegion
-        case 2: form = .change(from: f[2])
         case 3: form = .fromParts
-        default: throw .badField(.weights, "form \(f[1]) is not 0 (Floats), 1 (region), 2 (change) or 3 (parts)")
+        default: throw .badField(.weights, "form \(f[1]) is not 0 (Floats), 1 (region) or 3 (parts)")
         }
     }
 }

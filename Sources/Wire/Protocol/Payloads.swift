@@ -21,8 +21,6 @@ package enum Payload {
     case weights(FloatFrame)
     /// The step's weights are in the coordinator's weights region.
     case weightsInRegion
-    /// The step's weights as their change from step `base`'s (`cdelta_apply` them to those).
-    case weightsChange(base: UInt64, Message)
     /// The step's weights are the `weightsPart`s of the step sent before.
     case weightsFromParts
     /// One part of the step's weights, from parameter `first` on.
