@@ -67,8 +67,13 @@ package final class Coordinator {
     var core: CoordinatorCore
     /// The result regions of members that offered one, mapped.
     var resultRegions: [Int: SharedRegion] = [:]
-    /// The current step's weights as a message, made when a member first needs them so.
-    var stepWeights: (() throws -> Message)?
+    /// The current step's weights as a message (`stepWeightsMessage`), or the parameters to make it from.
+    var stepWeights = StepWeights.none
+    enum StepWeights {
+        case none
+        case from(Buffer<Float>)
+        case made(Message)
+    }
     let job: Job
     let training: Dataset
     let jobID: UInt64
@@ -239,8 +244,8 @@ package final class Coordinator {
         sum.meanThreads = ProcessInfo.processInfo.activeProcessorCount
         core.beginStep(step: step, epoch: order.epoch, batchIndex: order.batchIndex, microShards: order.microShards,
                        batchSamples: order.batch.count)
-        stepWeights = wholeWeights(of: parameters)
-        defer { stepWeights = nil }
+        stepWeights = .from(parameters)
+        defer { stepWeights = .none }
         // Nothing reads the region between steps: a step's workers have all answered, or been lost, before this.
         weightsRegion?.slot(0).copyMemory(from: UnsafeRawBufferPointer(start: parameters.pointer, count: 4 * parameters.count))
         try handOut()
@@ -270,16 +275,20 @@ package final class Coordinator {
         if settings.verbose { logStep(round) }
     }
 
-    /// The step's weights as a message, made the first time a member needs them so (one reading the region never
-    /// does).
-    private func wholeWeights(of parameters: Buffer<Float>) -> () throws -> Message {
-        var whole: Message?
-        return { [unowned self] in
-            if let whole { return whole }
-            let payload = self.idlePayload()
+    /// The step's weights as a message: made from the parameters the first time a member needs them so (one reading
+    /// the region never does), then kept for the step.
+    func stepWeightsMessage() throws -> Message {
+        switch stepWeights {
+        case .made(let message):
+            return message
+        case .from(let parameters):
+            let payload = idlePayload()
             payload.bytes.copyMemory(from: parameters.pointer, byteCount: payload.byteCount)
-            whole = try Message(sharing: payload)
-            return whole!
+            let message = try Message(sharing: payload)
+            stepWeights = .made(message)
+            return message
+        case .none:
+            preconditionFailure("the weights were asked for outside a step")
         }
     }
 

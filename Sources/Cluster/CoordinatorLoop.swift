@@ -196,7 +196,7 @@ extension Coordinator {
                     try Message(copying: [UInt8]())]
         case .whole:
             return [try Codec.weightsHeader(job: jobID, step: UInt64(step), parameterCount: count),
-                    try stepWeights!().share()]
+                    try stepWeightsMessage().share()]
         }
     }
 

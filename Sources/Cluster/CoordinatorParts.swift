@@ -73,8 +73,7 @@ extension Coordinator: GradientSource {
             whole.bytes.copyMemory(from: order.parameters.pointer, byteCount: whole.byteCount)
         }
         partsMade = nil
-        let weights = try Message(sharing: whole)
-        stepWeights = { weights }
+        stepWeights = .made(try Message(sharing: whole))
         partStep = PartStep(order: order, parts: parts, next: idlePayload(excluding: whole), begun: begun, sent: begun)
         try handOut()
         partStep!.sent = clock.now
@@ -163,7 +162,7 @@ extension Coordinator: GradientSource {
         guard let step = partStep else { return }
         step.parts.recycle(into: &partStores)
         core.partsComplete = { _ in false }
-        stepWeights = nil
+        stepWeights = .none
         partTimings = PartTimings()
         partStep = nil
     }

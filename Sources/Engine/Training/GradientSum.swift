@@ -303,8 +303,8 @@ package final class GradientSum {
         addCounts(samples: samples, correct: correct, loss: lossWords.limbs, overflowed: overflowed)
     }
 
-    /// Adds another process's counts, loss and divergence alone: its values were taken in part by part elsewhere
-    /// (`PartwiseGradientSource`).
+    /// Adds another process's counts, loss and divergence alone: its values were summed part by part elsewhere (a
+    /// step in parts, `StepEvent.update`).
     package func addStatistics(samples: Int, correct: Int, lossWords: LossWords, overflowed: Bool) {
         if reduction == .fast { floatLossSum += Double(bitPattern: UInt64(bitPattern: lossWords.high)) }
         addCounts(samples: samples, correct: correct, loss: lossWords.limbs, overflowed: overflowed)
