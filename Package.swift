@@ -59,7 +59,7 @@ let package = Package(
         // Measurements behind scripts/bench.sh.
         .executableTarget(
             name: "shardtrain-bench",
-            dependencies: ["Engine", "Jobs", "Platform", "Wire", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Engine", "Jobs", "Platform", "Wire", "CExactSum", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(
             name: "EngineTests",

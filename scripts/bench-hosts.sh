@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Across machines: a coordinator host and two worker hosts in network namespaces, each worker's link limited to a
-# rate (tc's token bucket, both ways); shardtrain over TCP, exact and fast, against PyTorch DDP (gloo, one rank per
-# worker host, torchrun) on mnist-mlp. `--rates 1gbit 10gbit none`, `--repeats N`, `--micro-shard N`, `--overlap`
-# (exact and fast also in parts, `--overlap on`, in the same interleaved runs), `--smoke`.
+# Across machines: a coordinator host and N worker hosts in network namespaces, every host's link (the coordinator's
+# too) limited to the same rate (tc's token bucket, both ways); shardtrain over TCP, exact and fast, against PyTorch
+# DDP (gloo, one rank per worker host, torchrun), with each run's busiest link counted. `--worker-hosts 2 4 8`,
+# `--model mnist-mlp|mnist-wide`, `--per-worker N` (samples per worker host: the global batch grows with N), `--rates 1gbit
+# 10gbit none`, `--repeats N`, `--micro-shard N`, `--overlap` (exact and fast also in parts), `--smoke`; `--help`.
 # Needs root and `ip netns`; skips with a message otherwise. PyTorch: pip install torch==2.13.0+cpu (without it the
 # DDP column says n/a).
 set -euo pipefail

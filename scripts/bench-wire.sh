@@ -2,7 +2,8 @@
 # Wire benchmark: weights out and gradients back (2,143,272 bytes each way: mnist-mlp's gradient) between
 # processes, over tcp and ipc, to 1 and 2 workers, through shardtrain's Wire (protocol messages, checked on
 # receipt) and through a minimal raw-libzmq C program doing the same, in the same run; and over tcp with CurveZMQ
-# against plaintext, the cost of a keyed coordinator. `--smoke`: a few iterations.
+# against plaintext, the cost of a keyed coordinator; and the packed form of exact results (bytes per parameter, ns to
+# pack and unpack) on real sums. `--smoke`: a few iterations.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
@@ -56,5 +57,11 @@ for (transport, workers), by in rows.items():
     rate = 2 * 2143272 * int(workers) / curve / 1000  # bytes encrypted and decrypted each way, per ms -> MB/s
     print(f"{label:<28} {workers:>7} {curve:>9.3f} {plain:>9.3f} {curve / plain:>6.2f} {rate:>7.0f}")
 PY
+echo
+echo "Packed exact results: a worker's sum of 4 micro-shards, at steps of an SGD run (shardtrain-bench packing)"
+for model in "mnist-mlp --micro-shard 128" "mnist-wide --micro-shard 16"; do
+  # shellcheck disable=SC2086  # the model and its flags, split on purpose
+  "$bench" packing --model $model ${1:+--at 1 --at 4}
+done
 echo
 python3 "$root/scripts/bench/keyed_training.py" ${1:+"$1"}

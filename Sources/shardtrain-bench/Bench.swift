@@ -8,7 +8,8 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shardtrain-bench",
         abstract: "Engine measurements for scripts/bench.sh (JSON on stdout).",
-        subcommands: [TrainThroughput.self, GEMMLimit.self, UpdateAlone.self, XORTiming.self, WireRoundTrip.self, WireWorker.self]
+        subcommands: [TrainThroughput.self, GEMMLimit.self, UpdateAlone.self, XORTiming.self, WireRoundTrip.self, WireWorker.self,
+                      PackingSize.self]
     )
 
     /// The kernel shardtrain itself would run, so the figures are the program's.
@@ -18,10 +19,12 @@ struct Bench: ParsableCommand {
     }
 }
 
-/// The benchmark's work units: mnist-mlp (784→512 ReLU→256 ReLU→10) and a wider net (1024→1024 ReLU→512 ReLU→100),
+/// The benchmark's work units: mnist-mlp (784→512 ReLU→256 ReLU→10), mnist-wide, and a wider net (1024→1024 ReLU→512 ReLU→100),
 /// both with cross-entropy on seeded synthetic data.
 enum BenchModel: String, ExpressibleByArgument, CaseIterable {
     case mnistMLP = "mnist-mlp"
+    /// mnist-mlp with two 1,024-unit hidden layers (1,863,690 parameters), as scripts/bench-hosts.sh's `mnist-wide`.
+    case mnistWide = "mnist-wide"
     case wide
 
     var spec: ModelSpec {
@@ -29,6 +32,10 @@ enum BenchModel: String, ExpressibleByArgument, CaseIterable {
         case .mnistMLP:
             ModelSpec(inputs: 784, layers: [LayerSpec(units: 512, activation: .relu),
                                             LayerSpec(units: 256, activation: .relu),
+                                            LayerSpec(units: 10, activation: .softmax)])
+        case .mnistWide:
+            ModelSpec(inputs: 784, layers: [LayerSpec(units: 1024, activation: .relu),
+                                            LayerSpec(units: 1024, activation: .relu),
                                             LayerSpec(units: 10, activation: .softmax)])
         case .wide:
             ModelSpec(inputs: 1024, layers: [LayerSpec(units: 1024, activation: .relu),

@@ -184,8 +184,9 @@ struct CodecTests {
                                                            limits: limits).payload
             else { Issue.record("not gradient"); return }
             #expect(g.packed && g.withValues { Array($0) } == raw)
-            // One byte short, one too many, a width beyond 8: refused, naming the size.
-            for bad in [Array(packed[..<(length - 1)]), Array(packed[..<length]) + [0], [0x19] + Array(packed[1..<length])] {
+            // One byte short, one too many, a shift and width past 116 bits (the first block's shift is bits 6-12):
+            // refused, naming the size.
+            for bad in [Array(packed[..<(length - 1)]), Array(packed[..<length]) + [0], [0xFF, 0xFF] + Array(packed[2..<length])] {
                 #expect {
                     _ = try Codec.decode([header, Message(copying: bad)], limits: limits)
                 } throws: { ($0 as? WireError)?.description.contains("are not a sum of \(count) parameters") ?? false }
@@ -205,7 +206,8 @@ struct CodecTests {
     @Test("malformed messages are refused, each with its reason", arguments: [
         ([header(size: 79), [UInt8](repeating: 0, count: 20)], "header frame of 79 bytes"),
         ([header(magic: 0xDEADBEEF), [UInt8](repeating: 0, count: 20)], "bad magic 0xdeadbeef"),
-        ([header(version: 8), [UInt8](repeating: 0, count: 20)], "protocol version 8 but this build speaks 9"),
+        ([header(version: Header.protocolVersion - 1), [UInt8](repeating: 0, count: 20)],
+         "protocol version \(Header.protocolVersion - 1) but this build speaks \(Header.protocolVersion)"),
         ([header(99), [UInt8](repeating: 0, count: 20)], "unknown message type 99"),
         ([header(frames: 2), [UInt8](repeating: 0, count: 20)], "declares 2 payload frames, carries 1"),
         ([header()], "declares 1 payload frames, carries 0"),

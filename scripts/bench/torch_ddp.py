@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyTorch DistributedDataParallel peer for scripts/bench-scaling.sh (launched with torchrun, gloo on 127.0.0.1,
-one thread per rank): mnist-mlp at a global batch split over the ranks. Rank 0 prints JSON samples_per_second."""
+one thread per rank): mnist-mlp (or --hidden widths) at a global batch split over the ranks. Rank 0 prints JSON samples_per_second."""
 import argparse
 import json
 import os
@@ -16,13 +16,16 @@ def main():
     p.add_argument("--batch", type=int, default=256, help="global batch")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--hidden", type=int, nargs="+", default=[512, 256], help="hidden layers' widths (ReLU)")
     a = p.parse_args()
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(1234)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 256),
-                                torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    widths, layers = [784] + a.hidden, []
+    for inputs, outputs in zip(widths, widths[1:]):
+        layers += [torch.nn.Linear(inputs, outputs), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(widths[-1], 10))
     ddp = torch.nn.parallel.DistributedDataParallel(model)
     opt = (torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9) if a.optimizer == "sgd"
            else torch.optim.Adam(ddp.parameters(), lr=0.001))
