@@ -36,6 +36,9 @@ struct TrainingFlags: ParsableArguments {
     var initWeights: String?
     @Option(help: "Save the trained weights here (safetensors).") var save: String?
     @Option(help: "Write one JSON object per epoch to this file (appended to with --resume).") var metrics: String?
+    @Option(help: ArgumentHelp("Write TensorBoard event files into this folder (created if missing; a new file per run "
+        + "or resume): per epoch the --metrics figures, and each worker's samples and seconds.", valueName: "folder"))
+    var tensorboard: String?
     @Option(help: ArgumentHelp("Threads computing micro-shards, each with single-threaded products: in this process "
         + "(default: all cores), or in each local worker of `train --workers N` (default: 1)."))
     var threads: Int?
@@ -101,6 +104,7 @@ struct TrainingFlags: ParsableArguments {
         }
         try prepared(run, checkpointer)
         let metricsFile = try metrics.map { try MetricsFile($0, append: resume) }
+        let events = try tensorboard.map { try TensorBoardFile(folder: $0) }
         let every = checkpointEvery ?? max(trainer.plan.batchesPerEpoch, 1)
         let progress = ProgressLine.start(enabled: !noProgress)
         defer { progress?.finish() }
@@ -112,13 +116,15 @@ struct TrainingFlags: ParsableArguments {
                     print(Reporting.epochLine(report))
                 }
                 // Distributed: each worker's samples and busy seconds over the epoch.
-                let shares = (trainer.source as? Coordinator)?.takeShares().map {
-                    "\"\($0.worker)\":{\"samples\":\($0.samples),\"seconds\":\(String(format: "%.4f", $0.seconds))}"
-                }
-                metricsFile?.append(Reporting.metricsLine(report, extra: shares.map {
-                    ["\"workers\":{\($0.joined(separator: ","))}"] } ?? []))
+                let shares = (trainer.source as? Coordinator)?.takeShares()
+                let time = Date()
+                metricsFile?.append(Reporting.metricsLine(report, time: time, extra: shares.map { shares in
+                    ["\"workers\":{\(shares.map { "\"\($0.worker)\":{\"samples\":\($0.samples),\"seconds\":\(String(format: "%.4f", $0.seconds))}" }.joined(separator: ","))}"]
+                } ?? []))
+                events?.append(report, time: time, shares: shares ?? [])
             }, afterStep: { trainer in
                 try metricsFile?.check()
+                try events?.check()
                 progress?.update(trainer)
                 if metricsSteps, let metricsFile, let last = trainer.lastStep {
                     // Recorded after the step: its epoch is that of the step before the counter moved on.
@@ -140,6 +146,7 @@ struct TrainingFlags: ParsableArguments {
                               steps: trainer.step)
         }
         try metricsFile?.check()
+        try events?.check()
         print(run.closingLines().joined(separator: "\n"))
         // The weights first: they are the run's result, written through the file opened at the start.
         try saveFile?.commit(Safetensors.encode(trainer.parameters.array, layout: run.job.model.layout,
@@ -150,46 +157,6 @@ struct TrainingFlags: ParsableArguments {
                 + "the weights are saved in \(save ?? "")")
         }
     }
-}
-
-/// Writes one line per epoch to the metrics file: created anew for a run, appended to when resuming one. A write
-/// that fails (a full disk, `/dev/full`) is an error, raised at the next step rather than lost.
-final class MetricsFile {
-    private let path: String
-    private let descriptor: Int32
-    private var failure: String?
-
-    init(_ path: String, append: Bool) throws {
-        self.path = path
-        try ReservedFile.refuseForeignLink(path, what: "--metrics")
-        descriptor = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0o644)
-        guard descriptor >= 0 else {
-            throw InputError("--metrics \(path): cannot create the file (\(String(cString: strerror(errno)))); check "
-                + "that the folder exists and is writable")
-        }
-    }
-
-    func append(_ line: String) {
-        guard failure == nil else { return }
-        let bytes = Array((line + "\n").utf8)
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress! + written, $0.count - written) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                failure = String(cString: strerror(errno))
-                return
-            }
-            written += n
-        }
-    }
-
-    /// Throws if a line could not be written.
-    func check() throws {
-        if let failure { throw InputError("--metrics \(path): cannot write to it (\(failure)); the metrics are lost") }
-    }
-
-    deinit { close(descriptor) }
 }
 
 /// Runs a command body, turning known failures into one line on standard error and an exit status:

@@ -269,3 +269,17 @@ extension IDXAndNPYTests {
         #expect(try CSV.parse("a,b,label\n1,2,1\n", target: "label", name: "fine.csv").featureWidth == 2)
     }
 }
+
+/// TensorBoard's framing, against the format's published check values.
+@Suite struct TensorBoardFormatTests {
+    @Test("CRC-32C of \"123456789\" is 0xE3069283 (RFC 3720's check value), and a record carries its masked CRCs")
+    func crc() {
+        #expect(TensorBoard.crc32c(Array("123456789".utf8)) == 0xE306_9283)
+        #expect(TensorBoard.crc32c(Array(repeating: 0, count: 32)) == 0x8A91_36AA, "RFC 3720 B.4: 32 bytes of zeros")
+        let record = TensorBoard.record([1, 2, 3])
+        #expect(record.count == 8 + 4 + 3 + 4)
+        #expect(Array(record[0..<8]) == [3, 0, 0, 0, 0, 0, 0, 0])
+        let dataCRC = record[15...].enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * $1.offset) }
+        #expect(dataCRC == TensorBoard.masked(TensorBoard.crc32c([1, 2, 3])))
+    }
+}
