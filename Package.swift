@@ -13,6 +13,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // The Prometheus text format for `--prometheus` (and only that: no web framework).
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // OpenBLAS through pkg-config; Debian: libopenblas-dev.
@@ -36,17 +38,20 @@ let package = Package(
         .target(name: "Wire", dependencies: ["CZeroMQ", "CPlatform", "CExactSum"]),
         // oneDNN's matmul primitives, the default GEMM; Debian: libdnnl-dev (no pkg-config file, so linked by name).
         .target(name: "CMatmul", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
-        // What every layer shares with the system: bad input, signals, child processes, files written safely, SHA-256.
+        // What every layer shares with the system: bad input, signals, child processes, files written safely, SHA-256,
+        // the one-page HTTP server behind `--prometheus`.
         .target(name: "Platform"),
         // The computation: tensors, layers, losses, optimizers, schedules, exact sums, the trainer.
         .target(
             name: "Engine",
             dependencies: ["Platform", "CBLAS", "CMatmul", "CUpdate", "CPlatform", "CExactSum"]
         ),
-        // Jobs and their files: the job file, data files, weights and checkpoints, a run prepared from them.
+        // Jobs and their files: the job file, data files, weights and checkpoints, a run prepared from them, and what a
+        // run reports (the metrics file, TensorBoard's events, Prometheus' figures).
         .target(
             name: "Jobs",
-            dependencies: ["Engine", "Platform", .product(name: "Yams", package: "Yams")]
+            dependencies: ["Engine", "Platform", .product(name: "Yams", package: "Yams"),
+                           .product(name: "Prometheus", package: "swift-prometheus")]
         ),
         .target(name: "Cluster", dependencies: ["Engine", "Jobs", "Platform", "Wire"]),
         .executableTarget(

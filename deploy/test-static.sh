@@ -28,6 +28,9 @@ echo "deploy checks: kubernetes-validate --strict passed deploy/kubernetes/index
 "$venv/bin/python" "$root/deploy/kubernetes/check_pytorchjob.py" "$root/deploy/kubernetes/pytorchjob.yaml" "$work"
 "$venv/bin/kubernetes-validate" --strict --quiet "$work"/*.yaml
 echo "deploy checks: the PyTorchJob's structure and its pod templates (kubernetes-validate --strict) passed"
+"$venv/bin/python" "$root/deploy/kubernetes/check_podmonitor.py" "$root/deploy/kubernetes/podmonitor.yaml" \
+  "$root/deploy/kubernetes/indexed-job.yaml" "$root/deploy/kubernetes/pytorchjob.yaml"
+echo "deploy checks: the PodMonitors scrape the port the coordinators serve with --prometheus"
 for job in "$work"/jobs/*.yaml; do
   "$shardtrain" train --config "$job" --epochs 1 >/dev/null
 done

@@ -14,10 +14,10 @@ if ! command -v rsvg-convert >/dev/null 2>&1; then
   echo "test setup: installing librsvg2-bin" >&2
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq librsvg2-bin >/dev/null
 fi
-# The --tensorboard test reads the event files back with TensorBoard's own reader.
-if ! python3 -c "import tensorboard" >/dev/null 2>&1; then
-  echo "test setup: installing tensorboard (pip)" >&2
-  python3 -m pip install -q tensorboard
+# The --tensorboard and --prometheus tests read what a run writes with TensorBoard's and Prometheus' own readers.
+if ! python3 -c "import tensorboard, prometheus_client" >/dev/null 2>&1; then
+  echo "test setup: installing tensorboard and prometheus_client (pip)" >&2
+  python3 -m pip install -q tensorboard prometheus_client
 fi
 # shellcheck source=scripts/test-support.sh
 source "$root/scripts/test-support.sh"

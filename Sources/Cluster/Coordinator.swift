@@ -47,6 +47,9 @@ package final class Coordinator {
     /// the counts: what `--metrics` records per epoch.
     package func takeShares() -> [(worker: String, samples: Int, seconds: Double)] { core.takeShares() }
 
+    /// Members by state, losses and rejoins so far: what `--prometheus` reports.
+    package func census() -> (states: [String: Int], losses: Int, rejoins: Int) { core.census() }
+
     /// Where the last step's time went, in seconds.
     package struct StepTimings: Sendable {
         package var send = 0.0, wait = 0.0, reduce = 0.0

@@ -39,6 +39,10 @@ struct TrainingFlags: ParsableArguments {
     @Option(help: ArgumentHelp("Write TensorBoard event files into this folder (created if missing; a new file per run "
         + "or resume): per epoch the --metrics figures, and each worker's samples and seconds.", valueName: "folder"))
     var tensorboard: String?
+    @Option(help: ArgumentHelp("Serve the run's figures for Prometheus at http://ADDRESS/metrics (:9400 on every "
+        + "address, 127.0.0.1:9400 on this machine only): step, epoch, loss, rate, workers by state, each worker's time.",
+        valueName: "address"))
+    var prometheus: String?
     @Option(help: ArgumentHelp("Threads computing micro-shards, each with single-threaded products: in this process "
         + "(default: all cores), or in each local worker of `train --workers N` (default: 1)."))
     var threads: Int?
@@ -105,6 +109,17 @@ struct TrainingFlags: ParsableArguments {
         try prepared(run, checkpointer)
         let metricsFile = try metrics.map { try MetricsFile($0, append: resume) }
         let events = try tensorboard.map { try TensorBoardFile(folder: $0) }
+        let figures = RunMetrics(totalSteps: trainer.totalSteps)
+        let server = try prometheus.map { try MetricsServer(address: $0) { figures.exposition() } }
+        defer { server?.stop() }
+        if let server {
+            logToStandardError("serving Prometheus metrics on port \(server.port): http://\(server.address)/metrics")
+        }
+        let coordinator = trainer.source as? Coordinator
+        func census() {
+            guard server != nil, let c = coordinator?.census() else { return }
+            figures.census(.init(states: c.states, losses: c.losses, rejoins: c.rejoins))
+        }
         let every = checkpointEvery ?? max(trainer.plan.batchesPerEpoch, 1)
         let progress = ProgressLine.start(enabled: !noProgress)
         defer { progress?.finish() }
@@ -116,15 +131,18 @@ struct TrainingFlags: ParsableArguments {
                     print(Reporting.epochLine(report))
                 }
                 // Distributed: each worker's samples and busy seconds over the epoch.
-                let shares = (trainer.source as? Coordinator)?.takeShares()
+                let shares = coordinator?.takeShares()
                 let time = Date()
                 metricsFile?.append(Reporting.metricsLine(report, time: time, extra: shares.map { shares in
                     ["\"workers\":{\(shares.map { "\"\($0.worker)\":{\"samples\":\($0.samples),\"seconds\":\(String(format: "%.4f", $0.seconds))}" }.joined(separator: ","))}"]
                 } ?? []))
                 events?.append(report, time: time, shares: shares ?? [])
+                figures.epochEnded(report, steps: max(trainer.plan.batchesPerEpoch, 1), shares: shares ?? [])
             }, afterStep: { trainer in
                 try metricsFile?.check()
                 try events?.check()
+                figures.stepped(step: trainer.step, epoch: trainer.epoch)
+                census()
                 progress?.update(trainer)
                 if metricsSteps, let metricsFile, let last = trainer.lastStep {
                     // Recorded after the step: its epoch is that of the step before the counter moved on.

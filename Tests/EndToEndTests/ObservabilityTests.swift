@@ -2,7 +2,8 @@ import Foundation
 import Testing
 
 /// What a run shows to the tools people watch runs with: TensorBoard's event files, read back by TensorBoard's own
-/// reader (pip's `tensorboard`), against the run's metrics file.
+/// reader (pip's `tensorboard`), against the run's metrics file; Prometheus' figures, scraped during a run and read by
+/// Prometheus' own parser (pip's `prometheus_client`).
 @Suite struct ObservabilityTests {
     /// The JSON objects, one per line, that `command` prints.
     static func jsonLines(_ command: [String]) throws -> [[String: Any]] {
@@ -68,5 +69,75 @@ import Testing
         #expect(result.status == 2, "\(result.stderr)")
         #expect(result.stderr.contains("--tensorboard \(blocker)/runs: cannot create the folder"), "\(result.stderr)")
         #expect(!result.stdout.contains("Epoch"))
+    }
+
+    @Test("--prometheus: scraped during a run with workers, Prometheus' parser reads the position, the figures and each worker's share; a silent connection and other requests are answered and serving goes on; SIGTERM stops it all")
+    func prometheus() throws {
+        let port = Command.reservedPort(), log = Command.temporaryPath("prometheus.log")
+        let started = Date().timeIntervalSince1970
+        let run = try Command.start(["train", "--config", "examples/spirals.yaml", "--epochs", "100000", "--workers", "2",
+                                     "--prometheus", "127.0.0.1:\(port)"], stderr: log)
+        defer { kill(run.processIdentifier, SIGKILL) }
+        _ = try Command.waitForLine(in: log, containing: "serving Prometheus metrics on port \(port)", timeout: 60)
+        let script = Command.repository.appendingPathComponent("scripts/prometheus_scrape.py").path
+        let url = "http://127.0.0.1:\(port)/metrics"
+        // Scraped until a worker's share is in (after the first epoch), however loaded the machine is.
+        var scrape: [String: Any] = [:]
+        let deadline = Date().addingTimeInterval(120)
+        repeat {
+            scrape = try #require(Self.jsonLines(["python3", script, url, "--probe"]).first)
+        } while (scrape["families"] as? [String: Any])?["shardtrain_worker_samples"] == nil && Date() < deadline
+        #expect(scrape["status"] as? Int == 200)
+        #expect((scrape["content_type"] as? String)?.hasPrefix("text/plain; version=0.0.4") == true)
+        #expect(scrape["other_path"] as? String == "HTTP/1.1 404 Not Found")
+        #expect(scrape["not_http"] as? String == "HTTP/1.1 400 Bad Request")
+        let families = try #require(scrape["families"] as? [String: [String: Any]])
+        func samples(_ name: String) -> [(labels: [String: String], value: Double)] {
+            ((families[name]?["samples"] as? [[Any]]) ?? []).map { ($0[1] as? [String: String] ?? [:], $0[2] as? Double ?? .nan) }
+        }
+        func value(_ name: String) -> Double? { samples(name).first?.value }
+        for gauge in ["shardtrain_step", "shardtrain_epoch", "shardtrain_total_steps", "shardtrain_loss",
+                      "shardtrain_accuracy", "shardtrain_learning_rate", "shardtrain_samples_per_second",
+                      "shardtrain_last_step_timestamp_seconds", "shardtrain_members", "shardtrain_worker_samples",
+                      "shardtrain_worker_step_seconds"] {
+            #expect(families[gauge]?["type"] as? String == "gauge", "\(gauge): \(String(describing: families[gauge]))")
+        }
+        #expect(families["shardtrain_worker_losses"]?["type"] as? String == "counter")
+        #expect(value("shardtrain_worker_losses") == 0 && value("shardtrain_worker_rejoins") == 0)
+        let step = try #require(value("shardtrain_step")), total = try #require(value("shardtrain_total_steps"))
+        // spirals: 19 batches an epoch.
+        #expect(step >= 19 && step < total && total == 1_900_000, "step \(step) of \(total)")
+        let stamp = try #require(value("shardtrain_last_step_timestamp_seconds"))
+        #expect(stamp >= started && stamp <= Date().timeIntervalSince1970)
+        let members = Dictionary(uniqueKeysWithValues: samples("shardtrain_members").map { ($0.labels["state"] ?? "?", $0.value) })
+        #expect(members.count == 4 && (members["ready"] ?? 0) + (members["assigned"] ?? 0) == 2 && members["lost"] == 0,
+                "\(members)")
+        let shares = samples("shardtrain_worker_samples")
+        #expect(Set(shares.map { $0.labels["worker"] ?? "" }) == ["w1", "w2"] && shares.map(\.value).reduce(0, +) == 1200,
+                "\(shares): spirals' 1,200 training samples an epoch")
+        // SIGTERM: the run stops as it documents, and with it the server and every worker.
+        kill(run.processIdentifier, SIGTERM)
+        #expect(Command.wait(run, timeout: 60) == 143)
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        for worker in Command.workerPIDs(inLog: text) { #expect(kill(worker, 0) != 0, "worker pid \(worker) still running") }
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        probe.arguments = ["python3", script, url]
+        probe.standardError = FileHandle.nullDevice
+        probe.standardOutput = FileHandle.nullDevice
+        try probe.run()
+        probe.waitUntilExit()
+        #expect(probe.terminationStatus != 0, "still serving after the run stopped")
+    }
+
+    @Test("--prometheus on an address that cannot be served is refused before training, in one line naming it")
+    func refusedAddress() throws {
+        for (address, why) in [("9400", "give HOST:PORT or :PORT"), ("127.0.0.1:99999", "is not a number from 0 to 65535"),
+                               ("192.0.2.1:9400", "cannot listen there")] {
+            let result = try Command.run(["train", "--config", "examples/xor.yaml", "--prometheus", address])
+            #expect(result.status == 2 && result.stderr.contains("--prometheus \(address): ") && result.stderr.contains(why),
+                    "\(address): \(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1 && !result.stdout.contains("Epoch"), "\(result.stderr)")
+        }
     }
 }

@@ -113,6 +113,7 @@ extension CoordinatorCore {
     mutating func lose(_ index: Int, _ reason: LossReason) {
         guard table[index].state != .lost else { return }
         let newcomer = table[index].state == .joining
+        lossCount += 1
         table[index].lostAt = now
         table[index].state = .lost
         table[index].hasResultRegion = false

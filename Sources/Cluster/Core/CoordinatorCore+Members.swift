@@ -59,6 +59,7 @@ extension CoordinatorCore {
                 return
             }
             if table[old].state != .lost { lose(old, .restarted) }
+            rejoinCount += 1
         }
         if tooSlowStreak[identity, default: 0] >= 2 {
             let why = "this worker was lost twice in a row for returning no result within --worker-timeout "

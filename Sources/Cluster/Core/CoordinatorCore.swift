@@ -47,6 +47,9 @@ struct CoordinatorCore {
     var newcomerLines = LineBudget(what: "join and loss lines of workers that never became ready")
     /// Heartbeat rounds sent so far (a member still preparing its data gets one round in three).
     var heartbeatRounds = 0
+    /// Members lost, and hellos from a worker this coordinator had before (rejoined or restarted), so far: what
+    /// `--prometheus` counts.
+    var lossCount = 0, rejoinCount = 0
     private var actions: [CoordinatorAction] = []
 
     init(settings: Coordinator.Settings, admission: Admission, partCount: Int, hasWeightsRegion: Bool,
@@ -150,6 +153,13 @@ struct CoordinatorCore {
 
     /// Each worker's share since the last call (samples computed, seconds from assignment to result), and resets
     /// the counts.
+    /// Members by state (joining, ready, assigned, lost), losses and rejoins so far.
+    func census() -> (states: [String: Int], losses: Int, rejoins: Int) {
+        var states: [String: Int] = [:]
+        for member in table.members { states["\(member.state)", default: 0] += 1 }
+        return (states, lossCount, rejoinCount)
+    }
+
     mutating func takeShares() -> [(worker: String, samples: Int, seconds: Double)] {
         var shares: [(String, Int, Double)] = []
         for index in table.members.indices where table[index].sharedSamples > 0 {
