@@ -160,7 +160,7 @@ extension Coordinator {
                                  exact: job.options.reduction == .exact, heartbeat: settings.heartbeat,
                                  weightsRegion: weightsRegion?.offer)
         case .data:
-            let values = training.features + training.targets
+            let values = training.features.array + training.targets
             return [try Codec.dataHeader(job: jobID, samples: training.count, featureWidth: training.featureWidth,
                                          targetWidth: training.targetWidth),
                     try values.withUnsafeBytes { try Message(copying: $0) }]

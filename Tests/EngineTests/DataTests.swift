@@ -39,7 +39,7 @@ struct DataTests {
     @Test("CSV: the named column is the target, the rest are features; quotes and CRLF are accepted")
     func readsCSV() throws {
         let data = try CSV.parse("a,label,\"b\"\r\n1,0,2.5\r\n\"3\",1,-4\r\n\r\n", target: "label", name: "t.csv")
-        #expect(data.features == [1, 2.5, 3, -4] && data.targets == [0, 1] && data.featureWidth == 2)
+        #expect(data.features.array == [1, 2.5, 3, -4] && data.targets == [0, 1] && data.featureWidth == 2)
     }
 
     @Test("CSV errors name the line and column", arguments: [
@@ -174,7 +174,7 @@ struct IDXAndNPYTests {
         try Self.idx([3], [7, 0, 9]).write(to: URL(fileURLWithPath: "\(folder)/labels-idx1-ubyte"))
         let data = try IDX.read(images: "\(folder)/images-idx3-ubyte", labels: "\(folder)/labels-idx1-ubyte")
         #expect(data.count == 3 && data.featureWidth == 4 && data.targets == [7, 0, 9])
-        #expect(data.features == pixels.map { Float($0) / 255 })
+        #expect(data.features.array == pixels.map { Float($0) / 255 })
         // gzip, as MNIST is distributed.
         let gzip = Process()
         gzip.executableURL = URL(fileURLWithPath: "/bin/gzip")
@@ -281,5 +281,77 @@ extension IDXAndNPYTests {
         #expect(Array(record[0..<8]) == [3, 0, 0, 0, 0, 0, 0, 0])
         let dataCRC = record[15...].enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * $1.offset) }
         #expect(dataCRC == TensorBoard.masked(TensorBoard.crc32c([1, 2, 3])))
+    }
+}
+
+/// Data read in place: float32 `.npy` files mapped rather than read, several files as one set, views for splits.
+@Suite struct MappedDataTests {
+    static func folder() throws -> String {
+        let path = NSTemporaryDirectory() + "mapped-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// Rows of `width` values from a seeded generator, some negative, tiny or large.
+    static func values(rows: Int, width: Int, seed: UInt64) -> [Float] {
+        var random = Xoshiro(seed: seed)
+        return (0..<rows * width).map { _ in Float(random.nextGaussian()) * Float([1, 1e-6, 300][Int(random.next() % 3)]) }
+    }
+
+    @Test("a float32 file is mapped (no rows in this process's memory) and reads as the parser reads it; float64 is read and converted")
+    func mappedEqualsRead() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let values = Self.values(rows: 37, width: 5, seed: 1)
+        try NPY.write(values, rows: 37, columns: 5, to: folder + "/x.npy")
+        let mapped = try NPY.rows(folder + "/x.npy"), read = try NPY.read(folder + "/x.npy")
+        #expect(mapped.ownedBytes == 0 && mapped.count == 37 && mapped.width == 5)
+        #expect(mapped.array == read.values && read.values == values)
+        // A view picks rows without copying them; it equals the copy.
+        let picked = [36, 0, 5, 5, 12]
+        #expect(mapped.selecting(picked) == FloatRows(picked.flatMap { Array(values[$0 * 5 ..< $0 * 5 + 5]) }, width: 5))
+        // A non-finite value in a mapped file is refused naming where, as the parser does.
+        var bad = values
+        bad[3 * 5 + 2] = .nan
+        try NPY.write(bad, rows: 37, columns: 5, to: folder + "/bad.npy")
+        #expect { _ = try NPY.rows(folder + "/bad.npy") } throws: {
+            ($0 as? InputError)?.message.contains("at row 3, column 2 is not finite") ?? false
+        }
+    }
+
+    @Test("files matched by a pattern train as one set in sorted order: the same samples, split and fingerprint as one file")
+    func shardedFiles() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let rows = [7, 1, 12, 5], width = 3
+        let all = Self.values(rows: rows.reduce(0, +), width: width, seed: 2)
+        let labels = (0..<rows.reduce(0, +)).map { Float($0 % 4) }
+        try NPY.write(all, rows: labels.count, columns: width, to: folder + "/whole-x.npy")
+        try NPY.write(labels, rows: labels.count, columns: nil, integers: true, to: folder + "/whole-y.npy")
+        var start = 0
+        // Named so that sorted order is not the order they are written in.
+        for (index, count) in rows.enumerated().reversed() {
+            let first = rows[..<index].reduce(0, +)
+            try NPY.write(Array(all[first * width ..< (first + count) * width]), rows: count, columns: width,
+                          to: folder + "/part-\(index)-x.npy")
+            try NPY.write(Array(labels[first ..< first + count]), rows: count, columns: nil, integers: true,
+                          to: folder + "/part-\(index)-y.npy")
+            start += count
+        }
+        let whole = try NPY.dataset(features: folder + "/whole-x.npy", targets: folder + "/whole-y.npy")
+        let parts = try NPY.dataset(features: folder + "/part-*-x.npy", targets: folder + "/part-?-y.npy")
+        #expect(parts.features == whole.features && parts.targets == whole.targets && parts.count == 25)
+        #expect(parts.features.ownedBytes == 0)
+        #expect(parts.fingerprint == whole.fingerprint)
+        let (a, b) = parts.split(validationFraction: 0.3, seed: 9), (c, d) = whole.split(validationFraction: 0.3, seed: 9)
+        #expect(a.fingerprint == c.fingerprint && b.fingerprint == d.fingerprint && a.count + b.count == 25)
+        // One file of another width among them, or nothing matching: refused, naming the file or the pattern.
+        try NPY.write([1, 2], rows: 1, columns: 2, to: folder + "/part-9-x.npy")
+        #expect { _ = try NPY.dataset(features: folder + "/part-*-x.npy", targets: folder + "/part-?-y.npy") } throws: {
+            ($0 as? InputError)?.message.contains("part-9-x.npy: 2 features per sample") ?? false
+        }
+        #expect { _ = try NPY.dataset(features: folder + "/none-*.npy", targets: folder + "/part-?-y.npy") } throws: {
+            ($0 as? InputError)?.message.contains("none-*.npy: no file matches these features") ?? false
+        }
     }
 }

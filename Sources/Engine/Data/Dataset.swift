@@ -1,5 +1,6 @@
 import Platform
-/// Samples in memory: features `[count, featureWidth]` and targets `[count, targetWidth]`, row-major Floats.
+/// Samples: features `[count, featureWidth]` (in memory or in mapped files, see `FloatRows`) and targets
+/// `[count, targetWidth]` in memory, row-major Floats.
 ///
 /// Class-index targets are one column of whole numbers; regression and probability targets have one column per
 /// output.
@@ -7,7 +8,7 @@ package struct Dataset: Sendable, Equatable {
     package let name: String
     /// Where the targets came from, for messages about them (a separate targets file, or `name`).
     package var targetsName: String
-    package let features: [Float]
+    package let features: FloatRows
     package let targets: [Float]
     package let featureWidth: Int
     package let targetWidth: Int
@@ -16,12 +17,17 @@ package struct Dataset: Sendable, Equatable {
         guard featureWidth > 0, features.count % featureWidth == 0 else {
             throw InputError("\(name): \(features.count) feature values do not split into rows of \(featureWidth)")
         }
-        guard targetWidth > 0, targets.count % targetWidth == 0,
-              targets.count / targetWidth == features.count / featureWidth else {
-            throw InputError("\(name): \(features.count / featureWidth) feature rows but "
+        try self.init(name: name, rows: FloatRows(features, width: featureWidth), targets: targets,
+                      targetWidth: targetWidth)
+    }
+
+    package init(name: String, rows features: FloatRows, targets: [Float], targetWidth: Int) throws {
+        let featureWidth = features.width
+        guard targetWidth > 0, targets.count % targetWidth == 0, targets.count / targetWidth == features.count else {
+            throw InputError("\(name): \(features.count) feature rows but "
                 + "\(targets.count / max(targetWidth, 1)) target rows; both files must hold the same samples")
         }
-        guard !features.isEmpty else { throw InputError("\(name): the data set has no samples") }
+        guard features.count > 0 else { throw InputError("\(name): the data set has no samples") }
         self.name = name
         targetsName = name
         self.features = features
@@ -30,19 +36,17 @@ package struct Dataset: Sendable, Equatable {
         self.targetWidth = targetWidth
     }
 
-    package var count: Int { features.count / featureWidth }
+    package var count: Int { features.count }
 
-    /// The samples at `indices`, in that order.
+    /// The samples at `indices`, in that order: the features as a view of the same rows, the targets copied.
     package func subset(_ indices: some Collection<Int>, name: String) -> Dataset {
-        var f: [Float] = [], t: [Float] = []
-        f.reserveCapacity(indices.count * featureWidth)
+        var t: [Float] = []
         t.reserveCapacity(indices.count * targetWidth)
-        for i in indices {
-            f.append(contentsOf: features[i * featureWidth ..< (i + 1) * featureWidth])
-            t.append(contentsOf: targets[i * targetWidth ..< (i + 1) * targetWidth])
-        }
+        for i in indices { t.append(contentsOf: targets[i * targetWidth ..< (i + 1) * targetWidth]) }
         // Sizes match by construction.
-        return try! Dataset(name: name, features: f, featureWidth: featureWidth, targets: t, targetWidth: targetWidth)
+        var subset = try! Dataset(name: name, rows: features.selecting(Array(indices)), targets: t, targetWidth: targetWidth)
+        subset.targetsName = targetsName
+        return subset
     }
 
     /// Splits off a seeded random `fraction` of the samples as a held-out set: (training, validation).
@@ -62,7 +66,7 @@ extension Dataset {
         var hash = SHA256()
         let widths = [UInt64(featureWidth), UInt64(targetWidth)].map(\.littleEndian)
         widths.withUnsafeBytes { hash.update($0) }
-        features.withUnsafeBytes { hash.update($0) }
+        features.forEachRun { run in hash.update(UnsafeRawBufferPointer(run)) }
         targets.withUnsafeBytes { hash.update($0) }
         return hash.hexDigest()
     }

@@ -130,11 +130,9 @@ package final class SliceComputer {
     private func gather(_ indices: UnsafeBufferPointer<Int>, from data: Dataset) {
         let inputWidth = data.featureWidth, targetWidth = data.targetWidth
         let input = network.input.pointer, targets = network.targets.pointer
-        data.features.withUnsafeBufferPointer { features in
-            for (row, sample) in indices.enumerated() {
-                (input + row * inputWidth).update(from: features.baseAddress! + sample * inputWidth,
-                                                  count: inputWidth)
-            }
+        let features = data.features
+        for (row, sample) in indices.enumerated() {
+            (input + row * inputWidth).update(from: features.row(sample), count: inputWidth)
         }
         data.targets.withUnsafeBufferPointer { values in
             for (row, sample) in indices.enumerated() {

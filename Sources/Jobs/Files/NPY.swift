@@ -7,14 +7,65 @@ import Platform
 package enum NPY {
     /// The array as Floats with its shape `[rows, columns]` (a 1-D array is one column).
     package static func read(_ path: String) throws -> (values: [Float], rows: Int, columns: Int) {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw InputError("\(path): cannot read the file; check the path (relative paths start at the job file)")
+        // Mapped, not read into memory: the only copy made is the Floats.
+        let file = try MappedFile(path)
+        return try withExtendedLifetime(file) { try parse(file.bytes, name: path) }
+    }
+
+    /// The array's rows, its float32 data mapped from the file rather than read (so a data set bigger than memory
+    /// trains); any other dtype is read and converted as `read` does. Every value is checked finite either way.
+    package static func rows(_ path: String) throws -> FloatRows {
+        let file = try MappedFile(path)
+        let layout = try self.layout(file.bytes, name: path)
+        guard layout.descr == "'<f4'", layout.start % 4 == 0 else {
+            let read = try withExtendedLifetime(file) { try parse(file.bytes, name: path) }
+            return FloatRows(read.values, width: read.columns)
         }
-        return try parse(data, name: path)
+        let values = (file.bytes.baseAddress! + layout.start).assumingMemoryBound(to: Float.self)
+        file.expect(sequential: true)
+        defer { file.expect(sequential: false) }
+        for index in 0..<layout.rows * layout.columns where !values[index].isFinite {
+            throw InputError("\(path): value \(values[index]) at row \(index / layout.columns), column "
+                + "\(index % layout.columns) is not finite; clean the data first")
+        }
+        return FloatRows(chunks: [(UnsafePointer(values), layout.rows)], width: layout.columns, owners: [file],
+                         ownedBytes: 0)
     }
 
     static func parse(_ data: Data, name: String) throws -> (values: [Float], rows: Int, columns: Int) {
-        let bytes = [UInt8](data)
+        try data.withUnsafeBytes { try parse($0, name: name) }
+    }
+
+    static func parse(_ bytes: UnsafeRawBufferPointer, name: String) throws -> (values: [Float], rows: Int, columns: Int) {
+        let (descr, rows, columns, start) = try layout(bytes, name: name)
+        let itemSize = descr == "'<f8'" || descr == "'<i8'" ? 8 : descr == "'<f4'" || descr == "'<i4'" ? 4 : 1
+        let count = rows * columns
+        var values = [Float](repeating: 0, count: count)
+        do {
+            let base = bytes.baseAddress! + start
+            for i in 0..<count {
+                let p = base + i * itemSize
+                switch descr {
+                case "'<f4'": values[i] = Float(bitPattern: UInt32(littleEndian: p.loadUnaligned(as: UInt32.self)))
+                case "'<f8'": values[i] = Float(Double(bitPattern: UInt64(littleEndian: p.loadUnaligned(as: UInt64.self))))
+                case "'<i4'": values[i] = Float(Int32(littleEndian: p.loadUnaligned(as: Int32.self)))
+                case "'|u1'": values[i] = Float(p.load(as: UInt8.self))
+                case "'|b1'": values[i] = p.load(as: UInt8.self) == 0 ? 0 : 1
+                default: values[i] = Float(Int64(littleEndian: p.loadUnaligned(as: Int64.self)))
+                }
+            }
+        }
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            throw InputError("\(name): value \(values[bad]) at row \(bad / columns), column \(bad % columns) "
+                + "is not finite; clean the data first")
+        }
+        return (values, rows, columns)
+    }
+
+    /// The header of a `.npy` file's bytes, checked against their size: dtype, shape as rows and columns, and where
+    /// the data starts.
+    static func layout(_ bytes: UnsafeRawBufferPointer, name: String) throws
+        -> (descr: String, rows: Int, columns: Int, start: Int) {
         guard bytes.count >= 10, bytes[0] == 0x93, Array(bytes[1...5]) == Array("NUMPY".utf8) else {
             throw InputError("\(name): not a .npy file (no \\x93NUMPY magic); save arrays with numpy.save")
         }
@@ -67,27 +118,7 @@ package enum NPY {
             throw InputError("\(name): shape \(shapeText) of \(descr) needs \(count &* itemSize) data bytes but "
                 + "the file holds \(payload); the file is truncated or its header is wrong")
         }
-        let start = headerStart + headerLength
-        var values = [Float](repeating: 0, count: count)
-        bytes.withUnsafeBytes { raw in
-            let base = raw.baseAddress! + start
-            for i in 0..<count {
-                let p = base + i * itemSize
-                switch descr {
-                case "'<f4'": values[i] = Float(bitPattern: UInt32(littleEndian: p.loadUnaligned(as: UInt32.self)))
-                case "'<f8'": values[i] = Float(Double(bitPattern: UInt64(littleEndian: p.loadUnaligned(as: UInt64.self))))
-                case "'<i4'": values[i] = Float(Int32(littleEndian: p.loadUnaligned(as: Int32.self)))
-                case "'|u1'": values[i] = Float(p.load(as: UInt8.self))
-                case "'|b1'": values[i] = p.load(as: UInt8.self) == 0 ? 0 : 1
-                default: values[i] = Float(Int64(littleEndian: p.loadUnaligned(as: Int64.self)))
-                }
-            }
-        }
-        if let bad = values.firstIndex(where: { !$0.isFinite }) {
-            throw InputError("\(name): value \(values[bad]) at row \(bad / columns), column \(bad % columns) "
-                + "is not finite; clean the data first")
-        }
-        return (values, rows, columns)
+        return (descr, rows, columns, headerStart + headerLength)
     }
 
     /// Writes a `[rows, columns]` array (a 1-D one when `columns` is nil) as float32, or as int64 when `integers`.

@@ -14,15 +14,7 @@ extension Job {
         case .regression(let samples, let features, let noise):
             return Synthetic.regression(samples: samples, features: features, noise: noise, seed: seed)
         case .npy(let featuresPath, let targetsPath):
-            let x = try NPY.read(featuresPath), y = try NPY.read(targetsPath)
-            guard x.rows == y.rows else {
-                throw InputError("\(targetsPath): \(y.rows) target rows but \(featuresPath) has \(x.rows) samples; "
-                    + "both files must hold the same samples in the same order")
-            }
-            var data = try Dataset(name: featuresPath, features: x.values, featureWidth: x.columns,
-                                   targets: y.values, targetWidth: y.columns)
-            data.targetsName = targetsPath
-            return data
+            return try NPY.dataset(features: featuresPath, targets: targetsPath)
         case .csv(let path, let target):
             return try CSV.read(path, target: target)
         case .idx(let images, let labels):
@@ -36,7 +28,8 @@ extension Job {
         try ResourceCheck.check(self)  // before a built-in set is generated
         let data = try loadData()
         let job = try checked(against: data)
-        try ResourceCheck.check(job, samples: data.count, featureWidth: data.featureWidth, targetWidth: data.targetWidth)
+        try ResourceCheck.check(job, samples: data.count, featureWidth: data.featureWidth, targetWidth: data.targetWidth,
+                                featureBytes: data.features.ownedBytes)
         let (training, validation) = job.validationSplit > 0
             ? data.split(validationFraction: job.validationSplit, seed: job.options.seed) : (data, nil)
         if job.options.dropLast && training.count < job.options.batchSize {

@@ -14,7 +14,7 @@ package enum ResourceCheck {
     /// Refuses lengths, sizes and models whose counts overflow or that cannot fit in memory; `samples` and the
     /// widths are the data's when known (nil: from the job, as for a built-in set before it is generated).
     package static func check(_ job: Job, samples: Int? = nil, featureWidth: Int? = nil, targetWidth: Int? = nil,
-                             available: Double? = ResourceCheck.availableBytes()) throws {
+                             featureBytes: Int? = nil, available: Double? = ResourceCheck.availableBytes()) throws {
         let options = job.options
         switch options.length {
         case .epochs(let n) where n > maximumEpochs:
@@ -42,7 +42,7 @@ package enum ResourceCheck {
         guard let available else { return }
         let needed = estimate(job, parameters: parameters, widths: widths,
                               samples: Double(samples ?? job.data.declaredSamples ?? 0),
-                              targetWidth: Double(targetWidth ?? 1))
+                              targetWidth: Double(targetWidth ?? 1), featureBytes: featureBytes.map(Double.init))
         guard needed.total <= available else {
             throw InputError("the job needs about \(bytes(needed.total)) of memory (\(needed.parts)) but "
                 + "\(bytes(available)) is available here; lower batch_size, micro_shard, threads, the model's "
@@ -51,8 +51,9 @@ package enum ResourceCheck {
     }
 
     /// Bytes one process needs at most (the in-process trainer, or a worker with its two gradient sums).
-    static func estimate(_ job: Job, parameters: Double, widths: [Double], samples: Double, targetWidth: Double)
-        -> (total: Double, parts: String) {
+    /// `featureBytes`: what the loaded features hold in this process's memory (mapped files hold none), when known.
+    static func estimate(_ job: Job, parameters: Double, widths: [Double], samples: Double, targetWidth: Double,
+                         featureBytes: Double? = nil) -> (total: Double, parts: String) {
         let options = job.options
         let exact = options.reduction == .exact
         // Weights, two gradient sums (exact: 17-byte fixed-point limbs), optimizer state (up to three moments).
@@ -65,13 +66,14 @@ package enum ResourceCheck {
         let rows = widths[0] + targetWidth + 2 * widths.dropFirst().reduce(0, +) + 2 * (widths.max() ?? 0)
         let workspace = Double(options.threads) * (slice * (4 * rows + 8) + parameters * 4 * (exact ? 4 : 1))
         // The samples (features and targets) and the epoch's shuffled order.
-        let data = samples * ((widths[0] + targetWidth) * 4 + 8)
+        let data = (featureBytes ?? samples * widths[0] * 4) + samples * (targetWidth * 4 + 8)
         let parts = "model and optimizer \(bytes(model)), workspaces \(bytes(workspace)), data \(bytes(data))"
         return (model + workspace + data, parts)
     }
 
     /// The memory this process may still use: the smaller of the machine's available memory and what its cgroup
-    /// (a container's limit) leaves; nil when neither can be read.
+    /// (a container's limit, v2 or v1) leaves, not counting the file cache it holds (the kernel drops that first);
+    /// nil when neither can be read.
     package static func availableBytes() -> Double? {
         var best: Double?
         if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
@@ -80,9 +82,31 @@ package enum ResourceCheck {
             best = kilobytes * 1024
         }
         if let limit = readNumber("/sys/fs/cgroup/memory.max"), let used = readNumber("/sys/fs/cgroup/memory.current") {
-            best = min(best ?? .infinity, max(0, limit - used))
+            let cache = statistic("/sys/fs/cgroup/memory.stat", "file") ?? 0
+            best = min(best ?? .infinity, max(0, limit - (used - cache)))
+        }
+        // v1: the memory controller's folder for this process, from /proc/self/cgroup ("N:memory:/path").
+        if let text = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8),
+           let line = text.split(separator: "\n").first(where: { $0.split(separator: ":").dropFirst().first == "memory" }),
+           let path = line.split(separator: ":", maxSplits: 2).last {
+            let folder = "/sys/fs/cgroup/memory" + (path == "/" ? "" : String(path))
+            // No limit reads as a number near 2^63.
+            if let limit = readNumber(folder + "/memory.limit_in_bytes"), limit < 1e18,
+               let used = readNumber(folder + "/memory.usage_in_bytes") {
+                let cache = statistic(folder + "/memory.stat", "total_cache") ?? 0
+                best = min(best ?? .infinity, max(0, limit - (used - cache)))
+            }
         }
         return best
+    }
+
+    /// A `key value` line's value in a cgroup's memory.stat.
+    private static func statistic(_ path: String, _ key: String) -> Double? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        return text.split(separator: "\n").lazy.compactMap { line -> Double? in
+            let fields = line.split(separator: " ")
+            return fields.count == 2 && fields[0] == key ? Double(fields[1]) : nil
+        }.first
     }
 
     private static func readNumber(_ path: String) -> Double? {

@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+
+/// Data bigger than the memory a process may use: float32 `.npy` files, in shards, mapped rather than read, train
+/// under a cgroup memory limit smaller than the data to the bits of an in-memory run of the same rows.
+@Suite struct LargeDataTests {
+    /// The memory controller's folder for a new cgroup (v1 or v2), or nil where this process cannot make one.
+    static func cgroupRoot() -> (folder: String, limitFile: String, peakFile: String?)? {
+        guard geteuid() == 0 else { return nil }
+        if FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory/cgroup.procs") {
+            return ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.max_usage_in_bytes")
+        }
+        if let controllers = try? String(contentsOfFile: "/sys/fs/cgroup/cgroup.controllers", encoding: .utf8),
+           controllers.contains("memory") {
+            return ("/sys/fs/cgroup", "memory.max", "memory.peak")
+        }
+        return nil
+    }
+
+    @Test("256 MB of float32 features in 4 files train under a 128 MB cgroup limit to the SHA-256 of an in-memory run")
+    func biggerThanMemory() throws {
+        guard let root = Self.cgroupRoot() else {
+            print("LargeDataTests: skipped: needs root and a cgroup memory controller")
+            return
+        }
+        let folder = Command.temporaryPath("large-data")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // 64,000 samples of 1,000 features in 4 float32 files, and the same rows as one float64 file (read and
+        // converted into memory: the reference).
+        let make = Process()
+        make.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        make.currentDirectoryURL = URL(fileURLWithPath: folder)
+        make.arguments = ["python3", "-c", """
+            import numpy as np
+            rng = np.random.default_rng(5)
+            parts = [rng.standard_normal((16000, 1000), dtype=np.float32) for _ in range(4)]
+            for i, x in enumerate(parts):
+                np.save(f"x-{i}.npy", x)
+                np.save(f"y-{i}.npy", (x[:, 0] + x[:, 1] > 0).astype(np.int64))
+            whole = np.concatenate(parts)
+            np.save("whole-x.npy", whole.astype(np.float64))
+            np.save("whole-y.npy", (whole[:, 0] + whole[:, 1] > 0).astype(np.int64))
+            # Out of the page cache: read again, their pages count against the cgroup that reads them.
+            import os
+            for i in range(4):
+                fd = os.open(f"x-{i}.npy", os.O_RDONLY)
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                os.close(fd)
+            """]
+        try make.run()
+        make.waitUntilExit()
+        try #require(make.terminationStatus == 0, "numpy is needed to write the data")
+        let job = """
+            model:
+              layers:
+                - {units: 32, activation: relu}
+                - {units: 2, activation: softmax}
+            loss: cross_entropy
+            optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
+            batch_size: 512
+            micro_shard: 128
+            epochs: 1
+            validation_split: 0.1
+            data: {features: "DATA", targets: "TARGETS"}
+            """
+        try job.replacingOccurrences(of: "DATA", with: "x-*.npy").replacingOccurrences(of: "TARGETS", with: "y-*.npy")
+            .write(toFile: folder + "/sharded.yaml", atomically: true, encoding: .utf8)
+        try job.replacingOccurrences(of: "DATA", with: "whole-x.npy").replacingOccurrences(of: "TARGETS", with: "whole-y.npy")
+            .write(toFile: folder + "/whole.yaml", atomically: true, encoding: .utf8)
+
+        let reference = try Command.run(["train", "--config", folder + "/whole.yaml", "--threads", "1",
+                                         "--save", folder + "/whole.st"])
+        #expect(reference.status == 0, "\(reference.stderr)")
+
+        let cgroup = root.folder + "/shardtrain-test-\(getpid())"
+        try FileManager.default.createDirectory(atPath: cgroup, withIntermediateDirectories: false)
+        defer { rmdir(cgroup) }
+        let limit = 128 << 20
+        try "\(limit)".write(toFile: cgroup + "/" + root.limitFile, atomically: false, encoding: .utf8)
+        // The shell joins the cgroup, then becomes shardtrain: nothing else runs in it.
+        let limited = try Command.run(["/bin/sh", "-c", "echo $$ > \(cgroup)/cgroup.procs && exec \"$0\" \"$@\"",
+                                       Command.binary.path, "train", "--config", folder + "/sharded.yaml", "--threads",
+                                       "1", "--save", folder + "/sharded.st"], raw: true)
+        #expect(limited.status == 0, "\(limited.stderr)")
+        #expect(limited.stdout == reference.stdout, "the same printed lines")
+        #expect(try Self.sha256(folder + "/sharded.st") == Self.sha256(folder + "/whole.st"))
+        let peak = root.peakFile.flatMap { try? String(contentsOfFile: cgroup + "/" + $0, encoding: .utf8) }
+            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        print("LargeDataTests: 256,000,000 bytes of features under a limit of \(limit) bytes; the cgroup's peak: "
+            + "\(peak.map(String.init) ?? "not reported")")
+        // The data's pages went through the cgroup (its usage reached the limit and was reclaimed), and no further.
+        if let peak { #expect(peak <= limit && peak > limit / 2, "peak \(peak)") }
+    }
+
+    static func sha256(_ path: String) throws -> String {
+        let result = Process(), pipe = Pipe()
+        result.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+        result.arguments = [path]
+        result.standardOutput = pipe
+        try result.run()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        result.waitUntilExit()
+        return String(text.prefix(64))
+    }
+}
