@@ -143,6 +143,7 @@ extension Coordinator: GradientSource {
         let gathered = clock.now
         lastTimings = StepTimings(send: (step.sent - step.begun) / .seconds(1), wait: (gathered - step.sent) / .seconds(1),
                                   reduce: 0)
+        trace(round, begun: step.begun, sent: step.sent, gathered: gathered, reduced: gathered)
         if settings.verbose { logPartsStep(round, sent: step.sent) }
         endPartStep()
     }

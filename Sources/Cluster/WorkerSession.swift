@@ -59,11 +59,15 @@ final class WorkerSession {
 
     #if DEBUG
     private static let flipsBit = ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_FLIP_BIT"] == "1"
+    /// Tests only: a worker that computes this many ms longer per result (a slow machine, for the stragglers line).
+    private static let computeDelay = Int(ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_COMPUTE_DELAY_MS"] ?? "")
     #endif
 
     init(job: Job, data: Dataset, ids: IDs, threads: Int, weightsRegion: SharedRegion?, resultRegion: SharedRegion?,
          packs: Bool, send: @escaping ([Message]) throws -> Void,
-         waitUntilIdle: @escaping (SharedPayload, UInt64) throws -> Void, beat: @escaping () -> Void) {
+         waitUntilIdle: @escaping (SharedPayload, UInt64) throws -> Void, beat: @escaping () -> Void,
+         now: @escaping () -> ContinuousClock.Instant = { ContinuousClock.now }) {
+        self.now = now
         options = job.options
         layers = job.model.layers.count
         self.data = data
@@ -107,6 +111,10 @@ final class WorkerSession {
     }
 
     private var parameterCount: Int { weights.parameters.count }
+    /// The clock the computing time of a result is read from (passed in: the session keeps no clock of its own).
+    private let now: () -> ContinuousClock.Instant
+    /// How long the result being sent took to compute: from its payload free to its values final.
+    private var computing: Duration = .zero
 
     /// Why this worker cannot compute `request`, as the error to send; nil if it can.
     func refusal(of request: AssignmentRequest) -> String? {
@@ -137,6 +145,7 @@ final class WorkerSession {
         let sum = sums[index], payload = outgoing[index]
         turn = 1 - turn
         try waitUntilIdle(payload, request.step)
+        let started = now()
         sum.reset()
         // A few exact micro-shards go as their Floats (no more bytes than limbs, and neither the pass into limbs here
         // nor their check there), written where the limbs would be. Where bytes are dear, packed limbs (~6.3 bytes a
@@ -147,6 +156,10 @@ final class WorkerSession {
         let sender = request.inParts ? partSender(request, payload: payload, floatShards: floatShards) : nil
         defer { slices.computers[0].network.onLayerGradient = nil }
         let statistics = compute(request, batch: batch, into: sum, payload: payload, floatShards: floatShards)
+        #if DEBUG
+        if let delay = Self.computeDelay { Thread.sleep(forTimeInterval: Double(delay) / 1000) }
+        #endif
+        computing = now() - started
         #if DEBUG
         if Self.flipsBit { flipBit(sum: sum, payload: payload, floatShards: floatShards) }
         #endif
@@ -216,7 +229,7 @@ final class WorkerSession {
                                  lossLow: statistics.loss.low, lossWindow: statistics.loss.window,
                                  exact: options.reduction == .exact, overflowed: statistics.overflowed,
                                  attempt: request.attempt, regionSlot: slot, packed: packed, floatShards: floatShards,
-                                 inParts: inParts)
+                                 inParts: inParts, computing: computing)
     }
 
     /// In parts: a sender of the result's arrays; with one thread computing, each part goes as soon as backward has

@@ -12,7 +12,7 @@ struct Launch: ParsableCommand {
         abstract: "Coordinator (rank 0) or worker (other ranks) of one run, placed by torchrun's or Slurm's variables.",
         discussion: """
             Every rank takes the same command line; flags that act on the run's results (--save, --metrics, \
-            --tensorboard, --prometheus, --checkpoint) act on rank 0 and are accepted and ignored elsewhere. With one \
+            --tensorboard, --prometheus, --trace, --checkpoint) act on rank 0 and are accepted and ignored elsewhere. With one \
             process it trains in-process.
             """,
         version: Version.text)

@@ -43,6 +43,9 @@ struct TrainingFlags: ParsableArguments {
         + "address, 127.0.0.1:9400 on this machine only): step, epoch, loss, rate, workers by state, each worker's time.",
         valueName: "address"))
     var prometheus: String?
+    @Option(help: ArgumentHelp("Write the run's timeline here as a Chrome trace (open it in Perfetto or "
+        + "chrome://tracing): the coordinator's steps and each worker's results.", valueName: "file"))
+    var trace: String?
     @Option(help: ArgumentHelp("Threads computing micro-shards, each with single-threaded products: in this process "
         + "(default: all cores), or in each local worker of `train --workers N` (default: 1)."))
     var threads: Int?
@@ -116,6 +119,9 @@ struct TrainingFlags: ParsableArguments {
             logToStandardError("serving Prometheus metrics on port \(server.port): http://\(server.address)/metrics")
         }
         let coordinator = trainer.source as? Coordinator
+        let timeline = try trace.map { try TraceFile($0) }
+        if timeline != nil { coordinator?.traces = [] }
+        var stepStart = ContinuousClock.now
         func census() {
             guard server != nil, let c = coordinator?.census() else { return }
             figures.census(.init(states: c.states, losses: c.losses, rejoins: c.rejoins))
@@ -134,13 +140,30 @@ struct TrainingFlags: ParsableArguments {
                 let shares = coordinator?.takeShares()
                 let time = Date()
                 metricsFile?.append(Reporting.metricsLine(report, time: time, extra: shares.map { shares in
-                    ["\"workers\":{\(shares.map { "\"\($0.worker)\":{\"samples\":\($0.samples),\"seconds\":\(String(format: "%.4f", $0.seconds))}" }.joined(separator: ","))}"]
+                    ["\"workers\":{\(shares.map(\.metricsEntry).joined(separator: ","))}"]
                 } ?? []))
+                // Which worker held the epoch's steps up: after the last epoch, and with a logged epoch's line when one
+                // took a quarter longer than the median worker or more.
+                let last = report.step >= trainer.totalSteps
+                if report.epoch % run.logEvery == 0 || last,
+                   let line = shares.flatMap({ Reporting.stragglersLine($0, atLeast: last ? 0 : 1.25) }) {
+                    logToStandardError(line)
+                }
                 events?.append(report, time: time, shares: shares ?? [])
                 figures.epochEnded(report, steps: max(trainer.plan.batchesPerEpoch, 1), shares: shares ?? [])
             }, afterStep: { trainer in
                 try metricsFile?.check()
                 try events?.check()
+                if let timeline {
+                    let now = ContinuousClock.now
+                    if let coordinator {
+                        for step in coordinator.takeTraces() { timeline.step(step, ended: now) }
+                    } else {
+                        timeline.step(trainer.step, from: stepStart, to: now)
+                    }
+                    stepStart = now
+                    try timeline.check()
+                }
                 figures.stepped(step: trainer.step, epoch: trainer.epoch)
                 census()
                 progress?.update(trainer)
@@ -165,6 +188,8 @@ struct TrainingFlags: ParsableArguments {
         }
         try metricsFile?.check()
         try events?.check()
+        timeline?.finish()
+        try timeline?.check()
         print(run.closingLines().joined(separator: "\n"))
         // The weights first: they are the run's result, written through the file opened at the start.
         try saveFile?.commit(Safetensors.encode(trainer.parameters.array, layout: run.job.model.layout,

@@ -141,3 +141,77 @@ import Testing
         }
     }
 }
+
+/// The stragglers line: which worker held the steps up, and whether by computing or by the rest.
+@Suite struct StragglersTests {
+    @Test("a worker that computes slower is named after the run, its computing far beyond the median worker's")
+    func slowWorkerNamed() throws {
+        let port = Command.reservedPort(), endpoint = "tcp://127.0.0.1:\(port)"
+        let log = Command.temporaryPath("stragglers.log")
+        let coordinator = try Command.start(["coordinator", "--config", "examples/spirals.yaml", "--bind", endpoint,
+                                             "--workers", "3", "--epochs", "2"], stderr: log)
+        var workers: [Process] = []
+        defer { for process in workers + [coordinator] { kill(process.processIdentifier, SIGKILL) } }
+        for (name, delay) in [("quick-1", ""), ("quick-2", ""), ("slow", "60")] {
+            workers.append(try Command.start(["worker", "--connect", endpoint, "--name", name],
+                                             stderr: Command.temporaryPath("stragglers-\(name).log"),
+                                             environment: ["SHARDTRAIN_TEST_COMPUTE_DELAY_MS": delay]))
+        }
+        #expect(Command.wait(coordinator, timeout: 120) == 0)
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        let line = try #require(text.split(separator: "\n").last { $0.hasPrefix("stragglers: ") }, "\(text.suffix(800))")
+        #expect(line.contains("\"slow\" took"), "\(line)")
+        // Its computing, 60 ms or more a result against a few ms, is many times the median's.
+        let computing = line.split(separator: "computing ").last.flatMap { Double($0.prefix { $0.isNumber || $0 == "." }) }
+        #expect((computing ?? 0) > 3, "\(line)")
+        for worker in workers { #expect(Command.wait(worker, timeout: 30) == 0) }
+    }
+}
+
+/// `--trace`: the run's timeline as a Chrome trace.
+@Suite struct TraceTests {
+    static func events(_ path: String) throws -> [[String: Any]] {
+        let data = try #require(FileManager.default.contents(atPath: path))
+        return try #require(JSONSerialization.jsonObject(with: data) as? [[String: Any]], "not a JSON array of events")
+    }
+
+    @Test("--trace with workers: every step's phases on the coordinator's row, and each worker's results on its own, inside their step; in-process, one span a step")
+    func timeline() throws {
+        let path = Command.temporaryPath("trace.json")
+        let run = try Command.run(["train", "--config", "examples/spirals.yaml", "--workers", "2", "--epochs", "2",
+                                   "--trace", path])
+        #expect(run.status == 0, "\(run.stderr)")
+        let events = try Self.events(path)
+        let names = events.filter { $0["ph"] as? String == "M" }
+            .map { ($0["pid"] as! Int, ($0["args"] as! [String: Any])["name"] as! String) }
+        #expect(names.count == 3 && names.contains { $0 == (0, "coordinator") }, "\(names)")
+        #expect(names.filter { $0.1.hasPrefix("w") && $0.1.contains("\"local-") }.count == 2, "\(names)")
+        let spans = events.filter { $0["ph"] as? String == "X" }
+        func span(_ e: [String: Any]) -> (step: Int, start: Int, end: Int) {
+            let args = e["args"] as! [String: Any], start = e["ts"] as! Int
+            return (args["step"] as! Int, start, start + (e["dur"] as! Int))
+        }
+        // spirals: 1,200 training samples in batches of 64, so 19 steps an epoch, the last of 48 samples.
+        for step in 0..<38 {
+            let mine = spans.filter { span($0).step == step }
+            let phases = Dictionary(uniqueKeysWithValues: mine.filter { $0["pid"] as? Int == 0 }
+                .map { ($0["name"] as! String, span($0)) })
+            let handOut = try #require(phases["hand-out"], "step \(step)"), wait = try #require(phases["wait for results"])
+            let update = try #require(phases["update"])
+            #expect(handOut.start <= wait.start && wait.end <= update.start && handOut.end <= wait.end, "step \(step)")
+            let computing = mine.filter { $0["name"] as? String == "compute" }
+            #expect(!computing.isEmpty, "step \(step)")
+            for work in computing {
+                let s = span(work)
+                #expect(s.start >= handOut.start && s.end <= wait.end, "step \(step): \(work) outside \(handOut), \(wait)")
+            }
+            let samples = computing.map { ($0["args"] as! [String: Any])["samples"] as! Int }.reduce(0, +)
+            #expect(samples == (step % 19 == 18 ? 48 : 64), "step \(step): \(samples) samples")
+        }
+
+        let local = Command.temporaryPath("trace-local.json")
+        #expect(try Command.run(["train", "--config", "examples/xor.yaml", "--epochs", "30", "--trace", local]).status == 0)
+        let steps = try Self.events(local).filter { $0["name"] as? String == "step" }
+        #expect(steps.count == 30 && steps.enumerated().allSatisfy { ($1["args"] as! [String: Any])["step"] as? Int == $0 + 1 })
+    }
+}

@@ -355,3 +355,27 @@ extension IDXAndNPYTests {
         }
     }
 }
+
+/// The stragglers line's arithmetic, on shares worked out by hand.
+@Suite struct StragglersLineTests {
+    static func share(_ id: Int, seconds: Double, computing: Double, answers: Int = 10) -> WorkerShare {
+        WorkerShare(worker: "w\(id)", label: "w\(id) \"box-\(id)\"", samples: 100, seconds: seconds,
+                    computeSeconds: computing, answers: answers)
+    }
+
+    @Test("the slowest worker against the median, split into computing and the rest; nothing below the threshold or with one worker")
+    func arithmetic() {
+        // Times a result: 20, 22 and 40 ms (median 22); computing 15, 16, 18 (median 16); the rest 5, 6, 22 (median 6).
+        let shares = [Self.share(1, seconds: 0.20, computing: 0.15), Self.share(2, seconds: 0.22, computing: 0.16),
+                      Self.share(3, seconds: 0.40, computing: 0.18)]
+        #expect(Reporting.stragglersLine(shares) == "stragglers: w3 \"box-3\" took 1.82× the median worker's time a "
+            + "result (40.0 ms against 22.0 ms; computing 1.12×, the rest 3.67×)")
+        #expect(Reporting.stragglersLine(shares, atLeast: 1.9) == nil)
+        #expect(Reporting.stragglersLine([shares[0]]) == nil)
+        // Two workers: the median is their mean; a worker with no results is left out.
+        let two = [Self.share(1, seconds: 0.30, computing: 0.10, answers: 10), Self.share(2, seconds: 0.10, computing: 0.05, answers: 10),
+                   Self.share(3, seconds: 0, computing: 0, answers: 0)]
+        #expect(Reporting.stragglersLine(two) == "stragglers: w1 \"box-1\" took 1.50× the median worker's time a "
+            + "result (30.0 ms against 20.0 ms; computing 1.33×, the rest 1.60×)")
+    }
+}

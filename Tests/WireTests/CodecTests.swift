@@ -277,3 +277,26 @@ struct CodecTests {
         #expect(fields["name"] == "a\\u{1B}]0;b", "\(fields)")
     }
 }
+
+/// A result's computing time travels in the flags word's high half.
+@Suite struct ComputingTimeTests {
+    @Test("a result's computing time reads back to the µs, up to 71 minutes; flags bits 17-31 are still refused")
+    func computingTime() throws {
+        let limits = Limits(parameterCount: 2, job: 77)
+        for micros in [0, 1, 1_234_567, Int64(UInt32.max)] {
+            let header = try Codec.gradientHeader(job: 77, step: 1, worker: 2, samples: 4, correct: 0, lossHigh: 0,
+                                                  lossLow: 0, exact: false, overflowed: false, attempt: 1,
+                                                  computing: .microseconds(micros))
+            guard case .gradient(let g) = try Codec.decode([header, Message(copying: [UInt8](repeating: 0, count: 8))],
+                                                           limits: limits).payload
+            else { Issue.record("not gradient"); return }
+            #expect(g.computing == .microseconds(micros))
+        }
+        var bytes = CodecTests.header(5, field0: 4)
+        // Field 4 (flags) lies at offset 32 + 4 * 8; bit 20 is no flag.
+        bytes.replaceSubrange(64..<72, with: withUnsafeBytes(of: (UInt64(1) << 20 | 1).littleEndian, Array.init))
+        #expect {
+            _ = try Codec.decode([Message(copying: bytes), Message(copying: [UInt8](repeating: 0, count: 8))], limits: limits)
+        } throws: { "\($0)".contains("flags \(UInt64(1) << 20 | 1) beyond") }
+    }
+}

@@ -28,10 +28,12 @@ extension CoordinatorCore {
         }
         if recheckNonFinite(frame, of: index, at: now) { return }
         // The round is changed where it lies (`round!`), never through a copy, which would copy its tables.
-        let withdrawn = round!.complete(frame.attempt, with: frame)
+        let withdrawn = round!.complete(frame.attempt, with: frame, at: now)
         round!.slowestAnswer = max(round!.slowestAnswer, now - assignment.sentAt)
         table[index].sharedSamples += frame.samples
         table[index].sharedSeconds += max((now - assignment.sentAt) / .seconds(1), 1e-6)
+        table[index].sharedComputeSeconds += frame.computing / .seconds(1)
+        table[index].sharedSteps += 1
         measure(index, assignment, at: now)
         tooSlowStreak[member.identity] = nil
         if !round!.holds(index) { table[index].state = .ready }

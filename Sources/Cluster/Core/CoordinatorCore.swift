@@ -160,12 +160,15 @@ struct CoordinatorCore {
         return (states, lossCount, rejoinCount)
     }
 
-    mutating func takeShares() -> [(worker: String, samples: Int, seconds: Double)] {
-        var shares: [(String, Int, Double)] = []
+    mutating func takeShares() -> [WorkerShare] {
+        var shares: [WorkerShare] = []
         for index in table.members.indices where table[index].sharedSamples > 0 {
-            shares.append(("w\(table[index].id)", table[index].sharedSamples, table[index].sharedSeconds))
-            table[index].sharedSamples = 0
-            table[index].sharedSeconds = 0
+            let member = table[index]
+            shares.append(WorkerShare(worker: "w\(member.id)", label: "w\(member.id) \"\(member.name)\"",
+                                      samples: member.sharedSamples, seconds: member.sharedSeconds,
+                                      computeSeconds: member.sharedComputeSeconds, answers: member.sharedSteps))
+            (table[index].sharedSamples, table[index].sharedSeconds) = (0, 0)
+            (table[index].sharedComputeSeconds, table[index].sharedSteps) = (0, 0)
         }
         return shares
     }

@@ -91,7 +91,7 @@ package struct Member: Sendable {
     /// The member mapped the coordinator's weights region: its weights go there, not in a message.
     var readsWeightsRegion = false
     /// Samples computed and seconds spent on them since the last `takeShares` (for per-epoch metrics).
-    var sharedSamples = 0, sharedSeconds = 0.0
+    var sharedSamples = 0, sharedSeconds = 0.0, sharedComputeSeconds = 0.0, sharedSteps = 0
 
     /// How every coordinator line names this worker: `w2 "name" (host, pid 1234)`.
     package var label: String { "w\(id) \"\(name)\" (\(host), pid \(pid))" }

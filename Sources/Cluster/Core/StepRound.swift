@@ -18,6 +18,9 @@ struct StepRound {
         let member: Int
         let firstMicroShard: Int
         let frame: GradientFrame
+        /// When its assignment went out and when the result was in (for `--trace`).
+        var sentAt: ContinuousClock.Instant? = nil
+        var arrivedAt: ContinuousClock.Instant? = nil
     }
 
     let step: Int
@@ -116,11 +119,13 @@ struct StepRound {
 
     /// Takes `attempt`'s answer; returns its twin's assignment, withdrawn, if it had one.
     @discardableResult
-    mutating func complete(_ attempt: UInt64, with frame: GradientFrame) -> Assignment? {
+    mutating func complete(_ attempt: UInt64, with frame: GradientFrame,
+                           at now: ContinuousClock.Instant? = nil) -> Assignment? {
         guard let a = outstanding.removeValue(forKey: attempt) else { return nil }
         completedAttempts[attempt] = a.ranges[0].lowerBound
         revision += 1
-        results.append(Result(member: a.member, firstMicroShard: a.ranges[0].lowerBound, frame: frame))
+        results.append(Result(member: a.member, firstMicroShard: a.ranges[0].lowerBound, frame: frame, sentAt: a.sentAt,
+                              arrivedAt: now))
         guard let twin = twins.removeValue(forKey: attempt) else { return nil }
         twins[twin] = nil
         return outstanding.removeValue(forKey: twin)

@@ -69,3 +69,56 @@ package enum Reporting {
 
     static func json(_ value: Double) -> String { value.isFinite ? "\(value)" : "null" }
 }
+
+/// One worker's part of an epoch, as the coordinator saw it: the samples it computed, the seconds from each
+/// assignment to its result, how many of those the worker says it spent computing, and how many results it gave.
+package struct WorkerShare: Sendable, Equatable {
+    /// "w1": the key of the metrics file's `workers` and of TensorBoard's and Prometheus' series.
+    package let worker: String
+    /// `w1 "box-1"`, for lines.
+    package let label: String
+    package let samples: Int
+    package let seconds: Double
+    package let computeSeconds: Double
+    package let answers: Int
+
+    package init(worker: String, label: String, samples: Int, seconds: Double, computeSeconds: Double, answers: Int) {
+        (self.worker, self.label, self.samples, self.seconds) = (worker, label, samples, seconds)
+        (self.computeSeconds, self.answers) = (computeSeconds, answers)
+    }
+
+    /// The metrics file's entry: `"w1":{"samples":608,"seconds":0.0348,"compute_seconds":0.0301}`.
+    package var metricsEntry: String {
+        "\"\(worker)\":{\"samples\":\(samples),\"seconds\":\(String(format: "%.4f", seconds)),"
+            + "\"compute_seconds\":\(String(format: "%.4f", computeSeconds))}"
+    }
+}
+
+extension Reporting {
+    /// Which worker held the steps up, and why: the worker whose results took longest from assignment to arrival,
+    /// against the median worker's, split into computing and the rest (sending, receiving, waiting to be read):
+    /// `stragglers: w3 "box-3" took 1.80× the median worker's time a result (41.2 ms against 22.9 ms; computing
+    /// 1.10×, the rest 3.20×)`. Nil with fewer than two workers, or when the slowest took less than `atLeast` times
+    /// the median's.
+    package static func stragglersLine(_ shares: [WorkerShare], atLeast threshold: Double = 0) -> String? {
+        let workers = shares.filter { $0.answers > 0 }
+        guard workers.count >= 2 else { return nil }
+        func median(_ values: [Double]) -> Double {
+            let sorted = values.sorted(), middle = sorted.count / 2
+            return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+        }
+        let time = { (s: WorkerShare) in s.seconds / Double(s.answers) }
+        let computing = { (s: WorkerShare) in min(s.computeSeconds, s.seconds) / Double(s.answers) }
+        let rest = { (s: WorkerShare) in time(s) - computing(s) }
+        let slowest = workers.max { time($0) < time($1) }!
+        func ratio(_ value: Double, _ typical: Double) -> String {
+            typical > 0 ? String(format: "%.2f×", value / typical) : "n/a"
+        }
+        let typical = median(workers.map(time))
+        guard time(slowest) >= threshold * typical else { return nil }
+        return "stragglers: \(slowest.label) took \(ratio(time(slowest), typical)) the median worker's time a result ("
+            + String(format: "%.1f ms against %.1f ms", 1000 * time(slowest), 1000 * typical)
+            + "; computing \(ratio(computing(slowest), median(workers.map(computing)))), "
+            + "the rest \(ratio(rest(slowest), median(workers.map(rest)))))"
+    }
+}

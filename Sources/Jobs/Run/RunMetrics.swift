@@ -70,7 +70,7 @@ package final class RunMetrics: @unchecked Sendable {
     }
 
     /// At each epoch's end; `shares` are the workers' samples and busy seconds over the epoch's `steps` steps.
-    package func epochEnded(_ report: EpochReport, steps: Int, shares: [(worker: String, samples: Int, seconds: Double)]) {
+    package func epochEnded(_ report: EpochReport, steps: Int, shares: [WorkerShare]) {
         loss.set(to: report.loss)
         report.accuracy.map { accuracy.set(to: $0) }
         report.validationLoss.map { validationLoss.set(to: $0) }
@@ -81,7 +81,9 @@ package final class RunMetrics: @unchecked Sendable {
             worker("samples", share.worker, "Samples the worker computed in the last epoch.").set(to: Double(share.samples))
             worker("busy_seconds", share.worker, "Seconds from assignment to result in the last epoch.").set(to: share.seconds)
             worker("step_seconds", share.worker, "The worker's mean seconds from assignment to result per step, last epoch.")
-                .set(to: share.seconds / Double(max(steps, 1)))
+                .set(to: share.seconds / Double(max(share.answers, 1)))
+            worker("compute_seconds", share.worker, "Seconds the worker says it spent computing in the last epoch.")
+                .set(to: share.computeSeconds)
         }
     }
 

@@ -75,10 +75,12 @@ package enum Codec {
     package static func gradientHeader(job: UInt64, step: UInt64, worker: UInt32, samples: Int, correct: Int,
                                       lossHigh: Int64, lossLow: Int64, lossWindow: Int8 = 0, exact: Bool,
                                       overflowed: Bool, attempt: UInt64, regionSlot: Int? = nil,
-                                      packed: Bool = false, floatShards: Int = 0, inParts: Bool = false) throws -> Message {
+                                      packed: Bool = false, floatShards: Int = 0, inParts: Bool = false,
+                                      computing: Duration = .zero) throws -> Message {
         let fields = GradientFields(samples: samples, correct: correct, lossHigh: lossHigh, lossLow: lossLow,
                                     lossWindow: lossWindow, exact: exact, overflowed: overflowed, attempt: attempt,
-                                    regionSlot: regionSlot, packed: packed, floatShards: floatShards, inParts: inParts)
+                                    regionSlot: regionSlot, packed: packed, floatShards: floatShards, inParts: inParts,
+                                    computeMicroseconds: UInt64(max(0, computing / .microseconds(1))))
         return try Message(copying: header(fields, job: job, step: step, worker: worker).encoded())
     }
 

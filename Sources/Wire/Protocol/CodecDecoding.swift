@@ -131,7 +131,8 @@ extension Codec {
                                        lossLow: f.lossLow, lossWindow: f.lossWindow, exact: f.exact,
                                        overflowed: f.flags.contains(.overflowed), attempt: f.attempt, message: frame,
                                        regionSlot: f.regionSlot, packed: packed, floatShards: f.floatShards,
-                                       inParts: inParts, copy: copy))
+                                       inParts: inParts, copy: copy,
+                                       computing: .microseconds(Int64(f.computeMicroseconds))))
     }
 
     static func data(_ f: DataFields, _ frame: Message, _ limits: Limits) throws(WireError) -> Payload {

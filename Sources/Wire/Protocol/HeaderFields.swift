@@ -123,8 +123,9 @@ struct GradientFlags: OptionSet {
     static let inParts = GradientFlags(rawValue: 1 << 16)
     /// The flags above, together.
     static let all: GradientFlags = [.fast, .overflowed, .inRegion, .packed, .inParts]
-    /// Every bit a flags word may have set: the flags, the slot, the Floats' count and the loss window.
-    static let legal: UInt64 = 0x1_FFFF
+    /// Every bit a flags word may have set: the flags, the slot, the Floats' count, the loss window and (bits 32-63)
+    /// the worker's computing time in µs.
+    static let legal: UInt64 = 0xFFFF_FFFF_0001_FFFF
 }
 
 struct GradientFields: HeaderFields {
@@ -133,33 +134,39 @@ struct GradientFields: HeaderFields {
     var samples: UInt64, correct: UInt64, lossHigh: Int64, lossLow: Int64
     var flags: GradientFlags, regionSlot: Int?, floatShards: Int, lossWindow: Int8
     var attempt: UInt64
+    /// How long the worker computed the result, in µs (at most 2^32 − 1: 71 minutes): what `--log-every`'s
+    /// stragglers line splits a worker's time by.
+    var computeMicroseconds: UInt64 = 0
 
     var exact: Bool { !flags.contains(.fast) }
 
     init(samples: Int, correct: Int, lossHigh: Int64, lossLow: Int64, lossWindow: Int8, exact: Bool, overflowed: Bool,
-         attempt: UInt64, regionSlot: Int?, packed: Bool, floatShards: Int, inParts: Bool) {
+         attempt: UInt64, regionSlot: Int?, packed: Bool, floatShards: Int, inParts: Bool, computeMicroseconds: UInt64 = 0) {
         precondition((0...7).contains(floatShards), "\(floatShards) Float micro-shards do not fit the flags' three bits")
         (self.samples, self.correct, self.lossHigh, self.lossLow) = (UInt64(samples), UInt64(correct), lossHigh, lossLow)
         flags = [exact ? [] : .fast, overflowed ? .overflowed : [], regionSlot == nil ? [] : .inRegion,
                  packed ? .packed : [], inParts ? .inParts : []]
         (self.regionSlot, self.floatShards, self.lossWindow, self.attempt) = (regionSlot, floatShards, lossWindow, attempt)
+        self.computeMicroseconds = min(computeMicroseconds, UInt64(UInt32.max))
     }
 
     var words: [UInt64] {
         let word = flags.rawValue | UInt64(regionSlot ?? 0) << 3 | UInt64(floatShards) << 5
-            | UInt64(UInt8(bitPattern: lossWindow)) << 8
+            | UInt64(UInt8(bitPattern: lossWindow)) << 8 | computeMicroseconds << 32
         return [samples, correct, UInt64(bitPattern: lossHigh), UInt64(bitPattern: lossLow), word, attempt]
     }
 
     init(checking f: [UInt64]) throws(WireError) {
         guard f[4] & ~GradientFlags.legal == 0 else {
             throw .badField(.gradient, "flags \(f[4]) beyond bits 0 (fast), 1 (overflowed), 2-3 (in the result "
-                + "region, its slot), 4 (packed), 5-7 (micro-shard Floats), 8-15 (loss window) and 16 (in parts)")
+                + "region, its slot), 4 (packed), 5-7 (micro-shard Floats), 8-15 (loss window), 16 (in parts) and 32-63 "
+                + "(computing µs)")
         }
         flags = GradientFlags(rawValue: f[4]).intersection(.all)
         regionSlot = flags.contains(.inRegion) ? Int(f[4] >> 3 & 1) : nil
         floatShards = Int(f[4] >> 5 & 7)
         lossWindow = Int8(truncatingIfNeeded: f[4] >> 8)
+        computeMicroseconds = f[4] >> 32
         (samples, correct, lossHigh, lossLow, attempt) = (f[0], f[1], Int64(bitPattern: f[2]), Int64(bitPattern: f[3]), f[5])
         try check()
     }

@@ -145,6 +145,8 @@ package struct GradientFrame {
     /// `maximumFloatShards`), each one's Float gradient sum in turn — what a worker sends when that is no more
     /// bytes than limbs, saving it the pass into them and the coordinator their check.
     package let floatShards: Int
+    /// How long the worker says it computed the result.
+    package let computing: Duration
     /// The values when not in the frame itself: in the region (`inRegion`) or copied, and what keeps them.
     private var otherValues: (bytes: UnsafeRawBufferPointer, owner: AnyObject)?
 
@@ -155,8 +157,9 @@ package struct GradientFrame {
 
     init(samples: Int, correct: Int, lossHigh: Int64, lossLow: Int64, lossWindow: Int8, exact: Bool,
          overflowed: Bool, attempt: UInt64, message: Message, regionSlot: Int?, packed: Bool = false,
-         floatShards: Int = 0, inParts: Bool = false, copy: UnpackedSum? = nil) {
+         floatShards: Int = 0, inParts: Bool = false, copy: UnpackedSum? = nil, computing: Duration = .zero) {
         self.inParts = inParts
+        self.computing = computing
         self.samples = samples
         self.correct = correct
         self.lossHigh = lossHigh
