@@ -160,7 +160,9 @@ extension Coordinator {
                                  exact: job.options.reduction == .exact, heartbeat: settings.heartbeat,
                                  weightsRegion: weightsRegion?.offer)
         case .data:
-            let values = training.features.array + training.targets
+            // One array for both (features that are mapped files are read here, once).
+            var values = training.features.array
+            values.append(contentsOf: training.targets)
             return [try Codec.dataHeader(job: jobID, samples: training.count, featureWidth: training.featureWidth,
                                          targetWidth: training.targetWidth),
                     try values.withUnsafeBytes { try Message(copying: $0) }]

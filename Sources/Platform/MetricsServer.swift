@@ -1,9 +1,10 @@
 import Foundation
 
 /// A one-page HTTP server for `--prometheus`: `GET /metrics` answers with `body()`, anything else with 404, 405 or
-/// 400, and the connection is closed after each answer. One thread of its own; one connection at a time, each given
-/// `requestTimeout` to send its request line, so a client that connects and says nothing delays the next scrape by at
-/// most that and never the run. Reads at most 8 KiB of a request. Binds where it is told (`:9400` is every address).
+/// 400, and the connection is closed after each answer. One thread of its own; one connection at a time, given 2 s in
+/// all to send its request and 2 s to take the answer, so a client that stalls (or trickles a byte at a time) delays
+/// the next scrape by at most that, and never the run or its end. Reads at most 8 KiB of a request. Binds where it is
+/// told (`:9400` is every address, IPv6 and IPv4).
 package final class MetricsServer: @unchecked Sendable {
     package let address: String
     package let port: UInt16
@@ -27,6 +28,8 @@ package final class MetricsServer: @unchecked Sendable {
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
         var found: UnsafeMutablePointer<addrinfo>?
+        // Every address: IPv6's, which takes IPv4 too (glibc would offer 0.0.0.0 first, IPv4 only).
+        if host.isEmpty { hints.ai_family = AF_INET6 }
         let status = getaddrinfo(host.isEmpty ? nil : host, portText, &hints, &found)
         guard status == 0, let info = found else {
             throw InputError("--prometheus \(address): cannot resolve \(host) (\(String(cString: gai_strerror(status)))); "
@@ -34,8 +37,13 @@ package final class MetricsServer: @unchecked Sendable {
         }
         defer { freeaddrinfo(found) }
         let descriptor = socket(info.pointee.ai_family, info.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var yes: Int32 = 1
+        var yes: Int32 = 1, no: Int32 = 0
         setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+        if info.pointee.ai_family == AF_INET6 {
+            setsockopt(descriptor, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &no, socklen_t(MemoryLayout<Int32>.size))
+        }
+        // Non-blocking: a client gone between poll and accept leaves accept failing, not waiting.
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
         guard descriptor >= 0, bind(descriptor, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0,
               listen(descriptor, 16) == 0 else {
             let why = String(cString: strerror(errno))
@@ -82,6 +90,10 @@ package final class MetricsServer: @unchecked Sendable {
             let client = accept(listener, nil, nil)
             guard client >= 0 else { continue }
             _ = fcntl(client, F_SETFD, FD_CLOEXEC)  // not inherited by a worker started meanwhile
+            _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) & ~O_NONBLOCK)
+            // A client that takes no answer cannot hold a send for longer than this.
+            var limit = timeval(tv_sec: 2, tv_usec: 0)
+            setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
             answer(client)
             close(client)
         }
@@ -89,10 +101,13 @@ package final class MetricsServer: @unchecked Sendable {
 
     private func answer(_ client: Int32) {
         var request: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 1024)
-        // The request line and headers, up to the blank line; 8 KiB at most, within the timeout.
+        // The request line and headers, up to the blank line; 8 KiB at most, all within one deadline.
+        let deadline = ContinuousClock.now + .milliseconds(Int(requestTimeout))
         while request.count < 8192, !request.ends(with: [13, 10, 13, 10]), !request.ends(with: [10, 10]) {
+            let left = Int32(max(0, (deadline - ContinuousClock.now) / .milliseconds(1)))
+            guard left > 0, !isStopping else { return }
             var ready = pollfd(fd: client, events: Int16(POLLIN), revents: 0)
-            guard poll(&ready, 1, requestTimeout) > 0 else { return }
+            guard poll(&ready, 1, left) > 0 else { return }
             let n = chunk.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
             guard n > 0 else { return }
             request += chunk[..<n]

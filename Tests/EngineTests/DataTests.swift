@@ -310,6 +310,15 @@ extension IDXAndNPYTests {
         // A view picks rows without copying them; it equals the copy.
         let picked = [36, 0, 5, 5, 12]
         #expect(mapped.selecting(picked) == FloatRows(picked.flatMap { Array(values[$0 * 5 ..< $0 * 5 + 5]) }, width: 5))
+        // A shape whose byte count wraps around to the file's (empty) payload is refused, never read past the file.
+        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2147483648, 2147483648), }"
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        let wrapping = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count), 0] + Array(header.utf8)
+        FileManager.default.createFile(atPath: folder + "/wraps.npy", contents: Data(wrapping))
+        #expect { _ = try NPY.rows(folder + "/wraps.npy") } throws: {
+            ($0 as? InputError)?.message.contains("the file is truncated or its header is wrong") ?? false
+        }
         // A non-finite value in a mapped file is refused naming where, as the parser does.
         var bad = values
         bad[3 * 5 + 2] = .nan

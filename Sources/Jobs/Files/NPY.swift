@@ -114,7 +114,9 @@ package enum NPY {
         let rows = shape[0], columns = shape.count == 2 ? shape[1] : 1
         let (count, overflow) = rows.multipliedReportingOverflow(by: columns)
         let payload = bytes.count - headerStart - headerLength
-        guard !overflow, count.multipliedReportingOverflow(by: itemSize).partialValue == payload else {
+        // Both products checked: a shape whose byte count wraps to the payload's size would be read far past it.
+        let (needed, overflowBytes) = count.multipliedReportingOverflow(by: itemSize)
+        guard !overflow, !overflowBytes, needed == payload else {
             throw InputError("\(name): shape \(shapeText) of \(descr) needs \(count &* itemSize) data bytes but "
                 + "the file holds \(payload); the file is truncated or its header is wrong")
         }

@@ -89,7 +89,9 @@ package enum ResourceCheck {
         if let text = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8),
            let line = text.split(separator: "\n").first(where: { $0.split(separator: ":").dropFirst().first == "memory" }),
            let path = line.split(separator: ":", maxSplits: 2).last {
-            let folder = "/sys/fs/cgroup/memory" + (path == "/" ? "" : String(path))
+            // In a container without a cgroup namespace of its own, its cgroup is mounted at the root instead.
+            var folder = "/sys/fs/cgroup/memory" + (path == "/" ? "" : String(path))
+            if readNumber(folder + "/memory.limit_in_bytes") == nil { folder = "/sys/fs/cgroup/memory" }
             // No limit reads as a number near 2^63.
             if let limit = readNumber(folder + "/memory.limit_in_bytes"), limit < 1e18,
                let used = readNumber(folder + "/memory.usage_in_bytes") {
