@@ -17,7 +17,7 @@ import Testing
         return nil
     }
 
-    @Test("256 MB of float32 features in 4 files train under a 128 MB cgroup limit to the SHA-256 of an in-memory run")
+    @Test("128 MB of float32 features in 4 files train under a 64 MB cgroup limit to the SHA-256 of an in-memory run")
     func biggerThanMemory() throws {
         guard let root = Self.cgroupRoot() else {
             print("LargeDataTests: skipped: needs root and a cgroup memory controller")
@@ -26,7 +26,7 @@ import Testing
         let folder = Command.temporaryPath("large-data")
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        // 64,000 samples of 1,000 features in 4 float32 files, and the same rows as one float64 file (read and
+        // 32,000 samples of 1,000 features in 4 float32 files (kept small: other suites run beside this one), and the same rows as one float64 file (read and
         // converted into memory: the reference).
         let make = Process()
         make.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -34,7 +34,7 @@ import Testing
         make.arguments = ["python3", "-c", """
             import numpy as np
             rng = np.random.default_rng(5)
-            parts = [rng.standard_normal((16000, 1000), dtype=np.float32) for _ in range(4)]
+            parts = [rng.standard_normal((8000, 1000), dtype=np.float32) for _ in range(4)]
             for i, x in enumerate(parts):
                 np.save(f"x-{i}.npy", x)
                 np.save(f"y-{i}.npy", (x[:, 0] + x[:, 1] > 0).astype(np.int64))
@@ -77,7 +77,7 @@ import Testing
         let cgroup = root.folder + "/shardtrain-test-\(getpid())"
         try FileManager.default.createDirectory(atPath: cgroup, withIntermediateDirectories: false)
         defer { rmdir(cgroup) }
-        let limit = 128 << 20
+        let limit = 64 << 20
         try "\(limit)".write(toFile: cgroup + "/" + root.limitFile, atomically: false, encoding: .utf8)
         // The shell joins the cgroup, then becomes shardtrain: nothing else runs in it.
         let limited = try Command.run(["/bin/sh", "-c", "echo $$ > \(cgroup)/cgroup.procs && exec \"$0\" \"$@\"",
@@ -88,7 +88,7 @@ import Testing
         #expect(try Self.sha256(folder + "/sharded.st") == Self.sha256(folder + "/whole.st"))
         let peak = root.peakFile.flatMap { try? String(contentsOfFile: cgroup + "/" + $0, encoding: .utf8) }
             .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-        print("LargeDataTests: 256,000,000 bytes of features under a limit of \(limit) bytes; the cgroup's peak: "
+        print("LargeDataTests: 128,000,000 bytes of features under a limit of \(limit) bytes; the cgroup's peak: "
             + "\(peak.map(String.init) ?? "not reported")")
         // The data's pages went through the cgroup (its usage reached the limit and was reclaimed), and no further.
         if let peak { #expect(peak <= limit && peak > limit / 2, "peak \(peak)") }
