@@ -84,8 +84,10 @@ struct RefusedPartsTests {
     func startCoordinator(workers: Int, name: String) throws -> (Process, port: Int, log: String, out: String) {
         let port = Command.reservedPort()
         let log = Command.temporaryPath("\(name).log"), out = Command.temporaryPath("\(name).st")
+        // Heartbeats of 1 s: the fake workers' connections (answered by libzmq's I/O thread in this test process) must
+        // outlast 3 of them on a loaded machine; at 0.2 s, a 0.6 s stall once dropped one before it could lie.
         let coordinator = try Command.start(["coordinator", "--config", Self.run.file, "--bind", "tcp://127.0.0.1:\(port)",
-                                             "--workers", String(workers), "--overlap", "on", "--heartbeat", "0.2",
+                                             "--workers", String(workers), "--overlap", "on", "--heartbeat", "1",
                                              "--verbose", "--save", out], stderr: log)
         _ = try Command.waitForLine(in: log, containing: "waiting for \(workers) workers", timeout: 30)
         return (coordinator, port, log, out)
