@@ -132,8 +132,8 @@ final class TraceFile {
     }
 
     private func name(process: UInt32, _ name: String) {
-        let quoted = (try? JSONSerialization.data(withJSONObject: [name], options: [.fragmentsAllowed]))
-            .map { String(decoding: $0, as: UTF8.self).dropFirst().dropLast() }.map(String.init) ?? "\"?\""
+        let quoted = (try? JSONSerialization.data(withJSONObject: name, options: [.fragmentsAllowed]))
+            .map { String(decoding: $0, as: UTF8.self) } ?? "\"?\""
         event("{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":\(process),\"tid\":0,\"args\":{\"name\":\(quoted)}}")
         flush()
     }

@@ -112,8 +112,9 @@ struct TrainingFlags: ParsableArguments {
         try prepared(run, checkpointer)
         let metricsFile = try metrics.map { try MetricsFile($0, append: resume) }
         let events = try tensorboard.map { try TensorBoardFile(folder: $0) }
-        let figures = RunMetrics(totalSteps: trainer.totalSteps)
-        let server = try prometheus.map { try MetricsServer(address: $0) { figures.exposition() } }
+        // Kept only when served: without --prometheus no step pays for updating them.
+        let figures = prometheus.map { _ in RunMetrics(totalSteps: trainer.totalSteps) }
+        let server = try prometheus.map { address in try MetricsServer(address: address) { figures!.exposition() } }
         defer { server?.stop() }
         if let server {
             logToStandardError("serving Prometheus metrics on port \(server.port): http://\(server.address)/metrics")
@@ -123,7 +124,7 @@ struct TrainingFlags: ParsableArguments {
         if timeline != nil { coordinator?.traces = [] }
         var stepStart = ContinuousClock.now
         func census() {
-            guard server != nil, let c = coordinator?.census() else { return }
+            guard let figures, let c = coordinator?.census() else { return }
             figures.census(.init(states: c.states, losses: c.losses, rejoins: c.rejoins))
         }
         let every = checkpointEvery ?? max(trainer.plan.batchesPerEpoch, 1)
@@ -150,7 +151,7 @@ struct TrainingFlags: ParsableArguments {
                     logToStandardError(line)
                 }
                 events?.append(report, time: time, shares: shares ?? [])
-                figures.epochEnded(report, steps: max(trainer.plan.batchesPerEpoch, 1), shares: shares ?? [])
+                figures?.epochEnded(report, shares: shares ?? [])
             }, afterStep: { trainer in
                 try metricsFile?.check()
                 try events?.check()
@@ -164,7 +165,7 @@ struct TrainingFlags: ParsableArguments {
                     stepStart = now
                     try timeline.check()
                 }
-                figures.stepped(step: trainer.step, epoch: trainer.epoch)
+                figures?.stepped(step: trainer.step, epoch: trainer.epoch)
                 census()
                 progress?.update(trainer)
                 if metricsSteps, let metricsFile, let last = trainer.lastStep {

@@ -69,8 +69,8 @@ package final class RunMetrics: @unchecked Sendable {
         lastStep.set(to: time.timeIntervalSince1970)
     }
 
-    /// At each epoch's end; `shares` are the workers' samples and busy seconds over the epoch's `steps` steps.
-    package func epochEnded(_ report: EpochReport, steps: Int, shares: [WorkerShare]) {
+    /// At each epoch's end; `shares` are the workers' parts of the epoch.
+    package func epochEnded(_ report: EpochReport, shares: [WorkerShare]) {
         loss.set(to: report.loss)
         report.accuracy.map { accuracy.set(to: $0) }
         report.validationLoss.map { validationLoss.set(to: $0) }
