@@ -33,6 +33,9 @@ package final class Coordinator {
         /// every worker's values there are in: the weights travel down while gradients still come up, which pays
         /// where workers are on other machines.
         package var overlap = false
+        /// The sharded layout (docs/scale-out.md): results go to the parts' owners among the workers, which send each
+        /// part's mean to every worker; every worker applies every update. Implies `overlap`'s parts.
+        package var sharded = false
 
         package init(endpoint: String, workers: Int) {
             self.endpoint = endpoint
@@ -138,6 +141,8 @@ package final class Coordinator {
     var partTimings = PartTimings()
     /// The weights the last step's parts made, whole: the next step's, for a worker that must be sent them whole.
     var partsMade: (step: Int, weights: SharedPayload)?
+    /// With `sharded`, the layout and the step in flight.
+    var sharded = ShardedRun()
     /// The parts a job's parameters come in.
     let partCount: Int
     /// Exact mode: the fingerprint of this job's matrix products here (`Products.fingerprint`).

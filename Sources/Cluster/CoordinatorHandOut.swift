@@ -21,7 +21,7 @@ extension Coordinator {
     }
 
     /// Waits (after `onStarved`) while fewer than `minimumWorkers` are active; throws when none come in time.
-    private func ensureEnoughWorkers() throws {
+    func ensureEnoughWorkers() throws {
         guard core.activeCount < settings.minimumWorkers else { return }
         let have = core.activeCount
         try onStarved?()

@@ -28,7 +28,11 @@ extension Coordinator {
             }
             try loseExitedProcesses()
             try perform(core.tick(at: clock.now))
-            if let round = core.round, round.isComplete || round.waitingCount > 0 || hasPartEvent { return }
+            // A sharded step's round is complete once its order is out; then only the means are awaited.
+            let awaitingMeans = sharded.step?.order != nil
+            if let round = core.round, (round.isComplete && !awaitingMeans) || round.waitingCount > 0 || hasPartEvent {
+                return
+            }
         } while clock.now < deadline
     }
 
@@ -44,7 +48,7 @@ extension Coordinator {
         }
         let identity = frames[0].bytes
         guard !guardian.isCutOff(identity) else { return }
-        let envelope: Envelope
+        var envelope: Envelope
         do {
             envelope = try Codec.decode(Array(frames.dropFirst()), limits: limits)
         } catch {
@@ -62,9 +66,17 @@ extension Coordinator {
             return
         }
         var context = CoordinatorCore.Received()
-        if case .hello = envelope.payload, settings.keys != nil {
+        if case .hello(let fields) = envelope.payload {
+            let userID = frames[frames.count - 1].property("User-Id")
             // With keys, the ZAP handler named the connection's user by its public key.
-            context.key = frames[frames.count - 1].property("User-Id").map { ", key \($0.prefix(12))…" } ?? ""
+            if settings.keys != nil { context.key = userID.map { ", key \($0.prefix(12))…" } ?? "" }
+            let address = frames[frames.count - 1].property("Peer-Address")
+            envelope = Envelope(header: envelope.header,
+                                payload: .hello(fields: PeerFields.checked(fields, address: address, key: userID)))
+        }
+        if case .meanPart(let mean) = envelope.payload {
+            try meanArrived(mean, step: Int(envelope.header.step), from: identity)
+            return
         }
         try perform(core.receive(inMemory(envelope, from: identity, &context), from: identity, at: clock.now, context))
     }
@@ -125,6 +137,7 @@ extension Coordinator {
                 // so workers that come and go do not pile up mappings.
                 resultRegions[member] = nil
                 forgetParts(of: attempts, valuesRefused: valuesRefused, by: label)
+                try shardedLoss(member, label: label)
             case .takePart(let member, let order):
                 try keepPart(member, order)
             }
@@ -172,8 +185,14 @@ extension Coordinator {
             return try Codec.shutdown(reason, job: jobID, disposition: disposition)
         case .error(let text):
             return try Codec.error(text, job: jobID, step: 0, worker: 0)
+        case .weights(let step, .withState):
+            return try weightsWithState(step: step)
         case .weights(let step, let form):
             return try weightsFrames(step: step, form)
+        case .peers(let list):
+            return try Codec.peers(list, job: jobID, step: UInt64(core.round?.step ?? 0))
+        case .sumOrder(let order, let step):
+            return try Codec.sumOrder(order, job: jobID, step: UInt64(step))
         case .weightsPart(let step, let part):
             guard let made = partStep else { return [] }
             let range = made.parts.parts[part]
@@ -199,6 +218,11 @@ extension Coordinator {
         case .whole:
             return [try Codec.weightsHeader(job: jobID, step: UInt64(step), parameterCount: count),
                     try stepWeightsMessage().share()]
+        case .fromMeans:
+            return [try Codec.shardedWeightsHeader(job: jobID, step: UInt64(step), parameterCount: count, stateBuffers: nil),
+                    try Message(copying: [UInt8]())]
+        case .withState:
+            return try weightsWithState(step: step)
         }
     }
 

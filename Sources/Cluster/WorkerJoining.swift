@@ -21,9 +21,12 @@ extension WorkerNode {
 
     /// The hello: who this worker is, what it runs, and the member id it had (0 for none).
     private func hello(resuming previousID: UInt32) throws -> [Message] {
-        try Codec.hello(fields: ["build": "shardtrain protocol \(Header.protocolVersion)",
-                                 "host": ProcessInfo.processInfo.hostName, "name": settings.name,
-                                 "blas": BLASKernel.loaded, "onednn": OneDNN.isa],
+        var fields = ["build": "shardtrain protocol \(Header.protocolVersion)",
+                      "host": ProcessInfo.processInfo.hostName, "name": settings.name,
+                      "blas": BLASKernel.loaded, "onednn": OneDNN.isa]
+        // Where the other workers reach this one in a sharded layout (the coordinator checks the address).
+        if let peers { fields[PeerFields.offered] = peers.endpoint }
+        return try Codec.hello(fields: fields,
                         cores: ProcessInfo.processInfo.activeProcessorCount, pid: getpid(), resuming: previousID)
     }
 

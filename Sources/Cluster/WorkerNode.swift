@@ -51,6 +51,8 @@ package final class WorkerNode {
     /// The same routing id across reconnects, so the coordinator recognises this worker.
     let routingID = (0..<16).map { _ in UInt8.random(in: 0 ... 255) }
     var checkHandshake: () throws -> Void = {}
+    /// The socket other workers reach this one on, in a sharded layout (none for an ipc coordinator).
+    var peers: WorkerPeers?
 
     package init(settings: Settings, log: @escaping (String) -> Void) {
         self.settings = settings
@@ -74,6 +76,10 @@ package final class WorkerNode {
             if let refusal = verdict.judge(monitor.drain()) { throw ClusterError(refusal) }
         }
         try dealer.connect(settings.endpoint)
+        peers = try WorkerPeers(context: context, coordinator: settings.endpoint, keys: settings.keys) { line in
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        }
+        defer { peers?.close() }
         var previousID: UInt32 = 0
         var held: (fingerprint: String, job: Job, data: Dataset)?
         while true {
@@ -138,10 +144,20 @@ package final class WorkerNode {
                 lastSent = self.clock.now
             },
             waitUntilIdle: { [unowned self] in try self.waitUntilIdle($0, step: $1) }, beat: beat)
+        let sharded = peers.map { peers in
+            ShardedWorker(peers: peers, me: joined.workerID, jobID: joined.jobID, options: job.options,
+                          weights: session.weights, idleTimeout: settings.idleTimeout,
+                          toCoordinator: { [unowned self] frames in try self.send(dealer, frames) })
+        }
+        if let sharded { session.route = try route(to: sharded, joined) }
+        var deferred: [AssignmentRequest] = []
         while true {
             try checkParent()
             beat()
-            if try Socket.poll([dealer], timeout: heartbeat / 2)[0] {
+            let sockets = [dealer] + (sharded.map { [$0.peers.router] } ?? [])
+            let readable = try Socket.poll(sockets, timeout: heartbeat / 2)
+            if let sharded, readable.count > 1, readable[1] { try receivePeers(sharded, joined) }
+            if readable[0] {
                 while case .frames(let frames)? = try dealer.receive(maximumFrames: Codec.maximumFrames) {
                     lastHeard = clock.now
                     let envelope: Envelope
@@ -151,9 +167,23 @@ package final class WorkerNode {
                         if case .wrongJob = error { return .rejoin("a new coordinator answers at \(settings.endpoint)") }
                         throw ClusterError("malformed message from the coordinator: \(error)")
                     }
+                    if let sharded, try dispatchSharded(envelope, sharded, session: session, deferred: &deferred) {
+                        continue
+                    }
                     if let end = try dispatch(envelope, to: session, dealer, joined) { return end }
                     weightsStep = session.weights.step
                 }
+            }
+            // Assignments that waited for this step's weights to be made from the last step's means.
+            while let request = deferred.first, let held = session.weights.step, request.step <= held {
+                deferred.removeFirst()
+                guard request.step == held else { continue }
+                if let problem = session.refusal(of: request) {
+                    try send(dealer, Codec.error(problem, job: joined.jobID, step: request.step, worker: joined.workerID))
+                } else {
+                    try session.run(request)
+                }
+                weightsStep = session.weights.step
             }
             let silent = clock.now - lastHeard
             if silent > heartbeat * 3 {

@@ -70,6 +70,8 @@ final class PartSender {
     private var firstSent: Int
     /// Calls of the network's layer hook to pass over: those of micro-shards before the last.
     var skippedCalls = 0
+    /// Sharded layout: sends a part's frames to the part's owner (by part index) instead of `send`.
+    var route: ((Int, [Message]) throws -> Void)?
     /// What sending failed with inside the hook (it cannot throw), for the caller to throw after.
     private(set) var failure: Error?
     let send: ([Message]) throws -> Void
@@ -104,11 +106,16 @@ final class PartSender {
         while firstSent > 0, parts[firstSent - 1].lowerBound >= first {
             let part = parts[firstSent - 1]
             for array in 0..<arrays {
-                try send([header(array, part, false, false),
-                          Message(sharing: payload, byteCount: 4 * part.count, from: 4 * (array * count + part.lowerBound))])
+                try deliver(part, [header(array, part, false, false),
+                                   Message(sharing: payload, byteCount: 4 * part.count,
+                                           from: 4 * (array * count + part.lowerBound))])
             }
             firstSent -= 1
         }
+    }
+
+    private func deliver(_ part: Range<Int>, _ frames: [Message]) throws {
+        if let route { try route(part.lowerBound / Codec.partParameters, frames) } else { try send(frames) }
     }
 
     /// An exact sum's limbs (`cexact_merge`'s layout), each part packed on its own into `out`, one after another,
@@ -119,7 +126,7 @@ final class PartSender {
         for part in parts.reversed() {
             let length = cexact_pack_range(sum, count, part.lowerBound, part.upperBound,
                                            (out.bytes + offset).assumingMemoryBound(to: UInt8.self))
-            try send([header(0, part, true, diverged), Message(sharing: out, byteCount: length, from: offset)])
+            try deliver(part, [header(0, part, true, diverged), Message(sharing: out, byteCount: length, from: offset)])
             offset += length
         }
         firstSent = 0

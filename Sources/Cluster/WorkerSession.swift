@@ -56,6 +56,8 @@ final class WorkerSession {
     private let send: ([Message]) throws -> Void
     private let waitUntilIdle: (SharedPayload, UInt64) throws -> Void
     private let beat: () -> Void
+    /// Sharded layout: where each part of a result goes (its owner), instead of to the coordinator.
+    var route: ((Int, [Message]) throws -> Void)?
 
     #if DEBUG
     private static let flipsBit = ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_FLIP_BIT"] == "1"
@@ -241,6 +243,7 @@ final class WorkerSession {
             try Codec.gradientPartHeader(job: ids.job, step: request.step, worker: ids.worker, attempt: request.attempt,
                                          array: array, arrays: arrays, part: part, packed: packed, diverged: diverged)
         }
+        sender.route = route
         // Floats are final in place as backward finishes each layer; limbs only at the end.
         let oneComputer = threads == 1 || floatShards == 1
         let oneSlice = floatShards > 0 || (options.reduction == .fast && request.ranges.count == 1

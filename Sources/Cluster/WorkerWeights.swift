@@ -18,6 +18,10 @@ final class WorkerWeights {
         self.region = region
     }
 
+    /// Sharded layout: `parameters` now hold step `step`'s weights, made here from the means of the step before (or
+    /// sent whole with the optimizer's state).
+    func holdOwn(step: UInt64) { self.step = step }
+
     /// Takes `payload`, one of the weights' messages, of step `step`. Returns the problem to report to the coordinator
     /// (the weights are then unusable until whole ones come), or nil; throws when it can never work.
     func take(_ payload: Payload, step: UInt64) throws -> String? {

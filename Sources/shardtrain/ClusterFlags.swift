@@ -21,6 +21,12 @@ struct ClusterFlags: ParsableArguments {
         + "still come up, and workers send a layer's parts as backward finishes it. auto: on when the endpoint is "
         + "not on this machine (workers on other machines)."))
     var overlap = OverlapChoice.auto
+    @Option(help: ArgumentHelp("Where gradients are summed. star: at the coordinator, which sends every worker the new "
+        + "weights. sharded: the parts of the parameters are owned by the workers, which sum them and send each part's "
+        + "mean to every worker; every worker applies every update, so the coordinator's link no longer carries N "
+        + "results and N weights (docs/scale-out.md). Needs a tcp:// endpoint. Not yet: a worker lost mid-step stops "
+        + "a sharded run (resume it from its checkpoint)."))
+    var layout = LayoutChoice.star
 
     func validate() throws {
         if weightsAsChange {
@@ -70,10 +76,22 @@ struct ClusterFlags: ParsableArguments {
         case .off: false
         case .auto: !EndpointReach.isLocal(endpoint)
         }
+        if layout == .sharded {
+            guard endpoint.hasPrefix("tcp://") else {
+                throw InputError("--layout sharded: the workers reach each other over TCP, and \(endpoint) is not a "
+                    + "tcp:// endpoint; give --bind tcp://ADDRESS:PORT, or use --layout star")
+            }
+            (settings.sharded, settings.overlap) = (true, true)
+        }
         if verbose && settings.overlap { logToStandardError("results and weights go in parts (--overlap)") }
         settings.keys = keys
         return try Coordinator(job: job, training: training, settings: settings, log: logToStandardError)
     }
+}
+
+/// Where gradients are summed (`--layout`).
+enum LayoutChoice: String, ExpressibleByArgument, CaseIterable {
+    case star, sharded
 }
 
 /// Whether results and weights go in parts (`--overlap`).

@@ -33,6 +33,8 @@ struct CoordinatorCore {
     var round: StepRound?
     /// Whether `round`'s attempt has sent every part of its result (the shell's parts bookkeeping knows).
     var partsComplete: (UInt64) -> Bool = { _ in false }
+    /// Sharded layout: the members a step's work may go to (those of the layout; nil: every active one).
+    var eligible: Set<Int>?
     /// Training has started: later members join a running step.
     var started = false
     var lastHeartbeat: ContinuousClock.Instant
@@ -104,7 +106,7 @@ struct CoordinatorCore {
     mutating func handOut(at now: ContinuousClock.Instant) -> [CoordinatorAction] {
         self.now = now
         guard round != nil else { return [] }
-        let active = table.active
+        let active = table.active.filter { eligible?.contains($0) ?? true }
         // The round is changed where it lies (`round!`), never through a copy, which would copy its tables.
         for (member, attempt, ranges) in round!.distribute(over: active, speeds: active.map { table[$0].speed }, now: now) {
             assign(member, attempt: attempt, ranges: ranges)
@@ -129,6 +131,7 @@ struct CoordinatorCore {
 
     private func weightsForm(for member: Int, step: Int) -> WeightsForm {
         let holder = table[member]
+        if settings.sharded { return holder.meansStep == step ? .fromMeans : .withState }
         if settings.overlap && holder.partsStep == step && holder.partsSent == partCount { return .fromParts }
         return holder.readsWeightsRegion ? .inRegion : .whole
     }
@@ -207,6 +210,8 @@ enum Outgoing: Equatable {
     case weights(step: Int, WeightsForm)
     case weightsPart(step: Int, part: Int)
     case assignment(AssignmentOrder)
+    case peers(PeerList)
+    case sumOrder(OrderedSum, step: Int)
 }
 
 /// How a member gets a step's weights.
@@ -217,6 +222,10 @@ enum WeightsForm: Equatable {
     case inRegion
     /// It holds them already, from the parts the last step's update sent.
     case fromParts
+    /// Sharded layout: it makes them itself, from the last step's means.
+    case fromMeans
+    /// Sharded layout: the Floats and the optimizer's state, for a member that has not followed every update.
+    case withState
 }
 
 struct AssignmentOrder: Equatable {

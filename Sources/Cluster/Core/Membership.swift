@@ -79,6 +79,13 @@ package struct Member: Sendable {
     /// weights header says so instead of carrying them).
     var partsStep: Int?
     var partsSent = 0
+    /// Sharded layout: where its peer socket listens (checked against the address its connection comes from) and,
+    /// with keys, its public key; nil when it offers none.
+    var peerEndpoint: String?
+    var peerKey: CurvePublicKey?
+    /// Sharded layout: the step whose weights it makes itself from the means of the step before (it was in the
+    /// layout when they went out).
+    var meansStep: Int?
     /// Told to rejoin after it was lost (said once).
     var toldToRejoin = false
     /// When it was lost.
@@ -158,10 +165,13 @@ struct MemberTable {
             return String(String.UnicodeScalarView(text.unicodeScalars.filter { $0.value >= 0x20 && $0.value < 0x7F })
                 .prefix(64))
         }
-        let member = Member(id: nextID, identity: identity, name: clean("name"), host: clean("host"),
+        var member = Member(id: nextID, identity: identity, name: clean("name"), host: clean("host"),
                             pid: clean("pid"), cores: clean("cores"), build: clean("build"), blas: clean("blas"),
                             oneDNN: clean("onednn"),
                             lastHeard: now)
+        // Set by the shell only once checked (`Coordinator.checkedPeer`).
+        member.peerEndpoint = fields[PeerFields.endpoint]
+        member.peerKey = fields[PeerFields.key].flatMap { try? CurvePublicKey(z85: $0) }
         var slot: Int
         if let expired = reusable(inUse: inUse, lostBefore: now - expiry) {
             slot = expired

@@ -18,6 +18,8 @@ struct StepRound {
         let member: Int
         let firstMicroShard: Int
         let frame: GradientFrame
+        /// The micro-shards it covers.
+        var microShards = 0
         /// When its assignment went out and when the result was in (for `--trace`).
         var sentAt: ContinuousClock.Instant? = nil
         var arrivedAt: ContinuousClock.Instant? = nil
@@ -124,8 +126,8 @@ struct StepRound {
         guard let a = outstanding.removeValue(forKey: attempt) else { return nil }
         completedAttempts[attempt] = a.ranges[0].lowerBound
         revision += 1
-        results.append(Result(member: a.member, firstMicroShard: a.ranges[0].lowerBound, frame: frame, sentAt: a.sentAt,
-                              arrivedAt: now))
+        results.append(Result(member: a.member, firstMicroShard: a.ranges[0].lowerBound, frame: frame,
+                              microShards: a.ranges.reduce(0) { $0 + $1.count }, sentAt: a.sentAt, arrivedAt: now))
         guard let twin = twins.removeValue(forKey: attempt) else { return nil }
         twins[twin] = nil
         return outstanding.removeValue(forKey: twin)

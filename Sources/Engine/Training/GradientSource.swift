@@ -13,6 +13,10 @@ package struct StepOrder {
     package let sum: GradientSum
     /// Room for a mean gradient, laid out as the parameters.
     package let mean: UnsafeMutablePointer<Float>
+    /// The step's learning rate, and the optimizer the trainer updates with (read only: its state and step count
+    /// are what a worker that applies the updates itself starts from, in the sharded layout).
+    package let learningRate: Float
+    package let optimizer: Optimizer
 }
 
 /// A part of the parameters whose gradient is final for the step.

@@ -157,7 +157,8 @@ package final class Trainer {
         do {
             try source.begin(StepOrder(step: step, epoch: epoch, batchIndex: batch, batch: indices,
                                        microShards: computer.microShardCount(batchSize: range.count),
-                                       parameters: parameters, sum: sum, mean: gradient.pointer))
+                                       parameters: parameters, sum: sum, mean: gradient.pointer,
+                                       learningRate: learningRate, optimizer: optimizer))
             while let event = try source.next() {
                 switch event {
                 case .update(let part):

@@ -56,6 +56,16 @@ package enum Codec {
                                            step: step).encoded())
     }
 
+    /// Sharded layout: the weights header saying the worker's own weights, updated from the last step's means, are
+    /// the step's (`stateBuffers` nil; send an empty frame after), or that the frame after holds the weights then
+    /// `stateBuffers` optimizer state buffers, with the optimizer's step count.
+    package static func shardedWeightsHeader(job: UInt64, step: UInt64, parameterCount: Int, stateBuffers: Int?,
+                                            optimizerSteps: Int = 0) throws -> Message {
+        let fields = WeightsFields(parameterCount: parameterCount, form: stateBuffers == nil ? .fromMeans : .withState,
+                                   stateBuffers: stateBuffers ?? 0, optimizerSteps: optimizerSteps)
+        return try Message(copying: header(fields, job: job, step: step).encoded())
+    }
+
     package static func assignment(job: UInt64, step: UInt64, worker: UInt32, epoch: UInt64, batch: UInt64,
                                   attempt: UInt64 = 0, ranges: [Range<Int>], resultSlot: Int? = nil,
                                   inParts: Bool = false) throws -> [Message] {
@@ -160,6 +170,9 @@ package enum Codec {
                           products: ready.products)
         case .data: return try data(DataFields(checking: f), frame!, limits)
         case .error: return .error(printable(try text(frame!, .error, limit: limits.maximumTextBytes)))
+        case .peers: return try peers(PeersFields(checking: f), frame!, limits)
+        case .sumOrder: return try sumOrder(SumOrderFields(checking: f), frame!, limits)
+        case .meanPart: return try meanPart(MeanPartFields(checking: f), frame!, limits)
         case .shutdown:
             let fields = try ShutdownFields(checking: f)
             return .shutdown(printable(try text(frame!, .shutdown, limit: limits.maximumTextBytes)), fields.disposition)

@@ -44,6 +44,19 @@ extension Codec {
                 throw .payloadSize(type: .weights, bytes: bytes, expected: "\(4 * count) (\(count) Float32)")
             }
             return .weights(FloatFrame(message: frame, count: count))
+        case .fromMeans:
+            guard f.parameterCount == UInt64(count), bytes == 0 else {
+                throw .payloadSize(type: .weights, bytes: bytes, expected: "0 (the weights follow from the means)")
+            }
+            return .weightsFromMeans
+        case .withState:
+            let floats = (1 + Int(f.stateBuffers)) * count
+            guard f.parameterCount == UInt64(count), bytes == 4 * floats else {
+                throw .payloadSize(type: .weights, bytes: bytes, expected: "\(4 * floats) (the weights and "
+                    + "\(f.stateBuffers) state buffers of \(count) Float32)")
+            }
+            return .weightsWithState(FloatFrame(message: frame, count: floats), stateBuffers: Int(f.stateBuffers),
+                                     optimizerSteps: Int(f.optimizerSteps))
         }
     }
 

@@ -60,25 +60,32 @@ struct JobFields: HeaderFields {
 struct WeightsFields: HeaderFields {
     /// How the weights come: the word's values 0, 1 and 3 (2, their change from an earlier step's, is no longer
     /// sent: parts beat it where it paid, on slow links).
+    /// Sharded layout: 4, the worker's own, updated from the last step's means; 5, the Floats followed by the
+    /// optimizer's state buffers, for a worker that has not followed every update.
     enum Form: Equatable {
-        case floats, inRegion, fromParts
+        case floats, inRegion, fromParts, fromMeans, withState
     }
 
     static let type = MessageType.weights
-    static let names = ["parameter count", "form"]
+    static let names = ["parameter count", "form", "state buffers", "optimizer steps"]
     var parameterCount: UInt64, form: Form
+    var stateBuffers: UInt64 = 0, optimizerSteps: UInt64 = 0
 
-    init(parameterCount: Int, form: Form) {
+    init(parameterCount: Int, form: Form, stateBuffers: Int = 0, optimizerSteps: Int = 0) {
         self.parameterCount = UInt64(parameterCount)
         self.form = form
+        (self.stateBuffers, self.optimizerSteps) = (UInt64(stateBuffers), UInt64(optimizerSteps))
     }
 
     var words: [UInt64] {
-        switch form {
-        case .floats: [parameterCount, 0]
-        case .inRegion: [parameterCount, 1]
-        case .fromParts: [parameterCount, 3]
+        let code: UInt64 = switch form {
+        case .floats: 0
+        case .inRegion: 1
+        case .fromParts: 3
+        case .fromMeans: 4
+        case .withState: 5
         }
+        return [parameterCount, code, stateBuffers, optimizerSteps]
     }
 
     init(checking f: [UInt64]) throws(WireError) {
@@ -87,8 +94,16 @@ struct WeightsFields: HeaderFields {
         case 0: form = .floats
         case 1: form = .inRegion
         case 3: form = .fromParts
-        default: throw .badField(.weights, "form \(f[1]) is not 0 (Floats), 1 (region) or 3 (parts)")
+        case 4: form = .fromMeans
+        case 5: form = .withState
+        default:
+            throw .badField(.weights, "form \(f[1]) is not 0 (Floats), 1 (region), 3 (parts), 4 (means) or 5 (with "
+                + "the optimizer's state)")
         }
+        guard f[2] <= 4, f[2] == 0 || form == .withState, f[3] < 1 << 40 else {
+            throw .badField(.weights, "\(f[2]) state buffers (at most 4, only with form 5) or optimizer steps \(f[3])")
+        }
+        (stateBuffers, optimizerSteps) = (f[2], f[3])
     }
 }
 
@@ -319,6 +334,9 @@ extension MessageType {
         case .data: DataFields.names
         case .weightsPart: WeightsPartFields.names
         case .gradientPart: GradientPartFields.names
+        case .peers: PeersFields.names
+        case .sumOrder: SumOrderFields.names
+        case .meanPart: MeanPartFields.names
         }
     }
 }

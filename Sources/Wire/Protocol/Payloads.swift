@@ -37,6 +37,14 @@ package enum Payload {
     /// `region`: the worker's result region; `readsWeightsRegion`: it mapped the coordinator's weights region.
     case ready(hasData: Bool, region: RegionOffer?, readsWeightsRegion: Bool, products: UInt64)
     case data(samples: Int, featureWidth: Int, targetWidth: Int, FloatFrame)
+    /// Sharded layout: the step's weights are this worker's own, updated from the last step's means.
+    case weightsFromMeans
+    /// Sharded layout: the weights, then `stateBuffers` optimizer state buffers, all Float32 of the parameters'
+    /// layout, and the optimizer's step count.
+    case weightsWithState(FloatFrame, stateBuffers: Int, optimizerSteps: Int)
+    case peers(PeerList)
+    case sumOrder(OrderedSum)
+    case meanPart(MeanPart)
 }
 
 /// A result's values copied into 64-byte-aligned memory of 17 bytes per parameter, in a buffer a pool reuses: a

@@ -14,7 +14,13 @@ package final class ZAPHandler: Sendable {
     private let thread: SocketThread
 
     /// Starts the handler for `context`; returns once it is listening.
-    package init(context: Context, authorized: Set<CurvePublicKey>, log: @escaping @Sendable (String) -> Void) throws {
+    package convenience init(context: Context, authorized: Set<CurvePublicKey>,
+                             log: @escaping @Sendable (String) -> Void) throws {
+        try self.init(context: context, keys: AuthorizedKeys(authorized), log: log)
+    }
+
+    /// Starts the handler for `context`, admitting the keys `keys` holds when each client comes (they may change).
+    package init(context: Context, keys authorized: AuthorizedKeys, log: @escaping @Sendable (String) -> Void) throws {
         // The thread holds the refusal count, not this handler: dropping the handler stops the thread.
         let refusals = Refusals()
         self.refusals = refusals
@@ -36,7 +42,7 @@ package final class ZAPHandler: Sendable {
     package func stop() { thread.stop() }
 
     /// Reads one request and replies: 200 for an authorised CURVE key, 400 otherwise, 500 for another ZAP version.
-    private static func answer(_ socket: Socket, authorized: Set<CurvePublicKey>, refusals: Refusals,
+    private static func answer(_ socket: Socket, authorized: AuthorizedKeys, refusals: Refusals,
                                log: @Sendable (String) -> Void) {
         guard case .frames(let frames)? = try? socket.receive(maximumFrames: 16) else { return }
         // ROUTER envelope: the requester's id, an empty delimiter, then the request (RFC 27).
@@ -51,7 +57,7 @@ package final class ZAPHandler: Sendable {
             text = "unsupported ZAP version"
         } else if mechanism == "CURVE", request.count >= 7, request[6].count == 32 {
             let key = z85(request[6].bytes)
-            if let key, authorized.contains(key) {
+            if let key, authorized.admits(key) {
                 status = "200"
                 text = "OK"
                 user = key.z85
@@ -65,6 +71,17 @@ package final class ZAPHandler: Sendable {
                      Array(user.utf8), []]
         guard let messages = try? reply.map({ try Message(copying: $0) }) else { return }
         try? socket.send(messages, wait: false)
+    }
+
+    /// The keys a handler admits; a worker's peer socket admits the layout's peers, which change as members come and go.
+    package final class AuthorizedKeys: Sendable {
+        private let keys: Mutex<Set<CurvePublicKey>>
+
+        package init(_ keys: Set<CurvePublicKey>) { self.keys = Mutex(keys) }
+
+        package func admits(_ key: CurvePublicKey) -> Bool { keys.withLock { $0.contains(key) } }
+
+        package func replace(with new: Set<CurvePublicKey>) { keys.withLock { $0 = new } }
     }
 
     /// Refused peers: counted, and logged once per key and address up to `loggedRefusalLimit` lines.

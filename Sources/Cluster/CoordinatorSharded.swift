@@ -1,0 +1,165 @@
+import Engine
+import Foundation
+import Wire
+
+/// The sharded layout at the coordinator (docs/scale-out.md): results go from the workers to the parts' owners, not
+/// here; when the step's micro-shards are covered this shell orders the owners to sum, and each part's mean comes
+/// back from its owner, as it goes to every worker. The trainer here applies every part, as every worker does, so
+/// this copy is the one checkpoints hold. Bookkeeping is `ShardedStep`'s; this holds the sockets' side.
+struct ShardedRun {
+    /// The members of the layout, by table index, and the peers message they were sent.
+    var members: [Int] = []
+    var layout: ReductionLayout?
+    var step: ShardedStep?
+    var order: StepOrder?
+    /// Parts whose mean is in `order.mean` and which the trainer has not applied yet.
+    var ready: [Int] = []
+    /// The part handed to the trainer last.
+    var applying: Int?
+    var begun = ContinuousClock.now, sent = ContinuousClock.now
+}
+
+extension Coordinator {
+    /// A step of the sharded layout begins: the layout follows the active members (each told when it changes), a
+    /// member that does not hold this step's weights and optimizer state is sent them, and the work goes out.
+    func beginSharded(_ order: StepOrder) throws {
+        let begun = clock.now
+        try ensureEnoughWorkers()
+        let members = core.table.active.sorted()
+        if let missing = members.first(where: { core.table[$0].peerEndpoint == nil }) {
+            throw ClusterError("\(core.label(missing)) offers no peer socket its connection's address can reach, which "
+                + "--layout sharded needs (a worker on an ipc endpoint, behind NAT, or of another build); use --layout star")
+        }
+        if members != sharded.members || sharded.layout == nil {
+            let layout = ReductionLayout(parts: partCount, members: members)
+            let list = PeerList(peers: members.map { PeerList.Peer(worker: core.table[$0].id,
+                                                                    endpoint: core.table[$0].peerEndpoint!,
+                                                                    key: core.table[$0].peerKey) },
+                                owners: layout.owners.map { core.table[$0].id })
+            try perform(members.map { .send(member: $0, .peers(list)) })
+            (sharded.members, sharded.layout) = (members, layout)
+            if settings.verbose {
+                log("step \(order.step): \(partCount) parts over \(members.count) owners: "
+                    + members.map { "w\(core.table[$0].id) \(layout.parts(of: $0).count)" }.joined(separator: ", "))
+            }
+        }
+        core.eligible = Set(members)
+        (sharded.order, sharded.ready, sharded.applying, sharded.begun) = (order, [], nil, begun)
+        for member in members where core.table[member].meansStep != order.step {
+            try perform([.send(member: member, .weights(step: order.step, .withState))])
+            core.table[member].weightsStep = order.step
+        }
+        core.beginStep(step: order.step, epoch: order.epoch, batchIndex: order.batchIndex,
+                       microShards: order.microShards, batchSamples: order.batch.count)
+        // The coordinator never sees the parts: a result's counts say it is complete.
+        core.partsComplete = { _ in true }
+        sharded.step = ShardedStep(step: order.step, layout: sharded.layout!)
+        stepWeights = .from(order.parameters)
+        try handOut()
+        sharded.sent = clock.now
+    }
+
+    /// The next part for the trainer to apply; nil once every part is applied and the step's counts are in.
+    func nextSharded() throws -> StepEvent? {
+        guard let order = sharded.order else { return nil }
+        sharded.applying = nil
+        while true {
+            if let part = sharded.ready.popLast() {
+                sharded.applying = part
+                let range = Codec.parts(of: order.parameters.count)[part]
+                let exact = job.options.reduction == .exact
+                let finite = !exact || GradientSum.allFinite(order.mean + range.lowerBound, count: range.count)
+                return .update(ReadyPart(range: range, gradients: UnsafePointer(order.mean), scale: exact ? 1 : 1 / Float(order.batch.count),
+                                         finite: finite, closesStep: false))
+            }
+            if sharded.step!.isDone {
+                finishSharded(order)
+                return nil
+            }
+            try pump(timeout: settings.heartbeat / 4)
+            guard let round = core.round else { return nil }
+            if round.waitingCount > 0 { try handOut() }
+            if round.isComplete { try orderSum(round, order) }
+        }
+    }
+
+    /// The step's micro-shards are covered: the owners are told which contributions to add (again, when the cover
+    /// changed).
+    private func orderSum(_ round: StepRound, _ order: StepOrder) throws {
+        let results = round.orderedResults
+        let contributions = results.map { Contribution(member: $0.member, attempt: $0.frame.attempt) }
+        guard case .order(let sum)? = sharded.step!.covered(by: contributions, samples: order.batch.count).first else {
+            return
+        }
+        let wire = OrderedSum(
+            revision: sum.revision, samples: sum.samples, learningRate: order.learningRate,
+            optimizerStep: order.optimizer.steps,
+            contributions: results.map { r in
+                OrderedContribution(worker: core.table[r.member].id, firstMicroShard: r.firstMicroShard,
+                                    microShards: r.microShards, attempt: r.frame.attempt)
+            })
+        try perform(sharded.members.map { .send(member: $0, .sumOrder(wire, step: order.step)) })
+    }
+
+    /// A part's mean from an owner: copied where the trainer reads the step's gradient, once, from the part's owner.
+    func meanArrived(_ mean: MeanPart, step: Int, from identity: [UInt8]) throws {
+        guard let member = core.table.index(of: identity), core.table[member].isActive else { return }
+        core.table[member].lastHeard = clock.now
+        guard var bookkeeping = sharded.step, let order = sharded.order, bookkeeping.step == step else { return }
+        let part = mean.range.lowerBound / Codec.partParameters
+        guard mean.learningRate == order.learningRate, mean.optimizerStep == order.optimizer.steps,
+              mean.samples == order.batch.count else {
+            try perform(core.lost(member, .mismatched("a mean of part \(part) for learning rate \(mean.learningRate), "
+                + "optimizer step \(mean.optimizerStep) and \(mean.samples) samples; the step's are \(order.learningRate), "
+                + "\(order.optimizer.steps) and \(order.batch.count)")))
+            return
+        }
+        let actions = bookkeeping.meanArrived(part: part, from: member)
+        sharded.step = bookkeeping
+        guard actions.contains(.apply(part: part)) else { return }
+        mean.values.copy(into: order.mean + mean.range.lowerBound)
+        sharded.ready.append(part)
+    }
+
+    /// Every part is applied: the step's counts go to the trainer's sum, and every member of the layout holds the next
+    /// step's weights (each applied the same means).
+    private func finishSharded(_ order: StepOrder) {
+        let round = core.endStep()
+        for result in round.orderedResults {
+            let frame = result.frame
+            order.sum.addStatistics(samples: frame.samples, correct: frame.correct, lossWords: frame.lossWords,
+                                    overflowed: frame.overflowed)
+        }
+        for member in sharded.members where core.table[member].isActive { core.table[member].meansStep = order.step + 1 }
+        let gathered = clock.now
+        lastTimings = StepTimings(send: (sharded.sent - sharded.begun) / .seconds(1),
+                                  wait: (gathered - sharded.sent) / .seconds(1), reduce: 0)
+        trace(round, begun: sharded.begun, sent: sharded.sent, gathered: gathered, reduced: gathered)
+        if settings.verbose { logStep(round) }
+        core.partsComplete = { _ in false }
+        stepWeights = .none
+        (sharded.order, sharded.step) = (nil, nil)
+    }
+
+    /// A member of the layout lost mid-step: the parts it owned and the values it sent cannot be moved yet
+    /// (docs/scale-out.md), so the run stops; resume it from its checkpoint.
+    func shardedLoss(_ member: Int, label: String) throws {
+        guard sharded.order != nil, sharded.members.contains(member) else { return }
+        throw ClusterError("\(label) was lost during sharded step \(sharded.order!.step), and this build cannot yet "
+            + "move its parts to other owners; resume from the last checkpoint (--resume), or use --layout star")
+    }
+
+    /// The weights and the optimizer's state, for a member that joins the layout.
+    func weightsWithState(step: Int) throws -> [Message] {
+        guard let order = sharded.order else { throw ClusterError("no sharded step to send the weights of") }
+        let count = order.parameters.count, state = order.optimizer.state
+        var floats = [Float](unsafeUninitializedCapacity: (1 + state.count) * count) { buffer, initialized in
+            buffer.baseAddress!.update(from: order.parameters.pointer, count: count)
+            for (i, b) in state.enumerated() { (buffer.baseAddress! + (i + 1) * count).update(from: b.pointer, count: count) }
+            initialized = (1 + state.count) * count
+        }
+        let header = try Codec.shardedWeightsHeader(job: jobID, step: UInt64(step), parameterCount: count,
+                                                    stateBuffers: state.count, optimizerSteps: order.optimizer.steps)
+        return [header, try floats.withUnsafeMutableBytes { try Message(copying: UnsafeRawBufferPointer($0)) }]
+    }
+}

@@ -1,0 +1,284 @@
+import CExactSum
+import Engine
+import Foundation
+import Wire
+
+/// A worker's part in the sharded layout (docs/scale-out.md), the two roles every member plays:
+/// - an *owner* adds, for each part it owns, the contributions the coordinator's order names, and sends the part's
+///   mean (fast mode: sum) to every peer and to the coordinator;
+/// - a *replica* applies every part's mean with the job's optimizer, as the coordinator's trainer does, so its
+///   weights for the next step are the coordinator's, bit for bit.
+/// Events in from the shell (`WorkerNode`), which owns the sockets; what is sent goes through `send`.
+final class ShardedWorker {
+    let peers: WorkerPeers
+    private let me: UInt32
+    private let jobID: UInt64
+    private let reduction: Reduction
+    private let parts: [Range<Int>]
+    private let weights: WorkerWeights
+    private let optimizer: Optimizer
+    /// Sends to the coordinator.
+    private let toCoordinator: ([Message]) throws -> Void
+    private let idleTimeout: Duration
+
+    // Owner: the step held, its order and the contributions' parts by (worker, attempt) → part → arrays.
+    private var ownerStep: UInt64 = 0
+    private var order: OrderedSum?
+    private var held: [Key: [Int: [Int: PartValues]]] = [:]
+    private var summed = Set<Int>()
+    /// The means an owner sends, two in turn (one may still be in libzmq's hands).
+    private let outgoing: [SharedPayload]
+    private var outgoingTurn = 0
+    private var limbScratch: [UnsafeMutableRawPointer] = []
+    private let pointers: UnsafeMutablePointer<UnsafePointer<Float>?>
+    private let sums: UnsafeMutablePointer<UnsafeRawPointer?>
+    private let unusedLimbs = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    private let unusedWindows = UnsafeMutablePointer<Int8>.allocate(capacity: 1)
+
+    // Replica: which parts of the weights' step have been applied, and means that came ahead of their step.
+    private var applied: [Bool]
+    private var appliedCount = 0
+    private var early: [(step: UInt64, mean: MeanPart)] = []
+    private let scratch: Buffer<Float>
+
+    struct Key: Hashable {
+        let worker: UInt32
+        let attempt: UInt64
+    }
+
+    init(peers: WorkerPeers, me: UInt32, jobID: UInt64, options: TrainingOptions, weights: WorkerWeights,
+         idleTimeout: Duration, toCoordinator: @escaping ([Message]) throws -> Void) {
+        self.peers = peers
+        self.me = me
+        self.jobID = jobID
+        reduction = options.reduction
+        let count = weights.parameters.count
+        parts = Codec.parts(of: count)
+        self.weights = weights
+        optimizer = options.optimizer.make(parameterCount: count)
+        self.toCoordinator = toCoordinator
+        self.idleTimeout = idleTimeout
+        outgoing = (0..<2).map { _ in SharedPayload(byteCount: 4 * count) }
+        pointers = .allocate(capacity: Codec.maximumPartArrays)
+        sums = .allocate(capacity: Codec.maximumPartArrays)
+        applied = Array(repeating: false, count: parts.count)
+        scratch = Buffer<Float>(count: Codec.partParameters)
+    }
+
+    deinit {
+        for block in limbScratch { block.deallocate() }
+        pointers.deallocate()
+        sums.deallocate()
+        unusedLimbs.deallocate()
+        unusedWindows.deallocate()
+    }
+
+    /// The coordinator's list of peers and owners.
+    func follow(_ list: PeerList) throws { try peers.follow(list, me: me) }
+
+    /// The owner of each part, by worker id (nil before the coordinator's list).
+    func owner(of part: Int) -> UInt32? { peers.list?.owners[part] }
+
+    // MARK: Owner
+
+    /// A part of a contribution, from a peer or from this worker itself.
+    func contribution(_ worker: UInt32, step: UInt64, attempt: UInt64, array: Int, arrays: Int, first: Int,
+                      values: PartValues) throws {
+        guard advanceOwner(to: step) else { return }
+        let part = first / Codec.partParameters
+        guard owner(of: part) == me, !summed.contains(part) else { return }
+        held[Key(worker: worker, attempt: attempt), default: [:]][part, default: [:]][array] = values
+        _ = arrays
+        try sumReady([part])
+    }
+
+    /// The coordinator's order for `step`.
+    func ordered(_ new: OrderedSum, step: UInt64) throws {
+        guard advanceOwner(to: step), new.revision > (order?.revision ?? -1) else { return }
+        order = new
+        try sumReady(parts.indices.filter { owner(of: $0) == me })
+    }
+
+    /// Whether messages of `step` are to be kept: a later step forgets what an earlier one held.
+    private func advanceOwner(to step: UInt64) -> Bool {
+        if step > ownerStep {
+            (ownerStep, order, summed) = (step, nil, [])
+            held.removeAll()
+        }
+        return step == ownerStep
+    }
+
+    private func sumReady(_ candidates: [Int]) throws {
+        guard let order else { return }
+        for part in candidates where owner(of: part) == me && !summed.contains(part) {
+            let complete = order.contributions.allSatisfy { c in
+                guard let arrays = held[Key(worker: c.worker, attempt: c.attempt)]?[part] else { return false }
+                if arrays.count == 1, case .packedLimbs = arrays.first!.value { return true }
+                return arrays.count == Self.floatArrays(c, reduction: reduction)
+            }
+            if complete { try sum(part, order) }
+        }
+    }
+
+    /// Arrays a contribution sends as Floats: fast, its sum; exact, each micro-shard's (a worker sends Floats for
+    /// at most two micro-shards, limbs otherwise).
+    private static func floatArrays(_ c: OrderedContribution, reduction: Reduction) -> Int {
+        reduction == .fast ? 1 : c.microShards
+    }
+
+    /// Adds `part` of the ordered contributions, in micro-shard order, sends the result to every peer and the
+    /// coordinator, and applies it here.
+    private func sum(_ part: Int, _ order: OrderedSum) throws {
+        summed.insert(part)
+        let range = parts[part], n = range.count
+        if part == parts.indices.first(where: { owner(of: $0) == me }) {
+            // The first part this owner sums this step: the buffer of the step before last is free by now, or soon.
+            outgoingTurn = 1 - outgoingTurn
+            let deadline = ContinuousClock.now + idleTimeout
+            while !outgoing[outgoingTurn].isIdle {
+                guard ContinuousClock.now < deadline else { throw ClusterError("peers have not read this owner's means within --idle-timeout") }
+                usleep(50)
+            }
+        }
+        let payload = outgoing[outgoingTurn]
+        let out = payload.bytes.assumingMemoryBound(to: Float.self) + range.lowerBound
+        var floats = 0, limbs = 0, diverged = false
+        var copies: [UnsafeMutablePointer<Float>] = []
+        defer { for copy in copies { copy.deallocate() } }
+        for c in order.contributions {
+            let arrays = held[Key(worker: c.worker, attempt: c.attempt)]![part]!
+            for array in arrays.keys.sorted() {
+                switch arrays[array]! {
+                case .packedLimbs(let message, let saw):
+                    if limbScratch.count <= limbs {
+                        limbScratch.append(.allocate(byteCount: GradientFrame.exactBytesPerParameter * Codec.partParameters,
+                                                     alignment: 64))
+                    }
+                    let target = limbScratch[limbs]
+                    let ok = message.withUnsafeBytes { bytes in
+                        cexact_unpack(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, n, target) == 1
+                    }
+                    let unpacked = UnsafeRawBufferPointer(start: target, count: GradientFrame.exactBytesPerParameter * n)
+                    guard ok, saw || ResultCheck.limbsImplausibility(unpacked, microShards: c.microShards, threads: 1) == nil else {
+                        throw ClusterError("w\(c.worker)'s part \(part) of attempt \(c.attempt) is no sum of its "
+                            + "\(c.microShards) micro-shards")
+                    }
+                    diverged = diverged || saw
+                    sums[limbs] = UnsafeRawPointer(target)
+                    limbs += 1
+                case .floats(let frame):
+                    // Read where it lies when aligned; copied to the output's place otherwise (added before it is
+                    // written: the output is written last).
+                    let pointer = frame.message.withUnsafeBytes { $0.baseAddress! }
+                    if Int(bitPattern: pointer) % MemoryLayout<Float>.alignment == 0 {
+                        pointers[floats] = pointer.assumingMemoryBound(to: Float.self)
+                    } else {
+                        let copy = UnsafeMutablePointer<Float>.allocate(capacity: n)
+                        frame.copy(into: copy)
+                        copies.append(copy)
+                        pointers[floats] = UnsafePointer(copy)
+                    }
+                    floats += 1
+                }
+            }
+        }
+        switch reduction {
+        case .fast:
+            // In micro-shard order, as a whole sum adds them.
+            out.update(from: pointers[0]!, count: n)
+            for k in 1..<max(1, floats) {
+                let values = pointers[k]!
+                for i in 0..<n { out[i] += values[i] }
+            }
+        case .exact:
+            var finite: Int32 = 0
+            let largest = cexact_combine(unusedLimbs, unusedLimbs, unusedWindows, 1, sums, Int32(limbs), pointers,
+                                         Int32(floats), out, Double(order.samples), &finite, n, 0, n)
+            // A sum that saw a NaN or ∞ means nothing: every receiver finds the NaN and the coordinator stops the run
+            // as diverged, as it does with the star.
+            if diverged || finite != 1 || largest >= 0x7F80_0000 { out[0] = .nan }
+        }
+        held = held.mapValues { var parts = $0; parts[part] = nil; return parts }
+        let header = try Codec.meanPartHeader(job: jobID, step: ownerStep, worker: me, part: range,
+                                              learningRate: order.learningRate, optimizerStep: order.optimizerStep,
+                                              samples: order.samples)
+        let deadline = ContinuousClock.now + idleTimeout
+        for peer in peers.list!.peers where peer.worker != me {
+            try peers.send([Message(copying: header.bytes), Message(sharing: payload, byteCount: 4 * n, from: 4 * range.lowerBound)],
+                           to: peer.worker, deadline: deadline)
+        }
+        try toCoordinator([Message(copying: header.bytes), Message(sharing: payload, byteCount: 4 * n, from: 4 * range.lowerBound)])
+        try apply(range: range, values: UnsafePointer(out), learningRate: order.learningRate,
+                  optimizerStep: order.optimizerStep, samples: order.samples, step: ownerStep)
+    }
+
+    // MARK: Replica
+
+    /// Step `step`'s weights and optimizer state, whole, from the coordinator.
+    func restart(step: UInt64, frame: FloatFrame, stateBuffers: Int, optimizerSteps: Int) throws {
+        let count = weights.parameters.count
+        guard stateBuffers == optimizer.state.count else {
+            throw ClusterError("the coordinator sent \(stateBuffers) optimizer state buffers; this job's optimizer has "
+                + "\(optimizer.state.count)")
+        }
+        frame.message.withUnsafeBytes { bytes in
+            UnsafeMutableRawPointer(weights.parameters.pointer).copyMemory(from: bytes.baseAddress!, byteCount: 4 * count)
+            for (i, buffer) in optimizer.state.enumerated() {
+                UnsafeMutableRawPointer(buffer.pointer).copyMemory(from: bytes.baseAddress! + 4 * count * (i + 1),
+                                                                   byteCount: 4 * count)
+            }
+        }
+        optimizer.steps = optimizerSteps
+        weights.holdOwn(step: step)
+        try reset()
+    }
+
+    /// A part's mean from its owner (or this worker as owner).
+    func mean(_ mean: MeanPart, step: UInt64) throws {
+        guard let current = weights.step, step >= current else { return keepEarly(mean, step: step) }
+        guard step == current else { return keepEarly(mean, step: step) }
+        mean.values.copy(into: scratch.pointer)
+        try apply(range: mean.range, values: UnsafePointer(scratch.pointer), learningRate: mean.learningRate,
+                  optimizerStep: mean.optimizerStep, samples: mean.samples, step: step)
+    }
+
+    private func keepEarly(_ mean: MeanPart, step: UInt64) {
+        // Kept only for the next two steps (a worker still joining, or still applying the step before).
+        if let current = weights.step, step < current { return }
+        guard early.count < 4 * parts.count else { return }
+        early.append((step, mean))
+    }
+
+    private func apply(range: Range<Int>, values: UnsafePointer<Float>, learningRate: Float, optimizerStep: Int,
+                       samples: Int, step: UInt64) throws {
+        let part = range.lowerBound / Codec.partParameters
+        guard weights.step == step, !applied[part] else { return }
+        guard optimizerStep == optimizer.steps else {
+            throw ClusterError("a mean for optimizer step \(optimizerStep + 1) came to a replica at step "
+                + "\(optimizer.steps + 1); join again")
+        }
+        let scale: Float = reduction == .exact ? 1 : 1 / Float(samples)
+        guard optimizer.update(range, parameters: weights.parameters.pointer, gradients: values - range.lowerBound,
+                               scale: scale, learningRate: learningRate, checkFinite: true) else {
+            // The coordinator stops the run as diverged from the same values; this worker waits to be told.
+            return
+        }
+        applied[part] = true
+        appliedCount += 1
+        if appliedCount == parts.count {
+            optimizer.steps = optimizer.steps + 1
+            weights.holdOwn(step: step + 1)
+            try reset()
+        }
+    }
+
+    /// A new step's weights are held: nothing of it is applied yet, and any means that came early are applied now.
+    private func reset() throws {
+        applied = Array(repeating: false, count: parts.count)
+        appliedCount = 0
+        guard let current = weights.step else { return }
+        let due = early.filter { $0.step == current }
+        early.removeAll { $0.step <= current }
+        for (step, mean) in due { try self.mean(mean, step: step) }
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import Wire
+
+/// The sharded layout's messages at a worker: the coordinator's list, orders and whole state, and the peers' parts
+/// and means (`ShardedWorker` does the work).
+extension WorkerNode {
+    /// Where each part of this worker's results goes: to its owner, or into this worker's own sums when it owns it.
+    func route(to sharded: ShardedWorker, _ joined: Joined) throws -> (Int, [Message]) throws -> Void {
+        let limits = joined.limits, me = joined.workerID, idle = settings.idleTimeout
+        return { [unowned sharded] part, frames in
+            guard let owner = sharded.owner(of: part) else {
+                throw ClusterError("an assignment came before the coordinator named the parts' owners")
+            }
+            if owner != me {
+                try sharded.peers.send(frames, to: owner, deadline: ContinuousClock.now + idle)
+                return
+            }
+            // Copied: the result's memory is reused once libzmq lets go of it, and this holds it until summed.
+            let envelope = try Codec.decode(frames.map { try Message(copying: $0.bytes) }, limits: limits)
+            if case .gradientPart(let attempt, let array, let arrays, let first, let values) = envelope.payload {
+                try sharded.contribution(me, step: envelope.header.step, attempt: attempt, array: array, arrays: arrays,
+                                         first: first, values: values)
+            }
+        }
+    }
+
+    /// Reads what the peers sent: parts of contributions for the parts this worker owns, and means. A message that
+    /// fails its checks, or that comes from no listed peer, is dropped with one line.
+    func receivePeers(_ sharded: ShardedWorker, _ joined: Joined) throws {
+        while let received = try sharded.peers.router.receive(maximumFrames: Codec.maximumFrames + 1) {
+            guard case .frames(let all) = received, all.count >= 2 else { continue }
+            let frames = Array(all.dropFirst())
+            let envelope: Envelope
+            do {
+                envelope = try Codec.decode(frames, limits: joined.limits)
+            } catch {
+                log("\(settings.name): dropped a malformed message from a peer: \(error)")
+                continue
+            }
+            guard let worker = sharded.peers.sender(of: frames, header: envelope.header.worker) else {
+                log("\(settings.name): dropped a message from w\(envelope.header.worker), which is not a listed peer "
+                    + "(or not with its key)")
+                continue
+            }
+            let step = envelope.header.step
+            switch envelope.payload {
+            case .gradientPart(let attempt, let array, let arrays, let first, let values):
+                try sharded.contribution(worker, step: step, attempt: attempt, array: array, arrays: arrays,
+                                         first: first, values: values)
+            case .meanPart(let mean):
+                guard sharded.owner(of: mean.range.lowerBound / Codec.partParameters) == worker else { continue }
+                try sharded.mean(mean, step: step)
+            default:
+                log("\(settings.name): dropped a \(envelope.header.type) message from peer w\(worker)")
+            }
+        }
+    }
+
+    /// The coordinator's messages of the sharded layout; false for any other message.
+    func dispatchSharded(_ envelope: Envelope, _ sharded: ShardedWorker, session: WorkerSession,
+                         deferred: inout [AssignmentRequest]) throws -> Bool {
+        let step = envelope.header.step
+        switch envelope.payload {
+        case .peers(let list):
+            try sharded.follow(list)
+        case .sumOrder(let order):
+            try sharded.ordered(order, step: step)
+        case .weightsWithState(let frame, let buffers, let steps):
+            try sharded.restart(step: step, frame: frame, stateBuffers: buffers, optimizerSteps: steps)
+        case .weightsFromMeans:
+            // This worker makes them from the last step's means, which may still be coming.
+            break
+        case .assignment(let epoch, let batch, let attempt, let ranges, let resultSlot, let inParts)
+            where session.weights.step.map({ $0 < step }) ?? false:
+            deferred.append(AssignmentRequest(step: step, epoch: epoch, batch: batch, attempt: attempt, ranges: ranges,
+                                              resultSlot: resultSlot, inParts: inParts))
+        default:
+            return false
+        }
+        return true
+    }
+}
