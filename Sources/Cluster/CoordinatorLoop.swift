@@ -29,7 +29,6 @@ extension Coordinator {
             try loseExitedProcesses()
             try perform(core.tick(at: clock.now))
             // A sharded step's round is complete once its order is out; then only the means are awaited.
-            let awaitingMeans = sharded.step?.order != nil
             if let round = core.round, (round.isComplete && !awaitingMeans) || round.waitingCount > 0 || hasPartEvent {
                 return
             }

@@ -16,6 +16,11 @@ struct ShardedRun {
     var ready: [Int] = []
     /// The part handed to the trainer last.
     var applying: Int?
+    /// The round's revision the owners' order was sent for: a later one (micro-shards computed again) needs a new order.
+    var orderedRevision: Int?
+    /// A member of the layout was lost: a lost owner may have sent a part's mean to some members and not others, so
+    /// every member starts the next step from the coordinator's weights and optimizer state.
+    var resetReplicas = false
     var begun = ContinuousClock.now, sent = ContinuousClock.now
 }
 
@@ -32,12 +37,8 @@ extension Coordinator {
         }
         if members != sharded.members || sharded.layout == nil {
             let layout = ReductionLayout(parts: partCount, members: members)
-            let list = PeerList(peers: members.map { PeerList.Peer(worker: core.table[$0].id,
-                                                                    endpoint: core.table[$0].peerEndpoint!,
-                                                                    key: core.table[$0].peerKey) },
-                                owners: layout.owners.map { core.table[$0].id })
-            try perform(members.map { .send(member: $0, .peers(list)) })
             (sharded.members, sharded.layout) = (members, layout)
+            try sendPeers()
             if settings.verbose {
                 log("step \(order.step): \(partCount) parts over \(members.count) owners: "
                     + members.map { "w\(core.table[$0].id) \(layout.parts(of: $0).count)" }.joined(separator: ", "))
@@ -45,8 +46,12 @@ extension Coordinator {
         }
         core.eligible = Set(members)
         (sharded.order, sharded.ready, sharded.applying, sharded.begun) = (order, [], nil, begun)
-        for member in members where core.table[member].meansStep != order.step {
-            try perform([.send(member: member, .weights(step: order.step, .withState))])
+        sharded.orderedRevision = nil
+        // Every member hears the step's weights now, assigned work or not: those that applied every mean of the last
+        // step make them; the others are sent them with the optimizer's state.
+        for member in members {
+            let form: WeightsForm = core.table[member].meansStep == order.step ? .fromMeans : .withState
+            try perform([.send(member: member, .weights(step: order.step, form))])
             core.table[member].weightsStep = order.step
         }
         core.beginStep(step: order.step, epoch: order.epoch, batchIndex: order.batchIndex,
@@ -83,9 +88,26 @@ extension Coordinator {
         }
     }
 
+    /// The layout's members and owners, to every member.
+    private func sendPeers() throws {
+        let layout = sharded.layout!
+        let list = PeerList(peers: sharded.members.map { PeerList.Peer(worker: core.table[$0].id,
+                                                                        endpoint: core.table[$0].peerEndpoint!,
+                                                                        key: core.table[$0].peerKey) },
+                            owners: layout.owners.map { core.table[$0].id })
+        try perform(sharded.members.map { .send(member: $0, .peers(list)) })
+    }
+
+    /// Whether the round is complete and its owners have their order: then only means are awaited.
+    var awaitingMeans: Bool {
+        guard let round = core.round, sharded.order != nil else { return false }
+        return round.isComplete && sharded.orderedRevision == round.revision
+    }
+
     /// The step's micro-shards are covered: the owners are told which contributions to add (again, when the cover
     /// changed).
     private func orderSum(_ round: StepRound, _ order: StepOrder) throws {
+        sharded.orderedRevision = round.revision
         let results = round.orderedResults
         let contributions = results.map { Contribution(member: $0.member, attempt: $0.frame.attempt) }
         guard case .order(let sum)? = sharded.step!.covered(by: contributions, samples: order.batch.count).first else {
@@ -130,7 +152,10 @@ extension Coordinator {
             order.sum.addStatistics(samples: frame.samples, correct: frame.correct, lossWords: frame.lossWords,
                                     overflowed: frame.overflowed)
         }
-        for member in sharded.members where core.table[member].isActive { core.table[member].meansStep = order.step + 1 }
+        if !sharded.resetReplicas {
+            for member in sharded.members where core.table[member].isActive { core.table[member].meansStep = order.step + 1 }
+        }
+        sharded.resetReplicas = false
         let gathered = clock.now
         lastTimings = StepTimings(send: (sharded.sent - sharded.begun) / .seconds(1),
                                   wait: (gathered - sharded.sent) / .seconds(1), reduce: 0)
@@ -141,12 +166,35 @@ extension Coordinator {
         (sharded.order, sharded.step) = (nil, nil)
     }
 
-    /// A member of the layout lost mid-step: the parts it owned and the values it sent cannot be moved yet
-    /// (docs/scale-out.md), so the run stops; resume it from its checkpoint.
+    /// A member of the layout is lost. Mid-step, its parts go to the members left (`ShardedStep.lost`), who are told,
+    /// and every micro-shard of the step is computed again from the step's weights, which every worker keeps until
+    /// the next step begins: the values sent to the lost owner, and any it had not yet summed, are made again. Parts
+    /// whose mean was applied stay applied (exact sums give the same bits again). Every member starts the next step
+    /// from the coordinator's weights and state.
     func shardedLoss(_ member: Int, label: String) throws {
-        guard sharded.order != nil, sharded.members.contains(member) else { return }
-        throw ClusterError("\(label) was lost during sharded step \(sharded.order!.step), and this build cannot yet "
-            + "move its parts to other owners; resume from the last checkpoint (--resume), or use --layout star")
+        guard sharded.members.contains(member) else { return }
+        sharded.resetReplicas = true
+        for m in sharded.members { core.table[m].meansStep = nil }
+        let remaining = sharded.members.filter { $0 != member && core.table[$0].isActive }
+        guard var step = sharded.step, !step.isDone else {
+            sharded.members = remaining
+            return
+        }
+        guard !remaining.isEmpty else {
+            throw ClusterError("every worker of the sharded layout was lost during step \(step.step); resume from the "
+                + "last checkpoint (--resume)")
+        }
+        let moved = step.lost(member, remaining: remaining)
+        (sharded.step, sharded.layout, sharded.members) = (step, step.layout, remaining)
+        core.eligible = Set(remaining)
+        try sendPeers()
+        core.retractStep()
+        sharded.orderedRevision = nil
+        if case .moved(let parts)? = moved.first {
+            log("step \(step.step): \(label)'s \(parts.count) parts of the sum moved to "
+                + Set(parts.map { "w\(core.table[$0.owner].id)" }).sorted().joined(separator: ", ")
+                + "; the step's micro-shards are computed again")
+        }
     }
 
     /// The weights and the optimizer's state, for a member that joins the layout.

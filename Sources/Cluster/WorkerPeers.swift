@@ -28,7 +28,7 @@ final class WorkerPeers {
         // The handler must listen before a CURVE server binds, or libzmq admits every client.
         keyCheck = try keys.map { _ in try ZAPHandler(context: context, keys: admitted, log: log) }
         router = try Socket(context, .router)
-        try SocketTuning.coordinator(router, maximumMessageBytes: Int(Int32.max), queuedPerWorker: 1 << 16)
+        try SocketTuning.peer(router, maximumMessageBytes: Int(Int32.max))
         if let keys { try SocketTuning.curveServer(router, keyPair: keys.keyPair) }
         try router.bind("tcp://\(address):0")
         endpoint = router.lastEndpoint
@@ -53,8 +53,7 @@ final class WorkerPeers {
         }
         for peer in new.peers where peer.worker != me && dealers[peer.worker] == nil {
             let socket = try Socket(context, .dealer)
-            try SocketTuning.worker(socket, maximumMessageBytes: 1 << 20)
-            try socket.set(ZMQ_SNDHWM, Int32(1 << 16))
+            try SocketTuning.peer(socket, maximumMessageBytes: 1 << 20)
             if let keys {
                 guard let key = peer.key else {
                     throw ClusterError("the coordinator named peer w\(peer.worker) without a key, and this worker has keys")
@@ -67,23 +66,21 @@ final class WorkerPeers {
         list = new
     }
 
-    /// Sends to peer `worker` without blocking for good: a full queue is retried until `deadline`.
-    func send(_ frames: [Message], to worker: UInt32, deadline: ContinuousClock.Instant) throws {
+    /// Sends to peer `worker` without waiting: when its queue is full the peer is gone (see `SocketTuning.peer`), and
+    /// the message is dropped — the coordinator loses the peer and has the step computed again without it.
+    func send(_ frames: [Message], to worker: UInt32) throws {
         guard let socket = dealers[worker]?.socket else {
             throw ClusterError("no connection to peer w\(worker): the coordinator's list does not name it")
         }
-        while true {
-            do {
-                try socket.send(frames, wait: false)
-                return
-            } catch let error as ZMQError where error.wouldBlock {
-                guard ContinuousClock.now < deadline else {
-                    throw ClusterError("peer w\(worker) has not taken this worker's messages within --idle-timeout; stopping")
-                }
-                usleep(200)
-            }
+        do {
+            try socket.send(frames, wait: false)
+        } catch let error as ZMQError where error.wouldBlock {
+            dropped += 1
         }
     }
+
+    /// Messages dropped for peers whose queues were full.
+    private(set) var dropped = 0
 
     /// The sender's worker id as its connection vouches for it: with keys, the listed peer whose key the connection
     /// was admitted with; without, the id its header names, if listed.

@@ -26,18 +26,24 @@ final class ShardedWorker {
     private var order: OrderedSum?
     private var held: [Key: [Int: [Int: PartValues]]] = [:]
     private var summed = Set<Int>()
-    /// The means an owner sends, two in turn (one may still be in libzmq's hands).
-    private let outgoing: [SharedPayload]
+    /// The memory of the means an owner sends, one per step, reused once libzmq has let go of it (messages queued for
+    /// a peer that is gone hold theirs until the coordinator's next list closes that connection).
+    private var outgoing: [SharedPayload] = []
     private var outgoingTurn = 0
+    private var outgoingStep: UInt64?
     private var limbScratch: [UnsafeMutableRawPointer] = []
     private let pointers: UnsafeMutablePointer<UnsafePointer<Float>?>
     private let sums: UnsafeMutablePointer<UnsafeRawPointer?>
     private let unusedLimbs = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     private let unusedWindows = UnsafeMutablePointer<Int8>.allocate(capacity: 1)
 
-    // Replica: which parts of the weights' step have been applied, and means that came ahead of their step.
+    // Replica: the next step's weights, made part by part from the means while the step's own stay as they are (an
+    // owner lost mid-step has the step computed again from them); which parts are made; the step the coordinator
+    // said begins with them, if it said so before the last mean came; means that came ahead of their step.
+    private var next: Buffer<Float>
     private var applied: [Bool]
     private var appliedCount = 0
+    private var beginsWithNext: UInt64?
     private var early: [(step: UInt64, mean: MeanPart)] = []
     private let scratch: Buffer<Float>
 
@@ -58,11 +64,11 @@ final class ShardedWorker {
         optimizer = options.optimizer.make(parameterCount: count)
         self.toCoordinator = toCoordinator
         self.idleTimeout = idleTimeout
-        outgoing = (0..<2).map { _ in SharedPayload(byteCount: 4 * count) }
         pointers = .allocate(capacity: Codec.maximumPartArrays)
         sums = .allocate(capacity: Codec.maximumPartArrays)
         applied = Array(repeating: false, count: parts.count)
         scratch = Buffer<Float>(count: Codec.partParameters)
+        next = Buffer<Float>(count: count)
     }
 
     deinit {
@@ -73,8 +79,11 @@ final class ShardedWorker {
         unusedWindows.deallocate()
     }
 
-    /// The coordinator's list of peers and owners.
-    func follow(_ list: PeerList) throws { try peers.follow(list, me: me) }
+    /// The coordinator's list of peers and owners; mid-step, parts moved here from a lost owner may be ready to sum.
+    func follow(_ list: PeerList) throws {
+        try peers.follow(list, me: me)
+        try sumReady(parts.indices.filter { owner(of: $0) == me })
+    }
 
     /// The owner of each part, by worker id (nil before the coordinator's list).
     func owner(of part: Int) -> UInt32? { peers.list?.owners[part] }
@@ -85,8 +94,9 @@ final class ShardedWorker {
     func contribution(_ worker: UInt32, step: UInt64, attempt: UInt64, array: Int, arrays: Int, first: Int,
                       values: PartValues) throws {
         guard advanceOwner(to: step) else { return }
+        // Kept even for a part not (yet) this worker's: its word that the part moved here may come after.
         let part = first / Codec.partParameters
-        guard owner(of: part) == me, !summed.contains(part) else { return }
+        guard !summed.contains(part) else { return }
         held[Key(worker: worker, attempt: attempt), default: [:]][part, default: [:]][array] = values
         _ = arrays
         try sumReady([part])
@@ -131,13 +141,14 @@ final class ShardedWorker {
     private func sum(_ part: Int, _ order: OrderedSum) throws {
         summed.insert(part)
         let range = parts[part], n = range.count
-        if part == parts.indices.first(where: { owner(of: $0) == me }) {
-            // The first part this owner sums this step: the buffer of the step before last is free by now, or soon.
-            outgoingTurn = 1 - outgoingTurn
-            let deadline = ContinuousClock.now + idleTimeout
-            while !outgoing[outgoingTurn].isIdle {
-                guard ContinuousClock.now < deadline else { throw ClusterError("peers have not read this owner's means within --idle-timeout") }
-                usleep(50)
+        if outgoingStep != ownerStep {
+            // The first part this owner sums this step: memory libzmq holds no more, or new memory.
+            outgoingStep = ownerStep
+            if let free = outgoing.firstIndex(where: { $0.isIdle }) {
+                outgoingTurn = free
+            } else {
+                outgoing.append(SharedPayload(byteCount: 4 * weights.parameters.count))
+                outgoingTurn = outgoing.count - 1
             }
         }
         let payload = outgoing[outgoingTurn]
@@ -202,10 +213,9 @@ final class ShardedWorker {
         let header = try Codec.meanPartHeader(job: jobID, step: ownerStep, worker: me, part: range,
                                               learningRate: order.learningRate, optimizerStep: order.optimizerStep,
                                               samples: order.samples)
-        let deadline = ContinuousClock.now + idleTimeout
         for peer in peers.list!.peers where peer.worker != me {
             try peers.send([Message(copying: header.bytes), Message(sharing: payload, byteCount: 4 * n, from: 4 * range.lowerBound)],
-                           to: peer.worker, deadline: deadline)
+                           to: peer.worker)
         }
         try toCoordinator([Message(copying: header.bytes), Message(sharing: payload, byteCount: 4 * n, from: 4 * range.lowerBound)])
         try apply(range: range, values: UnsafePointer(out), learningRate: order.learningRate,
@@ -230,6 +240,7 @@ final class ShardedWorker {
         }
         optimizer.steps = optimizerSteps
         weights.holdOwn(step: step)
+        beginsWithNext = nil
         try reset()
     }
 
@@ -258,7 +269,8 @@ final class ShardedWorker {
                 + "\(optimizer.steps + 1); join again")
         }
         let scale: Float = reduction == .exact ? 1 : 1 / Float(samples)
-        guard optimizer.update(range, parameters: weights.parameters.pointer, gradients: values - range.lowerBound,
+        (next.pointer + range.lowerBound).update(from: weights.parameters.pointer + range.lowerBound, count: range.count)
+        guard optimizer.update(range, parameters: next.pointer, gradients: values - range.lowerBound,
                                scale: scale, learningRate: learningRate, checkFinite: true) else {
             // The coordinator stops the run as diverged from the same values; this worker waits to be told.
             return
@@ -267,9 +279,25 @@ final class ShardedWorker {
         appliedCount += 1
         if appliedCount == parts.count {
             optimizer.steps = optimizer.steps + 1
-            weights.holdOwn(step: step + 1)
-            try reset()
+            if beginsWithNext == step + 1 { try advance() }
         }
+    }
+
+    /// The coordinator says step `step` begins with the weights made from the last step's means: held from now, or
+    /// as soon as the last mean is applied.
+    func begins(step: UInt64) throws {
+        guard let current = weights.step, step == current + 1 else {
+            throw ClusterError("the coordinator said step \(step) begins with weights made from the means of step "
+                + "\(step &- 1), and this worker holds step \(weights.step.map(String.init) ?? "none")'s; join again")
+        }
+        beginsWithNext = step
+        if appliedCount == parts.count { try advance() }
+    }
+
+    private func advance() throws {
+        weights.adopt(&next, step: weights.step! + 1)
+        beginsWithNext = nil
+        try reset()
     }
 
     /// A new step's weights are held: nothing of it is applied yet, and any means that came early are applied now.

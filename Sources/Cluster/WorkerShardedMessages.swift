@@ -6,13 +6,13 @@ import Wire
 extension WorkerNode {
     /// Where each part of this worker's results goes: to its owner, or into this worker's own sums when it owns it.
     func route(to sharded: ShardedWorker, _ joined: Joined) throws -> (Int, [Message]) throws -> Void {
-        let limits = joined.limits, me = joined.workerID, idle = settings.idleTimeout
+        let limits = joined.limits, me = joined.workerID
         return { [unowned sharded] part, frames in
             guard let owner = sharded.owner(of: part) else {
                 throw ClusterError("an assignment came before the coordinator named the parts' owners")
             }
             if owner != me {
-                try sharded.peers.send(frames, to: owner, deadline: ContinuousClock.now + idle)
+                try sharded.peers.send(frames, to: owner)
                 return
             }
             // Copied: the result's memory is reused once libzmq lets go of it, and this holds it until summed.
@@ -68,8 +68,8 @@ extension WorkerNode {
         case .weightsWithState(let frame, let buffers, let steps):
             try sharded.restart(step: step, frame: frame, stateBuffers: buffers, optimizerSteps: steps)
         case .weightsFromMeans:
-            // This worker makes them from the last step's means, which may still be coming.
-            break
+            // Made from the last step's means, which may still be coming.
+            try sharded.begins(step: step)
         case .assignment(let epoch, let batch, let attempt, let ranges, let resultSlot, let inParts)
             where session.weights.step.map({ $0 < step }) ?? false:
             deferred.append(AssignmentRequest(step: step, epoch: epoch, batch: batch, attempt: attempt, ranges: ranges,

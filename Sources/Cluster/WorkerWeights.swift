@@ -22,6 +22,12 @@ final class WorkerWeights {
     /// sent whole with the optimizer's state).
     func holdOwn(step: UInt64) { self.step = step }
 
+    /// Sharded layout: `made` holds step `step`'s weights; they are held from now, and `made` gets the old buffer.
+    func adopt(_ made: inout Buffer<Float>, step: UInt64) {
+        swap(&parameters, &made)
+        self.step = step
+    }
+
     /// Takes `payload`, one of the weights' messages, of step `step`. Returns the problem to report to the coordinator
     /// (the weights are then unusable until whole ones come), or nil; throws when it can never work.
     func take(_ payload: Payload, step: UInt64) throws -> String? {

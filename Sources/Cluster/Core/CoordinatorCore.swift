@@ -149,6 +149,14 @@ struct CoordinatorCore {
         return drain()
     }
 
+    /// Sharded layout: an owner was lost mid-step, so the step's every micro-shard is computed again (`retractAll`);
+    /// the members computing are free for the new assignments.
+    mutating func retractStep() {
+        guard round != nil else { return }
+        round!.retractAll()
+        for member in table.active where table[member].state == .assigned { table[member].state = .ready }
+    }
+
     /// Parts already sent were undone: no member holds the next step's weights from its parts.
     mutating func partsUndone() {
         for member in table.members.indices { table[member].partsStep = nil }

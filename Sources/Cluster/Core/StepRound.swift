@@ -19,7 +19,8 @@ struct StepRound {
         let firstMicroShard: Int
         let frame: GradientFrame
         /// The micro-shards it covers.
-        var microShards = 0
+        var ranges: [Range<Int>] = []
+        var microShards: Int { ranges.reduce(0) { $0 + $1.count } }
         /// When its assignment went out and when the result was in (for `--trace`).
         var sentAt: ContinuousClock.Instant? = nil
         var arrivedAt: ContinuousClock.Instant? = nil
@@ -127,7 +128,7 @@ struct StepRound {
         completedAttempts[attempt] = a.ranges[0].lowerBound
         revision += 1
         results.append(Result(member: a.member, firstMicroShard: a.ranges[0].lowerBound, frame: frame,
-                              microShards: a.ranges.reduce(0) { $0 + $1.count }, sentAt: a.sentAt, arrivedAt: now))
+                              ranges: a.ranges, sentAt: a.sentAt, arrivedAt: now))
         guard let twin = twins.removeValue(forKey: attempt) else { return nil }
         twins[twin] = nil
         return outstanding.removeValue(forKey: twin)
@@ -186,6 +187,16 @@ struct StepRound {
         waiting = Self.merged(waiting + moved)
         revision += 1
         return (moved.sorted { $0.lowerBound < $1.lowerBound }, Array(mine.keys))
+    }
+
+    /// Sharded layout, after an owner is lost: every micro-shard waits again, answered or out (an answer's parts may
+    /// have gone to the lost owner, or to no one yet), to be computed again from the same weights under new attempts;
+    /// answers to the attempts taken back are dropped when they come.
+    mutating func retractAll() {
+        waiting = Self.merged(results.flatMap(\.ranges) + outstanding.values.flatMap(\.ranges) + waiting)
+        (results, outstanding, completedAttempts) = ([], [:], [:])
+        (twins, rechecks, suspects) = ([:], [:], [])
+        revision += 1
     }
 
     /// Whether `member` has work outstanding.

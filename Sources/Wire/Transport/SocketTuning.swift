@@ -40,6 +40,19 @@ package enum SocketTuning {
         try common(socket, maximumMessageBytes: maximumMessageBytes, heartbeat: heartbeat, silence: silence)
     }
 
+    /// A socket between workers (sharded layout). Nothing it sends ever waits: a peer's queue holds a step's parts and
+    /// means many times over, so a full one is a peer that is gone, and the coordinator has the step computed again
+    /// without it. Its receiving side never stalls either (RCVHWM 0): libzmq 4.3.4 asserts when a connection fails
+    /// while its input is stalled (stream_engine_base.cpp:331), which a peer killed mid-step did; what peers may
+    /// send is bounded by the step (the layout admits only its members, with keys their keys).
+    package static func peer(_ socket: Socket, maximumMessageBytes: Int) throws {
+        try common(socket, maximumMessageBytes: maximumMessageBytes, heartbeat: defaultHeartbeat, silence: defaultSilence)
+        try socket.set(ZMQ_SNDHWM, Int32(1 << 16))
+        try socket.set(ZMQ_RCVHWM, 0)
+        try socket.set(ZMQ_RECONNECT_IVL, 100)
+        try socket.set(ZMQ_RECONNECT_IVL_MAX, 2000)
+    }
+
     /// Makes `socket` a CurveZMQ server with this key pair: every connection is authenticated (by the context's
     /// ZAP handler, which must be running) and encrypted.
     package static func curveServer(_ socket: Socket, keyPair: CurveKeyPair) throws {
