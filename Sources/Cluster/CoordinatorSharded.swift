@@ -191,7 +191,7 @@ extension Coordinator {
         core.retractStep()
         sharded.orderedRevision = nil
         if case .moved(let parts)? = moved.first {
-            log("step \(step.step): \(label)'s \(parts.count) parts of the sum moved to "
+            log("step \(step.step): \(label)'s \(parts.count) part\(parts.count == 1 ? "" : "s") of the sum moved to "
                 + Set(parts.map { "w\(core.table[$0.owner].id)" }).sorted().joined(separator: ", ")
                 + "; the step's micro-shards are computed again")
         }

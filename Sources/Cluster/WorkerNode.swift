@@ -106,7 +106,8 @@ package final class WorkerNode {
                                          products: joined.products))
             // The coordinator names local workers itself; a remote one says where it is.
             if settings.parentPID == nil {
-                log("\(settings.name): joined as w\(joined.workerID); \(job.options.library.kernels)")
+                log("\(settings.name): joined as w\(joined.workerID); \(job.options.library.kernels)"
+                    + (peers.map { "; peers reach it at \($0.endpoint)" } ?? ""))
             }
             switch try work(dealer, joined, job: job, data: data, region: region) {
             case .finished:

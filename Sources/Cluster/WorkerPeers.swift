@@ -26,7 +26,8 @@ final class WorkerPeers {
         let admitted = ZAPHandler.AuthorizedKeys([])
         self.admitted = admitted
         // The handler must listen before a CURVE server binds, or libzmq admits every client.
-        keyCheck = try keys.map { _ in try ZAPHandler(context: context, keys: admitted, log: log) }
+        keyCheck = try keys.map { _ in try ZAPHandler(context: context, keys: admitted,
+                                                        refusal: "is not a peer of the coordinator's layout", log: log) }
         router = try Socket(context, .router)
         try SocketTuning.peer(router, maximumMessageBytes: Int(Int32.max))
         if let keys { try SocketTuning.curveServer(router, keyPair: keys.keyPair) }

@@ -16,13 +16,15 @@ package final class ZAPHandler: Sendable {
     /// Starts the handler for `context`; returns once it is listening.
     package convenience init(context: Context, authorized: Set<CurvePublicKey>,
                              log: @escaping @Sendable (String) -> Void) throws {
-        try self.init(context: context, keys: AuthorizedKeys(authorized), log: log)
+        try self.init(context: context, keys: AuthorizedKeys(authorized), refusal: "is not in --authorized", log: log)
     }
 
     /// Starts the handler for `context`, admitting the keys `keys` holds when each client comes (they may change).
-    package init(context: Context, keys authorized: AuthorizedKeys, log: @escaping @Sendable (String) -> Void) throws {
+    /// `refusal` ends the line a refused key is logged with ("is not in --authorized").
+    package init(context: Context, keys authorized: AuthorizedKeys, refusal: String,
+                 log: @escaping @Sendable (String) -> Void) throws {
         // The thread holds the refusal count, not this handler: dropping the handler stops the thread.
-        let refusals = Refusals()
+        let refusals = Refusals(refusal: refusal)
         self.refusals = refusals
         do {
             thread = try SocketThread(name: "shardtrain ZAP", make: {
@@ -87,6 +89,9 @@ package final class ZAPHandler: Sendable {
     /// Refused peers: counted, and logged once per key and address up to `loggedRefusalLimit` lines.
     private final class Refusals: Sendable {
         let state = Mutex<(logged: Set<String>, total: Int)>(([], 0))
+        let refusal: String
+
+        init(refusal: String) { self.refusal = refusal }
 
         func note(key: String, address: String, log: (String) -> Void) {
             let line: String? = state.withLock { state in
@@ -95,7 +100,7 @@ package final class ZAPHandler: Sendable {
                 guard !state.logged.contains(entry), state.logged.count < ZAPHandler.loggedRefusalLimit else { return nil }
                 state.logged.insert(entry)
                 let last = state.logged.count == ZAPHandler.loggedRefusalLimit ? " (further refusals are not logged)" : ""
-                return "refused a worker at \(address): key \(key) is not in --authorized\(last)"
+                return "refused a worker at \(address): key \(key) \(refusal)\(last)"
             }
             if let line { log(line) }
         }
