@@ -77,7 +77,13 @@ extension Coordinator {
             try meanArrived(mean, step: Int(envelope.header.step), from: identity)
             return
         }
+        let wasActive = core.table.index(of: identity).map { core.table[$0].isActive } ?? false
         try perform(core.receive(inMemory(envelope, from: identity, &context), from: identity, at: clock.now, context))
+        if settings.sharded, let keys = settings.keys, !wasActive, let index = core.table.index(of: identity),
+           core.table[index].isActive {
+            // Before any layout names its peers, a new member's peer socket admits every key this coordinator does.
+            try perform([.send(member: index, .peers(PeerList(peers: [], owners: [], allowed: Array(keys.authorized))))])
+        }
     }
 
     /// `envelope` with what this process maps for its sender: a ready member's offered result region is mapped, and a

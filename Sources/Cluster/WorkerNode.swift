@@ -186,8 +186,10 @@ package final class WorkerNode {
                 }
                 weightsStep = session.weights.step
             }
+            // Judged only after a poll found nothing from the coordinator: after a long computation its messages
+            // wait in the socket, and the next poll reads them.
             let silent = clock.now - lastHeard
-            if silent > heartbeat * 3 {
+            if !readable[0] && silent > heartbeat * 3 {
                 return .rejoin("the coordinator has been silent for \(Seconds(silent))")
             }
         }

@@ -17,6 +17,8 @@ final class WorkerPeers {
     private let keyCheck: ZAPHandler?
     private var dealers: [UInt32: (endpoint: String, socket: Socket)] = [:]
     private(set) var list: PeerList?
+    /// Every key the coordinator admits (with keys), as it said when this worker became ready.
+    private var allowed = Set<CurvePublicKey>()
 
     /// Binds the peer socket toward `coordinator` (a `tcp://HOST:PORT` endpoint); nil for any other endpoint.
     init?(context: Context, coordinator: String, keys: WorkerKeys?, log: @escaping @Sendable (String) -> Void) throws {
@@ -47,7 +49,10 @@ final class WorkerPeers {
     /// Takes the coordinator's list: DEALERs to new peers (and to those whose endpoint changed), none to peers gone,
     /// and only the listed peers' keys admitted.
     func follow(_ new: PeerList, me: UInt32) throws {
-        admitted.replace(with: Set(new.peers.compactMap(\.key)))
+        if !new.allowed.isEmpty { allowed = Set(new.allowed) }
+        admitted.replace(with: allowed.union(new.peers.compactMap(\.key)))
+        // A list of allowed keys only: the layout stays.
+        guard !new.peers.isEmpty else { return }
         for (worker, dealer) in dealers where new.peer(worker)?.endpoint != dealer.endpoint {
             dealer.socket.close()
             dealers[worker] = nil

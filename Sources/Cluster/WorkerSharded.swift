@@ -82,6 +82,7 @@ final class ShardedWorker {
     /// The coordinator's list of peers and owners; mid-step, parts moved here from a lost owner may be ready to sum.
     func follow(_ list: PeerList) throws {
         try peers.follow(list, me: me)
+        guard !list.peers.isEmpty else { return }
         try sumReady(parts.indices.filter { owner(of: $0) == me })
     }
 

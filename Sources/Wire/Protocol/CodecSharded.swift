@@ -18,17 +18,21 @@ package struct PeerList: Equatable, Sendable {
     package let peers: [Peer]
     /// The owner of each part, by worker id.
     package let owners: [UInt32]
+    /// With keys: every key the coordinator admits, so that a worker's peer socket admits its peers before the layout
+    /// naming them reaches it (a list of no peers, sent as a worker becomes ready).
+    package let allowed: [CurvePublicKey]
 
-    package init(peers: [Peer], owners: [UInt32]) {
-        (self.peers, self.owners) = (peers, owners)
+    package init(peers: [Peer], owners: [UInt32], allowed: [CurvePublicKey] = []) {
+        (self.peers, self.owners, self.allowed) = (peers, owners, allowed)
     }
 
     /// The peer with worker id `worker`.
     package func peer(_ worker: UInt32) -> Peer? { peers.first { $0.worker == worker } }
 
     var text: String {
-        peers.map { "peer \($0.worker) \($0.endpoint)" + ($0.key.map { " \($0.z85)" } ?? "") }.joined(separator: "\n")
-            + "\nowners " + owners.map(String.init).joined(separator: " ")
+        (peers.map { "peer \($0.worker) \($0.endpoint)" + ($0.key.map { " \($0.z85)" } ?? "") }
+            + allowed.map { "allow \($0.z85)" } + (owners.isEmpty ? [] : ["owners " + owners.map(String.init).joined(separator: " ")]))
+            .joined(separator: "\n")
     }
 
     /// Whether `endpoint` is one a peer may give: `tcp://` and a numeric IPv4 address and a port.
@@ -88,8 +92,9 @@ struct PeersFields: HeaderFields {
     init(peerCount: Int, partCount: Int) { (self.peerCount, self.partCount) = (UInt64(peerCount), UInt64(partCount)) }
 
     init(checking f: [UInt64]) throws(WireError) {
-        guard f[0] >= 1, f[0] <= 4096, f[1] >= 1, f[1] <= 1 << 16 else {
-            throw .badField(.peers, "\(f[0]) peers (1…4096) or \(f[1]) parts (1…65536)")
+        // No peers and no parts: a list of allowed keys only.
+        guard f[0] <= 4096, f[1] <= 1 << 16, (f[0] == 0) == (f[1] == 0) else {
+            throw .badField(.peers, "\(f[0]) peers (0…4096) or \(f[1]) parts (0…65536; 0 only with no peers)")
         }
         (peerCount, partCount) = (f[0], f[1])
     }
@@ -170,13 +175,20 @@ extension Codec {
 
     static func peers(_ f: PeersFields, _ frame: Message, _ limits: Limits) throws(WireError) -> Payload {
         let count = try parameterCount(limits, .peers)
-        guard Int(f.partCount) == parts(of: count).count else {
+        guard f.partCount == 0 || Int(f.partCount) == parts(of: count).count else {
             throw .badField(.peers, "\(f.partCount) parts; the job's \(count) parameters make \(parts(of: count).count)")
         }
-        let text = try self.text(frame, .peers, limit: 128 * Int(f.peerCount) + 12 * Int(f.partCount) + 64)
-        var peers: [PeerList.Peer] = [], owners: [UInt32] = []
+        let text = try self.text(frame, .peers, limit: 128 * Int(f.peerCount) + 12 * Int(f.partCount) + 48 * 4096 + 64)
+        var peers: [PeerList.Peer] = [], owners: [UInt32] = [], allowed: [CurvePublicKey] = []
         for line in text.split(separator: "\n") {
             let words = line.split(separator: " ")
+            if words.first == "allow", words.count == 2, allowed.count < 4096 {
+                guard let key = try? CurvePublicKey(z85: String(words[1])) else {
+                    throw .badText(.peers, "an allowed key that is not a CurveZMQ public key")
+                }
+                allowed.append(key)
+                continue
+            }
             if words.first == "owners", owners.isEmpty {
                 owners = words.dropFirst().compactMap { UInt32($0) }
                 guard owners.count == words.count - 1 else { throw .badText(.peers, "an owner that is not a worker id") }
@@ -201,7 +213,7 @@ extension Codec {
             throw .badText(.peers, "\(peers.count) distinct peers of \(f.peerCount), \(owners.count) owners of "
                 + "\(f.partCount) parts, or an owner that is no peer")
         }
-        return .peers(PeerList(peers: peers, owners: owners))
+        return .peers(PeerList(peers: peers, owners: owners, allowed: allowed))
     }
 
     static func sumOrder(_ f: SumOrderFields, _ frame: Message, _ limits: Limits) throws(WireError) -> Payload {
