@@ -77,13 +77,14 @@ extension Coordinator {
             try meanArrived(mean, step: Int(envelope.header.step), from: identity)
             return
         }
-        let wasActive = core.table.index(of: identity).map { core.table[$0].isActive } ?? false
-        try perform(core.receive(inMemory(envelope, from: identity, &context), from: identity, at: clock.now, context))
-        if settings.sharded, let keys = settings.keys, !wasActive, let index = core.table.index(of: identity),
-           core.table[index].isActive {
-            // Before any layout names its peers, a new member's peer socket admits every key this coordinator does.
-            try perform([.send(member: index, .peers(PeerList(peers: [], owners: [], allowed: Array(keys.authorized))))])
+        if case .hello = envelope.payload, settings.sharded, let keys = settings.keys {
+            // Before its job (so before it is ready, and before any layout names its peers), a worker learns every key
+            // this coordinator admits: its peer socket admits them from then on, and never refuses a peer for a list
+            // that reached the peer first. (Public keys; only an admitted key's connection hears them.)
+            let allowed = PeerList(peers: [], owners: [], allowed: Array(keys.authorized))
+            try? router.send([Message(copying: identity)] + Codec.peers(allowed, job: jobID, step: 0), wait: false)
         }
+        try perform(core.receive(inMemory(envelope, from: identity, &context), from: identity, at: clock.now, context))
     }
 
     /// `envelope` with what this process maps for its sender: a ready member's offered result region is mapped, and a

@@ -18,6 +18,8 @@ struct ShardedRun {
     var applying: Int?
     /// The round's revision the owners' order was sent for: a later one (micro-shards computed again) needs a new order.
     var orderedRevision: Int?
+    /// When that order went out: an owner whose mean has not come within --worker-timeout of it is lost.
+    var orderedAt: ContinuousClock.Instant?
     /// A member of the layout was lost: a lost owner may have sent a part's mean to some members and not others, so
     /// every member starts the next step from the coordinator's weights and optimizer state.
     var resetReplicas = false
@@ -40,8 +42,8 @@ extension Coordinator {
             (sharded.members, sharded.layout) = (members, layout)
             try sendPeers()
             if settings.verbose {
-                log("step \(order.step): \(partCount) parts over \(members.count) owners: "
-                    + members.map { "w\(core.table[$0].id) \(layout.parts(of: $0).count)" }.joined(separator: ", "))
+                log("step \(order.step): \(partCount) parts over \(layout.members.count) owners: "
+                    + layout.members.map { "w\(core.table[$0].id) \(layout.parts(of: $0).count)" }.joined(separator: ", "))
             }
         }
         core.eligible = Set(members)
@@ -85,7 +87,19 @@ extension Coordinator {
             guard let round = core.round else { return nil }
             if round.waitingCount > 0 { try handOut() }
             if round.isComplete { try orderSum(round, order) }
+            try loseSilentOwner()
         }
+    }
+
+    /// An owner that has not sent a part's mean within --worker-timeout of the order is lost (its parts move, and the
+    /// step is computed again): a step never waits for good on one member.
+    private func loseSilentOwner() throws {
+        guard awaitingMeans, let since = sharded.orderedAt, let step = sharded.step else { return }
+        let waited = clock.now - since
+        guard waited > settings.workerTimeout,
+              let part = step.layout.owners.indices.first(where: { !step.applied.contains($0) }) else { return }
+        sharded.orderedAt = clock.now
+        try perform(core.lost(step.layout.owners[part], .tooSlow(waited)))
     }
 
     /// The layout's members and owners, to every member.
@@ -107,6 +121,7 @@ extension Coordinator {
     /// The step's micro-shards are covered: the owners are told which contributions to add (again, when the cover
     /// changed).
     private func orderSum(_ round: StepRound, _ order: StepOrder) throws {
+        if sharded.orderedRevision != round.revision { sharded.orderedAt = clock.now }
         sharded.orderedRevision = round.revision
         let results = round.orderedResults
         let contributions = results.map { Contribution(member: $0.member, attempt: $0.frame.attempt) }

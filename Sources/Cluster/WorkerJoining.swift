@@ -73,6 +73,9 @@ extension WorkerNode {
                     let header = envelope.header
                     return try accept(description, parameterCount: parameterCount, job: header.job, worker: header.worker,
                                       heartbeat: heartbeat, weightsOffer: weightsOffer, dealer)
+                case .peers(let list) where list.peers.isEmpty:
+                    // The keys a sharded layout's peers may come with, before the job.
+                    try peers?.follow(list, me: 0)
                 case .error(let text):
                     throw ClusterError("the coordinator refused this worker: \(text)")
                 case .shutdown(_, .finished):

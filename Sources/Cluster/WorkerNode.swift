@@ -150,7 +150,12 @@ package final class WorkerNode {
                           weights: session.weights, idleTimeout: settings.idleTimeout,
                           toCoordinator: { [unowned self] frames in try self.send(dealer, frames) })
         }
-        if let sharded { session.route = try route(to: sharded, joined) }
+        if let sharded {
+            session.route = route(to: sharded, joined) { [unowned self] frames in
+                try self.send(dealer, frames)
+                lastSent = self.clock.now
+            }
+        }
         var deferred: [AssignmentRequest] = []
         while true {
             try checkParent()

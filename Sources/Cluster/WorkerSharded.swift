@@ -16,7 +16,9 @@ final class ShardedWorker {
     private let reduction: Reduction
     private let parts: [Range<Int>]
     private let weights: WorkerWeights
-    private let optimizer: Optimizer
+    /// Made when first used: a worker of a star run never needs them.
+    private lazy var optimizer: Optimizer = optimizerConfig.make(parameterCount: weights.parameters.count)
+    private let optimizerConfig: OptimizerConfig
     /// Sends to the coordinator.
     private let toCoordinator: ([Message]) throws -> Void
     private let idleTimeout: Duration
@@ -40,7 +42,7 @@ final class ShardedWorker {
     // Replica: the next step's weights, made part by part from the means while the step's own stay as they are (an
     // owner lost mid-step has the step computed again from them); which parts are made; the step the coordinator
     // said begins with them, if it said so before the last mean came; means that came ahead of their step.
-    private var next: Buffer<Float>
+    private lazy var next = Buffer<Float>(count: weights.parameters.count)
     private var applied: [Bool]
     private var appliedCount = 0
     private var beginsWithNext: UInt64?
@@ -61,14 +63,13 @@ final class ShardedWorker {
         let count = weights.parameters.count
         parts = Codec.parts(of: count)
         self.weights = weights
-        optimizer = options.optimizer.make(parameterCount: count)
+        optimizerConfig = options.optimizer
         self.toCoordinator = toCoordinator
         self.idleTimeout = idleTimeout
         pointers = .allocate(capacity: Codec.maximumPartArrays)
         sums = .allocate(capacity: Codec.maximumPartArrays)
         applied = Array(repeating: false, count: parts.count)
         scratch = Buffer<Float>(count: Codec.partParameters)
-        next = Buffer<Float>(count: count)
     }
 
     deinit {

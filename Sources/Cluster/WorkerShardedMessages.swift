@@ -4,13 +4,13 @@ import Wire
 /// The sharded layout's messages at a worker: the coordinator's list, orders and whole state, and the peers' parts
 /// and means (`ShardedWorker` does the work).
 extension WorkerNode {
-    /// Where each part of this worker's results goes: to its owner, or into this worker's own sums when it owns it.
-    func route(to sharded: ShardedWorker, _ joined: Joined) throws -> (Int, [Message]) throws -> Void {
+    /// Where each part of this worker's results goes: to its owner, or into this worker's own sums when it owns it;
+    /// to the coordinator (`toCoordinator`) while no layout names owners (the star, in parts).
+    func route(to sharded: ShardedWorker, _ joined: Joined, toCoordinator: @escaping ([Message]) throws -> Void)
+        -> (Int, [Message]) throws -> Void {
         let limits = joined.limits, me = joined.workerID
         return { [unowned sharded] part, frames in
-            guard let owner = sharded.owner(of: part) else {
-                throw ClusterError("an assignment came before the coordinator named the parts' owners")
-            }
+            guard let owner = sharded.owner(of: part) else { return try toCoordinator(frames) }
             if owner != me {
                 try sharded.peers.send(frames, to: owner)
                 return

@@ -196,11 +196,14 @@ def arguments():
     p.add_argument("--micro-shard", type=int, default=128, help="exact mode's micro-shard size")
     p.add_argument("--overlap", action="store_true",
                    help="also run exact and fast mode with --overlap on (the others with off), in the same interleaved runs")
+    p.add_argument("--layouts", nargs="+", choices=["star", "sharded"], default=["star"],
+                   help="reduction layouts to run (sharded: --layout sharded, results to the workers' owners)")
     p.add_argument("--json", metavar="PATH", help="write the figures here as JSON (nothing is written without this flag)")
     p.add_argument("--smoke", action="store_true", help="one short run at 1gbit, with and without --overlap, without DDP or JSON")
     a = p.parse_args()
     if a.smoke:
         a.rates, a.repeats, a.steps, a.overlap, a.worker_hosts = ["1gbit"], 1, 8, True, [2]
+        a.layouts = ["star", "sharded"]
     if any(n < 1 or n > 60 for n in a.worker_hosts):
         p.error(f"--worker-hosts: {a.worker_hosts} must each be 1 to 60")
     return a
@@ -208,9 +211,14 @@ def arguments():
 
 def measure(a, workers, rate, folder, port, has_torch):
     """Interleaved repeats of every variant and DDP at one N and rate; the median run of each."""
-    variants = {"exact": ["exact", ["--overlap", "off"]], "fast": ["fast", ["--overlap", "off"]]}
-    if a.overlap:
-        variants.update({"exact overlap": ["exact", ["--overlap", "on"]], "fast overlap": ["fast", ["--overlap", "on"]]})
+    variants = {}
+    if "star" in a.layouts:
+        variants.update({"exact": ["exact", ["--overlap", "off"]], "fast": ["fast", ["--overlap", "off"]]})
+        if a.overlap:
+            variants.update({"exact overlap": ["exact", ["--overlap", "on"]], "fast overlap": ["fast", ["--overlap", "on"]]})
+    if "sharded" in a.layouts:
+        variants.update({"exact sharded": ["exact", ["--layout", "sharded"]],
+                         "fast sharded": ["fast", ["--layout", "sharded"]]})
     batch = a.per_worker * workers if a.per_worker else a.batch
     runs = {name: [] for name in list(variants) + ["ddp"]}
     for _ in range(a.repeats):
@@ -230,7 +238,8 @@ def main():
     has_torch = not a.smoke and shutil.which("torchrun") is not None
     parameters = parameters_of(a.model)
     model_bytes = 4 * parameters
-    names = ["exact", "fast"] + (["exact overlap", "fast overlap"] if a.overlap else [])
+    names = ((["exact", "fast"] + (["exact overlap", "fast overlap"] if a.overlap else [])) if "star" in a.layouts else []) \
+        + (["exact sharded", "fast sharded"] if "sharded" in a.layouts else [])
     rows = []
     # A SIGTERM or SIGHUP still removes the namespaces and processes (in `finally`).
     for number in (signal.SIGTERM, signal.SIGHUP):
@@ -255,7 +264,7 @@ def main():
                     ratio = lambda n: f"{row[n]['samples_per_second'] / peer:19.2f}" if peer else f"{'n/a':>19}"
                     sizes = " / ".join(f"{row[n]['busiest_bytes_per_step'] / model_bytes:.1f}" if n in row else "n/a"
                                        for n in names + ["ddp"])
-                    e = row["exact"]
+                    e = row[names[0]]
                     print(f"{workers:>2} {rate:>6} | " + " ".join(f"{row[n]['samples_per_second']:13.0f}" for n in names)
                           + f" {peer or 0:7.0f} | " + " ".join(ratio(n) for n in names) + f" | {sizes}"
                           + f" | {e.get('step_ms', 0):.1f} {e.get('send_ms', 0):.2f} {e.get('wait_ms', 0):.2f} "

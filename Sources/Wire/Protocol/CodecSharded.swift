@@ -174,7 +174,8 @@ extension Codec {
     }
 
     static func peers(_ f: PeersFields, _ frame: Message, _ limits: Limits) throws(WireError) -> Payload {
-        let count = try parameterCount(limits, .peers)
+        // A list of allowed keys only comes before the job (no parameter count yet).
+        let count = f.partCount == 0 ? 0 : try parameterCount(limits, .peers)
         guard f.partCount == 0 || Int(f.partCount) == parts(of: count).count else {
             throw .badField(.peers, "\(f.partCount) parts; the job's \(count) parameters make \(parts(of: count).count)")
         }
