@@ -43,6 +43,10 @@ struct ProtocolTableTests {
             ShutdownFields(disposition: .rejoin),
             WeightsPartFields(part: 65_536..<70_000),
             GradientPartFields(attempt: 5, array: 0, arrays: 1, part: 0..<65_536, form: .packedLimbsDiverged),
+            WeightsFields(parameterCount: 1000, form: .withState, stateBuffers: 2, optimizerSteps: 41),
+            PeersFields(peerCount: 3, partCount: 4),
+            SumOrderFields(revision: 1, samples: 48, contributions: 3, learningRate: 0.001, optimizerStep: 17),
+            MeanPartFields(part: 65_536..<131_072, learningRate: 0.5, optimizerStep: 3, samples: 48),
         ]
         for fields in cases {
             let words = fields.words + Array(repeating: 0, count: 6 - fields.words.count)
