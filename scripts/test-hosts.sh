@@ -6,6 +6,8 @@
 # parts, where --overlap's default turns on across hosts: results and weights in parts, the same SHA-256 as in-process.
 # Last, a worker host whose link goes down for 8 s mid-run and comes back: the worker is lost, says hello again when
 # the link returns, rejoins, and the run ends with the in-process SHA-256 (--min-workers 2 holds the run until it has).
+# Then the sharded layout (--layout sharded) with three workers over CurveZMQ, the host of a worker and owner cut off
+# mid-run: its parts move, the step is computed again, and the run ends with the in-process SHA-256.
 # Needs root and `ip netns`; skips with a message otherwise. Removes every namespace it made and every process it started, whatever
 # happens.
 set -euo pipefail
@@ -61,7 +63,7 @@ data: {builtin: blobs, samples: 1200, classes: 3, features: 16, noise: 2.0}
 JOB
 "$shardtrain" train --config "$work/job.yaml" --threads 1 --save "$work/reference.st" >/dev/null
 mkdir "$work/authorized"
-for name in coordinator alpha beta stranger; do "$shardtrain" keygen --output "$work/$name" >/dev/null; done
+for name in coordinator alpha beta gamma stranger; do "$shardtrain" keygen --output "$work/$name" >/dev/null; done
 cp "$work/alpha.pub" "$work/beta.pub" "$work/authorized/"
 
 endpoint="tcp://$net.1:5555"
@@ -170,3 +172,32 @@ expected="$(sha256sum < "$work/blip-reference.st" | cut -d' ' -f1)"
 actual="$(sha256sum < "$work/blip.st" | cut -d' ' -f1)"
 [ "$expected" = "$actual" ] || fail "SHA-256 $actual after a link outage, $expected in-process"
 say "a worker's link down for 8 s: lost, rejoined when it came back, and the in-process run's SHA-256 $actual"
+
+# The sharded layout across hosts: three workers own the four parts of the model above; the host of one (w1) loses its
+# link mid-run: its parts move to the other two and the step is computed again; --min-workers 3 holds the run until
+# it rejoins (as a new member: the next step sends it the weights and optimizer state), and the run ends with the
+# in-process run's bits.
+cp "$work/gamma.pub" "$work/authorized/"
+sed 's/^epochs: 2$/epochs: 8/' "$work/parts.yaml" > "$work/sharded.yaml"
+"$shardtrain" train --config "$work/sharded.yaml" --threads 1 --save "$work/sharded-reference.st" >/dev/null
+on coord "$shardtrain" coordinator --config "$work/sharded.yaml" --bind "$endpoint" --workers 3 --min-workers 3 --rejoin-timeout 120 \
+  --layout sharded --heartbeat 0.5 --verbose --key "$work/coordinator.key" --authorized "$work/authorized" \
+  --save "$work/sharded.st" > /dev/null 2> "$work/sharded-coordinator.log" &
+pids=($!)
+start_authorised sharded- 60
+on w3 "$shardtrain" worker --connect "$endpoint" --name gamma --key "$work/gamma.key" \
+  --coordinator-key "$work/coordinator.pub" --idle-timeout 60 2> "$work/sharded-gamma.log" &
+pids+=($!)
+for _ in $(seq 1200); do grep -q "^step 15:" "$work/sharded-coordinator.log" && break; sleep 0.1; done
+grep -q "^step 15:" "$work/sharded-coordinator.log" || fail "the sharded run did not reach step 15"
+on w1 ip link set "${tag}w1" down
+sleep 8  # the outage itself: how long the link is down, not a wait for something to happen
+on w1 ip link set "${tag}w1" up
+wait_for_run "sharded, a host cut off"
+grep -q "4 parts over 3 owners" "$work/sharded-coordinator.log" || fail "the sharded layout did not spread the parts"
+grep -q "\"alpha\" (.*) lost: " "$work/sharded-coordinator.log" || fail "the cut-off owner was not lost"
+grep -q "of the sum moved to" "$work/sharded-coordinator.log" || fail "the cut-off owner's parts did not move"
+expected="$(sha256sum < "$work/sharded-reference.st" | cut -d' ' -f1)"
+actual="$(sha256sum < "$work/sharded.st" | cut -d' ' -f1)"
+[ "$expected" = "$actual" ] || fail "SHA-256 $actual in the sharded layout with a host cut off, $expected in-process"
+say "sharded layout over 3 hosts, one cut off mid-run: its parts moved, and the in-process run's SHA-256 $actual"

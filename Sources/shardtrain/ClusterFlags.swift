@@ -79,7 +79,8 @@ struct ClusterFlags: ParsableArguments {
         if layout == .sharded {
             guard endpoint.hasPrefix("tcp://") else {
                 throw InputError("--layout sharded: the workers reach each other over TCP, and \(endpoint) is not a "
-                    + "tcp:// endpoint; give --bind tcp://ADDRESS:PORT, or use --layout star")
+                    + "tcp:// endpoint (`train --workers` keeps its workers on this machine, where the star is faster); "
+                    + "run `coordinator --bind tcp://ADDRESS:PORT --layout sharded` with `worker`s, or `launch`")
             }
             (settings.sharded, settings.overlap) = (true, true)
         }
