@@ -36,6 +36,9 @@ package final class Coordinator {
         /// The sharded layout (docs/scale-out.md): results go to the parts' owners among the workers, which send each
         /// part's mean to every worker; every worker applies every update. Implies `overlap`'s parts.
         package var sharded = false
+        /// With `sharded`: a step whose members cannot all reach each other (a worker with no peer socket its
+        /// connection's address reaches) goes through the star instead of stopping the run (`--layout auto`).
+        package var starWhenUnreachable = false
 
         package init(endpoint: String, workers: Int) {
             self.endpoint = endpoint

@@ -33,7 +33,7 @@ extension Coordinator: GradientSource {
     package func begin(_ order: StepOrder) throws {
         // A step given up half-way (the trainer stopped) lets go of what it held.
         endPartStep()
-        if settings.sharded {
+        if settings.sharded, try shardsStep(order.step) {
             try beginSharded(order)
         } else if settings.overlap {
             try beginParts(order)
@@ -43,7 +43,7 @@ extension Coordinator: GradientSource {
     }
 
     package func next() throws -> StepEvent? {
-        if settings.sharded { return try nextSharded() }
+        if sharded.order != nil { return try nextSharded() }
         guard settings.overlap else {
             guard let order = wholeOrder else { return nil }
             wholeOrder = nil
@@ -109,7 +109,7 @@ extension Coordinator: GradientSource {
 
     /// Whether the step in parts has something for the trainer: the poll loop returns early for it.
     var hasPartEvent: Bool {
-        if settings.sharded { return !sharded.ready.isEmpty }
+        if sharded.order != nil { return !sharded.ready.isEmpty }
         guard let step = partStep, let round = core.round else { return false }
         return !step.undoing.isEmpty || step.parts.nextReadyPart(round) != nil
     }

@@ -23,28 +23,53 @@ struct ShardedRun {
     /// A member of the layout was lost: a lost owner may have sent a part's mean to some members and not others, so
     /// every member starts the next step from the coordinator's weights and optimizer state.
     var resetReplicas = false
+    /// `--layout auto` sent the last step through the star.
+    var wasStar = false
     var begun = ContinuousClock.now, sent = ContinuousClock.now
 }
 
 extension Coordinator {
+    /// Whether step `step` goes through the sharded layout: every active member offers a peer socket its connection's
+    /// address reaches. Otherwise `--layout sharded` stops the run, naming the member, and `--layout auto` sends the
+    /// step through the star (the members are told that no layout holds, so their parts come here), saying so once
+    /// a switch.
+    func shardsStep(_ step: Int) throws -> Bool {
+        try ensureEnoughWorkers()
+        let members = core.table.active.sorted()
+        guard let missing = members.first(where: { core.table[$0].peerEndpoint == nil }) else {
+            if !core.sharding && settings.starWhenUnreachable && sharded.wasStar {
+                log("step \(step): every worker offers a peer socket; the sum is sharded over them again")
+            }
+            core.sharding = true
+            sharded.wasStar = false
+            return true
+        }
+        let why = "\(core.label(missing)) offers no peer socket its connection's address can reach (a worker on an ipc "
+            + "endpoint, behind NAT, or of another build)"
+        guard settings.starWhenUnreachable else {
+            throw ClusterError(why + ", which --layout sharded needs; use --layout star or auto")
+        }
+        if core.sharding || !sharded.wasStar { log("step \(step): \(why); the coordinator sums this run's steps (the star)") }
+        if !sharded.members.isEmpty {
+            // Their parts come here from now on.
+            try perform(sharded.members.map { .send(member: $0, .peers(PeerList(peers: [], owners: []))) })
+        }
+        (sharded.members, sharded.layout, core.eligible, core.sharding, sharded.wasStar) = ([], nil, nil, false, true)
+        for member in core.table.members.indices { core.table[member].meansStep = nil }
+        return false
+    }
+
     /// A step of the sharded layout begins: the layout follows the active members (each told when it changes), a
     /// member that does not hold this step's weights and optimizer state is sent them, and the work goes out.
     func beginSharded(_ order: StepOrder) throws {
         let begun = clock.now
-        try ensureEnoughWorkers()
         let members = core.table.active.sorted()
-        if let missing = members.first(where: { core.table[$0].peerEndpoint == nil }) {
-            throw ClusterError("\(core.label(missing)) offers no peer socket its connection's address can reach, which "
-                + "--layout sharded needs (a worker on an ipc endpoint, behind NAT, or of another build); use --layout star")
-        }
         if members != sharded.members || sharded.layout == nil {
             let layout = ReductionLayout(parts: partCount, members: members)
             (sharded.members, sharded.layout) = (members, layout)
             try sendPeers()
-            if settings.verbose {
-                log("step \(order.step): \(partCount) parts over \(layout.members.count) owners: "
-                    + layout.members.map { "w\(core.table[$0].id) \(layout.parts(of: $0).count)" }.joined(separator: ", "))
-            }
+            log("step \(order.step): the sum is sharded: \(partCount) parts over \(layout.members.count) owners ("
+                + layout.members.map { "w\(core.table[$0].id) \(layout.parts(of: $0).count)" }.joined(separator: ", ") + ")")
         }
         core.eligible = Set(members)
         (sharded.order, sharded.ready, sharded.applying, sharded.begun) = (order, [], nil, begun)

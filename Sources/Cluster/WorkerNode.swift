@@ -173,7 +173,7 @@ package final class WorkerNode {
                         if case .wrongJob = error { return .rejoin("a new coordinator answers at \(settings.endpoint)") }
                         throw ClusterError("malformed message from the coordinator: \(error)")
                     }
-                    if let sharded, try dispatchSharded(envelope, sharded, session: session, deferred: &deferred) {
+                    if let sharded, try dispatchSharded(envelope, sharded, joined, session: session, deferred: &deferred) {
                         continue
                     }
                     if let end = try dispatch(envelope, to: session, dealer, joined) { return end }

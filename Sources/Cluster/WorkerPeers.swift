@@ -31,7 +31,8 @@ final class WorkerPeers {
         keyCheck = try keys.map { _ in try ZAPHandler(context: context, keys: admitted,
                                                         refusal: "is not a peer of the coordinator's layout", log: log) }
         router = try Socket(context, .router)
-        try SocketTuning.peer(router, maximumMessageBytes: Int(Int32.max))
+        // The largest message a peer sends: a part's packed limbs (17 bytes a parameter at most) and its header.
+        try SocketTuning.peer(router, maximumMessageBytes: 1 << 22)
         if let keys { try SocketTuning.curveServer(router, keyPair: keys.keyPair) }
         try router.bind("tcp://\(address):0")
         endpoint = router.lastEndpoint
@@ -51,8 +52,13 @@ final class WorkerPeers {
     func follow(_ new: PeerList, me: UInt32) throws {
         if !new.allowed.isEmpty { allowed = Set(new.allowed) }
         admitted.replace(with: allowed.union(new.peers.compactMap(\.key)))
-        // A list of allowed keys only: the layout stays.
-        guard !new.peers.isEmpty else { return }
+        // No peers: no layout (its parts go to the coordinator, the star), whatever keys it allows.
+        guard !new.peers.isEmpty else {
+            for (_, d) in dealers { d.socket.close() }
+            dealers = [:]
+            list = nil
+            return
+        }
         for (worker, dealer) in dealers where new.peer(worker)?.endpoint != dealer.endpoint {
             dealer.socket.close()
             dealers[worker] = nil

@@ -80,6 +80,25 @@ final class ShardedWorker {
         unusedWindows.deallocate()
     }
 
+    /// Peers' messages kept until a list names their sender (or their part's owner), and how many at most: a step's
+    /// parts and means from every peer, many times over.
+    private var heldMessages: [(step: UInt64, frames: [Message])] = []
+    private static let heldLimit = 1 << 14
+
+    /// Keeps `frames` (of step `step`) for the next list; false when too many are kept already (they are dropped).
+    /// Those of steps before the weights held are let go: no list will make them count.
+    func hold(_ frames: [Message], step: UInt64) -> Bool {
+        if let current = weights.step { heldMessages.removeAll { $0.step < current } }
+        guard heldMessages.count < Self.heldLimit else { return false }
+        heldMessages.append((step, frames))
+        return true
+    }
+
+    func takeHeld() -> [[Message]] {
+        defer { heldMessages = [] }
+        return heldMessages.map(\.frames)
+    }
+
     /// The coordinator's list of peers and owners; mid-step, parts moved here from a lost owner may be ready to sum.
     func follow(_ list: PeerList) throws {
         try peers.follow(list, me: me)

@@ -29,40 +29,56 @@ extension WorkerNode {
     func receivePeers(_ sharded: ShardedWorker, _ joined: Joined) throws {
         while let received = try sharded.peers.router.receive(maximumFrames: Codec.maximumFrames + 1) {
             guard case .frames(let all) = received, all.count >= 2 else { continue }
-            let frames = Array(all.dropFirst())
-            let envelope: Envelope
-            do {
-                envelope = try Codec.decode(frames, limits: joined.limits)
-            } catch {
-                log("\(settings.name): dropped a malformed message from a peer: \(error)")
-                continue
-            }
-            guard let worker = sharded.peers.sender(of: frames, header: envelope.header.worker) else {
+            try peerMessage(Array(all.dropFirst()), sharded, joined)
+        }
+    }
+
+    /// Messages that came from a peer before this worker's own list named it (the coordinator's lists reach the
+    /// members one by one): kept, a bounded number, until the next list, then read again.
+    func readHeld(_ sharded: ShardedWorker, _ joined: Joined) throws {
+        for frames in sharded.takeHeld() { try peerMessage(frames, sharded, joined) }
+    }
+
+    private func peerMessage(_ frames: [Message], _ sharded: ShardedWorker, _ joined: Joined) throws {
+        let envelope: Envelope
+        do {
+            envelope = try Codec.decode(frames, limits: joined.limits)
+        } catch {
+            log("\(settings.name): dropped a malformed message from a peer: \(error)")
+            return
+        }
+        guard let worker = sharded.peers.sender(of: frames, header: envelope.header.worker) else {
+            if !sharded.hold(frames, step: envelope.header.step) {
                 log("\(settings.name): dropped a message from w\(envelope.header.worker), which is not a listed peer "
                     + "(or not with its key)")
-                continue
             }
-            let step = envelope.header.step
-            switch envelope.payload {
-            case .gradientPart(let attempt, let array, let arrays, let first, let values):
-                try sharded.contribution(worker, step: step, attempt: attempt, array: array, arrays: arrays,
-                                         first: first, values: values)
-            case .meanPart(let mean):
-                guard sharded.owner(of: mean.range.lowerBound / Codec.partParameters) == worker else { continue }
-                try sharded.mean(mean, step: step)
-            default:
-                log("\(settings.name): dropped a \(envelope.header.type) message from peer w\(worker)")
+            return
+        }
+        let step = envelope.header.step
+        switch envelope.payload {
+        case .gradientPart(let attempt, let array, let arrays, let first, let values):
+            try sharded.contribution(worker, step: step, attempt: attempt, array: array, arrays: arrays,
+                                     first: first, values: values)
+        case .meanPart(let mean):
+            // From the part's owner in this worker's list; a mean from an owner listed later is read again then.
+            guard sharded.owner(of: mean.range.lowerBound / Codec.partParameters) == worker else {
+                _ = sharded.hold(frames, step: step)
+                return
             }
+            try sharded.mean(mean, step: step)
+        default:
+            log("\(settings.name): dropped a \(envelope.header.type) message from peer w\(worker)")
         }
     }
 
     /// The coordinator's messages of the sharded layout; false for any other message.
-    func dispatchSharded(_ envelope: Envelope, _ sharded: ShardedWorker, session: WorkerSession,
+    func dispatchSharded(_ envelope: Envelope, _ sharded: ShardedWorker, _ joined: Joined, session: WorkerSession,
                          deferred: inout [AssignmentRequest]) throws -> Bool {
         let step = envelope.header.step
         switch envelope.payload {
         case .peers(let list):
             try sharded.follow(list)
+            try readHeld(sharded, joined)
         case .sumOrder(let order):
             try sharded.ordered(order, step: step)
         case .weightsWithState(let frame, let buffers, let steps):

@@ -24,9 +24,10 @@ struct ClusterFlags: ParsableArguments {
     @Option(help: ArgumentHelp("Where gradients are summed. star: at the coordinator, which sends every worker the new "
         + "weights. sharded: the parts of the parameters are owned by the workers, which sum them and send each part's "
         + "mean to every worker; every worker applies every update, so the coordinator's link no longer carries N "
-        + "results and N weights (docs/scale-out.md). Needs a tcp:// endpoint. Not yet: a worker lost mid-step stops "
-        + "a sharded run (resume it from its checkpoint)."))
-    var layout = LayoutChoice.star
+        + "results and N weights (docs/scale-out.md; needs a tcp:// endpoint). auto: sharded when the endpoint is not "
+        + "on this machine and --overlap is not off, as long as every worker offers a peer socket its address reaches; the "
+        + "star otherwise."))
+    var layout = LayoutChoice.auto
 
     func validate() throws {
         if weightsAsChange {
@@ -76,6 +77,10 @@ struct ClusterFlags: ParsableArguments {
         case .off: false
         case .auto: !EndpointReach.isLocal(endpoint)
         }
+        // Results in parts carry the sharded layout: `--overlap off` keeps the star.
+        if layout == .auto && overlap != .off && endpoint.hasPrefix("tcp://") && !EndpointReach.isLocal(endpoint) {
+            (settings.sharded, settings.overlap, settings.starWhenUnreachable) = (true, true, true)
+        }
         if layout == .sharded {
             guard endpoint.hasPrefix("tcp://") else {
                 throw InputError("--layout sharded: the workers reach each other over TCP, and \(endpoint) is not a "
@@ -92,7 +97,7 @@ struct ClusterFlags: ParsableArguments {
 
 /// Where gradients are summed (`--layout`).
 enum LayoutChoice: String, ExpressibleByArgument, CaseIterable {
-    case star, sharded
+    case auto, star, sharded
 }
 
 /// Whether results and weights go in parts (`--overlap`).

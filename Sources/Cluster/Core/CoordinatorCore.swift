@@ -35,6 +35,8 @@ struct CoordinatorCore {
     var partsComplete: (UInt64) -> Bool = { _ in false }
     /// Sharded layout: the members a step's work may go to (those of the layout; nil: every active one).
     var eligible: Set<Int>?
+    /// The step in flight goes through the sharded layout (`--layout auto` may send a step through the star).
+    var sharding = false
     /// Training has started: later members join a running step.
     var started = false
     var lastHeartbeat: ContinuousClock.Instant
@@ -131,7 +133,7 @@ struct CoordinatorCore {
 
     private func weightsForm(for member: Int, step: Int) -> WeightsForm {
         let holder = table[member]
-        if settings.sharded { return holder.meansStep == step ? .fromMeans : .withState }
+        if sharding { return holder.meansStep == step ? .fromMeans : .withState }
         if settings.overlap && holder.partsStep == step && holder.partsSent == partCount { return .fromParts }
         return holder.readsWeightsRegion ? .inRegion : .whole
     }
