@@ -2,8 +2,9 @@
 # Several hosts on one machine: network namespaces joined by veth pairs to a bridge (10.88.<n>.0/24). A coordinator
 # host and three worker hosts over real TCP with CurveZMQ: two authorised workers train; on the third host a worker
 # with an unlisted key and a plaintext one are refused and named; the saved weights' SHA-256 must equal the
-# in-process run's (whole steps: --overlap off). Then a model of four
-# parts, where --overlap's default turns on across hosts: results and weights in parts, the same SHA-256 as in-process.
+# in-process run's (whole steps: --overlap off, so the star). Then a model of four parts, where --overlap's and
+# --layout's defaults turn on across hosts: results in parts, summed by their owners among the workers, the same
+# SHA-256 as in-process.
 # Last, a worker host whose link goes down for 8 s mid-run and comes back: the worker is lost, says hello again when
 # the link returns, rejoins, and the run ends with the in-process SHA-256 (--min-workers 2 holds the run until it has).
 # Then the sharded layout (--layout sharded) with three workers over CurveZMQ, the host of a worker and owner cut off
@@ -132,10 +133,12 @@ on coord "$shardtrain" coordinator --config "$work/parts.yaml" --bind "$endpoint
 pids=($!)
 run_authorised parts-
 grep -q "results and weights go in parts (--overlap)" "$work/parts-coordinator.log" || fail "--overlap was not on across hosts"
+grep -q "the sum is sharded: 4 parts over 2 owners" "$work/parts-coordinator.log" \
+  || fail "--layout auto did not shard the sum across hosts"
 expected="$(sha256sum < "$work/parts-reference.st" | cut -d' ' -f1)"
 actual="$(sha256sum < "$work/parts.st" | cut -d' ' -f1)"
 [ "$expected" = "$actual" ] || fail "SHA-256 $actual in parts across hosts, $expected in-process"
-say "results and weights in parts (--overlap on by default across hosts): the in-process run's SHA-256 $actual"
+say "results in parts and the sum sharded over the workers (--overlap and --layout auto across hosts): the in-process run's SHA-256 $actual"
 
 # libzmq binds a host that names an interface to that interface: one called `localhost` is not loopback, so a
 # plaintext coordinator must be refused there as on any reachable address.
