@@ -213,9 +213,11 @@ def measure(a, workers, rate, folder, port, has_torch):
     """Interleaved repeats of every variant and DDP at one N and rate; the median run of each."""
     variants = {}
     if "star" in a.layouts:
-        variants.update({"exact": ["exact", ["--overlap", "off"]], "fast": ["fast", ["--overlap", "off"]]})
+        star = ["--layout", "star"]
+        variants.update({"exact": ["exact", ["--overlap", "off"] + star], "fast": ["fast", ["--overlap", "off"] + star]})
         if a.overlap:
-            variants.update({"exact overlap": ["exact", ["--overlap", "on"]], "fast overlap": ["fast", ["--overlap", "on"]]})
+            variants.update({"exact overlap": ["exact", ["--overlap", "on"] + star],
+                             "fast overlap": ["fast", ["--overlap", "on"] + star]})
     if "sharded" in a.layouts:
         variants.update({"exact sharded": ["exact", ["--layout", "sharded"]],
                          "fast sharded": ["fast", ["--layout", "sharded"]]})
