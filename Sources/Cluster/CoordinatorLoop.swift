@@ -77,6 +77,11 @@ extension Coordinator {
             try meanArrived(mean, step: Int(envelope.header.step), from: identity)
             return
         }
+        if case .refuted(let worker, let attempt, let part, let reason) = envelope.payload {
+            try refuted(worker: worker, attempt: attempt, part: part, reason: reason, step: Int(envelope.header.step),
+                        from: identity)
+            return
+        }
         if case .hello = envelope.payload, settings.sharded, let keys = settings.keys {
             // Before its job (so before it is ready, and before any layout names its peers), a worker learns every key
             // this coordinator admits: its peer socket admits them from then on, and never refuses a peer for a list

@@ -183,6 +183,20 @@ extension Coordinator {
         sharded.ready.append(part)
     }
 
+    /// An owner found a contribution to its part no possible sum: the member that sent it is lost, named with the
+    /// owner's word, and the step's micro-shards are computed again without it. Heard only from the part's owner in
+    /// the step in flight, about an attempt of this step.
+    func refuted(worker: UInt32, attempt: UInt64, part: Int, reason: String, step: Int, from identity: [UInt8]) throws {
+        guard let owner = core.table.index(of: identity), core.table[owner].isActive,
+              let layout = sharded.layout, sharded.order?.step == step, layout.owners.indices.contains(part),
+              layout.owners[part] == owner,
+              let accused = sharded.members.first(where: { core.table[$0].id == worker }),
+              core.round?.results.contains(where: { $0.member == accused && $0.frame.attempt == attempt }) ?? false
+        else { return }
+        try perform(core.lost(accused, .mismatched("w\(core.table[owner].id), owner of part \(part), found its values "
+            + "there \(reason)")))
+    }
+
     /// Every part is applied: the step's counts go to the trainer's sum, and every member of the layout holds the next
     /// step's weights (each applied the same means).
     private func finishSharded(_ order: StepOrder) {

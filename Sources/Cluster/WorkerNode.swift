@@ -147,7 +147,7 @@ package final class WorkerNode {
             waitUntilIdle: { [unowned self] in try self.waitUntilIdle($0, step: $1) }, beat: beat)
         let sharded = peers.map { peers in
             ShardedWorker(peers: peers, me: joined.workerID, jobID: joined.jobID, options: job.options,
-                          weights: session.weights, idleTimeout: settings.idleTimeout,
+                          weights: session.weights,
                           toCoordinator: { [unowned self] frames in try self.send(dealer, frames) })
         }
         if let sharded {

@@ -61,6 +61,8 @@ final class WorkerSession {
 
     #if DEBUG
     private static let flipsBit = ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_FLIP_BIT"] == "1"
+    /// Tests only: a worker whose exact sums hold a limb no sum of its micro-shards can reach (an owner must refute it).
+    private static let sendsImpossibleLimbs = ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_IMPOSSIBLE_LIMBS"] == "1"
     /// Tests only: a worker that computes this many ms longer per result (a slow machine, for the stragglers line).
     private static let computeDelay = Int(ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_COMPUTE_DELAY_MS"] ?? "")
     #endif
@@ -164,6 +166,9 @@ final class WorkerSession {
         computing = now() - started
         #if DEBUG
         if Self.flipsBit { flipBit(sum: sum, payload: payload, floatShards: floatShards) }
+        if Self.sendsImpossibleLimbs && options.reduction == .exact && floatShards == 0 {
+            UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!).storeBytes(of: Int64.max / 2, as: Int64.self)
+        }
         #endif
         if let sender {
             try sendParts(request, sender, sum: sum, statistics: statistics, floatShards: floatShards)

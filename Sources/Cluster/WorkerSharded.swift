@@ -21,7 +21,6 @@ final class ShardedWorker {
     private let optimizerConfig: OptimizerConfig
     /// Sends to the coordinator.
     private let toCoordinator: ([Message]) throws -> Void
-    private let idleTimeout: Duration
 
     // Owner: the step held, its order and the contributions' parts by (worker, attempt) → part → arrays.
     private var ownerStep: UInt64 = 0
@@ -55,7 +54,7 @@ final class ShardedWorker {
     }
 
     init(peers: WorkerPeers, me: UInt32, jobID: UInt64, options: TrainingOptions, weights: WorkerWeights,
-         idleTimeout: Duration, toCoordinator: @escaping ([Message]) throws -> Void) {
+         toCoordinator: @escaping ([Message]) throws -> Void) {
         self.peers = peers
         self.me = me
         self.jobID = jobID
@@ -65,7 +64,6 @@ final class ShardedWorker {
         self.weights = weights
         optimizerConfig = options.optimizer
         self.toCoordinator = toCoordinator
-        self.idleTimeout = idleTimeout
         pointers = .allocate(capacity: Codec.maximumPartArrays)
         sums = .allocate(capacity: Codec.maximumPartArrays)
         applied = Array(repeating: false, count: parts.count)
@@ -119,7 +117,6 @@ final class ShardedWorker {
         let part = first / Codec.partParameters
         guard !summed.contains(part) else { return }
         held[Key(worker: worker, attempt: attempt), default: [:]][part, default: [:]][array] = values
-        _ = arrays
         try sumReady([part])
     }
 
@@ -160,7 +157,6 @@ final class ShardedWorker {
     /// Adds `part` of the ordered contributions, in micro-shard order, sends the result to every peer and the
     /// coordinator, and applies it here.
     private func sum(_ part: Int, _ order: OrderedSum) throws {
-        summed.insert(part)
         let range = parts[part], n = range.count
         if outgoingStep != ownerStep {
             // The first part this owner sums this step: memory libzmq holds no more, or new memory.
@@ -191,9 +187,15 @@ final class ShardedWorker {
                         cexact_unpack(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, n, target) == 1
                     }
                     let unpacked = UnsafeRawBufferPointer(start: target, count: GradientFrame.exactBytesPerParameter * n)
-                    guard ok, saw || ResultCheck.limbsImplausibility(unpacked, microShards: c.microShards, threads: 1) == nil else {
-                        throw ClusterError("w\(c.worker)'s part \(part) of attempt \(c.attempt) is no sum of its "
-                            + "\(c.microShards) micro-shards")
+                    let wrong = ok ? (saw ? nil : ResultCheck.limbsImplausibility(unpacked, microShards: c.microShards,
+                                                                               threads: 1))
+                                   : "packed limbs that do not unpack to \(n) parameters"
+                    if let wrong {
+                        // Not summed: the coordinator loses the sender, and the step's micro-shards come again.
+                        held[Key(worker: c.worker, attempt: c.attempt)] = nil
+                        try toCoordinator(Codec.refuted(worker: c.worker, attempt: c.attempt, part: part, reason: wrong,
+                                                        job: jobID, step: ownerStep, owner: me))
+                        return
                     }
                     diverged = diverged || saw
                     sums[limbs] = UnsafeRawPointer(target)
@@ -214,6 +216,7 @@ final class ShardedWorker {
                 }
             }
         }
+        summed.insert(part)
         switch reduction {
         case .fast:
             // In micro-shard order, as a whole sum adds them.

@@ -94,6 +94,26 @@ struct ShardedTests {
         #expect(try FailureTests.digest(run.out) == Self.reference)
     }
 
+    @Test("a worker whose parts are no possible sum is refuted by their owner, lost and named; the in-process bits")
+    func impossibleParts() throws {
+        let port = Command.reservedPort(), endpoint = "tcp://127.0.0.1:\(port)"
+        let log = Command.temporaryPath("sharded-refuted.log"), out = Command.temporaryPath("sharded-refuted.st")
+        let coordinator = try Command.start(["coordinator", "--config", Self.jobFile, "--bind", endpoint, "--heartbeat",
+                                             "0.2", "--verbose", "--workers", "2", "--layout", "sharded", "--save", out],
+                                            stderr: log)
+        // Three micro-shards each: results go as packed limbs, which an owner checks.
+        let honest = try Command.start(["worker", "--connect", endpoint, "--name", "honest", "--idle-timeout", "20"],
+                                       stderr: log + ".honest")
+        let liar = try Command.start(["worker", "--connect", endpoint, "--name", "liar", "--idle-timeout", "20"],
+                                     stderr: log + ".liar", environment: ["SHARDTRAIN_TEST_IMPOSSIBLE_LIMBS": "1"])
+        defer { FailureTests.expectAllEnded([coordinator, honest, liar]) }
+        #expect(Command.wait(coordinator, timeout: 300) == 0, "\(Self.tail(log))")
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(text.contains("\"liar\"") && text.contains("owner of part")
+                    && text.contains("found its values there a gradient limb beyond"), "\(text.suffix(3000))")
+        #expect(try FailureTests.digest(out) == Self.reference)
+    }
+
     // MARK: Helpers
 
     static func tail(_ log: String) -> String {

@@ -173,6 +173,10 @@ package enum Codec {
         case .peers: return try peers(PeersFields(checking: f), frame!, limits)
         case .sumOrder: return try sumOrder(SumOrderFields(checking: f), frame!, limits)
         case .meanPart: return try meanPart(MeanPartFields(checking: f), frame!, limits)
+        case .refuted:
+            let fields = try RefutedFields(checking: f)
+            return .refuted(worker: fields.worker, attempt: fields.attempt, part: Int(fields.part),
+                            reason: printable(try text(frame!, .refuted, limit: limits.maximumTextBytes)))
         case .shutdown:
             let fields = try ShutdownFields(checking: f)
             return .shutdown(printable(try text(frame!, .shutdown, limit: limits.maximumTextBytes)), fields.disposition)

@@ -144,7 +144,32 @@ struct MeanPartFields: HeaderFields {
     }
 }
 
+struct RefutedFields: HeaderFields {
+    static let type = MessageType.refuted
+    static let names = ["worker", "attempt", "part"]
+    var worker: UInt32, attempt: UInt64, part: UInt64
+
+    var words: [UInt64] { [UInt64(worker), attempt, part] }
+
+    init(worker: UInt32, attempt: UInt64, part: Int) { (self.worker, self.attempt, self.part) = (worker, attempt, UInt64(part)) }
+
+    init(checking f: [UInt64]) throws(WireError) {
+        guard f[0] >= 1, f[0] <= UInt64(UInt32.max), f[2] < 1 << 16 else {
+            throw .badField(.refuted, "worker \(f[0]) or part \(f[2]) out of range")
+        }
+        (worker, attempt, part) = (UInt32(f[0]), f[1], f[2])
+    }
+}
+
 extension Codec {
+    /// An owner's word that `worker`'s attempt `attempt` sent a part `part` that is no possible sum.
+    package static func refuted(worker: UInt32, attempt: UInt64, part: Int, reason: String, job: UInt64, step: UInt64,
+                                owner: UInt32) throws -> [Message] {
+        [try Message(copying: header(RefutedFields(worker: worker, attempt: attempt, part: part), job: job, step: step,
+                                     worker: owner).encoded()),
+         try Message(copying: Array(reason.utf8.prefix(1000)))]
+    }
+
     package static func peers(_ list: PeerList, job: UInt64, step: UInt64) throws -> [Message] {
         let fields = PeersFields(peerCount: list.peers.count, partCount: list.owners.count)
         return [try Message(copying: header(fields, job: job, step: step).encoded()),

@@ -129,6 +129,9 @@ package enum MessageType: UInt16, Sendable, CaseIterable {
     /// apply. Fields: the part's first parameter and count as in `weightsPart`, learning rate (Float32 bits),
     /// optimizer step, the step's samples. Frame: that many Float32 (exact: the mean; fast: the sum).
     case meanPart = 15
+    /// Owner → coordinator, sharded layout: a contribution to one of its parts is no possible sum of its
+    /// micro-shards. Fields: the worker that sent it, its attempt, the part. Frame: why, one line.
+    case refuted = 16
 
     /// Payload frames the type carries.
     var payloadFrames: Int { self == .heartbeat || self == .ready ? 0 : 1 }

@@ -337,6 +337,7 @@ extension MessageType {
         case .peers: PeersFields.names
         case .sumOrder: SumOrderFields.names
         case .meanPart: MeanPartFields.names
+        case .refuted: RefutedFields.names
         }
     }
 }

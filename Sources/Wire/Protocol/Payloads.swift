@@ -45,6 +45,7 @@ package enum Payload {
     case peers(PeerList)
     case sumOrder(OrderedSum)
     case meanPart(MeanPart)
+    case refuted(worker: UInt32, attempt: UInt64, part: Int, reason: String)
 }
 
 /// A result's values copied into 64-byte-aligned memory of 17 bytes per parameter, in a buffer a pool reuses: a
