@@ -123,6 +123,10 @@ extension CoordinatorCore {
             if tooSlowStreak.count >= MemberTable.capacity { tooSlowStreak.removeAll() }
             tooSlowStreak[table[index].identity, default: 0] += 1
         }
+        if case .mismatched = reason {
+            if wrongValuesStreak.count >= MemberTable.capacity { wrongValuesStreak.removeAll() }
+            wrongValuesStreak[table[index].identity, default: 0] += 1
+        }
         var line = "\(table[index].label) lost: \(reason)"
         var released: [UInt64] = []
         let left = activeCount

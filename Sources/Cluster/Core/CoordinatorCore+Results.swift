@@ -36,6 +36,7 @@ extension CoordinatorCore {
         table[index].sharedSteps += 1
         measure(index, assignment, at: now)
         tooSlowStreak[member.identity] = nil
+        wrongValuesStreak[member.identity] = nil
         if !round!.holds(index) { table[index].state = .ready }
         if let withdrawn {
             // Its twin answered first: the slower member's speed says so, and it must still answer something within

@@ -43,6 +43,8 @@ struct CoordinatorCore {
     /// Losses in a row for returning nothing within --worker-timeout, by routing identity (a worker keeps its identity
     /// when it joins again); at two it is not admitted again.
     var tooSlowStreak: [[UInt8]: Int] = [:]
+    /// The same for losses for values no computation gives (a result or a part refuted).
+    var wrongValuesStreak: [[UInt8]: Int] = [:]
     /// The slowest answer of the last step (what a slow assignment is compared with before this step has any).
     var lastStepSlowest: Duration = .zero
     /// The latest time an event brought (for events that come without one).
