@@ -202,6 +202,7 @@ extension Coordinator {
     private func finishSharded(_ order: StepOrder) {
         let round = core.endStep()
         for result in round.orderedResults {
+            core.wrongValuesStreak[core.table[result.member].identity] = nil
             let frame = result.frame
             order.sum.addStatistics(samples: frame.samples, correct: frame.correct, lossWords: frame.lossWords,
                                     overflowed: frame.overflowed)

@@ -36,7 +36,8 @@ extension CoordinatorCore {
         table[index].sharedSteps += 1
         measure(index, assignment, at: now)
         tooSlowStreak[member.identity] = nil
-        wrongValuesStreak[member.identity] = nil
+        // Sharded, its parts are checked by their owners later: cleared when a step with them is done.
+        if !sharding { wrongValuesStreak[member.identity] = nil }
         if !round!.holds(index) { table[index].state = .ready }
         if let withdrawn {
             // Its twin answered first: the slower member's speed says so, and it must still answer something within
