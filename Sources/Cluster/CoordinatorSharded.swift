@@ -68,7 +68,8 @@ extension Coordinator {
             let layout = ReductionLayout(parts: partCount, members: members)
             (sharded.members, sharded.layout) = (members, layout)
             try sendPeers()
-            log("step \(order.step): the sum is sharded: \(partCount) parts over \(layout.members.count) owners ("
+            let owners = layout.members.count
+            log("step \(order.step): the sum is sharded: \(partCount) parts over \(owners) owner\(owners == 1 ? "" : "s") ("
                 + layout.members.map { "w\(core.table[$0].id) \(layout.parts(of: $0).count)" }.joined(separator: ", ") + ")")
         }
         core.eligible = Set(members)

@@ -41,7 +41,9 @@ func coordinate(flags: TrainingFlags, cluster: ClusterFlags, keys coordinatorKey
             coordinator = made
             let security = coordinatorKeys.map { "CurveZMQ, key \($0.keyPair.publicKey.fingerprint)…, "
                 + "\($0.authorized.count) authorised" } ?? "plaintext"
-            logToStandardError("waiting for \(workers) worker\(workers == 1 ? "" : "s") on \(made.endpoint) (\(security))")
+            let layout = made.settings.sharded ? "the sum sharded over the workers" : "the sum at the coordinator"
+            logToStandardError("waiting for \(workers) worker\(workers == 1 ? "" : "s") on \(made.endpoint) (\(security); "
+                + "\(layout), --layout \(cluster.layout.rawValue))")
             return made
         }, prepared: { try waitForWorkers(coordinator, $0, $1) })
     }

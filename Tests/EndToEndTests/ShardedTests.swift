@@ -33,7 +33,7 @@ struct ShardedTests {
         #expect(Command.wait(run.coordinator, timeout: 300) == 0, "\(ShardedTests.tail(run.log))")
         #expect(try FailureTests.digest(run.out) == Self.reference)
         let text = (try? String(contentsOfFile: run.log, encoding: .utf8)) ?? ""
-        #expect(text.contains("4 parts over \(min(workers, 4)) owners"), "\(text.prefix(3000))")
+        #expect(text.contains("4 parts over \(min(workers, 4)) owner\(workers == 1 ? "" : "s") ("), "\(text.prefix(3000))")
     }
 
     @Test("fast mode with one worker gives the bits of the same split summed at the coordinator")
