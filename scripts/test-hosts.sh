@@ -103,6 +103,22 @@ run_authorised() {
   start_authorised "$1"
   wait_for_run "$1"
 }
+# Cuts w1's link for 8 s once the run logging to LOG has reached step STEP (WHAT names the run if it never does).
+cut_w1_at_step() {
+  local step="$1" log="$2" what="$3"
+  for _ in $(seq 1200); do grep -q "^step $step:" "$log" && break; sleep 0.1; done
+  grep -q "^step $step:" "$log" || fail "the run $what did not reach step $step"
+  on w1 ip link set "${tag}w1" down
+  sleep 8  # the outage itself: how long the link is down, not a wait for something to happen
+  on w1 ip link set "${tag}w1" up
+}
+# Sets `actual` to OUT's SHA-256 and fails unless it is REFERENCE's (WHAT says how OUT was trained).
+expect_reference_bits() {
+  local expected
+  expected="$(sha256sum < "$1" | cut -d' ' -f1)"
+  actual="$(sha256sum < "$2" | cut -d' ' -f1)"
+  [ "$expected" = "$actual" ] || fail "SHA-256 $actual $3, $expected in-process"
+}
 run_authorised ""
 
 stranger_key="$(cat "$work/stranger.pub")"
@@ -110,9 +126,7 @@ grep -qF "refused a worker at $net.13: key $stranger_key" "$work/coordinator.log
 grep -q "refused a connection from $net.13" "$work/coordinator.log" || fail "the coordinator did not name the plaintext peer"
 grep -q "\"alpha\" (.*) joined" "$work/coordinator.log" && grep -q "\"beta\" (.*) joined" "$work/coordinator.log" \
   || fail "the authorised workers did not join"
-expected="$(sha256sum < "$work/reference.st" | cut -d' ' -f1)"
-actual="$(sha256sum < "$work/out.st" | cut -d' ' -f1)"
-[ "$expected" = "$actual" ] || fail "SHA-256 $actual over CurveZMQ, $expected in-process"
+expect_reference_bits "$work/reference.st" "$work/out.st" "over CurveZMQ"
 say "4 hosts ($net.0/24): 2 authorised workers gave the in-process run's SHA-256 $actual; an unlisted key and a plaintext worker were refused and named"
 
 # Across hosts --overlap is on by default: a model of four parts (200,835 parameters), four micro-shards a worker
@@ -135,9 +149,7 @@ run_authorised parts-
 grep -q "results and weights go in parts (--overlap)" "$work/parts-coordinator.log" || fail "--overlap was not on across hosts"
 grep -q "the sum is sharded: 4 parts over 2 owners" "$work/parts-coordinator.log" \
   || fail "--layout auto did not shard the sum across hosts"
-expected="$(sha256sum < "$work/parts-reference.st" | cut -d' ' -f1)"
-actual="$(sha256sum < "$work/parts.st" | cut -d' ' -f1)"
-[ "$expected" = "$actual" ] || fail "SHA-256 $actual in parts across hosts, $expected in-process"
+expect_reference_bits "$work/parts-reference.st" "$work/parts.st" "in parts across hosts"
 say "results in parts and the sum sharded over the workers (--overlap and --layout auto across hosts): the in-process run's SHA-256 $actual"
 
 # libzmq binds a host that names an interface to that interface: one called `localhost` is not loopback, so a
@@ -162,18 +174,12 @@ on coord "$shardtrain" coordinator --config "$work/blip.yaml" --bind "$endpoint"
   --save "$work/blip.st" > /dev/null 2> "$work/blip-coordinator.log" &
 pids=($!)
 start_authorised blip- 120
-for _ in $(seq 1200); do grep -q "^step 30:" "$work/blip-coordinator.log" && break; sleep 0.1; done
-grep -q "^step 30:" "$work/blip-coordinator.log" || fail "the run with a link outage did not reach step 30"
-on w1 ip link set "${tag}w1" down
-sleep 8  # the outage itself: how long the link is down, not a wait for something to happen
-on w1 ip link set "${tag}w1" up
+cut_w1_at_step 30 "$work/blip-coordinator.log" "with a link outage"
 wait_for_run "with a link outage"
 grep -q "\"alpha\" (.*) lost: " "$work/blip-coordinator.log" || fail "the cut-off worker was not lost"
 [ "$(grep -c "\"alpha\" (.*) joined" "$work/blip-coordinator.log")" -ge 2 ] || fail "the cut-off worker did not rejoin"
 ! grep -q "malformed" "$work/blip-coordinator.log" || fail "the rejoining worker's messages were malformed"
-expected="$(sha256sum < "$work/blip-reference.st" | cut -d' ' -f1)"
-actual="$(sha256sum < "$work/blip.st" | cut -d' ' -f1)"
-[ "$expected" = "$actual" ] || fail "SHA-256 $actual after a link outage, $expected in-process"
+expect_reference_bits "$work/blip-reference.st" "$work/blip.st" "after a link outage"
 say "a worker's link down for 8 s: lost, rejoined when it came back, and the in-process run's SHA-256 $actual"
 
 # The sharded layout across hosts: three workers own the four parts of the model above; the host of one (w1) loses its
@@ -191,16 +197,10 @@ start_authorised sharded- 60
 on w3 "$shardtrain" worker --connect "$endpoint" --name gamma --key "$work/gamma.key" \
   --coordinator-key "$work/coordinator.pub" --idle-timeout 60 2> "$work/sharded-gamma.log" &
 pids+=($!)
-for _ in $(seq 1200); do grep -q "^step 15:" "$work/sharded-coordinator.log" && break; sleep 0.1; done
-grep -q "^step 15:" "$work/sharded-coordinator.log" || fail "the sharded run did not reach step 15"
-on w1 ip link set "${tag}w1" down
-sleep 8  # the outage itself: how long the link is down, not a wait for something to happen
-on w1 ip link set "${tag}w1" up
+cut_w1_at_step 15 "$work/sharded-coordinator.log" "sharded, with a host cut off"
 wait_for_run "sharded, a host cut off"
 grep -q "4 parts over 3 owners" "$work/sharded-coordinator.log" || fail "the sharded layout did not spread the parts"
 grep -q "\"alpha\" (.*) lost: " "$work/sharded-coordinator.log" || fail "the cut-off owner was not lost"
 grep -q "of the sum moved to" "$work/sharded-coordinator.log" || fail "the cut-off owner's parts did not move"
-expected="$(sha256sum < "$work/sharded-reference.st" | cut -d' ' -f1)"
-actual="$(sha256sum < "$work/sharded.st" | cut -d' ' -f1)"
-[ "$expected" = "$actual" ] || fail "SHA-256 $actual in the sharded layout with a host cut off, $expected in-process"
+expect_reference_bits "$work/sharded-reference.st" "$work/sharded.st" "in the sharded layout with a host cut off"
 say "sharded layout over 3 hosts, one cut off mid-run: its parts moved, and the in-process run's SHA-256 $actual"

@@ -14,8 +14,6 @@ struct ShardedRun {
     var order: StepOrder?
     /// Parts whose mean is in `order.mean` and which the trainer has not applied yet.
     var ready: [Int] = []
-    /// The part handed to the trainer last.
-    var applying: Int?
     /// The round's revision the owners' order was sent for: a later one (micro-shards computed again) needs a new order.
     var orderedRevision: Int?
     /// When that order went out: an owner whose mean has not come within --worker-timeout of it is lost.
@@ -73,7 +71,7 @@ extension Coordinator {
                 + layout.members.map { "w\(core.table[$0].id) \(layout.parts(of: $0).count)" }.joined(separator: ", ") + ")")
         }
         core.eligible = Set(members)
-        (sharded.order, sharded.ready, sharded.applying, sharded.begun) = (order, [], nil, begun)
+        (sharded.order, sharded.ready, sharded.begun) = (order, [], begun)
         sharded.orderedRevision = nil
         // Every member hears the step's weights now, assigned work or not: those that applied every mean of the last
         // step make them; the others are sent them with the optimizer's state.
@@ -95,10 +93,8 @@ extension Coordinator {
     /// The next part for the trainer to apply; nil once every part is applied and the step's counts are in.
     func nextSharded() throws -> StepEvent? {
         guard let order = sharded.order else { return nil }
-        sharded.applying = nil
         while true {
             if let part = sharded.ready.popLast() {
-                sharded.applying = part
                 let range = Codec.parts(of: order.parameters.count)[part]
                 let exact = job.options.reduction == .exact
                 let finite = !exact || GradientSum.allFinite(order.mean + range.lowerBound, count: range.count)
@@ -257,13 +253,13 @@ extension Coordinator {
     func weightsWithState(step: Int) throws -> [Message] {
         guard let order = sharded.order else { throw ClusterError("no sharded step to send the weights of") }
         let count = order.parameters.count, state = order.optimizer.state
-        var floats = [Float](unsafeUninitializedCapacity: (1 + state.count) * count) { buffer, initialized in
-            buffer.baseAddress!.update(from: order.parameters.pointer, count: count)
-            for (i, b) in state.enumerated() { (buffer.baseAddress! + (i + 1) * count).update(from: b.pointer, count: count) }
-            initialized = (1 + state.count) * count
-        }
+        // Written once into memory the message then shares.
+        let payload = SharedPayload(byteCount: 4 * (1 + state.count) * count)
+        let floats = payload.bytes.assumingMemoryBound(to: Float.self)
+        floats.update(from: order.parameters.pointer, count: count)
+        for (i, buffer) in state.enumerated() { (floats + (i + 1) * count).update(from: buffer.pointer, count: count) }
         let header = try Codec.shardedWeightsHeader(job: jobID, step: UInt64(step), parameterCount: count,
                                                     stateBuffers: state.count, optimizerSteps: order.optimizer.steps)
-        return [header, try floats.withUnsafeMutableBytes { try Message(copying: UnsafeRawBufferPointer($0)) }]
+        return [header, try Message(sharing: payload)]
     }
 }

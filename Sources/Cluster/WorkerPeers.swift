@@ -87,12 +87,9 @@ final class WorkerPeers {
         do {
             try socket.send(frames, wait: false)
         } catch let error as ZMQError where error.wouldBlock {
-            dropped += 1
+            return
         }
     }
-
-    /// Messages dropped for peers whose queues were full.
-    private(set) var dropped = 0
 
     /// The sender's worker id as its connection vouches for it: with keys, the listed peer whose key the connection
     /// was admitted with; without, the id its header names, if listed.

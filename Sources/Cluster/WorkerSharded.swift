@@ -233,7 +233,7 @@ final class ShardedWorker {
             // as diverged, as it does with the star.
             if diverged || finite != 1 || largest >= 0x7F80_0000 { out[0] = .nan }
         }
-        held = held.mapValues { var parts = $0; parts[part] = nil; return parts }
+        for key in held.keys { held[key]![part] = nil }
         let header = try Codec.meanPartHeader(job: jobID, step: ownerStep, worker: me, part: range,
                                               learningRate: order.learningRate, optimizerStep: order.optimizerStep,
                                               samples: order.samples)
@@ -270,15 +270,14 @@ final class ShardedWorker {
 
     /// A part's mean from its owner (or this worker as owner).
     func mean(_ mean: MeanPart, step: UInt64) throws {
-        guard let current = weights.step, step >= current else { return keepEarly(mean, step: step) }
-        guard step == current else { return keepEarly(mean, step: step) }
+        guard weights.step == step else { return keepEarly(mean, step: step) }
         mean.values.copy(into: scratch.pointer)
         try apply(range: mean.range, values: UnsafePointer(scratch.pointer), learningRate: mean.learningRate,
                   optimizerStep: mean.optimizerStep, samples: mean.samples, step: step)
     }
 
     private func keepEarly(_ mean: MeanPart, step: UInt64) {
-        // Kept only for the next two steps (a worker still joining, or still applying the step before).
+        // Kept, a bounded number, for a later step (a worker still joining, or still applying the step before).
         if let current = weights.step, step < current { return }
         guard early.count < 4 * parts.count else { return }
         early.append((step, mean))

@@ -16,7 +16,8 @@ extension WorkerNode {
                 return
             }
             // Copied: the result's memory is reused once libzmq lets go of it, and this holds it until summed.
-            let envelope = try Codec.decode(frames.map { try Message(copying: $0.bytes) }, limits: limits)
+            let envelope = try Codec.decode(frames.map { frame in try frame.withUnsafeBytes { try Message(copying: $0) } },
+                                            limits: limits)
             if case .gradientPart(let attempt, let array, let arrays, let first, let values) = envelope.payload {
                 try sharded.contribution(me, step: envelope.header.step, attempt: attempt, array: array, arrays: arrays,
                                          first: first, values: values)
