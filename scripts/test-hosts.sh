@@ -123,7 +123,10 @@ run_authorised ""
 
 stranger_key="$(cat "$work/stranger.pub")"
 grep -qF "refused a worker at $net.13: key $stranger_key" "$work/coordinator.log" || fail "the coordinator did not name the unlisted key"
-grep -q "refused a connection from $net.13" "$work/coordinator.log" || fail "the coordinator did not name the plaintext peer"
+# libzmq closes a plaintext connection microseconds after accepting it, so its address is named only when the
+# coordinator read it first; a refusal must be logged, and a host it names must be the plaintext worker's.
+grep -Eq "^refused a connection( from ${net//./\\.}\.13:[0-9]+)?: it does not use CurveZMQ keys" "$work/coordinator.log" \
+  || fail "the coordinator did not log the plaintext peer's refusal, or named another host"
 grep -q "\"alpha\" (.*) joined" "$work/coordinator.log" && grep -q "\"beta\" (.*) joined" "$work/coordinator.log" \
   || fail "the authorised workers did not join"
 expect_reference_bits "$work/reference.st" "$work/out.st" "over CurveZMQ"
