@@ -56,7 +56,7 @@ let package = Package(
         .target(name: "Cluster", dependencies: ["Engine", "Jobs", "Platform", "Wire"]),
         .executableTarget(
             name: "shardtrain",
-            dependencies: ["Engine", "Jobs", "Platform", "Cluster", "CPlatform",
+            dependencies: ["Engine", "Jobs", "Platform", "Cluster", "Wire", "CPlatform",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Test-only: counts heap allocations so a test can prove the training step makes none.

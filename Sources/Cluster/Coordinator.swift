@@ -64,42 +64,13 @@ package final class Coordinator {
     package let settings: Settings
     package internal(set) var lastTimings = StepTimings()
 
-    /// A step as `--trace` draws it: the coordinator's phases, and each result's assignment, computing and arrival.
-    package struct StepTrace: Sendable {
-        package struct Result: Sendable {
-            package let worker: UInt32
-            package let label: String
-            package let sent: ContinuousClock.Instant, arrived: ContinuousClock.Instant
-            package let computing: Duration
-            package let samples: Int
-        }
-        package let step: Int
-        package let begun: ContinuousClock.Instant, sent: ContinuousClock.Instant
-        package let gathered: ContinuousClock.Instant, reduced: ContinuousClock.Instant
-        package let results: [Result]
-    }
-
     /// Set to collect each step's `StepTrace` (`--trace`); nil, the default, collects nothing.
     package var traces: [StepTrace]?
+    /// Traced results' timelines from their workers, until their step is traced.
+    var timelineReports: [TimelineKey: TimelineReport] = [:]
+    /// Members whose timeline was refused (said once; theirs are left out from then on).
+    var timelineRefusals: Set<UInt32> = []
 
-    /// The steps traced since the last call.
-    package func takeTraces() -> [StepTrace] {
-        defer { if traces != nil { traces = [] } }
-        return traces ?? []
-    }
-
-    func trace(_ round: StepRound, begun: ContinuousClock.Instant, sent: ContinuousClock.Instant,
-               gathered: ContinuousClock.Instant, reduced: ContinuousClock.Instant) {
-        guard traces != nil else { return }
-        let results = round.results.compactMap { r -> StepTrace.Result? in
-            guard let sentAt = r.sentAt, let arrivedAt = r.arrivedAt else { return nil }
-            let member = core.table[r.member]
-            return StepTrace.Result(worker: member.id, label: "w\(member.id) \"\(member.name)\"", sent: sentAt,
-                                    arrived: arrivedAt, computing: r.frame.computing, samples: r.frame.samples)
-        }
-        traces!.append(StepTrace(step: round.step, begun: begun, sent: sent, gathered: gathered, reduced: reduced,
-                                 results: results))
-    }
     /// The last step's round: its results' messages stay alive until the trainer has read the sum holding them.
     private var heldRound: StepRound?
     /// Where a result's micro-shard Floats are listed for the sum.

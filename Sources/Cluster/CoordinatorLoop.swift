@@ -77,6 +77,10 @@ extension Coordinator {
             try meanArrived(mean, step: Int(envelope.header.step), from: identity)
             return
         }
+        if case .spans(let report) = envelope.payload {
+            timelineArrived(report, step: Int(envelope.header.step), from: identity)
+            return
+        }
         if case .refuted(let worker, let attempt, let part, let reason) = envelope.payload {
             try refuted(worker: worker, attempt: attempt, part: part, reason: reason, step: Int(envelope.header.step),
                         from: identity)
@@ -213,7 +217,7 @@ extension Coordinator {
             return try Codec.assignment(job: jobID, step: UInt64(order.step), worker: worker,
                                         epoch: UInt64(order.epoch), batch: UInt64(order.batch),
                                         attempt: order.attempt, ranges: order.ranges, resultSlot: order.resultSlot,
-                                        inParts: order.inParts)
+                                        inParts: order.inParts, traced: traces != nil)
         }
     }
 

@@ -210,9 +210,10 @@ package final class WorkerNode {
         switch envelope.payload {
         case let weights where weights.carriesWeights:
             if let problem = try session.weights.take(weights, step: step) { try report(problem) }
-        case .assignment(let epoch, let batch, let attempt, let ranges, let resultSlot, let inParts):
+        case .assignment(let epoch, let batch, let attempt, let ranges, let resultSlot, let inParts, let traced):
             let request = AssignmentRequest(step: step, epoch: epoch, batch: batch, attempt: attempt, ranges: ranges,
-                                            resultSlot: resultSlot, inParts: inParts)
+                                            resultSlot: resultSlot, inParts: inParts, traced: traced,
+                                            received: SpanRecorder.now())
             if let problem = session.refusal(of: request) { try report(problem) } else { try session.run(request) }
         case .shutdown(let reason, let disposition):
             // Acknowledged, so the coordinator knows it was read before it closes; kept until sent.

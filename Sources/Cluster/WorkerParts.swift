@@ -72,6 +72,8 @@ final class PartSender {
     var skippedCalls = 0
     /// Sharded layout: sends a part's frames to the part's owner (by part index) instead of `send`.
     var route: ((Int, [Message]) throws -> Void)?
+    /// A traced result's recorder: each part's sending (and packing) is a span.
+    var spans: SpanRecorder?
     /// What sending failed with inside the hook (it cannot throw), for the caller to throw after.
     private(set) var failure: Error?
     let send: ([Message]) throws -> Void
@@ -104,7 +106,8 @@ final class PartSender {
     /// Sends the parts not yet sent that start at or after parameter `first`.
     func sendParts(from first: Int = 0) throws {
         while firstSent > 0, parts[firstSent - 1].lowerBound >= first {
-            let part = parts[firstSent - 1]
+            let part = parts[firstSent - 1], started = spans == nil ? 0 : SpanRecorder.now()
+            defer { spans?.record(.sendPart, part.lowerBound / Codec.partParameters, from: started) }
             for array in 0..<arrays {
                 try deliver(part, [header(array, part, false, false),
                                    Message(sharing: payload, byteCount: 4 * part.count,
@@ -124,6 +127,8 @@ final class PartSender {
         var offset = 0
         // Last part first, as Floats go: the coordinator can update a part once every worker has sent it.
         for part in parts.reversed() {
+            let started = spans == nil ? 0 : SpanRecorder.now()
+            defer { spans?.record(.sendPart, part.lowerBound / Codec.partParameters, from: started) }
             let length = cexact_pack_range(sum, count, part.lowerBound, part.upperBound,
                                            (out.bytes + offset).assumingMemoryBound(to: UInt8.self))
             try deliver(part, [header(0, part, true, diverged), Message(sharing: out, byteCount: length, from: offset)])

@@ -11,6 +11,10 @@ struct AssignmentRequest {
     /// The slot of this worker's result region to leave the result in (nil: in a message).
     var resultSlot: Int?
     var inParts: Bool
+    /// Send a `spans` report of this result after it (`--trace`).
+    var traced = false
+    /// When the assignment was in (`SpanRecorder.now()`), for the report.
+    var received: UInt64 = 0
 
     var microShards: Int { ranges.reduce(0) { $0 + $1.count } }
 }
@@ -148,7 +152,10 @@ final class WorkerSession {
         let index = hasRegion ? slot ?? SharedRegion.resultSlots : turn
         let sum = sums[index], payload = outgoing[index]
         turn = 1 - turn
+        let timeline = request.traced ? startTimeline() : nil
+        defer { if timeline != nil { for computer in slices.computers { computer.network.spans = nil } } }
         try waitUntilIdle(payload, request.step)
+        timeline?.record(.waiting, 0, from: request.received)
         let started = now()
         sum.reset()
         // A few exact micro-shards go as their Floats (no more bytes than limbs, and neither the pass into limbs here
@@ -158,6 +165,7 @@ final class WorkerSession {
         let floatLimit = slot != nil || !(packs || request.inParts) ? GradientFrame.maximumFloatShards : 2
         let floatShards = options.reduction == .exact && request.microShards <= floatLimit ? request.microShards : 0
         let sender = request.inParts ? partSender(request, payload: payload, floatShards: floatShards) : nil
+        sender?.spans = timeline
         defer { slices.computers[0].network.onLayerGradient = nil }
         let statistics = compute(request, batch: batch, into: sum, payload: payload, floatShards: floatShards)
         #if DEBUG
@@ -170,12 +178,40 @@ final class WorkerSession {
             UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!).storeBytes(of: Int64.max / 2, as: Int64.self)
         }
         #endif
+        // A traced result's report goes just before its last message, so the coordinator has it when the result is in.
+        let report = { () throws in if timeline != nil { try self.sendTimeline(of: request) } }
         if let sender {
-            try sendParts(request, sender, sum: sum, statistics: statistics, floatShards: floatShards)
+            try sendParts(request, sender, sum: sum, statistics: statistics, floatShards: floatShards, report: report)
         } else {
             try sendWhole(request, sum: sum, payload: payload, index: index, statistics: statistics, slot: slot,
-                          floatShards: floatShards)
+                          floatShards: floatShards, timeline: timeline, report: report)
         }
+    }
+
+    /// Traced results' spans: this thread's (0), then one recorder per computing thread; made at the first.
+    private var recorders: [SpanRecorder] = []
+
+    /// Empties the recorders and hands the computing threads theirs; returns this thread's.
+    private func startTimeline() -> SpanRecorder {
+        if recorders.isEmpty { recorders = (0...slices.computers.count).map { SpanRecorder(thread: UInt8(min($0, 255))) } }
+        for recorder in recorders { recorder.reset() }
+        for (i, computer) in slices.computers.enumerated() { computer.network.spans = recorders[i + 1] }
+        return recorders[0]
+    }
+
+    /// The `spans` report of the result about to go: every recorder's spans, from when the assignment was in.
+    private func sendTimeline(of request: AssignmentRequest) throws {
+        let sent = SpanRecorder.now(), received = min(request.received, sent)
+        var entries: [TimelineReport.Entry] = []
+        for span in recorders.lazy.flatMap(\.spans) {
+            let start = min(max(span.start, received), sent), end = min(max(span.end, start), sent)
+            entries.append(TimelineReport.Entry(kind: span.kind.rawValue, thread: span.thread, index: span.index,
+                                                start: start - received,
+                                                duration: UInt32(min(end - start, UInt64(UInt32.max)))))
+        }
+        let report = TimelineReport(attempt: request.attempt, received: received, sent: sent,
+                                    dropped: UInt64(recorders.reduce(0) { $0 + $1.dropped }), entries: entries)
+        try send(Codec.spans(report, job: ids.job, step: request.step, worker: ids.worker))
     }
 
     /// The assignment's micro-shards into `sum`, or (`floatShards` > 0) each one's Floats into `payload`; their counts.
@@ -209,7 +245,8 @@ final class WorkerSession {
     /// The result's header and its values: in the region (an empty frame), as Floats, packed limbs (only when smaller,
     /// which they always are for real gradients) or limbs.
     private func sendWhole(_ request: AssignmentRequest, sum: GradientSum, payload: SharedPayload, index: Int,
-                           statistics: ExactSummary, slot: Int?, floatShards: Int) throws {
+                           statistics: ExactSummary, slot: Int?, floatShards: Int, timeline: SpanRecorder?,
+                           report: () throws -> Void) throws {
         var values: Message?, packed = false
         if slot != nil {
             values = try Message(copying: [UInt8]())
@@ -218,13 +255,16 @@ final class WorkerSession {
         } else if packs {
             let target = packedOutgoing[index]
             try waitUntilIdle(target, request.step)
+            let started = timeline == nil ? 0 : SpanRecorder.now()
             let length = cexact_pack(sum.valueBytes.baseAddress!, parameterCount,
                                      target.bytes.assumingMemoryBound(to: UInt8.self))
+            timeline?.record(.packResult, 0, from: started)
             if length < sum.valueBytes.count {
                 values = try Message(sharing: target, byteCount: length)
                 packed = true
             }
         }
+        try report()
         try send([header(request, statistics, slot: slot, packed: packed, floatShards: floatShards),
                   values ?? Message(sharing: payload)])
     }
@@ -262,7 +302,7 @@ final class WorkerSession {
 
     /// Sends what `sender` has not (an exact sum's limbs packed part by part), then the result's counts.
     private func sendParts(_ request: AssignmentRequest, _ sender: PartSender, sum: GradientSum,
-                           statistics: ExactSummary, floatShards: Int) throws {
+                           statistics: ExactSummary, floatShards: Int, report: () throws -> Void) throws {
         if options.reduction == .exact && floatShards == 0 {
             let out = try packedParts.payload(byteCount: cexact_pack_bound(parameterCount)) {
                 try waitUntilIdle($0, request.step)
@@ -271,6 +311,7 @@ final class WorkerSession {
         }
         if let failure = sender.failure { throw failure }
         try sender.sendParts()
+        try report()
         try send([header(request, statistics, inParts: true), Message(copying: [UInt8]())])
     }
 

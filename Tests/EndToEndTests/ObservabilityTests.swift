@@ -182,7 +182,7 @@ import Testing
                                    "--trace", path])
         #expect(run.status == 0, "\(run.stderr)")
         let events = try Self.events(path)
-        let names = events.filter { $0["ph"] as? String == "M" }
+        let names = events.filter { $0["name"] as? String == "process_name" }
             .map { ($0["pid"] as! Int, ($0["args"] as! [String: Any])["name"] as! String) }
         #expect(names.count == 3 && names.contains { $0 == (0, "coordinator") }, "\(names)")
         #expect(names.filter { $0.1.hasPrefix("w") && $0.1.contains("\"local-") }.count == 2, "\(names)")
@@ -207,11 +207,49 @@ import Testing
             }
             let samples = computing.map { ($0["args"] as! [String: Any])["samples"] as! Int }.reduce(0, +)
             #expect(samples == (step % 19 == 18 ? 48 : 64), "step \(step): \(samples) samples")
+            // Each worker's own timeline: every layer's forward and backward (spirals: 3 layers), on a computing
+            // thread, inside its computing.
+            for work in computing {
+                let pid = work["pid"] as! Int, inside = span(work)
+                let layers = mine.filter { $0["pid"] as? Int == pid && ($0["tid"] as? Int ?? 0) >= 1 }
+                let names = Set(layers.map { $0["name"] as! String })
+                #expect(names == Set((1...3).flatMap { ["forward layer \($0)", "backward layer \($0)"] }), "step \(step): \(names)")
+                #expect(layers.allSatisfy { span($0).start >= inside.start && span($0).end <= inside.end },
+                        "step \(step): \(layers) outside \(inside)")
+            }
         }
+
+        let threads = events.filter { $0["name"] as? String == "thread_name" }
+            .map { ($0["args"] as! [String: Any])["name"] as! String }
+        #expect(threads.filter { $0 == "messages" }.count == 2 && threads.contains("computing thread 1"), "\(threads)")
 
         let local = Command.temporaryPath("trace-local.json")
         #expect(try Command.run(["train", "--config", "examples/xor.yaml", "--epochs", "30", "--trace", local]).status == 0)
         let steps = try Self.events(local).filter { $0["name"] as? String == "step" }
         #expect(steps.count == 30 && steps.enumerated().allSatisfy { ($1["args"] as! [String: Any])["step"] as? Int == $0 + 1 })
+    }
+
+    @Test("--trace with results in parts: each part's sending on the worker's row inside its computing, and the run's bits those of the untraced in-process run")
+    func parts() throws {
+        let path = Command.temporaryPath("trace-parts.json"), out = Command.temporaryPath("trace-parts.st")
+        let run = try Command.run(["train", "--config", OverlapTests.jobFile, "--workers", "2", "--overlap", "on",
+                                   "--trace", path, "--save", out])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(try FailureTests.digest(out) == OverlapTests.reference)
+        let spans = try Self.events(path).filter { $0["ph"] as? String == "X" }
+        func step(_ e: [String: Any]) -> Int { (e["args"] as! [String: Any])["step"] as! Int }
+        // 960 samples in batches of 48: 20 steps an epoch, 3 epochs; four parts of the 198,276 parameters.
+        for s in 0..<60 {
+            let computing = spans.filter { step($0) == s && $0["name"] as? String == "compute" }
+            #expect(computing.count == 2, "step \(s)")
+            for work in computing {
+                let pid = work["pid"] as! Int, start = work["ts"] as! Int, end = start + (work["dur"] as! Int)
+                let sends = spans.filter { step($0) == s && $0["pid"] as? Int == pid && $0["tid"] as? Int == 0
+                    && ($0["name"] as! String).hasPrefix("send part ") }
+                #expect(Set(sends.map { $0["name"] as! String }) == ["send part 0", "send part 1", "send part 2",
+                                                                     "send part 3"], "step \(s)")
+                #expect(sends.allSatisfy { ($0["ts"] as! Int) >= start && ($0["ts"] as! Int) + ($0["dur"] as! Int) <= end })
+            }
+        }
     }
 }

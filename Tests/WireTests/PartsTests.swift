@@ -54,7 +54,7 @@ import Testing
 
         let assignment = try Codec.decode(Codec.assignment(job: 77, step: 4, worker: 2, epoch: 0, batch: 1, attempt: 3,
                                                            ranges: [0..<2], inParts: true), limits: Self.limits)
-        guard case .assignment(0, 1, 3, [0..<2], nil, true) = assignment.payload else { Issue.record("no parts flag"); return }
+        guard case .assignment(0, 1, 3, [0..<2], nil, true, false) = assignment.payload else { Issue.record("no parts flag"); return }
 
         let counts = try Codec.decode([Codec.gradientHeader(job: 77, step: 4, worker: 2, samples: 10, correct: 3,
                                                             lossHigh: 0, lossLow: 0, exact: true, overflowed: false,
@@ -111,7 +111,7 @@ import Testing
             ([try Codec.weightsHeader(job: 77, step: 1, parameterCount: 150_000, fromParts: true), try Self.floats(3)],
              "weights payload of 12 bytes; expected 0 (the weights came in parts)"),
             (Array(try Codec.assignment(job: 77, step: 1, worker: 1, epoch: 0, batch: 0, ranges: [0..<1], resultSlot: 0,
-                                        inParts: true)), "or parts flag 1 not 0 or 1, or both"),
+                                        inParts: true)), "or both a slot and parts"),
         ]
         for (frames, reason) in cases {
             let text = Self.refusal(frames)

@@ -32,6 +32,8 @@ package final class Network {
     /// Called in `gradientSum` as each layer's gradient is written (last layer first), with the first parameter
     /// from which the gradient is now final: a worker sends those parts while backward goes on.
     package var onLayerGradient: ((_ finalFrom: Int) -> Void)?
+    /// Set while a traced result is computed (`--trace`): each layer's forward and backward go in as spans.
+    package var spans: SpanRecorder?
 
     // Per-layer views and activations, copied out of `spec` so the step's loops index plain arrays.
     private let dense: [ParameterLayout.Dense]
@@ -73,6 +75,7 @@ package final class Network {
         precondition(rows > 0 && rows <= capacity, "forward of \(rows) rows exceeds capacity \(capacity)")
         var x = UnsafePointer(input.pointer)
         for l in 0..<dense.count {
+            let started = spans == nil ? 0 : SpanRecorder.now()
             let dense = self.dense[l]
             let z = preActivations[l].pointer, a = activations[l].pointer
             // z = x · Wᵀ, W stored [out, in] as nn.Linear.
@@ -82,6 +85,7 @@ package final class Network {
             activationOf[l].forward(z: z, bias: parameters + dense.biasOffset, a: a,
                                               rows: rows, cols: dense.outputs)
             x = UnsafePointer(a)
+            spans?.record(.forward, l, from: started)
         }
     }
 
@@ -99,6 +103,8 @@ package final class Network {
         forward(rows: rows, parameters: parameters)
         let last = dense.count - 1
         var dz = upstream.pointer, spare = downstream.pointer
+        // The loss and the output activation's backward count as the last layer's backward.
+        var started = spans == nil ? 0 : SpanRecorder.now()
         let (lossSum, correct) = loss.evaluate(output: lossInput, targets: targets.pointer, rows: rows,
                                                cols: outputWidth, targetWidth: targetWidth, gradient: dz)
         if !loss.readsLogits {
@@ -119,8 +125,16 @@ package final class Network {
                 let row = dz + r * dense.outputs
                 for c in 0..<dense.outputs { db[c] += row[c] }
             }
-            onLayerGradient?(dense.weightOffset)
-            guard l > 0 else { break }
+            if let onLayerGradient {
+                // A part sent here is a span of its own, not this layer's.
+                spans?.record(.backward, l, from: started)
+                onLayerGradient(dense.weightOffset)
+                if spans != nil { started = SpanRecorder.now() }
+            }
+            guard l > 0 else {
+                if onLayerGradient == nil { spans?.record(.backward, l, from: started) }
+                break
+            }
             // dx = dz · W  [rows, in], then through the previous layer's activation.
             products(.none, .none, m: rows, n: dense.inputs, k: dense.outputs,
                  dz, lda: dense.outputs, parameters + dense.weightOffset, ldb: dense.inputs,
@@ -128,6 +142,8 @@ package final class Network {
             activationOf[l - 1].backward(gradient: spare, z: preActivations[l - 1].pointer,
                                          a: activations[l - 1].pointer, rows: rows, cols: dense.inputs)
             swap(&dz, &spare)
+            spans?.record(.backward, l, from: started)
+            if spans != nil { started = SpanRecorder.now() }
         }
         return SliceStatistics(samples: rows, lossSum: lossSum, correct: correct)
     }

@@ -76,8 +76,10 @@ package final class SliceComputer {
                 waiting += 1
                 if waiting == 4 || position >= end {
                     // The last group is not overwritten before the sum is read: it may be held, not added.
+                    let started = network.spans == nil ? 0 : SpanRecorder.now()
                     sum.addExact(UnsafeBufferPointer(start: pendingPointers, count: waiting),
                                  UnsafeBufferPointer(start: pendingStatistics, count: waiting), final: position >= end)
+                    network.spans?.record(.exactSum, waiting, from: started)
                     waiting = 0
                 }
             } else {

@@ -68,13 +68,14 @@ package enum Codec {
 
     package static func assignment(job: UInt64, step: UInt64, worker: UInt32, epoch: UInt64, batch: UInt64,
                                   attempt: UInt64 = 0, ranges: [Range<Int>], resultSlot: Int? = nil,
-                                  inParts: Bool = false) throws -> [Message] {
+                                  inParts: Bool = false, traced: Bool = false) throws -> [Message] {
         var bytes: [UInt8] = []
         for range in ranges {
             withUnsafeBytes(of: UInt32(range.lowerBound).littleEndian) { bytes += $0 }
             withUnsafeBytes(of: UInt32(range.upperBound).littleEndian) { bytes += $0 }
         }
-        let fields = AssignmentFields(epoch: epoch, batch: batch, attempt: attempt, resultSlot: resultSlot, inParts: inParts)
+        let fields = AssignmentFields(epoch: epoch, batch: batch, attempt: attempt, resultSlot: resultSlot, inParts: inParts,
+                                      traced: traced)
         return try frames(header(fields, job: job, step: step, worker: worker), bytes)
     }
 
@@ -177,6 +178,7 @@ package enum Codec {
             let fields = try RefutedFields(checking: f)
             return .refuted(worker: fields.worker, attempt: fields.attempt, part: Int(fields.part),
                             reason: printable(try text(frame!, .refuted, limit: limits.maximumTextBytes)))
+        case .spans: return try spans(SpansFields(checking: f), frame!)
         case .shutdown:
             let fields = try ShutdownFields(checking: f)
             return .shutdown(printable(try text(frame!, .shutdown, limit: limits.maximumTextBytes)), fields.disposition)

@@ -12,7 +12,7 @@
 /// | 32 | fields `6 × u64` | type-specific values, see `MessageType` |
 package struct Header: Sendable, Equatable {
     package static let magic: UInt32 = 0x4E52_5453
-    package static let protocolVersion: UInt16 = 11
+    package static let protocolVersion: UInt16 = 12
     package static let byteCount = 80
 
     package var type: MessageType
@@ -81,7 +81,7 @@ package enum MessageType: UInt16, Sendable, CaseIterable {
     /// Coordinator → worker: micro-shards to compute for `step`. Fields: epoch, batch, attempt (unique within the
     /// step; the gradient echoes it, so a late answer to a range since given to another worker is recognised), the
     /// result slot (0: send the values; k: slot k − 1 of the worker's result region), 1 to send the values in
-    /// `gradientPart`s (then the gradient's frame is empty).
+    /// `gradientPart`s (then the gradient's frame is empty), 1 to send a `spans` report after the result.
     /// Frame: ranges as `(start u32, end u32)` pairs, ascending and disjoint.
     case assignment = 4
     /// Worker → coordinator: the gradient sum for `step`. Fields: samples, correct, loss (two i64 limbs, or a
@@ -132,6 +132,12 @@ package enum MessageType: UInt16, Sendable, CaseIterable {
     /// Owner → coordinator, sharded layout: a contribution to one of its parts is no possible sum of its
     /// micro-shards. Fields: the worker that sent it, its attempt, the part. Frame: why, one line.
     case refuted = 16
+    /// Worker → coordinator, asked for by an assignment's trace flag, just before the result's last message: the
+    /// worker's timeline of it. Fields: the attempt, when the assignment was in and when this report went (ns of the
+    /// worker's clock), the span count, the spans it could not keep. Frame: per span, kind u8 (0 waiting to start,
+    /// 1 forward, 2 backward, 3 exact sum, 4 send part, 5 pack result), thread u8, index u16 (layer, part or
+    /// micro-shards), duration u32 ns, start u64 ns after the assignment was in.
+    case spans = 17
 
     /// Payload frames the type carries.
     var payloadFrames: Int { self == .heartbeat || self == .ready ? 0 : 1 }

@@ -109,21 +109,25 @@ struct WeightsFields: HeaderFields {
 
 struct AssignmentFields: HeaderFields {
     static let type = MessageType.assignment
-    static let names = ["epoch", "batch", "attempt", "result slot + 1", "in parts"]
-    var epoch: UInt64, batch: UInt64, attempt: UInt64, resultSlot: Int?, inParts: Bool
+    static let names = ["epoch", "batch", "attempt", "result slot + 1", "in parts", "traced"]
+    var epoch: UInt64, batch: UInt64, attempt: UInt64, resultSlot: Int?, inParts: Bool, traced: Bool
 
-    init(epoch: UInt64, batch: UInt64, attempt: UInt64, resultSlot: Int?, inParts: Bool) {
+    init(epoch: UInt64, batch: UInt64, attempt: UInt64, resultSlot: Int?, inParts: Bool, traced: Bool = false) {
         (self.epoch, self.batch, self.attempt, self.resultSlot, self.inParts) = (epoch, batch, attempt, resultSlot, inParts)
+        self.traced = traced
     }
 
-    var words: [UInt64] { [epoch, batch, attempt, resultSlot.map { UInt64($0) + 1 } ?? 0, inParts ? 1 : 0] }
+    var words: [UInt64] {
+        [epoch, batch, attempt, resultSlot.map { UInt64($0) + 1 } ?? 0, inParts ? 1 : 0, traced ? 1 : 0]
+    }
 
     init(checking f: [UInt64]) throws(WireError) {
-        guard f[3] <= UInt64(SharedRegion.resultSlots), f[4] <= 1, f[3] == 0 || f[4] == 0 else {
+        guard f[3] <= UInt64(SharedRegion.resultSlots), f[4] <= 1, f[3] == 0 || f[4] == 0, f[5] <= 1 else {
             throw .badField(.assignment, "result slot \(f[3]) beyond the region's \(SharedRegion.resultSlots), "
-                + "or parts flag \(f[4]) not 0 or 1, or both")
+                + "or parts flag \(f[4]) or trace flag \(f[5]) not 0 or 1, or both a slot and parts")
         }
         (epoch, batch, attempt, resultSlot, inParts) = (f[0], f[1], f[2], f[3] == 0 ? nil : Int(f[3]) - 1, f[4] == 1)
+        traced = f[5] == 1
     }
 }
 
@@ -338,6 +342,7 @@ extension MessageType {
         case .sumOrder: SumOrderFields.names
         case .meanPart: MeanPartFields.names
         case .refuted: RefutedFields.names
+        case .spans: SpansFields.names
         }
     }
 }

@@ -27,7 +27,8 @@ package enum Payload {
     case weightsPart(first: Int, FloatFrame)
     /// `resultSlot`: the slot of the worker's `SharedRegion` its result may go to (nil: send the values);
     /// `inParts`: send the values in `gradientPart`s.
-    case assignment(epoch: UInt64, batch: UInt64, attempt: UInt64, ranges: [Range<Int>], resultSlot: Int?, inParts: Bool)
+    case assignment(epoch: UInt64, batch: UInt64, attempt: UInt64, ranges: [Range<Int>], resultSlot: Int?, inParts: Bool,
+                    traced: Bool)
     /// Part of array `array` of `arrays` of a result, from parameter `first` on.
     case gradientPart(attempt: UInt64, array: Int, arrays: Int, first: Int, PartValues)
     case gradient(GradientFrame)
@@ -46,6 +47,7 @@ package enum Payload {
     case sumOrder(OrderedSum)
     case meanPart(MeanPart)
     case refuted(worker: UInt32, attempt: UInt64, part: Int, reason: String)
+    case spans(TimelineReport)
 }
 
 /// A result's values copied into 64-byte-aligned memory of 17 bytes per parameter, in a buffer a pool reuses: a

@@ -1,0 +1,140 @@
+import Cluster
+import Engine
+import Foundation
+import Wire
+
+/// `--trace FILE`: the run's timeline in the Trace Event Format's JSON array (what Perfetto and chrome://tracing
+/// open; the closing bracket is optional there, so a run stopped by a signal still leaves a readable file).
+///
+/// One process row for the coordinator — each step's hand-out, wait for results, reduce, and update — and one per
+/// worker: for each of its results the assignment travelling, its computing (and within it what the worker sent),
+/// and the result travelling on thread 0; each layer's forward and backward on the thread that ran it. Workers report
+/// their spans on their own clocks; `WorkerClocks` measures each one's offset from this one. In-process, one row of
+/// steps.
+final class TraceFile {
+    private let file: AppendedFile
+    private let origin = ContinuousClock.now
+    private var named: Set<UInt32> = []
+    private var namedThreads: Set<[UInt32]> = []
+    private var clocks = WorkerClocks()
+    private var separator = ""
+
+    init(_ path: String) throws {
+        file = try AppendedFile(path, what: "--trace", flags: O_CREAT | O_TRUNC)
+        file.append(Array("[\n".utf8))
+        name(process: 0, "coordinator")
+    }
+
+    /// Nanoseconds since the trace began.
+    private func nanoseconds(_ instant: ContinuousClock.Instant) -> Int64 {
+        let elapsed = (instant - origin).components
+        return elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000
+    }
+
+    /// Events are written as text directly (a step's dozen cost microseconds, where JSONSerialization's cost a
+    /// measurable share of a short step); only a worker's label, from the network, goes through the encoder.
+    private var pending = ""
+
+    private func event(_ text: String) {
+        pending += separator + text
+        separator = ",\n"
+    }
+
+    private func flush() {
+        file.append(Array(pending.utf8))
+        pending = ""
+    }
+
+    private func name(process: UInt32, _ name: String) {
+        let quoted = (try? JSONSerialization.data(withJSONObject: name, options: [.fragmentsAllowed]))
+            .map { String(decoding: $0, as: UTF8.self) } ?? "\"?\""
+        event("{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":\(process),\"tid\":0,\"args\":{\"name\":\(quoted)}}")
+        flush()
+    }
+
+    private func name(process: UInt32, thread: UInt8) {
+        guard namedThreads.insert([process, UInt32(thread)]).inserted else { return }
+        let name = thread == 0 ? "messages" : "computing thread \(thread)"
+        event("{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":\(process),\"tid\":\(thread),"
+            + "\"args\":{\"name\":\"\(name)\"}}")
+    }
+
+    /// A span from `from` to `to`, nanoseconds since the trace began, written in whole microseconds; `args` is JSON
+    /// text (numbers only).
+    private func span(_ name: String, process: UInt32, thread: UInt8 = 0, from: Int64, to: Int64, _ args: String) {
+        let start = from / 1000
+        event("{\"name\":\"\(name)\",\"cat\":\"step\",\"ph\":\"X\",\"pid\":\(process),\"tid\":\(thread),"
+            + "\"ts\":\(start),\"dur\":\(max(0, to / 1000 - start)),\"args\":{\(args)}}")
+    }
+
+    /// A distributed step, which ended (its update done) at `ended`.
+    func step(_ trace: Coordinator.StepTrace, ended: ContinuousClock.Instant) {
+        let args = "\"step\":\(trace.step)"
+        let (begun, sent, gathered, reduced) = (nanoseconds(trace.begun), nanoseconds(trace.sent),
+                                                nanoseconds(trace.gathered), nanoseconds(trace.reduced))
+        span("hand-out", process: 0, from: begun, to: sent, args)
+        span("wait for results", process: 0, from: sent, to: gathered, args)
+        if reduced > gathered { span("reduce", process: 0, from: gathered, to: reduced, args) }
+        span("update", process: 0, from: reduced, to: nanoseconds(ended), args)
+        for result in trace.results {
+            if named.insert(result.worker).inserted { name(process: result.worker, result.label) }
+            let worker = "\"step\":\(trace.step),\"samples\":\(result.samples)"
+            if let timeline = result.timeline {
+                place(timeline, of: result, args: worker)
+            } else {
+                estimate(result, args: worker)
+            }
+        }
+        flush()
+    }
+
+    /// A result with its worker's timeline, placed on this clock. Placed times are kept between the assignment's
+    /// sending and the result's arrival, where they must lie: an offset measured on another result may be wrong by
+    /// half the difference of the two results' transfer times.
+    private func place(_ timeline: TimelineReport, of result: Coordinator.StepTrace.Result, args: String) {
+        let sent = nanoseconds(result.sent), arrived = nanoseconds(result.arrived)
+        let received = Int64(clamping: timeline.received), reported = Int64(clamping: timeline.sent)
+        let (offset, uncertainty) = clocks.offset(worker: result.worker, sent: sent, arrived: arrived,
+                                                  received: received, reported: reported)
+        let here = { (workerTime: Int64) in min(max(workerTime - offset, sent), arrived) }
+        let (start, end) = (here(received), here(reported))
+        var computing = start
+        for entry in timeline.entries where entry.kind == SpanKind.waiting.rawValue && entry.thread == 0 {
+            computing = max(computing, here(received + Int64(entry.start) + Int64(entry.duration)))
+        }
+        name(process: result.worker, thread: 0)
+        span("assignment in", process: result.worker, from: sent, to: start, args)
+        span("compute", process: result.worker, from: computing, to: end, args)
+        for entry in timeline.entries {
+            guard let kind = SpanKind(rawValue: entry.kind) else { continue }
+            let from = received + Int64(entry.start)
+            name(process: result.worker, thread: entry.thread)
+            span(kind.name(index: Int(entry.index)), process: result.worker, thread: entry.thread, from: here(from),
+                 to: here(from + Int64(entry.duration)), args)
+        }
+        span("result out", process: result.worker, from: end, to: arrived,
+             args + ",\"worker clock within us\":\(uncertainty / 1000)")
+    }
+
+    /// A result whose worker sent no timeline: its computing time where the coordinator guesses it, with the two
+    /// transfers taken as equal.
+    private func estimate(_ result: Coordinator.StepTrace.Result, args: String) {
+        let sent = nanoseconds(result.sent), arrived = nanoseconds(result.arrived)
+        let computing = min(Int64(result.computing / .nanoseconds(1)), arrived - sent)
+        let started = sent + (arrived - sent - computing) / 2
+        span("assignment in", process: result.worker, from: sent, to: started, args)
+        span("compute", process: result.worker, from: started, to: started + computing, args)
+        span("result out", process: result.worker, from: started + computing, to: arrived, args)
+    }
+
+    /// An in-process step.
+    func step(_ step: Int, from: ContinuousClock.Instant, to: ContinuousClock.Instant) {
+        span("step", process: 0, from: nanoseconds(from), to: nanoseconds(to), "\"step\":\(step)")
+        flush()
+    }
+
+    /// Closes the array: the file is then strict JSON too.
+    func finish() { file.append(Array("\n]\n".utf8)) }
+
+    func check() throws { try file.check() }
+}
