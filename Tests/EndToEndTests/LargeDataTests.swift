@@ -94,6 +94,81 @@ import Testing
         if let peak { #expect(peak <= limit && peak > limit / 2, "peak \(peak)") }
     }
 
+    @Test("72 MB of IDX images (288 MB as Floats) train mapped under a 64 MB cgroup limit to the SHA-256 of the same images gzipped, read into memory")
+    func idxBiggerThanMemory() throws {
+        guard let root = Self.cgroupRoot() else {
+            print("LargeDataTests: skipped: needs root and a cgroup memory controller")
+            return
+        }
+        let folder = Command.temporaryPath("large-idx")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // 92,000 images of 28 × 28 pixels whose class is in their brightness, as MNIST's files are laid out.
+        let make = Process()
+        make.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        make.currentDirectoryURL = URL(fileURLWithPath: folder)
+        make.arguments = ["python3", "-c", """
+            import gzip, os, struct
+            import numpy as np
+            rng = np.random.default_rng(7)
+            n = 92000
+            labels = rng.integers(0, 10, n, dtype=np.uint8)
+            images = np.clip(rng.normal(labels[:, None, None] * 20.0 + 30, 40, (n, 28, 28)), 0, 255).astype(np.uint8)
+            image_bytes = struct.pack(">BBBBIII", 0, 0, 8, 3, n, 28, 28) + images.tobytes()
+            label_bytes = struct.pack(">BBBBI", 0, 0, 8, 1, n) + labels.tobytes()
+            for name, data in [("images-idx3-ubyte", image_bytes), ("labels-idx1-ubyte", label_bytes)]:
+                open(name, "wb").write(data)
+                open(name + ".gz", "wb").write(gzip.compress(data, 1))
+            fd = os.open("images-idx3-ubyte", os.O_RDONLY)
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
+            """]
+        try make.run()
+        make.waitUntilExit()
+        try #require(make.terminationStatus == 0, "numpy is needed to write the data")
+        let job = """
+            model:
+              layers:
+                - {units: 16, activation: relu}
+                - {units: 10, activation: softmax}
+            loss: cross_entropy
+            optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
+            batch_size: 1024
+            micro_shard: 256
+            steps: 40
+            validation_split: 0.05
+            data: {images: IMAGES, labels: LABELS}
+            """
+        try job.replacingOccurrences(of: "IMAGES", with: "images-idx3-ubyte")
+            .replacingOccurrences(of: "LABELS", with: "labels-idx1-ubyte")
+            .write(toFile: folder + "/mapped.yaml", atomically: true, encoding: .utf8)
+        try job.replacingOccurrences(of: "IMAGES", with: "images-idx3-ubyte.gz")
+            .replacingOccurrences(of: "LABELS", with: "labels-idx1-ubyte.gz")
+            .write(toFile: folder + "/gzipped.yaml", atomically: true, encoding: .utf8)
+        let reference = try Command.run(["train", "--config", folder + "/gzipped.yaml", "--threads", "1",
+                                         "--save", folder + "/gzipped.st"])
+        #expect(reference.status == 0, "\(reference.stderr)")
+
+        let cgroup = root.folder + "/shardtrain-test-idx-\(getpid())"
+        try FileManager.default.createDirectory(atPath: cgroup, withIntermediateDirectories: false)
+        defer { rmdir(cgroup) }
+        let limit = 64 << 20
+        try "\(limit)".write(toFile: cgroup + "/" + root.limitFile, atomically: false, encoding: .utf8)
+        let limited = try Command.run(["/bin/sh", "-c", "echo $$ > \(cgroup)/cgroup.procs && exec \"$0\" \"$@\"",
+                                       Command.binary.path, "train", "--config", folder + "/mapped.yaml", "--threads",
+                                       "1", "--save", folder + "/mapped.st"], raw: true)
+        #expect(limited.status == 0, "\(limited.stderr)")
+        #expect(limited.stdout.replacingOccurrences(of: "images-idx3-ubyte", with: "images-idx3-ubyte.gz")
+            == reference.stdout, "the same printed lines")
+        #expect(try Self.sha256(folder + "/mapped.st") == Self.sha256(folder + "/gzipped.st"))
+        let peak = root.peakFile.flatMap { try? String(contentsOfFile: cgroup + "/" + $0, encoding: .utf8) }
+            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        print("LargeDataTests: 72,128,016 bytes of IDX images under a limit of \(limit) bytes; the cgroup's peak: "
+            + "\(peak.map(String.init) ?? "not reported")")
+        if let peak { #expect(peak <= limit, "peak \(peak)") }
+    }
+
     static func sha256(_ path: String) throws -> String {
         let result = Process(), pipe = Pipe()
         result.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")

@@ -298,6 +298,41 @@ extension IDXAndNPYTests {
         return (0..<rows * width).map { _ in Float(random.nextGaussian()) * Float([1, 1e-6, 300][Int(random.next() % 3)]) }
     }
 
+    @Test("an uncompressed IDX images file is mapped (no rows in this process's memory) and reads as the same file gzipped, each pixel byte / 255; views, runs and fingerprints agree")
+    func idxMapped() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var random = Xoshiro(seed: 3)
+        let pixels = (0..<(9 * 4 * 3)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        let images = [0, 0, 8, 3, 0, 0, 0, 9, 0, 0, 0, 4, 0, 0, 0, 3] + pixels
+        let labels = [0, 0, 8, 1, 0, 0, 0, 9] + (0..<9).map { UInt8($0 % 4) }
+        FileManager.default.createFile(atPath: folder + "/images", contents: Data(images))
+        FileManager.default.createFile(atPath: folder + "/labels", contents: Data(labels))
+        for name in ["images", "labels"] {
+            let gzip = Process()
+            gzip.executableURL = URL(fileURLWithPath: "/bin/gzip")
+            gzip.arguments = ["-k", folder + "/" + name]
+            try gzip.run()
+            gzip.waitUntilExit()
+        }
+        let mapped = try IDX.read(images: folder + "/images", labels: folder + "/labels")
+        let gzipped = try IDX.read(images: folder + "/images.gz", labels: folder + "/labels.gz")
+        let expected = pixels.map { Float($0) / 255 }
+        #expect(mapped.features.ownedBytes == 0 && gzipped.features.ownedBytes == images.count)
+        #expect(mapped.features.array == expected && gzipped.features.array == expected)
+        #expect(mapped.features == FloatRows(expected, width: 12) && mapped.featureWidth == 12)
+        #expect(mapped.targets == (0..<9).map { Float($0 % 4) } && mapped.targets == gzipped.targets)
+        let inMemory = try Dataset(name: "x", features: expected, featureWidth: 12, targets: mapped.targets,
+                                   targetWidth: 1)
+        #expect(mapped.fingerprint == gzipped.fingerprint && mapped.fingerprint == inMemory.fingerprint)
+        let picked = [8, 0, 3, 3]
+        #expect(mapped.features.selecting(picked)
+                == FloatRows(picked.flatMap { Array(expected[$0 * 12 ..< $0 * 12 + 12]) }, width: 12))
+        var row = [Float](repeating: 0, count: 12)
+        mapped.features.copyRow(5, into: &row)
+        #expect(row == Array(expected[60..<72]))
+    }
+
     @Test("a float32 file is mapped (no rows in this process's memory) and reads as the parser reads it; float64 is read and converted")
     func mappedEqualsRead() throws {
         let folder = try Self.folder()

@@ -17,6 +17,8 @@ def main():
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--hidden", type=int, nargs="+", default=[512, 256], help="hidden layers' widths (ReLU)")
+    p.add_argument("--profile", metavar="FOLDER",
+                   help="run under torch.profiler (CPU) and write each rank's Chrome trace there after the last step")
     a = p.parse_args()
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
@@ -34,6 +36,10 @@ def main():
     y = torch.randint(0, 10, (local * 8,))
     loss_fn = torch.nn.CrossEntropyLoss()
     times = []
+    profiler = None
+    if a.profile:
+        profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+        profiler.__enter__()
     for step in range(a.steps + 5):
         s = step % 8
         start = time.perf_counter()
@@ -41,6 +47,9 @@ def main():
         loss_fn(ddp(x[s * local:(s + 1) * local]), y[s * local:(s + 1) * local]).backward()
         opt.step()
         times.append(time.perf_counter() - start)
+    if profiler is not None:
+        profiler.__exit__(None, None, None)
+        profiler.export_chrome_trace(os.path.join(a.profile, f"rank{rank}.json"))
     if rank == 0:
         print(json.dumps({"samples_per_second": a.batch / statistics.median(times[5:]), "world": world,
                           "batch": a.batch, "optimizer": a.optimizer}), flush=True)

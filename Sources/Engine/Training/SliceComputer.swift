@@ -134,7 +134,7 @@ package final class SliceComputer {
         let input = network.input.pointer, targets = network.targets.pointer
         let features = data.features
         for (row, sample) in indices.enumerated() {
-            (input + row * inputWidth).update(from: features.row(sample), count: inputWidth)
+            features.copyRow(sample, into: input + row * inputWidth)
         }
         data.targets.withUnsafeBufferPointer { values in
             for (row, sample) in indices.enumerated() {

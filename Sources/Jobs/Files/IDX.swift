@@ -4,25 +4,47 @@ import Platform
 
 /// Reads MNIST's IDX files (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, optionally gzipped): unsigned
 /// bytes, big-endian dimensions. Images become one row of pixels scaled to [0, 1] per sample; labels one class
-/// index. Every size is checked against the file's real length.
+/// index. Every size is checked against the file's real length. An uncompressed images file is mapped, not read: a
+/// worker's memory holds only the pages its steps touch; a gzipped one is held as its bytes (a quarter of Floats).
 package enum IDX {
     package static func read(images: String, labels: String) throws -> Dataset {
-        let (imageBytes, imageShape) = try array(images, dimensions: 3...3, what: "images")
-        let (labelBytes, labelShape) = try array(labels, dimensions: 1...1, what: "labels")
-        guard imageShape[0] == labelShape[0] else {
-            throw InputError("\(labels): \(labelShape[0]) labels but \(images) has \(imageShape[0]) images; both files "
+        let features = try imageRows(images)
+        let labelBytes = try contents(labels)
+        let (start, labelShape) = try labelBytes.withUnsafeBytes {
+            try header($0, path: labels, dimensions: 1...1, what: "labels")
+        }
+        guard features.count == labelShape[0] else {
+            throw InputError("\(labels): \(labelShape[0]) labels but \(images) has \(features.count) images; both files "
                 + "must hold the same samples in the same order")
         }
-        let features = imageBytes.map { Float($0) / 255 }
-        var data = try Dataset(name: images, features: features, featureWidth: imageShape[1] * imageShape[2],
-                               targets: labelBytes.map { Float($0) }, targetWidth: 1)
+        var data = try Dataset(name: images, rows: features, targets: labelBytes[start...].map { Float($0) },
+                               targetWidth: 1)
         data.targetsName = labels
         return data
     }
 
-    /// The unsigned-byte payload and the shape of one IDX file.
-    static func array(_ path: String, dimensions: ClosedRange<Int>, what: String) throws -> ([UInt8], [Int]) {
-        let bytes = try contents(path)
+    /// An images file's rows, each an image's pixels read as byte / 255.
+    static func imageRows(_ path: String) throws -> FloatRows {
+        let file: AnyObject, bytes: UnsafeRawBufferPointer, owned: Int
+        if path.hasSuffix(".gz") {
+            let storage = ByteStorage(try contents(path))
+            (file, bytes, owned) = (storage, storage.bytes, storage.bytes.count)
+        } else {
+            guard FileManager.default.isReadableFile(atPath: path) else {
+                throw InputError("\(path): cannot read the file; check the path (relative paths start at the job file)")
+            }
+            let mapped = try MappedFile(path)
+            (file, bytes, owned) = (mapped, mapped.bytes, 0)
+        }
+        let (start, shape) = try header(bytes, path: path, dimensions: 3...3, what: "images")
+        return FloatRows(chunks: [FloatRows.Chunk(base: bytes.baseAddress! + start, rows: shape[0],
+                                                  element: .unsignedByteOver255)],
+                         width: shape[1] * shape[2], owners: [file], ownedBytes: owned)
+    }
+
+    /// Where an IDX file's unsigned-byte payload starts, and its shape, checked against the file's length.
+    static func header(_ bytes: UnsafeRawBufferPointer, path: String, dimensions: ClosedRange<Int>, what: String)
+        throws -> (start: Int, shape: [Int]) {
         guard bytes.count >= 4, bytes[0] == 0, bytes[1] == 0 else {
             throw InputError("\(path): not an IDX file (it must start with two zero bytes); give MNIST's \(what) file")
         }
@@ -47,7 +69,7 @@ package enum IDX {
             throw InputError("\(path): shape \(shape) needs \(expected) bytes but the file holds \(payload); it is "
                 + "truncated or not an IDX \(what) file")
         }
-        return (Array(bytes[(4 + 4 * count)...]), shape)
+        return (4 + 4 * count, shape)
     }
 
     /// The file's bytes, through `gzip -dc` when its name ends in .gz. Decompressed as a stream and never past what
@@ -112,4 +134,18 @@ package enum IDX {
         guard ChildExit.reap(gzip, wait: true) == .exited(0) else { throw InputError("\(path): not a readable gzip file") }
         return bytes
     }
+}
+
+/// A gzipped file's bytes at a stable address for as long as this lives.
+private final class ByteStorage {
+    private let memory: UnsafeMutableRawBufferPointer
+    let bytes: UnsafeRawBufferPointer
+
+    init(_ values: [UInt8]) {
+        memory = .allocate(byteCount: max(values.count, 1), alignment: 64)
+        memory.copyBytes(from: values)
+        bytes = UnsafeRawBufferPointer(rebasing: memory[..<values.count])
+    }
+
+    deinit { memory.deallocate() }
 }

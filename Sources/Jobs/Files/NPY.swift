@@ -28,8 +28,8 @@ package enum NPY {
             throw InputError("\(path): value \(values[index]) at row \(index / layout.columns), column "
                 + "\(index % layout.columns) is not finite; clean the data first")
         }
-        return FloatRows(chunks: [(UnsafePointer(values), layout.rows)], width: layout.columns, owners: [file],
-                         ownedBytes: 0)
+        return FloatRows(chunks: [FloatRows.Chunk(base: values, rows: layout.rows)], width: layout.columns,
+                         owners: [file], ownedBytes: 0)
     }
 
     static func parse(_ data: Data, name: String) throws -> (values: [Float], rows: Int, columns: Int) {

@@ -9,7 +9,7 @@ extension NPY {
     package static func dataset(features featuresPattern: String, targets targetsPattern: String) throws -> Dataset {
         let featureFiles = try files(featuresPattern, what: "features"),
             targetFiles = try files(targetsPattern, what: "targets")
-        var chunks: [(base: UnsafePointer<Float>, rows: Int)] = [], owners: [AnyObject] = [], owned = 0
+        var files: [FloatRows] = []
         var width: Int?
         for path in featureFiles {
             let rows = try self.rows(path)
@@ -18,10 +18,7 @@ extension NPY {
                     + "every file of \(featuresPattern) must have the same columns")
             }
             width = rows.width
-            // One chunk per file, in order; the file's rows object keeps its mapping alive.
-            chunks.append((rows.row(0), rows.count))
-            owners.append(rows)
-            owned += rows.ownedBytes
+            files.append(rows)
         }
         var targets: [Float] = [], targetWidth: Int?, counts: [(String, Int)] = []
         for path in targetFiles {
@@ -34,7 +31,7 @@ extension NPY {
             targets += read.values
             counts.append((path, read.rows))
         }
-        let features = FloatRows(chunks: chunks, width: width!, owners: owners, ownedBytes: owned)
+        let features = FloatRows(concatenating: files)
         let targetRows = targets.count / max(targetWidth!, 1)
         guard features.count == targetRows else {
             throw InputError("\(targetsPattern): \(targetRows) target rows but \(featuresPattern) has \(features.count) "
