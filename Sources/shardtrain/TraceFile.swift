@@ -14,15 +14,18 @@ import Wire
 final class TraceFile {
     private let file: AppendedFile
     private let origin = ContinuousClock.now
+    /// `SpanRecorder`'s clock when the trace began, for this process's own spans.
+    private let uptimeOrigin = Int64(clamping: SpanRecorder.now())
     private var named: Set<UInt32> = []
     private var namedThreads: Set<[UInt32]> = []
     private var clocks = WorkerClocks()
     private var separator = ""
 
-    init(_ path: String) throws {
+    /// `process`: what row 0 is (the coordinator, or the in-process run).
+    init(_ path: String, process: String) throws {
         file = try AppendedFile(path, what: "--trace", flags: O_CREAT | O_TRUNC)
         file.append(Array("[\n".utf8))
-        name(process: 0, "coordinator")
+        name(process: 0, process)
     }
 
     /// Nanoseconds since the trace began.
@@ -31,18 +34,32 @@ final class TraceFile {
         return elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000
     }
 
-    /// Events are written as text directly (a step's dozen cost microseconds, where JSONSerialization's cost a
-    /// measurable share of a short step); only a worker's label, from the network, goes through the encoder.
-    private var pending = ""
+    /// Events are written as bytes directly (a step's dozens cost microseconds, where JSONSerialization's, or
+    /// even string interpolation's, cost a measurable share of a short step); only a worker's label, from the network,
+    /// goes through the encoder.
+    private var pending: [UInt8] = []
 
     private func event(_ text: String) {
-        pending += separator + text
+        pending += separator.utf8
+        pending += text.utf8
         separator = ",\n"
     }
 
     private func flush() {
-        file.append(Array(pending.utf8))
-        pending = ""
+        file.append(pending)
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    /// Appends `value` in decimal.
+    private func append(_ value: Int64) {
+        if value < 0 { pending.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        let first = pending.count
+        repeat {
+            pending.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
+            magnitude /= 10
+        } while magnitude > 0
+        pending[first...].reverse()
     }
 
     private func name(process: UInt32, _ name: String) {
@@ -63,8 +80,32 @@ final class TraceFile {
     /// text (numbers only).
     private func span(_ name: String, process: UInt32, thread: UInt8 = 0, from: Int64, to: Int64, _ args: String) {
         let start = from / 1000
-        event("{\"name\":\"\(name)\",\"cat\":\"step\",\"ph\":\"X\",\"pid\":\(process),\"tid\":\(thread),"
-            + "\"ts\":\(start),\"dur\":\(max(0, to / 1000 - start)),\"args\":{\(args)}}")
+        pending += separator.utf8
+        separator = ",\n"
+        pending += #"{"name":""#.utf8
+        pending += name.utf8
+        pending += #"","cat":"step","ph":"X","pid":"#.utf8
+        append(Int64(process))
+        pending += #","tid":"#.utf8
+        append(Int64(thread))
+        pending += #","ts":"#.utf8
+        append(start)
+        pending += #","dur":"#.utf8
+        append(max(0, to / 1000 - start))
+        pending += #","args":{"#.utf8
+        pending += args.utf8
+        pending += "}}".utf8
+    }
+
+    /// Span names made once each: a step writes the same few dozen.
+    private var spanNames: [Int: String] = [:]
+
+    private func spanName(_ kind: SpanKind, _ index: UInt16) -> String {
+        let key = Int(kind.rawValue) << 16 | Int(index)
+        if let name = spanNames[key] { return name }
+        let name = kind.name(index: Int(index))
+        spanNames[key] = name
+        return name
     }
 
     /// A distributed step, which ended (its update done) at `ended`.
@@ -109,7 +150,7 @@ final class TraceFile {
             guard let kind = SpanKind(rawValue: entry.kind) else { continue }
             let from = received + Int64(entry.start)
             name(process: result.worker, thread: entry.thread)
-            span(kind.name(index: Int(entry.index)), process: result.worker, thread: entry.thread, from: here(from),
+            span(spanName(kind, entry.index), process: result.worker, thread: entry.thread, from: here(from),
                  to: here(from + Int64(entry.duration)), args)
         }
         span("result out", process: result.worker, from: end, to: arrived,
@@ -127,9 +168,20 @@ final class TraceFile {
         span("result out", process: result.worker, from: started + computing, to: arrived, args)
     }
 
-    /// An in-process step.
-    func step(_ step: Int, from: ContinuousClock.Instant, to: ContinuousClock.Instant) {
-        span("step", process: 0, from: nanoseconds(from), to: nanoseconds(to), "\"step\":\(step)")
+    /// An in-process step, and what its computing threads' recorders hold of it (emptied here). Their clock is read
+    /// beside this one's when the trace began; spans outside the step (a validation pass) are left out.
+    func step(_ step: Int, from: ContinuousClock.Instant, to: ContinuousClock.Instant, layers: [SpanRecorder]) {
+        let (start, end) = (nanoseconds(from), nanoseconds(to)), args = "\"step\":\(step)"
+        span("step", process: 0, from: start, to: end, args)
+        for recorder in layers {
+            for s in recorder.spans {
+                let (first, last) = (Int64(clamping: s.start) - uptimeOrigin, Int64(clamping: s.end) - uptimeOrigin)
+                guard first >= start, last <= end else { continue }
+                name(process: 0, thread: s.thread)
+                span(spanName(s.kind, s.index), process: 0, thread: s.thread, from: first, to: last, args)
+            }
+            recorder.reset()
+        }
         flush()
     }
 

@@ -120,8 +120,9 @@ struct TrainingFlags: ParsableArguments {
             logToStandardError("serving Prometheus metrics on port \(server.port): http://\(server.address)/metrics")
         }
         let coordinator = trainer.source as? Coordinator
-        let timeline = try trace.map { try TraceFile($0) }
+        let timeline = try trace.map { try TraceFile($0, process: coordinator == nil ? "train" : "coordinator") }
         if timeline != nil { coordinator?.traces = [] }
+        let layerSpans = timeline == nil ? nil : trainer.recordLayers()
         var stepStart = ContinuousClock.now
         func census() {
             guard let figures, let c = coordinator?.census() else { return }
@@ -160,7 +161,7 @@ struct TrainingFlags: ParsableArguments {
                     if let coordinator {
                         for step in coordinator.takeTraces() { timeline.step(step, ended: now) }
                     } else {
-                        timeline.step(trainer.step, from: stepStart, to: now)
+                        timeline.step(trainer.step, from: stepStart, to: now, layers: layerSpans ?? [])
                     }
                     stepStart = now
                     try timeline.check()

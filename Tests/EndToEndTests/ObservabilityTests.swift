@@ -175,7 +175,7 @@ import Testing
         return try #require(JSONSerialization.jsonObject(with: data) as? [[String: Any]], "not a JSON array of events")
     }
 
-    @Test("--trace with workers: every step's phases on the coordinator's row, and each worker's results on its own, inside their step; in-process, one span a step")
+    @Test("--trace with workers: every step's phases on the coordinator's row, and each worker's results on its own, inside their step; in-process, one span a step with its layers inside")
     func timeline() throws {
         let path = Command.temporaryPath("trace.json")
         let run = try Command.run(["train", "--config", "examples/spirals.yaml", "--workers", "2", "--epochs", "2",
@@ -225,8 +225,19 @@ import Testing
 
         let local = Command.temporaryPath("trace-local.json")
         #expect(try Command.run(["train", "--config", "examples/xor.yaml", "--epochs", "30", "--trace", local]).status == 0)
-        let steps = try Self.events(local).filter { $0["name"] as? String == "step" }
+        let localEvents = try Self.events(local)
+        let steps = localEvents.filter { $0["name"] as? String == "step" }
         #expect(steps.count == 30 && steps.enumerated().allSatisfy { ($1["args"] as! [String: Any])["step"] as? Int == $0 + 1 })
+        // In-process, the layers' spans on the computing threads, inside their step (xor: 2 layers).
+        for step in steps {
+            let s = span(step)
+            let layers = localEvents.filter { ($0["tid"] as? Int ?? 0) >= 1 && $0["ph"] as? String == "X"
+                && ($0["args"] as! [String: Any])["step"] as? Int == s.step }
+            let names = Set(layers.map { $0["name"] as! String })
+            #expect(Set(names.filter { !$0.hasPrefix("exact sum of ") })
+                    == Set(["forward layer 1", "forward layer 2", "backward layer 1", "backward layer 2"]), "\(s)")
+            #expect(layers.allSatisfy { span($0).start >= s.start && span($0).end <= s.end }, "\(s)")
+        }
     }
 
     @Test("--trace with results in parts: each part's sending on the worker's row inside its computing, and the run's bits those of the untraced in-process run")

@@ -40,6 +40,17 @@ package final class Trainer {
     /// The epoch whose order `order` holds.
     private var orderEpoch = -1
 
+    /// `--trace` in this process: a recorder on each computing thread's network, whose layers' spans go in from now
+    /// on (nil when the gradients come from workers, which record their own).
+    package func recordLayers() -> [SpanRecorder]? {
+        guard let local = source as? LocalGradientSource else { return nil }
+        return local.slices.computers.enumerated().map { index, computer in
+            let recorder = SpanRecorder(thread: UInt8(min(index + 1, 255)))
+            computer.network.spans = recorder
+            return recorder
+        }
+    }
+
     /// A trainer starting from `initialParameters`, or from the seeded initialisation when nil.
     package init(spec: ModelSpec, loss: Loss, options: TrainingOptions, training: Dataset, validation: Dataset? = nil,
                 initialParameters: [Float]? = nil, source: GradientSource? = nil) {
