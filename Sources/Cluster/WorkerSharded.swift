@@ -22,11 +22,13 @@ final class ShardedWorker {
     /// Sends to the coordinator.
     private let toCoordinator: ([Message]) throws -> Void
 
-    // Owner: the step held, its order and the contributions' parts by (worker, attempt) → part → arrays.
-    private var ownerStep: UInt64 = 0
+    // Owner: the step's bookkeeping (which contributions came for which part, which parts are summed), the order as
+    // the coordinator sent it (its micro-shard order, learning rate and optimizer step) and the contributions' parts
+    // by (worker, attempt) → part → arrays.
+    private var round = OwnerRound(step: 0, owning: [])
     private var order: OrderedSum?
     private var held: [Key: [Int: [Int: PartValues]]] = [:]
-    private var summed = Set<Int>()
+    private var ownerStep: UInt64 { UInt64(round.step) }
     /// The memory of the means an owner sends, one per step, reused once libzmq has let go of it (messages queued for
     /// a peer that is gone hold theirs until the coordinator's next list closes that connection).
     private var outgoing: [SharedPayload] = []
@@ -101,50 +103,60 @@ final class ShardedWorker {
     func follow(_ list: PeerList) throws {
         try peers.follow(list, me: me)
         guard !list.peers.isEmpty else { return }
-        try sumReady(parts.indices.filter { owner(of: $0) == me })
+        try perform(round.own(ownedParts))
     }
 
     /// The owner of each part, by worker id (nil before the coordinator's list).
     func owner(of part: Int) -> UInt32? { peers.list?.owners[part] }
 
+    private var ownedParts: [Int] { parts.indices.filter { owner(of: $0) == me } }
+
     // MARK: Owner
 
-    /// A part of a contribution, from a peer or from this worker itself.
+    /// A part of a contribution, from a peer or from this worker itself. Kept even for a part not (yet) this
+    /// worker's: its word that the part moved here may come after.
     func contribution(_ worker: UInt32, step: UInt64, attempt: UInt64, array: Int, arrays: Int, first: Int,
                       values: PartValues) throws {
         guard advanceOwner(to: step) else { return }
-        // Kept even for a part not (yet) this worker's: its word that the part moved here may come after.
-        let part = first / Codec.partParameters
-        guard !summed.contains(part) else { return }
-        held[Key(worker: worker, attempt: attempt), default: [:]][part, default: [:]][array] = values
-        try sumReady([part])
+        let part = first / Codec.partParameters, key = Key(worker: worker, attempt: attempt)
+        guard !round.summed.contains(part) else { return }
+        held[key, default: [:]][part, default: [:]][array] = values
+        let kept = held[key]![part]!
+        // Its part is in once every array is: packed limbs are one; Floats, as many as the header says.
+        var complete = kept.count == arrays
+        if kept.count == 1, case .packedLimbs = kept.first!.value { complete = true }
+        if complete { try perform(round.arrived(Contribution(member: Int(worker), attempt: attempt), part: part)) }
     }
 
     /// The coordinator's order for `step`.
     func ordered(_ new: OrderedSum, step: UInt64) throws {
         guard advanceOwner(to: step), new.revision > (order?.revision ?? -1) else { return }
         order = new
-        try sumReady(parts.indices.filter { owner(of: $0) == me })
+        let contributions = new.contributions.map { Contribution(member: Int($0.worker), attempt: $0.attempt) }
+        try perform(round.ordered(SumOrder(step: round.step, revision: new.revision, contributions: contributions,
+                                           samples: new.samples)))
     }
 
     /// Whether messages of `step` are to be kept: a later step forgets what an earlier one held.
     private func advanceOwner(to step: UInt64) -> Bool {
         if step > ownerStep {
-            (ownerStep, order, summed) = (step, nil, [])
+            round = OwnerRound(step: Int(step), owning: ownedParts)
+            order = nil
             held.removeAll()
         }
         return step == ownerStep
     }
 
-    private func sumReady(_ candidates: [Int]) throws {
-        guard let order else { return }
-        for part in candidates where owner(of: part) == me && !summed.contains(part) {
-            let complete = order.contributions.allSatisfy { c in
-                guard let arrays = held[Key(worker: c.worker, attempt: c.attempt)]?[part] else { return false }
-                if arrays.count == 1, case .packedLimbs = arrays.first!.value { return true }
-                return arrays.count == Self.floatArrays(c, reduction: reduction)
+    private func perform(_ actions: [OwnerRound.Action]) throws {
+        for action in actions {
+            switch action {
+            case .sum(let part, _, _):
+                // Summed in the order's micro-shard order (fast sums' bits depend on it), not the action's.
+                guard let order, owner(of: part) == me else { continue }
+                try sum(part, order)
+            case .release(let part, let contribution):
+                held[Key(worker: UInt32(contribution.member), attempt: contribution.attempt)]?[part] = nil
             }
-            if complete { try sum(part, order) }
         }
     }
 
@@ -152,6 +164,23 @@ final class ShardedWorker {
     /// at most two micro-shards, limbs otherwise).
     private static func floatArrays(_ c: OrderedContribution, reduction: Reduction) -> Int {
         reduction == .fast ? 1 : c.microShards
+    }
+
+    /// `c`'s values for `part` are no possible sum: not summed; the coordinator loses its sender and orders the step
+    /// again without it, and the part waits for that order with the other contributions kept.
+    private func refute(_ c: OrderedContribution, part: Int, _ wrong: String) throws {
+        held[Key(worker: c.worker, attempt: c.attempt)] = nil
+        try toCoordinator(Codec.refuted(worker: c.worker, attempt: c.attempt, part: part, reason: wrong, job: jobID,
+                                        step: ownerStep, owner: me))
+        try reopen(part)
+    }
+
+    /// `part` waits again, with the contributions held for it, for an order it can sum.
+    private func reopen(_ part: Int) throws {
+        let still = held.compactMap { key, parts in
+            parts[part] == nil ? nil : Contribution(member: Int(key.worker), attempt: key.attempt)
+        }
+        try perform(round.reopen(part, holding: Set(still)))
     }
 
     /// Adds `part` of the ordered contributions, in micro-shard order, sends the result to every peer and the
@@ -170,6 +199,16 @@ final class ShardedWorker {
         }
         let payload = outgoing[outgoingTurn]
         let out = payload.bytes.assumingMemoryBound(to: Float.self) + range.lowerBound
+        for c in order.contributions {
+            // Gone when refuted on another part: the part waits for the order without it.
+            guard let arrays = held[Key(worker: c.worker, attempt: c.attempt)]?[part] else { return try reopen(part) }
+            let packed = arrays.values.contains { if case .packedLimbs = $0 { true } else { false } }
+            let expected = packed ? 1 : Self.floatArrays(c, reduction: reduction)
+            if arrays.count != expected {
+                return try refute(c, part: part, "\(arrays.count) arrays where its \(c.microShards) micro-shards "
+                    + "take \(expected)\(packed ? " (packed limbs are one)" : "")")
+            }
+        }
         var floats = 0, limbs = 0, diverged = false
         var copies: [UnsafeMutablePointer<Float>] = []
         defer { for copy in copies { copy.deallocate() } }
@@ -190,13 +229,7 @@ final class ShardedWorker {
                     let wrong = ok ? (saw ? nil : ResultCheck.limbsImplausibility(unpacked, microShards: c.microShards,
                                                                                threads: 1))
                                    : "packed limbs that do not unpack to \(n) parameters"
-                    if let wrong {
-                        // Not summed: the coordinator loses the sender, and the step's micro-shards come again.
-                        held[Key(worker: c.worker, attempt: c.attempt)] = nil
-                        try toCoordinator(Codec.refuted(worker: c.worker, attempt: c.attempt, part: part, reason: wrong,
-                                                        job: jobID, step: ownerStep, owner: me))
-                        return
-                    }
+                    if let wrong { return try refute(c, part: part, wrong) }
                     diverged = diverged || saw
                     sums[limbs] = UnsafeRawPointer(target)
                     limbs += 1
@@ -216,7 +249,6 @@ final class ShardedWorker {
                 }
             }
         }
-        summed.insert(part)
         switch reduction {
         case .fast:
             // In micro-shard order, as a whole sum adds them.

@@ -81,6 +81,30 @@ import Wire
         #expect(round.isDone)
     }
 
+    @Test("a part whose sum was given up (a contribution refuted) waits with what it still holds for an order without the refuted one")
+    func reopened() {
+        let a = Contribution(member: 1, attempt: 1), b = Contribution(member: 2, attempt: 2),
+            c = Contribution(member: 3, attempt: 3)
+        var round = OwnerRound(step: 4, owning: [0])
+        #expect(round.arrived(a, part: 0).isEmpty && round.arrived(b, part: 0).isEmpty)
+        #expect(round.ordered(SumOrder(step: 4, revision: 0, contributions: [a, b], samples: 6))
+                == [.sum(part: 0, contributions: [a, b], samples: 6)])
+        #expect(round.reopen(1, holding: [a]).isEmpty, "never summed")
+        #expect(round.reopen(0, holding: [a]).isEmpty && !round.isDone)
+        #expect(round.arrived(c, part: 0).isEmpty, "the order held still names b")
+        #expect(round.ordered(SumOrder(step: 4, revision: 1, contributions: [a, c], samples: 6))
+                == [.sum(part: 0, contributions: [a, c], samples: 6)])
+        #expect(round.isDone)
+        // Refuted after the revision came: summed again at once from what is held.
+        var late = OwnerRound(step: 4, owning: [0])
+        _ = late.arrived(a, part: 0)
+        _ = late.arrived(b, part: 0)
+        _ = late.arrived(c, part: 0)
+        _ = late.ordered(SumOrder(step: 4, revision: 0, contributions: [a, b], samples: 6))
+        _ = late.ordered(SumOrder(step: 4, revision: 1, contributions: [a, c], samples: 6))
+        #expect(late.reopen(0, holding: [a, c]) == [.sum(part: 0, contributions: [a, c], samples: 6)])
+    }
+
     @Test("the coordinator orders once per cover, applies each part once and only from its owner, and moves every part of a lost owner")
     func coordinatorStep() {
         let a = Contribution(member: 1, attempt: 1), b = Contribution(member: 2, attempt: 2)

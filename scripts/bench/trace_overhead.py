@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -44,13 +45,21 @@ def shardtrain(reduction, traced, steps, folder):
                "--log-every", "1000000", "--no-progress"]
     if traced:
         command += ["--trace", os.path.join(folder, "trace.json")]
+    before = cpu_seconds()
     run = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    cpu = cpu_seconds() - before
     if run.returncode != 0:
         raise RuntimeError(run.stderr)
     kernel = re.search(r"oneDNN (\w+)", run.stderr)
     rates = [json.loads(line)["samples_per_second"] for line in open(metrics)][1:]  # the first epoch warms up
     os.remove(metrics)
-    return statistics.median(rates), kernel.group(1) if kernel else "?"
+    return statistics.median(rates), cpu, kernel.group(1) if kernel else "?"
+
+
+def cpu_seconds():
+    """User and system seconds of every finished child process and theirs (the workers are the coordinator's)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def ddp(profiled, steps, folder):
@@ -59,10 +68,12 @@ def ddp(profiled, steps, folder):
     command = ["torchrun", "--standalone", "--nproc_per_node=2", os.path.join(HERE, "torch_ddp.py"), "--batch", "512",
                "--steps", str(steps)] + (["--profile", folder] if profiled else [])
     for _ in range(3):  # gloo's teardown sometimes aborts after rank 0 printed; a run that printed nothing is retried
+        before = cpu_seconds()
         run = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        cpu = cpu_seconds() - before
         lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
         if lines:
-            return json.loads(lines[-1])["samples_per_second"]
+            return json.loads(lines[-1])["samples_per_second"], cpu
     return None
 
 
@@ -76,36 +87,46 @@ def cpu_name():
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--steps", type=int, default=64)
+    p.add_argument("--steps", type=int, default=128)
     p.add_argument("--smoke", action="store_true", help="one repeat of 16 steps")
     p.add_argument("--output", help="also write the table here")
     a = p.parse_args()
     repeats, steps = (1, 16) if a.smoke else (a.repeats, a.steps)
     configs = [("exact", False), ("exact", True), ("fast", False), ("fast", True), ("ddp", False), ("ddp", True)]
     rates = {c: [] for c in configs}
+    cpus = {c: [] for c in configs}
     kernel = "?"
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(repeats):
             for mode, traced in configs:
                 if mode == "ddp":
-                    rate = ddp(traced, steps, folder)
+                    got = ddp(traced, steps, folder)
+                    if got is None:
+                        continue
+                    rate, cpu = got
                 else:
-                    rate, kernel = shardtrain(mode, traced, steps, folder)
-                if rate is not None:
-                    rates[(mode, traced)].append(rate)
+                    rate, cpu, kernel = shardtrain(mode, traced, steps, folder)
+                rates[(mode, traced)].append(rate)
+                cpus[(mode, traced)].append(cpu)
     lines = [f"CPU: {cpu_name()}, {os.cpu_count()} cores; shardtrain products on oneDNN {kernel}; "
-             f"{repeats} interleaved repeats of {steps} steps; samples/s, medians",
-             "| run | untraced | traced | traced / untraced (median; range over repeats) |",
-             "| --- | --- | --- | --- |"]
+             f"{repeats} interleaved repeats of {steps} steps; samples/s (medians), and the runs' processor seconds "
+             "(user + system, every process; the whole run, start-up included)",
+             "| run | untraced samples/s | traced samples/s | traced / untraced (median; range) | processor seconds, "
+             "untraced / traced (medians) | traced / untraced processor time (median; range) |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for mode, label in [("exact", "shardtrain exact, --trace"), ("fast", "shardtrain fast, --trace"),
                         ("ddp", "DDP, torch.profiler")]:
         off, on = rates[(mode, False)], rates[(mode, True)]
         if not off or not on:
-            lines.append(f"| {label} | n/a | n/a | n/a |")
+            lines.append(f"| {label} | n/a | n/a | n/a | n/a | n/a |")
             continue
         ratios = [b / a for a, b in zip(off, on)]
+        cpu_off, cpu_on = cpus[(mode, False)], cpus[(mode, True)]
+        cpu_ratios = [b / a for a, b in zip(cpu_off, cpu_on)]
         lines.append(f"| {label} | {statistics.median(off):,.0f} | {statistics.median(on):,.0f} | "
-                     f"{statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f}) |")
+                     f"{statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f}) | "
+                     f"{statistics.median(cpu_off):.2f} / {statistics.median(cpu_on):.2f} | "
+                     f"{statistics.median(cpu_ratios):.3f} ({min(cpu_ratios):.3f}–{max(cpu_ratios):.3f}) |")
     text = "\n".join(lines)
     print(text)
     if a.output:

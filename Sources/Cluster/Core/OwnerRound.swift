@@ -67,6 +67,14 @@ struct OwnerRound {
         return parts.sorted().flatMap { sumIfReady($0) }
     }
 
+    /// The sum of `part` was given up: one of its contributions was no possible sum (the coordinator loses its sender
+    /// and orders the step again without it). The part waits again, with the contributions still `held` for it.
+    mutating func reopen(_ part: Int, holding held: Set<Contribution>) -> [Action] {
+        guard summed.remove(part) != nil else { return [] }
+        arrived[part] = held
+        return sumIfReady(part)
+    }
+
     private mutating func sumIfReady(_ part: Int) -> [Action] {
         guard owned.contains(part), let order, !summed.contains(part),
               Set(order.contributions).isSubset(of: arrived[part] ?? []) else { return [] }
