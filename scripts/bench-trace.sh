@@ -7,4 +7,5 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
 swift build --package-path "$root" -c release --product shardtrain >&2
+swift build --package-path "$root" -c release --product shardtrain-bench >&2
 exec python3 "$root/scripts/bench/trace_overhead.py" "$@"

@@ -9,7 +9,7 @@ struct Bench: ParsableCommand {
         commandName: "shardtrain-bench",
         abstract: "Engine measurements for scripts/bench.sh (JSON on stdout).",
         subcommands: [TrainThroughput.self, GEMMLimit.self, UpdateAlone.self, XORTiming.self, WireRoundTrip.self, WireWorker.self,
-                      PackingSize.self]
+                      PackingSize.self, TraceCost.self]
     )
 
     /// The kernel shardtrain itself would run, so the figures are the program's.

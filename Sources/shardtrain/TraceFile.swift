@@ -1,6 +1,7 @@
 import Cluster
 import Engine
 import Foundation
+import Synchronization
 import Wire
 
 /// `--trace FILE`: the run's timeline in the Trace Event Format's JSON array (what Perfetto and chrome://tracing
@@ -11,7 +12,11 @@ import Wire
 /// and the result travelling on thread 0; each layer's forward and backward on the thread that ran it. Workers report
 /// their spans on their own clocks; `WorkerClocks` measures each one's offset from this one. In-process, one row of
 /// steps.
-final class TraceFile {
+///
+/// Written on a thread of its own: a step only hands over its values (`step`), so the run waits for no formatting or
+/// writing; `check` and `finish` wait for what is queued. State below is touched on `queue` alone after `init`.
+final class TraceFile: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "shardtrain.trace")
     private let file: AppendedFile
     private let origin = ContinuousClock.now
     /// `SpanRecorder`'s clock when the trace began, for this process's own spans.
@@ -38,8 +43,12 @@ final class TraceFile {
     /// even string interpolation's, cost a measurable share of a short step); only a worker's label, from the network,
     /// goes through the encoder.
     private var pending: [UInt8] = []
+    /// Events written, and the time spent writing them (what tracing costs this process; said at the end).
+    private var events = 0
+    private var writing: Duration = .zero
 
     private func event(_ text: String) {
+        events += 1
         pending += separator.utf8
         pending += text.utf8
         separator = ",\n"
@@ -48,6 +57,7 @@ final class TraceFile {
     private func flush() {
         file.append(pending)
         pending.removeAll(keepingCapacity: true)
+        noteFailure()
     }
 
     /// Appends `value` in decimal.
@@ -80,6 +90,7 @@ final class TraceFile {
     /// text (numbers only).
     private func span(_ name: String, process: UInt32, thread: UInt8 = 0, from: Int64, to: Int64, _ args: String) {
         let start = from / 1000
+        events += 1
         pending += separator.utf8
         separator = ",\n"
         pending += #"{"name":""#.utf8
@@ -110,6 +121,12 @@ final class TraceFile {
 
     /// A distributed step, which ended (its update done) at `ended`.
     func step(_ trace: Coordinator.StepTrace, ended: ContinuousClock.Instant) {
+        queue.async { self.write(trace, ended: ended) }
+    }
+
+    private func write(_ trace: Coordinator.StepTrace, ended: ContinuousClock.Instant) {
+        let writingStarted = ContinuousClock.now
+        defer { writing += ContinuousClock.now - writingStarted }
         let args = "\"step\":\(trace.step)"
         let (begun, sent, gathered, reduced) = (nanoseconds(trace.begun), nanoseconds(trace.sent),
                                                 nanoseconds(trace.gathered), nanoseconds(trace.reduced))
@@ -171,22 +188,45 @@ final class TraceFile {
     /// An in-process step, and what its computing threads' recorders hold of it (emptied here). Their clock is read
     /// beside this one's when the trace began; spans outside the step (a validation pass) are left out.
     func step(_ step: Int, from: ContinuousClock.Instant, to: ContinuousClock.Instant, layers: [SpanRecorder]) {
+        let spans = layers.flatMap { Array($0.spans) }
+        for recorder in layers { recorder.reset() }
+        queue.async { self.write(step, from: from, to: to, spans: spans) }
+    }
+
+    private func write(_ step: Int, from: ContinuousClock.Instant, to: ContinuousClock.Instant, spans: [Span]) {
+        let writingStarted = ContinuousClock.now
+        defer { writing += ContinuousClock.now - writingStarted }
         let (start, end) = (nanoseconds(from), nanoseconds(to)), args = "\"step\":\(step)"
         span("step", process: 0, from: start, to: end, args)
-        for recorder in layers {
-            for s in recorder.spans {
-                let (first, last) = (Int64(clamping: s.start) - uptimeOrigin, Int64(clamping: s.end) - uptimeOrigin)
-                guard first >= start, last <= end else { continue }
-                name(process: 0, thread: s.thread)
-                span(spanName(s.kind, s.index), process: 0, thread: s.thread, from: first, to: last, args)
-            }
-            recorder.reset()
+        for s in spans {
+            let (first, last) = (Int64(clamping: s.start) - uptimeOrigin, Int64(clamping: s.end) - uptimeOrigin)
+            guard first >= start, last <= end else { continue }
+            name(process: 0, thread: s.thread)
+            span(spanName(s.kind, s.index), process: 0, thread: s.thread, from: first, to: last, args)
         }
         flush()
     }
 
-    /// Closes the array: the file is then strict JSON too.
-    func finish() { file.append(Array("\n]\n".utf8)) }
+    /// Closes the array: the file is then strict JSON too. Returns a line saying what writing it cost.
+    func finish() -> String {
+        queue.sync {
+            file.append(Array("\n]\n".utf8))
+            noteFailure()
+            let (spent, run) = (writing / .seconds(1), (ContinuousClock.now - origin) / .seconds(1))
+            return "--trace: \(events) events in \(file.path); writing them took "
+                + String(format: "%.3f s on a thread of their own, %.2f %% of the run's %.1f s", spent,
+                         100 * spent / max(run, 1e-9), run)
+        }
+    }
 
-    func check() throws { try file.check() }
+    /// A write that failed (a full disk), raised at the next step without waiting for the writes queued.
+    func check() throws {
+        if let failure = failure.withLock({ $0 }) { throw failure }
+    }
+
+    private let failure = Mutex<Error?>(nil)
+
+    private func noteFailure() {
+        do { try file.check() } catch { failure.withLock { $0 = $0 ?? error } }
+    }
 }

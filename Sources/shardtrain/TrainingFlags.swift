@@ -190,8 +190,9 @@ struct TrainingFlags: ParsableArguments {
         }
         try metricsFile?.check()
         try events?.check()
-        timeline?.finish()
+        let traceCost = timeline?.finish()
         try timeline?.check()
+        if let traceCost { logToStandardError(traceCost) }
         print(run.closingLines().joined(separator: "\n"))
         // The weights first: they are the run's result, written through the file opened at the start.
         try saveFile?.commit(Safetensors.encode(trainer.parameters.array, layout: run.job.model.layout,

@@ -134,8 +134,10 @@ struct FileSafetyTests {
                     "\(run.stderr)")
         }
         #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious")
-        let full = try Command.run(["train", "--config", "examples/xor.yaml", "--epochs", "1", "--metrics", "/dev/full"])
-        #expect(full.status == 2 && full.stderr.contains("--metrics /dev/full: cannot write to it"), "\(full.stderr)")
+        for flag in ["--metrics", "--trace"] {
+            let full = try Command.run(["train", "--config", "examples/xor.yaml", "--epochs", "1", flag, "/dev/full"])
+            #expect(full.status == 2 && full.stderr.contains("\(flag) /dev/full: cannot write to it"), "\(full.stderr)")
+        }
     }
 
     @Test("key files: a FIFO and another user's key are refused at once; a line that is not a public key is not echoed")

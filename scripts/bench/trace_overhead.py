@@ -53,7 +53,14 @@ def shardtrain(reduction, traced, steps, folder):
     kernel = re.search(r"oneDNN (\w+)", run.stderr)
     rates = [json.loads(line)["samples_per_second"] for line in open(metrics)][1:]  # the first epoch warms up
     os.remove(metrics)
+    writing = re.search(r"--trace: .* ([\d.]+) % of the run", run.stderr)
+    if writing:
+        WRITING.append(float(writing.group(1)))
     return statistics.median(rates), cpu, kernel.group(1) if kernel else "?"
+
+
+# The share of each traced run its trace file's thread spent writing (the run's own line at the end).
+WRITING = []
 
 
 def cpu_seconds():
@@ -127,6 +134,18 @@ def main():
                      f"{statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f}) | "
                      f"{statistics.median(cpu_off):.2f} / {statistics.median(cpu_on):.2f} | "
                      f"{statistics.median(cpu_ratios):.3f} ({min(cpu_ratios):.3f}–{max(cpu_ratios):.3f}) |")
+    if WRITING:
+        lines.append(f"Writing the trace file, on its own thread: {statistics.median(WRITING):.2f} % of a traced run's "
+                     f"time (median; {min(WRITING):.2f}–{max(WRITING):.2f} %).")
+    bench = os.path.join(ROOT, ".build", "release", "shardtrain-bench")
+    if os.path.exists(bench):
+        one = json.loads(subprocess.run([bench, "trace", "--model", "mnist-mlp", "--micro-shard", "64"],
+                                        capture_output=True, text=True, check=True).stdout)
+        lines.append(f"One worker thread, mnist-mlp, a 64-sample micro-shard ({one['kernel']}): "
+                     f"{one['untraced_pass_us']:.0f} µs untraced, {one['traced_pass_us']:.0f} µs with its "
+                     f"{one['spans_per_pass']} spans recorded ({one['traced_over_untraced']:.4f}×, medians of "
+                     f"{one['pairs']} interleaved pairs); a report of {one['report_spans']} spans encoded and decoded "
+                     f"in {one['report_encode_decode_us']:.1f} µs.")
     text = "\n".join(lines)
     print(text)
     if a.output:
