@@ -45,6 +45,7 @@ struct TraceCost: ParsableCommand {
                 traced.append(pass(traced: true)); plain.append(pass(traced: false))
             }
         }
+        _ = pass(traced: true)
         let spans = recorder.count
         // A result of four such micro-shards: their spans and a few sends, as a worker reports them.
         let entries = (0..<(4 * spans + 8)).map {
