@@ -61,6 +61,12 @@ extension Coordinator {
                 try? router.send([Message(copying: identity)] + Codec.error("\(error)", job: jobID, step: 0, worker: 0),
                                  wait: false)
             }
+            if Codec.type(of: Array(frames.dropFirst())) == .spans, let member = core.table.index(of: identity),
+               core.table[member].isActive {
+                // A member's timeline that does not decode costs it the trace, not a strike.
+                timelineRefused(member, "\(error)")
+                return
+            }
             try refused(identity, error)
             return
         }

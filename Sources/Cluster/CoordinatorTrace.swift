@@ -57,14 +57,20 @@ extension Coordinator {
         let member = core.table[index]
         if let problem = Self.problem(in: report, layers: job.model.layers.count,
                                       parts: Codec.parts(of: job.model.layout.parameterCount).count) {
-            if timelineRefusals.insert(member.id).inserted {
-                log("\(member.label) sent a timeline of step \(step) with \(problem); its timelines are left out of "
-                    + "--trace")
-            }
+            return timelineRefused(index, "step \(step)'s with \(problem)")
+        }
+        // Kept only for an assignment this member holds in this step: at most one report per assignment out.
+        guard !timelineRefusals.contains(member.id), core.round?.outstanding[report.attempt]?.member == index else {
             return
         }
-        guard !timelineRefusals.contains(member.id), timelineReports.count < 4096 else { return }
         timelineReports[TimelineKey(worker: member.id, step: step, attempt: report.attempt)] = report
+    }
+
+    /// Says once that a member's timelines are left out of the trace, and why.
+    func timelineRefused(_ member: Int, _ why: String) {
+        guard traces != nil, timelineRefusals.insert(core.table[member].id).inserted else { return }
+        log("\(core.table[member].label) sent a timeline that cannot be used (\(why)); its timelines are left out of "
+            + "--trace")
     }
 
     /// What in `report` no worker of this job records, or nil.

@@ -202,15 +202,19 @@ final class WorkerSession {
     /// The `spans` report of the result about to go: every recorder's spans, from when the assignment was in.
     private func sendTimeline(of request: AssignmentRequest) throws {
         let sent = SpanRecorder.now(), received = min(request.received, sent)
-        var entries: [TimelineReport.Entry] = []
+        var entries: [TimelineReport.Entry] = [], cut = 0
         for span in recorders.lazy.flatMap(\.spans) {
+            guard entries.count < TimelineReport.maximumEntries else {
+                cut += 1
+                continue
+            }
             let start = min(max(span.start, received), sent), end = min(max(span.end, start), sent)
             entries.append(TimelineReport.Entry(kind: span.kind.rawValue, thread: span.thread, index: span.index,
                                                 start: start - received,
                                                 duration: UInt32(min(end - start, UInt64(UInt32.max)))))
         }
         let report = TimelineReport(attempt: request.attempt, received: received, sent: sent,
-                                    dropped: UInt64(recorders.reduce(0) { $0 + $1.dropped }), entries: entries)
+                                    dropped: UInt64(recorders.reduce(cut) { $0 + $1.dropped }), entries: entries)
         try send(Codec.spans(report, job: ids.job, step: request.step, worker: ids.worker))
     }
 

@@ -27,7 +27,7 @@ final class ShardedWorker {
     // by (worker, attempt) → part → arrays.
     private var round = OwnerRound(step: 0, owning: [])
     private var order: OrderedSum?
-    private var held: [Key: [Int: [Int: PartValues]]] = [:]
+    private var held: [Key: [Int: HeldPart]] = [:]
     private var ownerStep: UInt64 { UInt64(round.step) }
     /// The memory of the means an owner sends, one per step, reused once libzmq has let go of it (messages queued for
     /// a peer that is gone hold theirs until the coordinator's next list closes that connection).
@@ -53,6 +53,18 @@ final class ShardedWorker {
     struct Key: Hashable {
         let worker: UInt32
         let attempt: UInt64
+    }
+
+    /// A contribution's arrays of one part as they come, and how many its first header said there are.
+    struct HeldPart {
+        let arrays: Int
+        var values: [Int: PartValues] = [:]
+
+        /// Every array is in: packed limbs are one; Floats, as many as the header says.
+        var isComplete: Bool {
+            if values.count == 1, case .packedLimbs = values.first!.value { return true }
+            return values.count == arrays
+        }
     }
 
     init(peers: WorkerPeers, me: UInt32, jobID: UInt64, options: TrainingOptions, weights: WorkerWeights,
@@ -120,12 +132,10 @@ final class ShardedWorker {
         guard advanceOwner(to: step) else { return }
         let part = first / Codec.partParameters, key = Key(worker: worker, attempt: attempt)
         guard !round.summed.contains(part) else { return }
-        held[key, default: [:]][part, default: [:]][array] = values
-        let kept = held[key]![part]!
-        // Its part is in once every array is: packed limbs are one; Floats, as many as the header says.
-        var complete = kept.count == arrays
-        if kept.count == 1, case .packedLimbs = kept.first!.value { complete = true }
-        if complete { try perform(round.arrived(Contribution(member: Int(worker), attempt: attempt), part: part)) }
+        held[key, default: [:]][part, default: HeldPart(arrays: arrays)].values[array] = values
+        if held[key]![part]!.isComplete {
+            try perform(round.arrived(Contribution(member: Int(worker), attempt: attempt), part: part))
+        }
     }
 
     /// The coordinator's order for `step`.
@@ -178,7 +188,7 @@ final class ShardedWorker {
     /// `part` waits again, with the contributions held for it, for an order it can sum.
     private func reopen(_ part: Int) throws {
         let still = held.compactMap { key, parts in
-            parts[part] == nil ? nil : Contribution(member: Int(key.worker), attempt: key.attempt)
+            parts[part]?.isComplete == true ? Contribution(member: Int(key.worker), attempt: key.attempt) : nil
         }
         try perform(round.reopen(part, holding: Set(still)))
     }
@@ -201,7 +211,9 @@ final class ShardedWorker {
         let out = payload.bytes.assumingMemoryBound(to: Float.self) + range.lowerBound
         for c in order.contributions {
             // Gone when refuted on another part: the part waits for the order without it.
-            guard let arrays = held[Key(worker: c.worker, attempt: c.attempt)]?[part] else { return try reopen(part) }
+            guard let arrays = held[Key(worker: c.worker, attempt: c.attempt)]?[part]?.values else {
+                return try reopen(part)
+            }
             let packed = arrays.values.contains { if case .packedLimbs = $0 { true } else { false } }
             let expected = packed ? 1 : Self.floatArrays(c, reduction: reduction)
             if arrays.count != expected {
@@ -213,7 +225,7 @@ final class ShardedWorker {
         var copies: [UnsafeMutablePointer<Float>] = []
         defer { for copy in copies { copy.deallocate() } }
         for c in order.contributions {
-            let arrays = held[Key(worker: c.worker, attempt: c.attempt)]![part]!
+            let arrays = held[Key(worker: c.worker, attempt: c.attempt)]![part]!.values
             for array in arrays.keys.sorted() {
                 switch arrays[array]! {
                 case .packedLimbs(let message, let saw):

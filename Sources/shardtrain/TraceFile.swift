@@ -121,8 +121,19 @@ final class TraceFile: @unchecked Sendable {
 
     /// A distributed step, which ended (its update done) at `ended`.
     func step(_ trace: Coordinator.StepTrace, ended: ContinuousClock.Instant) {
-        queue.async { self.write(trace, ended: ended) }
+        inFlight.wait()
+        queue.async {
+            self.write(trace, ended: ended)
+            self.inFlight.signal()
+        }
     }
+
+    /// Steps handed over and not yet written, at most: a disk slower than the steps slows the run rather than
+    /// filling memory.
+    private let inFlight = DispatchSemaphore(value: 16)
+
+    /// Waits until every step handed over is written (a run that stops early keeps its last steps).
+    func drain() { queue.sync {} }
 
     private func write(_ trace: Coordinator.StepTrace, ended: ContinuousClock.Instant) {
         let writingStarted = ContinuousClock.now
@@ -185,12 +196,16 @@ final class TraceFile: @unchecked Sendable {
         span("result out", process: result.worker, from: started + computing, to: arrived, args)
     }
 
-    /// An in-process step, and what its computing threads' recorders hold of it (emptied here). Their clock is read
-    /// beside this one's when the trace began; spans outside the step (a validation pass) are left out.
+    /// An in-process step, and what its computing threads' recorders hold of it (emptied here; evaluation records
+    /// nothing). Their clock is read beside this one's when the trace began.
     func step(_ step: Int, from: ContinuousClock.Instant, to: ContinuousClock.Instant, layers: [SpanRecorder]) {
         let spans = layers.flatMap { Array($0.spans) }
         for recorder in layers { recorder.reset() }
-        queue.async { self.write(step, from: from, to: to, spans: spans) }
+        inFlight.wait()
+        queue.async {
+            self.write(step, from: from, to: to, spans: spans)
+            self.inFlight.signal()
+        }
     }
 
     private func write(_ step: Int, from: ContinuousClock.Instant, to: ContinuousClock.Instant, spans: [Span]) {
@@ -199,8 +214,9 @@ final class TraceFile: @unchecked Sendable {
         let (start, end) = (nanoseconds(from), nanoseconds(to)), args = "\"step\":\(step)"
         span("step", process: 0, from: start, to: end, args)
         for s in spans {
-            let (first, last) = (Int64(clamping: s.start) - uptimeOrigin, Int64(clamping: s.end) - uptimeOrigin)
-            guard first >= start, last <= end else { continue }
+            // Read beside the step's own clock: kept inside the step, which they are (a clock read apart may not be).
+            let first = min(max(Int64(clamping: s.start) - uptimeOrigin, start), end)
+            let last = min(max(Int64(clamping: s.end) - uptimeOrigin, first), end)
             name(process: 0, thread: s.thread)
             span(spanName(s.kind, s.index), process: 0, thread: s.thread, from: first, to: last, args)
         }

@@ -123,6 +123,7 @@ struct TrainingFlags: ParsableArguments {
         let timeline = try trace.map { try TraceFile($0, process: coordinator == nil ? "train" : "coordinator") }
         if timeline != nil { coordinator?.traces = [] }
         let layerSpans = timeline == nil ? nil : trainer.recordLayers()
+        defer { timeline?.drain() }
         var stepStart = ContinuousClock.now
         func census() {
             guard let figures, let c = coordinator?.census() else { return }

@@ -107,10 +107,8 @@ def main():
         for _ in range(repeats):
             for mode, traced in configs:
                 if mode == "ddp":
-                    got = ddp(traced, steps, folder)
-                    if got is None:
-                        continue
-                    rate, cpu = got
+                    # A run that printed nothing leaves a gap, so each repeat's pair stays a pair.
+                    rate, cpu = ddp(traced, steps, folder) or (None, None)
                 else:
                     rate, cpu, kernel = shardtrain(mode, traced, steps, folder)
                 rates[(mode, traced)].append(rate)
@@ -123,12 +121,14 @@ def main():
              "| --- | --- | --- | --- | --- | --- |"]
     for mode, label in [("exact", "shardtrain exact, --trace"), ("fast", "shardtrain fast, --trace"),
                         ("ddp", "DDP, torch.profiler")]:
-        off, on = rates[(mode, False)], rates[(mode, True)]
-        if not off or not on:
+        pairs = [(a, b, c, d) for a, b, c, d in zip(rates[(mode, False)], rates[(mode, True)], cpus[(mode, False)],
+                                                    cpus[(mode, True)]) if None not in (a, b, c, d)]
+        if not pairs:
             lines.append(f"| {label} | n/a | n/a | n/a | n/a | n/a |")
             continue
+        off, on = [p[0] for p in pairs], [p[1] for p in pairs]
         ratios = [b / a for a, b in zip(off, on)]
-        cpu_off, cpu_on = cpus[(mode, False)], cpus[(mode, True)]
+        cpu_off, cpu_on = [p[2] for p in pairs], [p[3] for p in pairs]
         cpu_ratios = [b / a for a, b in zip(cpu_off, cpu_on)]
         lines.append(f"| {label} | {statistics.median(off):,.0f} | {statistics.median(on):,.0f} | "
                      f"{statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f}) | "

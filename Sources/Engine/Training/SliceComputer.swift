@@ -115,6 +115,10 @@ package final class SliceComputer {
     }
 
     private func forEachChunk(of data: Dataset, parameters: UnsafePointer<Float>, _ body: (Int, Int) -> Void) {
+        // Evaluation and prediction are no step's: a trace's recorder keeps its room for the steps.
+        let spans = network.spans
+        network.spans = nil
+        defer { network.spans = spans }
         var start = 0
         while start < data.count {
             let rows = min(network.capacity, data.count - start)

@@ -29,8 +29,8 @@ package struct TimelineReport: Equatable, Sendable {
         (self.attempt, self.received, self.sent, self.dropped, self.entries) = (attempt, received, sent, dropped, entries)
     }
 
-    /// Entries a report may carry.
-    package static let maximumEntries = 1 << 16
+    /// Entries a report may carry: 512 KiB, inside the smallest frame a coordinator accepts (1 MiB).
+    package static let maximumEntries = 1 << 15
     static let entryBytes = 16
 }
 
@@ -46,9 +46,15 @@ struct SpansFields: HeaderFields {
     }
 
     init(checking f: [UInt64]) throws(WireError) {
-        guard f[2] >= f[1], f[2] - f[1] < 1 << 50, f[3] <= UInt64(TimelineReport.maximumEntries), f[4] < 1 << 32 else {
-            throw .badField(.spans, "received \(f[1]) ns after sent \(f[2]) ns or over 13 days before it, \(f[3]) "
-                + "spans (at most \(TimelineReport.maximumEntries)) or \(f[4]) dropped")
+        // A worker's clock counts nanoseconds since its machine booted: far below 2^62 (146 years).
+        guard f[2] < 1 << 62 else { throw .badField(.spans, "sent at \(f[2]) ns, beyond 2^62") }
+        guard f[1] <= f[2], f[2] - f[1] < 1 << 50 else {
+            throw .badField(.spans, "received at \(f[1]) ns, after its report was sent at \(f[2]) ns or 13 days "
+                + "before it")
+        }
+        guard f[3] <= UInt64(TimelineReport.maximumEntries), f[4] < 1 << 32 else {
+            throw .badField(.spans, "\(f[3]) spans (at most \(TimelineReport.maximumEntries)) or \(f[4]) dropped "
+                + "(under 2^32)")
         }
         (attempt, received, sent, count, dropped) = (f[0], f[1], f[2], f[3], f[4])
     }

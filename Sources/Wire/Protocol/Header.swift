@@ -13,6 +13,8 @@
 package struct Header: Sendable, Equatable {
     package static let magic: UInt32 = 0x4E52_5453
     package static let protocolVersion: UInt16 = 12
+    /// Steps a header may carry, exclusive.
+    package static let stepLimit: UInt64 = 1 << 62
     package static let byteCount = 80
 
     package var type: MessageType
@@ -59,7 +61,10 @@ package struct Header: Sendable, Equatable {
         guard version == protocolVersion else { throw .version(theirs: version, ours: protocolVersion) }
         let rawType = get(6, UInt16.self)
         guard let type = MessageType(rawValue: rawType) else { throw .unknownType(rawType) }
-        return Header(type: type, job: get(8, UInt64.self), step: get(16, UInt64.self), worker: get(24, UInt32.self),
+        // A step every receiver can hold as an Int and count on from: no run takes 2^62 steps.
+        let step = get(16, UInt64.self)
+        guard step < Header.stepLimit else { throw .badField(type, "step \(step) beyond 2^62") }
+        return Header(type: type, job: get(8, UInt64.self), step: step, worker: get(24, UInt32.self),
                       frames: get(28, UInt32.self), fields: (0..<6).map { get(32 + 8 * $0, UInt64.self) })
     }
 }
@@ -81,7 +86,7 @@ package enum MessageType: UInt16, Sendable, CaseIterable {
     /// Coordinator → worker: micro-shards to compute for `step`. Fields: epoch, batch, attempt (unique within the
     /// step; the gradient echoes it, so a late answer to a range since given to another worker is recognised), the
     /// result slot (0: send the values; k: slot k − 1 of the worker's result region), 1 to send the values in
-    /// `gradientPart`s (then the gradient's frame is empty), 1 to send a `spans` report after the result.
+    /// `gradientPart`s (then the gradient's frame is empty), 1 to send a `spans` report with the result.
     /// Frame: ranges as `(start u32, end u32)` pairs, ascending and disjoint.
     case assignment = 4
     /// Worker → coordinator: the gradient sum for `step`. Fields: samples, correct, loss (two i64 limbs, or a
