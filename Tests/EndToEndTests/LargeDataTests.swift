@@ -28,10 +28,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: folder) }
         // 32,000 samples of 1,000 features in 4 float32 files (kept small: other suites run beside this one), and the same rows as one float64 file (read and
         // converted into memory: the reference).
-        let make = Process()
-        make.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        make.currentDirectoryURL = URL(fileURLWithPath: folder)
-        make.arguments = ["python3", "-c", """
+        try Self.python("""
             import numpy as np
             rng = np.random.default_rng(5)
             parts = [rng.standard_normal((8000, 1000), dtype=np.float32) for _ in range(4)]
@@ -48,10 +45,7 @@ import Testing
                 os.fsync(fd)
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
                 os.close(fd)
-            """]
-        try make.run()
-        make.waitUntilExit()
-        try #require(make.terminationStatus == 0, "numpy is needed to write the data")
+            """, in: folder)
         let job = """
             model:
               layers:
@@ -74,20 +68,12 @@ import Testing
                                          "--save", folder + "/whole.st"])
         #expect(reference.status == 0, "\(reference.stderr)")
 
-        let cgroup = root.folder + "/shardtrain-test-\(getpid())"
-        try FileManager.default.createDirectory(atPath: cgroup, withIntermediateDirectories: false)
-        defer { rmdir(cgroup) }
         let limit = 64 << 20
-        try "\(limit)".write(toFile: cgroup + "/" + root.limitFile, atomically: false, encoding: .utf8)
-        // The shell joins the cgroup, then becomes shardtrain: nothing else runs in it.
-        let limited = try Command.run(["/bin/sh", "-c", "echo $$ > \(cgroup)/cgroup.procs && exec \"$0\" \"$@\"",
-                                       Command.binary.path, "train", "--config", folder + "/sharded.yaml", "--threads",
-                                       "1", "--save", folder + "/sharded.st"], raw: true)
+        let (limited, peak) = try Self.trainLimited(folder + "/sharded.yaml", saving: folder + "/sharded.st", root: root,
+                                                    limit: limit)
         #expect(limited.status == 0, "\(limited.stderr)")
         #expect(limited.stdout == reference.stdout, "the same printed lines")
         #expect(try Self.sha256(folder + "/sharded.st") == Self.sha256(folder + "/whole.st"))
-        let peak = root.peakFile.flatMap { try? String(contentsOfFile: cgroup + "/" + $0, encoding: .utf8) }
-            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         print("LargeDataTests: 128,000,000 bytes of features under a limit of \(limit) bytes; the cgroup's peak: "
             + "\(peak.map(String.init) ?? "not reported")")
         // The data's pages went through the cgroup (its usage reached the limit and was reclaimed), and no further.
@@ -104,10 +90,7 @@ import Testing
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         // 92,000 images of 28 × 28 pixels whose class is in their brightness, as MNIST's files are laid out.
-        let make = Process()
-        make.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        make.currentDirectoryURL = URL(fileURLWithPath: folder)
-        make.arguments = ["python3", "-c", """
+        try Self.python("""
             import gzip, os, struct
             import numpy as np
             rng = np.random.default_rng(7)
@@ -123,10 +106,7 @@ import Testing
             os.fsync(fd)
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             os.close(fd)
-            """]
-        try make.run()
-        make.waitUntilExit()
-        try #require(make.terminationStatus == 0, "numpy is needed to write the data")
+            """, in: folder)
         let job = """
             model:
               layers:
@@ -150,23 +130,44 @@ import Testing
                                          "--save", folder + "/gzipped.st"])
         #expect(reference.status == 0, "\(reference.stderr)")
 
-        let cgroup = root.folder + "/shardtrain-test-idx-\(getpid())"
-        try FileManager.default.createDirectory(atPath: cgroup, withIntermediateDirectories: false)
-        defer { rmdir(cgroup) }
         let limit = 64 << 20
-        try "\(limit)".write(toFile: cgroup + "/" + root.limitFile, atomically: false, encoding: .utf8)
-        let limited = try Command.run(["/bin/sh", "-c", "echo $$ > \(cgroup)/cgroup.procs && exec \"$0\" \"$@\"",
-                                       Command.binary.path, "train", "--config", folder + "/mapped.yaml", "--threads",
-                                       "1", "--save", folder + "/mapped.st"], raw: true)
+        let (limited, peak) = try Self.trainLimited(folder + "/mapped.yaml", saving: folder + "/mapped.st", root: root,
+                                                    limit: limit)
         #expect(limited.status == 0, "\(limited.stderr)")
         #expect(limited.stdout.replacingOccurrences(of: "images-idx3-ubyte", with: "images-idx3-ubyte.gz")
             == reference.stdout, "the same printed lines")
         #expect(try Self.sha256(folder + "/mapped.st") == Self.sha256(folder + "/gzipped.st"))
-        let peak = root.peakFile.flatMap { try? String(contentsOfFile: cgroup + "/" + $0, encoding: .utf8) }
-            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         print("LargeDataTests: 72,128,016 bytes of IDX images under a limit of \(limit) bytes; the cgroup's peak: "
             + "\(peak.map(String.init) ?? "not reported")")
         if let peak { #expect(peak <= limit, "peak \(peak)") }
+    }
+
+    /// Runs a numpy script in `folder`: the data a test trains on.
+    static func python(_ script: String, in folder: String) throws {
+        let make = Process()
+        make.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        make.currentDirectoryURL = URL(fileURLWithPath: folder)
+        make.arguments = ["python3", "-c", script]
+        try make.run()
+        make.waitUntilExit()
+        try #require(make.terminationStatus == 0, "numpy is needed to write the data")
+    }
+
+    /// Trains `config` in-process, saving to `save`, in a new cgroup limited to `limit` bytes (removed after): the run,
+    /// and the cgroup's peak where the kernel reports one.
+    static func trainLimited(_ config: String, saving save: String, root: (folder: String, limitFile: String,
+                             peakFile: String?), limit: Int) throws -> (Command.Result, Int?) {
+        let cgroup = root.folder + "/shardtrain-test-\(getpid())-\((config as NSString).lastPathComponent)"
+        try FileManager.default.createDirectory(atPath: cgroup, withIntermediateDirectories: false)
+        defer { rmdir(cgroup) }
+        try "\(limit)".write(toFile: cgroup + "/" + root.limitFile, atomically: false, encoding: .utf8)
+        // The shell joins the cgroup, then becomes shardtrain: nothing else runs in it.
+        let run = try Command.run(["/bin/sh", "-c", "echo $$ > \(cgroup)/cgroup.procs && exec \"$0\" \"$@\"",
+                                   Command.binary.path, "train", "--config", config, "--threads", "1", "--save", save],
+                                  raw: true)
+        let peak = root.peakFile.flatMap { try? String(contentsOfFile: cgroup + "/" + $0, encoding: .utf8) }
+            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        return (run, peak)
     }
 
     static func sha256(_ path: String) throws -> String {
