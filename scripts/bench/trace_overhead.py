@@ -13,33 +13,25 @@ import resource
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, ".build", "release", "shardtrain")
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+from scaling import BIN, JOB  # noqa: E402  (one mnist-mlp job text for the benchmarks)
 
-JOB = """model:
-  inputs: 784
-  layers:
-    - {{units: 512, activation: relu}}
-    - {{units: 256, activation: relu}}
-    - {{units: 10, activation: softmax}}
-loss: cross_entropy
-optimizer: {{name: sgd, lr: 0.01, momentum: 0.9}}
-batch_size: 512
-steps: {steps}
-micro_shard: 64
-reduction: {reduction}
-seed: 3
-data: {{builtin: blobs, samples: 2048, classes: 10, features: 784, noise: 1.0}}
-"""
+
+def job_text(reduction, steps):
+    """mnist-mlp, SGD momentum, a batch of 512 in 64-sample micro-shards, 2,048 samples."""
+    return JOB.format(optimizer="{name: sgd, lr: 0.01, momentum: 0.9}", batch=512, steps=steps, reduction=reduction,
+                      samples=2048).replace("micro_shard: 128", "micro_shard: 64")
 
 
 def shardtrain(reduction, traced, steps, folder):
     job = os.path.join(folder, f"{reduction}.yaml")
     with open(job, "w") as f:
-        f.write(JOB.format(steps=steps, reduction=reduction))
+        f.write(job_text(reduction, steps))
     metrics = os.path.join(folder, "metrics.jsonl")
     command = [BIN, "train", "--config", job, "--metrics", metrics, "--threads", "1", "--workers", "2",
                "--log-every", "1000000", "--no-progress"]
@@ -53,14 +45,11 @@ def shardtrain(reduction, traced, steps, folder):
     kernel = re.search(r"oneDNN (\w+)", run.stderr)
     rates = [json.loads(line)["samples_per_second"] for line in open(metrics)][1:]  # the first epoch warms up
     os.remove(metrics)
+    # The share of a traced run its trace file's thread spent writing (the run's own closing line).
     writing = re.search(r"--trace: .* ([\d.]+) % of the run", run.stderr)
-    if writing:
-        WRITING.append(float(writing.group(1)))
-    return statistics.median(rates), cpu, kernel.group(1) if kernel else "?"
+    return (statistics.median(rates), cpu, kernel.group(1) if kernel else "?",
+            float(writing.group(1)) if writing else None)
 
-
-# The share of each traced run its trace file's thread spent writing (the run's own line at the end).
-WRITING = []
 
 
 def cpu_seconds():
@@ -102,7 +91,7 @@ def main():
     configs = [("exact", False), ("exact", True), ("fast", False), ("fast", True), ("ddp", False), ("ddp", True)]
     rates = {c: [] for c in configs}
     cpus = {c: [] for c in configs}
-    kernel = "?"
+    kernel, writing_shares = "?", []
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(repeats):
             for mode, traced in configs:
@@ -110,7 +99,9 @@ def main():
                     # A run that printed nothing leaves a gap, so each repeat's pair stays a pair.
                     rate, cpu = ddp(traced, steps, folder) or (None, None)
                 else:
-                    rate, cpu, kernel = shardtrain(mode, traced, steps, folder)
+                    rate, cpu, kernel, writing = shardtrain(mode, traced, steps, folder)
+                    if writing is not None:
+                        writing_shares.append(writing)
                 rates[(mode, traced)].append(rate)
                 cpus[(mode, traced)].append(cpu)
     lines = [f"CPU: {cpu_name()}, {os.cpu_count()} cores; shardtrain products on oneDNN {kernel}; "
@@ -134,9 +125,9 @@ def main():
                      f"{statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f}) | "
                      f"{statistics.median(cpu_off):.2f} / {statistics.median(cpu_on):.2f} | "
                      f"{statistics.median(cpu_ratios):.3f} ({min(cpu_ratios):.3f}–{max(cpu_ratios):.3f}) |")
-    if WRITING:
-        lines.append(f"Writing the trace file, on its own thread: {statistics.median(WRITING):.2f} % of a traced run's "
-                     f"time (median; {min(WRITING):.2f}–{max(WRITING):.2f} %).")
+    if writing_shares:
+        lines.append(f"Writing the trace file, on its own thread: {statistics.median(writing_shares):.2f} % of a traced "
+                     f"run's time (median; {min(writing_shares):.2f}–{max(writing_shares):.2f} %).")
     bench = os.path.join(ROOT, ".build", "release", "shardtrain-bench")
     if os.path.exists(bench):
         one = json.loads(subprocess.run([bench, "trace", "--model", "mnist-mlp", "--micro-shard", "64"],
