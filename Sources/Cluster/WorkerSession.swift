@@ -11,7 +11,7 @@ struct AssignmentRequest {
     /// The slot of this worker's result region to leave the result in (nil: in a message).
     var resultSlot: Int?
     var inParts: Bool
-    /// Send a `spans` report of this result after it (`--trace`).
+    /// Send a `spans` report of this result with it, just before its last message (`--trace`).
     var traced = false
     /// When the assignment was in (`SpanRecorder.now()`), for the report.
     var received: UInt64 = 0
@@ -153,7 +153,7 @@ final class WorkerSession {
         let sum = sums[index], payload = outgoing[index]
         turn = 1 - turn
         let timeline = request.traced ? startTimeline() : nil
-        defer { if timeline != nil { for computer in slices.computers { computer.network.spans = nil } } }
+        defer { if timeline != nil { slices.recordSpans(nil) } }
         try waitUntilIdle(payload, request.step)
         timeline?.record(.waiting, 0, from: request.received)
         let started = now()
@@ -178,13 +178,11 @@ final class WorkerSession {
             UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!).storeBytes(of: Int64.max / 2, as: Int64.self)
         }
         #endif
-        // A traced result's report goes just before its last message, so the coordinator has it when the result is in.
-        let report = { () throws in if timeline != nil { try self.sendTimeline(of: request) } }
         if let sender {
-            try sendParts(request, sender, sum: sum, statistics: statistics, floatShards: floatShards, report: report)
+            try sendParts(request, sender, sum: sum, statistics: statistics, floatShards: floatShards)
         } else {
             try sendWhole(request, sum: sum, payload: payload, index: index, statistics: statistics, slot: slot,
-                          floatShards: floatShards, timeline: timeline, report: report)
+                          floatShards: floatShards, timeline: timeline)
         }
     }
 
@@ -193,13 +191,14 @@ final class WorkerSession {
 
     /// Empties the recorders and hands the computing threads theirs; returns this thread's.
     private func startTimeline() -> SpanRecorder {
-        if recorders.isEmpty { recorders = (0...slices.computers.count).map { SpanRecorder(thread: UInt8(min($0, 255))) } }
+        if recorders.isEmpty { recorders = [SpanRecorder(thread: 0)] + slices.makeRecorders() }
         for recorder in recorders { recorder.reset() }
-        for (i, computer) in slices.computers.enumerated() { computer.network.spans = recorders[i + 1] }
+        slices.recordSpans(Array(recorders.dropFirst()))
         return recorders[0]
     }
 
-    /// The `spans` report of the result about to go: every recorder's spans, from when the assignment was in.
+    /// A traced result's `spans` report: every recorder's spans, from when the assignment was in. Sent just before the
+    /// result's last message, so the coordinator has it when the result is in.
     private func sendTimeline(of request: AssignmentRequest) throws {
         let sent = SpanRecorder.now(), received = min(request.received, sent)
         var entries: [TimelineReport.Entry] = [], cut = 0
@@ -249,8 +248,7 @@ final class WorkerSession {
     /// The result's header and its values: in the region (an empty frame), as Floats, packed limbs (only when smaller,
     /// which they always are for real gradients) or limbs.
     private func sendWhole(_ request: AssignmentRequest, sum: GradientSum, payload: SharedPayload, index: Int,
-                           statistics: ExactSummary, slot: Int?, floatShards: Int, timeline: SpanRecorder?,
-                           report: () throws -> Void) throws {
+                           statistics: ExactSummary, slot: Int?, floatShards: Int, timeline: SpanRecorder?) throws {
         var values: Message?, packed = false
         if slot != nil {
             values = try Message(copying: [UInt8]())
@@ -268,7 +266,7 @@ final class WorkerSession {
                 packed = true
             }
         }
-        try report()
+        if timeline != nil { try sendTimeline(of: request) }
         try send([header(request, statistics, slot: slot, packed: packed, floatShards: floatShards),
                   values ?? Message(sharing: payload)])
     }
@@ -306,7 +304,7 @@ final class WorkerSession {
 
     /// Sends what `sender` has not (an exact sum's limbs packed part by part), then the result's counts.
     private func sendParts(_ request: AssignmentRequest, _ sender: PartSender, sum: GradientSum,
-                           statistics: ExactSummary, floatShards: Int, report: () throws -> Void) throws {
+                           statistics: ExactSummary, floatShards: Int) throws {
         if options.reduction == .exact && floatShards == 0 {
             let out = try packedParts.payload(byteCount: cexact_pack_bound(parameterCount)) {
                 try waitUntilIdle($0, request.step)
@@ -315,7 +313,7 @@ final class WorkerSession {
         }
         if let failure = sender.failure { throw failure }
         try sender.sendParts()
-        try report()
+        if sender.spans != nil { try sendTimeline(of: request) }
         try send([header(request, statistics, inParts: true), Message(copying: [UInt8]())])
     }
 

@@ -121,23 +121,28 @@ final class TraceFile: @unchecked Sendable {
 
     /// A distributed step, which ended (its update done) at `ended`.
     func step(_ trace: Coordinator.StepTrace, ended: ContinuousClock.Instant) {
-        inFlight.wait()
-        queue.async {
-            self.write(trace, ended: ended)
-            self.inFlight.signal()
-        }
+        enqueue { self.write(trace, ended: ended) }
     }
 
     /// Steps handed over and not yet written, at most: a disk slower than the steps slows the run rather than
     /// filling memory.
     private let inFlight = DispatchSemaphore(value: 16)
 
+    /// Hands a step's writing to the queue (waiting while 16 are queued), and counts the time it takes there.
+    private func enqueue(_ work: @escaping @Sendable () -> Void) {
+        inFlight.wait()
+        queue.async {
+            let started = ContinuousClock.now
+            work()
+            self.writing += ContinuousClock.now - started
+            self.inFlight.signal()
+        }
+    }
+
     /// Waits until every step handed over is written (a run that stops early keeps its last steps).
     func drain() { queue.sync {} }
 
     private func write(_ trace: Coordinator.StepTrace, ended: ContinuousClock.Instant) {
-        let writingStarted = ContinuousClock.now
-        defer { writing += ContinuousClock.now - writingStarted }
         let args = "\"step\":\(trace.step)"
         let (begun, sent, gathered, reduced) = (nanoseconds(trace.begun), nanoseconds(trace.sent),
                                                 nanoseconds(trace.gathered), nanoseconds(trace.reduced))
@@ -201,16 +206,10 @@ final class TraceFile: @unchecked Sendable {
     func step(_ step: Int, from: ContinuousClock.Instant, to: ContinuousClock.Instant, layers: [SpanRecorder]) {
         let spans = layers.flatMap { Array($0.spans) }
         for recorder in layers { recorder.reset() }
-        inFlight.wait()
-        queue.async {
-            self.write(step, from: from, to: to, spans: spans)
-            self.inFlight.signal()
-        }
+        enqueue { self.write(step, from: from, to: to, spans: spans) }
     }
 
     private func write(_ step: Int, from: ContinuousClock.Instant, to: ContinuousClock.Instant, spans: [Span]) {
-        let writingStarted = ContinuousClock.now
-        defer { writing += ContinuousClock.now - writingStarted }
         let (start, end) = (nanoseconds(from), nanoseconds(to)), args = "\"step\":\(step)"
         span("step", process: 0, from: start, to: end, args)
         for s in spans {

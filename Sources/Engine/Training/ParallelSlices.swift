@@ -93,6 +93,16 @@ package final class ParallelSlices {
         }
     }
 
+    /// `--trace`: a recorder for each computing thread, numbered from 1 (0 is the caller's own).
+    package func makeRecorders() -> [SpanRecorder] {
+        computers.indices.map { SpanRecorder(thread: UInt8(min($0 + 1, 255))) }
+    }
+
+    /// Each computing thread's layers go into its recorder from now on (`recorders` from `makeRecorders`; nil: none).
+    package func recordSpans(_ recorders: [SpanRecorder]?) {
+        for (i, computer) in computers.enumerated() { computer.network.spans = recorders?[i] }
+    }
+
     /// Thread `thread`'s contiguous run of `range`, as even as whole units allow.
     func share(of range: Range<Int>, thread: Int) -> Range<Int> {
         let base = range.count / threads, extra = range.count % threads

@@ -44,11 +44,9 @@ package final class Trainer {
     /// on (nil when the gradients come from workers, which record their own).
     package func recordLayers() -> [SpanRecorder]? {
         guard let local = source as? LocalGradientSource else { return nil }
-        return local.slices.computers.enumerated().map { index, computer in
-            let recorder = SpanRecorder(thread: UInt8(min(index + 1, 255)))
-            computer.network.spans = recorder
-            return recorder
-        }
+        let recorders = local.slices.makeRecorders()
+        local.slices.recordSpans(recorders)
+        return recorders
     }
 
     /// A trainer starting from `initialParameters`, or from the seeded initialisation when nil.
