@@ -83,6 +83,10 @@ extension Coordinator {
             try meanArrived(mean, step: Int(envelope.header.step), from: identity)
             return
         }
+        if case .spotValues(let answer) = envelope.payload {
+            try spotValuesArrived(answer, step: Int(envelope.header.step), from: identity)
+            return
+        }
         if case .spans(let report) = envelope.payload {
             timelineArrived(report, step: Int(envelope.header.step), from: identity)
             return
@@ -214,6 +218,8 @@ extension Coordinator {
             return try Codec.peers(list, job: jobID, step: UInt64(core.round?.step ?? 0))
         case .sumOrder(let order, let step):
             return try Codec.sumOrder(order, job: jobID, step: UInt64(step))
+        case .spotCheck(let check, let step):
+            return try Codec.spotCheck(check, job: jobID, step: UInt64(step))
         case .weightsPart(let step, let part):
             guard let made = partStep else { return [] }
             let range = made.parts.parts[part]

@@ -18,6 +18,10 @@ struct ShardedRun {
     var orderedRevision: Int?
     /// When that order went out: an owner whose mean has not come within --worker-timeout of it is lost.
     var orderedAt: ContinuousClock.Instant?
+    /// That order's contributions and the member of each, as the spot checks ask them.
+    var ordered: (contributions: [OrderedContribution], members: [Int])?
+    /// Parts whose mean came and is being checked, by part.
+    var checks: [Int: PartCheck] = [:]
     /// A member of the layout was lost: a lost owner may have sent a part's mean to some members and not others, so
     /// every member starts the next step from the coordinator's weights and optimizer state.
     var resetReplicas = false
@@ -72,7 +76,7 @@ extension Coordinator {
         }
         core.eligible = Set(members)
         (sharded.order, sharded.ready, sharded.begun) = (order, [], begun)
-        sharded.orderedRevision = nil
+        (sharded.orderedRevision, sharded.ordered, sharded.checks) = (nil, nil, [:])
         // Every member hears the step's weights now, assigned work or not: those that applied every mean of the last
         // step make them; the others are sent them with the optimizer's state.
         for member in members {
@@ -113,15 +117,17 @@ extension Coordinator {
         }
     }
 
-    /// An owner that has not sent a part's mean within --worker-timeout of the order is lost (its parts move, and the
-    /// step is computed again): a step never waits for good on one member.
+    /// An owner that has not sent a part's mean within --worker-timeout of the order, or a contributor that has not
+    /// answered its check, is lost (parts move, and the step is computed again): a step never waits for good on one
+    /// member.
     private func loseSilentOwner() throws {
         guard awaitingMeans, let since = sharded.orderedAt, let step = sharded.step else { return }
         let waited = clock.now - since
         guard waited > settings.workerTimeout,
               let part = step.layout.owners.indices.first(where: { !step.applied.contains($0) }) else { return }
         sharded.orderedAt = clock.now
-        try perform(core.lost(step.layout.owners[part], .tooSlow(waited)))
+        let silent = sharded.checks[part].flatMap { check in check.missing.map { check.members[$0] } }
+        try perform(core.lost(silent ?? step.layout.owners[part], .tooSlow(waited)))
     }
 
     /// The layout's members and owners, to every member.
@@ -150,17 +156,18 @@ extension Coordinator {
         guard case .order(let sum)? = sharded.step!.covered(by: contributions, samples: order.batch.count).first else {
             return
         }
+        (sharded.ordered, sharded.checks) = ((results.map { r in OrderedContribution(
+            worker: core.table[r.member].id, firstMicroShard: r.firstMicroShard, microShards: r.microShards,
+            attempt: r.frame.attempt) }, results.map(\.member)), [:])
         let wire = OrderedSum(
             revision: sum.revision, samples: sum.samples, learningRate: order.learningRate,
             optimizerStep: order.optimizer.steps,
-            contributions: results.map { r in
-                OrderedContribution(worker: core.table[r.member].id, firstMicroShard: r.firstMicroShard,
-                                    microShards: r.microShards, attempt: r.frame.attempt)
-            })
+            contributions: sharded.ordered!.contributions)
         try perform(sharded.members.map { .send(member: $0, .sumOrder(wire, step: order.step)) })
     }
 
-    /// A part's mean from an owner: copied where the trainer reads the step's gradient, once, from the part's owner.
+    /// A part's mean from an owner: from the part's owner, for the order in force, once, copied where the trainer reads
+    /// the step's gradient and checked before the trainer applies it.
     func meanArrived(_ mean: MeanPart, step: Int, from identity: [UInt8]) throws {
         guard let member = core.table.index(of: identity), core.table[member].isActive else { return }
         core.table[member].lastHeard = clock.now
@@ -173,11 +180,11 @@ extension Coordinator {
                 + "\(order.optimizer.steps) and \(order.batch.count)")))
             return
         }
-        let actions = bookkeeping.meanArrived(part: part, from: member)
+        let actions = bookkeeping.meanArrived(part: part, from: member, revision: mean.revision)
         sharded.step = bookkeeping
-        guard actions.contains(.apply(part: part)) else { return }
+        guard actions.contains(.check(part: part)) else { return }
         mean.values.copy(into: order.mean + mean.range.lowerBound)
-        sharded.ready.append(part)
+        try startCheck(part: part, owner: member, revision: mean.revision, step: step)
     }
 
     /// An owner found a contribution to its part no possible sum: the member that sent it is lost, named with the
@@ -215,7 +222,7 @@ extension Coordinator {
         if settings.verbose { logStep(round) }
         core.partsComplete = { _ in false }
         stepWeights = .none
-        (sharded.order, sharded.step) = (nil, nil)
+        (sharded.order, sharded.step, sharded.ordered, sharded.checks) = (nil, nil, nil, [:])
     }
 
     /// A member of the layout is lost. Mid-step, its parts go to the members left (`ShardedStep.lost`), who are told,
@@ -241,7 +248,7 @@ extension Coordinator {
         core.eligible = Set(remaining)
         try sendPeers()
         core.retractStep()
-        sharded.orderedRevision = nil
+        (sharded.orderedRevision, sharded.ordered, sharded.checks) = (nil, nil, [:])
         if case .moved(let parts)? = moved.first {
             log("step \(step.step): \(label)'s \(parts.count) part\(parts.count == 1 ? "" : "s") of the sum moved to "
                 + Set(parts.map { "w\(core.table[$0.owner].id)" }).sorted().joined(separator: ", ")

@@ -62,6 +62,15 @@ final class WorkerSession {
     private let beat: () -> Void
     /// Sharded layout: where each part of a result goes (its owner), instead of to the coordinator.
     var route: ((Int, [Message]) throws -> Void)?
+    /// The results still in memory, for the coordinator's spot checks: each one's step, attempt, sum and Float arrays.
+    private var heldResults: [HeldResult] = []
+
+    struct HeldResult {
+        let step: UInt64, attempt: UInt64
+        let index: Int
+        /// Exact results sent as micro-shards' Floats: how many.
+        let floatShards: Int
+    }
 
     #if DEBUG
     private static let flipsBit = ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_FLIP_BIT"] == "1"
@@ -167,6 +176,7 @@ final class WorkerSession {
         let sender = request.inParts ? partSender(request, payload: payload, floatShards: floatShards) : nil
         sender?.spans = timeline
         defer { slices.computers[0].network.onLayerGradient = nil }
+        heldResults.removeAll { $0.index == index }
         let statistics = compute(request, batch: batch, into: sum, payload: payload, floatShards: floatShards)
         #if DEBUG
         if let delay = Self.computeDelay { Thread.sleep(forTimeInterval: Double(delay) / 1000) }
@@ -178,12 +188,45 @@ final class WorkerSession {
             UnsafeMutableRawPointer(mutating: sum.valueBytes.baseAddress!).storeBytes(of: Int64.max / 2, as: Int64.self)
         }
         #endif
+        heldResults.append(HeldResult(step: request.step, attempt: request.attempt, index: index, floatShards: floatShards))
         if let sender {
             try sendParts(request, sender, sum: sum, statistics: statistics, floatShards: floatShards)
         } else {
             try sendWhole(request, sum: sum, payload: payload, index: index, statistics: statistics, slot: slot,
                           floatShards: floatShards, timeline: timeline)
         }
+    }
+
+    /// Answers the coordinator's spot check of a part's mean: the result's values at the parameters it names, as they
+    /// went to the part's owner (exact: the sum's limbs, or each micro-shard's Floats; fast: the sum).
+    func answer(_ check: SpotCheck, step: UInt64) throws {
+        let parts = Codec.parts(of: parameterCount)
+        var values = SpotValues.Values.notHeld
+        if let held = heldResults.first(where: { $0.step == step && $0.attempt == check.attempt }),
+           check.part < parts.count {
+            let indices = check.offsets.map { parts[check.part].lowerBound + $0 }
+            let bytes = UnsafeRawPointer(sums[held.index].valueBytes.baseAddress!), count = parameterCount
+            if options.reduction == .exact && held.floatShards == 0 {
+                var limbs = [UInt8](repeating: 0, count: Int(CEXACT_BYTES_PER_PARAMETER) * indices.count)
+                let lows = Int(cexact_low_limbs_offset(indices.count)), windows = Int(cexact_windows_offset(indices.count))
+                for (j, i) in indices.enumerated() {
+                    for byte in 0..<8 {
+                        limbs[8 * j + byte] = bytes.load(fromByteOffset: 8 * i + byte, as: UInt8.self)
+                        limbs[lows + 8 * j + byte] = bytes.load(fromByteOffset: Int(cexact_low_limbs_offset(count)) + 8 * i + byte,
+                                                                as: UInt8.self)
+                    }
+                    limbs[windows + j] = bytes.load(fromByteOffset: Int(cexact_windows_offset(count)) + i, as: UInt8.self)
+                }
+                values = .limbs(limbs)
+            } else {
+                // Fast: the sum's Floats; exact: each micro-shard's, array after array, where the limbs would be.
+                let arrays = max(1, held.floatShards), floats = outgoing[held.index].bytes.assumingMemoryBound(to: Float.self)
+                values = .floats(arrays: arrays, (0..<arrays).flatMap { a in indices.map { floats[a * count + $0] } })
+            }
+        }
+        try send(Codec.spotValues(SpotValues(attempt: check.attempt, revision: check.revision, part: check.part,
+                                             count: check.offsets.count, values: values),
+                                  job: ids.job, step: step, worker: ids.worker))
     }
 
     /// Traced results' spans: this thread's (0), then one recorder per computing thread; made at the first.

@@ -50,6 +50,10 @@ final class ShardedWorker {
     private var early: [(step: UInt64, mean: MeanPart)] = []
     private let scratch: Buffer<Float>
 
+    #if DEBUG
+    private static let liesAboutMeans = ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_LYING_OWNER"] == "1"
+    #endif
+
     struct Key: Hashable {
         let worker: UInt32
         let attempt: UInt64
@@ -126,12 +130,12 @@ final class ShardedWorker {
     // MARK: Owner
 
     /// A part of a contribution, from a peer or from this worker itself. Kept even for a part not (yet) this
-    /// worker's: its word that the part moved here may come after.
+    /// worker's, or one summed already: its word that the part moved here, or an order revision naming it, may come
+    /// after.
     func contribution(_ worker: UInt32, step: UInt64, attempt: UInt64, array: Int, arrays: Int, first: Int,
                       values: PartValues) throws {
         guard advanceOwner(to: step) else { return }
         let part = first / Codec.partParameters, key = Key(worker: worker, attempt: attempt)
-        guard !round.summed.contains(part) else { return }
         held[key, default: [:]][part, default: HeldPart(arrays: arrays)].values[array] = values
         if held[key]![part]!.isComplete {
             try perform(round.arrived(Contribution(member: Int(worker), attempt: attempt), part: part))
@@ -164,8 +168,6 @@ final class ShardedWorker {
                 // Summed in the order's micro-shard order (fast sums' bits depend on it), not the action's.
                 guard let order, owner(of: part) == me else { continue }
                 try sum(part, order)
-            case .release(let part, let contribution):
-                held[Key(worker: UInt32(contribution.member), attempt: contribution.attempt)]?[part] = nil
             }
         }
     }
@@ -277,10 +279,14 @@ final class ShardedWorker {
             // as diverged, as it does with the star.
             if diverged || finite != 1 || largest >= 0x7F80_0000 { out[0] = .nan }
         }
-        for key in held.keys { held[key]![part] = nil }
+        #if DEBUG
+        // Tests only: an owner that sends a mean one unit off in every parameter (the coordinator's check must lose it).
+        if Self.liesAboutMeans { for i in 0..<n where out[i].isFinite { out[i] = out[i].nextUp } }
+        #endif
+        // The contributions stay held until the step ends: a later order revision has the part added again.
         let header = try Codec.meanPartHeader(job: jobID, step: ownerStep, worker: me, part: range,
                                               learningRate: order.learningRate, optimizerStep: order.optimizerStep,
-                                              samples: order.samples)
+                                              samples: order.samples, revision: order.revision)
         for peer in peers.list!.peers where peer.worker != me {
             try peers.send([Message(copying: header.bytes), Message(sharing: payload, byteCount: 4 * n, from: 4 * range.lowerBound)],
                            to: peer.worker)

@@ -83,6 +83,8 @@ extension WorkerNode {
             try readHeld(sharded, joined)
         case .sumOrder(let order):
             try sharded.ordered(order, step: step)
+        case .spotCheck(let check):
+            try session.answer(check, step: step)
         case .weightsWithState(let frame, let buffers, let steps):
             try sharded.restart(step: step, frame: frame, stateBuffers: buffers, optimizerSteps: steps)
         case .weightsFromMeans:

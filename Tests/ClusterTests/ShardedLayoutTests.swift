@@ -57,13 +57,13 @@ import Wire
             #expect(sums == [0, 3].map { .sum(part: $0, contributions: [a, b], samples: 96) }
                     || sums == [3, 0].map { .sum(part: $0, contributions: [a, b], samples: 96) })
             #expect(round.isDone)
-            // The same contribution again (sent after a loss) is let go.
-            #expect(round.arrived(a, part: 0) == [.release(part: 0, contribution: a)])
+            // The same contribution again (sent after a loss) adds nothing more under the same order.
+            #expect(round.arrived(a, part: 0).isEmpty)
         }
         #expect(permutations == 720)
     }
 
-    @Test("a later order revision replaces a lost contributor's result, even when the new attempt came first; an older one is ignored")
+    @Test("a later order revision replaces a lost contributor's result, even when the new attempt came first, and has parts added under the last one added again; an older one is ignored")
     func revisedOrder() {
         let a = Contribution(member: 1, attempt: 1), b = Contribution(member: 2, attempt: 2),
             c = Contribution(member: 3, attempt: 3)
@@ -78,6 +78,24 @@ import Wire
                 == [.sum(part: 0, contributions: [a, c], samples: 8)])
         #expect(round.ordered(SumOrder(step: 1, revision: 0, contributions: [a, b], samples: 8)).isEmpty)
         #expect(round.ordered(SumOrder(step: 2, revision: 5, contributions: [a], samples: 8)).isEmpty)
+        // Part 1, added under the first order, is added again under the new one once c's part 1 is in.
+        #expect(!round.isDone)
+        #expect(round.arrived(c, part: 1) == [.sum(part: 1, contributions: [a, c], samples: 8)])
+        #expect(round.isDone)
+    }
+
+    @Test("a new order revision has every owned part added again, from contributions that came after the part was added")
+    func everyPartAgain() {
+        let a = Contribution(member: 1, attempt: 1), b = Contribution(member: 2, attempt: 2),
+            a2 = Contribution(member: 1, attempt: 3), c = Contribution(member: 3, attempt: 4)
+        var round = OwnerRound(step: 2, owning: [0, 1])
+        for part in [0, 1] { for x in [a, b] { #expect(round.arrived(x, part: part).isEmpty) } }
+        #expect(round.ordered(SumOrder(step: 2, revision: 0, contributions: [a, b], samples: 8))
+                == [0, 1].map { .sum(part: $0, contributions: [a, b], samples: 8) })
+        // b is lost: every micro-shard is computed again; the new attempts come before the new order, for summed parts.
+        for part in [0, 1] { for x in [a2, c] { #expect(round.arrived(x, part: part).isEmpty) } }
+        #expect(round.ordered(SumOrder(step: 2, revision: 1, contributions: [a2, c], samples: 8))
+                == [0, 1].map { .sum(part: $0, contributions: [a2, c], samples: 8) })
         #expect(round.isDone)
     }
 
@@ -105,24 +123,37 @@ import Wire
         #expect(late.reopen(0, holding: [a, c]) == [.sum(part: 0, contributions: [a, c], samples: 6)])
     }
 
-    @Test("the coordinator orders once per cover, applies each part once and only from its owner, and moves every part of a lost owner")
+    @Test("the coordinator orders once per cover, checks and applies each part once, only from its owner and for the order in force, and moves every part of a lost owner")
     func coordinatorStep() {
         let a = Contribution(member: 1, attempt: 1), b = Contribution(member: 2, attempt: 2)
         var step = ShardedStep(step: 3, layout: ReductionLayout(parts: 4, members: [1, 2]))
         let first = SumOrder(step: 3, revision: 0, contributions: [a, b], samples: 10)
         #expect(step.covered(by: [b, a], samples: 10) == [.order(first)])
         #expect(step.covered(by: [a, b], samples: 10).isEmpty)
-        #expect(step.meanArrived(part: 0, from: 2).isEmpty, "part 0 is member 1's")
-        #expect(step.meanArrived(part: 0, from: 1) == [.apply(part: 0)])
-        #expect(step.meanArrived(part: 0, from: 1).isEmpty)
-        #expect(step.meanArrived(part: 1, from: 2) == [.apply(part: 1)])
-        #expect(step.meanArrived(part: 9, from: 1).isEmpty)
-        // Member 1 is lost: parts 0 and 2 move to member 2, part 0 too, though its mean came here.
+        #expect(step.meanArrived(part: 0, from: 2, revision: 0).isEmpty, "part 0 is member 1's")
+        #expect(step.meanArrived(part: 0, from: 1, revision: 1).isEmpty, "no such order yet")
+        #expect(step.meanArrived(part: 0, from: 1, revision: 0) == [.check(part: 0)])
+        #expect(step.meanArrived(part: 0, from: 1, revision: 0).isEmpty, "being checked")
+        #expect(step.passed(part: 0) == [.apply(part: 0)])
+        #expect(step.passed(part: 0).isEmpty)
+        #expect(step.meanArrived(part: 0, from: 1, revision: 0).isEmpty, "applied")
+        #expect(step.meanArrived(part: 1, from: 2, revision: 0) == [.check(part: 1)])
+        #expect(step.passed(part: 1) == [.apply(part: 1)])
+        #expect(step.meanArrived(part: 9, from: 1, revision: 0).isEmpty)
+        #expect(step.meanArrived(part: 2, from: 1, revision: 0) == [.check(part: 2)])
+        // Member 1 is lost (its check of part 2 failed, say): parts 0 and 2 move to member 2, part 0 too, though its
+        // mean was applied here; part 2's check is void.
         #expect(step.lost(1, remaining: [2]) == [.moved([.init(part: 0, owner: 2), .init(part: 2, owner: 2)])])
-        #expect(step.meanArrived(part: 0, from: 2).isEmpty, "applied already")
-        #expect(step.meanArrived(part: 2, from: 1).isEmpty, "no longer its part")
-        #expect(step.meanArrived(part: 2, from: 2) == [.apply(part: 2)])
-        #expect(step.meanArrived(part: 3, from: 2) == [.apply(part: 3), .done])
+        #expect(step.passed(part: 2).isEmpty, "its check is void")
+        let second = SumOrder(step: 3, revision: 1, contributions: [Contribution(member: 2, attempt: 3)], samples: 10)
+        #expect(step.covered(by: second.contributions, samples: 10) == [.order(second)])
+        #expect(step.meanArrived(part: 0, from: 2, revision: 1).isEmpty, "applied already")
+        #expect(step.meanArrived(part: 2, from: 1, revision: 1).isEmpty, "no longer its part")
+        #expect(step.meanArrived(part: 2, from: 2, revision: 0).isEmpty, "for the last order")
+        #expect(step.meanArrived(part: 2, from: 2, revision: 1) == [.check(part: 2)])
+        #expect(step.meanArrived(part: 3, from: 2, revision: 1) == [.check(part: 3)])
+        #expect(step.passed(part: 2) == [.apply(part: 2)])
+        #expect(step.passed(part: 3) == [.apply(part: 3), .done])
         #expect(step.isDone)
         #expect(step.lost(2, remaining: [2]).isEmpty, "no one left to take its parts")
     }
@@ -189,7 +220,10 @@ import Wire
             var owners = Dictionary(uniqueKeysWithValues: members.map {
                 ($0, OwnerRound(step: 1, owning: coordinator.layout.parts(of: $0)))
             })
-            enum Event { case part(Contribution, Int, to: Int), order(SumOrder), mean(Int, from: Int, to: Int?) }
+            enum Event {
+                case part(Contribution, Int, to: Int), order(SumOrder), mean(Int, from: Int, to: Int?, revision: Int)
+                case passed(Int, revision: Int)
+            }
             var queue: [Event] = results.keys.flatMap { c in parts.indices.map { Event.part(c, $0, to: coordinator.layout.owners[$0]) } }
             if case .order(let o)? = coordinator.covered(by: Array(covering.keys), samples: samples).first { queue.append(.order(o)) }
             var means: [Int: [Float]] = [:], alive = Set(members)
@@ -207,7 +241,7 @@ import Wire
                     lossAt = -1
                     losses += 1
                     // What it had not yet sent is lost with it: some workers may have its means, others not.
-                    queue.removeAll { if case .mean(_, let from, _) = $0 { from == lost } else { false } }
+                    queue.removeAll { if case .mean(_, let from, _, _) = $0 { from == lost } else { false } }
                     alive.remove(lost)
                     owners[lost] = nil
                     // Its micro-shards computed again by another member, under a new attempt; a new order follows.
@@ -235,9 +269,15 @@ import Wire
                     }
                 case .order(let o):
                     for owner in owners.keys.sorted() { actions += owners[owner]!.ordered(o).map { (owner, $0) } }
-                case .mean(let part, let owner, nil):
-                    _ = coordinator.meanArrived(part: part, from: owner)
-                case .mean(let part, _, let worker?):
+                case .mean(let part, let owner, nil, let revision):
+                    // Checked (the spot check's answers come in any order with the rest), then applied.
+                    if coordinator.meanArrived(part: part, from: owner, revision: revision) == [.check(part: part)] {
+                        queue.append(.passed(part, revision: revision))
+                    }
+                case .passed(let part, let revision):
+                    // The shell's checks are of one order revision: a later order voids them.
+                    if coordinator.order?.revision == revision { _ = coordinator.passed(part: part) }
+                case .mean(let part, _, let worker?, _):
                     applied[worker, default: []].insert(part)
                 }
                 for (owner, action) in actions {
@@ -250,7 +290,9 @@ import Wire
                     #expect(mean.map(\.bitPattern) == reference[parts[part]].map(\.bitPattern),
                             "part \(part) by w\(owner) from \(named), \(workers) workers, trial \(trial)")
                     means[part] = mean
-                    queue += [.mean(part, from: owner, to: nil)] + members.map { .mean(part, from: owner, to: $0) }
+                    let revision = owners[owner]!.order!.revision
+                    queue += [.mean(part, from: owner, to: nil, revision: revision)]
+                        + members.map { .mean(part, from: owner, to: $0, revision: revision) }
                 }
             }
             #expect(coordinator.isDone, "\(workers) workers, trial \(trial): parts \(coordinator.applied.sorted()) applied")

@@ -114,6 +114,27 @@ struct ShardedTests {
         #expect(try FailureTests.digest(out) == Self.reference)
     }
 
+    @Test("an owner whose means are one unit off is caught by the coordinator's spot check, lost and named; exact: the in-process bits",
+          arguments: ["exact", "fast"])
+    func lyingOwner(reduction: String) throws {
+        let log = Command.temporaryPath("sharded-lying-\(reduction).log")
+        let out = Command.temporaryPath("sharded-lying-\(reduction).st"), endpoint = "tcp://127.0.0.1:\(Command.reservedPort())"
+        let coordinator = try Command.start(["coordinator", "--config", Self.jobFile, "--bind", endpoint, "--heartbeat",
+                                             "0.2", "--verbose", "--workers", "3", "--layout", "sharded", "--reduction",
+                                             reduction, "--save", out], stderr: log)
+        let workers = try ["honest1", "honest2", "liar"].map { name in
+            try Command.start(["worker", "--connect", endpoint, "--name", name, "--idle-timeout", "20"],
+                              stderr: "\(log).\(name)",
+                              environment: name == "liar" ? ["SHARDTRAIN_TEST_LYING_OWNER": "1"] : [:])
+        }
+        defer { FailureTests.expectAllEnded([coordinator] + workers) }
+        #expect(Command.wait(coordinator, timeout: 300) == 0, "\(Self.tail(log))")
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        let caught = text.split(separator: "\n").filter { $0.contains("\"liar\"") && $0.contains("sent a mean whose parameter") }
+        #expect(!caught.isEmpty && caught.allSatisfy { $0.contains("contributions give") }, "\(text.suffix(3000))")
+        if reduction == "exact" { #expect(try FailureTests.digest(out) == Self.reference) }
+    }
+
     // MARK: Helpers
 
     static func tail(_ log: String) -> String {

@@ -46,7 +46,10 @@ struct ProtocolTableTests {
             WeightsFields(parameterCount: 1000, form: .withState, stateBuffers: 2, optimizerSteps: 41),
             PeersFields(peerCount: 3, partCount: 4),
             SumOrderFields(revision: 1, samples: 48, contributions: 3, learningRate: 0.001, optimizerStep: 17),
-            MeanPartFields(part: 65_536..<131_072, learningRate: 0.5, optimizerStep: 3, samples: 48),
+            MeanPartFields(part: 65_536..<131_072, learningRate: 0.5, optimizerStep: 3, samples: 48, revision: 2),
+            SpotCheckFields(attempt: 9, revision: 1, part: 3, count: 32),
+            SpotValuesFields(SpotValues(attempt: 9, revision: 1, part: 3, count: 2, values: .floats(arrays: 2, [1, 2, 3, 4]))),
+            SpotValuesFields(SpotValues(attempt: 9, revision: 1, part: 3, count: 2, values: .notHeld)),
         ]
         for fields in cases {
             let words = fields.words + Array(repeating: 0, count: 6 - fields.words.count)

@@ -23,13 +23,67 @@ struct ShardedCodecTests {
         #expect(sum == order)
         let values = [Float](repeating: 0.5, count: 200_000 - 196_608)
         let frames = [try Codec.meanPartHeader(job: 9, step: 3, worker: 4, part: 196_608..<200_000, learningRate: 0.25,
-                                               optimizerStep: 7, samples: 40),
+                                               optimizerStep: 7, samples: 40, revision: 2),
                       try values.withUnsafeBytes { try Message(copying: $0) }]
         guard case .meanPart(let mean) = try Codec.decode(frames, limits: Self.limits).payload else {
             Issue.record("not a mean part")
             return
         }
-        #expect(mean.range == 196_608..<200_000 && mean.learningRate == 0.25 && mean.optimizerStep == 7 && mean.samples == 40)
+        #expect(mean.range == 196_608..<200_000 && mean.learningRate == 0.25 && mean.optimizerStep == 7 && mean.samples == 40
+                && mean.revision == 2)
+    }
+
+    @Test("a spot check and its answers (Floats, limbs, not held) read back as written")
+    func spotCheckRoundTrip() throws {
+        let check = SpotCheck(attempt: 12, revision: 1, part: 3, offsets: [0, 7, 3_391])
+        guard case .spotCheck(let back) = try Codec.decode(Codec.spotCheck(check, job: 9, step: 3), limits: Self.limits).payload
+        else { Issue.record("not a spot check"); return }
+        #expect(back == check)
+        var limbs = [UInt8](repeating: 0, count: 17 * 3)
+        for i in 0..<48 { limbs[i] = UInt8(i * 7 % 251) }
+        limbs[48...] = [0xFD, 0, 2]  // windows -3, 0 and 2
+        for values in [SpotValues.Values.floats(arrays: 2, [1, -2, 3, 4.5, .ulpOfOne, 6]), .limbs(limbs), .notHeld] {
+            let answer = SpotValues(attempt: 12, revision: 1, part: 3, count: 3, values: values)
+            guard case .spotValues(let read) = try Codec.decode(Codec.spotValues(answer, job: 9, step: 3, worker: 4),
+                                                                limits: Self.limits).payload
+            else { Issue.record("not spot values"); return }
+            #expect(read.attempt == 12 && read.revision == 1 && read.part == 3 && read.count == 3)
+            switch (read.values, values) {
+            case (.floats(let a, let x), .floats(let b, let y)): #expect(a == b && x == y)
+            case (.limbs(let x), .limbs(let y)): #expect(x == y)
+            case (.notHeld, .notHeld): break
+            default: Issue.record("\(read.values) read back as another form")
+            }
+        }
+    }
+
+    @Test("a spot check beyond its part, out of order or of no parameters, and answers of the wrong size or windows, are refused")
+    func badSpotChecks() throws {
+        func check(part: UInt64, _ offsets: [UInt16]) throws -> [Message] {
+            var bytes: [UInt8] = []
+            for o in offsets { withUnsafeBytes(of: o.littleEndian) { bytes += $0 } }
+            let header = Codec.header(SpotCheckFields(attempt: 1, revision: 0, part: Int(part), count: max(1, offsets.count)),
+                                      job: 9, step: 3)
+            return [try Message(copying: header.encoded()), try Message(copying: bytes)]
+        }
+        // The last part has 200,000 − 196,608 = 3,392 parameters.
+        for (part, offsets) in [(3, [3_392]), (4, [0]), (0, [5, 5]), (0, [9, 2]), (0, [])] as [(UInt64, [UInt16])] {
+            #expect(throws: WireError.self, "part \(part), offsets \(offsets)") {
+                try Codec.decode(check(part: part, offsets), limits: Self.limits)
+            }
+        }
+        #expect(throws: Never.self) { try Codec.decode(check(part: 3, [3_391]), limits: Self.limits) }
+        func answer(_ values: SpotValues.Values, count: Int) throws -> [Message] {
+            try Codec.spotValues(SpotValues(attempt: 1, revision: 0, part: 0, count: count, values: values), job: 9, step: 3,
+                                 worker: 2)
+        }
+        var limbs = [UInt8](repeating: 0, count: 17 * 2)
+        limbs[33] = 3  // window 3: beyond any sum of Floats
+        for frames in [try answer(.limbs(limbs), count: 2), try answer(.floats(arrays: 1, [1, 2, 3]), count: 2),
+                       try answer(.limbs([UInt8](repeating: 0, count: 17)), count: 2),
+                       try answer(.floats(arrays: 1, [1]), count: 65)] {
+            #expect(throws: WireError.self) { try Codec.decode(frames, limits: Self.limits) }
+        }
     }
 
     @Test("a list with a host name, a port out of range, an owner that is no peer, or too few owners is refused",
@@ -49,7 +103,7 @@ struct ShardedCodecTests {
             .init(worker: 1, firstMicroShard: 0, microShards: 2, attempt: 12)])
         #expect(throws: WireError.self) { try Codec.decode(Codec.sumOrder(order, job: 9, step: 3), limits: Self.limits) }
         let frames = [try Codec.meanPartHeader(job: 9, step: 3, worker: 4, part: 0..<65_536, learningRate: .nan,
-                                               optimizerStep: 7, samples: 40),
+                                               optimizerStep: 7, samples: 40, revision: 0),
                       try [Float](repeating: 0, count: 65_536).withUnsafeBytes { try Message(copying: $0) }]
         #expect(throws: WireError.self) { try Codec.decode(frames, limits: Self.limits) }
     }

@@ -224,6 +224,7 @@ enum Outgoing: Equatable {
     case assignment(AssignmentOrder)
     case peers(PeerList)
     case sumOrder(OrderedSum, step: Int)
+    case spotCheck(SpotCheck, step: Int)
 }
 
 /// How a member gets a step's weights.

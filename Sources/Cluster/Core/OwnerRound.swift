@@ -21,23 +21,23 @@ struct SumOrder: Equatable {
 /// One step at an owner (docs/scale-out.md): which contributions came for each part, the order that says which to add,
 /// and which parts it has added and sent. Contributions come from the workers and the order and any parts taken over
 /// from a lost owner come from the coordinator, each in any order (a resent contribution can come before the word that
-/// its part moved here, a newer attempt before the order revision naming it), so everything is kept until its part is
-/// added. A part is added once, as soon as it is this owner's, the order is in and every contribution the order names
-/// has come for it. Events in, actions out: the shell keeps the bytes, adds and sends. A value.
+/// its part moved here, a newer attempt before the order revision naming it), so everything is kept until the step
+/// ends. A part is added once an order, as soon as it is this owner's, the order is in and every contribution the
+/// order names has come for it: a new revision (micro-shards computed again after a loss) has every part added again,
+/// since the coordinator applies a part only once its mean passed a spot check of the order in force. Events in,
+/// actions out: the shell keeps the bytes, adds and sends. A value.
 struct OwnerRound {
     enum Action: Equatable {
         /// Add these contributions' values for `part`, scale by the samples, send the mean to every worker and to the
-        /// coordinator, and apply it here; then every value held for the part can go.
+        /// coordinator, and apply it here.
         case sum(part: Int, contributions: [Contribution], samples: Int)
-        /// A contribution for a part already added (sent again after a loss): its bytes can go.
-        case release(part: Int, contribution: Contribution)
     }
 
     let step: Int
     private(set) var owned: Set<Int>
     private(set) var arrived: [Int: Set<Contribution>] = [:]
     private(set) var order: SumOrder?
-    /// Parts added and sent this step.
+    /// Parts added and sent for the order held.
     private(set) var summed: Set<Int> = []
 
     init(step: Int, owning parts: [Int]) {
@@ -49,15 +49,16 @@ struct OwnerRound {
 
     /// A contribution's values for `part` are in.
     mutating func arrived(_ contribution: Contribution, part: Int) -> [Action] {
-        guard !summed.contains(part) else { return [.release(part: part, contribution: contribution)] }
         arrived[part, default: []].insert(contribution)
         return sumIfReady(part)
     }
 
-    /// The coordinator's order for this step; one older than the order held is ignored.
+    /// The coordinator's order for this step; one older than the order held is ignored. Every owned part is added
+    /// again for a new revision.
     mutating func ordered(_ new: SumOrder) -> [Action] {
         guard new.step == step, new.revision > (order?.revision ?? -1) else { return [] }
         order = new
+        summed = []
         return owned.sorted().flatMap { sumIfReady($0) }
     }
 
@@ -79,7 +80,6 @@ struct OwnerRound {
         guard owned.contains(part), let order, !summed.contains(part),
               Set(order.contributions).isSubset(of: arrived[part] ?? []) else { return [] }
         summed.insert(part)
-        arrived[part] = nil
         return [.sum(part: part, contributions: order.contributions.sorted(), samples: order.samples)]
     }
 }

@@ -179,6 +179,8 @@ package enum Codec {
             return .refuted(worker: fields.worker, attempt: fields.attempt, part: Int(fields.part),
                             reason: printable(try text(frame!, .refuted, limit: limits.maximumTextBytes)))
         case .spans: return try spans(SpansFields(checking: f), frame!)
+        case .spotCheck: return try spotCheck(SpotCheckFields(checking: f), frame!, limits)
+        case .spotValues: return try spotValues(SpotValuesFields(checking: f), frame!, limits)
         case .shutdown:
             let fields = try ShutdownFields(checking: f)
             return .shutdown(printable(try text(frame!, .shutdown, limit: limits.maximumTextBytes)), fields.disposition)

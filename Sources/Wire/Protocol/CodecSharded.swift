@@ -79,6 +79,8 @@ package struct MeanPart {
     package let learningRate: Float
     package let optimizerStep: Int
     package let samples: Int
+    /// The revision of the coordinator's order it sums.
+    package let revision: Int
     package let values: FloatFrame
 }
 
@@ -125,22 +127,25 @@ struct SumOrderFields: HeaderFields {
 
 struct MeanPartFields: HeaderFields {
     static let type = MessageType.meanPart
-    static let names = ["first parameter", "parameter count", "learning rate", "optimizer step", "samples"]
-    var first: UInt64, count: UInt64, learningRate: Float, optimizerStep: UInt64, samples: UInt64
+    static let names = ["first parameter", "parameter count", "learning rate", "optimizer step", "samples", "revision"]
+    var first: UInt64, count: UInt64, learningRate: Float, optimizerStep: UInt64, samples: UInt64, revision: UInt64
 
-    var words: [UInt64] { [first, count, UInt64(learningRate.bitPattern), optimizerStep, samples] }
+    var words: [UInt64] { [first, count, UInt64(learningRate.bitPattern), optimizerStep, samples, revision] }
 
-    init(part: Range<Int>, learningRate: Float, optimizerStep: Int, samples: Int) {
+    init(part: Range<Int>, learningRate: Float, optimizerStep: Int, samples: Int, revision: Int) {
         (first, count) = (UInt64(part.lowerBound), UInt64(part.count))
         (self.learningRate, self.optimizerStep, self.samples) = (learningRate, UInt64(optimizerStep), UInt64(samples))
+        self.revision = UInt64(revision)
     }
 
     init(checking f: [UInt64]) throws(WireError) {
         let rate = Float(bitPattern: UInt32(truncatingIfNeeded: f[2]))
-        guard f[2] <= UInt64(UInt32.max), rate.isFinite, rate >= 0, f[3] < 1 << 40, f[4] >= 1, f[4] <= 1 << 40 else {
-            throw .badField(.meanPart, "learning rate \(rate), optimizer step \(f[3]) or samples \(f[4]) out of range")
+        guard f[2] <= UInt64(UInt32.max), rate.isFinite, rate >= 0, f[3] < 1 << 40, f[4] >= 1, f[4] <= 1 << 40,
+              f[5] < 1 << 20 else {
+            throw .badField(.meanPart, "learning rate \(rate), optimizer step \(f[3]), samples \(f[4]) or revision "
+                + "\(f[5]) out of range")
         }
-        (first, count, learningRate, optimizerStep, samples) = (f[0], f[1], rate, f[3], f[4])
+        (first, count, learningRate, optimizerStep, samples, revision) = (f[0], f[1], rate, f[3], f[4], f[5])
     }
 }
 
@@ -193,8 +198,9 @@ extension Codec {
 
     /// A part of the step's gradient: send it followed by a frame of its Floats.
     package static func meanPartHeader(job: UInt64, step: UInt64, worker: UInt32, part: Range<Int>, learningRate: Float,
-                                      optimizerStep: Int, samples: Int) throws -> Message {
-        let fields = MeanPartFields(part: part, learningRate: learningRate, optimizerStep: optimizerStep, samples: samples)
+                                      optimizerStep: Int, samples: Int, revision: Int) throws -> Message {
+        let fields = MeanPartFields(part: part, learningRate: learningRate, optimizerStep: optimizerStep, samples: samples,
+                                    revision: revision)
         return try Message(copying: header(fields, job: job, step: step, worker: worker).encoded())
     }
 
@@ -273,6 +279,7 @@ extension Codec {
         let part = try self.part(first: f.first, count: f.count, limits, .meanPart)
         try floatsFill(frame, part, .meanPart)
         return .meanPart(MeanPart(range: part, learningRate: f.learningRate, optimizerStep: Int(f.optimizerStep),
-                                  samples: Int(f.samples), values: FloatFrame(message: frame, count: part.count)))
+                                  samples: Int(f.samples), revision: Int(f.revision),
+                                  values: FloatFrame(message: frame, count: part.count)))
     }
 }

@@ -12,7 +12,7 @@
 /// | 32 | fields `6 × u64` | type-specific values, see `MessageType` |
 package struct Header: Sendable, Equatable {
     package static let magic: UInt32 = 0x4E52_5453
-    package static let protocolVersion: UInt16 = 12
+    package static let protocolVersion: UInt16 = 13
     /// Steps a header may carry, exclusive.
     package static let stepLimit: UInt64 = 1 << 62
     package static let byteCount = 80
@@ -132,7 +132,8 @@ package enum MessageType: UInt16, Sendable, CaseIterable {
     case sumOrder = 14
     /// Owner → every worker and the coordinator, sharded layout: one part of step `step`'s gradient, for each to
     /// apply. Fields: the part's first parameter and count as in `weightsPart`, learning rate (Float32 bits),
-    /// optimizer step, the step's samples. Frame: that many Float32 (exact: the mean; fast: the sum).
+    /// optimizer step, the step's samples, the revision of the order it sums. Frame: that many Float32 (exact: the
+    /// mean; fast: the sum).
     case meanPart = 15
     /// Owner → coordinator, sharded layout: a contribution to one of its parts is no possible sum of its
     /// micro-shards. Fields: the worker that sent it, its attempt, the part. Frame: why, one line.
@@ -143,6 +144,15 @@ package enum MessageType: UInt16, Sendable, CaseIterable {
     /// 1 forward, 2 backward, 3 exact sum, 4 send part, 5 pack result), thread u8, index u16 (layer, part or
     /// micro-shards), duration u32 ns, start u64 ns after the assignment was in.
     case spans = 17
+    /// Coordinator → worker, sharded layout: its values at a few parameters of one part, to check the part's mean.
+    /// Fields: the attempt, the order's revision, the part, the parameter count (1-64). Frame: the parameters'
+    /// offsets in the part, u16, ascending.
+    case spotCheck = 18
+    /// Worker → coordinator: the answer to a `spotCheck`. Fields: as the check's, then the form (0 Floats, 1 exact
+    /// limbs, 2 this worker no longer holds the attempt's result) and the arrays (Floats: as in `gradientPart`;
+    /// limbs 1; not held 0). Frame: each array's Float32 at the offsets in turn, or the limbs in the `gradient`
+    /// frame's layout of that many parameters, or empty.
+    case spotValues = 19
 
     /// Payload frames the type carries.
     var payloadFrames: Int { self == .heartbeat || self == .ready ? 0 : 1 }

@@ -343,6 +343,8 @@ extension MessageType {
         case .meanPart: MeanPartFields.names
         case .refuted: RefutedFields.names
         case .spans: SpansFields.names
+        case .spotCheck: SpotCheckFields.names
+        case .spotValues: SpotValuesFields.names
         }
     }
 }

@@ -48,6 +48,8 @@ package enum Payload {
     case meanPart(MeanPart)
     case refuted(worker: UInt32, attempt: UInt64, part: Int, reason: String)
     case spans(TimelineReport)
+    case spotCheck(SpotCheck)
+    case spotValues(SpotValues)
 }
 
 /// A result's values copied into 64-byte-aligned memory of 17 bytes per parameter, in a buffer a pool reuses: a
