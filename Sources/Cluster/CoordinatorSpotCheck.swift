@@ -18,8 +18,11 @@ struct PartCheck {
     /// 1 − (1 − k/P)^32 a step, one on many of them at once.
     static let drawn = 32
 
+    /// Whether contribution `i`'s answer has yet to come.
+    func awaits(_ i: Int) -> Bool { if case .none = answers[i] { true } else { false } }
+
     /// The first contribution whose answer has not come.
-    var missing: Int? { answers.firstIndex { if case .none = $0 { true } else { false } } }
+    var missing: Int? { answers.indices.first(where: awaits) }
 }
 
 extension Coordinator {
@@ -50,8 +53,8 @@ extension Coordinator {
         core.table[member].lastHeard = clock.now
         guard sharded.step?.step == step, var check = sharded.checks[answer.part], check.revision == answer.revision,
               let i = check.contributions.indices.first(where: {
-                  check.members[$0] == member && check.contributions[$0].attempt == answer.attempt
-              }), check.missing != nil else { return }
+                  check.members[$0] == member && check.contributions[$0].attempt == answer.attempt && check.awaits($0)
+              }) else { return }
         if let wrong = unanswerable(answer, check.contributions[i], count: check.offsets.count) {
             return try perform(core.lost(member, .mismatched("a spot check of part \(answer.part) answered with \(wrong)")))
         }
