@@ -59,23 +59,51 @@ package final class WorkerNode {
         self.log = log
     }
 
-    /// Joins and works until a coordinator says stop; throws if it cannot go on (the message says why).
-    package func run() throws {
-        let context = try Context()
+    /// The connection to the coordinator: a DEALER under this worker's routing id, and its handshake events.
+    private struct Link {
+        let dealer: Socket
+        let monitor: HandshakeMonitor
+        /// The largest frame it accepts.
+        let frameBound: Int
+
+        func close() {
+            monitor.close()
+            dealer.close()
+        }
+    }
+
+    /// A DEALER to the coordinator that accepts frames no larger than a coordinator may send under `limits` (with no
+    /// job: while joining, when the largest is a job); libzmq refuses a larger frame at its size, before allocating
+    /// it, and drops the connection. A connection's bound is fixed when it is made, so a new bound takes a new socket
+    /// (the coordinator hands the routing id over to it), `old` closed first: nothing sent after this can leave on
+    /// the old connection and be lost with it. Made only where nothing is in flight toward this worker: after its job
+    /// (the coordinator sends nothing more before this worker speaks), and before it joins again.
+    private func link(_ context: Context, _ limits: Limits, replacing old: Link?) throws -> Link {
+        var limits = limits
+        if limits.parameterCount == nil { limits.maximumJobBytes = JobAnnouncement.maximumBytes }
+        let bytes = limits.maximumFrameBytesFromCoordinator
+        if let old, old.frameBound == bytes { return old }
+        old?.close()
         let dealer = try Socket(context, .dealer)
-        // Sizes are unknown until the job arrives; the decoder still checks every length against the job.
-        try SocketTuning.worker(dealer, maximumMessageBytes: Int(Int32.max), routingID: routingID)
+        try SocketTuning.worker(dealer, maximumMessageBytes: bytes, routingID: routingID)
         if let keys = settings.keys {
             try SocketTuning.curveClient(dealer, keyPair: keys.keyPair, server: keys.coordinatorKey)
         }
         let monitor = try HandshakeMonitor(dealer, context: context)
-        defer { monitor.close() }
+        try dealer.connect(settings.endpoint)
+        return Link(dealer: dealer, monitor: monitor, frameBound: bytes)
+    }
+
+    /// Joins and works until a coordinator says stop; throws if it cannot go on (the message says why).
+    package func run() throws {
+        let context = try Context()
+        var link = try link(context, Limits(), replacing: nil)
+        defer { link.close() }
         var verdict = HandshakeVerdict(endpoint: settings.endpoint, keys: settings.keys)
         // A refused key or a mismatch ends the worker at once; libzmq alone would retry in silence.
         checkHandshake = {
-            if let refusal = verdict.judge(monitor.drain()) { throw ClusterError(refusal) }
+            if let refusal = verdict.judge(link.monitor.drain()) { throw ClusterError(refusal) }
         }
-        try dealer.connect(settings.endpoint)
         peers = try WorkerPeers(context: context, coordinator: settings.endpoint, keys: settings.keys) { line in
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
@@ -83,16 +111,18 @@ package final class WorkerNode {
         var previousID: UInt32 = 0
         var held: (fingerprint: String, job: Job, data: Dataset)?
         while true {
-            guard var joined = try join(dealer, previousID: previousID) else {
+            guard var joined = try join(link.dealer, previousID: previousID) else {
                 log("\(settings.name): the run finished before this worker joined again; stopping")
                 return
             }
-            let told = joined
+            let told = joined, toldDealer = link.dealer
             try followKernel(joined.announcement) { text in
-                try? send(dealer, Codec.error(text, job: told.jobID, step: 0, worker: told.workerID))
+                try? send(toldDealer, Codec.error(text, job: told.jobID, step: 0, worker: told.workerID))
                 // The message must leave before a re-execution ends this process's sockets.
                 Thread.sleep(forTimeInterval: 0.1)
             }
+            link = try self.link(context, joined.limits, replacing: link)
+            let dealer = link.dealer
             joined.products = joined.announcement.job.productsFingerprint(samples: joined.announcement.samples)
             let (job, data) = try prepareData(dealer, joined, held: held)
             held = (joined.announcement.fingerprint, job, data)
@@ -116,6 +146,7 @@ package final class WorkerNode {
             case .rejoin(let why):
                 log("\(settings.name): \(why); joining again")
                 previousID = joined.workerID
+                link = try self.link(context, Limits(), replacing: link)
             }
         }
     }

@@ -6,13 +6,15 @@ import Wire
 /// A real worker process against a fake coordinator built on the project's own Wire types, sending jobs, data,
 /// weights and assignments that parse but lie: widths that do not fit the model, class targets out of range or NaN,
 /// models and sample counts too large to hold, parameter counts that disagree, batches, epochs and ranges out of
-/// bounds, weights of the wrong size, random job text. Whatever it is sent, the worker ends by itself — exit
+/// bounds, weights of the wrong size, random job text, a frame far beyond the job. Whatever it is sent, the worker ends by itself — exit
 /// status 0, 2 or 4 with one `error:` line, never a crash or a trap — with bounded memory.
 @Suite(.serialized)
 struct HostileCoordinatorTests {
     /// A small deterministic generator, so a failing case can be replayed by its number.
     struct Mix {
         var state: UInt64
+        /// Whether the oversized frame went out (once a case: then the step goes on as it should).
+        var oversizedSent = false
         mutating func next() -> UInt64 {
             state ^= state << 13; state ^= state >> 7; state ^= state << 17
             return state
@@ -22,8 +24,12 @@ struct HostileCoordinatorTests {
 
     enum Lie: CaseIterable {
         case featureWidth, classTarget, nanTarget, hugeModel, hugeSamples, parameterCount, badBatch, badEpoch,
-             badRanges, noWeights, wrongWeights, randomJob, negativeSamples, unmappedWeightsRegion
+             badRanges, noWeights, wrongWeights, randomJob, negativeSamples, unmappedWeightsRegion, oversizedFrame
     }
+
+    /// A frame far beyond what the job can need (its weights are 88 bytes, its largest message 1 MB): the worker's
+    /// connection must refuse it at its size, before holding it.
+    static let oversizedBytes = 16 << 20
 
     static let goodJob = """
         model: {inputs: 2, layers: [{units: 4, activation: relu}, {units: 2, activation: softmax}]}
@@ -81,6 +87,11 @@ struct HostileCoordinatorTests {
                     continue
                 }
                 // The job and data were accepted: now lie in the step.
+                if lie == .oversizedFrame && !mix.oversizedSent {
+                    mix.oversizedSent = true
+                    try send([Codec.weightsHeader(job: 77, step: 0, parameterCount: oversizedBytes / 4),
+                              Message(copying: [UInt8](repeating: 0, count: oversizedBytes))])
+                }
                 let weights = [Float](repeating: 0.1, count: lie == .wrongWeights ? parameterCount + 7 : parameterCount)
                 if lie == .unmappedWeightsRegion {
                     try send([Codec.weightsHeader(job: 77, step: 0, parameterCount: weights.count, inRegion: true),
@@ -105,7 +116,7 @@ struct HostileCoordinatorTests {
     }
 
     @Test("a fake coordinator's lies end the worker cleanly: one line, status 0, 2 or 4, never a crash",
-          arguments: Array(0..<28))
+          arguments: Array(0..<30))
     func lyingCoordinator(seed: Int) throws {
         var mix = Mix(state: 0x9E37_79B9_7F4A_7C15 &+ UInt64(seed) &* 0x1000_0001)
         let lie = Lie.allCases[seed % Lie.allCases.count]
@@ -136,6 +147,10 @@ struct HostileCoordinatorTests {
             #expect(errors.count == 1, "\(lie): \(text.suffix(800))")
         }
         #expect(largestRSS < 512 * 1024, "\(lie): \(largestRSS) kB resident")
+        if lie == .oversizedFrame {
+            // Refused unread, the frame never reaches the worker's code: it joins again and the step goes on.
+            #expect(status == 0 && !text.contains("weights"), "\(text.suffix(800))")
+        }
         if lie == .unmappedWeightsRegion {
             #expect(text.contains("the coordinator's weights region cannot be used (cannot open it)")
                 && text.contains("weights are in a shared region this worker has not mapped"), "\(text)")

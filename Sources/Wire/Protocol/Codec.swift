@@ -24,6 +24,13 @@ package struct Limits: Sendable, Equatable {
     package var maximumFrameBytes: Int {
         max(GradientFrame.exactBytesPerParameter * (parameterCount ?? 0), maximumJobBytes, maximumTextBytes, maximumDataBytes) + 4096
     }
+
+    /// The largest legal frame a coordinator sends a worker: the weights with the most optimizer state, the data, a
+    /// job or a text, plus a margin.
+    package var maximumFrameBytesFromCoordinator: Int {
+        let weights = 4 * (1 + Int(WeightsFields.maximumStateBuffers)) * (parameterCount ?? 0)
+        return max(weights, maximumJobBytes, maximumTextBytes, maximumDataBytes) + 4096
+    }
 }
 
 /// Builds and checks protocol messages. Decoding never traps, never reads past a frame and never allocates by a

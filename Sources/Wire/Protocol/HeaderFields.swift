@@ -70,6 +70,8 @@ struct WeightsFields: HeaderFields {
     static let names = ["parameter count", "form", "state buffers", "optimizer steps"]
     var parameterCount: UInt64, form: Form
     var stateBuffers: UInt64 = 0, optimizerSteps: UInt64 = 0
+    /// Adam's two moments, and room for an optimizer with more.
+    static let maximumStateBuffers: UInt64 = 4
 
     init(parameterCount: Int, form: Form, stateBuffers: Int = 0, optimizerSteps: Int = 0) {
         self.parameterCount = UInt64(parameterCount)
@@ -100,7 +102,7 @@ struct WeightsFields: HeaderFields {
             throw .badField(.weights, "form \(f[1]) is not 0 (Floats), 1 (region), 3 (parts), 4 (means) or 5 (with "
                 + "the optimizer's state)")
         }
-        guard f[2] <= 4, f[2] == 0 || form == .withState, f[3] < 1 << 40 else {
+        guard f[2] <= Self.maximumStateBuffers, f[2] == 0 || form == .withState, f[3] < 1 << 40 else {
             throw .badField(.weights, "\(f[2]) state buffers (at most 4, only with form 5) or optimizer steps \(f[3])")
         }
         (stateBuffers, optimizerSteps) = (f[2], f[3])
