@@ -3,7 +3,8 @@
 # too) limited to the same rate (tc's token bucket, both ways); shardtrain over TCP, exact and fast, against PyTorch
 # DDP (gloo, one rank per worker host, torchrun), with each run's busiest link counted. `--worker-hosts 2 4 8`,
 # `--model mnist-mlp|mnist-wide`, `--per-worker N` (samples per worker host: the global batch grows with N), `--rates 1gbit
-# 10gbit none`, `--repeats N`, `--micro-shard N`, `--overlap` (exact and fast also in parts), `--layouts star sharded` (the sharded layout too), `--smoke`; `--help`.
+# 10gbit none`, `--repeats N`, `--micro-shard N`, `--overlap` (exact and fast also in parts), `--layouts star sharded` (the sharded layout too),
+# `--trace FOLDER` (each run's Chrome trace), `--smoke`; `--help`.
 # Needs root and `ip netns`; skips with a message otherwise. PyTorch: pip install torch==2.13.0+cpu (without it the
 # DDP column says n/a).
 set -euo pipefail

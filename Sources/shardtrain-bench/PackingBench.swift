@@ -4,7 +4,7 @@ import Engine
 import Foundation
 
 /// The packed exact form's size and speed on real sums: a worker's exact sum of `--shards` micro-shards of the
-/// benchmark model's gradient on Gaussian blobs (the data scripts/bench-hosts.sh trains on), taken at several points
+/// benchmark model's gradient on uniform features and labels (the kind of data scripts/bench-hosts.sh trains on), taken at several points
 /// of an SGD-momentum run, packed and unpacked (checked to give back the same bytes).
 struct PackingSize: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "packing",
@@ -26,8 +26,7 @@ struct PackingSize: ParsableCommand {
         options.reduction = .exact
         options.length = .steps(at.max()!)
         options.optimizer = .sgd(sgd)
-        let data = Synthetic.blobs(samples: 8 * perWorker, classes: spec.outputs, features: spec.inputs, noise: 1,
-                                   seed: 3)
+        let data = model.data(samples: 8 * perWorker)
         let trainer = Trainer(spec: spec, loss: .crossEntropy, options: options, training: data)
         let count = spec.layout.parameterCount, sum = GradientSum(count: count, reduction: .exact)
         let batch = Array(0..<perWorker)

@@ -19,7 +19,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from scaling import BIN, JOB  # noqa: E402  (one job text for both benchmarks)
+from scaling import BIN, JOB, write_data  # noqa: E402  (one job text and its data for both benchmarks)
 
 TAG = f"sb{os.getpid() % 10000}"
 NET = f"10.89.{os.getpid() % 200 + 20}"
@@ -110,7 +110,7 @@ def spawn(host, command, log, env=None):
 def job_text(model, batch, reduction, steps, micro_shard):
     layers = "".join(f"    - {{units: {units}, activation: relu}}\n" for units in MODELS[model])
     text = JOB.format(optimizer="{name: sgd, lr: 0.01, momentum: 0.9}", batch=batch, steps=steps,
-                      reduction=reduction, samples=batch * 4).replace("micro_shard: 128", f"micro_shard: {micro_shard}")
+                      reduction=reduction).replace("micro_shard: 128", f"micro_shard: {micro_shard}")
     return re.sub(r"  layers:\n(    - .*\n)+?(?=    - \{units: 10,)", "  layers:\n" + layers, text)
 
 
@@ -118,6 +118,7 @@ def shardtrain(model, batch, reduction, steps, folder, port, micro_shard, flags)
     job = os.path.join(folder, "job.yaml")
     with open(job, "w") as f:
         f.write(job_text(model, batch, reduction, steps, micro_shard))
+    write_data(folder, batch * 4)
     metrics = os.path.join(folder, "metrics.jsonl")
     if os.path.exists(metrics):
         os.remove(metrics)
@@ -198,6 +199,8 @@ def arguments():
                    help="also run exact and fast mode with --overlap on (the others with off), in the same interleaved runs")
     p.add_argument("--layouts", nargs="+", choices=["star", "sharded"], default=["star"],
                    help="reduction layouts to run (sharded: --layout sharded, results to the workers' owners)")
+    p.add_argument("--trace", metavar="FOLDER",
+                   help="write each shardtrain run's Chrome trace (--trace) into FOLDER, named by N, rate, variant, repeat")
     p.add_argument("--json", metavar="PATH", help="write the figures here as JSON (nothing is written without this flag)")
     p.add_argument("--smoke", action="store_true", help="one short run at 1gbit, with and without --overlap, without DDP or JSON")
     a = p.parse_args()
@@ -223,9 +226,13 @@ def measure(a, workers, rate, folder, port, has_torch):
                          "fast sharded": ["fast", ["--layout", "sharded"]]})
     batch = a.per_worker * workers if a.per_worker else a.batch
     runs = {name: [] for name in list(variants) + ["ddp"]}
-    for _ in range(a.repeats):
+    for repeat in range(a.repeats):
         for name, (reduction, flags) in variants.items():
             port += 1
+            if a.trace:
+                os.makedirs(a.trace, exist_ok=True)
+                trace = f"{workers}-{rate}-{name.replace(' ', '-')}-{repeat + 1}.json"
+                flags = flags + ["--trace", os.path.join(os.path.abspath(a.trace), trace)]
             runs[name].append(shardtrain(a.model, batch, reduction, a.steps, folder, port, a.micro_shard, flags))
         if has_torch:
             port += 1

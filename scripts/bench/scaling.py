@@ -30,15 +30,34 @@ steps: {steps}
 micro_shard: 128
 reduction: {reduction}
 seed: 3
-data: {{builtin: blobs, samples: {samples}, classes: 10, features: 784, noise: 1.0}}
+data: {{features: x.npy, targets: y.npy}}
 """
+
+
+def write_data(folder, samples):
+    """JOB's data, beside it: `samples` rows of features uniform in [-1, 1) and uniform class labels, the distribution
+    torch_ddp.py and torch_mlp.py train on. Data a network can fit (separable blobs) drives its gradients to subnormal
+    numbers within a few steps, which Intel cores multiply several times slower (AMD's do not): both sides must
+    train on the same kind of data for a ratio to mean anything."""
+    import array
+    import random
+    generator = random.Random(3)
+    features = array.array("f", (generator.random() * 2 - 1 for _ in range(samples * 784)))
+    labels = array.array("q", (generator.randrange(10) for _ in range(samples)))
+    for name, descr, shape, values in (("x.npy", "<f4", f"({samples}, 784)", features),
+                                       ("y.npy", "<i8", f"({samples},)", labels)):
+        header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}"
+        header += " " * (63 - (10 + len(header)) % 64) + "\n"  # the magic, version and length take 10 bytes
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + values.tobytes())
 
 
 def shardtrain(workers, batch, optimizer, reduction, steps, folder):
     opt = "{name: sgd, lr: 0.01, momentum: 0.9}" if optimizer == "sgd" else "{name: adam, lr: 0.001}"
     job = os.path.join(folder, "job.yaml")
     with open(job, "w") as f:
-        f.write(JOB.format(optimizer=opt, batch=batch, steps=steps, reduction=reduction, samples=batch * 4))
+        f.write(JOB.format(optimizer=opt, batch=batch, steps=steps, reduction=reduction))
+    write_data(folder, batch * 4)
     metrics = os.path.join(folder, "metrics.jsonl")
     command = [BIN, "train", "--config", job, "--metrics", metrics, "--threads", "1", "--verbose",
                "--workers", str(workers), "--log-every", "1000000"]

@@ -19,19 +19,20 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from scaling import BIN, JOB  # noqa: E402  (one mnist-mlp job text for the benchmarks)
+from scaling import BIN, JOB, write_data  # noqa: E402  (one mnist-mlp job text and its data for the benchmarks)
 
 
 def job_text(reduction, steps):
     """mnist-mlp, SGD momentum, a batch of 512 in 64-sample micro-shards, 2,048 samples."""
-    return JOB.format(optimizer="{name: sgd, lr: 0.01, momentum: 0.9}", batch=512, steps=steps, reduction=reduction,
-                      samples=2048).replace("micro_shard: 128", "micro_shard: 64")
+    return JOB.format(optimizer="{name: sgd, lr: 0.01, momentum: 0.9}", batch=512, steps=steps,
+                      reduction=reduction).replace("micro_shard: 128", "micro_shard: 64")
 
 
 def shardtrain(reduction, traced, steps, folder):
     job = os.path.join(folder, f"{reduction}.yaml")
     with open(job, "w") as f:
         f.write(job_text(reduction, steps))
+    write_data(folder, 2048)
     metrics = os.path.join(folder, "metrics.jsonl")
     command = [BIN, "train", "--config", job, "--metrics", metrics, "--threads", "1", "--workers", "2",
                "--log-every", "1000000", "--no-progress"]
