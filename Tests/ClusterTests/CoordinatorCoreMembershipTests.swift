@@ -188,6 +188,21 @@ import Wire
         #expect(h.core.round!.waitingCount == 4)
     }
 
+    @Test("a joining worker reconnecting for its job's frame bound: a send that finds no connection just after it spoke is not a loss; later it is")
+    func joiningReconnect() throws {
+        var h = CoreHarness()
+        try h.hello(1)
+        let member = h.member(1)
+        h.now += .milliseconds(20)
+        let quick = h.core.sendFailed(member, .unroutable, at: h.now)
+        #expect(quick.logs.isEmpty && h.core.table[member].state == .joining, "\(quick.logs)")
+        h.now += .seconds(4)
+        #expect(h.core.sendFailed(member, .unroutable, at: h.now).logged("lost: silent for 4.0 s"))
+        // A ready member's failed send is a loss at once, however recently it spoke.
+        try h.join(2)
+        #expect(h.core.sendFailed(h.member(2), .unroutable, at: h.now).logged("lost: its connection is gone"))
+    }
+
     @Test("a failed send: unroutable after the silence is silent, before it the connection is gone; a full queue is overloaded")
     func sendFailures() throws {
         var h = CoreHarness()

@@ -85,6 +85,11 @@ extension CoordinatorCore {
         -> [CoordinatorAction] {
         self.now = now
         switch failure {
+        case .unroutable where table[member].state == .joining && now - table[member].lastHeard <= settings.silence:
+            // A worker sent its job connects again, with the frame bound the job gives it (the same routing id, which
+            // libzmq hands over): a send in between finds no connection. One gone for good is silent by the next beat
+            // that fails.
+            return drain()
         case .unroutable:
             // libzmq drops a connection silent for `silence`: say so, rather than only that it is gone.
             let silent = now - table[member].lastHeard
