@@ -232,11 +232,15 @@ struct HandshakeVerdict {
             case .disconnected:
                 if !handshaken { failedInARow += 1 }
                 handshaken = false
-                if failedInARow >= 3, let keys {
-                    return "the coordinator at \(endpoint) closed the connection during the handshake "
-                        + "\(failedInARow) times: --coordinator-key (\(keys.coordinatorKey.fingerprint)…) is probably "
-                        + "not its public key"
+                guard failedInARow >= 3 else { continue }
+                let closed = "the coordinator at \(endpoint) closed the connection during the handshake \(failedInARow) times"
+                guard let keys else {
+                    // A CurveZMQ server closes a plaintext client's connection as soon as it reads its greeting; the
+                    // client sees the mismatch only when it read the server's greeting first, which is a race.
+                    return closed + ": it probably requires CurveZMQ keys (give --key and --coordinator-key), or is "
+                        + "not a shardtrain coordinator"
                 }
+                return closed + ": --coordinator-key (\(keys.coordinatorKey.fingerprint)…) is probably not its public key"
             case .accepted, .otherFailure:
                 continue
             }

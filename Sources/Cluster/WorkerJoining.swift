@@ -129,6 +129,9 @@ extension WorkerNode {
             throw ClusterError(why)
         }
         var limits = Limits(parameterCount: parameterCount, job: job)
+        // The coordinator answers a hello said twice with the job again, possibly after this worker's connection
+        // changed to the job's bound: the job must fit it.
+        limits.maximumJobBytes = max(limits.maximumJobBytes, description.count)
         let width = announcement.job.model.inputs + max(1, announcement.job.model.outputs)
         let (bytes, overflow) = announcement.samples.multipliedReportingOverflow(by: width * 4)
         limits.maximumDataBytes = overflow ? Int.max : bytes

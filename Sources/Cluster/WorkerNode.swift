@@ -73,16 +73,18 @@ package final class WorkerNode {
     }
 
     /// A DEALER to the coordinator that accepts frames no larger than a coordinator may send under `limits` (with no
-    /// job: while joining, when the largest is a job); libzmq refuses a larger frame at its size, before allocating
-    /// it, and drops the connection. A connection's bound is fixed when it is made, so a new bound takes a new socket
-    /// (the coordinator hands the routing id over to it), `old` closed first: nothing sent after this can leave on
-    /// the old connection and be lost with it. Made only where nothing is in flight toward this worker: after its job
-    /// (the coordinator sends nothing more before this worker speaks), and before it joins again.
-    private func link(_ context: Context, _ limits: Limits, replacing old: Link?) throws -> Link {
+    /// job: while joining, when the largest is a job), and no smaller than `atLeast`. libzmq refuses a larger frame
+    /// at its size, before allocating it, and ends that connection for good (a protocol error: it does not
+    /// reconnect), so a worker sent one hears nothing more and joins again on a new socket. A connection's bound is
+    /// fixed when it is made, so a new bound takes a new socket (the coordinator hands the routing id over to it),
+    /// `old` closed first: nothing sent after this can leave on the old connection and be lost with it. `old` is kept
+    /// when its bound is the one needed and `keep` says its connection still works.
+    private func link(_ context: Context, _ limits: Limits, atLeast: Int = 0, replacing old: Link?,
+                      keep: Bool = true) throws -> Link {
         var limits = limits
         if limits.parameterCount == nil { limits.maximumJobBytes = JobAnnouncement.maximumBytes }
-        let bytes = limits.maximumFrameBytesFromCoordinator
-        if let old, old.frameBound == bytes { return old }
+        let bytes = max(limits.maximumFrameBytesFromCoordinator, atLeast)
+        if let old, keep, old.frameBound == bytes { return old }
         old?.close()
         let dealer = try Socket(context, .dealer)
         try SocketTuning.worker(dealer, maximumMessageBytes: bytes, routingID: routingID)
@@ -121,6 +123,8 @@ package final class WorkerNode {
                 // The message must leave before a re-execution ends this process's sockets.
                 Thread.sleep(forTimeInterval: 0.1)
             }
+            // The job, the coordinator's answer to this worker's hello, is the last message sent under the
+            // previous bound that matters: a beat or a repeated job or key list may be lost in the switch.
             link = try self.link(context, joined.limits, replacing: link)
             let dealer = link.dealer
             joined.products = joined.announcement.job.productsFingerprint(samples: joined.announcement.samples)
@@ -146,7 +150,9 @@ package final class WorkerNode {
             case .rejoin(let why):
                 log("\(settings.name): \(why); joining again")
                 previousID = joined.workerID
-                link = try self.link(context, Limits(), replacing: link)
+                // A new socket (this one's connection may have ended at a frame too large), whose bound still admits
+                // what the coordinator may send from the last session until it hears this worker join again.
+                link = try self.link(context, Limits(), atLeast: link.frameBound, replacing: link, keep: false)
             }
         }
     }

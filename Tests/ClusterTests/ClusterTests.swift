@@ -3,6 +3,7 @@ import Engine
 import Jobs
 import Platform
 import Testing
+import Wire
 
 struct ShardingTests {
     @Test("ranges cover every micro-shard once, in order, in proportion to speed")
@@ -141,5 +142,29 @@ struct ResultSlotTests {
         let attempts = next.distribute(over: [0, 1], speeds: [1, 1], now: now).map(\.attempt)
         #expect(attempts.map { next.claimSlot(for: $0) } == [0, 0], "each member's first slot, in a new step")
         #expect(next.assignment(attempts[0], of: 0)?.resultSlot == 0)
+    }
+}
+
+/// A worker's reading of its connection's handshake events (the events libzmq's monitor gives).
+struct HandshakeVerdictTests {
+    @Test("three connections closed during the handshake end the worker with the likely cause, with keys or without")
+    func closedDuringHandshake() throws {
+        // Without keys: a CurveZMQ coordinator closes the connection before the worker may read why.
+        var plain = HandshakeVerdict(endpoint: "tcp://box:5555", keys: nil)
+        #expect(plain.judge([.disconnected(descriptor: 7), .disconnected(descriptor: 7)]) == nil)
+        let plainVerdict = plain.judge([.disconnected(descriptor: 7)])
+        let refusal = try #require(plainVerdict)
+        #expect(refusal.contains("tcp://box:5555") && refusal.contains("requires CurveZMQ keys")
+            && refusal.contains("--key and --coordinator-key"), "\(refusal)")
+        // With keys: the wrong coordinator key.
+        let pair = try CurveKeyPair.generate()
+        var keyed = HandshakeVerdict(endpoint: "tcp://box:5555", keys: WorkerKeys(keyPair: pair,
+                                                                               coordinatorKey: pair.publicKey))
+        let keyedVerdict = keyed.judge(Array(repeating: HandshakeMonitor.Event.disconnected(descriptor: 7), count: 3))
+        let wrongKey = try #require(keyedVerdict)
+        #expect(wrongKey.contains("--coordinator-key") && wrongKey.contains("not its public key"), "\(wrongKey)")
+        // A connection that completed its handshake and dropped later (a network blip) is no refusal.
+        var blips = HandshakeVerdict(endpoint: "tcp://box:5555", keys: nil)
+        for _ in 0..<5 { #expect(blips.judge([.succeeded, .disconnected(descriptor: 7)]) == nil) }
     }
 }

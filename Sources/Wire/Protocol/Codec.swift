@@ -26,10 +26,11 @@ package struct Limits: Sendable, Equatable {
     }
 
     /// The largest legal frame a coordinator sends a worker: the weights with the most optimizer state, the data, a
-    /// job or a text, plus a margin.
+    /// job or a text, plus a margin (at most Int.max).
     package var maximumFrameBytesFromCoordinator: Int {
         let weights = 4 * (1 + Int(WeightsFields.maximumStateBuffers)) * (parameterCount ?? 0)
-        return max(weights, maximumJobBytes, maximumTextBytes, maximumDataBytes) + 4096
+        let largest = max(weights, maximumJobBytes, maximumTextBytes, maximumDataBytes)
+        return largest > Int.max - 4096 ? Int.max : largest + 4096
     }
 }
 

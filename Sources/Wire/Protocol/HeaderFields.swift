@@ -70,7 +70,7 @@ struct WeightsFields: HeaderFields {
     static let names = ["parameter count", "form", "state buffers", "optimizer steps"]
     var parameterCount: UInt64, form: Form
     var stateBuffers: UInt64 = 0, optimizerSteps: UInt64 = 0
-    /// Adam's two moments, and room for an optimizer with more.
+    /// Up to 3 today (Adam with AMSGrad; RMSProp centered with momentum), and room for one more.
     static let maximumStateBuffers: UInt64 = 4
 
     init(parameterCount: Int, form: Form, stateBuffers: Int = 0, optimizerSteps: Int = 0) {
