@@ -86,6 +86,9 @@ struct MisbehavingWorkerTests {
                 for message in try before(joined!, envelope.header.step, attempt) { try dealer.send(message) }
                 let answer = try answer(joined!, envelope.header.step, attempt, slot)
                 if !answer.isEmpty { try dealer.send(answer) }
+            case .heartbeat:
+                // Beats back, as a real worker does: however long the others take to join, this one is not silent.
+                if let joined { try dealer.send(Codec.heartbeat(job: joined.job, step: envelope.header.step, worker: joined.worker)) }
             default:
                 continue
             }
