@@ -19,6 +19,8 @@ export OPENBLAS_NUM_THREADS=1
 repeats=3
 [ "${1:-}" = "--smoke" ] && repeats=1
 results="$(mktemp)"
+# The ipc runs' socket files stay behind when a process ends before libzmq closes its listener.
+trap 'rm -rf "$results" "$(dirname "$raw")" "/tmp/shardtrain-bench-wire-$$" "/tmp/shardtrain-bench-raw-$$"' EXIT
 for transport in tcp ipc; do
   for workers in 1 2; do
     if [ "$transport" = tcp ]; then e1="tcp://127.0.0.1:5601"; e2="tcp://127.0.0.1:5602"

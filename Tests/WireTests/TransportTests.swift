@@ -10,6 +10,8 @@ struct TransportTests {
 
     @Test("weights out to two workers from one shared buffer, gradients back", arguments: endpoints)
     func exchange(endpoint: String) throws {
+        // The socket file stays when the process ends before libzmq closes its listener.
+        defer { if endpoint.hasPrefix("ipc://") { unlink(String(endpoint.dropFirst("ipc://".count))) } }
         let context = try Context()
         let router = try Socket(context, .router)
         let parameterCount = 1000
