@@ -4,8 +4,8 @@ import Engine
 import Foundation
 
 /// The packed exact form's size and speed on real sums: a worker's exact sum of `--shards` micro-shards of the
-/// benchmark model's gradient on uniform features and labels (the kind of data scripts/bench-hosts.sh trains on), taken at several points
-/// of an SGD-momentum run, packed and unpacked (checked to give back the same bytes).
+/// benchmark model's gradient on uniform features and labels (the kind of data scripts/bench-hosts.sh trains on),
+/// taken at several points of an SGD-momentum run, packed and unpacked (checked to give back the same bytes).
 struct PackingSize: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "packing",
                                                     abstract: "Bytes per parameter of packed exact sums, and ns to pack and unpack.")

@@ -6,8 +6,8 @@ import Wire
 /// A real worker process against a fake coordinator built on the project's own Wire types, sending jobs, data,
 /// weights and assignments that parse but lie: widths that do not fit the model, class targets out of range or NaN,
 /// models and sample counts too large to hold, parameter counts that disagree, batches, epochs and ranges out of
-/// bounds, weights of the wrong size, random job text, a frame far beyond the job. Whatever it is sent, the worker ends by itself — exit
-/// status 0, 2 or 4 with one `error:` line, never a crash or a trap — with bounded memory.
+/// bounds, weights of the wrong size, random job text, a frame far beyond the job. Whatever it is sent, the worker
+/// ends by itself — exit status 0, 2 or 4 with one `error:` line, never a crash or a trap — with bounded memory.
 @Suite(.serialized)
 struct HostileCoordinatorTests {
     /// A small deterministic generator, so a failing case can be replayed by its number.

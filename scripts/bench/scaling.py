@@ -34,13 +34,19 @@ data: {{features: x.npy, targets: y.npy}}
 """
 
 
+_written = set()
+
+
 def write_data(folder, samples):
     """JOB's data, beside it: `samples` rows of features uniform in [-1, 1) and uniform class labels, the distribution
     torch_ddp.py and torch_mlp.py train on. Data a network can fit (separable blobs) drives its gradients to subnormal
-    numbers within a few steps, which Intel cores multiply several times slower (AMD's do not): both sides must
-    train on the same kind of data for a ratio to mean anything."""
+    numbers within a few steps, which an Intel Xeon multiplied several times slower: both sides must train on the
+    same kind of data for a ratio to mean anything. Written once per folder and sample count."""
     import array
     import random
+    if (folder, samples) in _written:
+        return
+    _written.add((folder, samples))
     generator = random.Random(3)
     features = array.array("f", (generator.random() * 2 - 1 for _ in range(samples * 784)))
     labels = array.array("q", (generator.randrange(10) for _ in range(samples)))

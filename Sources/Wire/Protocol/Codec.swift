@@ -21,15 +21,17 @@ package struct Limits: Sendable, Equatable {
     }
 
     /// The largest legal frame, for ZMQ_MAXMSGSIZE: the exact gradient, or the job description, plus a margin.
-    package var maximumFrameBytes: Int {
-        max(GradientFrame.exactBytesPerParameter * (parameterCount ?? 0), maximumJobBytes, maximumTextBytes, maximumDataBytes) + 4096
-    }
+    package var maximumFrameBytes: Int { withMargin(GradientFrame.exactBytesPerParameter * (parameterCount ?? 0)) }
 
     /// The largest legal frame a coordinator sends a worker: the weights with the most optimizer state, the data, a
-    /// job or a text, plus a margin (at most Int.max).
+    /// job or a text, plus a margin.
     package var maximumFrameBytesFromCoordinator: Int {
-        let weights = 4 * (1 + Int(WeightsFields.maximumStateBuffers)) * (parameterCount ?? 0)
-        let largest = max(weights, maximumJobBytes, maximumTextBytes, maximumDataBytes)
+        withMargin(4 * (1 + Int(WeightsFields.maximumStateBuffers)) * (parameterCount ?? 0))
+    }
+
+    /// The larger of `parameterFrame` and the job, text and data frames, plus a margin (at most Int.max).
+    private func withMargin(_ parameterFrame: Int) -> Int {
+        let largest = max(parameterFrame, maximumJobBytes, maximumTextBytes, maximumDataBytes)
         return largest > Int.max - 4096 ? Int.max : largest + 4096
     }
 }

@@ -103,7 +103,7 @@ struct WeightsFields: HeaderFields {
                 + "the optimizer's state)")
         }
         guard f[2] <= Self.maximumStateBuffers, f[2] == 0 || form == .withState, f[3] < 1 << 40 else {
-            throw .badField(.weights, "\(f[2]) state buffers (at most 4, only with form 5) or optimizer steps \(f[3])")
+            throw .badField(.weights, "\(f[2]) state buffers (at most \(Self.maximumStateBuffers), only with form 5) or optimizer steps \(f[3])")
         }
         (stateBuffers, optimizerSteps) = (f[2], f[3])
     }
