@@ -152,7 +152,7 @@ on coord "$shardtrain" coordinator --config "$work/parts.yaml" --bind "$endpoint
 pids=($!)
 run_authorised parts-
 grep -q "results and weights go in parts (--overlap)" "$work/parts-coordinator.log" || fail "--overlap was not on across hosts"
-grep -q "the sum is sharded: 4 parts over 2 owners" "$work/parts-coordinator.log" \
+grep -q "the sum is sharded: 4 parts over 3 owners" "$work/parts-coordinator.log" \
   || fail "--layout auto did not shard the sum across hosts"
 expect_reference_bits "$work/parts-reference.st" "$work/parts.st" "in parts across hosts"
 # The trace: each worker's row holds, every step, its layers' spans and each part it sent to the part's owner.
@@ -216,7 +216,7 @@ on w3 "$shardtrain" worker --connect "$endpoint" --name gamma --key "$work/gamma
 pids+=($!)
 cut_w1_at_step 15 "$work/sharded-coordinator.log" "sharded, with a host cut off"
 wait_for_run "sharded, a host cut off"
-grep -q "4 parts over 3 owners" "$work/sharded-coordinator.log" || fail "the sharded layout did not spread the parts"
+grep -q "4 parts over 4 owners" "$work/sharded-coordinator.log" || fail "the sharded layout did not spread the parts"
 grep -q "\"alpha\" (.*) lost: " "$work/sharded-coordinator.log" || fail "the cut-off owner was not lost"
 grep -q "of the sum moved to" "$work/sharded-coordinator.log" || fail "the cut-off owner's parts did not move"
 expect_reference_bits "$work/sharded-reference.st" "$work/sharded.st" "in the sharded layout with a host cut off"

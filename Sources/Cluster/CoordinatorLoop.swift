@@ -170,7 +170,7 @@ extension Coordinator {
     }
 
     /// Sends without blocking; a member that is gone or has stopped reading is lost (and false returned).
-    private func deliver(_ frames: [Message], to member: Int) throws -> Bool {
+    func deliver(_ frames: [Message], to member: Int) throws -> Bool {
         let failure: CoordinatorCore.SendFailure
         do {
             try router.send([Message(copying: core.table[member].identity)] + frames, wait: false)

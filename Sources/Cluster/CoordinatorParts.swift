@@ -178,6 +178,7 @@ extension Coordinator: GradientSource {
 
     /// A part of a result the core checked: kept until the part is summed.
     func keepPart(_ member: Int, _ order: PartOrder) throws {
+        if sharded.order != nil { return try keepOwnPart(member, order) }
         guard let step = partStep else { return }
         // Kept even for a part updated already (from a worker lost since, who computed the same micro-shards): the part
         // is updated again from them if another worker's values there are refused.

@@ -27,6 +27,10 @@ struct ShardedRun {
     var resetReplicas = false
     /// `--layout auto` sent the last step through the star.
     var wasStar = false
+    /// The coordinator's own share of the parts, and what it summed or refused, handled once it returns.
+    var owner: PartOwner?
+    var ownSums: [PartOwner.Summed] = []
+    var ownRefusals: [(OrderedContribution, Int, String, UInt64)] = []
     var begun = ContinuousClock.now, sent = ContinuousClock.now
 }
 
@@ -67,12 +71,12 @@ extension Coordinator {
         let begun = clock.now
         let members = core.table.active.sorted()
         if members != sharded.members || sharded.layout == nil {
-            let layout = ReductionLayout(parts: partCount, members: members)
+            let layout = ReductionLayout(parts: partCount, members: members + [ReductionLayout.coordinator])
             (sharded.members, sharded.layout) = (members, layout)
             try sendPeers()
             let owners = layout.members.count
             log("step \(order.step): the sum is sharded: \(partCount) parts over \(owners) owner\(owners == 1 ? "" : "s") ("
-                + layout.members.map { "w\(core.table[$0].id) \(layout.parts(of: $0).count)" }.joined(separator: ", ") + ")")
+                + layout.members.map { "\(ownerName($0)) \(layout.parts(of: $0).count)" }.joined(separator: ", ") + ")")
         }
         core.eligible = Set(members)
         (sharded.order, sharded.ready, sharded.begun) = (order, [], begun)
@@ -86,8 +90,8 @@ extension Coordinator {
         }
         core.beginStep(step: order.step, epoch: order.epoch, batchIndex: order.batchIndex,
                        microShards: order.microShards, batchSamples: order.batch.count)
-        // The coordinator never sees the parts: a result's counts say it is complete.
-        core.partsComplete = { _ in true }
+        // The coordinator sees only its own share of the parts: a result's counts come after those.
+        core.partsComplete = { [unowned self] in ownParts().holdsOwnedParts(attempt: $0, step: UInt64(order.step)) }
         sharded.step = ShardedStep(step: order.step, layout: sharded.layout!)
         stepWeights = .from(order.parameters)
         try handOut()
@@ -124,10 +128,17 @@ extension Coordinator {
         guard awaitingMeans, let since = sharded.orderedAt, let step = sharded.step else { return }
         let waited = clock.now - since
         guard waited > settings.workerTimeout,
-              let part = step.layout.owners.indices.first(where: { !step.applied.contains($0) }) else { return }
+              let part = step.layout.owners.indices.first(where: {
+                  !step.applied.contains($0) && step.layout.owners[$0] != ReductionLayout.coordinator
+              }) else { return }
         sharded.orderedAt = clock.now
         let silent = sharded.checks[part].flatMap { check in check.missing.map { check.members[$0] } }
         try perform(core.lost(silent ?? step.layout.owners[part], .tooSlow(waited)))
+    }
+
+    /// How the log names an owner of the layout.
+    func ownerName(_ owner: Int) -> String {
+        owner == ReductionLayout.coordinator ? "the coordinator" : "w\(core.table[owner].id)"
     }
 
     /// The layout's members and owners, to every member.
@@ -136,7 +147,8 @@ extension Coordinator {
         let list = PeerList(peers: sharded.members.map { PeerList.Peer(worker: core.table[$0].id,
                                                                         endpoint: core.table[$0].peerEndpoint!,
                                                                         key: core.table[$0].peerKey) },
-                            owners: layout.owners.map { core.table[$0].id })
+                            owners: layout.owners.map { $0 == ReductionLayout.coordinator ? PeerList.coordinator
+                                                                                          : core.table[$0].id })
         try perform(sharded.members.map { .send(member: $0, .peers(list)) })
     }
 
@@ -164,6 +176,7 @@ extension Coordinator {
             optimizerStep: order.optimizer.steps,
             contributions: sharded.ordered!.contributions)
         try perform(sharded.members.map { .send(member: $0, .sumOrder(wire, step: order.step)) })
+        try orderOwnParts(wire, step: order.step)
     }
 
     /// A part's mean from an owner: from the part's owner, for the order in force, once, copied where the trainer reads
@@ -243,15 +256,16 @@ extension Coordinator {
             throw ClusterError("every worker of the sharded layout was lost during step \(step.step); resume from the "
                 + "last checkpoint (--resume)")
         }
-        let moved = step.lost(member, remaining: remaining)
+        let moved = step.lost(member, remaining: remaining + [ReductionLayout.coordinator])
         (sharded.step, sharded.layout, sharded.members) = (step, step.layout, remaining)
         core.eligible = Set(remaining)
         try sendPeers()
+        try ownPartsMoved()
         core.retractStep()
         (sharded.orderedRevision, sharded.ordered, sharded.checks) = (nil, nil, [:])
         if case .moved(let parts)? = moved.first {
             log("step \(step.step): \(label)'s \(parts.count) part\(parts.count == 1 ? "" : "s") of the sum moved to "
-                + Set(parts.map { "w\(core.table[$0.owner].id)" }).sorted().joined(separator: ", ")
+                + Set(parts.map { ownerName($0.owner) }).sorted().joined(separator: ", ")
                 + "; the step's micro-shards are computed again")
         }
     }

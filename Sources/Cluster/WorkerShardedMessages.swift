@@ -11,7 +11,8 @@ extension WorkerNode {
         -> (Int, [Message]) throws -> Void {
         let limits = joined.limits, me = joined.workerID
         return { [unowned sharded] part, frames in
-            guard let owner = sharded.owner(of: part) else { return try toCoordinator(frames) }
+            // No layout (the star, in parts), or the coordinator's own share.
+            guard let owner = sharded.owner(of: part), owner != PeerList.coordinator else { return try toCoordinator(frames) }
             if owner != me {
                 try sharded.peers.send(frames, to: owner)
                 return
@@ -83,6 +84,15 @@ extension WorkerNode {
             try readHeld(sharded, joined)
         case .sumOrder(let order):
             try sharded.ordered(order, step: step)
+        case .meanPart(let mean):
+            // The mean of a part the coordinator owns: its list, sent before, says so.
+            let part = mean.range.lowerBound / Codec.partParameters
+            guard sharded.owner(of: part) == PeerList.coordinator else {
+                log("\(settings.name): dropped the coordinator's mean of part \(part), which its list gives "
+                    + (sharded.owner(of: part).map { "w\($0)" } ?? "no owner"))
+                return true
+            }
+            try sharded.mean(mean, step: step)
         case .spotCheck(let check):
             try session.answer(check, step: step)
         case .weightsWithState(let frame, let buffers, let steps):

@@ -33,7 +33,10 @@ struct ShardedTests {
         #expect(Command.wait(run.coordinator, timeout: 300) == 0, "\(ShardedTests.tail(run.log))")
         #expect(try FailureTests.digest(run.out) == Self.reference)
         let text = (try? String(contentsOfFile: run.log, encoding: .utf8)) ?? ""
-        #expect(text.contains("4 parts over \(min(workers, 4)) owner\(workers == 1 ? "" : "s") ("), "\(text.prefix(3000))")
+        // The coordinator owns a share too, last in the round-robin: parts w, 2w + 1, … of workers w.
+        let owners = min(workers + 1, 4), coordinatorParts = (0..<4).filter { $0 % (workers + 1) == workers }.count
+        #expect(text.contains("4 parts over \(owners) owners ("), "\(text.prefix(3000))")
+        #expect(text.contains("the coordinator \(coordinatorParts))") == (coordinatorParts > 0), "\(text.prefix(3000))")
     }
 
     @Test("fast mode with one worker gives the bits of the same split summed at the coordinator")
@@ -83,14 +86,14 @@ struct ShardedTests {
         var run = try Self.start("sharded-killed", workers: 3, coordinatorFlags: ["--min-workers", "3"])
         defer { FailureTests.expectAllEnded([run.coordinator] + run.workers) }
         try FailureTests.waitForStep(15, in: run.log)
-        // w1 owns two of the four parts (parts go round-robin in id order).
+        // w1 owns one of the four parts (parts go round-robin in id order, the coordinator last).
         let first = try Self.workerNamed(1, in: run.log)
         kill(run.workers[first].processIdentifier, SIGKILL)
         run.workers.append(try Command.start(["worker", "--connect", Self.endpoint(of: run.coordinator), "--name",
                                               "sharded-killed4", "--idle-timeout", "20"], stderr: "\(run.log).w4"))
         #expect(Command.wait(run.coordinator, timeout: 300) == 0, "\(ShardedTests.tail(run.log))")
         let text = (try? String(contentsOfFile: run.log, encoding: .utf8)) ?? ""
-        #expect(text.contains("lost:") && text.contains("parts of the sum moved to") && text.contains("\"sharded-killed4\""),
+        #expect(text.contains("lost:") && text.contains("1 part of the sum moved to") && text.contains("\"sharded-killed4\""),
                 "\(text.suffix(3000))")
         #expect(try FailureTests.digest(run.out) == Self.reference)
     }

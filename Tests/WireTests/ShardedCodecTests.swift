@@ -11,7 +11,7 @@ struct ShardedCodecTests {
     func roundTrip() throws {
         let list = PeerList(peers: [.init(worker: 1, endpoint: "tcp://10.0.0.1:5000", key: Self.key),
                                     .init(worker: 4, endpoint: "tcp://10.0.0.2:6000", key: nil)],
-                            owners: [1, 4, 1, 4])
+                            owners: [1, 4, PeerList.coordinator, 4])
         guard case .peers(let back) = try Codec.decode(Codec.peers(list, job: 9, step: 3), limits: Self.limits).payload
         else { Issue.record("not a peers message"); return }
         #expect(back == list)

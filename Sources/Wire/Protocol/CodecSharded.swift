@@ -16,8 +16,11 @@ package struct PeerList: Equatable, Sendable {
     }
 
     package let peers: [Peer]
-    /// The owner of each part, by worker id.
+    /// The owner of each part, by worker id; `coordinator` for the coordinator's share.
     package let owners: [UInt32]
+    /// The coordinator as an owner: it sums a share of the parts too, so its link carries its share of the traffic
+    /// (worker ids start at 1).
+    package static let coordinator: UInt32 = 0
     /// With keys: every key the coordinator admits, so that a worker's peer socket admits its peers before the layout
     /// naming them reaches it (a list of no peers, sent as a worker becomes ready).
     package let allowed: [CurvePublicKey]
@@ -241,9 +244,9 @@ extension Codec {
         }
         let ids = Set(peers.map(\.worker))
         guard peers.count == Int(f.peerCount), ids.count == peers.count, owners.count == Int(f.partCount),
-              owners.allSatisfy(ids.contains) else {
+              owners.allSatisfy({ $0 == PeerList.coordinator || ids.contains($0) }) else {
             throw .badText(.peers, "\(peers.count) distinct peers of \(f.peerCount), \(owners.count) owners of "
-                + "\(f.partCount) parts, or an owner that is no peer")
+                + "\(f.partCount) parts, or an owner that is neither a peer nor the coordinator (0)")
         }
         return .peers(PeerList(peers: peers, owners: owners, allowed: allowed))
     }

@@ -12,7 +12,7 @@
 /// | 32 | fields `6 × u64` | type-specific values, see `MessageType` |
 package struct Header: Sendable, Equatable {
     package static let magic: UInt32 = 0x4E52_5453
-    package static let protocolVersion: UInt16 = 13
+    package static let protocolVersion: UInt16 = 14
     /// Steps a header may carry, exclusive.
     package static let stepLimit: UInt64 = 1 << 62
     package static let byteCount = 80
@@ -124,16 +124,17 @@ package enum MessageType: UInt16, Sendable, CaseIterable {
     /// message with the counts follows the last part.
     case gradientPart = 12
     /// Coordinator → worker, sharded layout (docs/scale-out.md): the members a step's parts go between. Fields: peer
-    /// count, part count. Frame: lines `peer ID ENDPOINT [KEY]`, then `owners ID ID …`, one owner per part.
+    /// count, part count. Frame: lines `peer ID ENDPOINT [KEY]`, then `owners ID ID …`, one owner per part (0: the
+    /// coordinator).
     case peers = 13
     /// Coordinator → owner, sharded layout: what step `step` sums. Fields: revision, samples, contributions, learning
     /// rate (Float32 bits), optimizer step. Frame: per contribution, worker u32, first micro-shard u32, micro-shards
     /// u32, attempt u64.
     case sumOrder = 14
-    /// Owner → every worker and the coordinator, sharded layout: one part of step `step`'s gradient, for each to
-    /// apply. Fields: the part's first parameter and count as in `weightsPart`, learning rate (Float32 bits),
-    /// optimizer step, the step's samples, the revision of the order it sums. Frame: that many Float32 (exact: the
-    /// mean; fast: the sum).
+    /// Owner → every worker and the coordinator (the coordinator, for its own parts → every worker), sharded layout:
+    /// one part of step `step`'s gradient, for each to apply. Fields: the part's first parameter and count as in
+    /// `weightsPart`, learning rate (Float32 bits), optimizer step, the step's samples, the revision of the order it
+    /// sums. Frame: that many Float32 (exact: the mean; fast: the sum).
     case meanPart = 15
     /// Owner → coordinator, sharded layout: a contribution to one of its parts is no possible sum of its
     /// micro-shards. Fields: the worker that sent it, its attempt, the part. Frame: why, one line.

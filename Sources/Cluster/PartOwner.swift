@@ -1,0 +1,250 @@
+import CExactSum
+import Engine
+import Foundation
+import Wire
+
+/// The owner's role in the sharded layout (docs/scale-out.md), played by every worker and by the coordinator: for each
+/// part it owns, it keeps every contribution's values as they come, and once the coordinator's order is in and every
+/// contribution it names has come, adds them in micro-shard order (exact: `cexact_combine`, then the mean; fast: the
+/// Floats' sum) and hands the part to `deliver`, which sends and applies it. A contribution whose values no
+/// computation gives is not summed: `refute` is told, and the part waits for an order without it. Bookkeeping is
+/// `OwnerRound`'s; this keeps the bytes and adds.
+final class PartOwner {
+    /// Where `deliver` finds a summed part: its values in `payload`, at the part's place (4 bytes a parameter).
+    struct Summed {
+        let part: Int
+        let range: Range<Int>
+        let payload: SharedPayload
+        let order: OrderedSum
+        let step: UInt64
+        var values: UnsafeMutablePointer<Float> { payload.bytes.assumingMemoryBound(to: Float.self) + range.lowerBound }
+    }
+
+    private let reduction: Reduction
+    private let parts: [Range<Int>]
+    private let parameterCount: Int
+    /// The parts the layout gives this owner now.
+    private let ownedParts: () -> [Int]
+    private let refute: (_ contribution: OrderedContribution, _ part: Int, _ why: String, _ step: UInt64) throws -> Void
+    private let deliver: (Summed) throws -> Void
+
+    // The step's bookkeeping (which contributions came for which part, which parts are summed), the order as the
+    // coordinator sent it (its micro-shard order, learning rate and optimizer step) and the contributions' parts by
+    // (worker, attempt) → part → arrays.
+    private var round = OwnerRound(step: 0, owning: [])
+    /// Whether `round` is a step's (the first contribution or order makes it).
+    private var begun = false
+    private var order: OrderedSum?
+    private var held: [Key: [Int: HeldPart]] = [:]
+    private var step: UInt64 { UInt64(round.step) }
+    /// The memory of the sums, one per step, reused once libzmq has let go of it (messages queued for a peer that is
+    /// gone hold theirs until the coordinator's next list closes that connection).
+    private var outgoing: [SharedPayload] = []
+    private var outgoingTurn = 0
+    private var outgoingStep: UInt64?
+    private var limbScratch: [UnsafeMutableRawPointer] = []
+    private let pointers: UnsafeMutablePointer<UnsafePointer<Float>?>
+    private let sums: UnsafeMutablePointer<UnsafeRawPointer?>
+    private let unusedLimbs = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    private let unusedWindows = UnsafeMutablePointer<Int8>.allocate(capacity: 1)
+
+    struct Key: Hashable {
+        let worker: UInt32
+        let attempt: UInt64
+    }
+
+    /// A contribution's arrays of one part as they come, and how many its first header said there are.
+    struct HeldPart {
+        let arrays: Int
+        var values: [Int: PartValues] = [:]
+
+        /// Every array is in: packed limbs are one; Floats, as many as the header says.
+        var isComplete: Bool {
+            if values.count == 1, case .packedLimbs = values.first!.value { return true }
+            return values.count == arrays
+        }
+    }
+
+    init(parameterCount: Int, reduction: Reduction, ownedParts: @escaping () -> [Int],
+         refute: @escaping (OrderedContribution, Int, String, UInt64) throws -> Void,
+         deliver: @escaping (Summed) throws -> Void) {
+        self.parameterCount = parameterCount
+        self.reduction = reduction
+        parts = Codec.parts(of: parameterCount)
+        self.ownedParts = ownedParts
+        self.refute = refute
+        self.deliver = deliver
+        pointers = .allocate(capacity: Codec.maximumPartArrays)
+        sums = .allocate(capacity: Codec.maximumPartArrays)
+    }
+
+    deinit {
+        for block in limbScratch { block.deallocate() }
+        pointers.deallocate()
+        sums.deallocate()
+        unusedLimbs.deallocate()
+        unusedWindows.deallocate()
+    }
+
+    /// The layout changed: parts moved here from a lost owner may be ready to sum.
+    func layoutChanged() throws {
+        try perform(round.own(ownedParts()))
+    }
+
+    /// A part of a contribution, from any worker. Kept even for a part not (yet) this owner's, or one summed already:
+    /// the word that the part moved here, or an order revision naming it, may come after.
+    func contribution(_ worker: UInt32, step: UInt64, attempt: UInt64, array: Int, arrays: Int, first: Int,
+                      values: PartValues) throws {
+        guard advance(to: step) else { return }
+        let part = first / Codec.partParameters, key = Key(worker: worker, attempt: attempt)
+        held[key, default: [:]][part, default: HeldPart(arrays: arrays)].values[array] = values
+        if held[key]![part]!.isComplete {
+            try perform(round.arrived(Contribution(member: Int(worker), attempt: attempt), part: part))
+        }
+    }
+
+    /// The coordinator's order for `step`.
+    func ordered(_ new: OrderedSum, step: UInt64) throws {
+        guard advance(to: step), new.revision > (order?.revision ?? -1) else { return }
+        order = new
+        let contributions = new.contributions.map { Contribution(member: Int($0.worker), attempt: $0.attempt) }
+        try perform(round.ordered(SumOrder(step: round.step, revision: new.revision, contributions: contributions,
+                                           samples: new.samples)))
+    }
+
+    /// Whether `attempt` of step `step` sent every part this owner owns (a result's counts come after its parts).
+    func holdsOwnedParts(attempt: UInt64, step: UInt64) -> Bool {
+        let owned = ownedParts()
+        guard !owned.isEmpty else { return true }
+        // Attempts are numbered afresh each step, and once within one.
+        guard step == self.step, let parts = held.first(where: { $0.key.attempt == attempt })?.value else { return false }
+        return owned.allSatisfy { parts[$0]?.isComplete == true }
+    }
+
+    /// Whether messages of `step` are to be kept: a later step forgets what an earlier one held.
+    private func advance(to step: UInt64) -> Bool {
+        if step > self.step || !begun {
+            round = OwnerRound(step: Int(step), owning: ownedParts())
+            (order, begun) = (nil, true)
+            held.removeAll()
+        }
+        return step == self.step
+    }
+
+    private func perform(_ actions: [OwnerRound.Action]) throws {
+        for action in actions {
+            switch action {
+            case .sum(let part, _, _):
+                // Summed in the order's micro-shard order (fast sums' bits depend on it), not the action's.
+                guard let order, ownedParts().contains(part) else { continue }
+                try sum(part, order)
+            }
+        }
+    }
+
+    /// `c`'s values for `part` are no possible sum: not summed; the coordinator loses its sender and orders the step
+    /// again without it, and the part waits for that order with the other contributions kept.
+    private func refuse(_ c: OrderedContribution, part: Int, _ wrong: String) throws {
+        held[Key(worker: c.worker, attempt: c.attempt)] = nil
+        try refute(c, part, wrong, step)
+        try reopen(part)
+    }
+
+    /// `part` waits again, with the contributions held for it, for an order it can sum.
+    private func reopen(_ part: Int) throws {
+        let still = held.compactMap { key, parts in
+            parts[part]?.isComplete == true ? Contribution(member: Int(key.worker), attempt: key.attempt) : nil
+        }
+        try perform(round.reopen(part, holding: Set(still)))
+    }
+
+    /// The memory this step's sums are written to: one libzmq holds no more, or new memory.
+    private func stepPayload() -> SharedPayload {
+        if outgoingStep != step {
+            outgoingStep = step
+            if let free = outgoing.firstIndex(where: { $0.isIdle }) {
+                outgoingTurn = free
+            } else {
+                outgoing.append(SharedPayload(byteCount: 4 * parameterCount))
+                outgoingTurn = outgoing.count - 1
+            }
+        }
+        return outgoing[outgoingTurn]
+    }
+
+    /// Adds `part` of the ordered contributions, in micro-shard order, and delivers it.
+    private func sum(_ part: Int, _ order: OrderedSum) throws {
+        let range = parts[part], n = range.count
+        for c in order.contributions {
+            // Gone when refuted on another part: the part waits for the order without it.
+            guard let arrays = held[Key(worker: c.worker, attempt: c.attempt)]?[part]?.values else {
+                return try reopen(part)
+            }
+            let packed = arrays.values.contains { if case .packedLimbs = $0 { true } else { false } }
+            let expected = packed ? 1 : (reduction == .fast ? 1 : c.microShards)
+            if arrays.count != expected {
+                return try refuse(c, part: part, "\(arrays.count) arrays where its \(c.microShards) micro-shards "
+                    + "take \(expected)\(packed ? " (packed limbs are one)" : "")")
+            }
+        }
+        let payload = stepPayload()
+        let out = payload.bytes.assumingMemoryBound(to: Float.self) + range.lowerBound
+        var floats = 0, limbs = 0, diverged = false
+        var copies: [UnsafeMutablePointer<Float>] = []
+        defer { for copy in copies { copy.deallocate() } }
+        for c in order.contributions {
+            let arrays = held[Key(worker: c.worker, attempt: c.attempt)]![part]!.values
+            for array in arrays.keys.sorted() {
+                switch arrays[array]! {
+                case .packedLimbs(let message, let saw):
+                    if limbScratch.count <= limbs {
+                        limbScratch.append(.allocate(byteCount: GradientFrame.exactBytesPerParameter * Codec.partParameters,
+                                                     alignment: 64))
+                    }
+                    let target = limbScratch[limbs]
+                    let ok = message.withUnsafeBytes { bytes in
+                        cexact_unpack(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, n, target) == 1
+                    }
+                    let unpacked = UnsafeRawBufferPointer(start: target, count: GradientFrame.exactBytesPerParameter * n)
+                    let wrong = ok ? (saw ? nil : ResultCheck.limbsImplausibility(unpacked, microShards: c.microShards,
+                                                                               threads: 1))
+                                   : "packed limbs that do not unpack to \(n) parameters"
+                    if let wrong { return try refuse(c, part: part, wrong) }
+                    diverged = diverged || saw
+                    sums[limbs] = UnsafeRawPointer(target)
+                    limbs += 1
+                case .floats(let frame):
+                    // Read where it lies when aligned; copied otherwise.
+                    let pointer = frame.message.withUnsafeBytes { $0.baseAddress! }
+                    if Int(bitPattern: pointer) % MemoryLayout<Float>.alignment == 0 {
+                        pointers[floats] = pointer.assumingMemoryBound(to: Float.self)
+                    } else {
+                        let copy = UnsafeMutablePointer<Float>.allocate(capacity: n)
+                        frame.copy(into: copy)
+                        copies.append(copy)
+                        pointers[floats] = UnsafePointer(copy)
+                    }
+                    floats += 1
+                }
+            }
+        }
+        switch reduction {
+        case .fast:
+            // In micro-shard order, as a whole sum adds them.
+            out.update(from: pointers[0]!, count: n)
+            for k in 1..<max(1, floats) {
+                let values = pointers[k]!
+                for i in 0..<n { out[i] += values[i] }
+            }
+        case .exact:
+            var finite: Int32 = 0
+            let largest = cexact_combine(unusedLimbs, unusedLimbs, unusedWindows, 1, sums, Int32(limbs), pointers,
+                                         Int32(floats), out, Double(order.samples), &finite, n, 0, n)
+            // A sum that saw a NaN or ∞ means nothing: every receiver finds the NaN and the coordinator stops the run
+            // as diverged, as it does with the star.
+            if diverged || finite != 1 || largest >= 0x7F80_0000 { out[0] = .nan }
+        }
+        // The contributions stay held until the step ends: a later order revision has the part added again.
+        try deliver(Summed(part: part, range: range, payload: payload, order: order, step: step))
+    }
+}
