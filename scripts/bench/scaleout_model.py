@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Bytes and time per step on paper, for N worker hosts of one link rate each (the coordinator's too), for three ways
-to reduce: the star (every result to the coordinator, every worker's weights from it), the sharded layout (each
-worker sums and updates a 1/N range of the parameters and sends the range's new values to every worker, and its mean
-gradient to the coordinator, which keeps the run's state for checkpoints and hand-overs) and a ring all-reduce (DDP's
-gloo). Costs are the measured ones named in the flags' help: bytes a parameter of a result, ns a parameter to pack,
+to reduce: the star (every result to the coordinator, every worker's weights from it), the sharded layout (the N workers and the
+coordinator each sum a 1/(N + 1) range of the parameters and send its mean to the N others; every worker and the
+coordinator, which keeps the run's state for checkpoints and hand-overs, apply every mean) and a ring all-reduce
+(DDP's gloo). Costs are the measured ones named in the flags' help: bytes a parameter of a result, ns a parameter to pack,
 unpack, sum and update, the link's per-message latency. Only the exchange is modelled, not the computing, which is
 the same in all three; transfers in both directions overlap (full duplex), and nothing overlaps with computing.
 Prints a Markdown table; writes nothing."""
@@ -18,12 +18,13 @@ def star(n, p, a):
 
 
 def sharded(n, p, a):
-    share = (n - 1) / n
-    tx = share * a.result_bytes * p + 4 * p  # results out to the other owners; the range's values to n - 1 workers and its mean to the coordinator
-    rx = share * (a.result_bytes + 4) * p  # the other workers' results for the range; the other ranges' values
-    cpu = p * a.pack_ns + p * a.unpack_ns + p * a.sum_ns + p / n * a.update_ns  # a worker's: its result, its range from n workers
+    share = 1 / (n + 1)  # each of the n workers' and the coordinator's range
+    tx = n * share * (a.result_bytes + 4) * p  # results out to the n other owners; its range's mean to the n others
+    rx = (n - 1) * share * a.result_bytes * p + n * share * 4 * p  # n - 1 workers' results for its range; n others' means
+    cpu = p * a.pack_ns + n * share * p * (a.unpack_ns + a.sum_ns) + p * a.update_ns  # a worker's: its result, its range from n workers, every update
     seconds = max(tx, rx) * 8 / a.rate + 3 * a.latency_us * 1e-6 + cpu * 1e-9
-    return {"busiest": tx + rx, "seconds": seconds, "coordinator": 4 * p}
+    coordinator = n * share * (a.result_bytes + 4) * p + n * share * 4 * p  # its range's results in, the others' means in, its mean out
+    return {"busiest": max(tx + rx, coordinator), "seconds": seconds, "coordinator": coordinator}
 
 
 def ring(n, p, a):

@@ -4,9 +4,10 @@
 /// and every other part stays where it is. Owners keep no state, so a part can move at any time: only the step in
 /// flight has to send it again. A value the coordinator's core keeps.
 struct ReductionLayout: Equatable {
-    /// The coordinator's place among the members: it owns a share of the parts as a worker does (so its link carries
-    /// its share), last in id order, so a layout of few parts gives them to workers first. It is never lost.
-    static let coordinator = Int.max
+    /// The coordinator's place among the members: it owns a share of the parts as a worker does, so its link carries
+    /// its share. First in id order: when the parts do not divide evenly it takes one more than some workers, since
+    /// its link carries the least (it sends only its own parts' means). It is never lost.
+    static let coordinator = -1
 
     /// The owner of each part, by member id.
     private(set) var owners: [Int]
