@@ -33,9 +33,10 @@ struct ShardedTests {
         #expect(Command.wait(run.coordinator, timeout: 300) == 0, "\(ShardedTests.tail(run.log))")
         #expect(try FailureTests.digest(run.out) == Self.reference)
         let text = (try? String(contentsOfFile: run.log, encoding: .utf8)) ?? ""
-        // The coordinator owns a share too, first in the round-robin: parts 0, w + 1, … of workers w.
-        let owners = min(workers + 1, 4), coordinatorParts = (0..<4).filter { $0 % (workers + 1) == 0 }.count
-        #expect(text.contains("4 parts over \(owners) owners (the coordinator \(coordinatorParts), w1 "), "\(text.prefix(3000))")
+        // The coordinator owns a share too, last in the round-robin: parts w, 2w + 1, … of workers w.
+        let owners = min(workers + 1, 4), coordinatorParts = (0..<4).filter { $0 % (workers + 1) == workers }.count
+        #expect(text.contains("4 parts over \(owners) owners ("), "\(text.prefix(3000))")
+        #expect(text.contains("the coordinator \(coordinatorParts))") == (coordinatorParts > 0), "\(text.prefix(3000))")
     }
 
     @Test("fast mode with one worker gives the bits of the same split summed at the coordinator")
@@ -85,7 +86,7 @@ struct ShardedTests {
         var run = try Self.start("sharded-killed", workers: 3, coordinatorFlags: ["--min-workers", "3"])
         defer { FailureTests.expectAllEnded([run.coordinator] + run.workers) }
         try FailureTests.waitForStep(15, in: run.log)
-        // w1 owns one of the four parts (parts go round-robin in id order, the coordinator first).
+        // w1 owns one of the four parts (parts go round-robin in id order, the coordinator last).
         let first = try Self.workerNamed(1, in: run.log)
         kill(run.workers[first].processIdentifier, SIGKILL)
         run.workers.append(try Command.start(["worker", "--connect", Self.endpoint(of: run.coordinator), "--name",
