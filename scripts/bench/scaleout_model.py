@@ -27,6 +27,20 @@ def sharded(n, p, a):
     return {"busiest": max(tx + rx, coordinator), "seconds": seconds, "coordinator": coordinator}
 
 
+def sharded_without_copy(n, p, a):
+    """The next design step: the coordinator keeps no copy each step (no worker sends it means), so its downlink
+    carries only its range's results, and its range is 2 / (n + 2) of the parameters, which loads its link as much as
+    a worker's in fast mode."""
+    share = 2 / (n + 2)
+    mine = (1 - share) / n  # each worker's range
+    tx = (1 - mine) * a.result_bytes * p + (n - 1) * mine * 4 * p  # results out; its range's mean to n - 1 workers
+    rx = (n - 1) * mine * a.result_bytes * p + (1 - mine) * 4 * p  # n - 1 workers' results for its range; the others' means
+    cpu = p * a.pack_ns + n * mine * p * (a.unpack_ns + a.sum_ns) + p * a.update_ns
+    seconds = max(tx, rx) * 8 / a.rate + 3 * a.latency_us * 1e-6 + cpu * 1e-9
+    coordinator = n * share * (a.result_bytes + 4) * p
+    return {"busiest": max(tx + rx, coordinator), "seconds": seconds, "coordinator": coordinator}
+
+
 def ring(n, p, a):
     each_way = 2 * (n - 1) / n * 4 * p  # reduce-scatter then all-gather, Float32
     cpu = p * a.update_ns + (n - 1) / n * p * 1.0  # each rank adds what it receives (~1 ns a parameter) and updates all
@@ -51,13 +65,15 @@ def main():
     model = 4 * a.parameters
     print(f"{a.parameters:,} parameters, {a.rate / 1e9:g} Gbit/s links, results of {a.result_bytes} bytes a parameter; "
           "busiest host's bytes per step (sent + received) in model-sizes, and ms per step of exchange")
-    print("| N | star: busiest | star: ms | sharded: busiest | sharded: ms | ring: busiest | ring: ms | sharded: coordinator |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| N | star: busiest | star: ms | sharded: busiest | sharded: ms | ring: busiest | ring: ms | sharded: coordinator "
+          "| without copy: busiest | without copy: ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for n in a.workers:
         s, h, r = star(n, a.parameters, a), sharded(n, a.parameters, a), ring(n, a.parameters, a)
+        w = sharded_without_copy(n, a.parameters, a)
         print(f"| {n} | {s['busiest'] / model:.1f} | {s['seconds'] * 1e3:,.0f} | {h['busiest'] / model:.2f} | "
               f"{h['seconds'] * 1e3:,.0f} | {r['busiest'] / model:.2f} | {r['seconds'] * 1e3:,.0f} | "
-              f"{h['coordinator'] / model:.1f} |")
+              f"{h['coordinator'] / model:.1f} | {w['busiest'] / model:.2f} | {w['seconds'] * 1e3:,.0f} |")
 
 
 if __name__ == "__main__":
