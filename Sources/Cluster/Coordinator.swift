@@ -327,19 +327,24 @@ package final class Coordinator {
         var waiting = Set<[UInt8]>()
         // Lost members too: one that is alive again may be on its way back in, and would otherwise keep knocking
         // until its --idle-timeout. Only the others are waited for.
-        for member in core.table.members {
-            if (try? router.send([Message(copying: member.identity)]
-                + Codec.shutdown(reason, job: jobID, disposition: disposition), wait: false)) != nil,
-               member.state != .lost {
-                waiting.insert(member.identity)
-            }
+        let tell = { (identity: [UInt8]) in
+            (try? self.router.send([Message(copying: identity)]
+                + Codec.shutdown(reason, job: self.jobID, disposition: disposition), wait: false)) != nil
+        }
+        for member in core.table.members where tell(member.identity) && member.state != .lost {
+            waiting.insert(member.identity)
         }
         let deadline = clock.now + .seconds(1)
         while !waiting.isEmpty, clock.now < deadline {
             guard (try? Socket.poll([router], timeout: deadline - clock.now))?[0] == true else { continue }
             while case .frames(let frames)? = try? router.receive(maximumFrames: Codec.maximumFrames + 1) {
+                let identity = frames[0].bytes
                 if case .shutdown? = (try? Codec.decode(Array(frames.dropFirst()), limits: limits))?.payload {
-                    waiting.remove(frames[0].bytes)
+                    waiting.remove(identity)
+                } else if waiting.contains(identity) {
+                    // Its word came on a connection that did not carry the shutdown (a worker that had just opened a
+                    // new one, under the same identity): told again there.
+                    _ = tell(identity)
                 }
             }
         }
