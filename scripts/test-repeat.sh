@@ -22,7 +22,11 @@ for run in $(seq "$times"); do
   if [ "$status" -ne 0 ]; then
     grep -E '^✘' "$scratch/run.log" | head -20
     cp "$scratch/run.log" "${TMPDIR:-/tmp}/shardtrain-repeat-failed.log"
-    echo "failed on run $run of $times under load (log: ${TMPDIR:-/tmp}/shardtrain-repeat-failed.log)"
+    # The failed run's process logs too (each test's folder), for finding out what happened.
+    rm -rf "${TMPDIR:-/tmp}/shardtrain-repeat-failed.d"
+    mv "$scratch/tmp" "${TMPDIR:-/tmp}/shardtrain-repeat-failed.d"
+    echo "failed on run $run of $times under load (log: ${TMPDIR:-/tmp}/shardtrain-repeat-failed.log; the processes' logs:" \
+      "${TMPDIR:-/tmp}/shardtrain-repeat-failed.d)"
     exit 1
   fi
   rm -rf "$scratch/tmp"
