@@ -324,7 +324,7 @@ package final class Coordinator {
     /// message may never see it (libzmq drops what a closed connection had not delivered) and would wait for its
     /// --idle-timeout instead of exiting.
     package func shutdown(reason: String = "training finished", disposition: Disposition = .finished) {
-        var waiting = Set<[UInt8]>()
+        var waiting = Set<[UInt8]>(), toldAgain = Set<[UInt8]>()
         // Lost members too: one that is alive again may be on its way back in, and would otherwise keep knocking
         // until its --idle-timeout. Only the others are waited for.
         let tell = { (identity: [UInt8]) in
@@ -341,7 +341,7 @@ package final class Coordinator {
                 let identity = frames[0].bytes
                 if case .shutdown? = (try? Codec.decode(Array(frames.dropFirst()), limits: limits))?.payload {
                     waiting.remove(identity)
-                } else if waiting.contains(identity) {
+                } else if waiting.contains(identity), toldAgain.insert(identity).inserted {
                     // Its word came on a connection that did not carry the shutdown (a worker that had just opened a
                     // new one, under the same identity): told again there.
                     _ = tell(identity)

@@ -21,7 +21,9 @@ extension Coordinator {
 
     /// A part of a result for one of the parts this coordinator owns (the core checked it against its assignment).
     func keepOwnPart(_ member: Int, _ order: PartOrder) throws {
-        guard let step = sharded.step?.step else { return }
+        // Only parts this coordinator owns are kept (the layout's list sends no others here).
+        guard let step = sharded.step?.step,
+              sharded.layout?.owners[order.first / Codec.partParameters] == ReductionLayout.coordinator else { return }
         try ownParts().contribution(core.table[member].id, step: UInt64(step), attempt: order.attempt,
                                     array: order.array, arrays: order.arrays, first: order.first, values: order.values)
         try settleOwnParts()
@@ -39,11 +41,14 @@ extension Coordinator {
         try settleOwnParts()
     }
 
-    /// Sends and applies what the owner role summed, and loses the members whose values it refused.
+    /// Loses the members whose values the owner role refused, then sends and applies what it summed (a refusal
+    /// loses its sender and has the step computed again, under an order the sums queued with it do not follow).
     func settleOwnParts() throws {
         while !sharded.ownSums.isEmpty || !sharded.ownRefusals.isEmpty {
-            if !sharded.ownSums.isEmpty {
+            guard !sharded.ownRefusals.isEmpty else {
                 try shareOwnSum(sharded.ownSums.removeFirst())
+                // Summing and sending parts takes a while in a large model: the workers must still hear from here.
+                try perform(core.heartbeats(at: clock.now))
                 continue
             }
             let (c, part, why, step) = sharded.ownRefusals.removeFirst()
@@ -56,9 +61,9 @@ extension Coordinator {
 
     /// A part this coordinator summed: given to the trainer here (its own sum needs no check) and sent to every member.
     private func shareOwnSum(_ summed: PartOwner.Summed) throws {
-        guard let order = sharded.order, var bookkeeping = sharded.step, UInt64(bookkeeping.step) == summed.step else {
-            return
-        }
+        // Not after a loss cancelled the order it follows (until the next order, none is in force).
+        guard let order = sharded.order, sharded.ordered != nil, var bookkeeping = sharded.step,
+              UInt64(bookkeeping.step) == summed.step else { return }
         let revision = summed.order.revision
         guard bookkeeping.meanArrived(part: summed.part, from: ReductionLayout.coordinator, revision: revision)
             .contains(.check(part: summed.part)) else { return }

@@ -61,6 +61,7 @@ extension Coordinator {
             try perform(sharded.members.map { .send(member: $0, .peers(PeerList(peers: [], owners: []))) })
         }
         (sharded.members, sharded.layout, core.eligible, core.sharding, sharded.wasStar) = ([], nil, nil, false, true)
+        sharded.owner = nil
         for member in core.table.members.indices { core.table[member].meansStep = nil }
         return false
     }
@@ -176,7 +177,8 @@ extension Coordinator {
             optimizerStep: order.optimizer.steps,
             contributions: sharded.ordered!.contributions)
         try perform(sharded.members.map { .send(member: $0, .sumOrder(wire, step: order.step)) })
-        try orderOwnParts(wire, step: order.step)
+        // Unless sending it lost a member (the step is then computed again, under a new order).
+        if sharded.ordered != nil { try orderOwnParts(wire, step: order.step) }
     }
 
     /// A part's mean from an owner: from the part's owner, for the order in force, once, copied where the trainer reads
@@ -249,7 +251,15 @@ extension Coordinator {
         for m in sharded.members { core.table[m].meansStep = nil }
         let remaining = sharded.members.filter { $0 != member && core.table[$0].isActive }
         guard var step = sharded.step, !step.isDone else {
+            // Between steps: the next step's layout must not name it (the members left are the same as the active
+            // ones then, so it would not be made again).
             sharded.members = remaining
+            guard var layout = sharded.layout, !layout.parts(of: member).isEmpty else { return }
+            let moved = layout.remove(member, giving: remaining + [ReductionLayout.coordinator])
+            sharded.layout = layout
+            try sendPeers()
+            log("\(label)'s \(moved.count) part\(moved.count == 1 ? "" : "s") of the sum moved to "
+                + Set(moved.map { ownerName($0.owner) }).sorted().joined(separator: ", "))
             return
         }
         guard !remaining.isEmpty else {
