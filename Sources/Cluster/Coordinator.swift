@@ -319,7 +319,8 @@ package final class Coordinator {
                    lastTimings.send * 1000, lastTimings.wait * 1000, lastTimings.reduce * 1000, text))
     }
 
-    /// Tells every worker still known to stop, waits up to a second for each to acknowledge, and closes the socket:
+    /// Tells every worker still known to stop, waits up to a second for each to acknowledge (and for one lost just now
+    /// to come back and be told), and closes the socket:
     /// the last call on a coordinator. The wait matters: a worker whose connection closes before it has read the
     /// message may never see it (libzmq drops what a closed connection had not delivered) and would wait for its
     /// --idle-timeout instead of exiting.
@@ -331,19 +332,26 @@ package final class Coordinator {
             (try? self.router.send([Message(copying: identity)]
                 + Codec.shutdown(reason, job: self.jobID, disposition: disposition), wait: false)) != nil
         }
-        for member in core.table.members where tell(member.identity) && member.state != .lost {
-            waiting.insert(member.identity)
+        let now = clock.now
+        for member in core.table.members {
+            let told = tell(member.identity)
+            // A member lost in the last two seconds was most likely told to join again and is on its way back in (a
+            // worker says hello at once, then every 2 s): it is waited for too, and told at its hello.
+            let returning = member.state == .lost && member.lostAt.map { now - $0 < .seconds(2) } ?? false
+            if (told && member.state != .lost) || returning { waiting.insert(member.identity) }
         }
         let deadline = clock.now + .seconds(1)
         while !waiting.isEmpty, clock.now < deadline {
             guard (try? Socket.poll([router], timeout: deadline - clock.now))?[0] == true else { continue }
             while case .frames(let frames)? = try? router.receive(maximumFrames: Codec.maximumFrames + 1) {
-                let identity = frames[0].bytes
-                if case .shutdown? = (try? Codec.decode(Array(frames.dropFirst()), limits: limits))?.payload {
+                let identity = frames[0].bytes, payload = (try? Codec.decode(Array(frames.dropFirst()), limits: limits))?.payload
+                var isHello = false
+                if case .hello? = payload { isHello = true }
+                if case .shutdown? = payload {
                     waiting.remove(identity)
-                } else if waiting.contains(identity), toldAgain.insert(identity).inserted {
+                } else if waiting.contains(identity), isHello || toldAgain.insert(identity).inserted {
                     // Its word came on a connection that did not carry the shutdown (a worker that had just opened a
-                    // new one, under the same identity): told again there.
+                    // new one under the same identity, or one coming back in): told again there.
                     _ = tell(identity)
                 }
             }
