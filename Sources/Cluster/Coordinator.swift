@@ -345,8 +345,7 @@ package final class Coordinator {
             guard (try? Socket.poll([router], timeout: deadline - clock.now))?[0] == true else { continue }
             while case .frames(let frames)? = try? router.receive(maximumFrames: Codec.maximumFrames + 1) {
                 let identity = frames[0].bytes, payload = (try? Codec.decode(Array(frames.dropFirst()), limits: limits))?.payload
-                var isHello = false
-                if case .hello? = payload { isHello = true }
+                let isHello = if case .hello? = payload { true } else { false }
                 if case .shutdown? = payload {
                     waiting.remove(identity)
                 } else if waiting.contains(identity), isHello || toldAgain.insert(identity).inserted {

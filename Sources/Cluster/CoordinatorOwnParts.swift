@@ -11,7 +11,7 @@ extension Coordinator {
         if let owner = sharded.owner { return owner }
         let owner = PartOwner(
             parameterCount: limits.parameterCount!, reduction: job.options.reduction,
-            ownedParts: { [unowned self] in sharded.layout?.parts(of: ReductionLayout.coordinator) ?? [] },
+            owns: { [unowned self] in ownsPart($0) },
             // Handled once the owner role returns (`settleOwnParts`): sending may lose a member, which moves parts.
             refute: { [unowned self] c, part, why, step in sharded.ownRefusals.append((c, part, why, step)) },
             deliver: { [unowned self] summed in sharded.ownSums.append(summed) })
@@ -19,11 +19,13 @@ extension Coordinator {
         return owner
     }
 
+    /// Whether the layout gives this coordinator `part`.
+    private func ownsPart(_ part: Int) -> Bool { sharded.layout?.owners[part] == ReductionLayout.coordinator }
+
     /// A part of a result for one of the parts this coordinator owns (the core checked it against its assignment).
     func keepOwnPart(_ member: Int, _ order: PartOrder) throws {
         // Only parts this coordinator owns are kept (the layout's list sends no others here).
-        guard let step = sharded.step?.step,
-              sharded.layout?.owners[order.first / Codec.partParameters] == ReductionLayout.coordinator else { return }
+        guard let step = sharded.step?.step, ownsPart(order.first / Codec.partParameters) else { return }
         try ownParts().contribution(core.table[member].id, step: UInt64(step), attempt: order.attempt,
                                     array: order.array, arrays: order.arrays, first: order.first, values: order.values)
         try settleOwnParts()

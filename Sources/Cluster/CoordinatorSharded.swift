@@ -258,8 +258,7 @@ extension Coordinator {
             let moved = layout.remove(member, giving: remaining + [ReductionLayout.coordinator])
             sharded.layout = layout
             try sendPeers()
-            log("\(label)'s \(moved.count) part\(moved.count == 1 ? "" : "s") of the sum moved to "
-                + Set(moved.map { ownerName($0.owner) }).sorted().joined(separator: ", "))
+            log(movedLine(label, owners: moved.map(\.owner)))
             return
         }
         guard !remaining.isEmpty else {
@@ -274,10 +273,15 @@ extension Coordinator {
         core.retractStep()
         (sharded.orderedRevision, sharded.ordered, sharded.checks) = (nil, nil, [:])
         if case .moved(let parts)? = moved.first {
-            log("step \(step.step): \(label)'s \(parts.count) part\(parts.count == 1 ? "" : "s") of the sum moved to "
-                + Set(parts.map { ownerName($0.owner) }).sorted().joined(separator: ", ")
+            log("step \(step.step): " + movedLine(label, owners: parts.map(\.owner))
                 + "; the step's micro-shards are computed again")
         }
+    }
+
+    /// `label`'s parts, one new owner each, as the log says where they went.
+    private func movedLine(_ label: String, owners: [Int]) -> String {
+        "\(label)'s \(owners.count) part\(owners.count == 1 ? "" : "s") of the sum moved to "
+            + Set(owners.map(ownerName)).sorted().joined(separator: ", ")
     }
 
     /// The weights and the optimizer's state, for a member that joins the layout.

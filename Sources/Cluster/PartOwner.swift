@@ -23,8 +23,8 @@ final class PartOwner {
     private let reduction: Reduction
     private let parts: [Range<Int>]
     private let parameterCount: Int
-    /// The parts the layout gives this owner now.
-    private let ownedParts: () -> [Int]
+    /// Whether the layout gives this owner a part now.
+    private let owns: (Int) -> Bool
     private let refute: (_ contribution: OrderedContribution, _ part: Int, _ why: String, _ step: UInt64) throws -> Void
     private let deliver: (Summed) throws -> Void
 
@@ -65,13 +65,13 @@ final class PartOwner {
         }
     }
 
-    init(parameterCount: Int, reduction: Reduction, ownedParts: @escaping () -> [Int],
+    init(parameterCount: Int, reduction: Reduction, owns: @escaping (Int) -> Bool,
          refute: @escaping (OrderedContribution, Int, String, UInt64) throws -> Void,
          deliver: @escaping (Summed) throws -> Void) {
         self.parameterCount = parameterCount
         self.reduction = reduction
         parts = Codec.parts(of: parameterCount)
-        self.ownedParts = ownedParts
+        self.owns = owns
         self.refute = refute
         self.deliver = deliver
         pointers = .allocate(capacity: Codec.maximumPartArrays)
@@ -86,9 +86,12 @@ final class PartOwner {
         unusedWindows.deallocate()
     }
 
+    /// The parts the layout gives this owner now.
+    private var ownedParts: [Int] { parts.indices.filter(owns) }
+
     /// The layout changed: parts moved here from a lost owner may be ready to sum.
     func layoutChanged() throws {
-        try perform(round.own(ownedParts()))
+        try perform(round.own(ownedParts))
     }
 
     /// A part of a contribution, from any worker. Kept even for a part not (yet) this owner's, or one summed already:
@@ -114,17 +117,15 @@ final class PartOwner {
 
     /// Whether `attempt` of step `step` sent every part this owner owns (a result's counts come after its parts).
     func holdsOwnedParts(attempt: UInt64, step: UInt64) -> Bool {
-        let owned = ownedParts()
-        guard !owned.isEmpty else { return true }
         // Attempts are numbered afresh each step, and once within one.
-        guard step == self.step, let parts = held.first(where: { $0.key.attempt == attempt })?.value else { return false }
-        return owned.allSatisfy { parts[$0]?.isComplete == true }
+        let held = step == self.step ? self.held.first(where: { $0.key.attempt == attempt })?.value : nil
+        return parts.indices.allSatisfy { !owns($0) || held?[$0]?.isComplete == true }
     }
 
     /// Whether messages of `step` are to be kept: a later step forgets what an earlier one held.
     private func advance(to step: UInt64) -> Bool {
         if step > self.step || !begun {
-            round = OwnerRound(step: Int(step), owning: ownedParts())
+            round = OwnerRound(step: Int(step), owning: ownedParts)
             (order, begun) = (nil, true)
             held.removeAll()
         }
@@ -136,7 +137,7 @@ final class PartOwner {
             switch action {
             case .sum(let part, _, _):
                 // Summed in the order's micro-shard order (fast sums' bits depend on it), not the action's.
-                guard let order, ownedParts().contains(part) else { continue }
+                guard let order, owns(part) else { continue }
                 try sum(part, order)
             }
         }

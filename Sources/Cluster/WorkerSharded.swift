@@ -25,7 +25,7 @@ final class ShardedWorker {
     /// The owner's role: the parts the coordinator's list gives this worker.
     private lazy var partOwner = PartOwner(
         parameterCount: weights.parameters.count, reduction: reduction,
-        ownedParts: { [unowned self] in ownedParts },
+        owns: { [unowned self] in owner(of: $0) == me },
         refute: { [unowned self] c, part, why, step in
             try toCoordinator(Codec.refuted(worker: c.worker, attempt: c.attempt, part: part, reason: why, job: jobID,
                                             step: step, owner: me))
@@ -90,7 +90,6 @@ final class ShardedWorker {
     /// The owner of each part, by worker id (nil before the coordinator's list).
     func owner(of part: Int) -> UInt32? { peers.list?.owners[part] }
 
-    private var ownedParts: [Int] { parts.indices.filter { owner(of: $0) == me } }
 
     // MARK: Owner
 
