@@ -118,7 +118,7 @@ package final class Coordinator {
     /// With `sharded`, the layout and the step in flight.
     var sharded = ShardedRun()
     /// The parts a job's parameters come in.
-    let partCount: Int
+    let parts: PartSplit
     /// Exact mode: the fingerprint of this job's matrix products here (`Products.fingerprint`).
     let productsFingerprint: UInt64
 
@@ -128,17 +128,18 @@ package final class Coordinator {
         self.settings = settings
         self.log = log
         jobID = UInt64.random(in: 1 ... .max)
+        let count = job.model.layout.parameterCount
+        // Parts that spread evenly over the sharded layout's owners: the workers expected and the coordinator.
+        parts = PartSplit(parameterCount: count, evenlyOver: settings.workers + 1)
         announcement = JobAnnouncement(job: job, samples: training.count, fingerprint: training.fingerprint,
-                                       blas: BLASKernel.loaded, oneDNN: OneDNN.isa)
+                                       blas: BLASKernel.loaded, oneDNN: OneDNN.isa, partSize: parts.size)
         // What every exact-mode worker's products of this job must hash to.
         productsFingerprint = job.productsFingerprint(samples: training.count)
         guard announcement.bytes.count <= JobAnnouncement.maximumBytes else {
             throw ClusterError("the job's description is \(announcement.bytes.count) bytes; workers read at most "
                 + "\(JobAnnouncement.maximumBytes): use fewer layers")
         }
-        let count = job.model.layout.parameterCount
-        partCount = Codec.parts(of: count).count
-        var limits = Limits(parameterCount: count, job: jobID)
+        var limits = Limits(parameterCount: count, job: jobID, partSize: parts.size)
         limits.maximumJobBytes = max(limits.maximumJobBytes, announcement.bytes.count + 1024)
         self.limits = limits
         payloads = [SharedPayload(byteCount: 4 * count), SharedPayload(byteCount: 4 * count)]
@@ -152,7 +153,7 @@ package final class Coordinator {
         // when parts are undone and updated again (their messages share one buffer, so only their count grows).
         try SocketTuning.coordinator(router, maximumMessageBytes: limits.maximumFrameBytes,
                                      heartbeat: settings.heartbeat, silence: settings.silence,
-                                     queuedPerWorker: 3 * partCount + Int(SocketTuning.highWaterMark))
+                                     queuedPerWorker: 3 * parts.count + Int(SocketTuning.highWaterMark))
         let keyCheck = try settings.keys.map { keys in
             // The handler must be listening before the first connection, or libzmq would admit every key.
             let shared = SharedLog(log)
@@ -183,7 +184,7 @@ package final class Coordinator {
             admission: .init(reduction: job.options.reduction, library: job.options.library,
                              blasKernel: BLASKernel.loaded, productsFingerprint: productsFingerprint,
                              samples: training.count, microShardSize: job.options.microShardSize),
-            partCount: partCount, hasWeightsRegion: weightsRegion != nil, now: clock.now)
+            partCount: parts.count, hasWeightsRegion: weightsRegion != nil, now: clock.now)
     }
 
     /// Binds `router` to `endpoint`, calling `undo` when it cannot. An ipc socket file is made by the bind: only this

@@ -10,7 +10,7 @@ extension Coordinator {
     func ownParts() -> PartOwner {
         if let owner = sharded.owner { return owner }
         let owner = PartOwner(
-            parameterCount: limits.parameterCount!, reduction: job.options.reduction,
+            parts: parts, reduction: job.options.reduction,
             owns: { [unowned self] in ownsPart($0) },
             // Handled once the owner role returns (`settleOwnParts`): sending may lose a member, which moves parts.
             refute: { [unowned self] c, part, why, step in sharded.ownRefusals.append((c, part, why, step)) },
@@ -25,7 +25,7 @@ extension Coordinator {
     /// A part of a result for one of the parts this coordinator owns (the core checked it against its assignment).
     func keepOwnPart(_ member: Int, _ order: PartOrder) throws {
         // Only parts this coordinator owns are kept (the layout's list sends no others here).
-        guard let step = sharded.step?.step, ownsPart(order.first / Codec.partParameters) else { return }
+        guard let step = sharded.step?.step, ownsPart(parts.part(startingAt: order.first)) else { return }
         try ownParts().contribution(core.table[member].id, step: UInt64(step), attempt: order.attempt,
                                     array: order.array, arrays: order.arrays, first: order.first, values: order.values)
         try settleOwnParts()

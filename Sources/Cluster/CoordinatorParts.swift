@@ -68,7 +68,7 @@ extension Coordinator: GradientSource {
         let begun = clock.now
         core.beginStep(step: order.step, epoch: order.epoch, batchIndex: order.batchIndex,
                        microShards: order.microShards, batchSamples: order.batch.count)
-        let parts = PartwiseRound(parameterCount: order.parameters.count, microShards: order.microShards)
+        let parts = PartwiseRound(parts: parts, microShards: order.microShards)
         core.partsComplete = { parts.hasEverything(of: $0) }
         // This step's weights, for a worker that does not hold them: those the last step's parts made, or a copy (the
         // parameters change part by part).

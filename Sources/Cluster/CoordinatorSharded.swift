@@ -72,11 +72,11 @@ extension Coordinator {
         let begun = clock.now
         let members = core.table.active.sorted()
         if members != sharded.members || sharded.layout == nil {
-            let layout = ReductionLayout(parts: partCount, members: members + [ReductionLayout.coordinator])
+            let layout = ReductionLayout(parts: parts.count, members: members + [ReductionLayout.coordinator])
             (sharded.members, sharded.layout) = (members, layout)
             try sendPeers()
             let owners = layout.members.count
-            log("step \(order.step): the sum is sharded: \(partCount) parts over \(owners) owner\(owners == 1 ? "" : "s") ("
+            log("step \(order.step): the sum is sharded: \(parts.count) parts over \(owners) owner\(owners == 1 ? "" : "s") ("
                 + layout.members.map { "\(ownerName($0)) \(layout.parts(of: $0).count)" }.joined(separator: ", ") + ")")
         }
         core.eligible = Set(members)
@@ -104,7 +104,7 @@ extension Coordinator {
         guard let order = sharded.order else { return nil }
         while true {
             if let part = sharded.ready.popLast() {
-                let range = Codec.parts(of: order.parameters.count)[part]
+                let range = parts[part]
                 let exact = job.options.reduction == .exact
                 let finite = !exact || GradientSum.allFinite(order.mean + range.lowerBound, count: range.count)
                 return .update(ReadyPart(range: range, gradients: UnsafePointer(order.mean), scale: exact ? 1 : 1 / Float(order.batch.count),
@@ -187,7 +187,7 @@ extension Coordinator {
         guard let member = core.table.index(of: identity), core.table[member].isActive else { return }
         core.table[member].lastHeard = clock.now
         guard var bookkeeping = sharded.step, let order = sharded.order, bookkeeping.step == step else { return }
-        let part = mean.range.lowerBound / Codec.partParameters
+        let part = parts.part(startingAt: mean.range.lowerBound)
         guard mean.learningRate == order.learningRate, mean.optimizerStep == order.optimizer.steps,
               mean.samples == order.batch.count else {
             try perform(core.lost(member, .mismatched("a mean of part \(part) for learning rate \(mean.learningRate), "

@@ -30,7 +30,7 @@ extension Coordinator {
     /// for its values at parameters drawn now, which the owner could not know when it sent the mean.
     func startCheck(part: Int, owner: Int, revision: Int, step: Int) throws {
         guard let order = sharded.order, let ordered = sharded.ordered else { return }
-        let range = Codec.parts(of: order.parameters.count)[part]
+        let range = parts[part]
         var random = SystemRandomNumberGenerator(), drawn = Set<Int>()
         while drawn.count < min(PartCheck.drawn, range.count) { drawn.insert(Int.random(in: 0..<range.count, using: &random)) }
         let offsets = drawn.sorted()
@@ -65,7 +65,7 @@ extension Coordinator {
         if let lie = disagreement(check, samples: sharded.order!.batch.count) {
             let name = "w\(core.table[check.owner].id)"
             return try perform(core.lost(check.owner, .mismatched("\(name), owner of part \(answer.part), sent a mean "
-                + "whose parameter \(Codec.parts(of: sharded.order!.parameters.count)[answer.part].lowerBound + lie.offset) "
+                + "whose parameter \(parts[answer.part].lowerBound + lie.offset) "
                 + "is \(lie.claimed); its \(check.contributions.count) contributions give \(lie.sum)")))
         }
         guard var bookkeeping = sharded.step else { return }

@@ -56,7 +56,7 @@ extension Coordinator {
               let current = core.round?.step, step == current else { return }
         let member = core.table[index]
         if let problem = Self.problem(in: report, layers: job.model.layers.count,
-                                      parts: Codec.parts(of: job.model.layout.parameterCount).count) {
+                                      parts: parts.count) {
             return timelineRefused(index, "step \(step)'s with \(problem)")
         }
         // Kept only for an assignment this member holds in this step: at most one report per assignment out.

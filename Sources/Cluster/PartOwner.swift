@@ -21,8 +21,8 @@ final class PartOwner {
     }
 
     private let reduction: Reduction
-    private let parts: [Range<Int>]
-    private let parameterCount: Int
+    private let parts: PartSplit
+    private var parameterCount: Int { parts.parameterCount }
     /// Whether the layout gives this owner a part now.
     private let owns: (Int) -> Bool
     private let refute: (_ contribution: OrderedContribution, _ part: Int, _ why: String, _ step: UInt64) throws -> Void
@@ -65,12 +65,11 @@ final class PartOwner {
         }
     }
 
-    init(parameterCount: Int, reduction: Reduction, owns: @escaping (Int) -> Bool,
+    init(parts: PartSplit, reduction: Reduction, owns: @escaping (Int) -> Bool,
          refute: @escaping (OrderedContribution, Int, String, UInt64) throws -> Void,
          deliver: @escaping (Summed) throws -> Void) {
-        self.parameterCount = parameterCount
+        self.parts = parts
         self.reduction = reduction
-        parts = Codec.parts(of: parameterCount)
         self.owns = owns
         self.refute = refute
         self.deliver = deliver
@@ -99,7 +98,7 @@ final class PartOwner {
     func contribution(_ worker: UInt32, step: UInt64, attempt: UInt64, array: Int, arrays: Int, first: Int,
                       values: PartValues) throws {
         guard advance(to: step) else { return }
-        let part = first / Codec.partParameters, key = Key(worker: worker, attempt: attempt)
+        let part = parts.part(startingAt: first), key = Key(worker: worker, attempt: attempt)
         held[key, default: [:]][part, default: HeldPart(arrays: arrays)].values[array] = values
         if held[key]![part]!.isComplete {
             try perform(round.arrived(Contribution(member: Int(worker), attempt: attempt), part: part))
@@ -199,7 +198,7 @@ final class PartOwner {
                 switch arrays[array]! {
                 case .packedLimbs(let message, let saw):
                     if limbScratch.count <= limbs {
-                        limbScratch.append(.allocate(byteCount: GradientFrame.exactBytesPerParameter * Codec.partParameters,
+                        limbScratch.append(.allocate(byteCount: GradientFrame.exactBytesPerParameter * parts.size,
                                                      alignment: 64))
                     }
                     let target = limbScratch[limbs]

@@ -23,7 +23,7 @@ final class PartwiseRound {
     }
 
     let parameterCount: Int
-    let parts: [Range<Int>]
+    let parts: PartSplit
     private(set) var updated: [Bool]
     private(set) var updatedCount = 0
     private var attempts: [UInt64: Arrays] = [:]
@@ -41,11 +41,11 @@ final class PartwiseRound {
     private let unusedLimbs = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     private let unusedWindows = UnsafeMutablePointer<Int8>.allocate(capacity: 1)
 
-    init(parameterCount: Int, microShards: Int) {
-        self.parameterCount = parameterCount
+    init(parts: PartSplit, microShards: Int) {
+        parameterCount = parts.parameterCount
         pointers = .allocate(capacity: max(1, microShards))
         sums = .allocate(capacity: max(1, microShards))
-        parts = Codec.parts(of: parameterCount)
+        self.parts = parts
         updated = Array(repeating: false, count: parts.count)
     }
 
@@ -74,7 +74,7 @@ final class PartwiseRound {
         guard attempts[attempt]!.arrays == arrays, attempts[attempt]!.limbs == limbs else {
             return "parts of \(arrays) arrays\(limbs ? " of packed limbs" : ""), after other parts"
         }
-        let part = first / Codec.partParameters, slot = array * parts.count + part, n = parts[part].count
+        let part = parts.part(startingAt: first), slot = array * parts.count + part, n = parts[part].count
         guard attempts[attempt]!.values[slot] == nil else { return "part \(part) of array \(array) twice" }
         func copies(floats: Int) -> UnsafeMutableRawPointer {
             if attempts[attempt]!.copies == nil {
@@ -85,7 +85,7 @@ final class PartwiseRound {
         }
         let bytes = message.withUnsafeBytes { $0 }
         if limbs {
-            // Each part's limbs at 17 bytes a parameter from its first: 8-byte aligned, as parts start on 65,536.
+            // Each part's limbs at 17 bytes a parameter from its first: 8-byte aligned, as parts start on multiples of 16.
             let target = copies(floats: (GradientFrame.exactBytesPerParameter * parameterCount + 3) / 4)
                 + GradientFrame.exactBytesPerParameter * first
             guard cexact_unpack(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, n, target) == 1 else {

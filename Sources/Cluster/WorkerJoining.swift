@@ -128,7 +128,7 @@ extension WorkerNode {
             try? SocketTuning.flushOnClose(dealer, within: .seconds(1))
             throw ClusterError(why)
         }
-        var limits = Limits(parameterCount: parameterCount, job: job)
+        var limits = Limits(parameterCount: parameterCount, job: job, partSize: announcement.partSize)
         // The coordinator answers a hello said twice with the job again, possibly after this worker's connection
         // changed to the job's bound: the job must fit it.
         limits.maximumJobBytes = max(limits.maximumJobBytes, description.count)

@@ -174,7 +174,8 @@ package final class WorkerNode {
                              wait: false)
         }
         let session = WorkerSession(
-            job: job, data: data, ids: .init(job: joined.jobID, worker: joined.workerID), threads: settings.threads,
+            job: job, data: data, ids: .init(job: joined.jobID, worker: joined.workerID), parts: joined.limits.parts,
+            threads: settings.threads,
             weightsRegion: joined.weightsRegion, resultRegion: region,
             packs: settings.keys != nil || !EndpointReach.isLocal(settings.endpoint),
             send: { [unowned self] frames in
@@ -184,6 +185,7 @@ package final class WorkerNode {
             waitUntilIdle: { [unowned self] in try self.waitUntilIdle($0, step: $1) }, beat: beat)
         let sharded = peers.map { peers in
             ShardedWorker(peers: peers, me: joined.workerID, jobID: joined.jobID, options: job.options,
+                          parts: joined.limits.parts,
                           weights: session.weights,
                           toCoordinator: { [unowned self] frames in try self.send(dealer, frames) })
         }

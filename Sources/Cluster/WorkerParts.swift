@@ -9,9 +9,12 @@ final class IncomingWeights {
     private var received: [Bool]
     private var receivedCount = 0
 
-    init(count: Int) {
-        weights = Buffer<Float>(count: count)
-        received = Array(repeating: false, count: Codec.parts(of: count).count)
+    private let parts: PartSplit
+
+    init(parts: PartSplit) {
+        weights = Buffer<Float>(count: parts.parameterCount)
+        self.parts = parts
+        received = Array(repeating: false, count: parts.count)
     }
 
     /// Keeps a part of step `step`'s weights (a part of an earlier step's is forgotten).
@@ -19,7 +22,7 @@ final class IncomingWeights {
         if self.step != step { clear() }
         self.step = step
         frame.copy(into: weights.pointer + first)
-        let part = first / Codec.partParameters
+        let part = parts.part(startingAt: first)
         if !received[part] {
             received[part] = true
             receivedCount += 1
@@ -65,7 +68,7 @@ final class PartSender {
     let payload: SharedPayload
     let arrays: Int
     let count: Int
-    let parts: [Range<Int>]
+    let parts: PartSplit
     /// Parts from this index on have gone.
     private var firstSent: Int
     /// Calls of the network's layer hook to pass over: those of micro-shards before the last.
@@ -80,12 +83,12 @@ final class PartSender {
     /// The header of a part: (array, part, packed limbs, of a sum that diverged).
     let header: (_ array: Int, _ part: Range<Int>, _ packed: Bool, _ diverged: Bool) throws -> Message
 
-    init(payload: SharedPayload, arrays: Int, count: Int, send: @escaping ([Message]) throws -> Void,
+    init(payload: SharedPayload, arrays: Int, parts: PartSplit, send: @escaping ([Message]) throws -> Void,
          header: @escaping (Int, Range<Int>, Bool, Bool) throws -> Message) {
         self.payload = payload
         self.arrays = arrays
-        self.count = count
-        parts = Codec.parts(of: count)
+        count = parts.parameterCount
+        self.parts = parts
         firstSent = parts.count
         self.send = send
         self.header = header
@@ -106,8 +109,8 @@ final class PartSender {
     /// Sends the parts not yet sent that start at or after parameter `first`.
     func sendParts(from first: Int = 0) throws {
         while firstSent > 0, parts[firstSent - 1].lowerBound >= first {
-            let part = parts[firstSent - 1], started = spans == nil ? 0 : SpanRecorder.now()
-            defer { spans?.record(.sendPart, part.lowerBound / Codec.partParameters, from: started) }
+            let index = firstSent - 1, part = parts[index], started = spans == nil ? 0 : SpanRecorder.now()
+            defer { spans?.record(.sendPart, index, from: started) }
             for array in 0..<arrays {
                 try deliver(part, [header(array, part, false, false),
                                    Message(sharing: payload, byteCount: 4 * part.count,
@@ -118,7 +121,7 @@ final class PartSender {
     }
 
     private func deliver(_ part: Range<Int>, _ frames: [Message]) throws {
-        if let route { try route(part.lowerBound / Codec.partParameters, frames) } else { try send(frames) }
+        if let route { try route(parts.part(startingAt: part.lowerBound), frames) } else { try send(frames) }
     }
 
     /// An exact sum's limbs (`cexact_merge`'s layout), each part packed on its own into `out`, one after another,
@@ -126,9 +129,9 @@ final class PartSender {
     func sendPackedLimbs(of sum: UnsafeRawPointer, diverged: Bool, into out: SharedPayload) throws {
         var offset = 0
         // Last part first, as Floats go: the coordinator can update a part once every worker has sent it.
-        for part in parts.reversed() {
+        for (index, part) in zip(parts.indices, parts).reversed() {
             let started = spans == nil ? 0 : SpanRecorder.now()
-            defer { spans?.record(.sendPart, part.lowerBound / Codec.partParameters, from: started) }
+            defer { spans?.record(.sendPart, index, from: started) }
             let length = cexact_pack_range(sum, count, part.lowerBound, part.upperBound,
                                            (out.bytes + offset).assumingMemoryBound(to: UInt8.self))
             try deliver(part, [header(0, part, true, diverged), Message(sharing: out, byteCount: length, from: offset)])

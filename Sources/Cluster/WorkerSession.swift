@@ -80,7 +80,7 @@ final class WorkerSession {
     private static let computeDelay = Int(ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_COMPUTE_DELAY_MS"] ?? "")
     #endif
 
-    init(job: Job, data: Dataset, ids: IDs, threads: Int, weightsRegion: SharedRegion?, resultRegion: SharedRegion?,
+    init(job: Job, data: Dataset, ids: IDs, parts: PartSplit, threads: Int, weightsRegion: SharedRegion?, resultRegion: SharedRegion?,
          packs: Bool, send: @escaping ([Message]) throws -> Void,
          waitUntilIdle: @escaping (SharedPayload, UInt64) throws -> Void, beat: @escaping () -> Void,
          now: @escaping () -> ContinuousClock.Instant = { ContinuousClock.now }) {
@@ -90,7 +90,8 @@ final class WorkerSession {
         self.data = data
         self.ids = ids
         let count = job.model.layout.parameterCount
-        weights = WorkerWeights(count: count, region: weightsRegion)
+        self.parts = parts
+        weights = WorkerWeights(parts: parts, region: weightsRegion)
         slices = ParallelSlices(spec: job.model, loss: job.loss, targetWidth: data.targetWidth,
                                 microShardSize: options.microShardSize, reduction: options.reduction,
                                 largestSlice: min(options.batchSize, data.count), threads: threads,
@@ -128,6 +129,8 @@ final class WorkerSession {
     }
 
     private var parameterCount: Int { weights.parameters.count }
+    /// How the job's parameters are cut into parts (results sent in parts, spot checks).
+    private let parts: PartSplit
     /// The clock the computing time of a result is read from (passed in: the session keeps no clock of its own).
     private let now: () -> ContinuousClock.Instant
     /// How long the result being sent took to compute: from its payload free to its values final.
@@ -200,7 +203,6 @@ final class WorkerSession {
     /// Answers the coordinator's spot check of a part's mean: the result's values at the parameters it names, as they
     /// went to the part's owner (exact: the sum's limbs, or each micro-shard's Floats; fast: the sum).
     func answer(_ check: SpotCheck, step: UInt64) throws {
-        let parts = Codec.parts(of: parameterCount)
         var values = SpotValues.Values.notHeld
         if let held = heldResults.first(where: { $0.step == step && $0.attempt == check.attempt }),
            check.part < parts.count {
@@ -329,7 +331,7 @@ final class WorkerSession {
     private func partSender(_ request: AssignmentRequest, payload: SharedPayload, floatShards: Int) -> PartSender {
         let arrays = max(floatShards, 1)
         let ids = ids
-        let sender = PartSender(payload: payload, arrays: arrays, count: parameterCount, send: send) { array, part, packed, diverged in
+        let sender = PartSender(payload: payload, arrays: arrays, parts: parts, send: send) { array, part, packed, diverged in
             try Codec.gradientPartHeader(job: ids.job, step: request.step, worker: ids.worker, attempt: request.attempt,
                                          array: array, arrays: arrays, part: part, packed: packed, diverged: diverged)
         }

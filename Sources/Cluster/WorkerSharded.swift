@@ -14,7 +14,7 @@ final class ShardedWorker {
     private let me: UInt32
     private let jobID: UInt64
     private let reduction: Reduction
-    private let parts: [Range<Int>]
+    let parts: PartSplit
     private let weights: WorkerWeights
     /// Made when first used: a worker of a star run never needs them.
     private lazy var optimizer: Optimizer = optimizerConfig.make(parameterCount: weights.parameters.count)
@@ -24,7 +24,7 @@ final class ShardedWorker {
 
     /// The owner's role: the parts the coordinator's list gives this worker.
     private lazy var partOwner = PartOwner(
-        parameterCount: weights.parameters.count, reduction: reduction,
+        parts: parts, reduction: reduction,
         owns: { [unowned self] in owner(of: $0) == me },
         refute: { [unowned self] c, part, why, step in
             try toCoordinator(Codec.refuted(worker: c.worker, attempt: c.attempt, part: part, reason: why, job: jobID,
@@ -46,19 +46,18 @@ final class ShardedWorker {
     private static let liesAboutMeans = ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_LYING_OWNER"] == "1"
     #endif
 
-    init(peers: WorkerPeers, me: UInt32, jobID: UInt64, options: TrainingOptions, weights: WorkerWeights,
+    init(peers: WorkerPeers, me: UInt32, jobID: UInt64, options: TrainingOptions, parts: PartSplit, weights: WorkerWeights,
          toCoordinator: @escaping ([Message]) throws -> Void) {
         self.peers = peers
         self.me = me
         self.jobID = jobID
         reduction = options.reduction
-        let count = weights.parameters.count
-        parts = Codec.parts(of: count)
+        self.parts = parts
         self.weights = weights
         optimizerConfig = options.optimizer
         self.toCoordinator = toCoordinator
         applied = Array(repeating: false, count: parts.count)
-        scratch = Buffer<Float>(count: Codec.partParameters)
+        scratch = Buffer<Float>(count: parts.size)
     }
 
     /// Peers' messages kept until a list names their sender (or their part's owner), and how many at most: a step's
@@ -162,7 +161,7 @@ final class ShardedWorker {
 
     private func apply(range: Range<Int>, values: UnsafePointer<Float>, learningRate: Float, optimizerStep: Int,
                        samples: Int, step: UInt64) throws {
-        let part = range.lowerBound / Codec.partParameters
+        let part = parts.part(startingAt: range.lowerBound)
         guard weights.step == step, !applied[part] else { return }
         guard optimizerStep == optimizer.steps else {
             throw ClusterError("a mean for optimizer step \(optimizerStep + 1) came to a replica at step "

@@ -64,7 +64,7 @@ extension WorkerNode {
                                      first: first, values: values)
         case .meanPart(let mean):
             // From the part's owner in this worker's list; a mean from an owner listed later is read again then.
-            guard sharded.owner(of: mean.range.lowerBound / Codec.partParameters) == worker else {
+            guard sharded.owner(of: sharded.parts.part(startingAt: mean.range.lowerBound)) == worker else {
                 _ = sharded.hold(frames, step: step)
                 return
             }
@@ -86,7 +86,7 @@ extension WorkerNode {
             try sharded.ordered(order, step: step)
         case .meanPart(let mean):
             // The mean of a part the coordinator owns: its list, sent before, says so.
-            let part = mean.range.lowerBound / Codec.partParameters
+            let part = sharded.parts.part(startingAt: mean.range.lowerBound)
             guard sharded.owner(of: part) == PeerList.coordinator else {
                 log("\(settings.name): dropped the coordinator's mean of part \(part), which its list gives "
                     + (sharded.owner(of: part).map { "w\($0)" } ?? "no owner"))

@@ -12,9 +12,9 @@ final class WorkerWeights {
     /// The coordinator's weights region, mapped read-only (nil: weights come as messages).
     private let region: SharedRegion?
 
-    init(count: Int, region: SharedRegion?) {
-        parameters = Buffer<Float>(count: count)
-        incoming = IncomingWeights(count: count)
+    init(parts: PartSplit, region: SharedRegion?) {
+        parameters = Buffer<Float>(count: parts.parameterCount)
+        incoming = IncomingWeights(parts: parts)
         self.region = region
     }
 

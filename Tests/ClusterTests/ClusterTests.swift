@@ -44,9 +44,14 @@ struct JobAnnouncementTests {
             """, file: "j.yaml", folder: "")
         job.model.inputs = 4
         let announcement = JobAnnouncement(job: job, samples: 90, fingerprint: String(repeating: "ab", count: 32),
-                                           blas: "SkylakeX", oneDNN: "avx2")
+                                           blas: "SkylakeX", oneDNN: "avx2", partSize: 51_776)
         let back = try JobAnnouncement(bytes: announcement.bytes)
         #expect(back == announcement)
+        // A part size off the 16-parameter granule, or beyond 65,536, is refused before any use.
+        for bad in ["parts=51777", "parts=65552", "parts=0", "parts=x"] {
+            let text = String(decoding: announcement.bytes, as: UTF8.self).replacingOccurrences(of: "parts=51776", with: bad)
+            #expect(throws: ClusterError.self) { try JobAnnouncement(bytes: Array(text.utf8)) }
+        }
     }
 
     @Test("SHA-256 of known vectors")

@@ -32,7 +32,7 @@ struct CoreHarness {
             admission: .init(reduction: reduction, library: library, blasKernel: "Haswell",
                              productsFingerprint: reduction == .exact ? Self.fingerprint : 0, samples: 100,
                              microShardSize: 4),
-            partCount: Codec.parts(of: Self.parameterCount).count, hasWeightsRegion: true, now: now)
+            partCount: PartSplit(parameterCount: Self.parameterCount).count, hasWeightsRegion: true, now: now)
     }
 
     static func identity(_ peer: Int) -> [UInt8] { [0, UInt8(peer)] }

@@ -46,6 +46,29 @@ import Wire
         #expect(ReductionLayout(parts: 2, members: [1, 2, coordinator]).parts(of: coordinator).isEmpty)
     }
 
+    @Test("parts split evenly over the owners: no owner holds more than its share of the parameters plus a granule a part; parts of 4,096 to 65,536")
+    func evenSplit() {
+        for parameters in [1, 100, 5_000, 150_000, 1_863_690, 2_000_000, 10_000_003] {
+            for owners in [1, 2, 3, 5, 9, 17] {
+                let split = PartSplit(parameterCount: parameters, evenlyOver: owners)
+                #expect(split.size % 16 == 0 && split.size >= 4096 && split.size <= 65_536)
+                #expect(split.reduce(0) { $0 + $1.count } == parameters && split.first?.lowerBound == 0)
+                #expect(zip(split, split.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
+                let layout = ReductionLayout(parts: split.count, members: Array(1...owners))
+                let held = (1...owners).map { owner in layout.parts(of: owner).reduce(0) { $0 + split[$1].count } }
+                let partsEach = (1...owners).map { layout.parts(of: $0).count }.max()!
+                // The even share, counted apart from the split: ⌈P / owners⌉.
+                let share = (parameters + owners - 1) / owners
+                // Where the share is below the smallest part, one part may hold it all.
+                #expect(held.max()! <= max(share, 4096) + 16 * partsEach, "\(parameters) over \(owners): \(held)")
+                #expect(split.count >= (parameters + 65_535) / 65_536)
+            }
+        }
+        // mnist-wide over 8 workers and the coordinator: 36 parts, 4 each, where 65,536 would make 29.
+        let wide = PartSplit(parameterCount: 1_863_690, evenlyOver: 9)
+        #expect(wide.count == 36 && wide.size == 51_776 && PartSplit(parameterCount: 1_863_690).count == 29)
+    }
+
     @Test("an owner adds a part once, when it is its own, the order is in and every named contribution has come, in any order of events")
     func ownerInAnyOrder() {
         let a = Contribution(member: 1, attempt: 1), b = Contribution(member: 2, attempt: 2)

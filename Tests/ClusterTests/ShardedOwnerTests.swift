@@ -30,8 +30,9 @@ import Wire
         var options = TrainingOptions()
         options.reduction = .exact
         var sent: [Envelope] = []
-        let owner = ShardedWorker(peers: peers, me: 1, jobID: 7, options: options,
-                                  weights: WorkerWeights(count: Self.count, region: nil)) { frames in
+        let parts = PartSplit(parameterCount: Self.count)
+        let owner = ShardedWorker(peers: peers, me: 1, jobID: 7, options: options, parts: parts,
+                                  weights: WorkerWeights(parts: parts, region: nil)) { frames in
             sent.append(try Codec.decode(frames, limits: Self.limits))
         }
         try owner.follow(PeerList(peers: [.init(worker: 1, endpoint: peers.endpoint, key: nil)], owners: [1]))

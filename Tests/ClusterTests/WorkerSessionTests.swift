@@ -34,7 +34,8 @@ import Wire
             job.model.inputs = 2
             let data = try Dataset(name: "linear", features: WorkerSessionTests.features, featureWidth: 2,
                                    targets: WorkerSessionTests.targets, targetWidth: 1)
-            session = WorkerSession(job: job, data: data, ids: .init(job: WorkerSessionTests.jobID, worker: 3), threads: 1,
+            session = WorkerSession(job: job, data: data, ids: .init(job: WorkerSessionTests.jobID, worker: 3),
+                                    parts: PartSplit(parameterCount: job.model.layout.parameterCount), threads: 1,
                                     weightsRegion: nil, resultRegion: nil, packs: false,
                                     send: { [unowned self] in self.sent.append($0) }, waitUntilIdle: { _, _ in },
                                     beat: {})

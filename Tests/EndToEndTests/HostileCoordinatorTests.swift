@@ -57,7 +57,7 @@ struct HostileCoordinatorTests {
         let dataset = try Dataset(name: "fake", features: features, featureWidth: featureWidth, targets: targets,
                                   targetWidth: 1)
         let announcedSamples = lie == .hugeSamples ? Int.max / 2 : lie == .negativeSamples ? -5 : samples
-        let header = "shardtrain-job samples=\(announcedSamples) fingerprint=\(dataset.fingerprint) blas=Haswell onednn=avx2\n"
+        let header = "shardtrain-job samples=\(announcedSamples) fingerprint=\(dataset.fingerprint) blas=Haswell onednn=avx2 parts=65536\n"
         var parameterCount = 2 * 4 + 4 + 4 * 2 + 2
         if lie == .parameterCount { parameterCount = 1 << 20 }
         if lie == .hugeModel { parameterCount = 2 * 500_000_000 + 500_000_000 + 500_000_000 * 2 + 2 }

@@ -3,11 +3,11 @@ import Foundation
 import Testing
 
 /// `--overlap`: results and weights in parts, each part updated as soon as every worker's values there are in.
-/// A model of four parts; exact mode must give the uninterrupted in-process run's bits with any worker count, through
+/// A model of four or six parts; exact mode must give the uninterrupted in-process run's bits with any worker count, through
 /// a worker killed mid-step and a coordinator stopped mid-step.
 @Suite(.serialized)
 struct OverlapTests {
-    /// 198,276 parameters: parts of 65,536, 65,536, 65,536 and 1,668. 60 steps.
+    /// 198,276 parameters: four parts of 49,584 with 1 or 3 workers, six of 33,056 with 2 (`PartSplit`). 60 steps.
     static let job = """
         model: {layers: [{units: 1024, activation: relu}, {units: 128, activation: relu}, {units: 4, activation: softmax}]}
         loss: cross_entropy

@@ -14,9 +14,10 @@ import Testing
 
     @Test("a job's parameters split into parts of 65,536, the last holding the rest")
     func partsOfAJob() {
-        #expect(Codec.parts(of: 150_000) == [0..<65_536, 65_536..<131_072, 131_072..<150_000])
-        #expect(Codec.parts(of: 5) == [0..<5])
-        #expect(Codec.parts(of: 65_536) == [0..<65_536])
+        #expect(Array(PartSplit(parameterCount: 150_000)) == [0..<65_536, 65_536..<131_072, 131_072..<150_000])
+        #expect(Array(PartSplit(parameterCount: 5)) == [0..<5])
+        #expect(Array(PartSplit(parameterCount: 65_536)) == [0..<65_536])
+        #expect(PartSplit(parameterCount: 150_000).part(startingAt: 131_072) == 2)
     }
 
     @Test("weights and result parts, the weights header's parts form and the assignment's parts flag round-trip")
@@ -62,6 +63,22 @@ import Testing
                                        Message(copying: [UInt8]())], limits: Self.limits)
         guard case .gradient(let frame) = counts.payload else { Issue.record("not a gradient"); return }
         #expect(frame.inParts && frame.samples == 10 && frame.message.count == 0)
+    }
+
+    @Test("a job with smaller parts takes its own parts and refuses the default size's")
+    func jobPartSize() throws {
+        let limits = Limits(parameterCount: 150_000, job: 77, partSize: 51_776)
+        #expect(limits.parts.count == 3 && limits.parts[2] == 103_552..<150_000)
+        let own = try Codec.decode([Codec.weightsPartHeader(job: 77, step: 4, part: 51_776..<103_552),
+                                    Self.floats(51_776)], limits: limits)
+        guard case .weightsPart(51_776, _) = own.payload else { Issue.record("not a weights part"); return }
+        do {
+            _ = try Codec.decode([Codec.weightsPartHeader(job: 77, step: 4, part: 65_536..<131_072),
+                                  Self.floats(65_536)], limits: limits)
+            Issue.record("a part of the default size was accepted")
+        } catch {
+            #expect("\(error)".contains("parts of 51776"), "\(error)")
+        }
     }
 
     static func refusal(_ frames: [Message]) -> String {

@@ -14,11 +14,17 @@ package struct Limits: Sendable, Equatable {
     package var maximumJobBytes = 1 << 20
     /// Bytes of a data message (0: none expected).
     package var maximumDataBytes = 0
+    /// Parameters in a part of the weights or a result (the job's `PartSplit`).
+    package var partSize = PartSplit.largestSize
 
-    package init(parameterCount: Int? = nil, job: UInt64? = nil) {
+    package init(parameterCount: Int? = nil, job: UInt64? = nil, partSize: Int = PartSplit.largestSize) {
         self.parameterCount = parameterCount
         self.job = job
+        self.partSize = partSize
     }
+
+    /// The job's parts (none before a job is known).
+    package var parts: PartSplit { PartSplit(parameterCount: parameterCount ?? 0, size: partSize) }
 
     /// The largest legal frame, for ZMQ_MAXMSGSIZE: the exact gradient, or the job description, plus a margin.
     package var maximumFrameBytes: Int { withMargin(GradientFrame.exactBytesPerParameter * (parameterCount ?? 0)) }

@@ -1,19 +1,58 @@
 import CExactSum
 
-/// Results and weights in parts (`--overlap`): a job's parts, their messages' headers, and the checks every part
-/// meets before use.
-extension Codec {
-    /// Parameters in a part of the weights or of a result (the last part holds what is left): 256 KiB of Floats,
-    /// small enough that the last part's round trip is short, large enough that a part's message costs little.
-    package static let partParameters = 65536
+/// How a job's parameters are cut into parts: results, weights and means go part by part (`--overlap`, the sharded
+/// layout), and the sharded layout's owners each sum whole parts. One size for the whole job, chosen by the
+/// coordinator and announced with the job; any size gives the same bits (every parameter's sum is its own).
+package struct PartSplit: RandomAccessCollection, Equatable, Sendable {
+    /// The largest part: 256 KiB of Floats, small enough that the last part's round trip is short, large enough that
+    /// a part's message costs little (a spot check's offsets are 16-bit).
+    package static let largestSize = 65536
+    /// Parts are whole cache lines of Floats, so each starts aligned where the whole buffer is.
+    package static let granule = 16
+    /// The smallest part an even split makes: 16 KiB of Floats take about as long on a 1 Gbit/s link as a message's
+    /// own cost, so smaller parts would cost more than the balance gains (a small model stays one part).
+    package static let smallestEvenSize = 4096
 
+    package let parameterCount: Int
+    /// Parameters in each part but the last (which holds what is left).
+    package let size: Int
+
+    /// Parts of `size` parameters (a multiple of `granule`, at most `largestSize`).
+    package init(parameterCount: Int, size: Int = largestSize) {
+        precondition(parameterCount >= 0 && Self.isSize(size), "a part of \(size) parameters")
+        (self.parameterCount, self.size) = (parameterCount, size)
+    }
+
+    /// The fewest parts, no larger than `largestSize` nor smaller than `smallestEvenSize`, that divide evenly over
+    /// `owners`: whole parts go to owners, so with 29 parts over 9 owners two would carry 4 and the busiest link a
+    /// third more than its share; 36 parts of 51,776 give each 4. (The rounding to `granule` can leave the last owner
+    /// a little less.)
+    package init(parameterCount: Int, evenlyOver owners: Int) {
+        let owners = Swift.max(1, owners)
+        let perOwner = (parameterCount + owners - 1) / owners
+        let partsPerOwner = Swift.max(1, (perOwner + Self.largestSize - 1) / Self.largestSize)
+        let parts = owners * partsPerOwner
+        let size = ((parameterCount + parts - 1) / parts + Self.granule - 1) / Self.granule * Self.granule
+        self.init(parameterCount: parameterCount, size: Swift.min(Self.largestSize, Swift.max(Self.smallestEvenSize, size)))
+    }
+
+    /// Whether `size` can be a job's part size.
+    package static func isSize(_ size: Int) -> Bool {
+        size >= granule && size <= largestSize && size % granule == 0
+    }
+
+    package var startIndex: Int { 0 }
+    package var endIndex: Int { (parameterCount + size - 1) / size }
+    package subscript(part: Int) -> Range<Int> { part * size ..< Swift.min(part * size + size, parameterCount) }
+
+    /// The part that starts at parameter `first`.
+    package func part(startingAt first: Int) -> Int { first / size }
+}
+
+/// Results and weights in parts: their messages' headers, and the checks every part meets before use.
+extension Codec {
     /// Arrays one result may send in parts: a batch's micro-shards at most.
     package static let maximumPartArrays = 4096
-
-    /// The parts of `count` parameters.
-    package static func parts(of count: Int) -> [Range<Int>] {
-        stride(from: 0, to: count, by: partParameters).map { $0 ..< min($0 + partParameters, count) }
-    }
 
     /// A part of step `step`'s weights: send it followed by a frame of its Floats.
     package static func weightsPartHeader(job: UInt64, step: UInt64, part: Range<Int>) throws -> Message {
@@ -35,10 +74,10 @@ extension Codec {
     static func part(first: UInt64, count: UInt64, _ limits: Limits, _ type: MessageType)
         throws(WireError) -> Range<Int> {
         let parameters = try parameterCount(limits, type)
-        let size = UInt64(partParameters)
+        let size = UInt64(limits.partSize)
         guard first < UInt64(parameters), first % size == 0, count == min(size, UInt64(parameters) - first) else {
             throw .badField(type, "part of \(count) parameters from \(first) is not one of the \(parameters) parameters' "
-                + "parts of \(partParameters)")
+                + "parts of \(size)")
         }
         return Int(first) ..< Int(first + count)
     }

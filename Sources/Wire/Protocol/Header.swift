@@ -12,7 +12,7 @@
 /// | 32 | fields `6 × u64` | type-specific values, see `MessageType` |
 package struct Header: Sendable, Equatable {
     package static let magic: UInt32 = 0x4E52_5453
-    package static let protocolVersion: UInt16 = 14
+    package static let protocolVersion: UInt16 = 15
     /// Steps a header may carry, exclusive.
     package static let stepLimit: UInt64 = 1 << 62
     package static let byteCount = 80
@@ -113,8 +113,8 @@ package enum MessageType: UInt16, Sendable, CaseIterable {
     /// `samples × feature width` Float32 features, then `samples × target width` Float32 targets.
     case data = 10
     /// Coordinator → worker: one part of `step`'s weights, sent as soon as the optimizer has updated it, while the
-    /// rest of the gradients still arrive. Fields: the part's first parameter (a multiple of `Codec.partParameters`),
-    /// its parameter count (`partParameters`, or what is left). Frame: that many Float32.
+    /// rest of the gradients still arrive. Fields: the part's first parameter (a multiple of the job's part size,
+    /// `PartSplit`, announced with the job), its parameter count (the part size, or what is left). Frame: that many Float32.
     case weightsPart = 11
     /// Worker → coordinator: one part of one array of its result for `step`, so the coordinator can update that
     /// part as soon as every worker's is in. Fields: the attempt, the array (fast: 0, the sum; exact: the
