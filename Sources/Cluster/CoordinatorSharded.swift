@@ -3,20 +3,26 @@ import Foundation
 import Wire
 
 /// The sharded layout at the coordinator (docs/scale-out.md): results go from the workers to the parts' owners, not
-/// here; when the step's micro-shards are covered this shell orders the owners to sum, and each part's mean comes
-/// back from its owner, as it goes to every worker. The trainer here applies every part, as every worker does, so
-/// this copy is the one checkpoints hold. Bookkeeping is `ShardedStep`'s; this holds the sockets' side.
+/// here; once every micro-shard of the step is handed out this shell orders the owners to sum what the assignments
+/// will send (again when the cover changes), so an owner sums each part as its contributions come, while later
+/// layers' backward still runs elsewhere; each part's mean comes back from its owner, as it goes to every worker.
+/// The trainer here applies every part, as every worker does, once the step's counts are all in, so this copy (the
+/// one checkpoints hold) never holds values of a worker refused for its counts. Bookkeeping is `ShardedStep`'s; this
+/// holds the sockets' side.
 struct ShardedRun {
     /// The members of the layout, by table index, and the peers message they were sent.
     var members: [Int] = []
     var layout: ReductionLayout?
     var step: ShardedStep?
     var order: StepOrder?
-    /// Parts whose mean is in `order.mean` and which the trainer has not applied yet.
+    /// Parts whose mean is in `order.mean`, checked, and which the trainer has not applied yet: it applies them once
+    /// the step's counts are in under the order they were summed for.
     var ready: [Int] = []
     /// The round's revision the owners' order was sent for: a later one (micro-shards computed again) needs a new order.
     var orderedRevision: Int?
-    /// When that order went out: an owner whose mean has not come within --worker-timeout of it is lost.
+    /// The round's revision when every count was last found in, and when: an owner whose mean has not come within
+    /// --worker-timeout of then is lost.
+    var completedRevision: Int?
     var orderedAt: ContinuousClock.Instant?
     /// That order's contributions and the member of each, as the spot checks ask them.
     var ordered: (contributions: [OrderedContribution], members: [Int])?
@@ -81,7 +87,7 @@ extension Coordinator {
         }
         core.eligible = Set(members)
         (sharded.order, sharded.ready, sharded.begun) = (order, [], begun)
-        (sharded.orderedRevision, sharded.ordered, sharded.checks) = (nil, nil, [:])
+        (sharded.orderedRevision, sharded.completedRevision, sharded.ordered, sharded.checks) = (nil, nil, nil, [:])
         // Every member hears the step's weights now, assigned work or not: those that applied every mean of the last
         // step make them; the others are sent them with the optimizer's state.
         for member in members {
@@ -96,27 +102,29 @@ extension Coordinator {
         sharded.step = ShardedStep(step: order.step, layout: sharded.layout!)
         stepWeights = .from(order.parameters)
         try handOut()
+        try orderEarly()
         sharded.sent = clock.now
     }
 
-    /// The next part for the trainer to apply; nil once every part is applied and the step's counts are in.
+    /// The next part for the trainer to apply, once the step's counts are in; nil once every part is applied.
     func nextSharded() throws -> StepEvent? {
         guard let order = sharded.order else { return nil }
         while true {
-            if let part = sharded.ready.popLast() {
+            if awaitingMeans, let part = sharded.ready.popLast() {
                 let range = parts[part]
                 let exact = job.options.reduction == .exact
                 let finite = !exact || GradientSum.allFinite(order.mean + range.lowerBound, count: range.count)
                 return .update(ReadyPart(range: range, gradients: UnsafePointer(order.mean), scale: exact ? 1 : 1 / Float(order.batch.count),
                                          finite: finite, closesStep: false))
             }
-            if sharded.step!.isDone {
+            if sharded.step!.isDone, awaitingMeans, sharded.ready.isEmpty {
                 finishSharded(order)
                 return nil
             }
             try pump(timeout: settings.heartbeat / 4)
             guard let round = core.round else { return nil }
             if round.waitingCount > 0 { try handOut() }
+            try orderEarly()
             if round.isComplete { try orderSum(round, order) }
             try loseSilentOwner()
         }
@@ -159,19 +167,50 @@ extension Coordinator {
         return round.isComplete && sharded.orderedRevision == round.revision
     }
 
-    /// The step's micro-shards are covered: the owners are told which contributions to add (again, when the cover
-    /// changed).
+    /// Every micro-shard of the step is out, each once: the owners are told now which contributions to add, the
+    /// assignments' (again, when the cover changes), so they sum each part as its contributions come. Not while a
+    /// slow member's micro-shards are out twice or a result is being computed again: the first answer then decides,
+    /// and the order waits for the counts (`orderSum`).
+    private func orderEarly() throws {
+        guard let round = core.round, let order = sharded.order, round.waitingCount == 0, !round.isComplete,
+              round.twins.isEmpty, round.rechecks.isEmpty, sharded.orderedRevision != round.revision else { return }
+        let answered = round.results.map {
+            OrderedContribution(worker: core.table[$0.member].id, firstMicroShard: $0.firstMicroShard,
+                                microShards: $0.microShards, attempt: $0.frame.attempt)
+        }
+        let out = round.outstanding.map { attempt, a in
+            OrderedContribution(worker: core.table[a.member].id, firstMicroShard: a.ranges.first!.lowerBound,
+                                microShards: a.ranges.reduce(0) { $0 + $1.count }, attempt: attempt)
+        }
+        let members = Dictionary(round.results.map { ($0.frame.attempt, $0.member) }, uniquingKeysWith: { a, _ in a })
+            .merging(round.outstanding.mapValues(\.member)) { a, _ in a }
+        try sendOrder((answered + out).sorted { $0.firstMicroShard < $1.firstMicroShard }, members: members, round, order)
+    }
+
+    /// The step's micro-shards are covered by results: the owners have their order (sent early, or now, or again
+    /// when the cover changed), and owners' means are due from now.
     private func orderSum(_ round: StepRound, _ order: StepOrder) throws {
-        if sharded.orderedRevision != round.revision { sharded.orderedAt = clock.now }
-        sharded.orderedRevision = round.revision
+        if sharded.completedRevision != round.revision { (sharded.completedRevision, sharded.orderedAt) = (round.revision, clock.now) }
         let results = round.orderedResults
-        let contributions = results.map { Contribution(member: $0.member, attempt: $0.frame.attempt) }
-        guard case .order(let sum)? = sharded.step!.covered(by: contributions, samples: order.batch.count).first else {
+        try sendOrder(results.map { r in OrderedContribution(worker: core.table[r.member].id,
+                                                             firstMicroShard: r.firstMicroShard,
+                                                             microShards: r.microShards, attempt: r.frame.attempt) },
+                      members: Dictionary(results.map { ($0.frame.attempt, $0.member) }, uniquingKeysWith: { a, _ in a }),
+                      round, order)
+    }
+
+    /// Sends the owners the order of `contributions` (in micro-shard order; `members`: each attempt's member) unless
+    /// they have it. Parts checked under an order it replaces are awaited again.
+    private func sendOrder(_ contributions: [OrderedContribution], members: [UInt64: Int], _ round: StepRound,
+                           _ order: StepOrder) throws {
+        sharded.orderedRevision = round.revision
+        let cover = contributions.map { Contribution(member: members[$0.attempt]!, attempt: $0.attempt) }
+        guard case .order(let sum)? = sharded.step!.covered(by: cover, samples: order.batch.count).first else {
             return
         }
-        (sharded.ordered, sharded.checks) = ((results.map { r in OrderedContribution(
-            worker: core.table[r.member].id, firstMicroShard: r.firstMicroShard, microShards: r.microShards,
-            attempt: r.frame.attempt) }, results.map(\.member)), [:])
+        let checked = sharded.ready
+        sharded.step!.reopen(checked)
+        (sharded.ready, sharded.ordered, sharded.checks) = ([], (contributions, cover.map(\.member)), [:])
         let wire = OrderedSum(
             revision: sum.revision, samples: sum.samples, learningRate: order.learningRate,
             optimizerStep: order.optimizer.steps,
@@ -210,7 +249,8 @@ extension Coordinator {
               let layout = sharded.layout, sharded.order?.step == step, layout.owners.indices.contains(part),
               layout.owners[part] == owner,
               let accused = sharded.members.first(where: { core.table[$0].id == worker }),
-              core.round?.results.contains(where: { $0.member == accused && $0.frame.attempt == attempt }) ?? false
+              core.round.map({ round in round.assignment(attempt, of: accused) != nil
+                  || round.results.contains(where: { $0.member == accused && $0.frame.attempt == attempt }) }) ?? false
         else { return }
         try perform(core.lost(accused, .mismatched("w\(core.table[owner].id), owner of part \(part), found its values "
             + "there \(reason)")))
@@ -271,7 +311,11 @@ extension Coordinator {
         try sendPeers()
         try ownPartsMoved()
         core.retractStep()
-        (sharded.orderedRevision, sharded.ordered, sharded.checks) = (nil, nil, [:])
+        // Means checked but not applied wait for the new order: the lost member may have fed them.
+        let checked = sharded.ready
+        sharded.step?.reopen(checked)
+        sharded.ready = []
+        (sharded.orderedRevision, sharded.completedRevision, sharded.ordered, sharded.checks) = (nil, nil, nil, [:])
         if case .moved(let parts)? = moved.first {
             log("step \(step.step): " + movedLine(label, owners: parts.map(\.owner))
                 + "; the step's micro-shards are computed again")

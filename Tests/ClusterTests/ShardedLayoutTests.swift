@@ -194,6 +194,24 @@ import Wire
         #expect(step.isDone)
         #expect(step.lost(2, remaining: [2]).isEmpty, "no one left to take its parts")
     }
+
+    @Test("a part checked but not yet applied under an order since replaced is awaited again, for the new order only")
+    func reopenedAfterNewOrder() {
+        let a = Contribution(member: 1, attempt: 1), b = Contribution(member: 2, attempt: 2)
+        var step = ShardedStep(step: 0, layout: ReductionLayout(parts: 2, members: [1, 2]))
+        #expect(step.covered(by: [a, b], samples: 4).count == 1)
+        #expect(step.meanArrived(part: 0, from: 1, revision: 0) == [.check(part: 0)])
+        #expect(step.passed(part: 0) == [.apply(part: 0)])
+        // b's counts are refused before the step's counts were all in: a new order names its replacement.
+        let c = Contribution(member: 1, attempt: 3)
+        #expect(step.covered(by: [a, c], samples: 4) == [.order(SumOrder(step: 0, revision: 1, contributions: [a, c], samples: 4))])
+        step.reopen([0])
+        #expect(step.meanArrived(part: 0, from: 1, revision: 0).isEmpty, "the replaced order's mean")
+        #expect(step.meanArrived(part: 0, from: 1, revision: 1) == [.check(part: 0)])
+        #expect(step.passed(part: 0) == [.apply(part: 0)])
+        #expect(step.meanArrived(part: 1, from: 2, revision: 1) == [.check(part: 1)])
+        #expect(step.passed(part: 1) == [.apply(part: 1), .done])
+    }
 }
 
 /// The three together on real exact sums: workers' results packed part by part to owners, orders from the

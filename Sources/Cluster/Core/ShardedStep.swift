@@ -11,7 +11,8 @@ struct ShardedStep {
         case moved([Part])
         /// Spot-check this part's mean against the order's contributions.
         case check(part: Int)
-        /// Apply this part's mean to the coordinator's copy.
+        /// This part's mean passed its check: apply it to the coordinator's copy once the step's counts are in
+        /// (until then a new order may `reopen` it).
         case apply(part: Int)
         /// Every part's mean is applied: the step is over.
         case done
@@ -62,6 +63,12 @@ struct ShardedStep {
         guard checking.remove(part) != nil else { return [] }
         applied.insert(part)
         return [.apply(part: part)] + (isDone ? [.done] : [])
+    }
+
+    /// Parts that passed their check but were not applied, under an order since replaced (a contribution it named
+    /// was lost or refused before the step's counts were all in): their means are awaited again, for the new order.
+    mutating func reopen(_ parts: [Int]) {
+        applied.subtract(parts)
     }
 
     /// `member` is lost: every part it owned goes to `remaining`, those whose means came here too, since a lost
