@@ -2,7 +2,7 @@
 # Several hosts on one machine: network namespaces joined by veth pairs to a bridge (10.88.<n>.0/24). A coordinator
 # host and three worker hosts over real TCP with CurveZMQ: two authorised workers train; on the third host a worker
 # with an unlisted key and a plaintext one are refused and named; the saved weights' SHA-256 must equal the
-# in-process run's (whole steps: --overlap off, so the star). Then a model of four parts, where --overlap's and
+# in-process run's (whole steps: --overlap off, so the star). Then a model of four to six parts, where --overlap's and
 # --layout's defaults turn on across hosts: results in parts, summed by their owners among the workers, the same
 # SHA-256 as in-process.
 # Last, a worker host whose link goes down for 8 s mid-run and comes back: the worker is lost, says hello again when
@@ -133,8 +133,8 @@ grep -q "\"alpha\" (.*) joined" "$work/coordinator.log" && grep -q "\"beta\" (.*
 expect_reference_bits "$work/reference.st" "$work/out.st" "over CurveZMQ"
 say "4 hosts ($net.0/24): 2 authorised workers gave the in-process run's SHA-256 $actual; an unlisted key (named) and a plaintext worker were refused"
 
-# Across hosts --overlap is on by default: a model of four parts (200,835 parameters), four micro-shards a worker
-# (their sum's limbs go packed, part by part).
+# Across hosts --overlap is on by default: a model of 200,835 parameters (six parts over 2 workers and the
+# coordinator, four over 3), four micro-shards a worker (their sum's limbs go packed, part by part).
 cat > "$work/parts.yaml" <<'JOB'
 model: {layers: [{units: 4096, activation: relu}, {units: 32, activation: relu}, {units: 3, activation: softmax}]}
 loss: cross_entropy
@@ -152,7 +152,7 @@ on coord "$shardtrain" coordinator --config "$work/parts.yaml" --bind "$endpoint
 pids=($!)
 run_authorised parts-
 grep -q "results and weights go in parts (--overlap)" "$work/parts-coordinator.log" || fail "--overlap was not on across hosts"
-grep -q "the sum is sharded: 4 parts over 3 owners" "$work/parts-coordinator.log" \
+grep -q "the sum is sharded: 6 parts over 3 owners" "$work/parts-coordinator.log" \
   || fail "--layout auto did not shard the sum across hosts"
 expect_reference_bits "$work/parts-reference.st" "$work/parts.st" "in parts across hosts"
 # The trace: each worker's row holds, every step, its layers' spans and each part it sent to the part's owner.
