@@ -109,7 +109,7 @@ extension Coordinator: GradientSource {
 
     /// Whether the step in parts has something for the trainer: the poll loop returns early for it.
     var hasPartEvent: Bool {
-        if sharded.order != nil { return !sharded.ready.isEmpty }
+        if sharded.order != nil { return awaitingMeans && !sharded.ready.isEmpty }
         guard let step = partStep, let round = core.round else { return false }
         return !step.undoing.isEmpty || step.parts.nextReadyPart(round) != nil
     }

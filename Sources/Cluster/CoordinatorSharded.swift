@@ -28,6 +28,10 @@ struct ShardedRun {
     var ordered: (contributions: [OrderedContribution], members: [Int])?
     /// Parts whose mean came and is being checked, by part.
     var checks: [Int: PartCheck] = [:]
+    /// Means that came before every count of the step was in: their checks start once all are, since a contributor
+    /// asked before it has computed could only answer that it holds nothing (and an owner that made a mean up
+    /// early could have an honest worker lost so).
+    var uncheckedMeans: [(part: Int, owner: Int, revision: Int)] = []
     /// A member of the layout was lost: a lost owner may have sent a part's mean to some members and not others, so
     /// every member starts the next step from the coordinator's weights and optimizer state.
     var resetReplicas = false
@@ -88,6 +92,7 @@ extension Coordinator {
         core.eligible = Set(members)
         (sharded.order, sharded.ready, sharded.begun) = (order, [], begun)
         (sharded.orderedRevision, sharded.completedRevision, sharded.ordered, sharded.checks) = (nil, nil, nil, [:])
+        sharded.uncheckedMeans = []
         // Every member hears the step's weights now, assigned work or not: those that applied every mean of the last
         // step make them; the others are sent them with the optimizer's state.
         for member in members {
@@ -125,7 +130,10 @@ extension Coordinator {
             guard let round = core.round else { return nil }
             if round.waitingCount > 0 { try handOut() }
             try orderEarly()
-            if round.isComplete { try orderSum(round, order) }
+            if round.isComplete {
+                try orderSum(round, order)
+                try checkEarlyMeans()
+            }
             try loseSilentOwner()
         }
     }
@@ -211,6 +219,7 @@ extension Coordinator {
         let checked = sharded.ready
         sharded.step!.reopen(checked)
         (sharded.ready, sharded.ordered, sharded.checks) = ([], (contributions, cover.map(\.member)), [:])
+        sharded.uncheckedMeans = []
         let wire = OrderedSum(
             revision: sum.revision, samples: sum.samples, learningRate: order.learningRate,
             optimizerStep: order.optimizer.steps,
@@ -238,7 +247,22 @@ extension Coordinator {
         sharded.step = bookkeeping
         guard actions.contains(.check(part: part)) else { return }
         mean.values.copy(into: order.mean + mean.range.lowerBound)
+        guard awaitingMeans else { return sharded.uncheckedMeans.append((part, member, mean.revision)) }
         try startCheck(part: part, owner: member, revision: mean.revision, step: step)
+    }
+
+    /// Every count of the step is in: the checks of means that came before start (those of the order in force, still
+    /// awaiting their check).
+    private func checkEarlyMeans() throws {
+        guard awaitingMeans, !sharded.uncheckedMeans.isEmpty, let step = sharded.step, let revision = step.order?.revision
+        else { return }
+        let early = sharded.uncheckedMeans
+        sharded.uncheckedMeans = []
+        for mean in early where mean.revision == revision && step.checking.contains(mean.part) {
+            // Unless a check just started lost a member (the step is then computed again).
+            guard sharded.step?.order?.revision == revision else { return }
+            try startCheck(part: mean.part, owner: mean.owner, revision: revision, step: step.step)
+        }
     }
 
     /// An owner found a contribution to its part no possible sum: the member that sent it is lost, named with the
@@ -277,7 +301,7 @@ extension Coordinator {
         if settings.verbose { logStep(round) }
         core.partsComplete = { _ in false }
         stepWeights = .none
-        (sharded.order, sharded.step, sharded.ordered, sharded.checks) = (nil, nil, nil, [:])
+        (sharded.order, sharded.step, sharded.ordered, sharded.checks, sharded.uncheckedMeans) = (nil, nil, nil, [:], [])
     }
 
     /// A member of the layout is lost. Mid-step, its parts go to the members left (`ShardedStep.lost`), who are told,
@@ -290,7 +314,8 @@ extension Coordinator {
         sharded.resetReplicas = true
         for m in sharded.members { core.table[m].meansStep = nil }
         let remaining = sharded.members.filter { $0 != member && core.table[$0].isActive }
-        guard var step = sharded.step, !step.isDone else {
+        // Between steps: no step, or every part of it given to the trainer (which happens only once its counts are in).
+        guard var step = sharded.step, !(step.isDone && sharded.ready.isEmpty) else {
             // Between steps: the next step's layout must not name it (the members left are the same as the active
             // ones then, so it would not be made again).
             sharded.members = remaining
@@ -316,6 +341,7 @@ extension Coordinator {
         sharded.step?.reopen(checked)
         sharded.ready = []
         (sharded.orderedRevision, sharded.completedRevision, sharded.ordered, sharded.checks) = (nil, nil, nil, [:])
+        sharded.uncheckedMeans = []
         if case .moved(let parts)? = moved.first {
             log("step \(step.step): " + movedLine(label, owners: parts.map(\.owner))
                 + "; the step's micro-shards are computed again")

@@ -16,7 +16,7 @@ struct ClusterFlags: ParsableArguments {
     @Option(help: "Seconds to wait for workers when fewer than --min-workers are left.") var rejoinTimeout = 300.0
     /// Removed: said so, rather than "unknown option", to whoever still passes it.
     @Flag(help: .hidden) var weightsAsChange = false
-    @Option(help: ArgumentHelp("Results and weights in parts of 65,536 parameters: each part of the weights is "
+    @Option(help: ArgumentHelp("Results and weights in parts (at most 65,536 parameters): each part of the weights is "
         + "updated and sent back as soon as every worker's values there are in, so weights go down while gradients "
         + "still come up, and workers send a layer's parts as backward finishes it. auto: on when the endpoint is "
         + "not on this machine (workers on other machines)."))

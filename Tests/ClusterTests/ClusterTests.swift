@@ -48,7 +48,7 @@ struct JobAnnouncementTests {
         let back = try JobAnnouncement(bytes: announcement.bytes)
         #expect(back == announcement)
         // A part size off the 16-parameter granule, or beyond 65,536, is refused before any use.
-        for bad in ["parts=51777", "parts=65552", "parts=0", "parts=x"] {
+        for bad in ["parts=51777", "parts=65552", "parts=4080", "parts=0", "parts=x"] {
             let text = String(decoding: announcement.bytes, as: UTF8.self).replacingOccurrences(of: "parts=51776", with: bad)
             #expect(throws: ClusterError.self) { try JobAnnouncement(bytes: Array(text.utf8)) }
         }

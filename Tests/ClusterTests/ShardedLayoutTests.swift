@@ -202,9 +202,10 @@ import Wire
         #expect(step.covered(by: [a, b], samples: 4).count == 1)
         #expect(step.meanArrived(part: 0, from: 1, revision: 0) == [.check(part: 0)])
         #expect(step.passed(part: 0) == [.apply(part: 0)])
-        // b's counts are refused before the step's counts were all in: a new order names its replacement.
-        let c = Contribution(member: 1, attempt: 3)
-        #expect(step.covered(by: [a, c], samples: 4) == [.order(SumOrder(step: 0, revision: 1, contributions: [a, c], samples: 4))])
+        // b's counts are refused before the step's counts were all in: the step's micro-shards are computed again
+        // under new attempts, which a new order names.
+        let c = Contribution(member: 1, attempt: 3), d = Contribution(member: 2, attempt: 4)
+        #expect(step.covered(by: [c, d], samples: 4) == [.order(SumOrder(step: 0, revision: 1, contributions: [c, d], samples: 4))])
         step.reopen([0])
         #expect(step.meanArrived(part: 0, from: 1, revision: 0).isEmpty, "the replaced order's mean")
         #expect(step.meanArrived(part: 0, from: 1, revision: 1) == [.check(part: 0)])

@@ -72,7 +72,9 @@ struct RefusedPartsTests {
 
         /// Counts for its first attempt that no real worker could send: one sample too many.
         func lie() throws {
-            let j = joined!, f = first!
+            guard let j = joined, let f = first else {
+                throw Command.CommandError(message: "the fake worker has no attempt to lie about")
+            }
             try dealer.send([try Codec.gradientHeader(job: j.job, step: f.step, worker: j.worker,
                                                       samples: 2 * f.microShards + 1, correct: 0, lossHigh: 0,
                                                       lossLow: 0, exact: true, overflowed: false, attempt: f.attempt,
@@ -100,7 +102,10 @@ struct RefusedPartsTests {
         let honest = try FailureTests.worker(port, name: "honest", log: log + ".honest")
         defer { FailureTests.expectAllEnded([coordinator, honest]) }
         let deadline = Date().addingTimeInterval(30)
-        while !liar.zerosUsed && coordinator.isRunning && Date() < deadline { try liar.serve() }
+        while !liar.zerosUsed && coordinator.isRunning && Date() < deadline {
+            try liar.serve()
+            try liar.heartbeat()  // while the honest worker starts, however long that takes
+        }
         #expect(liar.zerosUsed, "the fake worker never saw its zeros used")
         try liar.lie()
         liar.dealer.close()
@@ -124,6 +129,8 @@ struct RefusedPartsTests {
         while !(vanishing.zerosUsed && liar.zerosUsed) && coordinator.isRunning && Date() < deadline {
             try vanishing.serve()
             try liar.serve()
+            // Both beat until their zeros are used: the honest worker may take seconds to start on a loaded machine.
+            try vanishing.heartbeat()
             try liar.heartbeat()
         }
         #expect(vanishing.zerosUsed && liar.zerosUsed, "the fake workers never saw their zeros used")

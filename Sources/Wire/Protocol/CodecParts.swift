@@ -17,7 +17,7 @@ package struct PartSplit: RandomAccessCollection, Equatable, Sendable {
     /// Parameters in each part but the last (which holds what is left).
     package let size: Int
 
-    /// Parts of `size` parameters (a multiple of `granule`, at most `largestSize`).
+    /// Parts of `size` parameters (a multiple of `granule`, `smallestEvenSize` to `largestSize`).
     package init(parameterCount: Int, size: Int = largestSize) {
         precondition(parameterCount >= 0 && Self.isSize(size), "a part of \(size) parameters")
         (self.parameterCount, self.size) = (parameterCount, size)
@@ -36,9 +36,10 @@ package struct PartSplit: RandomAccessCollection, Equatable, Sendable {
         self.init(parameterCount: parameterCount, size: Swift.min(Self.largestSize, Swift.max(Self.smallestEvenSize, size)))
     }
 
-    /// Whether `size` can be a job's part size.
+    /// Whether `size` can be a job's part size: one an even split makes (which keeps a job's parts within what the
+    /// messages naming a part can count).
     package static func isSize(_ size: Int) -> Bool {
-        size >= granule && size <= largestSize && size % granule == 0
+        size >= smallestEvenSize && size <= largestSize && size % granule == 0
     }
 
     package var startIndex: Int { 0 }
