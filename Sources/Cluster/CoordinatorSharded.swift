@@ -176,49 +176,45 @@ extension Coordinator {
     }
 
     /// Every micro-shard of the step is out, each once: the owners are told now which contributions to add, the
-    /// assignments' (again, when the cover changes), so they sum each part as its contributions come. Not while a
-    /// slow member's micro-shards are out twice or a result is being computed again: the first answer then decides,
-    /// and the order waits for the counts (`orderSum`).
+    /// assignments' (again, when the cover changes), so they sum each part as its contributions come. (Steps in
+    /// parts hand nothing out twice and compute no NaN result again; were either to, the first answer would decide,
+    /// and the order would wait for the counts: `orderSum`.)
     private func orderEarly() throws {
         guard let round = core.round, let order = sharded.order, round.waitingCount == 0, !round.isComplete,
               round.twins.isEmpty, round.rechecks.isEmpty, sharded.orderedRevision != round.revision else { return }
-        let answered = round.results.map {
-            OrderedContribution(worker: core.table[$0.member].id, firstMicroShard: $0.firstMicroShard,
-                                microShards: $0.microShards, attempt: $0.frame.attempt)
-        }
         let out = round.outstanding.map { attempt, a in
-            OrderedContribution(worker: core.table[a.member].id, firstMicroShard: a.ranges.first!.lowerBound,
-                                microShards: a.ranges.reduce(0) { $0 + $1.count }, attempt: attempt)
+            (a.member, OrderedContribution(worker: core.table[a.member].id, firstMicroShard: a.ranges.first!.lowerBound,
+                                           microShards: a.ranges.reduce(0) { $0 + $1.count }, attempt: attempt))
         }
-        let members = Dictionary(round.results.map { ($0.frame.attempt, $0.member) }, uniquingKeysWith: { a, _ in a })
-            .merging(round.outstanding.mapValues(\.member)) { a, _ in a }
-        try sendOrder((answered + out).sorted { $0.firstMicroShard < $1.firstMicroShard }, members: members, round, order)
+        try sendOrder(round.results.map(ordered) + out, round, order)
     }
 
     /// The step's micro-shards are covered by results: the owners have their order (sent early, or now, or again
     /// when the cover changed), and owners' means are due from now.
     private func orderSum(_ round: StepRound, _ order: StepOrder) throws {
         if sharded.completedRevision != round.revision { (sharded.completedRevision, sharded.orderedAt) = (round.revision, clock.now) }
-        let results = round.orderedResults
-        try sendOrder(results.map { r in OrderedContribution(worker: core.table[r.member].id,
-                                                             firstMicroShard: r.firstMicroShard,
-                                                             microShards: r.microShards, attempt: r.frame.attempt) },
-                      members: Dictionary(results.map { ($0.frame.attempt, $0.member) }, uniquingKeysWith: { a, _ in a }),
-                      round, order)
+        try sendOrder(round.results.map(ordered), round, order)
     }
 
-    /// Sends the owners the order of `contributions` (in micro-shard order; `members`: each attempt's member) unless
-    /// they have it. Parts checked under an order it replaces are awaited again.
-    private func sendOrder(_ contributions: [OrderedContribution], members: [UInt64: Int], _ round: StepRound,
+    /// A result as an order names it, with its member.
+    private func ordered(_ r: StepRound.Result) -> (member: Int, contribution: OrderedContribution) {
+        (r.member, OrderedContribution(worker: core.table[r.member].id, firstMicroShard: r.firstMicroShard,
+                                       microShards: r.microShards, attempt: r.frame.attempt))
+    }
+
+    /// Sends the owners the order of `entries` (in micro-shard order once sorted) unless they have it. Parts checked
+    /// under an order it replaces are awaited again.
+    private func sendOrder(_ entries: [(member: Int, contribution: OrderedContribution)], _ round: StepRound,
                            _ order: StepOrder) throws {
         sharded.orderedRevision = round.revision
-        let cover = contributions.map { Contribution(member: members[$0.attempt]!, attempt: $0.attempt) }
+        let sorted = entries.sorted { $0.contribution.firstMicroShard < $1.contribution.firstMicroShard }
+        let cover = sorted.map { Contribution(member: $0.member, attempt: $0.contribution.attempt) }
         guard case .order(let sum)? = sharded.step!.covered(by: cover, samples: order.batch.count).first else {
             return
         }
         let checked = sharded.ready
         sharded.step!.reopen(checked)
-        (sharded.ready, sharded.ordered, sharded.checks) = ([], (contributions, cover.map(\.member)), [:])
+        (sharded.ready, sharded.ordered, sharded.checks) = ([], (sorted.map(\.contribution), sorted.map(\.member)), [:])
         sharded.uncheckedMeans = []
         let wire = OrderedSum(
             revision: sum.revision, samples: sum.samples, learningRate: order.learningRate,
