@@ -14,7 +14,9 @@ import Testing
 
     @Test("key files: the secret file is 0600, its public half is derived, and it reads back as the same pair")
     func keyFilesRoundTrip() throws {
-        let base = Self.folder() + "/node"
+        let folder = Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let base = folder + "/node"
         let pair = try CurveKeyPair.generate()
         let paths = try KeyFiles.write(pair, base: base)
         var info = stat()
@@ -29,6 +31,7 @@ import Testing
     @Test("bad key files are refused naming the file, the line or the mode")
     func badKeyFiles() throws {
         let folder = Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
         let pair = try CurveKeyPair.generate()
         let loose = folder + "/loose.key"
         try (pair.secretZ85 + "\n").write(toFile: loose, atomically: true, encoding: .utf8)
