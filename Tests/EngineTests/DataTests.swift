@@ -169,6 +169,7 @@ struct IDXAndNPYTests {
     @Test("IDX images become pixels in [0, 1] and labels class indices, plain or gzipped; bad files are named")
     func idxFiles() throws {
         let folder = Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
         let pixels: [UInt8] = (0..<(3 * 2 * 2)).map { UInt8($0 * 20) }
         try Self.idx([3, 2, 2], pixels).write(to: URL(fileURLWithPath: "\(folder)/images-idx3-ubyte"))
         try Self.idx([3], [7, 0, 9]).write(to: URL(fileURLWithPath: "\(folder)/labels-idx1-ubyte"))

@@ -41,20 +41,21 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
-    folder = tempfile.mkdtemp()
-    subprocess.run([BIN, "keygen", "--output", os.path.join(folder, "run")], check=True, capture_output=True)
-    epochs, samples, repeats = (2, 2048, 1) if args.smoke else (4, 16384, 3)
-    job = write_job(folder, epochs, samples)
-    print(f"CurveZMQ vs plaintext in training: mnist-mlp, batch 512, 2 workers over loopback tcp, samples/s "
-          f"(median of {repeats} interleaved runs, {epochs - 1} epochs of {samples} samples each)")
-    print(f"{'reduction':<10} {'plaintext':>10} {'CurveZMQ':>10} {'ratio':>6}")
-    for reduction in ["exact", "fast"]:
-        plain, keyed = [], []
-        for _ in range(repeats):
-            plain.append(run(job, folder, False, reduction))
-            keyed.append(run(job, folder, True, reduction))
-        p, k = statistics.median(plain), statistics.median(keyed)
-        print(f"{reduction:<10} {p:>10,.0f} {k:>10,.0f} {k / p:>6.2f}")
+    # The run's keys, job and metrics live here only while it runs.
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run([BIN, "keygen", "--output", os.path.join(folder, "run")], check=True, capture_output=True)
+        epochs, samples, repeats = (2, 2048, 1) if args.smoke else (4, 16384, 3)
+        job = write_job(folder, epochs, samples)
+        print(f"CurveZMQ vs plaintext in training: mnist-mlp, batch 512, 2 workers over loopback tcp, samples/s "
+              f"(median of {repeats} interleaved runs, {epochs - 1} epochs of {samples} samples each)")
+        print(f"{'reduction':<10} {'plaintext':>10} {'CurveZMQ':>10} {'ratio':>6}")
+        for reduction in ["exact", "fast"]:
+            plain, keyed = [], []
+            for _ in range(repeats):
+                plain.append(run(job, folder, False, reduction))
+                keyed.append(run(job, folder, True, reduction))
+            p, k = statistics.median(plain), statistics.median(keyed)
+            print(f"{reduction:<10} {p:>10,.0f} {k:>10,.0f} {k / p:>6.2f}")
 
 
 main()
