@@ -164,7 +164,8 @@ def ddp(model, batch, steps, folder, port):
                                           f"--master_port={port}", os.path.join(HERE, "torch_ddp.py"), "--batch",
                                           str(batch), "--optimizer", "sgd", "--steps", str(steps), "--hidden"]
                                    + [str(units) for units in MODELS[model]], log,
-                                   {"OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": f"{TAG}{host}"}))
+                                   # torchrun leaves its torchelastic_* folders in TMPDIR: the run's folder.
+                                   {"OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": f"{TAG}{host}", "TMPDIR": folder}))
     for process in processes:
         try:
             process.wait(timeout=1800)

@@ -88,10 +88,13 @@ def ddp(world, batch, optimizer, steps):
     if shutil.which("torchrun") is None:
         return None
     for _ in range(3):
-        run = subprocess.run(["torchrun", "--standalone", f"--nproc_per_node={world}",
-                              os.path.join(HERE, "torch_ddp.py"), "--batch", str(batch), "--optimizer", optimizer,
-                              "--steps", str(steps)],
-                             capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        # torchrun leaves its torchelastic_* folders in TMPDIR: one removed after each run.
+        with tempfile.TemporaryDirectory() as scratch:
+            run = subprocess.run(["torchrun", "--standalone", f"--nproc_per_node={world}",
+                                  os.path.join(HERE, "torch_ddp.py"), "--batch", str(batch), "--optimizer", optimizer,
+                                  "--steps", str(steps)],
+                                 capture_output=True, text=True,
+                                 env=dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=scratch))
         lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
         if lines:
             return json.loads(lines[-1])["samples_per_second"]

@@ -66,7 +66,10 @@ def ddp(profiled, steps, folder):
                "--steps", str(steps)] + (["--profile", folder] if profiled else [])
     for _ in range(3):  # gloo's teardown sometimes aborts after rank 0 printed; a run that printed nothing is retried
         before = cpu_seconds()
-        run = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        # torchrun leaves its torchelastic_* folders in TMPDIR: one removed after each run.
+        with tempfile.TemporaryDirectory() as scratch:
+            run = subprocess.run(command, capture_output=True, text=True,
+                                 env=dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=scratch))
         cpu = cpu_seconds() - before
         lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
         if lines:
