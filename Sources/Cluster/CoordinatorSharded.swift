@@ -42,6 +42,17 @@ struct ShardedRun {
     var ownSums: [PartOwner.Summed] = []
     var ownRefusals: [(OrderedContribution, Int, String, UInt64)] = []
     var begun = ContinuousClock.now, sent = ContinuousClock.now
+
+    /// No order is in force (a step begins, or a loss has it computed again): none sent, none covered, nothing checked.
+    mutating func forgetOrder() {
+        (orderedRevision, completedRevision, ordered, checks, uncheckedMeans) = (nil, nil, nil, [:], [])
+    }
+
+    /// Means checked but not yet applied are awaited again, under the order that replaces theirs.
+    mutating func reopenChecked() {
+        step?.reopen(ready)
+        ready = []
+    }
 }
 
 extension Coordinator {
@@ -91,8 +102,7 @@ extension Coordinator {
         }
         core.eligible = Set(members)
         (sharded.order, sharded.ready, sharded.begun) = (order, [], begun)
-        (sharded.orderedRevision, sharded.completedRevision, sharded.ordered, sharded.checks) = (nil, nil, nil, [:])
-        sharded.uncheckedMeans = []
+        sharded.forgetOrder()
         // Every member hears the step's weights now, assigned work or not: those that applied every mean of the last
         // step make them; the others are sent them with the optimizer's state.
         for member in members {
@@ -212,10 +222,8 @@ extension Coordinator {
         guard case .order(let sum)? = sharded.step!.covered(by: cover, samples: order.batch.count).first else {
             return
         }
-        let checked = sharded.ready
-        sharded.step!.reopen(checked)
-        (sharded.ready, sharded.ordered, sharded.checks) = ([], (sorted.map(\.contribution), sorted.map(\.member)), [:])
-        sharded.uncheckedMeans = []
+        sharded.reopenChecked()
+        (sharded.ordered, sharded.checks, sharded.uncheckedMeans) = ((sorted.map(\.contribution), sorted.map(\.member)), [:], [])
         let wire = OrderedSum(
             revision: sum.revision, samples: sum.samples, learningRate: order.learningRate,
             optimizerStep: order.optimizer.steps,
@@ -297,7 +305,8 @@ extension Coordinator {
         if settings.verbose { logStep(round) }
         core.partsComplete = { _ in false }
         stepWeights = .none
-        (sharded.order, sharded.step, sharded.ordered, sharded.checks, sharded.uncheckedMeans) = (nil, nil, nil, [:], [])
+        (sharded.order, sharded.step) = (nil, nil)
+        sharded.forgetOrder()
     }
 
     /// A member of the layout is lost. Mid-step, its parts go to the members left (`ShardedStep.lost`), who are told,
@@ -333,11 +342,8 @@ extension Coordinator {
         try ownPartsMoved()
         core.retractStep()
         // Means checked but not applied wait for the new order: the lost member may have fed them.
-        let checked = sharded.ready
-        sharded.step?.reopen(checked)
-        sharded.ready = []
-        (sharded.orderedRevision, sharded.completedRevision, sharded.ordered, sharded.checks) = (nil, nil, nil, [:])
-        sharded.uncheckedMeans = []
+        sharded.reopenChecked()
+        sharded.forgetOrder()
         if case .moved(let parts)? = moved.first {
             log("step \(step.step): " + movedLine(label, owners: parts.map(\.owner))
                 + "; the step's micro-shards are computed again")

@@ -22,8 +22,8 @@ final class PartwiseRound {
         var diverged = false
     }
 
-    let parameterCount: Int
     let parts: PartSplit
+    var parameterCount: Int { parts.parameterCount }
     private(set) var updated: [Bool]
     private(set) var updatedCount = 0
     private var attempts: [UInt64: Arrays] = [:]
@@ -42,7 +42,6 @@ final class PartwiseRound {
     private let unusedWindows = UnsafeMutablePointer<Int8>.allocate(capacity: 1)
 
     init(parts: PartSplit, microShards: Int) {
-        parameterCount = parts.parameterCount
         pointers = .allocate(capacity: max(1, microShards))
         sums = .allocate(capacity: max(1, microShards))
         self.parts = parts

@@ -67,8 +67,8 @@ final class PackedParts {
 final class PartSender {
     let payload: SharedPayload
     let arrays: Int
-    let count: Int
     let parts: PartSplit
+    var count: Int { parts.parameterCount }
     /// Parts from this index on have gone.
     private var firstSent: Int
     /// Calls of the network's layer hook to pass over: those of micro-shards before the last.
@@ -87,7 +87,6 @@ final class PartSender {
          header: @escaping (Int, Range<Int>, Bool, Bool) throws -> Message) {
         self.payload = payload
         self.arrays = arrays
-        count = parts.parameterCount
         self.parts = parts
         firstSent = parts.count
         self.send = send

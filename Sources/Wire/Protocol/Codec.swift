@@ -214,6 +214,11 @@ package enum Codec {
         return count
     }
 
+    /// The agreed job's parts, for a message of `type` that names one.
+    static func parts(_ limits: Limits, _ type: MessageType) throws(WireError) -> PartSplit {
+        PartSplit(parameterCount: try parameterCount(limits, type), size: limits.partSize)
+    }
+
     /// A peer's text as it may be printed: control characters (a newline that would forge a log line, escape codes
     /// that would clear the screen) shown as `\u{1B}`, the rest as sent.
     package static func printable(_ text: String) -> String {

@@ -209,10 +209,12 @@ extension Codec {
 
     static func peers(_ f: PeersFields, _ frame: Message, _ limits: Limits) throws(WireError) -> Payload {
         // A list of allowed keys only comes before the job (no parameter count yet).
-        let count = f.partCount == 0 ? 0 : try parameterCount(limits, .peers)
-        let partCount = PartSplit(parameterCount: count, size: limits.partSize).count
-        guard f.partCount == 0 || Int(f.partCount) == partCount else {
-            throw .badField(.peers, "\(f.partCount) parts; the job's \(count) parameters make \(partCount)")
+        if f.partCount > 0 {
+            let parts = try self.parts(limits, .peers)
+            guard Int(f.partCount) == parts.count else {
+                throw .badField(.peers, "\(f.partCount) parts; the job's \(parts.parameterCount) parameters make "
+                    + "\(parts.count)")
+            }
         }
         let text = try self.text(frame, .peers, limit: 128 * Int(f.peerCount) + 12 * Int(f.partCount) + 48 * 4096 + 64)
         var peers: [PeerList.Peer] = [], owners: [UInt32] = [], allowed: [CurvePublicKey] = []

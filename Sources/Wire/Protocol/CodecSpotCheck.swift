@@ -119,7 +119,7 @@ extension Codec {
 
     /// Offsets, ascending, inside a part of the job's parameters.
     static func spotCheck(_ f: SpotCheckFields, _ frame: Message, _ limits: Limits) throws(WireError) -> Payload {
-        let parts = PartSplit(parameterCount: try parameterCount(limits, .spotCheck), size: limits.partSize)
+        let parts = try self.parts(limits, .spotCheck)
         guard Int(f.part) < parts.count else {
             throw .badField(.spotCheck, "part \(f.part); the job has \(parts.count)")
         }
@@ -138,8 +138,7 @@ extension Codec {
 
     /// Values sized as the fields say; limbs' windows those a sum of Floats can have.
     static func spotValues(_ f: SpotValuesFields, _ frame: Message, _ limits: Limits) throws(WireError) -> Payload {
-        let parts = PartSplit(parameterCount: try parameterCount(limits, .spotValues), size: limits.partSize)
-        let count = Int(f.count)
+        let parts = try self.parts(limits, .spotValues), count = Int(f.count)
         guard Int(f.part) < parts.count else {
             throw .badField(.spotValues, "part \(f.part); the job has \(parts.count)")
         }
