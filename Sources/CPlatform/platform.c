@@ -38,6 +38,8 @@ ccpu_features ccpu_read(void) {
         f.avx512dq = ((b >> 17) & 1) && f.osZMM;
         f.avx512bw = ((b >> 30) & 1) && f.osZMM;
         f.avx512vl = ((b >> 31) & 1) && f.osZMM;
+        f.avx512vbmi = ((c >> 1) & 1) && f.osZMM;
+        f.bmi2 = (b >> 8) & 1;
         f.amxBF16 = (d >> 22) & 1;
         f.amxTile = (d >> 24) & 1;
         unsigned int subleaves = a;

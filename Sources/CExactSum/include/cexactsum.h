@@ -67,6 +67,11 @@ size_t cexact_pack_range(const void *sum, size_t count, size_t first, size_t end
  * packed sum of `count` parameters, 0 if not (what was written is then not a sum). Reads nothing past `length`. */
 int cexact_unpack(const unsigned char *in, size_t length, size_t count, void *sum);
 
+/* The build of packing and unpacking in use: 0 portable, 1 with BMI2, 2 AVX-512 with VBMI (pack.c); the same bytes
+ * and verdicts from each. `cexact_use_pack_level` picks a lower one (tests compare them) and returns 1 if it did. */
+int cexact_pack_level(void);
+int cexact_use_pack_level(int level);
+
 /* The instruction set the loops use: 0 SSE2 (or the compiler's baseline off x86-64), 1 AVX2, 2 AVX-512. The CPU's
  * best is chosen on first use; `cexact_use_level` picks another (for tests that compare them; a level the CPU lacks
  * is refused) and returns 1 if it did. */

@@ -5,7 +5,9 @@
 typedef struct {
     int vendorAMD;
     int sse42, avx, fma, avx2;
-    int avx512f, avx512dq, avx512bw, avx512vl, avx512bf16;
+    int avx512f, avx512dq, avx512bw, avx512vl, avx512bf16, avx512vbmi;
+    /// Shifts by a register without touching the flags (shlx, shrx, sarx).
+    int bmi2;
     int amxTile, amxBF16;
     /// The OS saves the YMM and ZMM registers (without it AVX and AVX-512 cannot be used whatever cpuid says).
     int osYMM, osZMM;
