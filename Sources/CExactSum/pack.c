@@ -2,7 +2,6 @@
 #include <string.h>
 
 #if defined(__x86_64__)
-#include <immintrin.h>
 #include "cplatform.h"
 #endif
 
@@ -22,7 +21,7 @@
  * for AVX-512 with VBMI, which finds a whole block's widths in vector registers, joins two or four narrow limbs
  * into one put, and unpacks each block's eight limbs of a width at once with a byte permutation. */
 
-#define INLINE static inline __attribute__((always_inline))
+#include "bits.h"
 
 enum { PACK_BLOCK = 8, WINDOW_BIAS = 16 };
 
@@ -37,34 +36,6 @@ INLINE uint64_t fold(int64_t v) { return (uint64_t)(v ^ (v >> 63)); }
 size_t cexact_pack_bound(size_t count) {
     size_t blocks = (count + PACK_BLOCK - 1) / PACK_BLOCK;
     return CEXACT_BYTES_PER_PARAMETER * count + 4 * blocks + 8; /* + 8: each store writes a whole word */
-}
-
-/* Appends bits to `out` without a branch per value: each put stores a whole word and moves on by the whole bytes
- * it filled (the bound leaves a word of room past the end). */
-typedef struct {
-    unsigned char *out;
-    uint64_t word;
-    int filled; /* bits of `word` not yet passed, 0-7 */
-} bit_writer;
-
-/* Appends the low `width` bits of `value`, width 0-56. */
-INLINE void put_bits(bit_writer *w, uint64_t value, int width) {
-    w->word |= (value & ((UINT64_C(1) << width) - 1)) << w->filled;
-    memcpy(w->out, &w->word, 8);
-    w->filled += width;
-    w->out += w->filled >> 3;
-    w->word >>= w->filled & ~7; /* at most 56: filled is at most 63 */
-    w->filled &= 7;
-}
-
-/* Appends the low `width` bits of `value`, width 0-64. */
-INLINE void put_limb(bit_writer *w, uint64_t value, int width) {
-    if (width > 56) {
-        put_bits(w, value, 32);
-        put_bits(w, value >> 32, width - 32);
-    } else {
-        put_bits(w, value, width);
-    }
 }
 
 /* A block's header: whether its windows are all the same, the window(s), the widths and the shift. */
@@ -113,33 +84,6 @@ INLINE size_t pack_body(const unsigned char *high_bytes, const unsigned char *lo
     }
     memcpy(w.out, &w.word, 8);
     return (size_t)(w.out - out) + (w.filled ? 1 : 0);
-}
-
-/* The `width` bits (0-56) at bit `position` of a stream of `length` bytes that holds them, zero-extended: one word
- * load where a whole word lies before the end. */
-INLINE uint64_t get_bits(const unsigned char *in, size_t length, size_t position, int width) {
-    size_t byte = position >> 3;
-    uint64_t word = 0;
-    if (length - byte >= 8) memcpy(&word, in + byte, 8);
-    else memcpy(&word, in + byte, length - byte);
-    return (word >> (position & 7)) & ((UINT64_C(1) << width) - 1);
-}
-
-/* The `width` bits (0-64) at bit `position`, as a two's complement number; `whole`: a word can be read at every byte
- * of the value (the stream goes on 8 bytes past it), so no read checks the end. */
-INLINE int64_t get_limb(const unsigned char *in, size_t length, size_t position, int width, int whole) {
-    if (width == 0) return 0;
-    uint64_t bits;
-    if (whole && width <= 56) {
-        uint64_t word;
-        memcpy(&word, in + (position >> 3), 8);
-        bits = word >> (position & 7);
-    } else {
-        bits = width > 56 ? get_bits(in, length, position, 32) | get_bits(in, length, position + 32, width - 32) << 32
-                          : get_bits(in, length, position, width);
-    }
-    int unused = 64 - width;
-    return (int64_t)(bits << unused) >> unused;
 }
 
 /* A whole block's limbs the vector build unpacks (high limbs of `nh` bits at bit `position`, then the low limbs):
@@ -200,34 +144,6 @@ INLINE int unpack_body(const unsigned char *in, size_t length, size_t count, voi
 /* ---- The vector build: AVX-512 (F, BW, DQ, VL) with VBMI's byte permutation, and BMI2. ---- */
 
 #if defined(__x86_64__)
-#define VECTOR __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,bmi2")))
-
-/* Puts eight limbs of `width` bits: two or four at once while they fit 56 bits (the same bits, fewer puts). */
-VECTOR INLINE void put_eight(bit_writer *w, __m512i v, int width) {
-    uint64_t lanes[PACK_BLOCK];
-    if (width == 0) return;
-    if (width > 28) {
-        _mm512_storeu_si512(lanes, v);
-        for (int i = 0; i < PACK_BLOCK; i++) put_limb(w, lanes[i], width);
-        return;
-    }
-    v = _mm512_and_si512(v, _mm512_set1_epi64((long long)((UINT64_C(1) << width) - 1)));
-    /* Lane j of the first four: limb 2j, then limb 2j + 1 above it. */
-    __m512i even = _mm512_permutexvar_epi64(_mm512_set_epi64(0, 0, 0, 0, 6, 4, 2, 0), v);
-    __m512i odd = _mm512_permutexvar_epi64(_mm512_set_epi64(0, 0, 0, 0, 7, 5, 3, 1), v);
-    __m512i pairs = _mm512_or_si512(even, _mm512_sllv_epi64(odd, _mm512_set1_epi64(width)));
-    if (width > 14) {
-        _mm512_storeu_si512(lanes, pairs);
-        for (int i = 0; i < PACK_BLOCK / 2; i++) put_bits(w, lanes[i], 2 * width);
-        return;
-    }
-    __m512i even_pairs = _mm512_permutexvar_epi64(_mm512_set_epi64(0, 0, 0, 0, 0, 0, 2, 0), pairs);
-    __m512i odd_pairs = _mm512_permutexvar_epi64(_mm512_set_epi64(0, 0, 0, 0, 0, 0, 3, 1), pairs);
-    _mm512_storeu_si512(lanes, _mm512_or_si512(even_pairs, _mm512_sllv_epi64(odd_pairs, _mm512_set1_epi64(2 * width))));
-    put_bits(w, lanes[0], 4 * width);
-    put_bits(w, lanes[1], 4 * width);
-}
-
 /* `pack_block` for a whole block, its widths found in vector registers. */
 VECTOR INLINE int pack_whole_block(bit_writer *w, const unsigned char *high_bytes, const unsigned char *low_bytes,
                                    const int8_t *windows) {
@@ -247,28 +163,11 @@ VECTOR INLINE int pack_whole_block(bit_writer *w, const unsigned char *high_byte
     return 1;
 }
 
-/* Eight limbs of `width` (at most 56) bits from bit `position`, where 64 bytes can be read from its byte: each
- * lane's eight bytes picked out of those 64 (its limb starts at most 7 + 7 * 56 bits in), then shifted down and
- * sign-extended. */
-VECTOR INLINE __m512i get_eight(const unsigned char *in, size_t position, int width) {
-    const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
-    __m512i window = _mm512_loadu_si512(in + (position >> 3));
-    __m512i offsets = _mm512_add_epi64(_mm512_set1_epi64((long long)(position & 7)),
-                                       _mm512_mullo_epi64(lane, _mm512_set1_epi64(width)));
-    __m512i index = _mm512_add_epi64(_mm512_mullo_epi64(_mm512_srli_epi64(offsets, 3),
-                                                        _mm512_set1_epi64(0x0101010101010101LL)),
-                                     _mm512_set1_epi64(0x0706050403020100LL));
-    __m512i words = _mm512_permutexvar_epi8(index, window);
-    __m512i limbs = _mm512_srlv_epi64(words, _mm512_and_si512(offsets, _mm512_set1_epi64(7)));
-    __m512i unused = _mm512_set1_epi64(64 - width);
-    return _mm512_srav_epi64(_mm512_sllv_epi64(limbs, unused), unused);
-}
-
 VECTOR INLINE int unpack_whole_block(const unsigned char *in, size_t length, size_t position, int nh, int nl,
                                      int shift, unsigned char *high_out, unsigned char *low_out) {
     size_t low_position = position + PACK_BLOCK * (size_t)nh;
     if (nh > 56 || nl > 56 || (low_position >> 3) + 64 > length) return 0;
-    __m512i high = get_eight(in, position, nh), low = get_eight(in, low_position, nl);
+    __m512i high = get_eight_signed(in, position, nh), low = get_eight_signed(in, low_position, nl);
     __m512i shifts = _mm512_set1_epi64(shift), shifted = _mm512_sllv_epi64(low, shifts);
     if (_mm512_cmpneq_epi64_mask(_mm512_srav_epi64(shifted, shifts), low)) return -1;
     _mm512_storeu_si512(high_out, high);

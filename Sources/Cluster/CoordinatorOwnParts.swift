@@ -73,14 +73,18 @@ extension Coordinator {
         sharded.step = bookkeeping
         (order.mean + summed.range.lowerBound).update(from: summed.values, count: summed.range.count)
         if passed.contains(.apply(part: summed.part)) { sharded.ready.append(summed.part) }
+        // Packed once where bytes are dear, as the workers pack theirs; Floats read where they lie otherwise.
+        let packs = settings.keys != nil || !EndpointReach.isLocal(settings.endpoint)
         let header = try Codec.meanPartHeader(job: jobID, step: summed.step, worker: PeerList.coordinator,
                                               part: summed.range, learningRate: summed.order.learningRate,
                                               optimizerStep: summed.order.optimizerStep, samples: summed.order.samples,
-                                              revision: revision)
+                                              revision: revision, packed: packs)
+        let packed = packs ? try Codec.floatsFrame(summed.values, count: summed.range.count, packed: true,
+                                                   scratch: &sharded.packedMean) : nil
         for member in sharded.members where core.table[member].isActive {
             _ = try deliver([Message(copying: header.bytes),
-                             try Message(sharing: summed.payload, byteCount: 4 * summed.range.count,
-                                         from: 4 * summed.range.lowerBound)], to: member)
+                             try packed?.share() ?? Message(sharing: summed.payload, byteCount: 4 * summed.range.count,
+                                                             from: 4 * summed.range.lowerBound)], to: member)
         }
     }
 }

@@ -173,11 +173,13 @@ package final class WorkerNode {
             try? dealer.send(Codec.heartbeat(job: joined.jobID, step: weightsStep ?? 0, worker: joined.workerID),
                              wait: false)
         }
+        // Where bytes are dear (another host's link, or every byte encrypted), results and means go packed.
+        let packs = settings.keys != nil || !EndpointReach.isLocal(settings.endpoint)
         let session = WorkerSession(
             job: job, data: data, ids: .init(job: joined.jobID, worker: joined.workerID), parts: joined.limits.parts,
             threads: settings.threads,
             weightsRegion: joined.weightsRegion, resultRegion: region,
-            packs: settings.keys != nil || !EndpointReach.isLocal(settings.endpoint),
+            packs: packs,
             send: { [unowned self] frames in
                 try self.send(dealer, frames)
                 lastSent = self.clock.now
@@ -185,7 +187,7 @@ package final class WorkerNode {
             waitUntilIdle: { [unowned self] in try self.waitUntilIdle($0, step: $1) }, beat: beat)
         let sharded = peers.map { peers in
             ShardedWorker(peers: peers, me: joined.workerID, jobID: joined.jobID, options: job.options,
-                          parts: joined.limits.parts,
+                          parts: joined.limits.parts, packs: packs,
                           weights: session.weights,
                           toCoordinator: { [unowned self] frames in try self.send(dealer, frames) })
         }

@@ -77,20 +77,29 @@ final class PartSender {
     var route: ((Int, [Message]) throws -> Void)?
     /// A traced result's recorder: each part's sending (and packing) is a span.
     var spans: SpanRecorder?
+    /// Where bytes are dear: Floats go packed (`cexact_pack_floats`) into this, part after part (`packedFloatsBound`
+    /// bytes for each array).
+    var packedFloats: SharedPayload?
+    private var packedOffset = 0
     /// What sending failed with inside the hook (it cannot throw), for the caller to throw after.
     private(set) var failure: Error?
     let send: ([Message]) throws -> Void
-    /// The header of a part: (array, part, packed limbs, of a sum that diverged).
-    let header: (_ array: Int, _ part: Range<Int>, _ packed: Bool, _ diverged: Bool) throws -> Message
+    /// The header of a part: (array, part, what its frame holds).
+    let header: (_ array: Int, _ part: Range<Int>, _ form: PartForm) throws -> Message
 
     init(payload: SharedPayload, arrays: Int, parts: PartSplit, send: @escaping ([Message]) throws -> Void,
-         header: @escaping (Int, Range<Int>, Bool, Bool) throws -> Message) {
+         header: @escaping (Int, Range<Int>, PartForm) throws -> Message) {
         self.payload = payload
         self.arrays = arrays
         self.parts = parts
         firstSent = parts.count
         self.send = send
         self.header = header
+    }
+
+    /// Bytes `packedFloats` needs for each array: every part's packed bound.
+    static func packedFloatsBound(_ parts: PartSplit) -> Int {
+        parts.reduce(0) { $0 + cexact_pack_floats_bound($1.count) }
     }
 
     /// For `Network.onLayerGradient`: the gradient is final from parameter `first` on, so the parts that lie there
@@ -111,9 +120,17 @@ final class PartSender {
             let index = firstSent - 1, part = parts[index], started = spans == nil ? 0 : SpanRecorder.now()
             defer { spans?.record(.sendPart, index, from: started) }
             for array in 0..<arrays {
-                try deliver(part, [header(array, part, false, false),
-                                   Message(sharing: payload, byteCount: 4 * part.count,
-                                           from: 4 * (array * count + part.lowerBound))])
+                let offset = 4 * (array * count + part.lowerBound)
+                guard let out = packedFloats else {
+                    try deliver(part, [header(array, part, .floats),
+                                       Message(sharing: payload, byteCount: 4 * part.count, from: offset)])
+                    continue
+                }
+                let length = cexact_pack_floats((payload.bytes + offset).assumingMemoryBound(to: Float.self), part.count,
+                                                (out.bytes + packedOffset).assumingMemoryBound(to: UInt8.self))
+                try deliver(part, [header(array, part, .packedFloats),
+                                   Message(sharing: out, byteCount: length, from: packedOffset)])
+                packedOffset += length
             }
             firstSent -= 1
         }
@@ -133,7 +150,8 @@ final class PartSender {
             defer { spans?.record(.sendPart, index, from: started) }
             let length = cexact_pack_range(sum, count, part.lowerBound, part.upperBound,
                                            (out.bytes + offset).assumingMemoryBound(to: UInt8.self))
-            try deliver(part, [header(0, part, true, diverged), Message(sharing: out, byteCount: length, from: offset)])
+            try deliver(part, [header(0, part, .packedLimbs(diverged: diverged)),
+                               Message(sharing: out, byteCount: length, from: offset)])
             offset += length
         }
         firstSent = 0

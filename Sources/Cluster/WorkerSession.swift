@@ -47,6 +47,9 @@ final class WorkerSession {
     /// Exact results sent as messages go packed where bytes cost more than packing them (~3 ns per parameter each
     /// way): encrypted, or to another machine. Plaintext loopback copies bytes faster than that.
     private let packs: Bool
+    /// Results sent in parts go as packed Floats (where bytes are dear), into these (one for each sum in turn).
+    private let packsFloats: Bool
+    private lazy var packedFloatParts = [PackedParts?](repeating: nil, count: sums.count)
     private let packedOutgoing: [SharedPayload]
     /// An exact sum's limbs, packed part by part.
     private let packedParts = PackedParts()
@@ -111,6 +114,7 @@ final class WorkerSession {
         }
         hasRegion = resultRegion != nil
         self.packs = packs && reduction == .exact
+        packsFloats = packs
         packedOutgoing = self.packs ? sums.map { _ in SharedPayload(byteCount: cexact_pack_bound(count)) } : []
         floatIndices = .allocate(capacity: Codec.maximumPartArrays)
         floatTargets = .allocate(capacity: Codec.maximumPartArrays)
@@ -176,7 +180,7 @@ final class WorkerSession {
         // sum's limbs packed part by part.
         let floatLimit = slot != nil || !(packs || request.inParts) ? GradientFrame.maximumFloatShards : 2
         let floatShards = options.reduction == .exact && request.microShards <= floatLimit ? request.microShards : 0
-        let sender = request.inParts ? partSender(request, payload: payload, floatShards: floatShards) : nil
+        let sender = request.inParts ? try partSender(request, payload: payload, index: index, floatShards: floatShards) : nil
         sender?.spans = timeline
         defer { slices.computers[0].network.onLayerGradient = nil }
         heldResults.removeAll { $0.index == index }
@@ -328,14 +332,20 @@ final class WorkerSession {
 
     /// In parts: a sender of the result's arrays; with one thread computing, each part goes as soon as backward has
     /// finished it.
-    private func partSender(_ request: AssignmentRequest, payload: SharedPayload, floatShards: Int) -> PartSender {
+    private func partSender(_ request: AssignmentRequest, payload: SharedPayload, index: Int,
+                            floatShards: Int) throws -> PartSender {
         let arrays = max(floatShards, 1)
         let ids = ids
-        let sender = PartSender(payload: payload, arrays: arrays, parts: parts, send: send) { array, part, packed, diverged in
+        let sender = PartSender(payload: payload, arrays: arrays, parts: parts, send: send) { array, part, form in
             try Codec.gradientPartHeader(job: ids.job, step: request.step, worker: ids.worker, attempt: request.attempt,
-                                         array: array, arrays: arrays, part: part, packed: packed, diverged: diverged)
+                                         array: array, arrays: arrays, part: part, form: form)
         }
         sender.route = route
+        if packsFloats && (options.reduction == .fast || floatShards > 0) {
+            if packedFloatParts[index] == nil { packedFloatParts[index] = PackedParts() }
+            sender.packedFloats = try packedFloatParts[index]!.payload(
+                byteCount: arrays * PartSender.packedFloatsBound(parts)) { try waitUntilIdle($0, request.step) }
+        }
         // Floats are final in place as backward finishes each layer; limbs only at the end.
         let oneComputer = threads == 1 || floatShards == 1
         let oneSlice = floatShards > 0 || (options.reduction == .fast && request.ranges.count == 1

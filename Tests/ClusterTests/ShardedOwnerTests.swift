@@ -31,7 +31,8 @@ import Wire
         options.reduction = .exact
         var sent: [Envelope] = []
         let parts = PartSplit(parameterCount: Self.count)
-        let owner = ShardedWorker(peers: peers, me: 1, jobID: 7, options: options, parts: parts,
+        // Means packed, as across hosts: the mean below is read back through the codec's unpacking.
+        let owner = ShardedWorker(peers: peers, me: 1, jobID: 7, options: options, parts: parts, packs: true,
                                   weights: WorkerWeights(parts: parts, region: nil)) { frames in
             sent.append(try Codec.decode(frames, limits: Self.limits))
         }

@@ -251,7 +251,8 @@ struct MisbehavingWorkerTests {
                 let part = 0 ..< joined.count
                 func header(arrays: Int = 1, array: Int = 0, packed: Bool = false) throws -> Message {
                     try Codec.gradientPartHeader(job: joined.job, step: step, worker: joined.worker, attempt: attempt,
-                                                 array: array, arrays: arrays, part: part, packed: packed)
+                                                 array: array, arrays: arrays, part: part,
+                                                 form: packed ? .packedLimbs(diverged: false) : .floats)
                 }
                 // A message is used up by its send: one each.
                 func floats() throws -> Message {

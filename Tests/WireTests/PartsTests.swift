@@ -1,3 +1,4 @@
+import CExactSum
 import Testing
 @testable import Wire
 
@@ -38,10 +39,40 @@ import Testing
         }
         #expect(values.count == 65_536 && result.header.worker == 2)
 
+        // Packed Floats come back bit for bit, whatever the bits (NaN payloads, −0, subnormals, zeros, ∞).
+        let specials: [UInt32] = [0, 0x8000_0000, 1, 0x7FC0_1234, 0xFF80_0000, 0x0080_0000, 0x3F80_0000]
+        var mix: UInt32 = 12_345
+        let bits = (0..<18_928).map { i -> UInt32 in
+            mix = mix &* 1_664_525 &+ 1_013_904_223
+            return i % 97 == 0 ? specials[(i / 97) % specials.count] : 0x3A00_0000 &+ (mix >> 6)
+        }
+        var packed = [UInt8](repeating: 0, count: cexact_pack_floats_bound(bits.count))
+        let length = bits.withUnsafeBytes {
+            cexact_pack_floats($0.baseAddress!.assumingMemoryBound(to: Float.self), bits.count, &packed)
+        }
+        #expect(length < 4 * bits.count)
+        let header = try Codec.gradientPartHeader(job: 77, step: 4, worker: 2, attempt: 9, array: 1, arrays: 2,
+                                                  part: 131_072..<150_000, form: .packedFloats)
+        let unpacked = try Codec.decode([header, Message(copying: Array(packed[..<length]))], limits: Self.limits)
+        guard case .gradientPart(9, 1, 2, 131_072, .floats(let floats)) = unpacked.payload else {
+            Issue.record("not packed Floats"); return
+        }
+        var back = [UInt32](repeating: 1, count: bits.count)
+        back.withUnsafeMutableBytes { floats.copy(into: $0.baseAddress!.assumingMemoryBound(to: Float.self)) }
+        #expect(back == bits)
+        // A byte short, or a byte changed in the first block's smallest exponent: not the part's Floats, named.
+        var changed = Array(packed[..<length])
+        changed[1] ^= 0x10
+        for bad in [Array(packed[..<(length - 1)]), changed] {
+            #expect {
+                _ = try Codec.decode([header, Message(copying: bad)], limits: Self.limits)
+            } throws: { ($0 as? WireError)?.description.contains("are not the 18928 Floats of the part from parameter 131072") ?? false }
+        }
+
         for diverged in [false, true] {
             let packed = try Codec.decode([Codec.gradientPartHeader(job: 77, step: 4, worker: 2, attempt: 9, array: 0,
-                                                                    arrays: 1, part: 131_072..<150_000, packed: true,
-                                                                    diverged: diverged),
+                                                                    arrays: 1, part: 131_072..<150_000,
+                                                                    form: .packedLimbs(diverged: diverged)),
                                            Message(copying: [UInt8](repeating: 0, count: 100))], limits: Self.limits)
             guard case .gradientPart(9, 0, 1, 131_072, .packedLimbs(let bytes, diverged)) = packed.payload else {
                 Issue.record("not packed limbs"); return
@@ -112,15 +143,15 @@ import Testing
             (try resultPart(array: 0, arrays: 1, first: 65_536, count: 18_928), "part of 18928 parameters from 65536"),
             ([try Message(copying: Header(type: .gradientPart, job: 77, step: 1, frames: 1,
                                           fields: [1, 0, 2, 0, 65_536, 1]).encoded()), try Self.floats(10)],
-             "form 1 (0 Floats, 1 packed limbs, 2 those of a diverged sum; limbs the only array)"),
+             "form 1 (0 Floats, 1 packed limbs, 2 those of a diverged sum, 3 packed Floats; limbs the only array)"),
             ([try Message(copying: Header(type: .gradientPart, job: 77, step: 1, frames: 1,
-                                          fields: [1, 0, 1, 0, 65_536, 3]).encoded()), try Self.floats(10)], "form 3"),
+                                          fields: [1, 0, 1, 0, 65_536, 4]).encoded()), try Self.floats(10)], "form 4"),
             ([try Codec.gradientPartHeader(job: 77, step: 1, worker: 1, attempt: 1, array: 0, arrays: 1,
-                                           part: 131_072..<150_000, packed: true),
+                                           part: 131_072..<150_000, form: .packedLimbs(diverged: false)),
               try Message(copying: [UInt8](repeating: 0, count: 17 * 18_928 + 4 * 2366 + 9))],
              "(18928 parameters' limbs, packed)"),
             ([try Codec.gradientPartHeader(job: 77, step: 1, worker: 1, attempt: 1, array: 0, arrays: 1,
-                                           part: 131_072..<150_000, packed: true),
+                                           part: 131_072..<150_000, form: .packedLimbs(diverged: false)),
               try Message(copying: [UInt8]())], "gradientPart payload of 0 bytes"),
             ([try Codec.gradientHeader(job: 77, step: 1, worker: 1, samples: 1, correct: 0, lossHigh: 0, lossLow: 0,
                                        exact: false, overflowed: false, attempt: 1, inParts: true),

@@ -31,6 +31,26 @@ struct ShardedCodecTests {
         }
         #expect(mean.range == 196_608..<200_000 && mean.learningRate == 0.25 && mean.optimizerStep == 7 && mean.samples == 40
                 && mean.revision == 2)
+        // Packed, as across hosts: the same values, and the header says so.
+        var scratch: [UInt8] = []
+        let ramp = (0..<values.count).map { Float($0) * -0.001 }
+        let packedFrames = [try Codec.meanPartHeader(job: 9, step: 3, worker: 4, part: 196_608..<200_000, learningRate: 0.25,
+                                                     optimizerStep: 7, samples: 40, revision: 2, packed: true),
+                            try ramp.withUnsafeBufferPointer {
+                                try Codec.floatsFrame($0.baseAddress!, count: ramp.count, packed: true, scratch: &scratch)
+                            }]
+        #expect(packedFrames[1].count < 4 * ramp.count)
+        guard case .meanPart(let packedMean) = try Codec.decode(packedFrames, limits: Self.limits).payload else {
+            Issue.record("not a packed mean part")
+            return
+        }
+        var unpacked = [Float](repeating: 1, count: ramp.count)
+        unpacked.withUnsafeMutableBufferPointer { packedMean.values.copy(into: $0.baseAddress!) }
+        #expect(unpacked.map { $0.bitPattern } == ramp.map { $0.bitPattern } && packedMean.revision == 2)
+        // Floats under a header that says packed are not a packed part (their bytes are no packed form).
+        #expect(throws: WireError.self) {
+            try Codec.decode([packedFrames[0], frames[1]], limits: Self.limits)
+        }
     }
 
     @Test("a spot check and its answers (Floats, limbs, not held) read back as written")
@@ -106,5 +126,12 @@ struct ShardedCodecTests {
                                                optimizerStep: 7, samples: 40, revision: 0),
                       try [Float](repeating: 0, count: 65_536).withUnsafeBytes { try Message(copying: $0) }]
         #expect(throws: WireError.self) { try Codec.decode(frames, limits: Self.limits) }
+        // A form other than Floats (0) or packed (1) in the count word's high half.
+        let formTwo = [try Message(copying: Header(type: .meanPart, job: 9, step: 3, frames: 1,
+                                                   fields: [0, 65_536 | 2 << 32, UInt64(Float(0.25).bitPattern), 7, 40, 0])
+                                                .encoded()), frames[1]]
+        #expect { try Codec.decode(formTwo, limits: Self.limits) } throws: {
+            ($0 as? WireError)?.description.contains("form 2 (0 Floats, 1 packed)") ?? false
+        }
     }
 }

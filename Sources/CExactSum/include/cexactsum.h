@@ -67,6 +67,15 @@ size_t cexact_pack_range(const void *sum, size_t count, size_t first, size_t end
  * packed sum of `count` parameters, 0 if not (what was written is then not a sum). Reads nothing past `length`. */
 int cexact_unpack(const unsigned char *in, size_t length, size_t count, void *sum);
 
+/* The packed wire form of Floats (see pack_floats.c): every bit pattern kept, about 12 % fewer bytes on gradients
+ * and means; at most cexact_pack_floats_bound(count) bytes. */
+size_t cexact_pack_floats_bound(size_t count);
+/* Packs `count` Floats; returns the bytes written to `out` (which holds cexact_pack_floats_bound bytes). */
+size_t cexact_pack_floats(const float *values, size_t count, unsigned char *out);
+/* Unpacks `length` bytes into `count` Floats; returns 1 if they are exactly the packed form of `count` Floats, 0 if
+ * not (what was written is then not the values). Reads nothing past `length`. */
+int cexact_unpack_floats(const unsigned char *in, size_t length, size_t count, float *values);
+
 /* The build of packing and unpacking in use: 0 portable, 1 with BMI2, 2 AVX-512 with VBMI (pack.c); the same bytes
  * and verdicts from each. `cexact_use_pack_level` picks a lower one (tests compare them) and returns 1 if it did. */
 int cexact_pack_level(void);

@@ -92,9 +92,8 @@ extension Codec {
     static func gradientPart(_ f: GradientPartFields, _ frame: Message, _ limits: Limits) throws(WireError) -> Payload {
         let part = try self.part(first: f.first, count: f.count, limits, .gradientPart)
         let values: PartValues
-        if f.form == .floats {
-            try floatsFill(frame, part, .gradientPart)
-            values = .floats(FloatFrame(message: frame, count: part.count))
+        if f.form == .floats || f.form == .packedFloats {
+            values = .floats(try partFloats(frame, part, packed: f.form == .packedFloats, .gradientPart))
         } else {
             // Not empty and within the bound; whether they are one sum is checked as they are unpacked.
             guard frame.count >= 1, frame.count <= cexact_pack_bound(part.count) else {

@@ -130,25 +130,31 @@ struct SumOrderFields: HeaderFields {
 
 struct MeanPartFields: HeaderFields {
     static let type = MessageType.meanPart
-    static let names = ["first parameter", "parameter count", "learning rate", "optimizer step", "samples", "revision"]
+    static let names = ["first parameter", "parameter count (bits 0-31) and packed (bit 32)", "learning rate",
+                        "optimizer step", "samples", "revision"]
     var first: UInt64, count: UInt64, learningRate: Float, optimizerStep: UInt64, samples: UInt64, revision: UInt64
+    /// The values frame holds the Floats packed (`cexact_pack_floats`).
+    var packed: Bool
 
-    var words: [UInt64] { [first, count, UInt64(learningRate.bitPattern), optimizerStep, samples, revision] }
+    var words: [UInt64] {
+        [first, count | (packed ? 1 << 32 : 0), UInt64(learningRate.bitPattern), optimizerStep, samples, revision]
+    }
 
-    init(part: Range<Int>, learningRate: Float, optimizerStep: Int, samples: Int, revision: Int) {
-        (first, count) = (UInt64(part.lowerBound), UInt64(part.count))
+    init(part: Range<Int>, learningRate: Float, optimizerStep: Int, samples: Int, revision: Int, packed: Bool) {
+        (first, count, self.packed) = (UInt64(part.lowerBound), UInt64(part.count), packed)
         (self.learningRate, self.optimizerStep, self.samples) = (learningRate, UInt64(optimizerStep), UInt64(samples))
         self.revision = UInt64(revision)
     }
 
     init(checking f: [UInt64]) throws(WireError) {
         let rate = Float(bitPattern: UInt32(truncatingIfNeeded: f[2]))
-        guard f[2] <= UInt64(UInt32.max), rate.isFinite, rate >= 0, f[3] < 1 << 40, f[4] >= 1, f[4] <= 1 << 40,
-              f[5] < 1 << 20 else {
-            throw .badField(.meanPart, "learning rate \(rate), optimizer step \(f[3]), samples \(f[4]) or revision "
-                + "\(f[5]) out of range")
+        guard f[1] >> 32 <= 1, f[2] <= UInt64(UInt32.max), rate.isFinite, rate >= 0, f[3] < 1 << 40, f[4] >= 1,
+              f[4] <= 1 << 40, f[5] < 1 << 20 else {
+            throw .badField(.meanPart, "form \(f[1] >> 32) (0 Floats, 1 packed), learning rate \(rate), optimizer step "
+                + "\(f[3]), samples \(f[4]) or revision \(f[5]) out of range")
         }
-        (first, count, learningRate, optimizerStep, samples, revision) = (f[0], f[1], rate, f[3], f[4], f[5])
+        (first, count, packed) = (f[0], f[1] & 0xFFFF_FFFF, f[1] >> 32 == 1)
+        (learningRate, optimizerStep, samples, revision) = (rate, f[3], f[4], f[5])
     }
 }
 
@@ -199,11 +205,12 @@ extension Codec {
         return [try Message(copying: header(fields, job: job, step: step).encoded()), try Message(copying: bytes)]
     }
 
-    /// A part of the step's gradient: send it followed by a frame of its Floats.
+    /// A part of the step's gradient: send it followed by a frame of its Floats, packed (`floatsFrame`) or not.
     package static func meanPartHeader(job: UInt64, step: UInt64, worker: UInt32, part: Range<Int>, learningRate: Float,
-                                      optimizerStep: Int, samples: Int, revision: Int) throws -> Message {
+                                      optimizerStep: Int, samples: Int, revision: Int,
+                                      packed: Bool = false) throws -> Message {
         let fields = MeanPartFields(part: part, learningRate: learningRate, optimizerStep: optimizerStep, samples: samples,
-                                    revision: revision)
+                                    revision: revision, packed: packed)
         return try Message(copying: header(fields, job: job, step: step, worker: worker).encoded())
     }
 
@@ -283,9 +290,8 @@ extension Codec {
 
     static func meanPart(_ f: MeanPartFields, _ frame: Message, _ limits: Limits) throws(WireError) -> Payload {
         let part = try self.part(first: f.first, count: f.count, limits, .meanPart)
-        try floatsFill(frame, part, .meanPart)
+        let values = try partFloats(frame, part, packed: f.packed, .meanPart)
         return .meanPart(MeanPart(range: part, learningRate: f.learningRate, optimizerStep: Int(f.optimizerStep),
-                                  samples: Int(f.samples), revision: Int(f.revision),
-                                  values: FloatFrame(message: frame, count: part.count)))
+                                  samples: Int(f.samples), revision: Int(f.revision), values: values))
     }
 }

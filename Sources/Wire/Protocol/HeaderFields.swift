@@ -299,9 +299,9 @@ struct WeightsPartFields: HeaderFields {
 }
 
 struct GradientPartFields: HeaderFields {
-    /// What a part's frame holds: the word's values 0 to 2.
+    /// What a part's frame holds: the word's values 0 to 3.
     enum Form: UInt64 {
-        case floats = 0, packedLimbs = 1, packedLimbsDiverged = 2
+        case floats = 0, packedLimbs = 1, packedLimbsDiverged = 2, packedFloats = 3
     }
 
     static let type = MessageType.gradientPart
@@ -317,9 +317,9 @@ struct GradientPartFields: HeaderFields {
 
     init(checking f: [UInt64]) throws(WireError) {
         guard f[2] >= 1, f[2] <= UInt64(Codec.maximumPartArrays), f[1] < f[2], let form = Form(rawValue: f[5]),
-              form == .floats || f[2] == 1 else {
+              form == .floats || form == .packedFloats || f[2] == 1 else {
             throw .badField(.gradientPart, "array \(f[1]) of \(f[2]) (at most \(Codec.maximumPartArrays)), form \(f[5]) "
-                + "(0 Floats, 1 packed limbs, 2 those of a diverged sum; limbs the only array)")
+                + "(0 Floats, 1 packed limbs, 2 those of a diverged sum, 3 packed Floats; limbs the only array)")
         }
         (attempt, array, arrays, first, count, self.form) = (f[0], f[1], f[2], f[3], f[4], form)
     }

@@ -23,6 +23,21 @@ package final class Message {
         raw = try bytes.withUnsafeBytes { try Self.filled(with: $0) }
     }
 
+    /// A frame of `byteCount` bytes that `fill` writes (and says whether it could): a packed part's unpacked values.
+    /// Nil when `fill` could not, or libzmq had no memory for it.
+    package init?(byteCount: Int, filling fill: (UnsafeMutableRawBufferPointer) -> Bool) {
+        raw = .allocate(capacity: 1)
+        guard zmq_msg_init_size(raw, byteCount) == 0 else {
+            raw.deallocate()
+            return nil
+        }
+        guard fill(UnsafeMutableRawBufferPointer(start: zmq_msg_data(raw), count: byteCount)) else {
+            zmq_msg_close(raw)
+            raw.deallocate()
+            return nil
+        }
+    }
+
     private static func filled(with bytes: UnsafeRawBufferPointer) throws -> UnsafeMutablePointer<zmq_msg_t> {
         let raw = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
         guard zmq_msg_init_size(raw, bytes.count) == 0 else {
