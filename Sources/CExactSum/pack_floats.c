@@ -155,8 +155,11 @@ VECTOR INLINE int unpack_float_whole(const unsigned char *in, size_t length, siz
         _mm512_or_si512(_mm512_slli_epi64(_mm512_srlv_epi64(v, _mm512_set1_epi64(MANTISSA_BITS + width)), 31),
                         _mm512_slli_epi64(e, MANTISSA_BITS)),
         _mm512_and_si512(v, _mm512_set1_epi64(0x7FFFFF)));
-    uint32_t least = (uint32_t)_mm512_reduce_min_epu64(difference), most = (uint32_t)_mm512_reduce_max_epu64(difference);
-    if (_mm512_testn_epi64_mask(bits, bits) || least != 0 || width_of(most) != width || smallest + most > 255)
+    /* As the scalar loop checks, by lanes: no +0, some difference 0, some needing the whole width, no exponent
+     * past 255. */
+    __mmask8 narrow = width ? _mm512_cmpge_epu64_mask(difference, _mm512_set1_epi64(1 << (width - 1))) : 0xFF;
+    if (_mm512_testn_epi64_mask(bits, bits) || !_mm512_testn_epi64_mask(difference, difference) || !narrow
+        || _mm512_cmpgt_epu64_mask(e, _mm512_set1_epi64(255)))
         return -1;
     _mm256_storeu_si256((__m256i *)values, _mm512_cvtepi64_epi32(bits));
     return 1;
