@@ -117,6 +117,11 @@ package final class Coordinator {
     var partsMade: (step: Int, weights: SharedPayload)?
     /// With `sharded`, the layout and the step in flight.
     var sharded = ShardedRun()
+    /// Whether results in parts and means go as packed Floats, measured step by step where bytes are dear; the
+    /// choice for the step under way; when it began.
+    lazy var floatPacking = FloatPacking(enabled: settings.keys != nil || !EndpointReach.isLocal(settings.endpoint))
+    var packsFloats = false
+    var stepBegan: ContinuousClock.Instant?
     /// The parts a job's parameters come in.
     let parts: PartSplit
     /// Exact mode: the fingerprint of this job's matrix products here (`Products.fingerprint`).

@@ -229,7 +229,8 @@ extension Coordinator {
             return try Codec.assignment(job: jobID, step: UInt64(order.step), worker: worker,
                                         epoch: UInt64(order.epoch), batch: UInt64(order.batch),
                                         attempt: order.attempt, ranges: order.ranges, resultSlot: order.resultSlot,
-                                        inParts: order.inParts, traced: traces != nil)
+                                        inParts: order.inParts, packsFloats: order.inParts && packsFloats,
+                                        traced: traces != nil)
         }
     }
 

@@ -73,8 +73,8 @@ extension Coordinator {
         sharded.step = bookkeeping
         (order.mean + summed.range.lowerBound).update(from: summed.values, count: summed.range.count)
         if passed.contains(.apply(part: summed.part)) { sharded.ready.append(summed.part) }
-        // Packed once where bytes are dear, as the workers pack theirs; Floats read where they lie otherwise.
-        let packs = settings.keys != nil || !EndpointReach.isLocal(settings.endpoint)
+        // Packed once if the order asks it, as the workers pack theirs; Floats read where they lie otherwise.
+        let packs = summed.order.packsMeans
         let header = try Codec.meanPartHeader(job: jobID, step: summed.step, worker: PeerList.coordinator,
                                               part: summed.range, learningRate: summed.order.learningRate,
                                               optimizerStep: summed.order.optimizerStep, samples: summed.order.samples,

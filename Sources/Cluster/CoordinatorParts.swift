@@ -33,6 +33,7 @@ extension Coordinator: GradientSource {
     package func begin(_ order: StepOrder) throws {
         // A step given up half-way (the trainer stopped) lets go of what it held.
         endPartStep()
+        choosePacking()
         if settings.sharded, try shardsStep(order.step) {
             try beginSharded(order)
         } else if settings.overlap {
@@ -61,6 +62,19 @@ extension Coordinator: GradientSource {
             endPartStep()
             throw error
         }
+    }
+
+    /// Whether this step's results in parts and means go packed (`FloatPacking`), from how long the last one took.
+    private func choosePacking() {
+        guard settings.sharded || settings.overlap else { return }
+        let now = clock.now
+        let (packs, verdict) = floatPacking.stepBegins(took: stepBegan.map { now - $0 })
+        (packsFloats, stepBegan) = (packs, now)
+        guard let verdict else { return }
+        let ms = { (d: Duration) in String(format: "%.1f ms", d / .milliseconds(1)) }
+        log("results and means in parts go \(verdict.packs ? "packed" : "as Floats") for the next "
+            + "\(FloatPacking.interval) steps: steps took \(ms(verdict.packed)) packed, \(ms(verdict.floats)) as Floats "
+            + "(medians of \(FloatPacking.probe / 2) each)")
     }
 
     /// Hands the step's work out, results to come in parts.

@@ -229,7 +229,7 @@ extension Coordinator {
         let wire = OrderedSum(
             revision: sum.revision, samples: sum.samples, learningRate: order.learningRate,
             optimizerStep: order.optimizer.steps,
-            contributions: sharded.ordered!.contributions)
+            contributions: sharded.ordered!.contributions, packsMeans: packsFloats)
         try perform(sharded.members.map { .send(member: $0, .sumOrder(wire, step: order.step)) })
         // Unless sending it lost a member (the step is then computed again, under a new order).
         if sharded.ordered != nil { try orderOwnParts(wire, step: order.step) }

@@ -173,13 +173,11 @@ package final class WorkerNode {
             try? dealer.send(Codec.heartbeat(job: joined.jobID, step: weightsStep ?? 0, worker: joined.workerID),
                              wait: false)
         }
-        // Where bytes are dear (another host's link, or every byte encrypted), results and means go packed.
-        let packs = settings.keys != nil || !EndpointReach.isLocal(settings.endpoint)
         let session = WorkerSession(
             job: job, data: data, ids: .init(job: joined.jobID, worker: joined.workerID), parts: joined.limits.parts,
             threads: settings.threads,
             weightsRegion: joined.weightsRegion, resultRegion: region,
-            packs: packs,
+            packs: settings.keys != nil || !EndpointReach.isLocal(settings.endpoint),
             send: { [unowned self] frames in
                 try self.send(dealer, frames)
                 lastSent = self.clock.now
@@ -187,7 +185,7 @@ package final class WorkerNode {
             waitUntilIdle: { [unowned self] in try self.waitUntilIdle($0, step: $1) }, beat: beat)
         let sharded = peers.map { peers in
             ShardedWorker(peers: peers, me: joined.workerID, jobID: joined.jobID, options: job.options,
-                          parts: joined.limits.parts, packs: packs,
+                          parts: joined.limits.parts,
                           weights: session.weights,
                           toCoordinator: { [unowned self] frames in try self.send(dealer, frames) })
         }
@@ -251,10 +249,11 @@ package final class WorkerNode {
         switch envelope.payload {
         case let weights where weights.carriesWeights:
             if let problem = try session.weights.take(weights, step: step) { try report(problem) }
-        case .assignment(let epoch, let batch, let attempt, let ranges, let resultSlot, let inParts, let traced):
+        case .assignment(let epoch, let batch, let attempt, let ranges, let resultSlot, let inParts, let packsFloats,
+                         let traced):
             let request = AssignmentRequest(step: step, epoch: epoch, batch: batch, attempt: attempt, ranges: ranges,
-                                            resultSlot: resultSlot, inParts: inParts, traced: traced,
-                                            received: SpanRecorder.now())
+                                            resultSlot: resultSlot, inParts: inParts, packsFloats: packsFloats,
+                                            traced: traced, received: SpanRecorder.now())
             if let problem = session.refusal(of: request) { try report(problem) } else { try session.run(request) }
         case .shutdown(let reason, let disposition):
             // Acknowledged, so the coordinator knows it was read before it closes; kept until sent.

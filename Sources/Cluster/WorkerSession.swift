@@ -11,6 +11,8 @@ struct AssignmentRequest {
     /// The slot of this worker's result region to leave the result in (nil: in a message).
     var resultSlot: Int?
     var inParts: Bool
+    /// In parts: their Floats go packed (`cexact_pack_floats`), as the coordinator found faster.
+    var packsFloats = false
     /// Send a `spans` report of this result with it, just before its last message (`--trace`).
     var traced = false
     /// When the assignment was in (`SpanRecorder.now()`), for the report.
@@ -47,8 +49,7 @@ final class WorkerSession {
     /// Exact results sent as messages go packed where bytes cost more than packing them (~3 ns per parameter each
     /// way): encrypted, or to another machine. Plaintext loopback copies bytes faster than that.
     private let packs: Bool
-    /// Results sent in parts go as packed Floats (where bytes are dear), into these (one for each sum in turn).
-    private let packsFloats: Bool
+    /// Results sent in parts as packed Floats go into these (one for each sum in turn).
     private lazy var packedFloatParts = [PackedParts?](repeating: nil, count: sums.count)
     private let packedOutgoing: [SharedPayload]
     /// An exact sum's limbs, packed part by part.
@@ -114,7 +115,6 @@ final class WorkerSession {
         }
         hasRegion = resultRegion != nil
         self.packs = packs && reduction == .exact
-        packsFloats = packs
         packedOutgoing = self.packs ? sums.map { _ in SharedPayload(byteCount: cexact_pack_bound(count)) } : []
         floatIndices = .allocate(capacity: Codec.maximumPartArrays)
         floatTargets = .allocate(capacity: Codec.maximumPartArrays)
@@ -341,7 +341,7 @@ final class WorkerSession {
                                          array: array, arrays: arrays, part: part, form: form)
         }
         sender.route = route
-        if packsFloats && (options.reduction == .fast || floatShards > 0) {
+        if request.packsFloats && (options.reduction == .fast || floatShards > 0) {
             if packedFloatParts[index] == nil { packedFloatParts[index] = PackedParts() }
             sender.packedFloats = try packedFloatParts[index]!.payload(
                 byteCount: arrays * PartSender.packedFloatsBound(parts)) { try waitUntilIdle($0, request.step) }

@@ -41,17 +41,15 @@ final class ShardedWorker {
     private var beginsWithNext: UInt64?
     private var early: [(step: UInt64, mean: MeanPart)] = []
     private let scratch: Buffer<Float>
-    /// Means go packed (`cexact_pack_floats`), through `packedMean`.
-    private let packs: Bool
+    /// Means the order asks packed go through this (`Codec.floatsFrame`).
     private var packedMean: [UInt8] = []
 
     #if DEBUG
     private static let liesAboutMeans = ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_LYING_OWNER"] == "1"
     #endif
 
-    init(peers: WorkerPeers, me: UInt32, jobID: UInt64, options: TrainingOptions, parts: PartSplit, packs: Bool,
+    init(peers: WorkerPeers, me: UInt32, jobID: UInt64, options: TrainingOptions, parts: PartSplit,
          weights: WorkerWeights, toCoordinator: @escaping ([Message]) throws -> Void) {
-        self.packs = packs
         self.peers = peers
         self.me = me
         self.jobID = jobID
@@ -117,9 +115,9 @@ final class ShardedWorker {
         #endif
         let header = try Codec.meanPartHeader(job: jobID, step: summed.step, worker: me, part: range,
                                               learningRate: order.learningRate, optimizerStep: order.optimizerStep,
-                                              samples: order.samples, revision: order.revision, packed: packs)
+                                              samples: order.samples, revision: order.revision, packed: order.packsMeans)
         // Packed once for every receiver; Floats read where they lie.
-        let packed = packs ? try Codec.floatsFrame(summed.values, count: n, packed: true, scratch: &packedMean) : nil
+        let packed = order.packsMeans ? try Codec.floatsFrame(summed.values, count: n, packed: true, scratch: &packedMean) : nil
         let frames = { [try Message(copying: header.bytes),
                         try packed?.share() ?? Message(sharing: summed.payload, byteCount: 4 * n, from: 4 * range.lowerBound)] }
         for peer in peers.list!.peers where peer.worker != me { try peers.send(try frames(), to: peer.worker) }

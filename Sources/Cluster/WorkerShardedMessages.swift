@@ -100,11 +100,12 @@ extension WorkerNode {
         case .weightsFromMeans:
             // Made from the last step's means, which may still be coming.
             try sharded.begins(step: step)
-        case .assignment(let epoch, let batch, let attempt, let ranges, let resultSlot, let inParts, let traced)
+        case .assignment(let epoch, let batch, let attempt, let ranges, let resultSlot, let inParts, let packsFloats,
+                         let traced)
             where session.weights.step.map({ $0 < step }) ?? false:
             deferred.append(AssignmentRequest(step: step, epoch: epoch, batch: batch, attempt: attempt, ranges: ranges,
-                                              resultSlot: resultSlot, inParts: inParts, traced: traced,
-                                              received: SpanRecorder.now()))
+                                              resultSlot: resultSlot, inParts: inParts, packsFloats: packsFloats,
+                                              traced: traced, received: SpanRecorder.now()))
         default:
             return false
         }

@@ -31,8 +31,7 @@ import Wire
         options.reduction = .exact
         var sent: [Envelope] = []
         let parts = PartSplit(parameterCount: Self.count)
-        // Means packed, as across hosts: the mean below is read back through the codec's unpacking.
-        let owner = ShardedWorker(peers: peers, me: 1, jobID: 7, options: options, parts: parts, packs: true,
+        let owner = ShardedWorker(peers: peers, me: 1, jobID: 7, options: options, parts: parts,
                                   weights: WorkerWeights(parts: parts, region: nil)) { frames in
             sent.append(try Codec.decode(frames, limits: Self.limits))
         }
@@ -59,9 +58,10 @@ import Wire
             return
         }
         #expect(reason.contains("1 arrays where its 2 micro-shards take 2"), "\(reason)")
+        // The new order asks its means packed: the mean below is read back through the codec's unpacking.
         try owner.ordered(OrderedSum(revision: 1, samples: 4, learningRate: 0.1, optimizerStep: 0, contributions: [
             .init(worker: 4, firstMicroShard: 0, microShards: 2, attempt: 3),
-            .init(worker: 3, firstMicroShard: 2, microShards: 2, attempt: 2)]), step: 1)
+            .init(worker: 3, firstMicroShard: 2, microShards: 2, attempt: 2)], packsMeans: true), step: 1)
         #expect(sent.count == 1, "w4's part is not complete: nothing summed, no one refuted: \(sent)")
         try owner.contribution(4, step: 1, attempt: 3, array: 1, arrays: 2, first: 0,
                                values: try Self.part(4, attempt: 3, array: 1, of: 2, value: 0.25))

@@ -82,7 +82,7 @@ struct MisbehavingWorkerTests {
                 joined = Joined(job: job, worker: worker, limits: Limits(parameterCount: count, job: job),
                                 products: try Joined.products(of: Array(description)))
                 try dealer.send(ready(joined!))
-            case .assignment(_, _, let attempt, _, let slot, _, _):
+            case .assignment(_, _, let attempt, _, let slot, _, _, _):
                 for message in try before(joined!, envelope.header.step, attempt) { try dealer.send(message) }
                 let answer = try answer(joined!, envelope.header.step, attempt, slot)
                 if !answer.isEmpty { try dealer.send(answer) }

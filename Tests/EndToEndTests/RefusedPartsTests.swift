@@ -49,7 +49,7 @@ struct RefusedPartsTests {
                                                        limits: Limits(parameterCount: count, job: job),
                                                        products: try MisbehavingWorkerTests.Joined.products(of: Array(description)))
                 try dealer.send(Codec.ready(job: job, worker: joined!.worker, hasData: true, products: joined!.products))
-            case .assignment(_, _, let attempt, let ranges, _, _, _):
+            case .assignment(_, _, let attempt, let ranges, _, _, _, _):
                 let j = joined!, microShards = ranges.reduce(0) { $0 + $1.count }
                 for array in 0..<microShards {
                     try dealer.send([try Codec.gradientPartHeader(job: j.job, step: step, worker: j.worker,

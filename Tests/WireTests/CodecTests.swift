@@ -31,7 +31,7 @@ struct CodecTests {
 
         let assignment = try Codec.decode(Codec.assignment(job: 77, step: 9, worker: 2, epoch: 1, batch: 4, attempt: 1,
                                                            ranges: [0..<3, 5..<9]), limits: Self.limits)
-        guard case .assignment(1, 4, 1, let ranges, nil, false, false) = assignment.payload else { Issue.record("not assignment"); return }
+        guard case .assignment(1, 4, 1, let ranges, nil, false, false, false) = assignment.payload else { Issue.record("not assignment"); return }
         #expect(ranges == [0..<3, 5..<9])
 
         let limbs: [Int64] = (0..<10).map { Int64($0) - 4 }
@@ -85,7 +85,7 @@ struct CodecTests {
                                  limits: Self.limits)
         } throws: { ($0 as? WireError)?.description.contains("the weights are in the coordinator's weights region") ?? false }
         for slot in [nil, 0, 1] as [Int?] {
-            guard case .assignment(1, 4, 1, _, let got, false, false) = try Codec.decode(
+            guard case .assignment(1, 4, 1, _, let got, false, false, false) = try Codec.decode(
                 Codec.assignment(job: 77, step: 9, worker: 2, epoch: 1, batch: 4, attempt: 1, ranges: [0..<3],
                                  resultSlot: slot), limits: Self.limits).payload
             else { Issue.record("not assignment"); return }

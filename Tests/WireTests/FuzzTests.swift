@@ -64,7 +64,7 @@ struct FuzzTests {
                 switch envelope.payload {
                 case .weights(let w): #expect(w.count == 64 && w.message.count == 256)
                 case .gradient(let g): #expect(g.message.count == (g.exact ? GradientFrame.exactBytesPerParameter * 64 : 256))
-                case .assignment(_, _, _, let ranges, _, _, _): #expect(ranges.count <= Self.limits.maximumRanges)
+                case .assignment(_, _, _, let ranges, _, _, _, _): #expect(ranges.count <= Self.limits.maximumRanges)
                 default: break
                 }
             } catch let error as WireError {

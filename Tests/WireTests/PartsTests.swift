@@ -60,10 +60,9 @@ import Testing
         var back = [UInt32](repeating: 1, count: bits.count)
         back.withUnsafeMutableBytes { floats.copy(into: $0.baseAddress!.assumingMemoryBound(to: Float.self)) }
         #expect(back == bits)
-        // A byte short, or a byte changed in the first block's smallest exponent: not the part's Floats, named.
-        var changed = Array(packed[..<length])
-        changed[1] ^= 0x10
-        for bad in [Array(packed[..<(length - 1)]), changed] {
+        // A byte short, or one too many: not the part's Floats, named. (A changed bit may well be other Floats: the
+        // form checks its own shape, as a Float frame does, not the values.)
+        for bad in [Array(packed[..<(length - 1)]), Array(packed[..<length]) + [0]] {
             #expect {
                 _ = try Codec.decode([header, Message(copying: bad)], limits: Self.limits)
             } throws: { ($0 as? WireError)?.description.contains("are not the 18928 Floats of the part from parameter 131072") ?? false }
@@ -86,7 +85,12 @@ import Testing
 
         let assignment = try Codec.decode(Codec.assignment(job: 77, step: 4, worker: 2, epoch: 0, batch: 1, attempt: 3,
                                                            ranges: [0..<2], inParts: true), limits: Self.limits)
-        guard case .assignment(0, 1, 3, [0..<2], nil, true, false) = assignment.payload else { Issue.record("no parts flag"); return }
+        guard case .assignment(0, 1, 3, [0..<2], nil, true, false, false) = assignment.payload else { Issue.record("no parts flag"); return }
+        let packing = try Codec.decode(Codec.assignment(job: 77, step: 4, worker: 2, epoch: 0, batch: 1, attempt: 3,
+                                                        ranges: [0..<2], inParts: true, packsFloats: true), limits: Self.limits)
+        guard case .assignment(0, 1, 3, [0..<2], nil, true, true, false) = packing.payload else {
+            Issue.record("no packed Floats flag"); return
+        }
 
         let counts = try Codec.decode([Codec.gradientHeader(job: 77, step: 4, worker: 2, samples: 10, correct: 3,
                                                             lossHigh: 0, lossLow: 0, exact: true, overflowed: false,

@@ -21,7 +21,7 @@ struct SpansCodecTests {
         #expect(back == report)
         let assignment = try Codec.assignment(job: 9, step: 4, worker: 2, epoch: 0, batch: 1, ranges: [0..<2],
                                               traced: true)
-        guard case .assignment(_, _, _, _, _, _, let traced) = try Codec.decode(assignment, limits: Self.limits).payload
+        guard case .assignment(_, _, _, _, _, _, _, let traced) = try Codec.decode(assignment, limits: Self.limits).payload
         else { Issue.record("not an assignment"); return }
         #expect(traced)
     }

@@ -84,14 +84,15 @@ package enum Codec {
 
     package static func assignment(job: UInt64, step: UInt64, worker: UInt32, epoch: UInt64, batch: UInt64,
                                   attempt: UInt64 = 0, ranges: [Range<Int>], resultSlot: Int? = nil,
-                                  inParts: Bool = false, traced: Bool = false) throws -> [Message] {
+                                  inParts: Bool = false, packsFloats: Bool = false,
+                                  traced: Bool = false) throws -> [Message] {
         var bytes: [UInt8] = []
         for range in ranges {
             withUnsafeBytes(of: UInt32(range.lowerBound).littleEndian) { bytes += $0 }
             withUnsafeBytes(of: UInt32(range.upperBound).littleEndian) { bytes += $0 }
         }
         let fields = AssignmentFields(epoch: epoch, batch: batch, attempt: attempt, resultSlot: resultSlot, inParts: inParts,
-                                      traced: traced)
+                                      packsFloats: packsFloats, traced: traced)
         return try frames(header(fields, job: job, step: step, worker: worker), bytes)
     }
 

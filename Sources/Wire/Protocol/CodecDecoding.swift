@@ -80,7 +80,7 @@ extension Codec {
             }
         }
         return .assignment(epoch: f.epoch, batch: f.batch, attempt: f.attempt, ranges: ranges, resultSlot: f.resultSlot,
-                           inParts: f.inParts, traced: f.traced)
+                           inParts: f.inParts, packsFloats: f.packsFloats, traced: f.traced)
     }
 
     static func weightsPart(_ f: WeightsPartFields, _ frame: Message, _ limits: Limits) throws(WireError) -> Payload {

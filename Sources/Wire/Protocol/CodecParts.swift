@@ -116,7 +116,7 @@ extension Codec {
             throw .payloadSize(type: type, bytes: frame.count, expected: "1…\(bound) (\(n) Float32, packed)")
         }
         let unpacked = frame.withUnsafeBytes { packed in
-            Message(byteCount: 4 * n) { floats in
+            Message.filled(byteCount: 4 * n) { floats in
                 cexact_unpack_floats(packed.baseAddress!.assumingMemoryBound(to: UInt8.self), packed.count, n,
                                      floats.baseAddress!.assumingMemoryBound(to: Float.self)) == 1
             }

@@ -68,11 +68,13 @@ package struct OrderedSum: Equatable, Sendable {
     package let optimizerStep: Int
     /// In micro-shard order.
     package let contributions: [OrderedContribution]
+    /// The means go as packed Floats (`Codec.floatsFrame`).
+    package let packsMeans: Bool
 
     package init(revision: Int, samples: Int, learningRate: Float, optimizerStep: Int,
-                 contributions: [OrderedContribution]) {
+                 contributions: [OrderedContribution], packsMeans: Bool = false) {
         (self.revision, self.samples, self.learningRate) = (revision, samples, learningRate)
-        (self.optimizerStep, self.contributions) = (optimizerStep, contributions)
+        (self.optimizerStep, self.contributions, self.packsMeans) = (optimizerStep, contributions, packsMeans)
     }
 }
 
@@ -107,24 +109,28 @@ struct PeersFields: HeaderFields {
 
 struct SumOrderFields: HeaderFields {
     static let type = MessageType.sumOrder
-    static let names = ["revision", "samples", "contributions", "learning rate", "optimizer step"]
+    static let names = ["revision", "samples", "contributions", "learning rate", "optimizer step", "packed means"]
     var revision: UInt64, samples: UInt64, contributions: UInt64, learningRate: Float, optimizerStep: UInt64
+    var packsMeans: Bool
 
-    var words: [UInt64] { [revision, samples, contributions, UInt64(learningRate.bitPattern), optimizerStep] }
+    var words: [UInt64] {
+        [revision, samples, contributions, UInt64(learningRate.bitPattern), optimizerStep, packsMeans ? 1 : 0]
+    }
 
-    init(revision: Int, samples: Int, contributions: Int, learningRate: Float, optimizerStep: Int) {
+    init(revision: Int, samples: Int, contributions: Int, learningRate: Float, optimizerStep: Int, packsMeans: Bool) {
         (self.revision, self.samples, self.contributions) = (UInt64(revision), UInt64(samples), UInt64(contributions))
-        (self.learningRate, self.optimizerStep) = (learningRate, UInt64(optimizerStep))
+        (self.learningRate, self.optimizerStep, self.packsMeans) = (learningRate, UInt64(optimizerStep), packsMeans)
     }
 
     init(checking f: [UInt64]) throws(WireError) {
         let rate = Float(bitPattern: UInt32(truncatingIfNeeded: f[3]))
         guard f[0] < 1 << 20, f[1] >= 1, f[1] <= 1 << 40, f[2] >= 1, f[2] <= 4096, f[3] <= UInt64(UInt32.max),
-              rate.isFinite, rate >= 0, f[4] < 1 << 40 else {
+              rate.isFinite, rate >= 0, f[4] < 1 << 40, f[5] <= 1 else {
             throw .badField(.sumOrder, "revision \(f[0]), samples \(f[1]), \(f[2]) contributions (1…4096), learning "
-                + "rate \(rate) or optimizer step \(f[4]) out of range")
+                + "rate \(rate), optimizer step \(f[4]) or packed means \(f[5]) out of range")
         }
         (revision, samples, contributions, learningRate, optimizerStep) = (f[0], f[1], f[2], rate, f[4])
+        packsMeans = f[5] == 1
     }
 }
 
@@ -201,7 +207,7 @@ extension Codec {
         }
         let fields = SumOrderFields(revision: order.revision, samples: order.samples,
                                     contributions: order.contributions.count, learningRate: order.learningRate,
-                                    optimizerStep: order.optimizerStep)
+                                    optimizerStep: order.optimizerStep, packsMeans: order.packsMeans)
         return [try Message(copying: header(fields, job: job, step: step).encoded()), try Message(copying: bytes)]
     }
 
@@ -285,7 +291,8 @@ extension Codec {
         }
         guard total <= 1 << 20 else { throw .badField(.sumOrder, "\(total) micro-shards") }
         return .sumOrder(OrderedSum(revision: Int(f.revision), samples: Int(f.samples), learningRate: f.learningRate,
-                                    optimizerStep: Int(f.optimizerStep), contributions: contributions))
+                                    optimizerStep: Int(f.optimizerStep), contributions: contributions,
+                                    packsMeans: f.packsMeans))
     }
 
     static func meanPart(_ f: MeanPartFields, _ frame: Message, _ limits: Limits) throws(WireError) -> Payload {

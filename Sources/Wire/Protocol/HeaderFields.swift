@@ -111,25 +111,26 @@ struct WeightsFields: HeaderFields {
 
 struct AssignmentFields: HeaderFields {
     static let type = MessageType.assignment
-    static let names = ["epoch", "batch", "attempt", "result slot + 1", "in parts", "traced"]
-    var epoch: UInt64, batch: UInt64, attempt: UInt64, resultSlot: Int?, inParts: Bool, traced: Bool
+    static let names = ["epoch", "batch", "attempt", "result slot + 1", "in parts (1) or packed Floats (3)", "traced"]
+    var epoch: UInt64, batch: UInt64, attempt: UInt64, resultSlot: Int?, inParts: Bool, packsFloats: Bool, traced: Bool
 
-    init(epoch: UInt64, batch: UInt64, attempt: UInt64, resultSlot: Int?, inParts: Bool, traced: Bool = false) {
+    init(epoch: UInt64, batch: UInt64, attempt: UInt64, resultSlot: Int?, inParts: Bool, packsFloats: Bool = false,
+         traced: Bool = false) {
         (self.epoch, self.batch, self.attempt, self.resultSlot, self.inParts) = (epoch, batch, attempt, resultSlot, inParts)
-        self.traced = traced
+        (self.packsFloats, self.traced) = (packsFloats, traced)
     }
 
     var words: [UInt64] {
-        [epoch, batch, attempt, resultSlot.map { UInt64($0) + 1 } ?? 0, inParts ? 1 : 0, traced ? 1 : 0]
+        [epoch, batch, attempt, resultSlot.map { UInt64($0) + 1 } ?? 0, inParts ? (packsFloats ? 3 : 1) : 0, traced ? 1 : 0]
     }
 
     init(checking f: [UInt64]) throws(WireError) {
-        guard f[3] <= UInt64(SharedRegion.resultSlots), f[4] <= 1, f[3] == 0 || f[4] == 0, f[5] <= 1 else {
+        guard f[3] <= UInt64(SharedRegion.resultSlots), f[4] <= 1 || f[4] == 3, f[3] == 0 || f[4] == 0, f[5] <= 1 else {
             throw .badField(.assignment, "result slot \(f[3]) beyond the region's \(SharedRegion.resultSlots), "
-                + "or parts flag \(f[4]) or trace flag \(f[5]) not 0 or 1, or both a slot and parts")
+                + "or parts word \(f[4]) not 0, 1 or 3, or trace flag \(f[5]) not 0 or 1, or both a slot and parts")
         }
-        (epoch, batch, attempt, resultSlot, inParts) = (f[0], f[1], f[2], f[3] == 0 ? nil : Int(f[3]) - 1, f[4] == 1)
-        traced = f[5] == 1
+        (epoch, batch, attempt, resultSlot, inParts) = (f[0], f[1], f[2], f[3] == 0 ? nil : Int(f[3]) - 1, f[4] != 0)
+        (packsFloats, traced) = (f[4] == 3, f[5] == 1)
     }
 }
 

@@ -26,9 +26,9 @@ package enum Payload {
     /// One part of the step's weights, from parameter `first` on.
     case weightsPart(first: Int, FloatFrame)
     /// `resultSlot`: the slot of the worker's `SharedRegion` its result may go to (nil: send the values);
-    /// `inParts`: send the values in `gradientPart`s.
+    /// `inParts`: send the values in `gradientPart`s, their Floats packed if `packsFloats`.
     case assignment(epoch: UInt64, batch: UInt64, attempt: UInt64, ranges: [Range<Int>], resultSlot: Int?, inParts: Bool,
-                    traced: Bool)
+                    packsFloats: Bool, traced: Bool)
     /// Part of array `array` of `arrays` of a result, from parameter `first` on.
     case gradientPart(attempt: UInt64, array: Int, arrays: Int, first: Int, PartValues)
     case gradient(GradientFrame)

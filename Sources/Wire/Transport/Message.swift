@@ -24,18 +24,15 @@ package final class Message {
     }
 
     /// A frame of `byteCount` bytes that `fill` writes (and says whether it could): a packed part's unpacked values.
-    /// Nil when `fill` could not, or libzmq had no memory for it.
-    package init?(byteCount: Int, filling fill: (UnsafeMutableRawBufferPointer) -> Bool) {
-        raw = .allocate(capacity: 1)
-        guard zmq_msg_init_size(raw, byteCount) == 0 else {
-            raw.deallocate()
+    /// Nil when `fill` could not, or libzmq had no memory for it (the frame is then closed as any other).
+    package static func filled(byteCount: Int, by fill: (UnsafeMutableRawBufferPointer) -> Bool) -> Message? {
+        let message = Message()
+        zmq_msg_close(message.raw)
+        guard zmq_msg_init_size(message.raw, byteCount) == 0 else {
+            zmq_msg_init(message.raw)
             return nil
         }
-        guard fill(UnsafeMutableRawBufferPointer(start: zmq_msg_data(raw), count: byteCount)) else {
-            zmq_msg_close(raw)
-            raw.deallocate()
-            return nil
-        }
+        return fill(UnsafeMutableRawBufferPointer(start: zmq_msg_data(message.raw), count: byteCount)) ? message : nil
     }
 
     private static func filled(with bytes: UnsafeRawBufferPointer) throws -> UnsafeMutablePointer<zmq_msg_t> {
