@@ -40,16 +40,25 @@ struct ShardedTests {
         #expect(text.contains("the coordinator \(parts / owners))"), "\(text.prefix(3000))")
     }
 
-    @Test("fast mode with one worker gives the bits of the same split summed at the coordinator")
-    func fastMode() throws {
-        let whole = Command.temporaryPath("sharded-fast-whole.st")
+    @Test("fast mode with one worker gives the bits of the same split summed at the coordinator, as Floats and packed",
+          arguments: [false, true])
+    func fastMode(keyed: Bool) throws {
+        let whole = Command.temporaryPath("sharded-fast-whole-\(keyed).st")
         let reference = try Command.run(["train", "--config", Self.jobFile, "--reduction", "fast", "--workers", "1",
                                          "--save", whole])
         #expect(reference.status == 0, "\(reference.stderr)")
-        let run = try Self.start("sharded-fast", workers: 1, coordinatorFlags: ["--reduction", "fast"])
+        // With keys, bytes are dear: the coordinator tries packed Floats (steps 3, 5, 7 and 9 at least).
+        let keys = keyed ? try SecurityTests.keys(["coordinator", "a"]) : ""
+        let run = try Self.start("sharded-fast-\(keyed)", workers: 1,
+                                 coordinatorFlags: ["--reduction", "fast"]
+                                     + (keyed ? ["--key", "\(keys)/coordinator.key", "--authorized", "\(keys)/a.pub"] : []),
+                                 workerFlags: { _ in keyed ? ["--key", "\(keys)/a.key", "--coordinator-key",
+                                                              "\(keys)/coordinator.pub"] : [] })
         defer { FailureTests.expectAllEnded([run.coordinator] + run.workers) }
         #expect(Command.wait(run.coordinator, timeout: 300) == 0, "\(ShardedTests.tail(run.log))")
         #expect(try FailureTests.digest(run.out) == FailureTests.digest(whole))
+        let text = (try? String(contentsOfFile: run.log, encoding: .utf8)) ?? ""
+        #expect(text.contains("results and means in parts go ") == keyed, "\(text.suffix(2000))")
     }
 
     @Test("with keys: the in-process bits; a peer socket refuses a key outside the layout and drops forged parts")
@@ -76,6 +85,9 @@ struct ShardedTests {
         try Command.waitForLine(in: "\(run.log).w1", containing: "refused a worker at 127.0.0.1", timeout: 60)
         #expect(Command.wait(run.coordinator, timeout: 300) == 0, "\(ShardedTests.tail(run.log))")
         #expect(try FailureTests.digest(run.out) == Self.reference)
+        // Bytes are dear with keys: steps went with packed means and Floats too, and then as measured.
+        let text = (try? String(contentsOfFile: run.log, encoding: .utf8)) ?? ""
+        #expect(text.contains("results and means in parts go "), "\(text.suffix(2000))")
         let workerLog = (try? String(contentsOfFile: "\(run.log).w1", encoding: .utf8)) ?? ""
         #expect(workerLog.contains("refused a worker at 127.0.0.1") && workerLog.contains(stranger.publicKey.z85),
                 "\(workerLog)")

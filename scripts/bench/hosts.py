@@ -144,7 +144,9 @@ def shardtrain(model, batch, reduction, steps, folder, port, micro_shard, flags)
     rates = [json.loads(line)["samples_per_second"] for line in open(metrics)][1:]  # first epoch warms up
     timings = [tuple(float(v) for v in m) for m in
                re.findall(r"send ([\d.]+) ms, wait ([\d.]+) ms, reduce ([\d.]+) ms", text)][steps // 4:]
-    row = {"samples_per_second": statistics.median(rates), "busiest_host": host, "busiest_bytes_per_step": moved / steps}
+    row = {"samples_per_second": statistics.median(rates), "busiest_host": host, "busiest_bytes_per_step": moved / steps,
+           # The coordinator's verdicts on packing results and means (FloatPacking), in order.
+           "packing": re.findall(r"results and means in parts go (packed|as Floats)", text)}
     if timings:
         row.update({name: statistics.median(t[i] for t in timings) for i, name in
                     enumerate(("send_ms", "wait_ms", "reduce_ms"))})
@@ -278,7 +280,9 @@ def main():
                     print(f"{workers:>2} {rate:>6} | " + " ".join(f"{row[n]['samples_per_second']:13.0f}" for n in names)
                           + f" {peer or 0:7.0f} | " + " ".join(ratio(n) for n in names) + f" | {sizes}"
                           + f" | {e.get('step_ms', 0):.1f} {e.get('send_ms', 0):.2f} {e.get('wait_ms', 0):.2f} "
-                          f"{e.get('reduce_ms', 0):.2f}", flush=True)
+                          f"{e.get('reduce_ms', 0):.2f}"
+                          + "".join(f" | {n}: {'/'.join(row[n]['packing'])}" for n in names if row[n].get("packing")),
+                          flush=True)
             finally:
                 remove_hosts()
     if a.json and not a.smoke:
