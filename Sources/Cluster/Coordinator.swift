@@ -117,11 +117,15 @@ package final class Coordinator {
     var partsMade: (step: Int, weights: SharedPayload)?
     /// With `sharded`, the layout and the step in flight.
     var sharded = ShardedRun()
-    /// Whether results in parts and means go as packed Floats, measured step by step where bytes are dear; the
-    /// choice for the step under way; when it began.
-    lazy var floatPacking = FloatPacking(enabled: settings.keys != nil || !EndpointReach.isLocal(settings.endpoint))
+    /// Whether results in parts and means go as packed Floats, measured step by step where bytes are dear and
+    /// something goes as Floats (means, or fast sums); the choice for the step under way; how long the last step's
+    /// own work took; the last verdict said.
+    lazy var floatPacking = FloatPacking(
+        enabled: (settings.keys != nil || !EndpointReach.isLocal(settings.endpoint))
+            && (settings.sharded || core.admission.reduction == .fast))
     var packsFloats = false
-    var stepBegan: ContinuousClock.Instant?
+    var stepWork: Duration?
+    var lastPackingVerdict: Bool?
     /// The parts a job's parameters come in.
     let parts: PartSplit
     /// Exact mode: the fingerprint of this job's matrix products here (`Products.fingerprint`).
@@ -297,6 +301,7 @@ package final class Coordinator {
         let reduced = clock.now
         lastTimings = StepTimings(send: (sent - begun) / .seconds(1), wait: (gathered - sent) / .seconds(1),
                                   reduce: (reduced - gathered) / .seconds(1))
+        stepWork = reduced - begun
         trace(round, begun: begun, sent: sent, gathered: gathered, reduced: reduced)
         if settings.verbose { logStep(round) }
     }

@@ -64,13 +64,16 @@ extension Coordinator: GradientSource {
         }
     }
 
-    /// Whether this step's results in parts and means go packed (`FloatPacking`), from how long the last one took.
+    /// Whether this step's results in parts and means go packed (`FloatPacking`), from how long the last one's own
+    /// work took (from its hand-out to its last update: not the wait for workers before it, nor the checkpoint or
+    /// validation after it).
     private func choosePacking() {
         guard settings.sharded || settings.overlap else { return }
-        let now = clock.now
-        let (packs, verdict) = floatPacking.stepBegins(took: stepBegan.map { now - $0 })
-        (packsFloats, stepBegan) = (packs, now)
-        guard let verdict else { return }
+        let (packs, verdict) = floatPacking.stepBegins(took: stepWork)
+        (packsFloats, stepWork) = (packs, nil)
+        // Said when first found and when it changes (every time with --verbose).
+        guard let verdict, settings.verbose || verdict.packs != lastPackingVerdict else { return }
+        lastPackingVerdict = verdict.packs
         let ms = { (d: Duration) in String(format: "%.1f ms", d / .milliseconds(1)) }
         log("results and means in parts go \(verdict.packs ? "packed" : "as Floats") for the next "
             + "\(FloatPacking.interval) steps: steps took \(ms(verdict.packed)) packed, \(ms(verdict.floats)) as Floats "
@@ -165,6 +168,7 @@ extension Coordinator: GradientSource {
         let gathered = clock.now
         lastTimings = StepTimings(send: (step.sent - step.begun) / .seconds(1), wait: (gathered - step.sent) / .seconds(1),
                                   reduce: 0)
+        stepWork = gathered - step.begun
         trace(round, begun: step.begun, sent: step.sent, gathered: gathered, reduced: gathered)
         if settings.verbose { logPartsStep(round, sent: step.sent) }
         endPartStep()

@@ -83,6 +83,7 @@ extension Coordinator {
             // Their parts come here from now on.
             try perform(sharded.members.map { .send(member: $0, .peers(PeerList(peers: [], owners: []))) })
         }
+        if !sharded.members.isEmpty { floatPacking.conditionsChanged() }
         (sharded.members, sharded.layout, core.eligible, core.sharding, sharded.wasStar) = ([], nil, nil, false, true)
         sharded.owner = nil
         for member in core.table.members.indices { core.table[member].meansStep = nil }
@@ -97,6 +98,8 @@ extension Coordinator {
         if members != sharded.members || sharded.layout == nil {
             let layout = ReductionLayout(parts: parts.count, members: members + [ReductionLayout.coordinator])
             (sharded.members, sharded.layout) = (members, layout)
+            // Other members, other links: the packing is measured again.
+            floatPacking.conditionsChanged()
             try sendPeers()
             let owners = layout.members.count
             log("step \(order.step): the sum is sharded: \(parts.count) parts over \(owners) owner\(owners == 1 ? "" : "s") ("
@@ -303,6 +306,7 @@ extension Coordinator {
         let gathered = clock.now
         lastTimings = StepTimings(send: (sharded.sent - sharded.begun) / .seconds(1),
                                   wait: (gathered - sharded.sent) / .seconds(1), reduce: 0)
+        stepWork = gathered - sharded.begun
         trace(round, begun: sharded.begun, sent: sharded.sent, gathered: gathered, reduced: gathered)
         if settings.verbose { logStep(round) }
         core.partsComplete = { _ in false }

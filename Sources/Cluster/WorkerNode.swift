@@ -194,6 +194,7 @@ package final class WorkerNode {
                 try self.send(dealer, frames)
                 lastSent = self.clock.now
             }
+            session.ownsPart = { [unowned sharded] in sharded.owner(of: $0) == joined.workerID }
         }
         var deferred: [AssignmentRequest] = []
         while true {

@@ -73,8 +73,10 @@ final class PartSender {
     private var firstSent: Int
     /// Calls of the network's layer hook to pass over: those of micro-shards before the last.
     var skippedCalls = 0
-    /// Sharded layout: sends a part's frames to the part's owner (by part index) instead of `send`.
+    /// Sharded layout: sends a part's frames to the part's owner (by part index) instead of `send`; whether this
+    /// worker owns a part (which stays here, as Floats).
     var route: ((Int, [Message]) throws -> Void)?
+    var ownsPart: ((Int) -> Bool)?
     /// A traced result's recorder: each part's sending (and packing) is a span.
     var spans: SpanRecorder?
     /// Where bytes are dear: Floats go packed (`cexact_pack_floats`) into this, part after part (`packedFloatsBound`
@@ -121,7 +123,7 @@ final class PartSender {
             defer { spans?.record(.sendPart, index, from: started) }
             for array in 0..<arrays {
                 let offset = 4 * (array * count + part.lowerBound)
-                guard let out = packedFloats else {
+                guard let out = packedFloats, !(ownsPart?(index) ?? false) else {
                     try deliver(part, [header(array, part, .floats),
                                        Message(sharing: payload, byteCount: 4 * part.count, from: offset)])
                     continue

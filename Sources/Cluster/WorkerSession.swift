@@ -64,8 +64,10 @@ final class WorkerSession {
     private let send: ([Message]) throws -> Void
     private let waitUntilIdle: (SharedPayload, UInt64) throws -> Void
     private let beat: () -> Void
-    /// Sharded layout: where each part of a result goes (its owner), instead of to the coordinator.
+    /// Sharded layout: where each part of a result goes (its owner), instead of to the coordinator; and whether a part
+    /// is this worker's own (kept here, so never packed).
     var route: ((Int, [Message]) throws -> Void)?
+    var ownsPart: ((Int) -> Bool)?
     /// The results still in memory, for the coordinator's spot checks: each one's step, attempt, sum and Float arrays.
     private var heldResults: [HeldResult] = []
 
@@ -340,7 +342,7 @@ final class WorkerSession {
             try Codec.gradientPartHeader(job: ids.job, step: request.step, worker: ids.worker, attempt: request.attempt,
                                          array: array, arrays: arrays, part: part, form: form)
         }
-        sender.route = route
+        (sender.route, sender.ownsPart) = (route, ownsPart)
         if request.packsFloats && (options.reduction == .fast || floatShards > 0) {
             if packedFloatParts[index] == nil { packedFloatParts[index] = PackedParts() }
             sender.packedFloats = try packedFloatParts[index]!.payload(
