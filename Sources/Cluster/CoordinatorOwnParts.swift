@@ -73,18 +73,7 @@ extension Coordinator {
         sharded.step = bookkeeping
         (order.mean + summed.range.lowerBound).update(from: summed.values, count: summed.range.count)
         if passed.contains(.apply(part: summed.part)) { sharded.ready.append(summed.part) }
-        // Packed once if the order asks it, as the workers pack theirs; Floats read where they lie otherwise.
-        let packs = summed.order.packsMeans
-        let header = try Codec.meanPartHeader(job: jobID, step: summed.step, worker: PeerList.coordinator,
-                                              part: summed.range, learningRate: summed.order.learningRate,
-                                              optimizerStep: summed.order.optimizerStep, samples: summed.order.samples,
-                                              revision: revision, packed: packs)
-        let packed = packs ? try Codec.floatsFrame(summed.values, count: summed.range.count, packed: true,
-                                                   scratch: &sharded.packedMean) : nil
-        for member in sharded.members where core.table[member].isActive {
-            _ = try deliver([Message(copying: header.bytes),
-                             try packed?.share() ?? Message(sharing: summed.payload, byteCount: 4 * summed.range.count,
-                                                             from: 4 * summed.range.lowerBound)], to: member)
-        }
+        let frames = try summed.meanFrames(job: jobID, worker: PeerList.coordinator)
+        for member in sharded.members where core.table[member].isActive { _ = try deliver(try frames(), to: member) }
     }
 }

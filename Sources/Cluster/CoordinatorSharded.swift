@@ -37,8 +37,6 @@ struct ShardedRun {
     var resetReplicas = false
     /// `--layout auto` sent the last step through the star.
     var wasStar = false
-    /// The coordinator's own means, packed (where bytes are dear) once for every member.
-    var packedMean: [UInt8] = []
     /// The coordinator's own share of the parts, and what it summed or refused, handled once it returns.
     var owner: PartOwner?
     var ownSums: [PartOwner.Summed] = []

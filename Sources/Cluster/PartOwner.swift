@@ -10,14 +10,32 @@ import Wire
 /// computation gives is not summed: `refute` is told, and the part waits for an order without it. Bookkeeping is
 /// `OwnerRound`'s; this keeps the bytes and adds.
 final class PartOwner {
-    /// Where `deliver` finds a summed part: its values in `payload`, at the part's place (4 bytes a parameter).
+    /// Where `deliver` finds a summed part: its values in `payload`, at the part's place (4 bytes a parameter), and,
+    /// where the order asks the means packed, room for them at `packedAt`, after every part's Floats.
     struct Summed {
         let part: Int
         let range: Range<Int>
         let payload: SharedPayload
         let order: OrderedSum
         let step: UInt64
+        let packedAt: Int
         var values: UnsafeMutablePointer<Float> { payload.bytes.assumingMemoryBound(to: Float.self) + range.lowerBound }
+
+        /// The part's `meanPart` frames for each receiver, made once: its header, and its values read in place, as
+        /// Floats or packed (as the order asks) from what `values` holds now.
+        func meanFrames(job: UInt64, worker: UInt32) throws -> () throws -> [Message] {
+            let n = range.count
+            let header = try Codec.meanPartHeader(job: job, step: step, worker: worker, part: range,
+                                                  learningRate: order.learningRate, optimizerStep: order.optimizerStep,
+                                                  samples: order.samples, revision: order.revision,
+                                                  packed: order.packsMeans)
+            var (offset, byteCount) = (4 * range.lowerBound, 4 * n)
+            if order.packsMeans {
+                (offset, byteCount) = (packedAt, cexact_pack_floats(values, n, (payload.bytes + packedAt)
+                    .assumingMemoryBound(to: UInt8.self)))
+            }
+            return { [try Message(copying: header.bytes), try Message(sharing: payload, byteCount: byteCount, from: offset)] }
+        }
     }
 
     private let reduction: Reduction
@@ -158,14 +176,16 @@ final class PartOwner {
         try perform(round.reopen(part, holding: Set(still)))
     }
 
-    /// The memory this step's sums are written to: one libzmq holds no more, or new memory.
-    private func stepPayload() -> SharedPayload {
-        if outgoingStep != step {
+    /// The memory this step's sums are written to (with room for them packed, if `packs`): one libzmq holds no more,
+    /// or new memory.
+    private func stepPayload(packs: Bool) -> SharedPayload {
+        let byteCount = 4 * parameterCount + (packs ? parts.packedRoom : 0)
+        if outgoingStep != step || outgoing[outgoingTurn].byteCount < byteCount {
             outgoingStep = step
-            if let free = outgoing.firstIndex(where: { $0.isIdle }) {
+            if let free = outgoing.firstIndex(where: { $0.isIdle && $0.byteCount >= byteCount }) {
                 outgoingTurn = free
             } else {
-                outgoing.append(SharedPayload(byteCount: 4 * parameterCount))
+                outgoing.append(SharedPayload(byteCount: byteCount))
                 outgoingTurn = outgoing.count - 1
             }
         }
@@ -187,7 +207,7 @@ final class PartOwner {
                     + "take \(expected)\(packed ? " (packed limbs are one)" : "")")
             }
         }
-        let payload = stepPayload()
+        let payload = stepPayload(packs: order.packsMeans)
         let out = payload.bytes.assumingMemoryBound(to: Float.self) + range.lowerBound
         var floats = 0, limbs = 0, diverged = false
         var copies: [UnsafeMutablePointer<Float>] = []
@@ -245,6 +265,7 @@ final class PartOwner {
             if diverged || finite != 1 || largest >= 0x7F80_0000 { out[0] = .nan }
         }
         // The contributions stay held until the step ends: a later order revision has the part added again.
-        try deliver(Summed(part: part, range: range, payload: payload, order: order, step: step))
+        try deliver(Summed(part: part, range: range, payload: payload, order: order, step: step,
+                           packedAt: 4 * parameterCount + parts.packedOffset(of: part)))
     }
 }

@@ -79,10 +79,9 @@ final class PartSender {
     var ownsPart: ((Int) -> Bool)?
     /// A traced result's recorder: each part's sending (and packing) is a span.
     var spans: SpanRecorder?
-    /// Where bytes are dear: Floats go packed (`cexact_pack_floats`) into this, part after part (`packedFloatsBound`
-    /// bytes for each array).
+    /// Where bytes are dear: Floats go packed (`cexact_pack_floats`) into this, each array's parts in
+    /// `PartSplit.packedRoom` bytes.
     var packedFloats: SharedPayload?
-    private var packedOffset = 0
     /// What sending failed with inside the hook (it cannot throw), for the caller to throw after.
     private(set) var failure: Error?
     let send: ([Message]) throws -> Void
@@ -97,11 +96,6 @@ final class PartSender {
         firstSent = parts.count
         self.send = send
         self.header = header
-    }
-
-    /// Bytes `packedFloats` needs for each array: every part's packed bound.
-    static func packedFloatsBound(_ parts: PartSplit) -> Int {
-        parts.reduce(0) { $0 + cexact_pack_floats_bound($1.count) }
     }
 
     /// For `Network.onLayerGradient`: the gradient is final from parameter `first` on, so the parts that lie there
@@ -128,11 +122,11 @@ final class PartSender {
                                        Message(sharing: payload, byteCount: 4 * part.count, from: offset)])
                     continue
                 }
+                let packedAt = array * parts.packedRoom + parts.packedOffset(of: index)
                 let length = cexact_pack_floats((payload.bytes + offset).assumingMemoryBound(to: Float.self), part.count,
-                                                (out.bytes + packedOffset).assumingMemoryBound(to: UInt8.self))
+                                                (out.bytes + packedAt).assumingMemoryBound(to: UInt8.self))
                 try deliver(part, [header(array, part, .packedFloats),
-                                   Message(sharing: out, byteCount: length, from: packedOffset)])
-                packedOffset += length
+                                   Message(sharing: out, byteCount: length, from: packedAt)])
             }
             firstSent -= 1
         }

@@ -346,7 +346,7 @@ final class WorkerSession {
         if request.packsFloats && (options.reduction == .fast || floatShards > 0) {
             if packedFloatParts[index] == nil { packedFloatParts[index] = PackedParts() }
             sender.packedFloats = try packedFloatParts[index]!.payload(
-                byteCount: arrays * PartSender.packedFloatsBound(parts)) { try waitUntilIdle($0, request.step) }
+                byteCount: arrays * parts.packedRoom) { try waitUntilIdle($0, request.step) }
         }
         // Floats are final in place as backward finishes each layer; limbs only at the end.
         let oneComputer = threads == 1 || floatShards == 1

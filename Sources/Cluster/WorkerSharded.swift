@@ -41,8 +41,6 @@ final class ShardedWorker {
     private var beginsWithNext: UInt64?
     private var early: [(step: UInt64, mean: MeanPart)] = []
     private let scratch: Buffer<Float>
-    /// Means the order asks packed go through this (`Codec.floatsFrame`).
-    private var packedMean: [UInt8] = []
 
     #if DEBUG
     private static let liesAboutMeans = ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_LYING_OWNER"] == "1"
@@ -113,13 +111,7 @@ final class ShardedWorker {
         // Tests only: an owner that sends a mean one unit off in every parameter (the coordinator's check must lose it).
         if Self.liesAboutMeans { for i in 0..<n where summed.values[i].isFinite { summed.values[i] = summed.values[i].nextUp } }
         #endif
-        let header = try Codec.meanPartHeader(job: jobID, step: summed.step, worker: me, part: range,
-                                              learningRate: order.learningRate, optimizerStep: order.optimizerStep,
-                                              samples: order.samples, revision: order.revision, packed: order.packsMeans)
-        // Packed once for every receiver; Floats read where they lie.
-        let packed = order.packsMeans ? try Codec.floatsFrame(summed.values, count: n, packed: true, scratch: &packedMean) : nil
-        let frames = { [try Message(copying: header.bytes),
-                        try packed?.share() ?? Message(sharing: summed.payload, byteCount: 4 * n, from: 4 * range.lowerBound)] }
+        let frames = try summed.meanFrames(job: jobID, worker: me)
         for peer in peers.list!.peers where peer.worker != me { try peers.send(try frames(), to: peer.worker) }
         try toCoordinator(try frames())
         try apply(range: range, values: UnsafePointer(summed.values), learningRate: order.learningRate,

@@ -56,6 +56,37 @@ import Testing
         return cexact_unpack(stream, stream.count, count, &back) == 1 ? back : nil
     }
 
+    /// `reference` as packed, then damaged: a bit flipped (six times), cut short, a byte too many.
+    static func damaged(_ reference: [UInt8], _ mix: inout Mix) -> [[UInt8]] {
+        var streams = [reference]
+        for _ in 0..<6 {
+            var flipped = reference
+            flipped[mix.below(flipped.count)] ^= UInt8(1) << UInt8(mix.below(8))
+            streams.append(flipped)
+        }
+        streams.append(Array(reference.dropLast(1 + mix.below(min(3, reference.count)))))
+        streams.append(reference + [0])
+        return streams
+    }
+
+    /// Every build above the portable one, up to `best`, packs to `reference` and gives the portable build's verdict
+    /// (and values) on every one of `streams`; returns how many of the damaged ones (all but the first) were accepted
+    /// and refused.
+    static func compareBuilds<Value: Equatable>(best: Int32, reference: [UInt8], streams: [[UInt8]], what: String,
+                                                pack: () -> [UInt8], unpack: ([UInt8]) -> Value?) -> (Int, Int) {
+        #expect(cexact_use_pack_level(0) == 1)
+        let verdicts = streams.map(unpack)
+        for level in Int32(1)...max(1, best) where level <= best {
+            #expect(cexact_use_pack_level(level) == 1)
+            #expect(pack() == reference, "\(what), build \(level)")
+            for (stream, verdict) in zip(streams, verdicts) {
+                #expect(unpack(stream) == verdict, "\(what), build \(level), a stream of \(stream.count) bytes")
+            }
+        }
+        let accepted = verdicts.dropFirst().filter { $0 != nil }.count
+        return (accepted, verdicts.count - 1 - accepted)
+    }
+
     @Test("every build packs a sum to the portable build's bytes, and unpacks any stream as it does")
     func buildsAgree() throws {
         let best = cexact_pack_level()
@@ -69,15 +100,8 @@ import Testing
             #expect(cexact_use_pack_level(0) == 1)
             let reference = Self.pack(sum, count: count)
             #expect(Self.unpack(reference, count: count) == sum, "\(count) parameters, portable build")
-            // The stream as packed, then damaged: a bit flipped, cut short, a byte too many, a shift too far.
-            var streams = [reference]
-            for _ in 0..<6 {
-                var flipped = reference
-                flipped[mix.below(flipped.count)] ^= UInt8(1) << UInt8(mix.below(8))
-                streams.append(flipped)
-            }
-            streams.append(Array(reference.dropLast(1 + mix.below(min(3, reference.count)))))
-            streams.append(reference + [0])
+            // The stream as packed, then damaged, and with a shift too far.
+            var streams = Self.damaged(reference, &mix)
             if reference.count > 3 && reference[0] & 1 == 1 {
                 // A uniform first block's low-limb shift (bits 20-25) raised to 63: refused unless its limbs are 0.
                 var shifted = reference
@@ -85,16 +109,10 @@ import Testing
                 shifted[3] |= 0x03
                 streams.append(shifted)
             }
-            let verdicts = streams.map { Self.unpack($0, count: count) }
-            for level in Int32(1)...max(1, best) where level <= best {
-                #expect(cexact_use_pack_level(level) == 1)
-                #expect(Self.pack(sum, count: count) == reference, "\(count) parameters, build \(level)")
-                for (stream, verdict) in zip(streams, verdicts) {
-                    #expect(Self.unpack(stream, count: count) == verdict,
-                            "\(count) parameters, build \(level), a stream of \(stream.count) bytes")
-                }
-            }
-            for verdict in verdicts.dropFirst() { if verdict == nil { refused += 1 } else { accepted += 1 } }
+            let (yes, no) = Self.compareBuilds(best: best, reference: reference, streams: streams,
+                                                what: "\(count) parameters", pack: { Self.pack(sum, count: count) },
+                                                unpack: { Self.unpack($0, count: count) })
+            (accepted, refused) = (accepted + yes, refused + no)
         }
         // The damaged streams exercise both verdicts (a flipped limb bit is still a sum; a flipped width is not).
         #expect(accepted > 0 && refused > 0, "accepted \(accepted), refused \(refused)")
@@ -152,24 +170,10 @@ import Testing
             let reference = Self.packFloats(values)
             #expect(reference.count <= cexact_pack_floats_bound(count))
             #expect(Self.unpackFloats(reference, count: count) == values, "\(count) Floats, portable build")
-            var streams = [reference]
-            for _ in 0..<6 {
-                var flipped = reference
-                flipped[mix.below(flipped.count)] ^= UInt8(1) << UInt8(mix.below(8))
-                streams.append(flipped)
-            }
-            streams.append(Array(reference.dropLast(1 + mix.below(min(3, reference.count)))))
-            streams.append(reference + [0])
-            let verdicts = streams.map { Self.unpackFloats($0, count: count) }
-            for level in Int32(1)...max(1, best) where level <= best {
-                #expect(cexact_use_pack_level(level) == 1)
-                #expect(Self.packFloats(values) == reference, "\(count) Floats, build \(level)")
-                for (stream, verdict) in zip(streams, verdicts) {
-                    #expect(Self.unpackFloats(stream, count: count) == verdict,
-                            "\(count) Floats, build \(level), a stream of \(stream.count) bytes")
-                }
-            }
-            for verdict in verdicts.dropFirst() { if verdict == nil { refused += 1 } else { accepted += 1 } }
+            let (yes, no) = Self.compareBuilds(best: best, reference: reference, streams: Self.damaged(reference, &mix),
+                                                what: "\(count) Floats", pack: { Self.packFloats(values) },
+                                                unpack: { Self.unpackFloats($0, count: count) })
+            (accepted, refused) = (accepted + yes, refused + no)
         }
         #expect(accepted > 0 && refused > 0, "accepted \(accepted), refused \(refused)")
     }

@@ -1,3 +1,4 @@
+import CExactSum
 import Testing
 @testable import Wire
 
@@ -32,12 +33,13 @@ struct ShardedCodecTests {
         #expect(mean.range == 196_608..<200_000 && mean.learningRate == 0.25 && mean.optimizerStep == 7 && mean.samples == 40
                 && mean.revision == 2)
         // Packed, as across hosts: the same values, and the header says so.
-        var scratch: [UInt8] = []
         let ramp = (0..<values.count).map { Float($0) * -0.001 }
         let packedFrames = [try Codec.meanPartHeader(job: 9, step: 3, worker: 4, part: 196_608..<200_000, learningRate: 0.25,
                                                      optimizerStep: 7, samples: 40, revision: 2, packed: true),
                             try ramp.withUnsafeBufferPointer {
-                                try Codec.floatsFrame($0.baseAddress!, count: ramp.count, packed: true, scratch: &scratch)
+                                var packed = [UInt8](repeating: 0, count: cexact_pack_floats_bound(ramp.count))
+                                let length = cexact_pack_floats($0.baseAddress!, ramp.count, &packed)
+                                return try Message(copying: Array(packed[..<length]))
                             }]
         #expect(packedFrames[1].count < 4 * ramp.count)
         guard case .meanPart(let packedMean) = try Codec.decode(packedFrames, limits: Self.limits).payload else {

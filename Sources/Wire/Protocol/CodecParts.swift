@@ -48,6 +48,11 @@ package struct PartSplit: RandomAccessCollection, Equatable, Sendable {
 
     /// The part that starts at parameter `first`.
     package func part(startingAt first: Int) -> Int { first / size }
+
+    /// Room for every part's Floats packed (`cexact_pack_floats`), part `part` at `packedOffset(of:)`: a whole part's
+    /// bound each.
+    package var packedRoom: Int { count * cexact_pack_floats_bound(size) }
+    package func packedOffset(of part: Int) -> Int { part * cexact_pack_floats_bound(size) }
 }
 
 /// What a result part's values frame holds.
@@ -126,18 +131,5 @@ extension Codec {
                 + "parameter \(part.lowerBound)")
         }
         return FloatFrame(message: unpacked, count: n)
-    }
-
-    /// `count` Floats as a frame to send: packed (`cexact_pack_floats`, through `scratch`, which grows to the bound
-    /// once) or as they are.
-    package static func floatsFrame(_ values: UnsafePointer<Float>, count: Int, packed: Bool,
-                                    scratch: inout [UInt8]) throws -> Message {
-        guard packed else { return try Message(copying: UnsafeRawBufferPointer(start: values, count: 4 * count)) }
-        let bound = cexact_pack_floats_bound(count)
-        if scratch.count < bound { scratch = [UInt8](repeating: 0, count: bound) }
-        return try scratch.withUnsafeMutableBytes { out in
-            let length = cexact_pack_floats(values, count, out.baseAddress!.assumingMemoryBound(to: UInt8.self))
-            return try Message(copying: UnsafeRawBufferPointer(rebasing: out[..<length]))
-        }
     }
 }

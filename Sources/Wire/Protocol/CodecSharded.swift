@@ -68,7 +68,7 @@ package struct OrderedSum: Equatable, Sendable {
     package let optimizerStep: Int
     /// In micro-shard order.
     package let contributions: [OrderedContribution]
-    /// The means go as packed Floats (`Codec.floatsFrame`).
+    /// The means go as packed Floats (`cexact_pack_floats`).
     package let packsMeans: Bool
 
     package init(revision: Int, samples: Int, learningRate: Float, optimizerStep: Int,
@@ -211,7 +211,7 @@ extension Codec {
         return [try Message(copying: header(fields, job: job, step: step).encoded()), try Message(copying: bytes)]
     }
 
-    /// A part of the step's gradient: send it followed by a frame of its Floats, packed (`floatsFrame`) or not.
+    /// A part of the step's gradient: send it followed by a frame of its Floats, packed (`cexact_pack_floats`) or not.
     package static func meanPartHeader(job: UInt64, step: UInt64, worker: UInt32, part: Range<Int>, learningRate: Float,
                                       optimizerStep: Int, samples: Int, revision: Int,
                                       packed: Bool = false) throws -> Message {
