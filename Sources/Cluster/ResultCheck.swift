@@ -52,33 +52,23 @@ enum ResultCheck {
     /// can.
     static func limbsImplausibility(_ bytes: UnsafeRawBufferPointer, microShards: Int, threads: Int) -> String? {
         let limit = GradientSum.depositLimit * Int64(min(max(1, microShards), GradientSum.maximumMicroShards))
-        // Every limb within ±limit: v + limit then lies in [0, 2·limit]. Every window within `gradientWindows`.
-        // Adds, compares and ors only, so the pass vectorises on any x86-64 and costs about one read of the message.
-        let offset = UInt64(limit), span = 2 * UInt64(limit)
-        let lowest = Int8(GradientSum.gradientWindows.lowerBound)
-        let windowSpan = UInt8(GradientSum.gradientWindows.count - 1)
+        let windows = GradientSum.gradientWindows
         let count = bytes.count / GradientFrame.exactBytesPerParameter
-        let limbsOutside = anyRange(2 * count, threads: threads) { range in
-            var any: UInt8 = 0
-            if Int(bitPattern: bytes.baseAddress) % 8 == 0 {
-                let limbs = bytes.baseAddress!.assumingMemoryBound(to: UInt64.self)
-                for index in range { any |= limbs[index] &+ offset > span ? 1 : 0 }
-            } else {
-                for index in range {
-                    any |= bytes.loadUnaligned(fromByteOffset: 8 * index, as: UInt64.self) &+ offset > span ? 1 : 0
-                }
+        // Bit 0: every limb within ±limit; bit 1: every window in range (`cexact_within`, in vector registers).
+        var verdict: Int32 = 3
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: maximumParts) { verdicts in
+            verdicts.initialize(repeating: 3)
+            forEachPart(count, threads: threads, alignment: 16) { part, range in
+                verdicts[part] = cexact_within(bytes.baseAddress, count, range.lowerBound, range.upperBound,
+                                               UInt64(limit), Int32(windows.lowerBound), Int32(windows.upperBound))
             }
-            return any != 0
+            verdict = verdicts.reduce(3) { $0 & $1 }
         }
-        let windows = (bytes.baseAddress! + cexact_windows_offset(count)).assumingMemoryBound(to: Int8.self)
-        var highest: UInt8 = 0
-        for index in 0..<count { highest = max(highest, UInt8(bitPattern: windows[index] &- lowest)) }
-        guard !limbsOutside else {
+        guard verdict & 1 != 0 else {
             return "a gradient limb beyond ±\(limit), what \(microShards) micro-shards of at most 2^50 each can add up to"
         }
-        guard highest <= windowSpan else {
-            return "a gradient window outside \(GradientSum.gradientWindows.lowerBound) to "
-                + "\(GradientSum.gradientWindows.upperBound)"
+        guard verdict & 2 != 0 else {
+            return "a gradient window outside \(windows.lowerBound) to \(windows.upperBound)"
         }
         return nil
     }

@@ -137,14 +137,17 @@ final class PartSender {
     }
 
     /// An exact sum's limbs (`cexact_merge`'s layout), each part packed on its own into `out`, one after another,
-    /// and sent: more than two micro-shards' Floats would be more bytes.
-    func sendPackedLimbs(of sum: UnsafeRawPointer, diverged: Bool, into out: SharedPayload) throws {
-        var offset = 0
+    /// and sent: more than two micro-shards' Floats would be more bytes. Each part's held micro-shards are added
+    /// just before it is packed (`GradientSum.settle`), and a part says it diverged when its own values, or the
+    /// sum's loss, saw a NaN or ∞.
+    func sendPackedLimbs(of sum: GradientSum, into out: SharedPayload) throws {
+        var offset = 0, index = parts.count
         // Last part first, as Floats go: the coordinator can update a part once every worker has sent it.
-        for (index, part) in zip(parts.indices, parts).reversed() {
+        try sum.settle(parts.reversed()) { part, bytes, diverged in
+            index -= 1
             let started = spans == nil ? 0 : SpanRecorder.now()
             defer { spans?.record(.sendPart, index, from: started) }
-            let length = cexact_pack_range(sum, count, part.lowerBound, part.upperBound,
+            let length = cexact_pack_range(bytes, count, part.lowerBound, part.upperBound,
                                            (out.bytes + offset).assumingMemoryBound(to: UInt8.self))
             try deliver(part, [header(0, part, .packedLimbs(diverged: diverged)),
                                Message(sharing: out, byteCount: length, from: offset)])

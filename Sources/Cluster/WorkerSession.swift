@@ -201,8 +201,8 @@ final class WorkerSession {
         if let sender {
             try sendParts(request, sender, sum: sum, statistics: statistics, floatShards: floatShards)
         } else {
-            try sendWhole(request, sum: sum, payload: payload, index: index, statistics: statistics, slot: slot,
-                          floatShards: floatShards, timeline: timeline)
+            try sendWhole(request, sum: sum, payload: payload, index: index, statistics: statistics ?? counts(of: sum),
+                          slot: slot, floatShards: floatShards, timeline: timeline)
         }
     }
 
@@ -268,20 +268,24 @@ final class WorkerSession {
         try send(Codec.spans(report, job: ids.job, step: request.step, worker: ids.worker))
     }
 
-    /// The assignment's micro-shards into `sum`, or (`floatShards` > 0) each one's Floats into `payload`; their counts.
+    /// The assignment's micro-shards into `sum`, or (`floatShards` > 0) each one's Floats into `payload` and their
+    /// counts (nil: the counts are the sum's, read once it is whole).
     private func compute(_ request: AssignmentRequest, batch: UnsafeBufferPointer<Int>, into sum: GradientSum,
-                         payload: SharedPayload, floatShards: Int) -> ExactSummary {
+                         payload: SharedPayload, floatShards: Int) -> ExactSummary? {
         let parameters = weights.parameters.pointer
         guard floatShards > 0 else {
-            for range in request.ranges {
+            for (i, range) in request.ranges.enumerated() {
                 for start in stride(from: range.lowerBound, to: range.upperBound, by: chunk) {
+                    // In parts, an exact sum holds the last micro-shards until each part is packed
+                    // (`sendPackedLimbs`); only the last call's, which nothing computes over before then.
+                    sum.holdsInputs = request.inParts && options.reduction == .exact
+                        && i == request.ranges.count - 1 && start + chunk >= range.upperBound
                     slices.accumulate(batch: batch, microShards: start ..< min(start + chunk, range.upperBound),
                                       data: data, parameters: parameters, into: sum)
                     beat()
                 }
             }
-            return ExactSummary(samples: sum.samples, correct: sum.correct, loss: sum.lossWords,
-                                overflowed: sum.overflowed)
+            return nil
         }
         // The sum's memory, limbs until now, holds Floats for this result.
         let floats = payload.bytes.bindMemory(to: Float.self, capacity: floatShards * parameterCount)
@@ -294,6 +298,11 @@ final class WorkerSession {
                          into: UnsafeBufferPointer(start: floatTargets, count: floatShards), statistics: floatStatistics)
         beat()
         return GradientSum.exactSummary(of: UnsafeBufferPointer(start: floatStatistics, count: floatShards))
+    }
+
+    /// A sum's counts, read once it is whole.
+    private func counts(of sum: GradientSum) -> ExactSummary {
+        ExactSummary(samples: sum.samples, correct: sum.correct, loss: sum.lossWords, overflowed: sum.overflowed)
     }
 
     /// The result's header and its values: in the region (an empty frame), as Floats, packed limbs (only when smaller,
@@ -361,17 +370,17 @@ final class WorkerSession {
 
     /// Sends what `sender` has not (an exact sum's limbs packed part by part), then the result's counts.
     private func sendParts(_ request: AssignmentRequest, _ sender: PartSender, sum: GradientSum,
-                           statistics: ExactSummary, floatShards: Int) throws {
+                           statistics: ExactSummary?, floatShards: Int) throws {
         if options.reduction == .exact && floatShards == 0 {
             let out = try packedParts.payload(byteCount: cexact_pack_bound(parameterCount)) {
                 try waitUntilIdle($0, request.step)
             }
-            try sender.sendPackedLimbs(of: sum.valueBytes.baseAddress!, diverged: statistics.overflowed, into: out)
+            try sender.sendPackedLimbs(of: sum, into: out)
         }
         if let failure = sender.failure { throw failure }
         try sender.sendParts()
         if sender.spans != nil { try sendTimeline(of: request) }
-        try send([header(request, statistics, inParts: true), Message(copying: [UInt8]())])
+        try send([header(request, statistics ?? counts(of: sum), inParts: true), Message(copying: [UInt8]())])
     }
 
     #if DEBUG

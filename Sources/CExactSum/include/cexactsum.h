@@ -56,6 +56,14 @@ uint32_t cexact_combine(uint64_t *high, uint64_t *low, int8_t *windows, int empt
                         int sum_count, const float *const *gradients, int shards, float *mean, double divisor,
                         int *finite, size_t count, size_t first, size_t end);
 
+/* Checks parameters `first` to `end` (exclusive) of a sum of `count` in cexact_merge's layout (any alignment):
+ * bit 0 set if every high and low limb lies within [-limit, limit] (limit below 2^63), bit 1 set if every window lies
+ * within [lowest_window, highest_window]; 3 when both hold. A sum of m micro-shards has limbs within m * 2^50 (each
+ * value deposits less than 2^50 in a limb, and a window's raise only moves a limb's sum), windows within the
+ * float32 ones: what an owner or the coordinator asks of a contribution before adding it. */
+int cexact_within(const void *sum, size_t count, size_t first, size_t end, uint64_t limit, int lowest_window,
+                  int highest_window);
+
 /* The packed wire form of a sum in cexact_merge's layout (see pack.c): at most cexact_pack_bound(count) bytes. */
 size_t cexact_pack_bound(size_t count);
 /* Packs `count` parameters of `sum`; returns the bytes written to `out` (which holds cexact_pack_bound bytes). */

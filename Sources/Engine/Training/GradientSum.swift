@@ -230,6 +230,35 @@ package final class GradientSum {
         heldSumCount = 0
     }
 
+    /// Takes what is held into the limbs one range at a time, handing each range to `body` as soon as its limbs are
+    /// final, while they are still in cache: a worker packs each part of its result there, so the limbs are not read
+    /// back from memory (which cost as much as the packing). `ranges` must tile the parameters (a `PartSplit`'s
+    /// parts, in any order). `body` gets the sum's bytes (`valueBytes`' layout, final in the range), and whether the
+    /// range, or the sum's counts, saw a NaN or ∞: a range's limbs depend on its own values only. When `body` throws, the ranges left are still taken in, then the error
+    /// is thrown: the sum is whole either way.
+    package func settle(_ ranges: some Collection<Range<Int>>,
+                        _ body: (Range<Int>, _ bytes: UnsafeRawPointer, _ sawNonFinite: Bool) throws -> Void) throws {
+        precondition(ranges.reduce(0) { $0 + $1.count } == count, "settling ranges that do not tile the sum")
+        guard heldFloatCount + heldSumCount > 0 else {
+            for range in ranges { try body(range, storage, sawNonFinite) }
+            return
+        }
+        var failure: (any Error)?, anyNonFinite = false
+        for range in ranges {
+            let largest = cexact_combine(limbPointer(0), limbPointer(count), windows, limbsEmpty ? 1 : 0, heldSums,
+                                         Int32(heldSumCount), heldFloats, Int32(heldFloatCount), nil, 1, nil, count,
+                                         range.lowerBound, range.upperBound)
+            anyNonFinite = anyNonFinite || largest >= 0x7F80_0000
+            guard failure == nil else { continue }
+            do { try body(range, storage, sawNonFinite || largest >= 0x7F80_0000) } catch { failure = error }
+        }
+        sawNonFinite = sawNonFinite || anyNonFinite
+        limbsEmpty = false
+        heldFloatCount = 0
+        heldSumCount = 0
+        if let failure { throw failure }
+    }
+
     /// The limbs from parameter `offset` of the high limbs on (`count`: the low limbs), as the C loops take them.
     private func limbPointer(_ offset: Int) -> UnsafeMutablePointer<UInt64> {
         UnsafeMutableRawPointer(storage + offset).assumingMemoryBound(to: UInt64.self)
