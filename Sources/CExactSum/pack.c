@@ -91,10 +91,13 @@ INLINE size_t pack_body(const unsigned char *high_bytes, const unsigned char *lo
 typedef int (*whole_block_unpacker)(const unsigned char *in, size_t length, size_t position, int nh, int nl,
                                     int shift, unsigned char *high, unsigned char *low);
 
-INLINE int unpack_body(const unsigned char *in, size_t length, size_t count, void *sum, whole_block_unpacker whole) {
+INLINE int unpack_body(const unsigned char *in, size_t length, size_t count, void *sum, whole_block_unpacker whole,
+                       cexact_unpacked_bounds *bounds) {
     unsigned char *bytes = (unsigned char *)sum;
     int8_t *windows = (int8_t *)(bytes + cexact_windows_offset(count));
     size_t position = 0, bits = 8 * length;
+    /* The widths and windows seen (a block's header gives them), so a check of the limbs need not read them. */
+    int high_bits = 0, low_bits = 0, lowest = 127, highest = -128;
     for (size_t start = 0; start < count; start += PACK_BLOCK) {
         size_t n = count - start < PACK_BLOCK ? count - start : PACK_BLOCK;
         /* The header, 1 + 5 (or 5 per parameter) + 20 bits, lies before the end. */
@@ -115,6 +118,12 @@ INLINE int unpack_body(const unsigned char *in, size_t length, size_t count, voi
         position += 20;
         size_t end = position + n * (size_t)(nh + nl);
         if (nh > 64 || nl > 64 || end > bits) return 0;
+        for (size_t i = 0; i < (uniform ? 1 : n); i++) {
+            lowest = windows[start + i] < lowest ? windows[start + i] : lowest;
+            highest = windows[start + i] > highest ? windows[start + i] : highest;
+        }
+        high_bits = nh > high_bits ? nh : high_bits;
+        low_bits = nl && nl + shift > low_bits ? nl + shift : low_bits;
         if (whole && n == PACK_BLOCK) {
             int done = whole(in, length, position, nh, nl, shift, bytes + 8 * start, bytes + 8 * (count + start));
             if (done < 0) return 0;
@@ -138,6 +147,10 @@ INLINE int unpack_body(const unsigned char *in, size_t length, size_t count, voi
     }
     /* The stream ends within its last byte, and the bits after it there are zero: one packed form per sum. */
     if ((position + 7) / 8 != length) return 0;
+    bounds->high_bits = high_bits;
+    bounds->low_bits = low_bits;
+    bounds->lowest_window = count ? lowest : 0;
+    bounds->highest_window = count ? highest : 0;
     return position % 8 == 0 || (in[length - 1] >> (position % 8)) == 0;
 }
 
@@ -182,8 +195,9 @@ static size_t pack_portable(const unsigned char *h, const unsigned char *l, cons
                             unsigned char *out) {
     return pack_body(h, l, w, count, out, 0);
 }
-static int unpack_portable(const unsigned char *in, size_t length, size_t count, void *sum) {
-    return unpack_body(in, length, count, sum, 0);
+static int unpack_portable(const unsigned char *in, size_t length, size_t count, void *sum,
+                           cexact_unpacked_bounds *bounds) {
+    return unpack_body(in, length, count, sum, 0, bounds);
 }
 
 #if defined(__x86_64__)
@@ -192,15 +206,16 @@ __attribute__((target("bmi2"))) static size_t pack_bmi2(const unsigned char *h, 
     return pack_body(h, l, w, count, out, 0);
 }
 __attribute__((target("bmi2"))) static int unpack_bmi2(const unsigned char *in, size_t length, size_t count,
-                                                       void *sum) {
-    return unpack_body(in, length, count, sum, 0);
+                                                       void *sum, cexact_unpacked_bounds *bounds) {
+    return unpack_body(in, length, count, sum, 0, bounds);
 }
 VECTOR static size_t pack_vector(const unsigned char *h, const unsigned char *l, const int8_t *w, size_t count,
                                  unsigned char *out) {
     return pack_body(h, l, w, count, out, pack_whole_block);
 }
-VECTOR static int unpack_vector(const unsigned char *in, size_t length, size_t count, void *sum) {
-    return unpack_body(in, length, count, sum, unpack_whole_block);
+VECTOR static int unpack_vector(const unsigned char *in, size_t length, size_t count, void *sum,
+                                cexact_unpacked_bounds *bounds) {
+    return unpack_body(in, length, count, sum, unpack_whole_block, bounds);
 }
 #endif
 
@@ -255,12 +270,18 @@ size_t cexact_pack_range(const void *sum, size_t count, size_t first, size_t end
                        (const int8_t *)(bytes + cexact_windows_offset(count) + first), end - first, out);
 }
 
-int cexact_unpack(const unsigned char *in, size_t length, size_t count, void *sum) {
+int cexact_unpack_bounded(const unsigned char *in, size_t length, size_t count, void *sum,
+                          cexact_unpacked_bounds *bounds) {
     switch (cexact_pack_level()) {
 #if defined(__x86_64__)
-    case 2: return unpack_vector(in, length, count, sum);
-    case 1: return unpack_bmi2(in, length, count, sum);
+    case 2: return unpack_vector(in, length, count, sum, bounds);
+    case 1: return unpack_bmi2(in, length, count, sum, bounds);
 #endif
-    default: return unpack_portable(in, length, count, sum);
+    default: return unpack_portable(in, length, count, sum, bounds);
     }
+}
+
+int cexact_unpack(const unsigned char *in, size_t length, size_t count, void *sum) {
+    cexact_unpacked_bounds unused;
+    return cexact_unpack_bounded(in, length, count, sum, &unused);
 }

@@ -60,11 +60,16 @@ final class PartOwner {
     private var outgoing: [SharedPayload] = []
     private var outgoingTurn = 0
     private var outgoingStep: UInt64?
-    private var limbScratch: [UnsafeMutableRawPointer] = []
+    /// A contribution's limbs of a part unpacked, and the part's running total (made on first use).
+    private var madeLimbBuffers: (scratch: UnsafeMutableRawPointer, total: UnsafeMutableRawPointer)?
+    private var limbBuffers: (scratch: UnsafeMutableRawPointer, total: UnsafeMutableRawPointer) {
+        if let made = madeLimbBuffers { return made }
+        let bytes = GradientFrame.exactBytesPerParameter * parts.size
+        madeLimbBuffers = (.allocate(byteCount: bytes, alignment: 64), .allocate(byteCount: bytes, alignment: 64))
+        return madeLimbBuffers!
+    }
     private let pointers: UnsafeMutablePointer<UnsafePointer<Float>?>
     private let sums: UnsafeMutablePointer<UnsafeRawPointer?>
-    private let unusedLimbs = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
-    private let unusedWindows = UnsafeMutablePointer<Int8>.allocate(capacity: 1)
 
     struct Key: Hashable {
         let worker: UInt32
@@ -96,11 +101,9 @@ final class PartOwner {
     }
 
     deinit {
-        for block in limbScratch { block.deallocate() }
+        if let made = madeLimbBuffers { [made.scratch, made.total].forEach { $0.deallocate() } }
         pointers.deallocate()
         sums.deallocate()
-        unusedLimbs.deallocate()
-        unusedWindows.deallocate()
     }
 
     /// The parts the layout gives this owner now.
@@ -209,6 +212,12 @@ final class PartOwner {
         }
         let payload = stepPayload(packs: order.packsMeans)
         let out = payload.bytes.assumingMemoryBound(to: Float.self) + range.lowerBound
+        // Packed limbs are unpacked one contribution at a time into `scratch` and added into `total` at once, both
+        // a part's size: they stay in cache, where unpacking them all first and adding them together read every
+        // contribution's 17 bytes a parameter back from memory.
+        let (scratch, total) = limbBuffers
+        let high = total.assumingMemoryBound(to: UInt64.self), low = high + n
+        let windows = (total + cexact_windows_offset(n)).assumingMemoryBound(to: Int8.self)
         var floats = 0, limbs = 0, diverged = false
         var copies: [UnsafeMutablePointer<Float>] = []
         defer { for copy in copies { copy.deallocate() } }
@@ -217,21 +226,19 @@ final class PartOwner {
             for array in arrays.keys.sorted() {
                 switch arrays[array]! {
                 case .packedLimbs(let message, let saw):
-                    if limbScratch.count <= limbs {
-                        limbScratch.append(.allocate(byteCount: GradientFrame.exactBytesPerParameter * parts.size,
-                                                     alignment: 64))
-                    }
-                    let target = limbScratch[limbs]
+                    var bounds = cexact_unpacked_bounds()
                     let ok = message.withUnsafeBytes { bytes in
-                        cexact_unpack(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, n, target) == 1
+                        cexact_unpack_bounded(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, n,
+                                              scratch, &bounds) == 1
                     }
-                    let unpacked = UnsafeRawBufferPointer(start: target, count: GradientFrame.exactBytesPerParameter * n)
-                    let wrong = ok ? (saw ? nil : ResultCheck.limbsImplausibility(unpacked, microShards: c.microShards,
-                                                                               threads: 1))
+                    let unpacked = UnsafeRawBufferPointer(start: scratch, count: GradientFrame.exactBytesPerParameter * n)
+                    let wrong = ok ? (saw ? nil : ResultCheck.unpackedImplausibility(unpacked, bounds: bounds,
+                                                                                  microShards: c.microShards))
                                    : "packed limbs that do not unpack to \(n) parameters"
                     if let wrong { return try refuse(c, part: part, wrong) }
                     diverged = diverged || saw
-                    sums[limbs] = UnsafeRawPointer(target)
+                    sums[0] = UnsafeRawPointer(scratch)
+                    cexact_combine(high, low, windows, limbs == 0 ? 1 : 0, sums, 1, nil, 0, nil, 1, nil, n, 0, n)
                     limbs += 1
                 case .floats(let frame):
                     // Read where it lies when aligned; copied otherwise.
@@ -258,8 +265,8 @@ final class PartOwner {
             }
         case .exact:
             var finite: Int32 = 0
-            let largest = cexact_combine(unusedLimbs, unusedLimbs, unusedWindows, 1, sums, Int32(limbs), pointers,
-                                         Int32(floats), out, Double(order.samples), &finite, n, 0, n)
+            let largest = cexact_combine(high, low, windows, limbs == 0 ? 1 : 0, nil, 0, pointers, Int32(floats), out,
+                                         Double(order.samples), &finite, n, 0, n)
             // A sum that saw a NaN or ∞ means nothing: every receiver finds the NaN and the coordinator stops the run
             // as diverged, as it does with the star.
             if diverged || finite != 1 || largest >= 0x7F80_0000 { out[0] = .nan }

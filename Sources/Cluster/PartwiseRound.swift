@@ -87,14 +87,16 @@ final class PartwiseRound {
             // Each part's limbs at 17 bytes a parameter from its first: 8-byte aligned, as parts start on multiples of 16.
             let target = copies(floats: (GradientFrame.exactBytesPerParameter * parameterCount + 3) / 4)
                 + GradientFrame.exactBytesPerParameter * first
-            guard cexact_unpack(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, n, target) == 1 else {
+            var bounds = cexact_unpacked_bounds()
+            guard cexact_unpack_bounded(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, n, target,
+                                        &bounds) == 1 else {
                 return "packed limbs of \(bytes.count) bytes that are not a sum of part \(part)'s \(n) parameters"
             }
             // A diverged sum's limbs mean nothing (the run stops); any other's must be a possible sum.
             let unpacked = UnsafeRawBufferPointer(start: target, count: GradientFrame.exactBytesPerParameter * n)
             if diverged {
                 attempts[attempt]!.diverged = true
-            } else if let wrong = ResultCheck.limbsImplausibility(unpacked, microShards: microShards, threads: 1) {
+            } else if let wrong = ResultCheck.unpackedImplausibility(unpacked, bounds: bounds, microShards: microShards) {
                 return wrong + " in part \(part)"
             }
             attempts[attempt]!.values[slot] = UnsafeRawPointer(target)

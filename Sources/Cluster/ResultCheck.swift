@@ -21,7 +21,7 @@ enum ResultCheck {
         guard frame.exact, !frame.overflowed else { return nil }
         // Each micro-shard's value deposits at most GradientSum.depositLimit in each limb, and a window's raise
         // only moves a limb's sum, so no limb of a real result exceeds depositLimit × micro-shards (≤ 2⁶²).
-        let limit = GradientSum.depositLimit * Int64(min(max(1, microShards), GradientSum.maximumMicroShards))
+        let limit = limbLimit(microShards: microShards)
         guard frame.lossHigh.magnitude <= limit.magnitude, frame.lossLow.magnitude <= limit.magnitude,
               GradientSum.lossWindows.contains(Int(frame.lossWindow)) else {
             return "a loss sum no \(microShards) micro-shards can produce"
@@ -48,10 +48,29 @@ enum ResultCheck {
         }
     }
 
+    /// The bound on every limb of a real sum of `microShards` micro-shards.
+    static func limbLimit(microShards: Int) -> Int64 {
+        GradientSum.depositLimit * Int64(min(max(1, microShards), GradientSum.maximumMicroShards))
+    }
+
+    /// As `limbsImplausibility`, of limbs `cexact_unpack_bounded` just wrote: when the packed widths and windows
+    /// already lie inside the bounds (as a real sum's do), the limbs are not read again.
+    static func unpackedImplausibility(_ bytes: UnsafeRawBufferPointer, bounds: cexact_unpacked_bounds,
+                                       microShards: Int) -> String? {
+        // w bits in two's complement hold magnitudes up to 2^(w-1): up to the limit for w ≤ ⌊log2 limit⌋ + 1.
+        let widest = Int32(64 - limbLimit(microShards: microShards).leadingZeroBitCount)
+        let windows = GradientSum.gradientWindows
+        if bounds.high_bits <= widest, bounds.low_bits <= widest, windows.contains(Int(bounds.lowest_window)),
+           windows.contains(Int(bounds.highest_window)) {
+            return nil
+        }
+        return limbsImplausibility(bytes, microShards: microShards, threads: 1)
+    }
+
     /// Why `bytes`, an exact sum of `microShards` micro-shards in `cexact_merge`'s layout, cannot be one; nil if it
     /// can.
     static func limbsImplausibility(_ bytes: UnsafeRawBufferPointer, microShards: Int, threads: Int) -> String? {
-        let limit = GradientSum.depositLimit * Int64(min(max(1, microShards), GradientSum.maximumMicroShards))
+        let limit = limbLimit(microShards: microShards)
         let windows = GradientSum.gradientWindows
         let count = bytes.count / GradientFrame.exactBytesPerParameter
         // Bit 0: every limb within ±limit; bit 1: every window in range (`cexact_within`, in vector registers).

@@ -3,9 +3,9 @@ import Testing
 
 /// The packed forms' builds (portable, BMI2, AVX-512 with VBMI; `cexact_pack_level`) against the portable one: the
 /// same bytes from every sum, the same verdict on every stream — packed ones and ones damaged after packing — and the
-/// same sum from every stream they accept. The sums are made block by block at every width the form has (0–64 bits,
-/// each low-limb shift), so each of the vector build's paths (four, two or one limb a put; a width past 56 bits; a
-/// block too near the stream's end for a 64-byte read) is taken.
+/// same sum, and the same bounds on its limbs, from every stream they accept. The sums are made block by block at
+/// every width the form has (0–64 bits, each low-limb shift), so each of the vector build's paths (four, two or one
+/// limb a put; a width past 56 bits; a block too near the stream's end for a 64-byte read) is taken.
 @Suite(.serialized) struct PackedBuildsTests {
     struct Mix {
         var state: UInt64
@@ -50,10 +50,28 @@ import Testing
         return Array(packed[..<length])
     }
 
-    /// The verdict on `stream` and, when accepted, the sum it gives.
-    static func unpack(_ stream: [UInt8], count: Int) -> [UInt8]? {
-        var back = [UInt8](repeating: 0, count: Int(CEXACT_BYTES_PER_PARAMETER) * count)
-        return cexact_unpack(stream, stream.count, count, &back) == 1 ? back : nil
+    /// What a stream unpacks to: the sum, and the bounds its headers give (widest high and low limb, windows).
+    struct Unpacked: Equatable {
+        let sum: [UInt8]
+        let bounds: [Int32]
+    }
+
+    /// The verdict on `stream` and, when accepted, the sum it gives. `cexact_unpack` must give the same verdict and sum.
+    static func unpack(_ stream: [UInt8], count: Int) -> Unpacked? {
+        var back = [UInt8](repeating: 0, count: Int(CEXACT_BYTES_PER_PARAMETER) * count), plain = back
+        var b = cexact_unpacked_bounds()
+        let accepted = cexact_unpack_bounded(stream, stream.count, count, &back, &b) == 1
+        #expect((cexact_unpack(stream, stream.count, count, &plain) == 1) == accepted && (!accepted || plain == back))
+        return accepted ? Unpacked(sum: back, bounds: [b.high_bits, b.low_bits, b.lowest_window, b.highest_window]) : nil
+    }
+
+    /// The bounds read off the sum itself: the bits its widest high and low limbs need in two's complement, and its
+    /// lowest and highest window.
+    static func bounds(of sum: [UInt8], count: Int) -> [Int32] {
+        let limbs = sum.withUnsafeBytes { bytes in (0..<2 * count).map { bytes.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self) } }
+        let needs = { (v: Int64) in v == 0 ? 0 : Int32(65 - (v ^ (v >> 63)).leadingZeroBitCount) }
+        let windows = sum[(16 * count)...].map { Int32(Int8(bitPattern: $0)) }
+        return [limbs[..<count].map(needs).max()!, limbs[count...].map(needs).max()!, windows.min()!, windows.max()!]
     }
 
     /// `reference` as packed, then damaged: a bit flipped (six times), cut short, a byte too many.
@@ -99,7 +117,8 @@ import Testing
             let sum = Self.sum(count: count, &mix)
             #expect(cexact_use_pack_level(0) == 1)
             let reference = Self.pack(sum, count: count)
-            #expect(Self.unpack(reference, count: count) == sum, "\(count) parameters, portable build")
+            #expect(Self.unpack(reference, count: count) == Unpacked(sum: sum, bounds: Self.bounds(of: sum, count: count)),
+                    "\(count) parameters, portable build")
             // The stream as packed, then damaged, and with a shift too far.
             var streams = Self.damaged(reference, &mix)
             if reference.count > 3 && reference[0] & 1 == 1 {

@@ -74,6 +74,16 @@ size_t cexact_pack_range(const void *sum, size_t count, size_t first, size_t end
 /* Unpacks `length` bytes into `sum` (the layout above, CEXACT_BYTES_PER_PARAMETER * count bytes); returns 1 if they are exactly one
  * packed sum of `count` parameters, 0 if not (what was written is then not a sum). Reads nothing past `length`. */
 int cexact_unpack(const unsigned char *in, size_t length, size_t count, void *sum);
+/* What the packed form's headers say of the limbs cexact_unpack_bounded wrote, without reading them: every high limb
+ * lies in [-2^(high_bits-1), 2^(high_bits-1)) and every low limb in [-2^(low_bits-1), 2^(low_bits-1)) (0: all zero),
+ * every window in [lowest_window, highest_window]. Enough to pass a sum's bounds check (cexact_within) when they lie
+ * inside it; only when not must the limbs be read. */
+typedef struct {
+    int high_bits, low_bits, lowest_window, highest_window;
+} cexact_unpacked_bounds;
+/* cexact_unpack, and (when it returns 1) the bounds above. */
+int cexact_unpack_bounded(const unsigned char *in, size_t length, size_t count, void *sum,
+                          cexact_unpacked_bounds *bounds);
 
 /* The packed wire form of Floats (see pack_floats.c): every bit pattern kept, about 12 % fewer bytes on gradients
  * and means; at most cexact_pack_floats_bound(count) bytes. */
