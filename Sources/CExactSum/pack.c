@@ -97,7 +97,8 @@ INLINE int unpack_body(const unsigned char *in, size_t length, size_t count, voi
     int8_t *windows = (int8_t *)(bytes + cexact_windows_offset(count));
     size_t position = 0, bits = 8 * length;
     /* The widths and windows seen (a block's header gives them), so a check of the limbs need not read them. */
-    int high_bits = 0, low_bits = 0, lowest = 127, highest = -128;
+    int high_bits = 0, low_bits = 0;
+    uint32_t windows_seen = 0; /* bit w + WINDOW_BIAS for each window w decoded */
     for (size_t start = 0; start < count; start += PACK_BLOCK) {
         size_t n = count - start < PACK_BLOCK ? count - start : PACK_BLOCK;
         /* The header, 1 + 5 (or 5 per parameter) + 20 bits, lies before the end. */
@@ -109,7 +110,9 @@ INLINE int unpack_body(const unsigned char *in, size_t length, size_t count, voi
             if (i > 0 && uniform) {
                 windows[start + i] = windows[start];
             } else {
-                windows[start + i] = (int8_t)((int)get_bits(in, length, position, 5) - WINDOW_BIAS);
+                uint32_t biased = (uint32_t)get_bits(in, length, position, 5);
+                windows[start + i] = (int8_t)((int)biased - WINDOW_BIAS);
+                windows_seen |= UINT32_C(1) << biased;
                 position += 5;
             }
         }
@@ -118,12 +121,9 @@ INLINE int unpack_body(const unsigned char *in, size_t length, size_t count, voi
         position += 20;
         size_t end = position + n * (size_t)(nh + nl);
         if (nh > 64 || nl > 64 || end > bits) return 0;
-        for (size_t i = 0; i < (uniform ? 1 : n); i++) {
-            lowest = windows[start + i] < lowest ? windows[start + i] : lowest;
-            highest = windows[start + i] > highest ? windows[start + i] : highest;
-        }
+        int low_width = nl ? nl + shift : 0;
         high_bits = nh > high_bits ? nh : high_bits;
-        low_bits = nl && nl + shift > low_bits ? nl + shift : low_bits;
+        low_bits = low_width > low_bits ? low_width : low_bits;
         if (whole && n == PACK_BLOCK) {
             int done = whole(in, length, position, nh, nl, shift, bytes + 8 * start, bytes + 8 * (count + start));
             if (done < 0) return 0;
@@ -149,8 +149,8 @@ INLINE int unpack_body(const unsigned char *in, size_t length, size_t count, voi
     if ((position + 7) / 8 != length) return 0;
     bounds->high_bits = high_bits;
     bounds->low_bits = low_bits;
-    bounds->lowest_window = count ? lowest : 0;
-    bounds->highest_window = count ? highest : 0;
+    bounds->lowest_window = windows_seen ? __builtin_ctz(windows_seen) - WINDOW_BIAS : 0;
+    bounds->highest_window = windows_seen ? 31 - __builtin_clz(windows_seen) - WINDOW_BIAS : 0;
     return position % 8 == 0 || (in[length - 1] >> (position % 8)) == 0;
 }
 
