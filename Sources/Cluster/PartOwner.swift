@@ -226,25 +226,28 @@ final class PartOwner {
             for array in arrays.keys.sorted() {
                 switch arrays[array]! {
                 case .packedLimbs(let message, let saw):
+                    // The first straight into the total.
+                    let target = limbs == 0 ? total : scratch
                     var bounds = cexact_unpacked_bounds()
                     let ok = message.withUnsafeBytes { bytes in
                         cexact_unpack_bounded(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, n,
-                                              scratch, &bounds) == 1
+                                              target, &bounds) == 1
                     }
-                    let unpacked = UnsafeRawBufferPointer(start: scratch, count: GradientFrame.exactBytesPerParameter * n)
+                    let unpacked = UnsafeRawBufferPointer(start: target, count: GradientFrame.exactBytesPerParameter * n)
                     let wrong = ok ? (saw ? nil : ResultCheck.unpackedImplausibility(unpacked, bounds: bounds,
                                                                                   microShards: c.microShards))
                                    : "packed limbs that do not unpack to \(n) parameters"
                     if let wrong { return try refuse(c, part: part, wrong) }
                     diverged = diverged || saw
-                    sums[0] = UnsafeRawPointer(scratch)
-                    cexact_combine(high, low, windows, limbs == 0 ? 1 : 0, sums, 1, nil, 0, nil, 1, nil, n, 0, n)
+                    if limbs > 0 {
+                        sums[0] = UnsafeRawPointer(scratch)
+                        cexact_combine(high, low, windows, 0, sums, 1, nil, 0, nil, 1, nil, n, 0, n)
+                    }
                     limbs += 1
                 case .floats(let frame):
                     // Read where it lies when aligned; copied otherwise.
-                    let pointer = frame.message.withUnsafeBytes { $0.baseAddress! }
-                    if Int(bitPattern: pointer) % MemoryLayout<Float>.alignment == 0 {
-                        pointers[floats] = pointer.assumingMemoryBound(to: Float.self)
+                    if let values = frame.inPlace {
+                        pointers[floats] = values
                     } else {
                         let copy = UnsafeMutablePointer<Float>.allocate(capacity: n)
                         frame.copy(into: copy)

@@ -143,8 +143,11 @@ final class ShardedWorker {
     /// A part's mean from its owner (or this worker as owner).
     func mean(_ mean: MeanPart, step: UInt64) throws {
         guard weights.step == step else { return keepEarly(mean, step: step) }
-        mean.values.copy(into: scratch.pointer)
-        try apply(range: mean.range, values: UnsafePointer(scratch.pointer), learningRate: mean.learningRate,
+        let values = mean.values.inPlace ?? {
+            mean.values.copy(into: scratch.pointer)
+            return UnsafePointer(scratch.pointer)
+        }()
+        try apply(range: mean.range, values: values, learningRate: mean.learningRate,
                   optimizerStep: mean.optimizerStep, samples: mean.samples, step: step)
     }
 

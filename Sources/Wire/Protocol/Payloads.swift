@@ -129,6 +129,14 @@ package struct FloatFrame {
     package func copy(into destination: UnsafeMutablePointer<Float>) {
         message.withUnsafeBytes { UnsafeMutableRawPointer(destination).copyMemory(from: $0.baseAddress!, byteCount: count * 4) }
     }
+
+    /// The values where they lie, when aligned for Floats (libzmq's frames are, in practice); valid while the frame
+    /// is kept. Nil: `copy(into:)` them.
+    package var inPlace: UnsafePointer<Float>? {
+        let bytes = message.withUnsafeBytes { $0.baseAddress }
+        guard let bytes, Int(bitPattern: bytes) % MemoryLayout<Float>.alignment == 0 else { return nil }
+        return bytes.assumingMemoryBound(to: Float.self)
+    }
 }
 
 /// A worker's gradient sum: statistics from the header, values read in place from the frame.
