@@ -41,6 +41,8 @@ final class PartOwner {
     private let reduction: Reduction
     private let parts: PartSplit
     private var parameterCount: Int { parts.parameterCount }
+    /// The sums' room in a step's memory: every parameter's Float, padded as optimizers read the last part.
+    private var floatBytes: Int { 4 * Buffer<Float>.padded(parameterCount) }
     /// Whether the layout gives this owner a part now.
     private let owns: (Int) -> Bool
     private let refute: (_ contribution: OrderedContribution, _ part: Int, _ why: String, _ step: UInt64) throws -> Void
@@ -182,13 +184,17 @@ final class PartOwner {
     /// The memory this step's sums are written to (with room for them packed, if `packs`): one libzmq holds no more,
     /// or new memory.
     private func stepPayload(packs: Bool) -> SharedPayload {
-        let byteCount = 4 * parameterCount + (packs ? parts.packedRoom : 0)
+        let byteCount = floatBytes + (packs ? parts.packedRoom : 0)
         if outgoingStep != step || outgoing[outgoingTurn].byteCount < byteCount {
             outgoingStep = step
             if let free = outgoing.firstIndex(where: { $0.isIdle && $0.byteCount >= byteCount }) {
                 outgoingTurn = free
             } else {
-                outgoing.append(SharedPayload(byteCount: byteCount))
+                let payload = SharedPayload(byteCount: byteCount)
+                // The padding after the sums, which optimizers read with the last part, holds zeros.
+                (payload.bytes + 4 * parameterCount).initializeMemory(as: UInt8.self, repeating: 0,
+                                                                      count: floatBytes - 4 * parameterCount)
+                outgoing.append(payload)
                 outgoingTurn = outgoing.count - 1
             }
         }
@@ -197,27 +203,10 @@ final class PartOwner {
 
     /// Adds `part` of the ordered contributions, in micro-shard order, and delivers it.
     private func sum(_ part: Int, _ order: OrderedSum) throws {
+        guard try allHeld(part, order) else { return }
         let range = parts[part], n = range.count
-        for c in order.contributions {
-            // Gone when refuted on another part: the part waits for the order without it.
-            guard let arrays = held[Key(worker: c.worker, attempt: c.attempt)]?[part]?.values else {
-                return try reopen(part)
-            }
-            let packed = arrays.values.contains { if case .packedLimbs = $0 { true } else { false } }
-            let expected = packed ? 1 : (reduction == .fast ? 1 : c.microShards)
-            if arrays.count != expected {
-                return try refuse(c, part: part, "\(arrays.count) arrays where its \(c.microShards) micro-shards "
-                    + "take \(expected)\(packed ? " (packed limbs are one)" : "")")
-            }
-        }
         let payload = stepPayload(packs: order.packsMeans)
         let out = payload.bytes.assumingMemoryBound(to: Float.self) + range.lowerBound
-        // Packed limbs are unpacked one contribution at a time into `scratch` and added into `total` at once, both
-        // a part's size: they stay in cache, where unpacking them all first and adding them together read every
-        // contribution's 17 bytes a parameter back from memory.
-        let (scratch, total) = limbBuffers
-        let high = total.assumingMemoryBound(to: UInt64.self), low = high + n
-        let windows = (total + cexact_windows_offset(n)).assumingMemoryBound(to: Int8.self)
         var floats = 0, limbs = 0, diverged = false
         var copies: [UnsafeMutablePointer<Float>] = []
         defer { for copy in copies { copy.deallocate() } }
@@ -226,24 +215,11 @@ final class PartOwner {
             for array in arrays.keys.sorted() {
                 switch arrays[array]! {
                 case .packedLimbs(let message, let saw):
-                    // The first straight into the total.
-                    let target = limbs == 0 ? total : scratch
-                    var bounds = cexact_unpacked_bounds()
-                    let ok = message.withUnsafeBytes { bytes in
-                        cexact_unpack_bounded(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, n,
-                                              target, &bounds) == 1
+                    if let wrong = addLimbs(message, count: n, first: limbs == 0, microShards: c.microShards,
+                                            diverged: saw) {
+                        return try refuse(c, part: part, wrong)
                     }
-                    let unpacked = UnsafeRawBufferPointer(start: target, count: GradientFrame.exactBytesPerParameter * n)
-                    let wrong = ok ? (saw ? nil : ResultCheck.unpackedImplausibility(unpacked, bounds: bounds,
-                                                                                  microShards: c.microShards))
-                                   : "packed limbs that do not unpack to \(n) parameters"
-                    if let wrong { return try refuse(c, part: part, wrong) }
-                    diverged = diverged || saw
-                    if limbs > 0 {
-                        sums[0] = UnsafeRawPointer(scratch)
-                        cexact_combine(high, low, windows, 0, sums, 1, nil, 0, nil, 1, nil, n, 0, n)
-                    }
-                    limbs += 1
+                    (limbs, diverged) = (limbs + 1, diverged || saw)
                 case .floats(let frame):
                     // Read where it lies when aligned; copied otherwise.
                     if let values = frame.inPlace {
@@ -267,6 +243,7 @@ final class PartOwner {
                 for i in 0..<n { out[i] += values[i] }
             }
         case .exact:
+            let (high, low, windows) = limbArrays(of: limbBuffers.total, count: n)
             var finite: Int32 = 0
             let largest = cexact_combine(high, low, windows, limbs == 0 ? 1 : 0, nil, 0, pointers, Int32(floats), out,
                                          Double(order.samples), &finite, n, 0, n)
@@ -276,6 +253,59 @@ final class PartOwner {
         }
         // The contributions stay held until the step ends: a later order revision has the part added again.
         try deliver(Summed(part: part, range: range, payload: payload, order: order, step: step,
-                           packedAt: 4 * parameterCount + parts.packedOffset(of: part)))
+                           packedAt: floatBytes + parts.packedOffset(of: part)))
+    }
+
+    /// Whether every contribution the order names holds `part`, in as many arrays as it takes; if one is gone (refuted
+    /// on another part) the part waits again, and one of the wrong shape is refused.
+    private func allHeld(_ part: Int, _ order: OrderedSum) throws -> Bool {
+        for c in order.contributions {
+            guard let arrays = held[Key(worker: c.worker, attempt: c.attempt)]?[part]?.values else {
+                try reopen(part)
+                return false
+            }
+            let packed = arrays.values.contains { if case .packedLimbs = $0 { true } else { false } }
+            let expected = packed ? 1 : (reduction == .fast ? 1 : c.microShards)
+            let wrong = packed && reduction == .fast ? "packed limbs, where fast mode sends Floats"
+                : arrays.count != expected ? "\(arrays.count) arrays where its \(c.microShards) micro-shards take "
+                    + "\(expected)\(packed ? " (packed limbs are one)" : "")" : nil
+            if let wrong {
+                try refuse(c, part: part, wrong)
+                return false
+            }
+        }
+        return true
+    }
+
+    /// Unpacks a contribution's packed limbs of a part of `count` parameters and adds them into the part's total, or
+    /// (`first`) makes the total of them. Packed limbs go one contribution at a time through one part-sized buffer,
+    /// so both stay in cache (unpacking every contribution first and adding them together read each one's 17 bytes a
+    /// parameter back from memory). Returns why they are no possible sum of `microShards` micro-shards, or nil.
+    private func addLimbs(_ message: Message, count n: Int, first: Bool, microShards: Int, diverged: Bool) -> String? {
+        let (scratch, total) = limbBuffers, target = first ? total : scratch
+        var bounds = cexact_unpacked_bounds()
+        let ok = message.withUnsafeBytes { bytes in
+            cexact_unpack_bounded(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, n, target,
+                                  &bounds) == 1
+        }
+        guard ok else { return "packed limbs that do not unpack to \(n) parameters" }
+        // A diverged sum's limbs mean nothing (the mean says so); any other's must be a possible sum.
+        let unpacked = UnsafeRawBufferPointer(start: target, count: GradientFrame.exactBytesPerParameter * n)
+        if !diverged, let wrong = ResultCheck.unpackedImplausibility(unpacked, bounds: bounds, microShards: microShards) {
+            return wrong
+        }
+        if !first {
+            let (high, low, windows) = limbArrays(of: total, count: n)
+            sums[0] = UnsafeRawPointer(scratch)
+            cexact_combine(high, low, windows, 0, sums, 1, nil, 0, nil, 1, nil, n, 0, n)
+        }
+        return nil
+    }
+
+    /// The high limbs, low limbs and windows of a sum of `count` parameters at `sum` (`cexact_merge`'s layout).
+    private func limbArrays(of sum: UnsafeMutableRawPointer, count: Int)
+        -> (UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<Int8>) {
+        let high = sum.assumingMemoryBound(to: UInt64.self)
+        return (high, high + count, (sum + cexact_windows_offset(count)).assumingMemoryBound(to: Int8.self))
     }
 }

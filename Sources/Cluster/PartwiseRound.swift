@@ -18,7 +18,7 @@ final class PartwiseRound {
         var values: [UnsafeRawPointer?]
         var messages: [Message] = []
         var copies: Buffer<Float>?
-        /// Its limbs' sum saw a NaN or ∞: every part it is in says the run diverged.
+        /// A part of its limbs said the sum saw a NaN or ∞ (the part that holds one does): the run diverged.
         var diverged = false
     }
 
@@ -171,8 +171,8 @@ final class PartwiseRound {
         switch reduction {
         case .fast:
             precondition(count > 0, "part \(part) summed with no values")
-            // One sum is read where it lies, unless the part ends off a block of 8, which RMSProp reads whole.
-            guard count > 1 || n % 8 != 0 else { return (pointers[0]!, true) }
+            // One sum is read where it lies, unless the part ends off a 16-value block, which optimizers read whole.
+            guard count > 1 || !Buffer<Float>.readsWhole(n) else { return (pointers[0]!, true) }
             guard count > 1 else {
                 (sum.floats + range.lowerBound).update(from: pointers[0]!, count: n)
                 return (UnsafePointer(sum.floats + range.lowerBound), true)

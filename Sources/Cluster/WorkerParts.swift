@@ -138,8 +138,8 @@ final class PartSender {
 
     /// An exact sum's limbs (`cexact_merge`'s layout), each part packed on its own into `out`, one after another,
     /// and sent: more than two micro-shards' Floats would be more bytes. Each part's held micro-shards are added
-    /// just before it is packed (`GradientSum.settle`), and a part says it diverged when its own values, or the
-    /// sum's loss, saw a NaN or ∞.
+    /// just before it is packed (`GradientSum.settle`); a part says it diverged as `settle` tells (the part holding
+    /// a NaN or ∞ always does).
     func sendPackedLimbs(of sum: GradientSum, into out: SharedPayload) throws {
         var offset = 0, index = parts.count
         // Last part first, as Floats go: the coordinator can update a part once every worker has sent it.

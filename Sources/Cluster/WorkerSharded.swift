@@ -143,7 +143,8 @@ final class ShardedWorker {
     /// A part's mean from its owner (or this worker as owner).
     func mean(_ mean: MeanPart, step: UInt64) throws {
         guard weights.step == step else { return keepEarly(mean, step: step) }
-        let values = mean.values.inPlace ?? {
+        // Read where they lie unless the optimizer would read past them (a part that ends off a 16-value block).
+        let values = (Buffer<Float>.readsWhole(mean.range.count) ? mean.values.inPlace : nil) ?? {
             mean.values.copy(into: scratch.pointer)
             return UnsafePointer(scratch.pointer)
         }()

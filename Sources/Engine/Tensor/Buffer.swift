@@ -24,6 +24,10 @@ package final class Buffer<Element: BitwiseCopyable> {
     /// `count` rounded up to a whole number of 16-element blocks (at least one).
     package static func padded(_ count: Int) -> Int { max(16, (count + 15) & ~15) }
 
+    /// Whether `count` values elsewhere (a message's) may be handed to loops that read `padded(count)` of them, as
+    /// optimizers read gradients: only when that is no more than there are.
+    package static func readsWhole(_ count: Int) -> Bool { padded(count) == count }
+
     /// Allocates a buffer holding a copy of `values`.
     package convenience init(_ values: [Element]) {
         self.init(count: values.count)

@@ -234,8 +234,9 @@ package final class GradientSum {
     /// final, while they are still in cache: a worker packs each part of its result there, so the limbs are not read
     /// back from memory (which cost as much as the packing). `ranges` must tile the parameters (a `PartSplit`'s
     /// parts, in any order). `body` gets the sum's bytes (`valueBytes`' layout, final in the range), and whether the
-    /// range, or the sum's counts, saw a NaN or ∞: a range's limbs depend on its own values only. When `body` throws, the ranges left are still taken in, then the error
-    /// is thrown: the sum is whole either way.
+    /// range's held values, or anything the sum took in before (its counts, earlier micro-shards), saw a NaN or ∞:
+    /// the range that holds one is always told so, others may be. When `body` throws, the ranges left are still
+    /// taken in, then the error is thrown: the sum is whole either way.
     package func settle(_ ranges: some Collection<Range<Int>>,
                         _ body: (Range<Int>, _ bytes: UnsafeRawPointer, _ sawNonFinite: Bool) throws -> Void) throws {
         precondition(ranges.reduce(0) { $0 + $1.count } == count, "settling ranges that do not tile the sum")

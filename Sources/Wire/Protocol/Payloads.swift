@@ -113,8 +113,8 @@ package enum Disposition: UInt64, Sendable {
 }
 
 /// A result part's values: Floats (a fast sum's, or one exact micro-shard's), or an exact sum's limbs packed as
-/// `cexact_pack_range` packs them (unpacked, and checked, where they are used; `diverged`: the sum saw a NaN or ∞,
-/// so its limbs mean nothing and the step stops the run).
+/// `cexact_pack_range` packs them (unpacked, and checked, where they are used; `diverged`: the sum saw a NaN or ∞ —
+/// at least the part that holds one says so — so its limbs mean nothing and the step stops the run).
 package enum PartValues {
     case floats(FloatFrame)
     case packedLimbs(Message, diverged: Bool)
