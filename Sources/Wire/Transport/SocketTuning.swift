@@ -16,7 +16,10 @@ package enum SocketTuning {
     /// LINGER 0 so a closing coordinator never waits on dead workers. libzmq's own heartbeat drops a connection
     /// silent for as long as the application declares a worker lost (`silence`), never sooner.
     /// `queuedPerWorker`: messages that may wait for one worker (a step in parts sends it one per part, while it may
-    /// still be busy sending its own).
+    /// still be busy sending its own). Its receiving side never stalls (RCVHWM 0), as peers' sockets: libzmq 4.3.4
+    /// asserts when a connection fails while its input is stalled (stream_engine_base.cpp:331), which a worker
+    /// declared lost and reconnecting under load did; the poll loop reads continuously, and what a member may send
+    /// is bounded by its assignments (PeerGuard cuts off senders of malformed messages).
     package static func coordinator(_ socket: Socket, maximumMessageBytes: Int, heartbeat: Duration = defaultHeartbeat,
                                    silence: Duration = defaultSilence, queuedPerWorker: Int = Int(highWaterMark)) throws {
         try socket.set(ZMQ_ROUTER_MANDATORY, 1)
@@ -26,6 +29,7 @@ package enum SocketTuning {
         try socket.set(ZMQ_HANDSHAKE_IVL, handshakeLimit)
         try common(socket, maximumMessageBytes: maximumMessageBytes, heartbeat: heartbeat, silence: silence)
         try socket.set(ZMQ_SNDHWM, Int32(clamping: max(queuedPerWorker, Int(highWaterMark))))
+        try socket.set(ZMQ_RCVHWM, 0)
     }
 
     /// A worker's DEALER, with a routing id that stays the same across reconnects so the coordinator knows it.
