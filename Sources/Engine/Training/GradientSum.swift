@@ -222,9 +222,19 @@ package final class GradientSum {
     /// Takes everything held into the limbs (before anything else is added, or the limbs are read).
     private func settleHeld() {
         guard heldFloatCount + heldSumCount > 0 else { return }
-        let largest = cexact_combine(limbPointer(0), limbPointer(count), windows, limbsEmpty ? 1 : 0, heldSums,
-                                     Int32(heldSumCount), heldFloats, Int32(heldFloatCount), nil, 1, nil, count, 0, count)
-        sawNonFinite = sawNonFinite || largest >= 0x7F80_0000
+        let largest = takeHeld(0..<count)
+        heldTaken(sawNonFinite: largest >= 0x7F80_0000)
+    }
+
+    /// Adds what is held into the limbs of `range`; the largest magnitude bits of the held Floats there.
+    private func takeHeld(_ range: Range<Int>) -> UInt32 {
+        cexact_combine(limbPointer(0), limbPointer(count), windows, limbsEmpty ? 1 : 0, heldSums, Int32(heldSumCount),
+                       heldFloats, Int32(heldFloatCount), nil, 1, nil, count, range.lowerBound, range.upperBound)
+    }
+
+    /// Every range has taken what is held: nothing is held any more.
+    private func heldTaken(sawNonFinite saw: Bool) {
+        sawNonFinite = sawNonFinite || saw
         limbsEmpty = false
         heldFloatCount = 0
         heldSumCount = 0
@@ -246,17 +256,12 @@ package final class GradientSum {
         }
         var failure: (any Error)?, anyNonFinite = false
         for range in ranges {
-            let largest = cexact_combine(limbPointer(0), limbPointer(count), windows, limbsEmpty ? 1 : 0, heldSums,
-                                         Int32(heldSumCount), heldFloats, Int32(heldFloatCount), nil, 1, nil, count,
-                                         range.lowerBound, range.upperBound)
-            anyNonFinite = anyNonFinite || largest >= 0x7F80_0000
+            let saw = takeHeld(range) >= 0x7F80_0000
+            anyNonFinite = anyNonFinite || saw
             guard failure == nil else { continue }
-            do { try body(range, storage, sawNonFinite || largest >= 0x7F80_0000) } catch { failure = error }
+            do { try body(range, storage, sawNonFinite || saw) } catch { failure = error }
         }
-        sawNonFinite = sawNonFinite || anyNonFinite
-        limbsEmpty = false
-        heldFloatCount = 0
-        heldSumCount = 0
+        heldTaken(sawNonFinite: anyNonFinite)
         if let failure { throw failure }
     }
 
