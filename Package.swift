@@ -35,6 +35,8 @@ let package = Package(
         .target(name: "CExactSum", dependencies: ["CPlatform"]),
         // SGD's and Adam's elementwise updates, built for SSE2, AVX2 and AVX-512 and chosen at run time.
         .target(name: "CUpdate", dependencies: ["CPlatform"]),
+        // The keyed digest (NH) a worker's replica of the weights is compared by, built three ways like the others.
+        .target(name: "CDigest", dependencies: ["CPlatform"]),
         .target(name: "Wire", dependencies: ["CZeroMQ", "CPlatform", "CExactSum"]),
         // oneDNN's matmul primitives, the default GEMM; Debian: libdnnl-dev (no pkg-config file, so linked by name).
         .target(name: "CMatmul", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
@@ -53,7 +55,7 @@ let package = Package(
             dependencies: ["Engine", "Platform", .product(name: "Yams", package: "Yams"),
                            .product(name: "Prometheus", package: "swift-prometheus")]
         ),
-        .target(name: "Cluster", dependencies: ["Engine", "Jobs", "Platform", "Wire"]),
+        .target(name: "Cluster", dependencies: ["Engine", "Jobs", "Platform", "Wire", "CDigest"]),
         .executableTarget(
             name: "shardtrain",
             dependencies: ["Engine", "Jobs", "Platform", "Cluster", "Wire", "CPlatform",
@@ -72,7 +74,7 @@ let package = Package(
             exclude: ["Fixtures"]
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Engine", "Jobs", "Platform"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Engine", "Jobs", "Platform", "Wire"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Engine", "Jobs", "Platform", "Wire", "CDigest"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["shardtrain", "Wire", "Engine", "Jobs", "Platform"]

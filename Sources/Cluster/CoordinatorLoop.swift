@@ -211,9 +211,9 @@ extension Coordinator {
         case .error(let text):
             return try Codec.error(text, job: jobID, step: 0, worker: 0)
         case .weights(let step, .withState):
-            return try weightsWithState(step: step)
+            return try weightsWithState(step: step, worker: worker)
         case .weights(let step, let form):
-            return try weightsFrames(step: step, form)
+            return try weightsFrames(step: step, form, worker: worker)
         case .peers(let list):
             return try Codec.peers(list, job: jobID, step: UInt64(core.round?.step ?? 0))
         case .sumOrder(let order, let step):
@@ -234,7 +234,7 @@ extension Coordinator {
         }
     }
 
-    private func weightsFrames(step: Int, _ form: WeightsForm) throws -> [Message] {
+    private func weightsFrames(step: Int, _ form: WeightsForm, worker: UInt32) throws -> [Message] {
         let count = limits.parameterCount!
         switch form {
         case .fromParts:
@@ -247,10 +247,11 @@ extension Coordinator {
             return [try Codec.weightsHeader(job: jobID, step: UInt64(step), parameterCount: count),
                     try stepWeightsMessage().share()]
         case .fromMeans:
-            return [try Codec.shardedWeightsHeader(job: jobID, step: UInt64(step), parameterCount: count, stateBuffers: nil),
+            return [try Codec.shardedWeightsHeader(job: jobID, step: UInt64(step), parameterCount: count, stateBuffers: nil,
+                                                   replicaKey: replicaKey(of: worker)),
                     try Message(copying: [UInt8]())]
         case .withState:
-            return try weightsWithState(step: step)
+            return try weightsWithState(step: step, worker: worker)
         }
     }
 

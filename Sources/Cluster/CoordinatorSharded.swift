@@ -41,6 +41,9 @@ struct ShardedRun {
     var owner: PartOwner?
     var ownSums: [PartOwner.Summed] = []
     var ownRefusals: [(OrderedContribution, Int, String, UInt64)] = []
+    /// The key seed drawn for each worker (by id) this step, which its weights' digests are made with.
+    var replicaKeys: [UInt32: UInt64] = [:]
+    var replicaDigests: ReplicaDigests?
     var begun = ContinuousClock.now, sent = ContinuousClock.now
 
     /// No order is in force (a step begins, or a loss has it computed again): none sent, none covered, nothing checked.
@@ -107,9 +110,14 @@ extension Coordinator {
         (sharded.order, sharded.ready, sharded.begun) = (order, [], begun)
         sharded.forgetOrder()
         // Every member hears the step's weights now, assigned work or not: those that applied every mean of the last
-        // step make them; the others are sent them with the optimizer's state.
+        // step make them; the others are sent them with the optimizer's state. Each with a key of its own for their
+        // digests, drawn now that every mean of the last step is out.
+        sharded.replicaKeys = [:]
+        var fromMeans: Set<Int> = []
         for member in members {
             let form: WeightsForm = core.table[member].meansStep == order.step ? .fromMeans : .withState
+            if form == .fromMeans { fromMeans.insert(member) }
+            sharded.replicaKeys[core.table[member].id] = ReplicaDigests.drawSeed()
             try perform([.send(member: member, .weights(step: order.step, form))])
             core.table[member].weightsStep = order.step
         }
@@ -121,7 +129,30 @@ extension Coordinator {
         stepWeights = .from(order.parameters)
         try handOut()
         try orderEarly()
+        expectReplicas(members, fromMeans: fromMeans, parameters: order.parameters.pointer)
         sharded.sent = clock.now
+    }
+
+    /// What each member's digests of the step's weights must be: the coordinator's weights' under its key. Made after
+    /// the hand-out, while the members compute, and before any part of the step is applied here.
+    private func expectReplicas(_ members: [Int], fromMeans: Set<Int>, parameters: UnsafePointer<Float>) {
+        if sharded.replicaDigests == nil { sharded.replicaDigests = ReplicaDigests(parts: parts) }
+        (core.replicaChecks, core.accusations, core.staleReplicas, core.replicasResyncable) = ([:], [:], [], true)
+        for member in members where core.table[member].isActive {
+            guard let seed = sharded.replicaKeys[core.table[member].id] else { continue }
+            core.replicaChecks[member] = CoordinatorCore.ReplicaCheck(
+                digests: sharded.replicaDigests!.digests(of: parameters, seed: seed),
+                fromMeans: fromMeans.contains(member))
+        }
+    }
+
+    /// The key seed of worker `worker`'s digests this step (one drawn now for a member sent the weights after the
+    /// step began: its digests are not compared, since the trainer may have applied parts by then).
+    func replicaKey(of worker: UInt32) -> UInt64 {
+        if let seed = sharded.replicaKeys[worker] { return seed }
+        let seed = ReplicaDigests.drawSeed()
+        sharded.replicaKeys[worker] = seed
+        return seed
     }
 
     /// The next part for the trainer to apply, once the step's counts are in; nil once every part is applied.
@@ -129,6 +160,8 @@ extension Coordinator {
         guard let order = sharded.order else { return nil }
         while true {
             if awaitingMeans, let part = sharded.ready.popLast() {
+                // From now the coordinator's weights are no longer all the step's.
+                core.replicasResyncable = false
                 let range = parts[part]
                 let exact = job.options.reduction == .exact
                 let finite = !exact || GradientSum.allFinite(order.mean + range.lowerBound, count: range.count)
@@ -298,8 +331,13 @@ extension Coordinator {
                                     overflowed: frame.overflowed)
         }
         if !sharded.resetReplicas {
-            for member in sharded.members where core.table[member].isActive { core.table[member].meansStep = order.step + 1 }
+            for member in sharded.members where core.table[member].isActive && !core.staleReplicas.contains(member) {
+                core.table[member].meansStep = order.step + 1
+            }
         }
+        // Whose means the replicas applied, part by part, for the next step's digests to name.
+        core.meansOwners = sharded.resetReplicas ? []
+            : sharded.layout!.owners.map { $0 == ReductionLayout.coordinator ? nil : $0 }
         sharded.resetReplicas = false
         let gathered = clock.now
         lastTimings = StepTimings(send: (sharded.sent - sharded.begun) / .seconds(1),
@@ -361,7 +399,7 @@ extension Coordinator {
     }
 
     /// The weights and the optimizer's state, for a member that joins the layout.
-    func weightsWithState(step: Int) throws -> [Message] {
+    func weightsWithState(step: Int, worker: UInt32) throws -> [Message] {
         guard let order = sharded.order else { throw ClusterError("no sharded step to send the weights of") }
         let count = order.parameters.count, state = order.optimizer.state
         // Written once into memory the message then shares.
@@ -370,7 +408,8 @@ extension Coordinator {
         floats.update(from: order.parameters.pointer, count: count)
         for (i, buffer) in state.enumerated() { (floats + (i + 1) * count).update(from: buffer.pointer, count: count) }
         let header = try Codec.shardedWeightsHeader(job: jobID, step: UInt64(step), parameterCount: count,
-                                                    stateBuffers: state.count, optimizerSteps: order.optimizer.steps)
+                                                    stateBuffers: state.count, optimizerSteps: order.optimizer.steps,
+                                                    replicaKey: replicaKey(of: worker))
         return [header, try Message(sharing: payload)]
     }
 }

@@ -195,6 +195,7 @@ package final class WorkerNode {
                 lastSent = self.clock.now
             }
             session.ownsPart = { [unowned sharded] in sharded.owner(of: $0) == joined.workerID }
+            session.replicaDigests = { [unowned sharded] in sharded.weightsDigests(step: $0) }
         }
         var deferred: [AssignmentRequest] = []
         while true {

@@ -68,6 +68,8 @@ final class WorkerSession {
     /// is this worker's own (kept here, so never packed).
     var route: ((Int, [Message]) throws -> Void)?
     var ownsPart: ((Int) -> Bool)?
+    /// Sharded layout: the digests of the weights a step's result was computed from, which its counts carry.
+    var replicaDigests: ((UInt64) -> [UInt64]?)?
     /// The results still in memory, for the coordinator's spot checks: each one's step, attempt, sum and Float arrays.
     private var heldResults: [HeldResult] = []
 
@@ -380,7 +382,8 @@ final class WorkerSession {
         if let failure = sender.failure { throw failure }
         try sender.sendParts()
         if sender.spans != nil { try sendTimeline(of: request) }
-        try send([header(request, statistics ?? counts(of: sum), inParts: true), Message(copying: [UInt8]())])
+        let digests = replicaDigests?(request.step) ?? []
+        try send([header(request, statistics ?? counts(of: sum), inParts: true), ReplicaDigests.frame(digests)])
     }
 
     #if DEBUG

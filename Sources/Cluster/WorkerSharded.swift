@@ -41,9 +41,15 @@ final class ShardedWorker {
     private var beginsWithNext: UInt64?
     private var early: [(step: UInt64, mean: MeanPart)] = []
     private let scratch: Buffer<Float>
+    /// The key the coordinator drew for this worker's digests of a step's weights, and the step.
+    private var replicaKey: (step: UInt64, seed: UInt64)?
+    private lazy var digests = ReplicaDigests(parts: parts)
 
     #if DEBUG
-    private static let liesAboutMeans = ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_LYING_OWNER"] == "1"
+    /// Tests only: "1", an owner whose means are one unit off in every parameter (the coordinator's spot check must
+    /// lose it); "peers", one that sends that to its peers only, and the true mean to the coordinator and itself (the
+    /// replicas' digests must lose it).
+    private static let lyingOwner = ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_LYING_OWNER"]
     #endif
 
     init(peers: WorkerPeers, me: UInt32, jobID: UInt64, options: TrainingOptions, parts: PartSplit,
@@ -108,20 +114,36 @@ final class ShardedWorker {
     private func send(_ summed: PartOwner.Summed) throws {
         let range = summed.range, n = range.count, order = summed.order
         #if DEBUG
-        // Tests only: an owner that sends a mean one unit off in every parameter (the coordinator's check must lose it).
-        if Self.liesAboutMeans { for i in 0..<n where summed.values[i].isFinite { summed.values[i] = summed.values[i].nextUp } }
+        if Self.lyingOwner == "1" { for i in 0..<n where summed.values[i].isFinite { summed.values[i] = summed.values[i].nextUp } }
         #endif
         let frames = try summed.meanFrames(job: jobID, worker: me)
+        #if DEBUG
+        if Self.lyingOwner == "peers" { return try equivocate(summed, frames) }
+        #endif
         for peer in peers.list!.peers where peer.worker != me { try peers.send(try frames(), to: peer.worker) }
         try toCoordinator(try frames())
         try apply(range: range, values: UnsafePointer(summed.values), learningRate: order.learningRate,
                   optimizerStep: order.optimizerStep, samples: order.samples, step: summed.step)
     }
 
+    #if DEBUG
+    /// Tests only: the true mean to the coordinator and this worker's replica, one a unit off everywhere to the peers.
+    private func equivocate(_ summed: PartOwner.Summed, _ frames: () throws -> [Message]) throws {
+        let range = summed.range, order = summed.order
+        // Copied: the frames share the values, which change below.
+        try toCoordinator(try frames().map { frame in try frame.withUnsafeBytes { try Message(copying: $0) } })
+        try apply(range: range, values: UnsafePointer(summed.values), learningRate: order.learningRate,
+                  optimizerStep: order.optimizerStep, samples: order.samples, step: summed.step)
+        for i in 0..<range.count where summed.values[i].isFinite { summed.values[i] = summed.values[i].nextUp }
+        let lie = try summed.meanFrames(job: jobID, worker: me)
+        for peer in peers.list!.peers where peer.worker != me { try peers.send(try lie(), to: peer.worker) }
+    }
+    #endif
+
     // MARK: Replica
 
     /// Step `step`'s weights and optimizer state, whole, from the coordinator.
-    func restart(step: UInt64, frame: FloatFrame, stateBuffers: Int, optimizerSteps: Int) throws {
+    func restart(step: UInt64, frame: FloatFrame, stateBuffers: Int, optimizerSteps: Int, replicaKey: UInt64) throws {
         let count = weights.parameters.count
         guard stateBuffers == optimizer.state.count else {
             throw ClusterError("the coordinator sent \(stateBuffers) optimizer state buffers; this job's optimizer has "
@@ -135,6 +157,7 @@ final class ShardedWorker {
             }
         }
         optimizer.steps = optimizerSteps
+        self.replicaKey = (step, replicaKey)
         weights.holdOwn(step: step)
         beginsWithNext = nil
         try reset()
@@ -184,13 +207,21 @@ final class ShardedWorker {
 
     /// The coordinator says step `step` begins with the weights made from the last step's means: held from now, or
     /// as soon as the last mean is applied.
-    func begins(step: UInt64) throws {
+    func begins(step: UInt64, replicaKey: UInt64) throws {
         guard let current = weights.step, step == current + 1 else {
             throw ClusterError("the coordinator said step \(step) begins with weights made from the means of step "
                 + "\(step &- 1), and this worker holds step \(weights.step.map(String.init) ?? "none")'s; join again")
         }
+        self.replicaKey = (step, replicaKey)
         beginsWithNext = step
         if appliedCount == parts.count { try advance() }
+    }
+
+    /// The digest of each part of step `step`'s weights, which this worker holds and computed from, under the key
+    /// the coordinator drew for it (nil when it sent none for the step).
+    func weightsDigests(step: UInt64) -> [UInt64]? {
+        guard let replicaKey, replicaKey.step == step, weights.step == step else { return nil }
+        return digests.digests(of: weights.parameters.pointer, seed: replicaKey.seed)
     }
 
     private func advance() throws {

@@ -95,11 +95,12 @@ extension WorkerNode {
             try sharded.mean(mean, step: step)
         case .spotCheck(let check):
             try session.answer(check, step: step)
-        case .weightsWithState(let frame, let buffers, let steps):
-            try sharded.restart(step: step, frame: frame, stateBuffers: buffers, optimizerSteps: steps)
-        case .weightsFromMeans:
+        case .weightsWithState(let frame, let buffers, let steps, let replicaKey):
+            try sharded.restart(step: step, frame: frame, stateBuffers: buffers, optimizerSteps: steps,
+                                replicaKey: replicaKey)
+        case .weightsFromMeans(let replicaKey):
             // Made from the last step's means, which may still be coming.
-            try sharded.begins(step: step)
+            try sharded.begins(step: step, replicaKey: replicaKey)
         case .assignment(let epoch, let batch, let attempt, let ranges, let resultSlot, let inParts, let packsFloats,
                          let traced)
             where session.weights.step.map({ $0 < step }) ?? false:

@@ -152,6 +152,27 @@ struct ShardedTests {
         if reduction == "exact" { #expect(try FailureTests.digest(out) == Self.reference) }
     }
 
+    @Test("an owner that sends its peers other means than the coordinator is caught by their weights' digests, lost and named; the in-process bits")
+    func equivocatingOwner() throws {
+        let log = Command.temporaryPath("sharded-equivocating.log")
+        let out = Command.temporaryPath("sharded-equivocating.st"), endpoint = "tcp://127.0.0.1:\(Command.reservedPort())"
+        let coordinator = try Command.start(["coordinator", "--config", Self.jobFile, "--bind", endpoint, "--heartbeat",
+                                             "0.2", "--verbose", "--workers", "3", "--layout", "sharded", "--save", out],
+                                            stderr: log)
+        let workers = try ["honest1", "honest2", "liar"].map { name in
+            try Command.start(["worker", "--connect", endpoint, "--name", name, "--idle-timeout", "20"],
+                              stderr: "\(log).\(name)",
+                              environment: name == "liar" ? ["SHARDTRAIN_TEST_LYING_OWNER": "peers"] : [:])
+        }
+        defer { FailureTests.expectAllEnded([coordinator] + workers) }
+        #expect(Command.wait(coordinator, timeout: 300) == 0, "\(Self.tail(log))")
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        let caught = text.split(separator: "\n").filter { $0.contains("\"liar\"") && $0.contains("other than the ones it sent the coordinator") }
+        #expect(!caught.isEmpty && text.contains("means other than the ones it sent the coordinator; it is not admitted "
+                    + "again"), "\(text.suffix(3000))")
+        #expect(try FailureTests.digest(out) == Self.reference)
+    }
+
     // MARK: Helpers
 
     static func tail(_ log: String) -> String {

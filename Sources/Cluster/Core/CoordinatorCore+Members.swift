@@ -61,12 +61,13 @@ extension CoordinatorCore {
             if table[old].state != .lost { lose(old, .restarted) }
             rejoinCount += 1
         }
-        if tooSlowStreak[identity, default: 0] >= 2 || wrongValuesStreak[identity, default: 0] >= 2 {
-            let why = tooSlowStreak[identity, default: 0] >= 2
+        if tooSlowStreak[identity, default: 0] >= 2 || wrongValuesStreak[identity, default: 0] >= 2
+            || notAdmittedAgain[identity] != nil {
+            let why = notAdmittedAgain[identity] ?? (tooSlowStreak[identity, default: 0] >= 2
                 ? "this worker was lost twice in a row for returning no result within --worker-timeout "
                     + "(\(Seconds(settings.workerTimeout))); it is not admitted again in this run"
                 : "this worker was lost twice in a row for values no computation of its micro-shards gives; it is not "
-                    + "admitted again in this run"
+                    + "admitted again in this run")
             emit(.reply(identity: identity, .shutdown(why, .failed)))
             if let line = newcomerLine("refused a hello from \(PeerGuard.name(identity)) (\(Codec.printable(fields["name"] ?? "?"))): \(why)") {
                 emit(.log(line))

@@ -26,6 +26,7 @@ extension CoordinatorCore {
             lose(index, .mismatched(wrong))
             return
         }
+        guard replicaHolds(index, frame, step: step) else { return }
         if recheckNonFinite(frame, of: index, at: now) { return }
         // The round is changed where it lies (`round!`), never through a copy, which would copy its tables.
         let withdrawn = round!.complete(frame.attempt, with: frame, at: now)

@@ -21,6 +21,8 @@ package enum LossReason: Sendable, CustomStringConvertible {
     case reportedError(String)
     case malformed(String)
     case mismatched(String)
+    /// Its weights were not the step's (a replica that applied other means than the coordinator checked).
+    case staleWeights(String)
     case unreachable
     case overloaded
     case tooSlow(Duration)
@@ -29,7 +31,7 @@ package enum LossReason: Sendable, CustomStringConvertible {
     /// Lost for what it sent: the values it sent are not to be trusted.
     var refusesItsValues: Bool {
         switch self {
-        case .mismatched, .malformed, .refused: true
+        case .mismatched, .malformed, .refused, .staleWeights: true
         default: false
         }
     }
@@ -42,6 +44,7 @@ package enum LossReason: Sendable, CustomStringConvertible {
         case .reportedError(let text): "reported: \(text)"
         case .malformed(let text): "sent malformed messages (\(text))"
         case .mismatched(let text): "sent a mismatched result (\(text))"
+        case .staleWeights(let text): "computed from other weights than the step's (\(text))"
         case .unreachable: "its connection is gone"
         case .overloaded: "stopped reading (its send queue is full)"
         case .tooSlow(let d): "returned no result within --worker-timeout (\(Seconds(d)))"

@@ -189,6 +189,17 @@ struct StepRound {
         return (moved.sorted { $0.lowerBound < $1.lowerBound }, Array(mine.keys))
     }
 
+    /// Takes back everything `member` holds and every answer it gave (computed from weights found wrong), to be
+    /// computed again; returns the micro-shards that wait again.
+    mutating func retract(_ member: Int) -> [Range<Int>] {
+        let (moved, _) = release(member)
+        let answered = results.filter { $0.member == member }
+        results.removeAll { $0.member == member }
+        for result in answered { completedAttempts[result.frame.attempt] = nil }
+        waiting = Self.merged(waiting + answered.flatMap(\.ranges))
+        return Self.merged(moved + answered.flatMap(\.ranges))
+    }
+
     /// Sharded layout, after an owner is lost: every micro-shard waits again, answered or out (an answer's parts may
     /// have gone to the lost owner, or to no one yet), to be computed again from the same weights under new attempts;
     /// answers to the attempts taken back are dropped when they come.

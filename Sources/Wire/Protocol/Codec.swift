@@ -75,10 +75,13 @@ package enum Codec {
     /// Sharded layout: the weights header saying the worker's own weights, updated from the last step's means, are
     /// the step's (`stateBuffers` nil; send an empty frame after), or that the frame after holds the weights then
     /// `stateBuffers` optimizer state buffers, with the optimizer's step count.
+    /// `replicaKey` (not 0) seeds the key the worker digests the step's weights with (`ReplicaDigests`).
     package static func shardedWeightsHeader(job: UInt64, step: UInt64, parameterCount: Int, stateBuffers: Int?,
-                                            optimizerSteps: Int = 0) throws -> Message {
+                                            optimizerSteps: Int = 0, replicaKey: UInt64) throws -> Message {
+        precondition(replicaKey != 0, "a replica key of 0 is no key")
         let fields = WeightsFields(parameterCount: parameterCount, form: stateBuffers == nil ? .fromMeans : .withState,
-                                   stateBuffers: stateBuffers ?? 0, optimizerSteps: optimizerSteps)
+                                   stateBuffers: stateBuffers ?? 0, optimizerSteps: optimizerSteps,
+                                   replicaKey: replicaKey)
         return try Message(copying: header(fields, job: job, step: step).encoded())
     }
 

@@ -48,7 +48,7 @@ extension Codec {
             guard f.parameterCount == UInt64(count), bytes == 0 else {
                 throw .payloadSize(type: .weights, bytes: bytes, expected: "0 (the weights follow from the means)")
             }
-            return .weightsFromMeans
+            return .weightsFromMeans(replicaKey: f.replicaKey)
         case .withState:
             let floats = (1 + Int(f.stateBuffers)) * count
             guard f.parameterCount == UInt64(count), bytes == 4 * floats else {
@@ -56,7 +56,7 @@ extension Codec {
                     + "\(f.stateBuffers) state buffers of \(count) Float32)")
             }
             return .weightsWithState(FloatFrame(message: frame, count: floats), stateBuffers: Int(f.stateBuffers),
-                                     optimizerSteps: Int(f.optimizerSteps))
+                                     optimizerSteps: Int(f.optimizerSteps), replicaKey: f.replicaKey)
         }
     }
 
@@ -108,8 +108,16 @@ extension Codec {
     static func gradient(_ f: GradientFields, _ frame: Message, _ limits: Limits) throws(WireError) -> Payload {
         let count = try parameterCount(limits, .gradient)
         let packed = f.flags.contains(.packed), inParts = f.flags.contains(.inParts)
-        guard !inParts || frame.count == 0 else {
-            throw .badField(.gradient, "values in parts and also in the frame, packed, as Floats or in the region")
+        // In parts, the frame holds nothing, or (sharded layout) the digest of each part of the weights the result
+        // was computed from.
+        let parts = limits.parts.count
+        guard !inParts || frame.count == 0 || frame.count == 8 * parts else {
+            throw .payloadSize(type: .gradient, bytes: frame.count,
+                               expected: "0 or \(8 * parts) (the values came in parts; a digest of each of \(parts) parts)")
+        }
+        var replicaDigests: [UInt64] = []
+        if inParts && frame.count > 0 {
+            replicaDigests = frame.withUnsafeBytes { raw in (0..<parts).map { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self)) } }
         }
         var copy: UnpackedSum?
         if packed {
@@ -127,7 +135,7 @@ extension Codec {
         } else {
             let width = f.floatShards > 0 ? 4 * f.floatShards : f.exact ? GradientFrame.exactBytesPerParameter : 4
             let form = f.floatShards > 0 ? "\(f.floatShards) micro-shards' Floats" : f.exact ? "exact" : "fast"
-            guard frame.count == (f.regionSlot == nil && !inParts ? width * count : 0) else {
+            guard inParts || frame.count == (f.regionSlot == nil ? width * count : 0) else {
                 throw .payloadSize(type: .gradient, bytes: frame.count, expected: f.regionSlot == nil
                     ? "\(width * count) (\(count) parameters, \(form))"
                     : "0 (the values are in the worker's result region)")
@@ -143,7 +151,7 @@ extension Codec {
                                        lossLow: f.lossLow, lossWindow: f.lossWindow, exact: f.exact,
                                        overflowed: f.flags.contains(.overflowed), attempt: f.attempt, message: frame,
                                        regionSlot: f.regionSlot, packed: packed, floatShards: f.floatShards,
-                                       inParts: inParts, copy: copy,
+                                       inParts: inParts, copy: copy, replicaDigests: replicaDigests,
                                        computing: .microseconds(Int64(f.computeMicroseconds))))
     }
 

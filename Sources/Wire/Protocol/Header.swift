@@ -12,7 +12,7 @@
 /// | 32 | fields `6 × u64` | type-specific values, see `MessageType` |
 package struct Header: Sendable, Equatable {
     package static let magic: UInt32 = 0x4E52_5453
-    package static let protocolVersion: UInt16 = 16
+    package static let protocolVersion: UInt16 = 17
     /// Steps a header may carry, exclusive.
     package static let stepLimit: UInt64 = 1 << 62
     package static let byteCount = 80

@@ -67,16 +67,19 @@ struct WeightsFields: HeaderFields {
     }
 
     static let type = MessageType.weights
-    static let names = ["parameter count", "form", "state buffers", "optimizer steps"]
+    static let names = ["parameter count", "form", "state buffers", "optimizer steps", "replica key"]
     var parameterCount: UInt64, form: Form
     var stateBuffers: UInt64 = 0, optimizerSteps: UInt64 = 0
+    /// Sharded layout (forms 4 and 5): the seed of the key this worker digests its weights with for the step
+    /// (`cdigest_key`), drawn for it alone; 0 otherwise.
+    var replicaKey: UInt64 = 0
     /// Up to 3 today (Adam with AMSGrad; RMSProp centered with momentum), and room for one more.
     static let maximumStateBuffers: UInt64 = 4
 
-    init(parameterCount: Int, form: Form, stateBuffers: Int = 0, optimizerSteps: Int = 0) {
+    init(parameterCount: Int, form: Form, stateBuffers: Int = 0, optimizerSteps: Int = 0, replicaKey: UInt64 = 0) {
         self.parameterCount = UInt64(parameterCount)
         self.form = form
-        (self.stateBuffers, self.optimizerSteps) = (UInt64(stateBuffers), UInt64(optimizerSteps))
+        (self.stateBuffers, self.optimizerSteps, self.replicaKey) = (UInt64(stateBuffers), UInt64(optimizerSteps), replicaKey)
     }
 
     var words: [UInt64] {
@@ -87,7 +90,7 @@ struct WeightsFields: HeaderFields {
         case .fromMeans: 4
         case .withState: 5
         }
-        return [parameterCount, code, stateBuffers, optimizerSteps]
+        return [parameterCount, code, stateBuffers, optimizerSteps, replicaKey]
     }
 
     init(checking f: [UInt64]) throws(WireError) {
@@ -105,7 +108,11 @@ struct WeightsFields: HeaderFields {
         guard f[2] <= Self.maximumStateBuffers, f[2] == 0 || form == .withState, f[3] < 1 << 40 else {
             throw .badField(.weights, "\(f[2]) state buffers (at most \(Self.maximumStateBuffers), only with form 5) or optimizer steps \(f[3])")
         }
-        (stateBuffers, optimizerSteps) = (f[2], f[3])
+        guard f[4] != 0 || (form != .fromMeans && form != .withState), f[4] == 0 || form == .fromMeans || form == .withState
+        else {
+            throw .badField(.weights, "replica key \(f[4]) with form \(f[1]): forms 4 and 5 carry one, never 0, and no other form does")
+        }
+        (stateBuffers, optimizerSteps, replicaKey) = (f[2], f[3], f[4])
     }
 }
 

@@ -39,10 +39,11 @@ package enum Payload {
     case ready(hasData: Bool, region: RegionOffer?, readsWeightsRegion: Bool, products: UInt64)
     case data(samples: Int, featureWidth: Int, targetWidth: Int, FloatFrame)
     /// Sharded layout: the step's weights are this worker's own, updated from the last step's means.
-    case weightsFromMeans
+    /// `replicaKey` seeds the key the worker digests them with for this step's result (never 0).
+    case weightsFromMeans(replicaKey: UInt64)
     /// Sharded layout: the weights, then `stateBuffers` optimizer state buffers, all Float32 of the parameters'
     /// layout, and the optimizer's step count.
-    case weightsWithState(FloatFrame, stateBuffers: Int, optimizerSteps: Int)
+    case weightsWithState(FloatFrame, stateBuffers: Int, optimizerSteps: Int, replicaKey: UInt64)
     case peers(PeerList)
     case sumOrder(OrderedSum)
     case meanPart(MeanPart)
@@ -168,6 +169,9 @@ package struct GradientFrame {
     package let floatShards: Int
     /// How long the worker says it computed the result.
     package let computing: Duration
+    /// Sharded layout: the digest of each part of the weights the worker computed from, under the key the
+    /// coordinator drew for it this step (`cdigest_nh`); empty otherwise.
+    package let replicaDigests: [UInt64]
     /// The values when not in the frame itself: in the region (`inRegion`) or copied, and what keeps them.
     private var otherValues: (bytes: UnsafeRawBufferPointer, owner: AnyObject)?
 
@@ -178,8 +182,10 @@ package struct GradientFrame {
 
     init(samples: Int, correct: Int, lossHigh: Int64, lossLow: Int64, lossWindow: Int8, exact: Bool,
          overflowed: Bool, attempt: UInt64, message: Message, regionSlot: Int?, packed: Bool = false,
-         floatShards: Int = 0, inParts: Bool = false, copy: UnpackedSum? = nil, computing: Duration = .zero) {
+         floatShards: Int = 0, inParts: Bool = false, copy: UnpackedSum? = nil, replicaDigests: [UInt64] = [],
+         computing: Duration = .zero) {
         self.inParts = inParts
+        self.replicaDigests = replicaDigests
         self.computing = computing
         self.samples = samples
         self.correct = correct
