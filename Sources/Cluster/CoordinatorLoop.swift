@@ -103,6 +103,7 @@ extension Coordinator {
             let allowed = PeerList(peers: [], owners: [], allowed: Array(keys.authorized))
             try? router.send([Message(copying: identity)] + Codec.peers(allowed, job: jobID, step: 0), wait: false)
         }
+        if case .gradient = envelope.payload { awaitReplicaChecks() }
         try perform(core.receive(inMemory(envelope, from: identity, &context), from: identity, at: clock.now, context))
     }
 

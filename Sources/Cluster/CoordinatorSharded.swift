@@ -41,9 +41,10 @@ struct ShardedRun {
     var owner: PartOwner?
     var ownSums: [PartOwner.Summed] = []
     var ownRefusals: [(OrderedContribution, Int, String, UInt64)] = []
-    /// The key seed drawn for each worker (by id) this step, which its weights' digests are made with.
+    /// The key seed drawn for each worker (by id) this step, which its replica's digests are made with, and the
+    /// expected digests being made (`ReplicaExpectation`).
     var replicaKeys: [UInt32: UInt64] = [:]
-    var replicaDigests: ReplicaDigests?
+    var expectation: ReplicaExpectation?
     var begun = ContinuousClock.now, sent = ContinuousClock.now
 
     /// No order is in force (a step begins, or a loss has it computed again): none sent, none covered, nothing checked.
@@ -95,9 +96,11 @@ extension Coordinator {
     /// member that does not hold this step's weights and optimizer state is sent them, and the work goes out.
     func beginSharded(_ order: StepOrder) throws {
         let begun = clock.now
+        // A step given up half-way may have left its digests being made: they read the weights about to change.
+        awaitReplicaChecks()
         let members = core.table.active.sorted()
-        if members != sharded.members || sharded.layout == nil {
-            let layout = ReductionLayout(parts: parts.count, members: members + [ReductionLayout.coordinator])
+        if members != sharded.members || sharded.layout.map({ $0.members != owning(members) }) ?? true {
+            let layout = ReductionLayout(parts: parts.count, members: owning(members))
             (sharded.members, sharded.layout) = (members, layout)
             // Other members, other links: the packing is measured again.
             floatPacking.conditionsChanged()
@@ -127,23 +130,26 @@ extension Coordinator {
         core.partsComplete = { [unowned self] in ownParts().holdsOwnedParts(attempt: $0, step: UInt64(order.step)) }
         sharded.step = ShardedStep(step: order.step, layout: sharded.layout!)
         stepWeights = .from(order.parameters)
+        // What each member's digests must be: the step's weights' and state's under its key, made on a thread while
+        // the members compute (nothing of the step is applied here before every count is in).
+        let expected = members.compactMap { m in
+            sharded.replicaKeys[core.table[m].id].map { (index: m, seed: $0, fromMeans: fromMeans.contains(m)) }
+        }
+        sharded.expectation = ReplicaExpectation(
+            members: expected,
+            arrays: [UnsafePointer(order.parameters.pointer)] + order.optimizer.state.map { UnsafePointer($0.pointer) },
+            parts: parts)
+        core.replicasResyncable = true
         try handOut()
         try orderEarly()
-        expectReplicas(members, fromMeans: fromMeans, parameters: order.parameters.pointer)
         sharded.sent = clock.now
     }
 
-    /// What each member's digests of the step's weights must be: the coordinator's weights' under its key. Made after
-    /// the hand-out, while the members compute, and before any part of the step is applied here.
-    private func expectReplicas(_ members: [Int], fromMeans: Set<Int>, parameters: UnsafePointer<Float>) {
-        if sharded.replicaDigests == nil { sharded.replicaDigests = ReplicaDigests(parts: parts) }
-        (core.replicaChecks, core.accusations, core.staleReplicas, core.replicasResyncable) = ([:], [:], [], true)
-        for member in members where core.table[member].isActive {
-            guard let seed = sharded.replicaKeys[core.table[member].id] else { continue }
-            core.replicaChecks[member] = CoordinatorCore.ReplicaCheck(
-                digests: sharded.replicaDigests!.digests(of: parameters, seed: seed),
-                fromMeans: fromMeans.contains(member))
-        }
+    /// The step's expected digests, into the core, before it reads a count (waits until they are made).
+    func awaitReplicaChecks() {
+        guard let expectation = sharded.expectation else { return }
+        sharded.expectation = nil
+        core.replicaChecks = expectation.wait()
     }
 
     /// The key seed of worker `worker`'s digests this step (one drawn now for a member sent the weights after the
@@ -197,6 +203,12 @@ extension Coordinator {
         sharded.orderedAt = clock.now
         let silent = sharded.checks[part].flatMap { check in check.missing.map { check.members[$0] } }
         try perform(core.lost(silent ?? step.layout.owners[part], .tooSlow(waited)))
+    }
+
+    /// Who may own parts among `members`: those no replica named twice (`CoordinatorCore.accuse`), and the
+    /// coordinator.
+    func owning(_ members: [Int]) -> [Int] {
+        members.filter { !core.ownsNoParts(core.table[$0]) } + [ReductionLayout.coordinator]
     }
 
     /// How the log names an owner of the layout.
@@ -330,14 +342,15 @@ extension Coordinator {
             order.sum.addStatistics(samples: frame.samples, correct: frame.correct, lossWords: frame.lossWords,
                                     overflowed: frame.overflowed)
         }
-        if !sharded.resetReplicas {
-            for member in sharded.members where core.table[member].isActive && !core.staleReplicas.contains(member) {
-                core.table[member].meansStep = order.step + 1
-            }
+        awaitReplicaChecks()
+        // A replica found wrong may have fed means others applied (an owner sums a contribution before its counts
+        // come): like a loss, every member starts the next step from the coordinator's weights and state.
+        let reset = sharded.resetReplicas || !core.staleReplicas.isEmpty
+        if !reset {
+            for member in sharded.members where core.table[member].isActive { core.table[member].meansStep = order.step + 1 }
         }
         // Whose means the replicas applied, part by part, for the next step's digests to name.
-        core.meansOwners = sharded.resetReplicas ? []
-            : sharded.layout!.owners.map { $0 == ReductionLayout.coordinator ? nil : $0 }
+        core.meansOwners = reset ? [] : sharded.layout!.owners.map { $0 == ReductionLayout.coordinator ? nil : $0 }
         sharded.resetReplicas = false
         let gathered = clock.now
         lastTimings = StepTimings(send: (sharded.sent - sharded.begun) / .seconds(1),
@@ -367,7 +380,7 @@ extension Coordinator {
             // ones then, so it would not be made again).
             sharded.members = remaining
             guard var layout = sharded.layout, !layout.parts(of: member).isEmpty else { return }
-            let moved = layout.remove(member, giving: remaining + [ReductionLayout.coordinator])
+            let moved = layout.remove(member, giving: owning(remaining))
             sharded.layout = layout
             try sendPeers()
             log(movedLine(label, owners: moved.map(\.owner)))
@@ -377,7 +390,7 @@ extension Coordinator {
             throw ClusterError("every worker of the sharded layout was lost during step \(step.step); resume from the "
                 + "last checkpoint (--resume)")
         }
-        let moved = step.lost(member, remaining: remaining + [ReductionLayout.coordinator])
+        let moved = step.lost(member, remaining: owning(remaining))
         (sharded.step, sharded.layout, sharded.members) = (step, step.layout, remaining)
         core.eligible = Set(remaining)
         try sendPeers()

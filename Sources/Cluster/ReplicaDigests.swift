@@ -1,23 +1,16 @@
 import CDigest
+import Foundation
 import Wire
 
-/// Whether a worker's replica of the weights is bit for bit the coordinator's, without the weights crossing a link
-/// (docs/scale-out.md, "Replicas' digests"). In the sharded layout every worker makes the next step's weights from the
-/// owners' means; an owner could send a worker a mean other than the one it sent the coordinator, whose spot check
-/// it then passes. So the coordinator draws a key for each worker and step, after every mean of the step before is
-/// out, and sends it to that worker alone with the step's weights; the worker's result carries the digest of each
-/// part of the weights it computed from under that key (`cdigest_nh`: two different parts agree with probability at
-/// most 2^-32 for a key the sender of a false mean does not know), and the coordinator compares them with its own.
-package struct ReplicaDigests {
-    private let parts: PartSplit
-    /// The key's words: a part's, rounded up to even.
-    private var key: [UInt32]
-
-    package init(parts: PartSplit) {
-        self.parts = parts
-        key = [UInt32](repeating: 0, count: (parts.size + 1) / 2 * 2)
-    }
-
+/// Whether a worker's replica is bit for bit the coordinator's — the step's weights and optimizer state — without
+/// either crossing a link (docs/scale-out.md, "Replicas' digests"). In the sharded layout every worker makes the next
+/// step's weights and state from the owners' means; an owner could send a worker a mean other than the one it sent
+/// the coordinator, whose spot check it then passes. So the coordinator draws a key for each worker and step, after
+/// every mean of the step before is out, and sends it to that worker alone with the step's weights; the worker's
+/// result carries the digest (`cdigest`) of each part of its weights and of each state buffer as the step began, and
+/// the coordinator compares them with its own. Two different parts digest alike under a key their sender does not
+/// know with probability about 2^-32.
+package enum ReplicaDigests {
     /// A key's seed for one worker and step: never 0 (0 means none on the wire).
     package static func drawSeed() -> UInt64 {
         var generator = SystemRandomNumberGenerator()
@@ -27,22 +20,52 @@ package struct ReplicaDigests {
         }
     }
 
-    /// The digest of each part of `weights` under the key `seed` makes.
-    package mutating func digests(of weights: UnsafePointer<Float>, seed: UInt64) -> [UInt64] {
-        let parts = parts
-        return key.withUnsafeMutableBufferPointer { key in
-            cdigest_key(seed, key.baseAddress!, key.count)
-            return (0..<parts.count).map { part in
+    /// For each seed, the digest of each part of each array in turn (the weights, then each state buffer): array a's
+    /// part p at `a * parts.count + p`. Part by part, every key at once, so each part is read from memory once.
+    package static func digests(of arrays: [UnsafePointer<Float>], parts: PartSplit, seeds: [UInt64]) -> [[UInt64]] {
+        var keys = [cdigest_key](repeating: cdigest_key(), count: seeds.count)
+        for (i, seed) in seeds.enumerated() { cdigest_make_key(seed, &keys[i]) }
+        var digests = [[UInt64]](repeating: [UInt64](repeating: 0, count: arrays.count * parts.count), count: seeds.count)
+        for (a, array) in arrays.enumerated() {
+            for part in 0..<parts.count {
                 let range = parts[part]
-                return UnsafeRawPointer(weights + range.lowerBound).withMemoryRebound(to: UInt32.self, capacity: range.count) {
-                    cdigest_nh($0, range.count, key.baseAddress!)
+                UnsafeRawPointer(array + range.lowerBound).withMemoryRebound(to: UInt32.self, capacity: range.count) { words in
+                    for k in keys.indices { digests[k][a * parts.count + part] = cdigest(words, range.count, &keys[k]) }
                 }
             }
         }
+        return digests
     }
 
     /// `digests` as a result's frame carries them (little-endian).
     package static func frame(_ digests: [UInt64]) throws -> Message {
         try digests.map(\.littleEndian).withUnsafeBytes { try Message(copying: $0) }
+    }
+}
+
+/// The coordinator's expected digests for a step, made on a thread of their own while its loop goes on: the step's
+/// weights and state stay untouched until every count is in, and the loop waits for these before it reads a count.
+final class ReplicaExpectation: @unchecked Sendable {
+    private let finished = DispatchSemaphore(value: 0)
+    private var checks: [Int: CoordinatorCore.ReplicaCheck] = [:]
+
+    /// Starts making the checks of `members` (by index: key seed, whether it makes its weights from the means).
+    init(members: [(index: Int, seed: UInt64, fromMeans: Bool)], arrays: [UnsafePointer<Float>], parts: PartSplit) {
+        let addresses = arrays.map { UInt(bitPattern: $0) }
+        Thread.detachNewThread { [self] in
+            let arrays = addresses.map { UnsafePointer<Float>(bitPattern: $0)! }
+            let digests = ReplicaDigests.digests(of: arrays, parts: parts, seeds: members.map(\.seed))
+            for (i, member) in members.enumerated() {
+                checks[member.index] = .init(digests: digests[i], fromMeans: member.fromMeans)
+            }
+            finished.signal()
+        }
+    }
+
+    /// The checks, once made (waits until they are).
+    func wait() -> [Int: CoordinatorCore.ReplicaCheck] {
+        finished.wait()
+        finished.signal()
+        return checks
     }
 }

@@ -41,14 +41,16 @@ final class ShardedWorker {
     private var beginsWithNext: UInt64?
     private var early: [(step: UInt64, mean: MeanPart)] = []
     private let scratch: Buffer<Float>
-    /// The key the coordinator drew for this worker's digests of a step's weights, and the step.
+    /// The key the coordinator drew for this worker's digests of a step's replica, and the step; the digests, made
+    /// as the step's weights and state are first held (means of the step then change the state).
     private var replicaKey: (step: UInt64, seed: UInt64)?
-    private lazy var digests = ReplicaDigests(parts: parts)
+    private var stepDigests: (step: UInt64, values: [UInt64])?
 
     #if DEBUG
     /// Tests only: "1", an owner whose means are one unit off in every parameter (the coordinator's spot check must
     /// lose it); "peers", one that sends that to its peers only, and the true mean to the coordinator and itself (the
-    /// replicas' digests must lose it).
+    /// replicas' digests must lose it); "one", the same to one peer only (its victim must compute again, and no
+    /// honest worker be lost).
     private static let lyingOwner = ProcessInfo.processInfo.environment["SHARDTRAIN_TEST_LYING_OWNER"]
     #endif
 
@@ -118,7 +120,7 @@ final class ShardedWorker {
         #endif
         let frames = try summed.meanFrames(job: jobID, worker: me)
         #if DEBUG
-        if Self.lyingOwner == "peers" { return try equivocate(summed, frames) }
+        if Self.lyingOwner == "peers" || Self.lyingOwner == "one" { return try equivocate(summed, frames) }
         #endif
         for peer in peers.list!.peers where peer.worker != me { try peers.send(try frames(), to: peer.worker) }
         try toCoordinator(try frames())
@@ -127,16 +129,22 @@ final class ShardedWorker {
     }
 
     #if DEBUG
-    /// Tests only: the true mean to the coordinator and this worker's replica, one a unit off everywhere to the peers.
+    /// Tests only: the true mean to the coordinator and this worker's replica, one a unit off everywhere to the peers
+    /// (or the first of them, "one"), the true one to any other.
     private func equivocate(_ summed: PartOwner.Summed, _ frames: () throws -> [Message]) throws {
         let range = summed.range, order = summed.order
         // Copied: the frames share the values, which change below.
         try toCoordinator(try frames().map { frame in try frame.withUnsafeBytes { try Message(copying: $0) } })
         try apply(range: range, values: UnsafePointer(summed.values), learningRate: order.learningRate,
                   optimizerStep: order.optimizerStep, samples: order.samples, step: summed.step)
+        let others = peers.list!.peers.map(\.worker).filter { $0 != me }
+        let victims = Self.lyingOwner == "one" ? Array(others.prefix(1)) : others
+        for peer in others where !victims.contains(peer) {
+            try peers.send(try frames().map { frame in try frame.withUnsafeBytes { try Message(copying: $0) } }, to: peer)
+        }
         for i in 0..<range.count where summed.values[i].isFinite { summed.values[i] = summed.values[i].nextUp }
         let lie = try summed.meanFrames(job: jobID, worker: me)
-        for peer in peers.list!.peers where peer.worker != me { try peers.send(try lie(), to: peer.worker) }
+        for peer in victims { try peers.send(try lie(), to: peer) }
     }
     #endif
 
@@ -160,6 +168,7 @@ final class ShardedWorker {
         self.replicaKey = (step, replicaKey)
         weights.holdOwn(step: step)
         beginsWithNext = nil
+        digestReplica()
         try reset()
     }
 
@@ -217,16 +226,23 @@ final class ShardedWorker {
         if appliedCount == parts.count { try advance() }
     }
 
-    /// The digest of each part of step `step`'s weights, which this worker holds and computed from, under the key
-    /// the coordinator drew for it (nil when it sent none for the step).
+    /// The digests of step `step`'s replica as it began, which this worker computed from, under the key the
+    /// coordinator drew for it (nil when it sent none for the step).
     func weightsDigests(step: UInt64) -> [UInt64]? {
-        guard let replicaKey, replicaKey.step == step, weights.step == step else { return nil }
-        return digests.digests(of: weights.parameters.pointer, seed: replicaKey.seed)
+        stepDigests?.step == step ? stepDigests?.values : nil
+    }
+
+    /// The step's weights and state are held, none of its means applied yet: their digests, if the key is here.
+    private func digestReplica() {
+        guard let replicaKey, let step = weights.step, replicaKey.step == step else { return }
+        let arrays = [UnsafePointer(weights.parameters.pointer)] + optimizer.state.map { UnsafePointer($0.pointer) }
+        stepDigests = (step, ReplicaDigests.digests(of: arrays, parts: parts, seeds: [replicaKey.seed])[0])
     }
 
     private func advance() throws {
         weights.adopt(&next, step: weights.step! + 1)
         beginsWithNext = nil
+        digestReplica()
         try reset()
     }
 

@@ -1,3 +1,4 @@
+import CZeroMQ
 import Foundation
 import Synchronization
 import Testing
@@ -79,6 +80,21 @@ struct TransportTests {
         let deadline = ContinuousClock.now + .seconds(5)
         while !payload.isIdle && ContinuousClock.now < deadline { pause(.milliseconds(10)) }
         #expect(payload.isIdle)
+    }
+
+    @Test("the coordinator's and peers' sockets run no ZMTP heartbeat timer (libzmq 4.3.4 aborts through it after a handover: scripts/libzmq-handover-abort.c), and close dead connections by TCP keepalive; a worker's keeps its heartbeats")
+    func noHeartbeatTimerOnRouters() throws {
+        let context = try Context()
+        let router = try Socket(context, .router), peer = try Socket(context, .router), worker = try Socket(context, .dealer)
+        defer { (router.close(), peer.close(), worker.close()) }
+        try SocketTuning.coordinator(router, maximumMessageBytes: 1 << 20, silence: .seconds(10))
+        try SocketTuning.peer(peer, maximumMessageBytes: 1 << 20)
+        try SocketTuning.worker(worker, maximumMessageBytes: 1 << 20)
+        for socket in [router, peer] {
+            #expect(try socket.option(ZMQ_HEARTBEAT_IVL) == 0)
+            #expect(try socket.option(ZMQ_TCP_KEEPALIVE) == 1 && socket.option(ZMQ_TCP_KEEPALIVE_IDLE) == 10)
+        }
+        #expect(try worker.option(ZMQ_HEARTBEAT_IVL) == 1000)
     }
 
     @Test("poll returns after its timeout when nothing arrives")

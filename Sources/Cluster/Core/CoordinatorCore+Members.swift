@@ -61,9 +61,9 @@ extension CoordinatorCore {
             if table[old].state != .lost { lose(old, .restarted) }
             rejoinCount += 1
         }
-        if tooSlowStreak[identity, default: 0] >= 2 || wrongValuesStreak[identity, default: 0] >= 2
-            || notAdmittedAgain[identity] != nil {
-            let why = notAdmittedAgain[identity] ?? (tooSlowStreak[identity, default: 0] >= 2
+        let refusedForGood = notAdmittedAgain[Self.admissionKey(identity, fields[PeerFields.key])]
+        if tooSlowStreak[identity, default: 0] >= 2 || wrongValuesStreak[identity, default: 0] >= 2 || refusedForGood != nil {
+            let why = refusedForGood ?? (tooSlowStreak[identity, default: 0] >= 2
                 ? "this worker was lost twice in a row for returning no result within --worker-timeout "
                     + "(\(Seconds(settings.workerTimeout))); it is not admitted again in this run"
                 : "this worker was lost twice in a row for values no computation of its micro-shards gives; it is not "

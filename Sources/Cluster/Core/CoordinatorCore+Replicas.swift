@@ -1,65 +1,119 @@
 import Wire
 
 /// The sharded layout's replicas, checked by their digests (`ReplicaDigests`): a result counts only when the weights
-/// it was computed from are the coordinator's, part by part.
+/// and optimizer state it was computed from are the coordinator's, part by part.
 extension CoordinatorCore {
-    /// What one member's digests of the step's weights must be, and whether it made them from the last step's means
-    /// (rather than taking the coordinator's with the optimizer's state).
+    /// What one member's digests of the step's replica must be (each part of the weights, then of each state
+    /// buffer), and whether it made them from the last step's means (rather than taking the coordinator's).
     struct ReplicaCheck {
         let digests: [UInt64]
         let fromMeans: Bool
     }
 
-    /// Whether `frame`'s weights are the step's. Where they differ, what the member computed this step is computed
-    /// again, and it takes the step's weights with the optimizer's state from here (it may be a victim: it is not
-    /// lost, unless a part of the step is applied already, when the coordinator no longer holds the step's weights).
-    /// The owners of those parts' last means are accused; one accused by two members sent them means other than the
-    /// ones it sent the coordinator, which passed their checks there, and is lost for it.
+    /// Steps an accusation counts for: an owner named by two members within them is lost.
+    static let accusationWindow = 16
+
+    /// Whether `frame` was computed from the step's replica. Where it was not:
+    /// - a member that can be a victim — it made its replica from the means, and the parts that differ are one other
+    ///   owner's — has its work of the step computed again from the coordinator's weights and state (sent at once
+    ///   while no part of the step is applied here; once one is, it sits the step out), and names that owner;
+    /// - any other (it took the coordinator's replica, differs again this step, or in parts no one else sent) is lost.
+    /// An owner named by two members within `accusationWindow` steps sent them means other than the ones it sent the
+    /// coordinator, which passed their checks there: it is lost and not admitted again.
     mutating func replicaHolds(_ index: Int, _ frame: GradientFrame, step: Int) -> Bool {
         guard let check = replicaChecks[index] else { return true }
         guard frame.replicaDigests.count == check.digests.count else {
-            lose(index, .mismatched("a result with \(frame.replicaDigests.count) digests of its weights, where the "
-                + "step's \(check.digests.count) parts ask one each"))
+            lose(index, .mismatched("a result with \(frame.replicaDigests.count) digests of its replica, where the "
+                + "step's \(check.digests.count) ask one each"))
             return false
         }
-        let differing = check.digests.indices.filter { frame.replicaDigests[$0] != check.digests[$0] }
+        let differing = Set(check.digests.indices.filter { frame.replicaDigests[$0] != check.digests[$0] }
+            .map { $0 % partCount }).sorted()
         guard !differing.isEmpty else { return true }
-        let suspects = check.fromMeans
-            ? Set(differing.compactMap { meansOwners.indices.contains($0) ? meansOwners[$0] : nil }).subtracting([index])
-            : []
-        let named = suspects.sorted().map { table[$0].label }.joined(separator: ", ")
-        let why = "its weights for step \(step) differ from the coordinator's in "
+        let owners = Set(differing.map { meansOwners.indices.contains($0) ? meansOwners[$0] : nil })
+        let why = "its replica for step \(step) differs from the coordinator's in "
             + "\(differing.count == 1 ? "part" : "parts") \(Self.listed(differing))"
-            + (suspects.isEmpty ? "" : ", whose means \(named) sent at step \(step - 1)")
+        guard check.fromMeans, !staleReplicas.contains(index), owners.count == 1, let owner = owners.first!,
+              owner != index else {
+            lose(index, .staleWeights(why + (check.fromMeans ? "" : ", which it was sent whole")))
+            return false
+        }
+        let line = why + ", whose means \(table[owner].label) sent at step \(step - 1)"
         if replicasResyncable {
-            resync(index, why: why, step: step)
+            resync(index, why: line, step: step)
+        } else if let eligible, eligible.subtracting([index]).contains(where: { table[$0].isActive }) {
+            sitOut(index, why: line, step: step)
         } else {
-            lose(index, .staleWeights(why))
+            lose(index, .staleWeights(line))
         }
-        for owner in suspects.sorted() where table[owner].state != .lost {
-            accusations[owner, default: []].insert(index)
-            let accusers = accusations[owner]!
-            guard accusers.count >= 2 else { continue }
-            lose(owner, .mismatched("sent \(accusers.sorted().map { table[$0].label }.joined(separator: " and ")) "
-                + "means at step \(step - 1) other than the ones it sent the coordinator, which passed their checks"))
-            // Two members' word against it, each checked against the coordinator's own weights: not admitted again
-            // (its clean steps between lies would reset a count of losses in a row).
-            if notAdmittedAgain.count >= MemberTable.capacity { notAdmittedAgain.removeAll() }
-            notAdmittedAgain[table[owner].identity] = "this worker sent members means other than the ones it sent "
-                + "the coordinator; it is not admitted again in this run"
-        }
+        accuse(owner, by: index, step: step)
         return false
     }
 
-    /// `index`'s work of this step is taken back, answered or not, and it is sent the step's weights with the
-    /// optimizer's state before it computes again (and the next step's too: its replica missed this step's start).
+    /// `index`'s work of this step is taken back, answered or not, and it is sent the step's weights and state now,
+    /// while the coordinator's are still all the step's, before it computes again.
     private mutating func resync(_ index: Int, why: String, step: Int) {
         let moved = round!.retract(index)
         staleReplicas.insert(index)
-        (table[index].weightsStep, table[index].meansStep) = (nil, nil)
+        replicaChecks[index] = ReplicaCheck(digests: replicaChecks[index]!.digests, fromMeans: false)
+        emit(.send(member: index, .weights(step: step, .withState)))
+        table[index].weightsStep = step
         if !round!.holds(index) { table[index].state = .ready }
         emit(.log("step \(step): \(table[index].label): \(why); its micro-shards \(describe(moved)) are computed "
-            + "again, and it takes the step's weights with the optimizer's state"))
+            + "again, from the step's weights and state sent to it"))
+    }
+
+    /// `index`'s work of this step is taken back and goes to the others: a part of the step is applied here, so the
+    /// coordinator no longer holds the step's replica to send it.
+    private mutating func sitOut(_ index: Int, why: String, step: Int) {
+        let moved = round!.retract(index)
+        staleReplicas.insert(index)
+        eligible?.remove(index)
+        if !round!.holds(index) { table[index].state = .ready }
+        emit(.log("step \(step): \(table[index].label): \(why); its micro-shards \(describe(moved)) go to the other "
+            + "workers, and it sits the step out"))
+    }
+
+    /// `accuser` found `owner`'s last means other than the coordinator's. Named twice within the window, the owner
+    /// owns no parts from the next step on (a replica's word alone cannot tell which of the two lies, and an owner
+    /// with no parts has no means to lie about); by two accusers, it is lost and not admitted again (by its key, with
+    /// keys).
+    private mutating func accuse(_ owner: Int, by accuser: Int, step: Int) {
+        guard table[owner].state != .lost else { return }
+        let accuserKey = Self.admissionKey(table[accuser].identity, table[accuser].peerKey?.z85)
+        var named = accusations[owner, default: []].filter { $0.step > step - Self.accusationWindow }
+        named.append((accuserKey, step))
+        accusations[owner] = named
+        let ownerKey = Self.admissionKey(table[owner].identity, table[owner].peerKey?.z85)
+        guard Set(named.map(\.accuser)).count >= 2 else {
+            if demoted.count >= MemberTable.capacity { demoted.removeAll() }
+            if named.count >= 2, demoted.insert(ownerKey).inserted {
+                emit(.log("step \(step): \(table[owner].label) owns no parts from the next step on: \(table[accuser].label) "
+                    + "found its means other than the coordinator's twice within \(Self.accusationWindow) steps"))
+            }
+            return
+        }
+        let accusers = table.members.indices.filter {
+            named.map(\.accuser).contains(Self.admissionKey(table[$0].identity, table[$0].peerKey?.z85))
+                && (table[$0].state != .lost || $0 == accuser)
+        }.map { table[$0].label }
+        lose(owner, .mismatched("sent \(accusers.joined(separator: " and ")) means other than the ones it sent the "
+            + "coordinator, which passed their checks"))
+        accusations[owner] = nil
+        if notAdmittedAgain.count >= MemberTable.capacity { notAdmittedAgain.removeAll() }
+        notAdmittedAgain[ownerKey] = "this worker sent members means other than the ones it sent the coordinator; it is "
+            + "not admitted again in this run"
+    }
+
+    /// Whether `member` was named twice and owns no parts.
+    func ownsNoParts(_ member: Member) -> Bool {
+        demoted.contains(Self.admissionKey(member.identity, member.peerKey?.z85))
+    }
+
+    /// What a refusal for good is kept under: the worker's public key with keys (a new process has a new routing
+    /// identity), its routing identity without.
+    static func admissionKey(_ identity: [UInt8], _ key: String?) -> [UInt8] {
+        key.map { Array("key:\($0)".utf8) } ?? identity
     }
 
     /// Parts as a line names them: the first few, and how many more.

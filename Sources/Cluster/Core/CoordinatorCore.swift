@@ -63,7 +63,10 @@ struct CoordinatorCore {
     /// differ in an owner's parts, by owner (`CoordinatorCore+Replicas.swift`).
     var replicaChecks: [Int: ReplicaCheck] = [:]
     var meansOwners: [Int?] = []
-    var accusations: [Int: Set<Int>] = [:]
+    /// By owner: who named it (by identity, or key with keys) and at which step, for the last `accusationWindow`
+    /// steps; and the workers named twice, who own no parts from then on (by identity, or key with keys).
+    var accusations: [Int: [(accuser: [UInt8], step: Int)]] = [:]
+    var demoted: Set<[UInt8]> = []
     /// Members found holding other weights this step (they start the next one from the coordinator's), and whether
     /// one can still take the step's weights from here (no part of the step applied yet).
     var staleReplicas: Set<Int> = []
@@ -107,6 +110,8 @@ struct CoordinatorCore {
         round = StepRound(step: step, epoch: epoch, batchIndex: batchIndex, microShards: microShards,
                           batchSamples: batchSamples, microShardSize: admission.microShardSize,
                           inParts: settings.overlap)
+        // A step of the star, or one whose checks are not made yet: none from an earlier step apply.
+        (replicaChecks, staleReplicas, replicasResyncable) = ([:], [], false)
     }
 
     /// The step's round, complete, taken from the core.

@@ -108,16 +108,19 @@ extension Codec {
     static func gradient(_ f: GradientFields, _ frame: Message, _ limits: Limits) throws(WireError) -> Payload {
         let count = try parameterCount(limits, .gradient)
         let packed = f.flags.contains(.packed), inParts = f.flags.contains(.inParts)
-        // In parts, the frame holds nothing, or (sharded layout) the digest of each part of the weights the result
-        // was computed from.
-        let parts = limits.parts.count
-        guard !inParts || frame.count == 0 || frame.count == 8 * parts else {
+        // In parts, the frame holds nothing, or (sharded layout) the digest of each part of the weights and of each
+        // optimizer state buffer the result was computed from.
+        let parts = limits.parts.count, arrays = 1 + Int(WeightsFields.maximumStateBuffers)
+        guard !inParts || frame.count == 0 || (frame.count % (8 * parts) == 0 && frame.count <= 8 * parts * arrays) else {
             throw .payloadSize(type: .gradient, bytes: frame.count,
-                               expected: "0 or \(8 * parts) (the values came in parts; a digest of each of \(parts) parts)")
+                               expected: "0, or 8 × \(parts) parts × 1…\(arrays) arrays (the values came in parts; a "
+                                   + "digest of each part of the weights and each state buffer)")
         }
         var replicaDigests: [UInt64] = []
         if inParts && frame.count > 0 {
-            replicaDigests = frame.withUnsafeBytes { raw in (0..<parts).map { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self)) } }
+            replicaDigests = frame.withUnsafeBytes { raw in
+                (0..<frame.count / 8).map { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self)) }
+            }
         }
         var copy: UnpackedSum?
         if packed {

@@ -161,7 +161,7 @@ package struct GradientFrame {
     package let regionSlot: Int?
     /// Whether the frame carried the values packed (`cexact_pack`); they are then read from their unpacked copy.
     package let packed: Bool
-    /// Whether the values came before in `gradientPart`s (the frame is then empty).
+    /// Whether the values came before in `gradientPart`s (the frame then holds no values: nothing, or the replica's digests).
     package let inParts: Bool
     /// Exact: 0 when the values are the sum's limbs; otherwise the assignment's micro-shards (at most
     /// `maximumFloatShards`), each one's Float gradient sum in turn — what a worker sends when that is no more
@@ -169,8 +169,9 @@ package struct GradientFrame {
     package let floatShards: Int
     /// How long the worker says it computed the result.
     package let computing: Duration
-    /// Sharded layout: the digest of each part of the weights the worker computed from, under the key the
-    /// coordinator drew for it this step (`cdigest_nh`); empty otherwise.
+    /// Sharded layout: the digest of each part of the weights and then of each optimizer state buffer the worker
+    /// computed from, as the step began, under the key the coordinator drew for it this step (`cdigest`); empty
+    /// otherwise.
     package let replicaDigests: [UInt64]
     /// The values when not in the frame itself: in the region (`inRegion`) or copied, and what keeps them.
     private var otherValues: (bytes: UnsafeRawBufferPointer, owner: AnyObject)?

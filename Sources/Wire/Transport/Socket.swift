@@ -106,6 +106,15 @@ package final class Socket {
         try check(zmq_setsockopt(handle, option, &v, MemoryLayout<Int32>.size), "zmq_setsockopt(\(option))")
     }
 
+    /// An integer option's value (tests read back what the tuning set).
+    package func option(_ option: Int32) throws -> Int32 {
+        checkThread()
+        var value: Int32 = 0
+        var size = MemoryLayout<Int32>.size
+        try check(zmq_getsockopt(handle, option, &value, &size), "zmq_getsockopt(\(option))")
+        return value
+    }
+
     package func set(_ option: Int32, int64 value: Int64) throws {
         checkThread()
         var v = value

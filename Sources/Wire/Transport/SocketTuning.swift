@@ -13,13 +13,15 @@ package enum SocketTuning {
     /// The coordinator's ROUTER. ROUTER_MANDATORY makes a send to a vanished worker an error (`unroutable`)
     /// instead of a silent drop; ROUTER_HANDOVER lets a worker that reconnects under its routing id take its place;
     /// MAXMSGSIZE makes libzmq refuse any frame beyond the job's largest legal message, before allocating it;
-    /// LINGER 0 so a closing coordinator never waits on dead workers. libzmq's own heartbeat drops a connection
-    /// silent for as long as the application declares a worker lost (`silence`), never sooner.
-    /// `queuedPerWorker`: messages that may wait for one worker (a step in parts sends it one per part, while it may
-    /// still be busy sending its own). Its receiving side never stalls (RCVHWM 0), as peers' sockets: libzmq 4.3.4
-    /// asserts when a connection fails while its input is stalled (stream_engine_base.cpp:331), which a worker
-    /// declared lost and reconnecting under load did; the poll loop reads continuously, and what a member may send
-    /// is bounded by its assignments (PeerGuard cuts off senders of malformed messages).
+    /// LINGER 0 so a closing coordinator never waits on dead workers. `queuedPerWorker`: messages that may wait for one
+    /// worker (a step in parts sends it one per part, while it may still be busy sending its own). Its receiving side
+    /// never stalls (RCVHWM 0): the poll loop reads continuously, and what a member may send is bounded by its
+    /// assignments (PeerGuard cuts off senders of malformed messages).
+    /// It sends no ZMTP heartbeats (`withoutHeartbeatTimer`): a worker that joins again hands its routing id over
+    /// to its new connection, and libzmq 4.3.4 then aborts this process if the old connection closes with input the
+    /// handover left undelivered and its heartbeat timer fires (`Assertion failed: !_io_error`,
+    /// stream_engine_base.cpp:331). The application's own heartbeats and `--worker-timeout` find silent workers;
+    /// TCP keepalive closes connections to hosts that are gone.
     package static func coordinator(_ socket: Socket, maximumMessageBytes: Int, heartbeat: Duration = defaultHeartbeat,
                                    silence: Duration = defaultSilence, queuedPerWorker: Int = Int(highWaterMark)) throws {
         try socket.set(ZMQ_ROUTER_MANDATORY, 1)
@@ -30,6 +32,7 @@ package enum SocketTuning {
         try common(socket, maximumMessageBytes: maximumMessageBytes, heartbeat: heartbeat, silence: silence)
         try socket.set(ZMQ_SNDHWM, Int32(clamping: max(queuedPerWorker, Int(highWaterMark))))
         try socket.set(ZMQ_RCVHWM, 0)
+        try withoutHeartbeatTimer(socket, silence: silence)
     }
 
     /// A worker's DEALER, with a routing id that stays the same across reconnects so the coordinator knows it.
@@ -46,13 +49,14 @@ package enum SocketTuning {
 
     /// A socket between workers (sharded layout). Nothing it sends ever waits: a peer's queue holds a step's parts and
     /// means many times over, so a full one is a peer that is gone, and the coordinator has the step computed again
-    /// without it. Its receiving side never stalls either (RCVHWM 0): libzmq 4.3.4 asserts when a connection fails
-    /// while its input is stalled (stream_engine_base.cpp:331), which a peer killed mid-step did; what peers may
-    /// send is bounded by the step (the layout admits only its members, with keys their keys).
+    /// without it. Its receiving side never stalls either (RCVHWM 0), and it sends no ZMTP heartbeats, as the
+    /// coordinator's (a peer killed mid-step made libzmq 4.3.4 abort through the same assertion); what peers may send
+    /// is bounded by the step (the layout admits only its members, with keys their keys).
     package static func peer(_ socket: Socket, maximumMessageBytes: Int) throws {
         try common(socket, maximumMessageBytes: maximumMessageBytes, heartbeat: defaultHeartbeat, silence: defaultSilence)
         try socket.set(ZMQ_SNDHWM, Int32(1 << 16))
         try socket.set(ZMQ_RCVHWM, 0)
+        try withoutHeartbeatTimer(socket, silence: defaultSilence)
         try socket.set(ZMQ_RECONNECT_IVL, 100)
         try socket.set(ZMQ_RECONNECT_IVL_MAX, 2000)
     }
@@ -77,6 +81,18 @@ package enum SocketTuning {
     /// Lets the last messages (a shutdown) leave when the socket closes, waiting at most `within`.
     package static func flushOnClose(_ socket: Socket, within: Duration) throws {
         try socket.set(ZMQ_LINGER, Int32((within / .milliseconds(1)).rounded()))
+    }
+
+    /// No ZMTP heartbeat timer on `socket` (libzmq 4.3.4's timer writes to a connection whose input failed, and
+    /// asserts: see `coordinator`; reproduced by a ROUTER with ROUTER_HANDOVER whose old connection closes after its
+    /// routing id moved, with heartbeats on, and not without); TCP keepalive after `silence` instead, so a connection
+    /// to a host that is gone still closes (probes a second apart, three unanswered).
+    private static func withoutHeartbeatTimer(_ socket: Socket, silence: Duration) throws {
+        try socket.set(ZMQ_HEARTBEAT_IVL, 0)
+        try socket.set(ZMQ_TCP_KEEPALIVE, 1)
+        try socket.set(ZMQ_TCP_KEEPALIVE_IDLE, Int32(max(1, (silence / .seconds(1)).rounded(.up))))
+        try socket.set(ZMQ_TCP_KEEPALIVE_INTVL, 1)
+        try socket.set(ZMQ_TCP_KEEPALIVE_CNT, 3)
     }
 
     private static func common(_ socket: Socket, maximumMessageBytes: Int, heartbeat: Duration,
