@@ -34,8 +34,15 @@ extension Coordinator: GradientSource {
         // A step given up half-way (the trainer stopped) lets go of what it held.
         endPartStep()
         choosePacking()
+        // A sharded step given up half-way may still be digesting the weights about to change.
+        awaitReplicaChecks()
         if settings.sharded, try shardsStep(order.step) {
-            try beginSharded(order)
+            do {
+                try beginSharded(order)
+            } catch {
+                awaitReplicaChecks()
+                throw error
+            }
         } else if settings.overlap {
             try beginParts(order)
         } else {
@@ -44,7 +51,15 @@ extension Coordinator: GradientSource {
     }
 
     package func next() throws -> StepEvent? {
-        if sharded.order != nil { return try nextSharded() }
+        if sharded.order != nil {
+            do {
+                return try nextSharded()
+            } catch {
+                // The trainer unwinds: nothing may still read its buffers.
+                awaitReplicaChecks()
+                throw error
+            }
+        }
         guard settings.overlap else {
             guard let order = wholeOrder else { return nil }
             wholeOrder = nil

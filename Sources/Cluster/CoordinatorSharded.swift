@@ -13,6 +13,8 @@ struct ShardedRun {
     /// The members of the layout, by table index, and the peers message they were sent.
     var members: [Int] = []
     var layout: ReductionLayout?
+    /// Those of `members` the layout was made to give parts (`owning`), the coordinator last.
+    var owners: [Int] = []
     var step: ShardedStep?
     var order: StepOrder?
     /// Parts whose mean is in `order.mean`, checked, and which the trainer has not applied yet: it applies them once
@@ -99,8 +101,9 @@ extension Coordinator {
         // A step given up half-way may have left its digests being made: they read the weights about to change.
         awaitReplicaChecks()
         let members = core.table.active.sorted()
-        if members != sharded.members || sharded.layout.map({ $0.members != owning(members) }) ?? true {
+        if members != sharded.members || sharded.layout == nil || sharded.owners != owning(members) {
             let layout = ReductionLayout(parts: parts.count, members: owning(members))
+            sharded.owners = owning(members)
             (sharded.members, sharded.layout) = (members, layout)
             // Other members, other links: the packing is measured again.
             floatPacking.conditionsChanged()
@@ -130,35 +133,10 @@ extension Coordinator {
         core.partsComplete = { [unowned self] in ownParts().holdsOwnedParts(attempt: $0, step: UInt64(order.step)) }
         sharded.step = ShardedStep(step: order.step, layout: sharded.layout!)
         stepWeights = .from(order.parameters)
-        // What each member's digests must be: the step's weights' and state's under its key, made on a thread while
-        // the members compute (nothing of the step is applied here before every count is in).
-        let expected = members.compactMap { m in
-            sharded.replicaKeys[core.table[m].id].map { (index: m, seed: $0, fromMeans: fromMeans.contains(m)) }
-        }
-        sharded.expectation = ReplicaExpectation(
-            members: expected,
-            arrays: [UnsafePointer(order.parameters.pointer)] + order.optimizer.state.map { UnsafePointer($0.pointer) },
-            parts: parts)
-        core.replicasResyncable = true
+        expectReplicas(members, fromMeans: fromMeans, order: order)
         try handOut()
         try orderEarly()
         sharded.sent = clock.now
-    }
-
-    /// The step's expected digests, into the core, before it reads a count (waits until they are made).
-    func awaitReplicaChecks() {
-        guard let expectation = sharded.expectation else { return }
-        sharded.expectation = nil
-        core.replicaChecks = expectation.wait()
-    }
-
-    /// The key seed of worker `worker`'s digests this step (one drawn now for a member sent the weights after the
-    /// step began: its digests are not compared, since the trainer may have applied parts by then).
-    func replicaKey(of worker: UInt32) -> UInt64 {
-        if let seed = sharded.replicaKeys[worker] { return seed }
-        let seed = ReplicaDigests.drawSeed()
-        sharded.replicaKeys[worker] = seed
-        return seed
     }
 
     /// The next part for the trainer to apply, once the step's counts are in; nil once every part is applied.
@@ -203,12 +181,6 @@ extension Coordinator {
         sharded.orderedAt = clock.now
         let silent = sharded.checks[part].flatMap { check in check.missing.map { check.members[$0] } }
         try perform(core.lost(silent ?? step.layout.owners[part], .tooSlow(waited)))
-    }
-
-    /// Who may own parts among `members`: those no replica named twice (`CoordinatorCore.accuse`), and the
-    /// coordinator.
-    func owning(_ members: [Int]) -> [Int] {
-        members.filter { !core.ownsNoParts(core.table[$0]) } + [ReductionLayout.coordinator]
     }
 
     /// How the log names an owner of the layout.
@@ -378,7 +350,7 @@ extension Coordinator {
         guard var step = sharded.step, !(step.isDone && sharded.ready.isEmpty) else {
             // Between steps: the next step's layout must not name it (the members left are the same as the active
             // ones then, so it would not be made again).
-            sharded.members = remaining
+            (sharded.members, sharded.owners) = (remaining, owning(remaining))
             guard var layout = sharded.layout, !layout.parts(of: member).isEmpty else { return }
             let moved = layout.remove(member, giving: owning(remaining))
             sharded.layout = layout
@@ -391,7 +363,7 @@ extension Coordinator {
                 + "last checkpoint (--resume)")
         }
         let moved = step.lost(member, remaining: owning(remaining))
-        (sharded.step, sharded.layout, sharded.members) = (step, step.layout, remaining)
+        (sharded.step, sharded.layout, sharded.members, sharded.owners) = (step, step.layout, remaining, owning(remaining))
         core.eligible = Set(remaining)
         try sendPeers()
         try ownPartsMoved()
@@ -409,20 +381,5 @@ extension Coordinator {
     private func movedLine(_ label: String, owners: [Int]) -> String {
         "\(label)'s \(owners.count) part\(owners.count == 1 ? "" : "s") of the sum moved to "
             + Set(owners.map(ownerName)).sorted().joined(separator: ", ")
-    }
-
-    /// The weights and the optimizer's state, for a member that joins the layout.
-    func weightsWithState(step: Int, worker: UInt32) throws -> [Message] {
-        guard let order = sharded.order else { throw ClusterError("no sharded step to send the weights of") }
-        let count = order.parameters.count, state = order.optimizer.state
-        // Written once into memory the message then shares.
-        let payload = SharedPayload(byteCount: 4 * (1 + state.count) * count)
-        let floats = payload.bytes.assumingMemoryBound(to: Float.self)
-        floats.update(from: order.parameters.pointer, count: count)
-        for (i, buffer) in state.enumerated() { (floats + (i + 1) * count).update(from: buffer.pointer, count: count) }
-        let header = try Codec.shardedWeightsHeader(job: jobID, step: UInt64(step), parameterCount: count,
-                                                    stateBuffers: state.count, optimizerSteps: order.optimizer.steps,
-                                                    replicaKey: replicaKey(of: worker))
-        return [header, try Message(sharing: payload)]
     }
 }

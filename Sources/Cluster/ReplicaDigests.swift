@@ -1,4 +1,5 @@
 import CDigest
+import Engine
 import Foundation
 import Wire
 
@@ -44,16 +45,20 @@ package enum ReplicaDigests {
 }
 
 /// The coordinator's expected digests for a step, made on a thread of their own while its loop goes on: the step's
-/// weights and state stay untouched until every count is in, and the loop waits for these before it reads a count.
+/// weights and state stay untouched until every count is in, and the loop waits for these before it reads a count
+/// (and before it lets go of the step, however it ends). It holds the buffers it reads.
 final class ReplicaExpectation: @unchecked Sendable {
+    let step: Int
     private let finished = DispatchSemaphore(value: 0)
     private var checks: [Int: CoordinatorCore.ReplicaCheck] = [:]
+    private let buffers: [Buffer<Float>]
 
-    /// Starts making the checks of `members` (by index: key seed, whether it makes its weights from the means).
-    init(members: [(index: Int, seed: UInt64, fromMeans: Bool)], arrays: [UnsafePointer<Float>], parts: PartSplit) {
-        let addresses = arrays.map { UInt(bitPattern: $0) }
+    /// Starts making step `step`'s checks of `members` (by index: key seed, whether it makes its replica from the
+    /// means) from `buffers` (the weights, then each state buffer).
+    init(step: Int, members: [(index: Int, seed: UInt64, fromMeans: Bool)], buffers: [Buffer<Float>], parts: PartSplit) {
+        (self.step, self.buffers) = (step, buffers)
         Thread.detachNewThread { [self] in
-            let arrays = addresses.map { UnsafePointer<Float>(bitPattern: $0)! }
+            let arrays = self.buffers.map { UnsafePointer($0.pointer) }
             let digests = ReplicaDigests.digests(of: arrays, parts: parts, seeds: members.map(\.seed))
             for (i, member) in members.enumerated() {
                 checks[member.index] = .init(digests: digests[i], fromMeans: member.fromMeans)

@@ -105,7 +105,8 @@ import Wire
         }
         var swapped = weights
         swapped.swapAt(100, 7_000)
-        #expect(digests(swapped, state)[0] != honest[0])
+        let afterSwap = digests(swapped, state)
+        #expect(afterSwap[0] != honest[0] && afterSwap.dropFirst() == honest.dropFirst())
         // Another key, other digests of the same replica; the same key, the same ones, however many keys at once.
         #expect(digests(weights, state, seed: seed ^ 2) != honest)
         let alone = weights.withUnsafeBufferPointer { w in state.withUnsafeBufferPointer { s in
@@ -212,5 +213,36 @@ import Wire
         (h, orders) = try Self.started(step: 20, harness: h)
         let within = try Self.answer(&h, 1, orders[0], digests: [99, 1])
         #expect(within.losses.map(\.member) == [h.member(3)], "\(within.logs)")
+    }
+
+    @Test("with keys, an owner lost for two members' word is refused by the key its connection was admitted with, whatever its routing id or peer socket")
+    func banByKey() throws {
+        var h = CoreHarness(workers: 3) { $0.overlap = true }
+        func keyedHello(_ peer: Int, key: String) throws -> [CoordinatorAction] {
+            let decoded = try h.decode(Codec.hello(fields: ["name": "p\(peer)", "host": "h", "pid": "\(1000 + peer)",
+                                                            "cores": "2", "build": "b", "blas": "Haswell", "onednn": "avx2"],
+                                                   cores: 2, pid: Int32(1000 + peer)))
+            guard case .hello(let fields) = decoded.payload else { throw CancellationError() }
+            // As the shell passes it on: the connection's key, and no peer socket offered.
+            let checked = PeerFields.checked(fields, address: "10.0.0.\(peer)", key: key)
+            return h.core.receive(Envelope(header: decoded.header, payload: .hello(fields: checked)),
+                                  from: CoreHarness.identity(peer), at: h.now)
+        }
+        for (peer, key) in [(1, "keyA"), (2, "keyB"), (3, "keyC")] {
+            _ = try keyedHello(peer, key: key)
+            try h.ready(peer)
+        }
+        h.core.sharding = true
+        h.core.partsComplete = { _ in true }
+        var (harness, orders) = try Self.started(harness: h)
+        _ = try Self.answer(&harness, 1, orders[0], digests: [99, 1])
+        let second = try Self.answer(&harness, 2, orders[1], digests: [99, 2])
+        #expect(second.losses.map(\.member) == [harness.member(3)], "\(second.logs)")
+        h = harness
+        // The same key under a new routing id (a new process) is refused; another key is not.
+        let again = try keyedHello(9, key: "keyC")
+        #expect(again.replies.contains { if case .shutdown(let why, .failed) = $0 { why.contains("not admitted again") } else { false } })
+        let other = try keyedHello(8, key: "keyD")
+        #expect(other.replies.isEmpty, "\(other)")
     }
 }

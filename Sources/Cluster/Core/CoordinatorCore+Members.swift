@@ -61,7 +61,7 @@ extension CoordinatorCore {
             if table[old].state != .lost { lose(old, .restarted) }
             rejoinCount += 1
         }
-        let refusedForGood = notAdmittedAgain[Self.admissionKey(identity, fields[PeerFields.key])]
+        let refusedForGood = notAdmittedAgain[Self.admissionKey(identity, fields[PeerFields.connectionKey])]
         if tooSlowStreak[identity, default: 0] >= 2 || wrongValuesStreak[identity, default: 0] >= 2 || refusedForGood != nil {
             let why = refusedForGood ?? (tooSlowStreak[identity, default: 0] >= 2
                 ? "this worker was lost twice in a row for returning no result within --worker-timeout "

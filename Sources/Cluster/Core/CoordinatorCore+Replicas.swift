@@ -80,11 +80,12 @@ extension CoordinatorCore {
     /// keys).
     private mutating func accuse(_ owner: Int, by accuser: Int, step: Int) {
         guard table[owner].state != .lost else { return }
-        let accuserKey = Self.admissionKey(table[accuser].identity, table[accuser].peerKey?.z85)
-        var named = accusations[owner, default: []].filter { $0.step > step - Self.accusationWindow }
+        let accuserKey = Self.admissionKey(table[accuser].identity, table[accuser].connectionKey)
+        let ownerKey = Self.admissionKey(table[owner].identity, table[owner].connectionKey)
+        var named = accusations[ownerKey, default: []].filter { $0.step > step - Self.accusationWindow }
         named.append((accuserKey, step))
-        accusations[owner] = named
-        let ownerKey = Self.admissionKey(table[owner].identity, table[owner].peerKey?.z85)
+        if accusations.count >= MemberTable.capacity { accusations.removeAll() }
+        accusations[ownerKey] = named
         guard Set(named.map(\.accuser)).count >= 2 else {
             if demoted.count >= MemberTable.capacity { demoted.removeAll() }
             if named.count >= 2, demoted.insert(ownerKey).inserted {
@@ -94,12 +95,12 @@ extension CoordinatorCore {
             return
         }
         let accusers = table.members.indices.filter {
-            named.map(\.accuser).contains(Self.admissionKey(table[$0].identity, table[$0].peerKey?.z85))
+            named.map(\.accuser).contains(Self.admissionKey(table[$0].identity, table[$0].connectionKey))
                 && (table[$0].state != .lost || $0 == accuser)
         }.map { table[$0].label }
         lose(owner, .mismatched("sent \(accusers.joined(separator: " and ")) means other than the ones it sent the "
             + "coordinator, which passed their checks"))
-        accusations[owner] = nil
+        accusations[ownerKey] = nil
         if notAdmittedAgain.count >= MemberTable.capacity { notAdmittedAgain.removeAll() }
         notAdmittedAgain[ownerKey] = "this worker sent members means other than the ones it sent the coordinator; it is "
             + "not admitted again in this run"
@@ -107,7 +108,7 @@ extension CoordinatorCore {
 
     /// Whether `member` was named twice and owns no parts.
     func ownsNoParts(_ member: Member) -> Bool {
-        demoted.contains(Self.admissionKey(member.identity, member.peerKey?.z85))
+        demoted.contains(Self.admissionKey(member.identity, member.connectionKey))
     }
 
     /// What a refusal for good is kept under: the worker's public key with keys (a new process has a new routing

@@ -63,9 +63,9 @@ struct CoordinatorCore {
     /// differ in an owner's parts, by owner (`CoordinatorCore+Replicas.swift`).
     var replicaChecks: [Int: ReplicaCheck] = [:]
     var meansOwners: [Int?] = []
-    /// By owner: who named it (by identity, or key with keys) and at which step, for the last `accusationWindow`
+    /// By owner (its identity, or key with keys): who named it and at which step, for the last `accusationWindow`
     /// steps; and the workers named twice, who own no parts from then on (by identity, or key with keys).
-    var accusations: [Int: [(accuser: [UInt8], step: Int)]] = [:]
+    var accusations: [[UInt8]: [(accuser: [UInt8], step: Int)]] = [:]
     var demoted: Set<[UInt8]> = []
     /// Members found holding other weights this step (they start the next one from the coordinator's), and whether
     /// one can still take the step's weights from here (no part of the step applied yet).

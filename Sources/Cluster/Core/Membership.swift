@@ -86,6 +86,8 @@ package struct Member: Sendable {
     /// with keys, its public key; nil when it offers none.
     var peerEndpoint: String?
     var peerKey: CurvePublicKey?
+    /// With keys, the key its connection was admitted with (`PeerFields.connectionKey`).
+    var connectionKey: String?
     /// Sharded layout: the step whose weights it makes itself from the means of the step before (it was in the
     /// layout when they went out).
     var meansStep: Int?
@@ -175,6 +177,7 @@ struct MemberTable {
         // Set by the shell only once checked (`Coordinator.checkedPeer`).
         member.peerEndpoint = fields[PeerFields.endpoint]
         member.peerKey = fields[PeerFields.key].flatMap { try? CurvePublicKey(z85: $0) }
+        member.connectionKey = fields[PeerFields.connectionKey]
         var slot: Int
         if let expired = reusable(inUse: inUse, lostBefore: now - expiry) {
             slot = expired

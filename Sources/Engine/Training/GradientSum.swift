@@ -1,14 +1,6 @@
 import Dispatch
 import CExactSum
 
-/// How micro-shard gradients are added up.
-package enum Reduction: String, Sendable, CaseIterable {
-    /// Fixed-point sums: the same bits for any grouping of micro-shards, so for any number of workers.
-    case exact
-    /// Float sums of one GEMM per slice: fastest, but the bits depend on how the batch was split.
-    case fast
-}
-
 /// The running sum of gradients and statistics over the slices of one batch, combined by adding.
 ///
 /// In `.exact` mode every value enters binned fixed-point limbs (the arithmetic and its proof sketch are in
