@@ -215,6 +215,18 @@ import Wire
         #expect(within.losses.map(\.member) == [h.member(3)], "\(within.logs)")
     }
 
+    @Test("a step that begins (a star step under --layout auto, say) holds no checks of the step before: a result without digests counts")
+    func checksEndWithTheirStep() throws {
+        var (h, _) = try Self.started(step: 1)
+        _ = h.core.endStep()
+        h.core.sharding = false
+        h.beginStep(2, microShards: 6)
+        let orders = h.handOut().assignments.map(\.order)
+        #expect(h.core.replicaChecks.isEmpty && !h.core.replicasResyncable)
+        let plain = try h.receive(1, h.resultFrames(1, orders[0], inParts: true))
+        #expect(plain.losses.isEmpty && h.core.round!.completedAttempts[orders[0].attempt] != nil, "\(plain)")
+    }
+
     @Test("with keys, an owner lost for two members' word is refused by the key its connection was admitted with, whatever its routing id or peer socket")
     func banByKey() throws {
         var h = CoreHarness(workers: 3) { $0.overlap = true }
