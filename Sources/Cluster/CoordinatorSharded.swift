@@ -98,12 +98,11 @@ extension Coordinator {
     /// member that does not hold this step's weights and optimizer state is sent them, and the work goes out.
     func beginSharded(_ order: StepOrder) throws {
         let begun = clock.now
-        // A step given up half-way may have left its digests being made: they read the weights about to change.
-        awaitReplicaChecks()
         let members = core.table.active.sorted()
-        if members != sharded.members || sharded.layout == nil || sharded.owners != owning(members) {
-            let layout = ReductionLayout(parts: parts.count, members: owning(members))
-            sharded.owners = owning(members)
+        let owners = owning(members)
+        if members != sharded.members || sharded.layout == nil || sharded.owners != owners {
+            let layout = ReductionLayout(parts: parts.count, members: owners)
+            sharded.owners = owners
             (sharded.members, sharded.layout) = (members, layout)
             // Other members, other links: the packing is measured again.
             floatPacking.conditionsChanged()
@@ -346,13 +345,14 @@ extension Coordinator {
         sharded.resetReplicas = true
         for m in sharded.members { core.table[m].meansStep = nil }
         let remaining = sharded.members.filter { $0 != member && core.table[$0].isActive }
+        let owners = owning(remaining)
         // Between steps: no step, or every part of it given to the trainer (which happens only once its counts are in).
         guard var step = sharded.step, !(step.isDone && sharded.ready.isEmpty) else {
             // Between steps: the next step's layout must not name it (the members left are the same as the active
             // ones then, so it would not be made again).
-            (sharded.members, sharded.owners) = (remaining, owning(remaining))
+            (sharded.members, sharded.owners) = (remaining, owners)
             guard var layout = sharded.layout, !layout.parts(of: member).isEmpty else { return }
-            let moved = layout.remove(member, giving: owning(remaining))
+            let moved = layout.remove(member, giving: owners)
             sharded.layout = layout
             try sendPeers()
             log(movedLine(label, owners: moved.map(\.owner)))
@@ -362,8 +362,8 @@ extension Coordinator {
             throw ClusterError("every worker of the sharded layout was lost during step \(step.step); resume from the "
                 + "last checkpoint (--resume)")
         }
-        let moved = step.lost(member, remaining: owning(remaining))
-        (sharded.step, sharded.layout, sharded.members, sharded.owners) = (step, step.layout, remaining, owning(remaining))
+        let moved = step.lost(member, remaining: owners)
+        (sharded.step, sharded.layout, sharded.members, sharded.owners) = (step, step.layout, remaining, owners)
         core.eligible = Set(remaining)
         try sendPeers()
         try ownPartsMoved()

@@ -80,8 +80,8 @@ extension CoordinatorCore {
     /// keys).
     private mutating func accuse(_ owner: Int, by accuser: Int, step: Int) {
         guard table[owner].state != .lost else { return }
-        let accuserKey = Self.admissionKey(table[accuser].identity, table[accuser].connectionKey)
-        let ownerKey = Self.admissionKey(table[owner].identity, table[owner].connectionKey)
+        let accuserKey = Self.admissionKey(of: table[accuser])
+        let ownerKey = Self.admissionKey(of: table[owner])
         var named = accusations[ownerKey, default: []].filter { $0.step > step - Self.accusationWindow }
         named.append((accuserKey, step))
         if accusations.count >= MemberTable.capacity { accusations.removeAll() }
@@ -95,7 +95,7 @@ extension CoordinatorCore {
             return
         }
         let accusers = table.members.indices.filter {
-            named.map(\.accuser).contains(Self.admissionKey(table[$0].identity, table[$0].connectionKey))
+            named.map(\.accuser).contains(Self.admissionKey(of: table[$0]))
                 && (table[$0].state != .lost || $0 == accuser)
         }.map { table[$0].label }
         lose(owner, .mismatched("sent \(accusers.joined(separator: " and ")) means other than the ones it sent the "
@@ -108,7 +108,7 @@ extension CoordinatorCore {
 
     /// Whether `member` was named twice and owns no parts.
     func ownsNoParts(_ member: Member) -> Bool {
-        demoted.contains(Self.admissionKey(member.identity, member.connectionKey))
+        demoted.contains(Self.admissionKey(of: member))
     }
 
     /// What a refusal for good is kept under: the worker's public key with keys (a new process has a new routing
@@ -116,6 +116,8 @@ extension CoordinatorCore {
     static func admissionKey(_ identity: [UInt8], _ key: String?) -> [UInt8] {
         key.map { Array("key:\($0)".utf8) } ?? identity
     }
+
+    static func admissionKey(of member: Member) -> [UInt8] { admissionKey(member.identity, member.connectionKey) }
 
     /// Parts as a line names them: the first few, and how many more.
     private static func listed(_ parts: [Int]) -> String {

@@ -45,7 +45,8 @@ struct CoordinatorCore {
     var tooSlowStreak: [[UInt8]: Int] = [:]
     /// The same for losses for values no computation gives (a result or a part refuted).
     var wrongValuesStreak: [[UInt8]: Int] = [:]
-    /// Workers refused for good, by routing identity, and why (bounded as the table is).
+    /// Workers refused for good, by routing identity (by key, with keys: `admissionKey`), and why (bounded as the
+    /// table is).
     var notAdmittedAgain: [[UInt8]: String] = [:]
     /// The slowest answer of the last step (what a slow assignment is compared with before this step has any).
     var lastStepSlowest: Duration = .zero
@@ -58,9 +59,8 @@ struct CoordinatorCore {
     /// Members lost, and hellos from a worker this coordinator had before (rejoined or restarted), so far: what
     /// `--prometheus` counts.
     var lossCount = 0, rejoinCount = 0
-    /// Sharded layout: what each member's digests of the step's weights must be (by member), the owner of each part
-    /// whose mean the last step's replicas applied (nil: the coordinator, or none), and the members whose weights
-    /// differ in an owner's parts, by owner (`CoordinatorCore+Replicas.swift`).
+    /// Sharded layout: what each member's digests of the step's replica must be (by member), and the owner of each part
+    /// whose mean the last step's replicas applied (nil: the coordinator, or none) (`CoordinatorCore+Replicas.swift`).
     var replicaChecks: [Int: ReplicaCheck] = [:]
     var meansOwners: [Int?] = []
     /// By owner (its identity, or key with keys): who named it and at which step, for the last `accusationWindow`

@@ -71,7 +71,7 @@ struct WeightsFields: HeaderFields {
     var parameterCount: UInt64, form: Form
     var stateBuffers: UInt64 = 0, optimizerSteps: UInt64 = 0
     /// Sharded layout (forms 4 and 5): the seed of the key this worker digests its weights with for the step
-    /// (`cdigest_key`), drawn for it alone; 0 otherwise.
+    /// (`cdigest_make_key`), drawn for it alone; 0 otherwise.
     var replicaKey: UInt64 = 0
     /// Up to 3 today (Adam with AMSGrad; RMSProp centered with momentum), and room for one more.
     static let maximumStateBuffers: UInt64 = 4
