@@ -15,7 +15,6 @@ final class WorkerSession {
     let weights: WorkerWeights
     private let ids: IDs
     private let options: TrainingOptions
-    private let layers: Int
     private let data: Dataset
     private let slices: ParallelSlices
     private let plan: BatchPlan
@@ -77,7 +76,6 @@ final class WorkerSession {
          now: @escaping () -> ContinuousClock.Instant = { ContinuousClock.now }) {
         self.now = now
         options = job.options
-        layers = job.model.layers.count
         self.data = data
         self.ids = ids
         let count = job.model.layout.parameterCount
@@ -347,8 +345,9 @@ final class WorkerSession {
         let oneSlice = floatShards > 0 || (options.reduction == .fast && request.ranges.count == 1
             && request.microShards <= chunk)
         if oneComputer && oneSlice {
-            sender.skippedCalls = (arrays - 1) * layers
-            slices.computers[0].network.onLayerGradient = { [unowned sender] in sender.layerDone(finalFrom: $0) }
+            let network = slices.computers[0].network
+            sender.skippedCalls = (arrays - 1) * network.gradientCallsPerSum
+            network.onLayerGradient = { [unowned sender] in sender.layerDone(finalFrom: $0) }
         }
         return sender
     }

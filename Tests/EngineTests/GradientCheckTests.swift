@@ -76,3 +76,63 @@ struct GradientCheckTests {
         }
     }
 }
+
+/// A layer's weight gradient is written a block of output rows at a time, and a worker sends what each block makes
+/// final at once: the blocks must add up to the gradient, and what a call calls final must not change after it.
+struct WeightGradientBlockTests {
+    @Test("a layer of three blocks: the gradient a float64 backprop gives, and each call's tail final when called")
+    func blocks() {
+        // 1,024 inputs make blocks of 128 rows: 300 outputs are blocks at rows 256, 128 and 0.
+        let spec = ModelSpec(inputs: 1024, layers: [LayerSpec(units: 300, activation: .relu), LayerSpec(units: 3, activation: .identity)])
+        let rows = 4, inputs = 1024, hidden = 300, outputs = 3
+        let network = Network(spec: spec, loss: .mse, targetWidth: outputs, capacity: rows, library: .oneDNN)
+        var random = Xoshiro(seed: 7)
+        for i in 0..<network.input.count { network.input[i] = Float(random.nextGaussian()) }
+        for i in 0..<network.targets.count { network.targets[i] = Float(random.nextGaussian()) }
+        let parameters = Buffer<Float>(count: spec.layout.parameterCount)
+        for i in 0..<parameters.count { parameters[i] = Float(random.nextGaussian() * 0.05) }
+        let gradient = Buffer<Float>(count: parameters.count)
+        var calls: [(first: Int, tail: [Float])] = []
+        network.onLayerGradient = { first in
+            calls.append((first, Array(UnsafeBufferPointer(start: gradient.pointer + first, count: gradient.count - first))))
+        }
+        _ = network.gradientSum(rows: rows, parameters: parameters.pointer, gradient: gradient.pointer)
+
+        #expect(calls.map(\.first) == [hidden * (inputs + 1), 256 * inputs, 128 * inputs, 0])
+        #expect(network.gradientCallsPerSum == calls.count)
+        for call in calls {
+            #expect(call.tail == Array(gradient.array[call.first...]), "the gradient from \(call.first) changed after its call")
+        }
+
+        // The same gradient in float64, written out: z1 = W1·x + b1, a1 = relu(z1), y = W2·a1 + b2, loss = Σ mean (y − t)².
+        let p = parameters.array.map(Double.init), x = network.input.array.map(Double.init)
+        let t = network.targets.array.map(Double.init)
+        let w1 = 0, b1 = hidden * inputs, w2 = b1 + hidden, b2 = w2 + outputs * hidden
+        var expected = [Double](repeating: 0, count: p.count)
+        for r in 0..<rows {
+            var z1 = [Double](repeating: 0, count: hidden), dy = [Double](repeating: 0, count: outputs)
+            for h in 0..<hidden {
+                var z = p[b1 + h]
+                for i in 0..<inputs { z += p[w1 + h * inputs + i] * x[r * inputs + i] }
+                z1[h] = z
+            }
+            for o in 0..<outputs {
+                var y = p[b2 + o]
+                for h in 0..<hidden { y += p[w2 + o * hidden + h] * max(z1[h], 0) }
+                dy[o] = 2 * (y - t[r * outputs + o]) / Double(outputs)
+                expected[b2 + o] += dy[o]
+                for h in 0..<hidden { expected[w2 + o * hidden + h] += dy[o] * max(z1[h], 0) }
+            }
+            for h in 0..<hidden where z1[h] > 0 {
+                var dz = 0.0
+                for o in 0..<outputs { dz += dy[o] * p[w2 + o * hidden + h] }
+                expected[b1 + h] += dz
+                for i in 0..<inputs { expected[w1 + h * inputs + i] += dz * x[r * inputs + i] }
+            }
+        }
+        let scale = expected.map(abs).max()!
+        let errors = zip(gradient.array, expected).map { abs(Double($0) - $1) }
+        let worst = errors.indices.max { errors[$0] < errors[$1] }!
+        #expect(errors[worst] <= 1e-5 * scale, "parameter \(worst): \(gradient[worst]) against float64's \(expected[worst])")
+    }
+}

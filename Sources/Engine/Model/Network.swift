@@ -114,22 +114,27 @@ package final class Network {
         for l in stride(from: last, through: 0, by: -1) {
             let dense = self.dense[l]
             let x = l == 0 ? UnsafePointer(input.pointer) : UnsafePointer(activations[l - 1].pointer)
-            // dW = dzᵀ · x  [out, in]
-            products(.transposed, .none, m: dense.outputs, n: dense.inputs, k: rows,
-                 dz, lda: dense.outputs, x, ldb: dense.inputs,
-                 beta: 0, gradient + dense.weightOffset, ldc: dense.inputs)
-            // db = column sums of dz
+            // db = column sums of dz: first, so each block of dW below is final with everything after it.
             let db = gradient + dense.biasOffset
             db.update(repeating: 0, count: dense.outputs)
             for r in 0..<rows {
                 let row = dz + r * dense.outputs
                 for c in 0..<dense.outputs { db[c] += row[c] }
             }
-            if let onLayerGradient {
-                // A part sent here is a span of its own, not this layer's.
-                spans?.record(.backward, l, from: started)
-                onLayerGradient(dense.weightOffset)
-                if spans != nil { started = SpanRecorder.now() }
+            // dW = dzᵀ · x  [out, in], a block of output rows at a time from the last: a worker sends each block's
+            // parts while the next is computed. The blocks depend only on the layer's shape, so every run of a model
+            // multiplies alike, whoever calls.
+            for first in Self.weightBlocks(of: dense) {
+                let outputs = min(first + Self.blockRows(of: dense), dense.outputs) - first
+                products(.transposed, .none, m: outputs, n: dense.inputs, k: rows,
+                     dz + first, lda: dense.outputs, x, ldb: dense.inputs,
+                     beta: 0, gradient + dense.weightOffset + first * dense.inputs, ldc: dense.inputs)
+                if let onLayerGradient {
+                    // A part sent here is a span of its own, not this layer's.
+                    spans?.record(.backward, l, from: started)
+                    onLayerGradient(dense.weightOffset + first * dense.inputs)
+                    if spans != nil { started = SpanRecorder.now() }
+                }
             }
             guard l > 0 else {
                 if onLayerGradient == nil { spans?.record(.backward, l, from: started) }
@@ -146,6 +151,23 @@ package final class Network {
             if spans != nil { started = SpanRecorder.now() }
         }
         return SliceStatistics(samples: rows, lossSum: lossSum, correct: correct)
+    }
+
+    /// Output rows of a block of a layer's weight gradient: about 2^17 parameters (a few of a worker's parts on the
+    /// models where sending them early pays), a multiple of 16 rows (a vector of the products' kernels).
+    static func blockRows(of dense: ParameterLayout.Dense) -> Int {
+        max(16, (1 << 17) / max(dense.inputs, 1) / 16 * 16)
+    }
+
+    /// The first output row of each block of a layer's weight gradient, last block first.
+    static func weightBlocks(of dense: ParameterLayout.Dense) -> StrideTo<Int> {
+        let size = blockRows(of: dense)
+        return stride(from: (dense.outputs - 1) / size * size, to: -1, by: -size)
+    }
+
+    /// How often `gradientSum` calls `onLayerGradient`: once per block of every layer's weight gradient.
+    package var gradientCallsPerSum: Int {
+        dense.reduce(0) { $0 + Self.weightBlocks(of: $1).underestimatedCount }
     }
 
     private var lossInput: UnsafePointer<Float> {
