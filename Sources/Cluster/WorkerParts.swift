@@ -105,7 +105,8 @@ final class PartSender {
             skippedCalls -= 1
             return
         }
-        // The first layer's is the end of backward: its parts go with the rest, after any test-build change.
+        // The call from parameter 0 (the first layer's first block) is the end of backward: its parts go with the
+        // rest, after any test-build change.
         guard failure == nil, first > 0 else { return }
         do { try sendParts(from: first) } catch { failure = error }
     }

@@ -340,7 +340,7 @@ final class WorkerSession {
             sender.packedFloats = try packedFloatParts[index]!.payload(
                 byteCount: arrays * parts.packedRoom) { try waitUntilIdle($0, request.step) }
         }
-        // Floats are final in place as backward finishes each layer; limbs only at the end.
+        // Floats are final in place as backward finishes each block of a layer; limbs only at the end.
         let oneComputer = threads == 1 || floatShards == 1
         let oneSlice = floatShards > 0 || (options.reduction == .fast && request.ranges.count == 1
             && request.microShards <= chunk)

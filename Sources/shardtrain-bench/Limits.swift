@@ -82,8 +82,7 @@ func sharedOperandProducts(_ products: Products, _ layers: [ParameterLayout.Dens
         for d in layers {
             products(.none, .transposed, m: batch, n: d.outputs, k: d.inputs, a.pointer, lda: d.inputs,
                      w.pointer, ldb: d.inputs, beta: 0, c.pointer, ldc: d.outputs)
-            products(.transposed, .none, m: d.outputs, n: d.inputs, k: batch, a.pointer, lda: d.outputs,
-                     a.pointer, ldb: d.inputs, beta: 0, w.pointer, ldc: d.inputs)
+            products.weightGradient(of: d, rows: batch, dz: a.pointer, x: a.pointer, into: w.pointer)
         }
         for d in layers.dropFirst() {
             products(.none, .none, m: batch, n: d.inputs, k: d.outputs, a.pointer, lda: d.outputs,
@@ -117,8 +116,7 @@ func stepOperandProducts(_ products: Products, _ layers: [ParameterLayout.Dense]
         for l in stride(from: layers.count - 1, through: 0, by: -1) {
             let d = layers[l]
             let x = l == 0 ? UnsafePointer(input.pointer) : UnsafePointer(activations[l - 1].pointer)
-            products(.transposed, .none, m: d.outputs, n: d.inputs, k: batch, dz, lda: d.outputs, x,
-                     ldb: d.inputs, beta: 0, gradient.pointer + d.weightOffset, ldc: d.inputs)
+            products.weightGradient(of: d, rows: batch, dz: dz, x: x, into: gradient.pointer + d.weightOffset)
             guard l > 0 else { break }
             products(.none, .none, m: batch, n: d.inputs, k: d.outputs, dz, lda: d.outputs,
                      parameters.pointer + d.weightOffset, ldb: d.inputs, beta: 0, spare, ldc: d.inputs)

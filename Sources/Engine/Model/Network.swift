@@ -29,8 +29,9 @@ package final class Network {
     package let targetWidth: Int
     /// Width of the output layer.
     package let outputWidth: Int
-    /// Called in `gradientSum` as each layer's gradient is written (last layer first), with the first parameter
-    /// from which the gradient is now final: a worker sends those parts while backward goes on.
+    /// Called in `gradientSum` as each block of a layer's weight gradient is written (last layer and last rows first,
+    /// `Products.weightGradient`), with the first parameter from which the gradient is now final: a worker sends
+    /// those parts while backward goes on.
     package var onLayerGradient: ((_ finalFrom: Int) -> Void)?
     /// Set while a traced result is computed (`--trace`): each layer's forward and backward go in as spans.
     package var spans: SpanRecorder?
@@ -122,19 +123,13 @@ package final class Network {
                 for c in 0..<dense.outputs { db[c] += row[c] }
             }
             // dW = dzᵀ · x  [out, in], a block of output rows at a time from the last: a worker sends each block's
-            // parts while the next is computed. The blocks depend only on the layer's shape, so every run of a model
-            // multiplies alike, whoever calls.
-            for first in Self.weightBlocks(of: dense) {
-                let outputs = min(first + Self.blockRows(of: dense), dense.outputs) - first
-                products(.transposed, .none, m: outputs, n: dense.inputs, k: rows,
-                     dz + first, lda: dense.outputs, x, ldb: dense.inputs,
-                     beta: 0, gradient + dense.weightOffset + first * dense.inputs, ldc: dense.inputs)
-                if let onLayerGradient {
-                    // A part sent here is a span of its own, not this layer's.
-                    spans?.record(.backward, l, from: started)
-                    onLayerGradient(dense.weightOffset + first * dense.inputs)
-                    if spans != nil { started = SpanRecorder.now() }
-                }
+            // parts while the next is multiplied.
+            products.weightGradient(of: dense, rows: rows, dz: dz, x: x, into: gradient + dense.weightOffset) { first in
+                guard let onLayerGradient else { return }
+                // A part sent here is a span of its own, not this layer's.
+                spans?.record(.backward, l, from: started)
+                onLayerGradient(dense.weightOffset + first * dense.inputs)
+                if spans != nil { started = SpanRecorder.now() }
             }
             guard l > 0 else {
                 if onLayerGradient == nil { spans?.record(.backward, l, from: started) }
@@ -153,21 +148,9 @@ package final class Network {
         return SliceStatistics(samples: rows, lossSum: lossSum, correct: correct)
     }
 
-    /// Output rows of a block of a layer's weight gradient: about 2^17 parameters (a few of a worker's parts on the
-    /// models where sending them early pays), a multiple of 16 rows (a vector of the products' kernels).
-    static func blockRows(of dense: ParameterLayout.Dense) -> Int {
-        max(16, (1 << 17) / max(dense.inputs, 1) / 16 * 16)
-    }
-
-    /// The first output row of each block of a layer's weight gradient, last block first.
-    static func weightBlocks(of dense: ParameterLayout.Dense) -> StrideTo<Int> {
-        let size = blockRows(of: dense)
-        return stride(from: (dense.outputs - 1) / size * size, to: -1, by: -size)
-    }
-
     /// How often `gradientSum` calls `onLayerGradient`: once per block of every layer's weight gradient.
     package var gradientCallsPerSum: Int {
-        dense.reduce(0) { $0 + Self.weightBlocks(of: $1).underestimatedCount }
+        dense.reduce(0) { $0 + Products.weightGradientBlockCount(of: $1) }
     }
 
     private var lossInput: UnsafePointer<Float> {

@@ -110,6 +110,38 @@ package final class Products {
 }
 
 extension Products {
+    /// Output rows of a block of a layer's weight gradient: about 2^17 parameters (a few of a worker's parts on the
+    /// models where sending them early pays, and a block that stays in cache while it is written), a multiple of 16
+    /// rows (a vector of the products' kernels) and 16 at least, so more than 2^17 where a row is over 2^13 inputs.
+    package static func weightGradientBlockRows(of dense: ParameterLayout.Dense) -> Int {
+        max(16, (1 << 17) / max(dense.inputs, 1) / 16 * 16)
+    }
+
+    /// The blocks of a layer's weight gradient.
+    package static func weightGradientBlockCount(of dense: ParameterLayout.Dense) -> Int {
+        let size = weightGradientBlockRows(of: dense)
+        return (dense.outputs + size - 1) / size
+    }
+
+    /// One layer's weight gradient dW = dzᵀ · x  [out, in] into `weights`, a block of output rows at a time from the
+    /// last, calling `blockWritten` with each block's first row once it is written. The one place these products are
+    /// shaped: `Network`, the fingerprint and the benchmarks all multiply through it, so what exact mode compares at
+    /// join is what training computes (a block's shape can take another kernel than the whole product's, or the
+    /// plain loop). The blocks depend only on the layer's shape, so every run of a model multiplies alike.
+    package func weightGradient(of dense: ParameterLayout.Dense, rows: Int, dz: UnsafePointer<Float>,
+                                x: UnsafePointer<Float>, into weights: UnsafeMutablePointer<Float>,
+                                blockWritten: (_ firstRow: Int) -> Void = { _ in }) {
+        let size = Self.weightGradientBlockRows(of: dense)
+        for block in stride(from: Self.weightGradientBlockCount(of: dense) - 1, through: 0, by: -1) {
+            let first = block * size, outputs = min(first + size, dense.outputs) - first
+            self(.transposed, .none, m: outputs, n: dense.inputs, k: rows, dz + first, lda: dense.outputs,
+                 x, ldb: dense.inputs, beta: 0, weights + first * dense.inputs, ldc: dense.inputs)
+            blockWritten(first)
+        }
+    }
+}
+
+extension Products {
     /// A hash of the bits of every product a network of `spec` makes on a micro-shard of each of `rows` samples
     /// (forward, weight gradients, input gradients; the shapes and strides `Network` uses), on fixed made-up inputs.
     /// Two processes with the same fingerprint compute these products identically, so exact mode compares it
@@ -137,8 +169,7 @@ extension Products {
                 products(.none, .transposed, m: r, n: d.outputs, k: d.inputs, x.pointer, lda: d.inputs,
                          w.pointer, ldb: d.inputs, beta: 0, out.pointer, ldc: d.outputs)
                 mix(r * d.outputs)
-                products(.transposed, .none, m: d.outputs, n: d.inputs, k: r, dz.pointer, lda: d.outputs,
-                         x.pointer, ldb: d.inputs, beta: 0, out.pointer, ldc: d.inputs)
+                products.weightGradient(of: d, rows: r, dz: dz.pointer, x: x.pointer, into: out.pointer)
                 mix(d.outputs * d.inputs)
                 products(.none, .none, m: r, n: d.inputs, k: d.outputs, dz.pointer, lda: d.outputs,
                          w.pointer, ldb: d.inputs, beta: 0, out.pointer, ldc: d.inputs)
